@@ -1,0 +1,141 @@
+"""The connector interface: importers produce entries, exporters receive them.
+
+A snapshot is a tree of entries. An *importer* (``fs:``, ``k8s://``, ``etcd://``, ``pvc://``)
+walks its source and yields :class:`Entry` objects; the engine chunks, deduplicates, encrypts
+and stores their content and builds the tree. An *exporter* (``fs:``, ``k8s://``, ``pvc://``,
+``s3://``) is handed the entries of a snapshot (or of a part of it) with their content, in
+tree order, and writes them to a destination.
+
+Connectors know nothing of packs, chunks or keys; the engine knows nothing of Kubernetes.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, ClassVar
+
+
+class EntryType(str, enum.Enum):
+    DIR = "dir"
+    FILE = "file"
+    SYMLINK = "symlink"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One node of a snapshot tree.
+
+    ``path`` is relative and slash-separated (``"namespaces/web/apps/deployments/api.yaml"``),
+    without a leading slash, ``.`` or ``..`` components.
+
+    A file's content comes from ``data`` (small, in memory) or from ``opener`` (a callable
+    returning a binary stream, read once, sequentially). ``reuse_key`` is an importer-defined
+    identity of the content (the fs importer uses inode, size, mtime and ctime): when the parent
+    snapshot holds a file at the same path with the same ``reuse_key``, the engine reuses its
+    chunk list without reading the content again.
+
+    ``attrs`` carries connector metadata (a Kubernetes object's kind, namespace, ...); it must be
+    msgpack-serialisable (str keys; str, int, float, bool, None, bytes, lists and dicts of those).
+    """
+
+    path: str
+    type: EntryType
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    size: int = 0
+    target: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    data: bytes | None = None
+    opener: Callable[[], IO[bytes]] | None = None
+    reuse_key: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What a snapshot was taken from; stored in the snapshot's metadata."""
+
+    uri: str            # normalised source URI, e.g. "fs:/srv/data", "k8s://prod", "etcd://10.0.0.1:2379"
+    kind: str           # layer: "fs", "manifests", "etcd", "volume", ...
+    host: str = ""      # host name or cluster name the data came from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Importer(abc.ABC):
+    """A source of entries. Used as a context manager: ``with imp: for e in imp.entries(): ...``.
+
+    ``entries()`` yields each directory before anything under it, and everything under one
+    directory as one contiguous run (a depth-first pre-order walk; siblings in any order).
+    Parent directories that are never yielded are created with default metadata.
+    """
+
+    scheme: ClassVar[str]
+
+    @abc.abstractmethod
+    def source(self) -> SourceInfo: ...
+
+    @abc.abstractmethod
+    def entries(self) -> Iterator[Entry]: ...
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra snapshot metadata known only after ``entries()`` is exhausted (e.g. etcd revision)."""
+        return {}
+
+    def warnings(self) -> list[str]:
+        """Problems that did not fail the backup (an unlistable resource, a skipped file)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and temporary resources; called on success, failure and interrupt."""
+
+    def __enter__(self) -> Importer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Exporter(abc.ABC):
+    """A destination for entries. Used as a context manager.
+
+    The engine calls ``directory`` for a path before ``file``/``symlink`` for anything under it.
+    ``file`` may be called from several threads at once (for different paths); ``data`` yields the
+    content's pieces in order and raises ``errors.IntegrityError`` if stored data fails
+    verification, in which case the exporter must not leave a silently wrong file behind.
+    ``finish`` runs once after everything was written (the fs exporter sets directory times there).
+    """
+
+    scheme: ClassVar[str]
+
+    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:  # noqa: B027
+        """Called once before any entry, with the snapshot's source and metadata."""
+
+    @abc.abstractmethod
+    def directory(self, entry: Entry) -> None: ...
+
+    @abc.abstractmethod
+    def file(self, entry: Entry, data: Iterable[bytes]) -> None: ...
+
+    @abc.abstractmethod
+    def symlink(self, entry: Entry) -> None: ...
+
+    def finish(self) -> list[str]:
+        """Complete the restore; return warnings for the report."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; called on success, failure and interrupt."""
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

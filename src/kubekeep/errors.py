@@ -1,0 +1,80 @@
+"""kubekeep's exception hierarchy.
+
+Every failure a user can hit has a class and a one-line message that says what went wrong
+and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``exc.exit_code``.
+
+    KubekeepError
+    ├── UsageError                 bad arguments, a malformed URI or selector
+    ├── RepositoryError            the repository as a whole
+    │   ├── RepositoryNotFound     nothing at that location
+    │   ├── RepositoryExists       init over an existing repository
+    │   ├── WrongPassword          no key opens with that password
+    │   ├── RepositoryLocked       an exclusive lock is held elsewhere
+    │   └── IntegrityError         a pack, blob or metadata object failed verification
+    ├── SnapshotNotFound           no snapshot matches an id prefix or name
+    ├── PathNotFound               no entry at that path inside a snapshot
+    ├── StorageError               the backend failed (I/O, network, permissions)
+    │   └── ObjectNotFound         a named object is missing from the backend
+    └── ConnectorError             a source or destination failed
+        └── SourceUnreachable      the cluster, etcd or agent cannot be reached
+"""
+
+from __future__ import annotations
+
+
+class KubekeepError(Exception):
+    """Base class of every error kubekeep reports to a user."""
+
+    exit_code = 1
+
+
+class UsageError(KubekeepError):
+    exit_code = 2
+
+
+class RepositoryError(KubekeepError):
+    exit_code = 10
+
+
+class RepositoryNotFound(RepositoryError):
+    exit_code = 10
+
+
+class RepositoryExists(RepositoryError):
+    exit_code = 10
+
+
+class WrongPassword(RepositoryError):
+    exit_code = 12
+
+
+class RepositoryLocked(RepositoryError):
+    exit_code = 11
+
+
+class IntegrityError(RepositoryError):
+    exit_code = 13
+
+
+class SnapshotNotFound(KubekeepError):
+    exit_code = 14
+
+
+class PathNotFound(KubekeepError):
+    exit_code = 14
+
+
+class StorageError(KubekeepError):
+    exit_code = 15
+
+
+class ObjectNotFound(StorageError):
+    exit_code = 15
+
+
+class ConnectorError(KubekeepError):
+    exit_code = 16
+
+
+class SourceUnreachable(ConnectorError):
+    exit_code = 17

@@ -1,0 +1,1 @@
+"""Storage backends: where a repository's objects live. See ``base.Backend``."""
