@@ -1,0 +1,218 @@
+"""kubekeep's Python API: the one surface the CLI and the web UI are shells over.
+
+Every function takes plain values, raises ``kubekeep.errors`` exceptions with one-line
+messages, and takes the repository lock its work needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubekeep import connectors, errors
+from kubekeep.engine.backup import ProgressCallback, run_backup
+from kubekeep.engine.check import CheckReport, run_check
+from kubekeep.engine.diff import Change, diff_trees
+from kubekeep.engine.locks import remove_stale_locks
+from kubekeep.engine.prune import PruneReport, run_prune
+from kubekeep.engine.repository import Repository
+from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore
+from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
+from kubekeep.engine.snapshot import Snapshot
+from kubekeep.engine.snapshot_copy import run_copy
+from kubekeep.engine.tree import Node
+from kubekeep.storage import open_backend
+
+__all__ = [
+    "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
+    "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
+    "copy", "unlock",
+]
+
+
+@dataclass
+class RepositoryOptions:
+    """Where a repository is and how to reach it."""
+
+    location: str
+    password: str
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def read_password(password: str | None = None, password_file: str | None = None) -> str | None:
+    """The password from an explicit value, a file, ``KUBEKEEP_PASSWORD`` or
+    ``KUBEKEEP_PASSWORD_FILE``, in that order; None if none is given."""
+    if password:
+        return password
+    path = password_file or os.environ.get("KUBEKEEP_PASSWORD_FILE")
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise errors.UsageError(f"cannot read password file {path}: {exc.strerror}") from None
+        pw = text.splitlines()[0] if text else ""
+        if not pw:
+            raise errors.UsageError(f"password file {path} is empty")
+        return pw
+    return os.environ.get("KUBEKEEP_PASSWORD") or None
+
+
+def open_repository(opts: RepositoryOptions) -> Repository:
+    backend = open_backend(opts.location, **opts.backend_options)
+    return Repository.open(backend, opts.password, cache_root=opts.cache_dir, no_cache=opts.no_cache)
+
+
+def init_repository(opts: RepositoryOptions, *, kdf: dict[str, int | str] | None = None) -> Repository:
+    backend = open_backend(opts.location, **opts.backend_options)
+    return Repository.init(backend, opts.password, kdf=kdf, cache_root=opts.cache_dir, no_cache=opts.no_cache)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``SNAP[:PATH]`` -> ``(SNAP, PATH)``."""
+    snap, _, path = ref.partition(":")
+    if not snap:
+        raise errors.UsageError(f"{ref!r}: expected SNAPSHOT[:PATH] (an id prefix or 'latest')")
+    return snap, path
+
+
+def find_snapshot(repo: Repository, ref: str) -> Snapshot:
+    return repo.find_snapshot(ref)
+
+
+def snapshots(repo: Repository, *, tags: Iterable[str] = (), source: str | None = None,
+              kind: str | None = None, host: str | None = None) -> list[Snapshot]:
+    """Snapshots, oldest first, filtered: every tag in ``tags``, the source URI, the kind, the host."""
+    wanted = set(tags)
+    return [s for s in repo.snapshots()
+            if wanted <= set(s.tags)
+            and (source is None or s.uri == source or s.uri == f"fs:{source}")
+            and (kind is None or s.kind == kind)
+            and (host is None or s.source.get("host") == host or s.hostname == host)]
+
+
+def backup(repo: Repository, source: str, *, tags: Iterable[str] = (), parent: str | None = None,
+           force: bool = False, progress: ProgressCallback | None = None,
+           options: dict[str, Any] | None = None) -> Snapshot:
+    """Back up ``source`` (a connector URI or a path) into a new snapshot."""
+    importer = connectors.open_importer(source, **(options or {}))
+    with repo.lock(), importer:
+        parent_snap = repo.find_snapshot(parent) if parent else None
+        return run_backup(repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force,
+                          progress=progress)
+
+
+def restore(repo: Repository, ref: str, destination: str, *, include: NodeFilter | None = None,
+            options: dict[str, Any] | None = None) -> RestoreStats:
+    snap_ref, path = split_ref(ref)
+    exporter = connectors.open_exporter(destination, **(options or {}))
+    with repo.lock(), exporter:
+        snap = repo.find_snapshot(snap_ref)
+        return run_restore(repo, snap, exporter, path=path, include=include)
+
+
+def ls(repo: Repository, ref: str, *, recursive: bool = False) -> Iterator[tuple[str, Node]]:
+    """Entries under ``SNAP[:PATH]``: the directory's children (all descendants if recursive),
+    or the single entry when PATH is a file. Paths are absolute within the snapshot."""
+    snap_ref, path = split_ref(ref)
+    snap = repo.find_snapshot(snap_ref)
+    node = repo.resolve(snap, path)
+    base = "/" + path.strip("/") if path.strip("/") else ""
+    if node.type != "dir":
+        yield base or "/", node
+        return
+    if node.subtree is None:
+        return
+    if recursive:
+        for rel, child in repo.walk(node.subtree):
+            yield f"{base}/{rel}", child
+    else:
+        for child in repo.load_tree(node.subtree):
+            yield f"{base}/{child.name}", child
+
+
+def cat(repo: Repository, ref: str) -> Iterator[bytes]:
+    snap_ref, path = split_ref(ref)
+    if not path.strip("/"):
+        raise errors.UsageError(f"{ref!r}: name a file, as SNAPSHOT:PATH")
+    snap = repo.find_snapshot(snap_ref)
+    node = repo.resolve(snap, path)
+    if node.type != "file":
+        raise errors.UsageError(f"{path} is a {node.type}, not a file")
+    return repo.read_file(node)
+
+
+def diff(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", metadata: bool = True) -> list[Change]:
+    a = repo.find_snapshot(ref_a)
+    b = repo.find_snapshot(ref_b)
+    prefix = path.strip("/")
+    tree_a = _subtree(repo, a, prefix)
+    tree_b = _subtree(repo, b, prefix)
+    return list(diff_trees(repo, tree_a, repo, tree_b, prefix, metadata=metadata))
+
+
+def _subtree(repo: Repository, snap: Snapshot, path: str) -> bytes | None:
+    if not path:
+        return bytes.fromhex(snap.tree)
+    try:
+        node = repo.resolve(snap, path)
+    except errors.PathNotFound:
+        return None
+    if node.type != "dir":
+        raise errors.UsageError(f"{path} is not a directory")
+    return node.subtree
+
+
+def check(repo: Repository, *, read_data: bool = False,
+          progress: Callable[[str, int, int], None] | None = None) -> CheckReport:
+    with repo.lock():
+        return run_check(repo, read_data=read_data, progress=progress)
+
+
+def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str] = (),
+           group_by: tuple[str, ...] = ("host", "source"), tags: Iterable[str] = (),
+           dry_run: bool = False) -> list[Decision]:
+    """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter)."""
+    ids = list(ids)
+    if not ids and (policy is None or policy.empty()):
+        raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
+    with repo.lock(exclusive=True):
+        decisions: list[Decision] = []
+        if ids:
+            for ref in ids:
+                snap = repo.find_snapshot(ref)
+                decisions.append(Decision(snap, False, ["named"]))
+        else:
+            assert policy is not None
+            groups: dict[tuple[str, ...], list[Snapshot]] = {}
+            for snap in snapshots(repo, tags=tags):
+                groups.setdefault(group_key(snap, group_by), []).append(snap)
+            for group in groups.values():
+                decisions.extend(apply_policy(group, policy))
+        if not dry_run:
+            for d in decisions:
+                if not d.keep:
+                    repo.delete_snapshot(d.snapshot.id)
+        return decisions
+
+
+def prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
+          progress: Callable[[str], None] | None = None) -> PruneReport:
+    with repo.lock(exclusive=True):
+        return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+
+
+def copy(src: Repository, dst: Repository, refs: Iterable[str] = (),
+         progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
+    refs = list(refs)
+    with src.lock(), dst.lock():
+        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots()
+        return run_copy(src, dst, snaps, progress=progress)
+
+
+def unlock(repo: Repository, *, remove_all: bool = False) -> int:
+    return remove_stale_locks(repo, everything=remove_all)

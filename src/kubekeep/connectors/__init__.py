@@ -1,0 +1,58 @@
+"""Connectors: where snapshots come from (importers) and go to (exporters).
+
+Each connector is one module exposing ``open_importer(uri, **options)`` and/or
+``open_exporter(uri, **options)``; this registry maps a URI's scheme to that module and imports
+it only when used (the Kubernetes and gRPC clients are slow to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from kubekeep import errors
+from kubekeep.connectors.base import Exporter, Importer
+
+IMPORTERS: dict[str, str] = {
+    "fs": "kubekeep.connectors.fs",
+    "k8s": "kubekeep.connectors.k8s",
+    "etcd": "kubekeep.connectors.etcd",
+    "pvc": "kubekeep.connectors.pvc",
+}
+EXPORTERS: dict[str, str] = {
+    "fs": "kubekeep.connectors.fs",
+    "k8s": "kubekeep.connectors.k8s",
+    "pvc": "kubekeep.connectors.pvc",
+    "s3": "kubekeep.connectors.s3",
+}
+
+
+def scheme_of(uri: str) -> str:
+    """``fs`` for paths and ``fs:PATH``; otherwise the part before ``:`` (``k8s://ctx`` -> ``k8s``)."""
+    if not uri:
+        raise errors.UsageError("empty source or destination")
+    head, sep, _ = uri.partition(":")
+    if not sep or "/" in head or head in ("", ".") or len(head) == 1:
+        return "fs"  # a plain path (also "C:"-like single letters are not schemes)
+    return head.lower()
+
+
+def _module(uri: str, table: dict[str, str], what: str) -> Any:
+    scheme = scheme_of(uri)
+    name = table.get(scheme)
+    if name is None:
+        raise errors.UsageError(f"unknown {what} {uri!r}: expected one of {', '.join(s + ':' for s in sorted(table))}")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise errors.UsageError(f"the {scheme}: {what} is not available in this kubekeep build") from None
+        raise
+
+
+def open_importer(uri: str, **options: Any) -> Importer:
+    return _module(uri, IMPORTERS, "source").open_importer(uri, **options)  # type: ignore[no-any-return]
+
+
+def open_exporter(uri: str, **options: Any) -> Exporter:
+    return _module(uri, EXPORTERS, "destination").open_exporter(uri, **options)  # type: ignore[no-any-return]

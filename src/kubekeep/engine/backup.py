@@ -1,0 +1,309 @@
+"""The backup pipeline: an importer's entries in, a snapshot out.
+
+The importer walks its source on the calling thread (depth-first pre-order, see
+``connectors.base.Importer``); file contents are chunked, hashed, deduplicated, compressed and
+encrypted by a small pool of workers (the heavy libraries release the GIL); a directory's tree
+blob is written when the walk leaves it. Files whose ``reuse_key`` matches the parent
+snapshot's are not read again. The snapshot file is written last, after every pack and index
+file it needs is stored: a run killed at any point leaves no snapshot and a valid repository.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kubekeep import __version__, errors
+from kubekeep.connectors.base import Entry, EntryType, Importer
+from kubekeep.engine import host
+from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.pack import DATA, TREE
+from kubekeep.engine.repository import Repository
+from kubekeep.engine.snapshot import Snapshot, now_rfc3339
+from kubekeep.engine.tree import DIR, FILE, Node, encode_tree
+from kubekeep.engine.writer import BlobWriter
+
+
+@dataclass
+class BackupStats:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    files_unchanged: int = 0
+    bytes_total: int = 0          # logical size of all files
+    bytes_read: int = 0           # bytes actually read and chunked
+    bytes_new: int = 0            # plaintext bytes of blobs the repository did not have
+    bytes_stored: int = 0         # bytes added to the repository
+    blobs_new: int = 0
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    """Counters the CLI and UI render while a backup runs (read without locking)."""
+
+    files: int = 0
+    bytes_done: int = 0
+    bytes_new: int = 0
+    current: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _OpenDir:
+    path: str
+    node: Node                                  # the directory's own node (in its parent)
+    children: list[Node] = field(default_factory=list)
+    pending: list[tuple[Node, Future[tuple[list[bytes], int] | None]]] = field(default_factory=list)
+
+
+class _ParentTree:
+    """Looks up nodes of the parent snapshot by directory, loading trees on demand."""
+
+    def __init__(self, repo: Repository, root: bytes | None) -> None:
+        self.repo = repo
+        self.dirs: dict[str, dict[str, Node] | None] = {"": self._load(root)}
+
+    def _load(self, tree_id: bytes | None) -> dict[str, Node] | None:
+        if tree_id is None or self.repo.index.lookup(tree_id) is None:
+            return None
+        return {n.name: n for n in self.repo.load_tree(tree_id)}
+
+    def dir(self, path: str) -> dict[str, Node] | None:
+        if path in self.dirs:
+            return self.dirs[path]
+        parent, _, name = path.rpartition("/")
+        parent_nodes = self.dir(parent)
+        node = parent_nodes.get(name) if parent_nodes else None
+        nodes = self._load(node.subtree) if node is not None and node.type == DIR else None
+        self.dirs[path] = nodes
+        return nodes
+
+    def forget(self, path: str) -> None:
+        self.dirs.pop(path, None)
+
+
+def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
+    """The latest snapshot of the same source, used to skip unchanged files."""
+    candidates = [s for s in repo.snapshots() if s.uri == uri and s.source.get("host", "") == host]
+    return candidates[-1] if candidates else None
+
+
+def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None = None,
+               parent: Snapshot | None = None, use_parent: bool = True, workers: int = 2,
+               progress: ProgressCallback | None = None, extra_metadata: dict[str, Any] | None = None) -> Snapshot:
+    """Back up everything ``importer`` yields into a new snapshot and return it.
+
+    The caller holds a (shared) repository lock.
+    """
+    started = time.monotonic()
+    source = importer.source()
+    if parent is None and use_parent:
+        parent = find_parent(repo, source.uri, source.host)
+    run = _BackupRun(repo, parent, workers, progress)
+    try:
+        root_id = run.ingest(importer)
+        run.writer.flush()
+    finally:
+        run.close()
+    stats = run.stats
+    stats.bytes_new = run.writer.stats.bytes_raw_new
+    stats.bytes_stored = run.writer.stats.bytes_stored
+    stats.blobs_new = run.writer.stats.blobs_new
+    metadata = dict(importer.metadata())
+    metadata.update(extra_metadata or {})
+    snap = Snapshot(
+        time=now_rfc3339(),
+        tree=root_id.hex(),
+        source={"uri": source.uri, "kind": source.kind, "host": source.host, "extra": source.extra},
+        hostname=host.hostname(),
+        username=host.username(),
+        tags=sorted(set(tags or [])),
+        parent=parent.id if parent else None,
+        metadata=metadata,
+        warnings=list(importer.warnings()) + run.warnings,
+        program_version=__version__,
+    )
+    stats.duration_s = round(time.monotonic() - started, 3)
+    snap.stats = stats.to_dict()
+    # the snapshot file itself is counted in bytes_stored after it is written
+    repo.save_snapshot(snap)
+    return snap
+
+
+class _BackupRun:
+    def __init__(self, repo: Repository, parent: Snapshot | None, workers: int,
+                 progress: ProgressCallback | None) -> None:
+        self.repo = repo
+        self.writer: BlobWriter = repo.writer()
+        self.chunker = Chunker(repo.config["chunker"], repo.master.chunker_seed)
+        self.parent = _ParentTree(repo, bytes.fromhex(parent.tree) if parent else None)
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-backup")
+        self.slots = threading.BoundedSemaphore(max(1, workers) * 4)
+        self.stats = BackupStats()
+        self.progress = Progress()
+        self.callback = progress
+        self.warnings: list[str] = []
+        self._lock = threading.Lock()
+        self._last_report = 0.0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.writer.close()
+
+    # -- tree building ------------------------------------------------------------------------
+    def ingest(self, importer: Importer) -> bytes:
+        root = _OpenDir("", Node(name="", type=DIR, mode=0o755))
+        stack = [root]
+        for entry in importer.entries():
+            path = _check_path(entry.path)
+            parent_path, _, name = path.rpartition("/")
+            while stack[-1].path != parent_path and not _is_ancestor(stack[-1].path, parent_path):
+                self._close_dir(stack)
+            while stack[-1].path != parent_path:  # implicit parent directories
+                top = stack[-1].path
+                rest = parent_path[len(top) + 1:] if top else parent_path
+                implicit = rest.split("/", 1)[0]
+                self._open_dir(stack, Entry(f"{top}/{implicit}" if top else implicit, EntryType.DIR, mode=0o755))
+            if entry.type == EntryType.DIR:
+                self._open_dir(stack, entry)
+            elif entry.type == EntryType.SYMLINK:
+                stack[-1].children.append(Node.from_entry(entry, name))
+                self.stats.symlinks += 1
+            else:
+                self._add_file(stack[-1], entry, name)
+            self._report(path)
+        while len(stack) > 1:
+            self._close_dir(stack)
+        return self._finish_dir(root)
+
+    def _open_dir(self, stack: list[_OpenDir], entry: Entry) -> None:
+        path = entry.path.strip("/")
+        node = Node.from_entry(entry, path.rpartition("/")[2])
+        stack[-1].children.append(node)
+        stack.append(_OpenDir(path, node))
+        self.stats.dirs += 1
+
+    def _close_dir(self, stack: list[_OpenDir]) -> None:
+        d = stack.pop()
+        d.node.subtree = self._finish_dir(d)
+        self.parent.forget(d.path)
+
+    def _finish_dir(self, d: _OpenDir) -> bytes:
+        for node, fut in d.pending:
+            result = fut.result()
+            if result is None:
+                d.children.remove(node)
+                continue
+            node.content, node.size = result
+        names: set[str] = set()
+        for child in d.children:
+            if child.name in names:
+                raise errors.ConnectorError(f"the source yielded {d.path}/{child.name} twice")
+            names.add(child.name)
+        return self.writer.save(TREE, encode_tree(d.children))
+
+    # -- files --------------------------------------------------------------------------------
+    def _add_file(self, d: _OpenDir, entry: Entry, name: str) -> None:
+        node = Node.from_entry(entry, name)
+        d.children.append(node)
+        self.stats.files += 1
+        reused = self._reusable(d.path, name, entry)
+        if reused is not None:
+            node.content, node.size = reused.content, reused.size
+            self.stats.files_unchanged += 1
+            self.stats.bytes_total += reused.size
+            self.progress.bytes_done += reused.size
+            return
+        self.slots.acquire()
+        try:
+            fut = self.pool.submit(self._read_file, entry)
+        except BaseException:
+            self.slots.release()
+            raise
+        d.pending.append((node, fut))
+
+    def _reusable(self, dir_path: str, name: str, entry: Entry) -> Node | None:
+        if entry.reuse_key is None:
+            return None
+        nodes = self.parent.dir(dir_path)
+        old = nodes.get(name) if nodes else None
+        if old is None or old.type != FILE or old.reuse_key != entry.reuse_key or old.size != entry.size:
+            return None
+        if not all(self.writer.has(c) for c in old.content):
+            return None
+        return old
+
+    def _read_file(self, entry: Entry) -> tuple[list[bytes], int] | None:
+        try:
+            content: list[bytes] = []
+            size = 0
+            if entry.data is not None:
+                chunks = self.chunker.buffer(entry.data)
+                size = self._store_chunks(chunks, content)
+            elif entry.opener is not None:
+                try:
+                    stream = entry.opener()
+                except OSError as exc:
+                    self._warn(f"{entry.path}: {exc.strerror or exc}; skipped")
+                    return None
+                with stream:
+                    size = self._store_chunks(self.chunker.stream(stream), content)
+            with self._lock:
+                self.stats.bytes_total += size
+                self.stats.bytes_read += size
+                self.progress.files += 1
+            return content, size
+        except OSError as exc:
+            self._warn(f"{entry.path}: read failed: {exc.strerror or exc}; skipped")
+            return None
+        finally:
+            self.slots.release()
+
+    def _store_chunks(self, chunks: Any, content: list[bytes]) -> int:
+        size = 0
+        writer = self.writer
+        master = self.repo.master
+        for chunk in chunks:
+            blob_id = master.blob_id(chunk)
+            if not writer.has(blob_id):
+                writer.save(DATA, chunk, blob_id)
+            content.append(blob_id)
+            size += len(chunk)
+            self.progress.bytes_done += len(chunk)
+        return size
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
+            self.warnings.append(message)
+
+    def _report(self, path: str) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if now - self._last_report >= 0.1:
+            self._last_report = now
+            self.progress.current = path
+            self.progress.bytes_new = self.writer.stats.bytes_raw_new
+            self.callback(self.progress)
+
+
+def _check_path(path: str) -> str:
+    path = path.strip("/")
+    parts = path.split("/")
+    if not path or any(p in ("", ".", "..") for p in parts):
+        raise errors.ConnectorError(f"the source yielded an invalid path {path!r}")
+    return path
+
+
+def _is_ancestor(ancestor: str, path: str) -> bool:
+    return ancestor == "" or path.startswith(ancestor + "/")

@@ -1,0 +1,28 @@
+"""Format constants shared by the engine modules. Changing any of these is a format change:
+bump ``REPOSITORY_VERSION`` and document it in docs/format.md."""
+
+from __future__ import annotations
+
+REPOSITORY_VERSION = 1
+
+#: FastCDC parameters (bytes). pyfastcdc's real mean is avg + min, so these give ~1 MiB chunks:
+#: large enough that a 10 TB repository indexes ~10 M chunks, small enough to dedup well.
+CHUNK_MIN = 256 * 1024
+CHUNK_AVG = 768 * 1024
+CHUNK_MAX = 8 * 1024 * 1024
+
+#: target pack size: few enough objects for S3 listings and request costs, small enough that a
+#: bounded number of packs in flight keeps memory low.
+PACK_SIZE = 16 * 1024 * 1024
+#: tree packs are cached locally whole, so they are kept smaller.
+TREE_PACK_SIZE = 4 * 1024 * 1024
+#: packs being uploaded at once (memory ~= this x PACK_SIZE)
+UPLOADS_IN_FLIGHT = 4
+
+DEFAULT_COMPRESSION_LEVEL = 3
+
+# additional data binding metadata ciphertexts to their role
+AAD_CONFIG = b"config"
+AAD_INDEX = b"index"
+AAD_SNAPSHOT = b"snapshot"
+AAD_LOCK = b"lock"

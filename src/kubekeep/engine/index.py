@@ -1,0 +1,173 @@
+"""The blob index: where every blob lives (pack, offset, length), so a lookup needs no scan.
+
+In memory the index is a set of numpy arrays sorted by the first 8 bytes of the blob id, plus
+a small dict of blobs added since the last merge. That costs about 57 bytes per blob: some
+570 MB at 10 million blobs (about 10 TB of 1 MiB chunks), against several GB for a dict of
+Python objects. On storage it is a set of encrypted ``index/<id>`` files, each listing some packs
+and their blobs; backups add files, prune rewrites them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from kubekeep import errors
+from kubekeep.engine.pack import BlobEntry
+
+_ROW = np.dtype([("pack", "<u4"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4"), ("type", "u1")])
+_MERGE_AT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack_id: bytes
+    type: int
+    offset: int
+    length: int
+    raw_length: int
+
+
+def _key(blob_id: bytes) -> int:
+    return int.from_bytes(blob_id[:8], "big")
+
+
+class Index:
+    """Thread-safe map from blob id to its location."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pack_ids: list[bytes] = []
+        self._pack_no: dict[bytes, int] = {}
+        # (keys, ids, rows) swapped as one tuple so lock-free readers never see a torn update
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            np.empty(0, np.uint64), np.empty((0, 32), np.uint8), np.empty(0, _ROW))
+        self._pending: dict[bytes, tuple[int, int, int, int, int]] = {}
+        self._pending_list: list[tuple[bytes, tuple[int, int, int, int, int]]] = []
+
+    # -- building -------------------------------------------------------------------------
+    def _pack_number(self, pack_id: bytes) -> int:
+        no = self._pack_no.get(pack_id)
+        if no is None:
+            no = self._pack_no[pack_id] = len(self._pack_ids)
+            self._pack_ids.append(pack_id)
+        return no
+
+    def add_pack(self, pack_id: bytes, entries: Iterable[BlobEntry]) -> None:
+        with self._lock:
+            no = self._pack_number(pack_id)
+            for e in entries:
+                row = (no, e.offset, e.length, e.raw_length, e.type)
+                self._pending.setdefault(e.id, row)
+                self._pending_list.append((e.id, row))
+            if len(self._pending_list) >= _MERGE_AT:
+                self._merge()
+
+    def add_bulk(self, packs: Iterable[tuple[bytes, list[list[object]]]]) -> None:
+        """Add many packs at once (index loading): ``(pack_id, [[type, id, off, len, raw], ...])``."""
+        ids: list[bytes] = []
+        rows: list[tuple[int, int, int, int, int]] = []
+        with self._lock:
+            for pack_id, blobs in packs:
+                no = self._pack_number(pack_id)
+                for t, i, o, n, r in blobs:  # type: ignore[misc]
+                    ids.append(i)  # type: ignore[arg-type]
+                    rows.append((no, o, n, r, t))  # type: ignore[arg-type]
+            self._merge_arrays(ids, rows)
+
+    def _merge(self) -> None:
+        ids = [i for i, _ in self._pending_list]
+        rows = [r for _, r in self._pending_list]
+        self._merge_arrays(ids, rows)
+        self._pending.clear()
+        self._pending_list.clear()
+
+    def _merge_arrays(self, ids: list[bytes], rows: list[tuple[int, int, int, int, int]]) -> None:
+        if not ids:
+            return
+        new_ids = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 32)
+        new_keys = new_ids[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        new_rows = np.array(rows, _ROW)
+        old_keys, old_ids, old_rows = self._arrays
+        keys = np.concatenate([old_keys, new_keys])
+        order = np.argsort(keys, kind="stable")
+        self._arrays = (keys[order], np.concatenate([old_ids, new_ids])[order],
+                        np.concatenate([old_rows, new_rows])[order])
+
+    # -- lookups --------------------------------------------------------------------------
+    def _find_row(self, blob_id: bytes) -> tuple[int, int, int, int, int] | None:
+        row = self._pending.get(blob_id)
+        if row is not None:
+            return row
+        keys, ids, rows = self._arrays
+        if not len(keys):
+            return None
+        key = _key(blob_id)
+        i = int(np.searchsorted(keys, np.uint64(key), side="left"))
+        n = len(keys)
+        while i < n and int(keys[i]) == key:
+            if ids[i].tobytes() == blob_id:
+                r = rows[i]
+                return (int(r["pack"]), int(r["offset"]), int(r["length"]), int(r["raw"]), int(r["type"]))
+            i += 1
+        return None
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return self._find_row(blob_id) is not None
+
+    def lookup(self, blob_id: bytes) -> Location | None:
+        row = self._find_row(blob_id)
+        if row is None:
+            return None
+        return Location(self._pack_ids[row[0]], row[4], row[1], row[2], row[3])
+
+    def __len__(self) -> int:
+        return len(self._arrays[0]) + len(self._pending_list)
+
+    # -- iteration (check, prune, copy) ----------------------------------------------------
+    def pack_ids(self) -> set[bytes]:
+        with self._lock:
+            used = set(np.unique(self._arrays[2]["pack"]).tolist()) | {r[0] for _, r in self._pending_list}
+            return {self._pack_ids[i] for i in used}
+
+    def entries(self) -> Iterator[tuple[bytes, Location]]:
+        """Every (blob id, location) row, duplicates included."""
+        with self._lock:
+            self._merge()
+        pack_ids = self._pack_ids
+        _, ids, rows = self._arrays
+        for i in range(len(ids)):
+            r = rows[i]
+            yield ids[i].tobytes(), Location(
+                pack_ids[int(r["pack"])], int(r["type"]), int(r["offset"]), int(r["length"]), int(r["raw"])
+            )
+
+    def by_pack(self) -> dict[bytes, list[BlobEntry]]:
+        """Blobs grouped by pack, each pack's blobs sorted by offset."""
+        out: dict[bytes, list[BlobEntry]] = {}
+        for blob_id, loc in self.entries():
+            out.setdefault(loc.pack_id, []).append(
+                BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length)
+            )
+        for entries in out.values():
+            entries.sort(key=lambda e: e.offset)
+        return out
+
+
+def index_body(packs: Iterable[tuple[bytes, Iterable[BlobEntry]]]) -> dict[str, object]:
+    """The body of an index file listing ``packs`` (sealed by ``objects.seal``)."""
+    return {"v": 1, "packs": [[pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]]
+                              for pid, ents in packs]}
+
+
+def decode_index_body(body: dict[str, object], what: str) -> list[tuple[bytes, list[list[object]]]]:
+    """Validate a decoded index file and return its ``(pack_id, blobs)`` rows."""
+    try:
+        if body.get("v") != 1:
+            raise errors.IntegrityError(f"{what}: unsupported index version {body.get('v')!r}")
+        return [(bytes(pid), blobs) for pid, blobs in body["packs"]]  # type: ignore[union-attr]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise errors.IntegrityError(f"{what}: index file is malformed") from None

@@ -1,0 +1,35 @@
+"""Metadata objects (config, index, snapshot, lock files): msgpack, zstd, then AES-GCM.
+
+Content-addressed objects are named by the unkeyed BLAKE3 of their stored bytes, so
+``check`` can verify them without the key and nothing can be swapped under a name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import blake3
+import msgpack
+
+from kubekeep import errors
+from kubekeep.engine import compression
+from kubekeep.engine.crypto import Cipher
+
+
+def seal(cipher: Cipher, body: Any, aad: bytes) -> bytes:
+    plain = msgpack.packb(body, use_bin_type=True)
+    return cipher.encrypt(compression.pack_payload(plain, 3), aad)
+
+
+def unseal(cipher: Cipher, data: bytes, aad: bytes, what: str) -> Any:
+    payload = cipher.decrypt(data, aad, what)
+    # raw length unknown for metadata; zstd frames carry their content size
+    plain = compression.unpack_payload(payload, 1 << 31, what)
+    try:
+        return msgpack.unpackb(plain, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        raise errors.IntegrityError(f"{what}: malformed content") from None
+
+
+def content_name(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()

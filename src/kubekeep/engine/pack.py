@@ -1,0 +1,99 @@
+"""Pack files: many encrypted blobs in one storage object, with an encrypted header at the end.
+
+Layout (docs/format.md, "Packs")::
+
+    blob_1 || blob_2 || ... || blob_n || E(header) || uint32_le(len(E(header)))
+
+Each blob is ``nonce || AES-GCM(payload, aad = type byte || blob id)``; the header is a msgpack
+list of ``[type, id, offset, length, raw_length]``, encrypted with aad ``b"pack header"``. A pack's
+name is the unkeyed BLAKE3 of its whole content, so storage integrity can be checked by anyone
+(``check --read-data``) and a pack cannot be modified without its name changing.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import blake3
+import msgpack
+
+from kubekeep import errors
+from kubekeep.engine.crypto import Cipher
+
+DATA = 0
+TREE = 1
+BLOB_TYPES = {DATA: "data", TREE: "tree"}
+
+_HEADER_AAD = b"pack header"
+_LEN = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    type: int
+    id: bytes
+    offset: int
+    length: int       # stored (encrypted) length
+    raw_length: int   # plaintext length
+
+
+def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
+    return bytes((blob_type,)) + blob_id
+
+
+def pack_name(pack_id: bytes) -> str:
+    hexid = pack_id.hex()
+    return f"data/{hexid[:2]}/{hexid}"
+
+
+class PackWriter:
+    """Accumulates encrypted blobs of one type until the pack is large enough to upload."""
+
+    def __init__(self, blob_type: int) -> None:
+        self.blob_type = blob_type
+        self._parts: list[bytes] = []
+        self.entries: list[BlobEntry] = []
+        self.size = 0
+
+    def add(self, blob_id: bytes, encrypted: bytes, raw_length: int) -> None:
+        self.entries.append(BlobEntry(self.blob_type, blob_id, self.size, len(encrypted), raw_length))
+        self._parts.append(encrypted)
+        self.size += len(encrypted)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def finish(self, cipher: Cipher) -> tuple[bytes, bytes]:
+        """Return ``(pack_id, pack_bytes)`` and release the buffered blobs."""
+        header = msgpack.packb([[e.type, e.id, e.offset, e.length, e.raw_length] for e in self.entries])
+        enc_header = cipher.encrypt(header, _HEADER_AAD)
+        self._parts.append(enc_header)
+        self._parts.append(_LEN.pack(len(enc_header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest(), data
+
+
+def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
+    """Decode the header of a whole pack held in memory."""
+    if len(pack) < _LEN.size:
+        raise errors.IntegrityError(f"{what}: pack is truncated")
+    (hlen,) = _LEN.unpack_from(pack, len(pack) - _LEN.size)
+    start = len(pack) - _LEN.size - hlen
+    if start < 0:
+        raise errors.IntegrityError(f"{what}: pack header length is out of range")
+    plain = cipher.decrypt(memoryview(pack)[start : len(pack) - _LEN.size], _HEADER_AAD, f"{what} header")
+    try:
+        rows = msgpack.unpackb(plain)
+        entries = [BlobEntry(int(t), bytes(i), int(o), int(n), int(r)) for t, i, o, n, r in rows]
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise errors.IntegrityError(f"{what}: pack header is malformed") from None
+    for e in entries:
+        if e.offset < 0 or e.offset + e.length > start:
+            raise errors.IntegrityError(f"{what}: pack header points outside the pack")
+    return entries
+
+
+def verify_pack_id(pack_id: bytes, pack: bytes) -> bool:
+    return blake3.blake3(pack, max_threads=blake3.blake3.AUTO).digest() == pack_id

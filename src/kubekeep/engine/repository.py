@@ -1,0 +1,341 @@
+"""The repository: keys, config, index, blobs, trees and snapshots on one storage backend.
+
+Storage layout (docs/format.md)::
+
+    config                  encrypted: format version, repository id, chunker parameters
+    keys/<random id>        JSON: Argon2id parameters, salt, wrapped master key
+    data/<xx>/<pack id>     packs of encrypted blobs (name = BLAKE3 of content)
+    index/<id>              encrypted lists of packs and their blobs (name = BLAKE3 of content)
+    snapshots/<id>          encrypted snapshot metadata (name = BLAKE3 of content)
+    locks/<random id>       encrypted lock records
+
+Writers only ever add objects; a snapshot file is written last, so a backup killed at any
+point leaves nothing that looks complete. Only prune deletes, under an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubekeep import __version__, errors
+from kubekeep.engine import format as fmt
+from kubekeep.engine import host, objects
+from kubekeep.engine.cache import Cache, default_cache_root
+from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
+from kubekeep.engine.index import Index, decode_index_body
+from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name
+from kubekeep.engine.snapshot import Snapshot, now_rfc3339
+from kubekeep.engine.tree import Node, decode_tree
+from kubekeep.storage.base import Backend
+
+if TYPE_CHECKING:
+    from kubekeep.engine.locks import RepositoryLock
+    from kubekeep.engine.writer import BlobWriter
+
+
+class Repository:
+    """An open, unlocked repository. Obtain one with :meth:`init` or :meth:`open`."""
+
+    def __init__(self, backend: Backend, master: MasterKey, config: dict[str, Any], key_name: str,
+                 cache: Cache | None) -> None:
+        self.backend = backend
+        self.master = master
+        self.cipher = master.cipher()
+        self.config = config
+        self.key_name = key_name
+        self.cache = cache
+        self._index: Index | None = None
+        self._index_files: set[str] = set()
+        self._index_lock = threading.Lock()
+        self._tree_cache: OrderedDict[bytes, list[Node]] = OrderedDict()
+        self._tree_cache_lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, backend: Backend, password: str, *, kdf: dict[str, int | str] | None = None,
+             compression_level: int = fmt.DEFAULT_COMPRESSION_LEVEL,
+             cache_root: Path | None = None, no_cache: bool = False) -> Repository:
+        if not password:
+            raise errors.UsageError("an empty password is not allowed")
+        backend.create()
+        master = MasterKey.generate()
+        config = {
+            "version": fmt.REPOSITORY_VERSION,
+            "id": secrets.token_hex(16),
+            "chunker": {"algorithm": "fastcdc2020", "min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG,
+                        "max": fmt.CHUNK_MAX, "normalization": 1},
+            "compression": {"algorithm": "zstd", "level": compression_level},
+            "created_by": f"kubekeep {__version__}",
+        }
+        key_name = cls._store_key(backend, master, password, kdf)
+        backend.store("config", objects.seal(master.cipher(), config, fmt.AAD_CONFIG), exclusive=True)
+        cache = None if no_cache else Cache(cache_root or default_cache_root(), config["id"])
+        return cls(backend, master, config, key_name, cache)
+
+    @classmethod
+    def open(cls, backend: Backend, password: str, *, cache_root: Path | None = None,
+             no_cache: bool = False) -> Repository:
+        try:
+            sealed_config = backend.load("config")
+        except errors.ObjectNotFound:
+            raise errors.RepositoryNotFound(
+                f"no repository at {backend.location} (run 'kubekeep init' to create one)") from None
+        key_names = sorted(o.name for o in backend.list("keys/"))
+        if not key_names:
+            raise errors.RepositoryError(f"repository at {backend.location} has no key files")
+        for name in key_names:
+            try:
+                body = json.loads(backend.load(name))
+            except (ValueError, errors.ObjectNotFound):
+                continue
+            master = unwrap_master_key(body, password.encode())
+            if master is not None:
+                break
+        else:
+            raise errors.WrongPassword(f"wrong password: no key of the repository at {backend.location} opens with it")
+        config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
+        if config.get("version") != fmt.REPOSITORY_VERSION:
+            raise errors.RepositoryError(
+                f"repository format version {config.get('version')} is not supported by kubekeep {__version__}")
+        cache = None if no_cache else Cache(cache_root or default_cache_root(), config["id"])
+        return cls(backend, master, config, name, cache)
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    @property
+    def compression_level(self) -> int:
+        return int(self.config["compression"]["level"])
+
+    # -- keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def _store_key(backend: Backend, master: MasterKey, password: str,
+                   kdf: dict[str, int | str] | None) -> str:
+        body = wrap_master_key(master, password.encode(), kdf)
+        body.update({"created": now_rfc3339(), "hostname": host.hostname(), "username": host.username()})
+        name = f"keys/{secrets.token_hex(16)}"
+        backend.store(name, json.dumps(body, indent=1).encode(), exclusive=True)
+        return name
+
+    def add_key(self, password: str, kdf: dict[str, int | str] | None = None) -> str:
+        if not password:
+            raise errors.UsageError("an empty password is not allowed")
+        return self._store_key(self.backend, self.master, password, kdf).split("/", 1)[1]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        out = []
+        for info in sorted(self.backend.list("keys/"), key=lambda o: o.name):
+            body = json.loads(self.backend.load(info.name))
+            out.append({"id": info.name.split("/", 1)[1], "current": info.name == self.key_name,
+                        "created": body.get("created"), "hostname": body.get("hostname"),
+                        "username": body.get("username")})
+        return out
+
+    def remove_key(self, key_id: str) -> None:
+        keys = self.list_keys()
+        matches = [k for k in keys if k["id"].startswith(key_id)]
+        if not matches:
+            raise errors.UsageError(f"no key with id {key_id}")
+        if len(matches) > 1:
+            raise errors.UsageError(f"key id prefix {key_id} is ambiguous")
+        if matches[0]["current"]:
+            raise errors.UsageError("refusing to remove the key in use; open the repository with another key first")
+        self.backend.delete(f"keys/{matches[0]['id']}")
+
+    # -- cached metadata objects --------------------------------------------------------------
+    def load_cached(self, name: str, *, cache: bool = True) -> bytes:
+        data = self.cache.get(name) if (cache and self.cache) else None
+        if data is not None and objects.content_name(data) == name.rsplit("/", 1)[1]:
+            return data
+        data = self.backend.load(name)
+        if cache and self.cache:
+            self.cache.put(name, data)
+        return data
+
+    def save_object(self, prefix: str, body: Any, aad: bytes) -> str:
+        data = objects.seal(self.cipher, body, aad)
+        name = objects.content_name(data)
+        self.backend.store(f"{prefix}/{name}", data)
+        if self.cache and prefix in ("index", "snapshots"):
+            self.cache.put(f"{prefix}/{name}", data)
+        return name
+
+    # -- index --------------------------------------------------------------------------------
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> Index:
+        names = {o.name for o in self.backend.list("index/")}
+        if self.cache:
+            self.cache.retain("index/", names)
+        index = Index()
+
+        def load(name: str) -> list[tuple[bytes, list[list[object]]]]:
+            data = self.load_cached(name)
+            return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
+
+        with ThreadPoolExecutor(4) as pool:
+            for packs in pool.map(load, sorted(names)):
+                index.add_bulk(packs)
+        self._index_files = names
+        return index
+
+    def index_files(self) -> set[str]:
+        self.index  # noqa: B018 - loads it
+        return set(self._index_files)
+
+    def reload_index(self) -> Index:
+        with self._index_lock:
+            self._index = self._load_index()
+        return self._index
+
+    # -- blobs --------------------------------------------------------------------------------
+    def load_blob(self, blob_id: bytes) -> bytes:
+        """Return a blob's plaintext, verified against its id; IntegrityError on any mismatch."""
+        loc = self.index.lookup(blob_id)
+        if loc is None:
+            raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')")
+        name = pack_name(loc.pack_id)
+        if loc.type == TREE and self.cache is not None:
+            pack = self.cache.get(name)
+            if pack is None:
+                pack = self.backend.load(name)
+                self.cache.put(name, pack)
+            raw = pack[loc.offset : loc.offset + loc.length]
+        else:
+            raw = self.backend.load(name, loc.offset, loc.length)
+        return self.decode_blob(blob_id, loc.type, raw, loc.raw_length)
+
+    def decode_blob(self, blob_id: bytes, blob_type: int, raw: bytes, raw_length: int) -> bytes:
+        from kubekeep.engine.compression import unpack_payload
+
+        what = f"blob {blob_id.hex()[:16]}"
+        if len(raw) < 28:
+            raise errors.IntegrityError(f"{what}: stored data is truncated")
+        payload = self.cipher.decrypt(raw, blob_aad(blob_type, blob_id), what)
+        plain = unpack_payload(payload, raw_length, what)
+        if len(plain) != raw_length or self.master.blob_id(plain) != blob_id:
+            raise errors.IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def load_tree(self, tree_id: bytes) -> list[Node]:
+        with self._tree_cache_lock:
+            nodes = self._tree_cache.get(tree_id)
+            if nodes is not None:
+                self._tree_cache.move_to_end(tree_id)
+                return nodes
+        nodes = decode_tree(self.load_blob(tree_id), f"tree {tree_id.hex()[:16]}")
+        with self._tree_cache_lock:
+            self._tree_cache[tree_id] = nodes
+            while len(self._tree_cache) > 4096:
+                self._tree_cache.popitem(last=False)
+        return nodes
+
+    def writer(self) -> BlobWriter:
+        from kubekeep.engine.writer import BlobWriter
+
+        return BlobWriter(self)
+
+    # -- snapshots ----------------------------------------------------------------------------
+    def snapshot_ids(self) -> list[str]:
+        return sorted(o.name.split("/", 1)[1] for o in self.backend.list("snapshots/"))
+
+    def load_snapshot(self, snap_id: str) -> Snapshot:
+        snap = self._snapshots.get(snap_id)
+        if snap is None:
+            name = f"snapshots/{snap_id}"
+            try:
+                data = self.load_cached(name)
+            except errors.ObjectNotFound:
+                raise errors.SnapshotNotFound(f"snapshot {snap_id[:8]} does not exist") from None
+            body = objects.unseal(self.cipher, data, fmt.AAD_SNAPSHOT, f"snapshot {snap_id[:8]}")
+            snap = self._snapshots[snap_id] = Snapshot.from_wire(body, snap_id)
+        return snap
+
+    def snapshots(self) -> list[Snapshot]:
+        """All snapshots, oldest first."""
+        ids = self.snapshot_ids()
+        if self.cache:
+            self.cache.retain("snapshots/", {f"snapshots/{i}" for i in ids})
+        with ThreadPoolExecutor(4) as pool:
+            snaps = list(pool.map(self.load_snapshot, ids))
+        return sorted(snaps, key=lambda s: (s.time, s.id))
+
+    def save_snapshot(self, snap: Snapshot) -> str:
+        snap.id = self.save_object("snapshots", snap.to_wire(), fmt.AAD_SNAPSHOT)
+        self._snapshots[snap.id] = snap
+        return snap.id
+
+    def delete_snapshot(self, snap_id: str) -> None:
+        self.backend.delete(f"snapshots/{snap_id}")
+        self._snapshots.pop(snap_id, None)
+        if self.cache:
+            self.cache.discard(f"snapshots/{snap_id}")
+
+    def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
+        """Resolve ``latest`` or a unique id prefix to a snapshot."""
+        if not ref:
+            raise errors.UsageError("empty snapshot reference")
+        if ref == "latest":
+            snaps = [s for s in self.snapshots()
+                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
+            if not snaps:
+                raise errors.SnapshotNotFound("no snapshot found for 'latest'")
+            return snaps[-1]
+        matches = [i for i in self.snapshot_ids() if i.startswith(ref.lower())]
+        if not matches:
+            raise errors.SnapshotNotFound(f"no snapshot matches {ref!r}")
+        if len(matches) > 1:
+            raise errors.UsageError(f"snapshot prefix {ref!r} is ambiguous ({len(matches)} snapshots match); give more characters")
+        return self.load_snapshot(matches[0])
+
+    # -- walking ------------------------------------------------------------------------------
+    def walk(self, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, Node]]:
+        """Depth-first pre-order walk: ``(path, node)`` for everything under ``tree_id``."""
+        for node in self.load_tree(tree_id):
+            path = f"{prefix}/{node.name}" if prefix else node.name
+            yield path, node
+            if node.type == "dir" and node.subtree is not None:
+                yield from self.walk(node.subtree, path)
+
+    def resolve(self, snap: Snapshot, path: str) -> Node:
+        """The node at ``path`` in ``snap`` (``""`` or ``/`` is the root, as a directory node)."""
+        root = Node(name="", type="dir", mode=0o755, subtree=bytes.fromhex(snap.tree))
+        parts = [p for p in path.strip("/").split("/") if p]
+        node = root
+        for i, part in enumerate(parts):
+            if node.type != "dir" or node.subtree is None:
+                raise errors.PathNotFound(f"{'/'.join(parts[:i])} is not a directory in snapshot {snap.short_id}")
+            found = next((n for n in self.load_tree(node.subtree) if n.name == part), None)
+            if found is None:
+                raise errors.PathNotFound(f"no /{'/'.join(parts[:i + 1])} in snapshot {snap.short_id}")
+            node = found
+        return node
+
+    def read_file(self, node: Node) -> Iterator[bytes]:
+        for blob_id in node.content:
+            yield self.load_blob(blob_id)
+
+    def lock(self, *, exclusive: bool = False) -> RepositoryLock:
+        """A context manager holding a shared (or exclusive) lock on the repository."""
+        from kubekeep.engine.locks import RepositoryLock
+
+        return RepositoryLock(self, exclusive=exclusive)
+
+    def close(self) -> None:
+        self.backend.close()
+

@@ -1,0 +1,100 @@
+"""Retention policies (``forget --keep-*``), with restic's semantics.
+
+Snapshots are grouped (by default by host and source); within each group, newest first, a
+snapshot is kept if it is among the ``last`` N, or is the newest of its hour/day/week/month/year
+while that bucket's count lasts, or carries a ``keep_tags`` tag, or is ``within`` a duration of
+the group's newest snapshot. Everything else is removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubekeep.engine.snapshot import Snapshot
+
+
+@dataclass
+class Policy:
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+    within: dt.timedelta | None = None
+    keep_tags: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.last or self.hourly or self.daily or self.weekly or self.monthly
+                    or self.yearly or self.within or self.keep_tags)
+
+
+_BUCKETS: list[tuple[str, Callable[[dt.datetime], object]]] = [
+    ("hourly", lambda t: (t.year, t.month, t.day, t.hour)),
+    ("daily", lambda t: (t.year, t.month, t.day)),
+    ("weekly", lambda t: t.isocalendar()[:2]),
+    ("monthly", lambda t: (t.year, t.month)),
+    ("yearly", lambda t: t.year),
+]
+
+
+@dataclass
+class Decision:
+    snapshot: Snapshot
+    keep: bool
+    reasons: list[str]
+
+
+def apply_policy(snaps: list[Snapshot], policy: Policy) -> list[Decision]:
+    """Decide for one group of snapshots (any order); returns decisions newest first."""
+    ordered = sorted(snaps, key=lambda s: s.time, reverse=True)
+    remaining = {name: getattr(policy, name) for name, _ in _BUCKETS}
+    last_bucket: dict[str, object] = {}
+    newest = ordered[0].datetime if ordered else None
+    out = []
+    for i, snap in enumerate(ordered):
+        reasons = []
+        t = snap.datetime
+        if i < policy.last:
+            reasons.append("last")
+        for name, bucket_of in _BUCKETS:
+            if remaining[name] > 0:
+                bucket = bucket_of(t)
+                if last_bucket.get(name) != bucket:
+                    last_bucket[name] = bucket
+                    remaining[name] -= 1
+                    reasons.append(name)
+        if policy.within is not None and newest is not None and newest - t <= policy.within:
+            reasons.append("within")
+        if any(tag in snap.tags for tag in policy.keep_tags):
+            reasons.append("tag")
+        out.append(Decision(snap, bool(reasons), reasons))
+    return out
+
+
+def group_key(snap: Snapshot, group_by: tuple[str, ...]) -> tuple[str, ...]:
+    parts = []
+    for g in group_by:
+        if g == "host":
+            parts.append(str(snap.source.get("host") or snap.hostname))
+        elif g == "source":
+            parts.append(snap.uri)
+        elif g == "tags":
+            parts.append(",".join(snap.tags))
+        elif g == "kind":
+            parts.append(snap.kind)
+    return tuple(parts)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``2d``, ``12h``, ``1y2m3d4h`` (y=365d, m=30d, w=7d)."""
+    import re
+
+    units = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
+    parts = re.fullmatch(r"((\d+)[ymwdh])+", text.strip())
+    if not parts:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 7d, 12h, 1y6m)")
+    hours = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([ymwdh])", text))
+    return dt.timedelta(hours=hours)

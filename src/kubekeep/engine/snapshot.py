@@ -1,0 +1,66 @@
+"""Snapshot metadata: what was backed up, when, from where, and the root tree."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Snapshot:
+    time: str                       # RFC 3339, UTC
+    tree: str                       # root tree blob id, hex
+    source: dict[str, Any]          # {"uri", "kind", "host", "extra"}
+    hostname: str = ""
+    username: str = ""
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    program_version: str = ""
+    original: str | None = None     # id in the repository this was copied from
+    id: str = ""                    # set on load: the storage name (hash of the stored file)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def datetime(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.time.replace("Z", "+00:00"))
+
+    @property
+    def kind(self) -> str:
+        return str(self.source.get("kind", ""))
+
+    @property
+    def uri(self) -> str:
+        return str(self.source.get("uri", ""))
+
+    def to_wire(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("id")
+        d["v"] = 1
+        return d
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any], snap_id: str) -> Snapshot:
+        d = dict(d)
+        d.pop("v", None)
+        known = {f for f in cls.__dataclass_fields__}
+        snap = cls(**{k: v for k, v in d.items() if k in known and k != "id"})
+        snap.id = snap_id
+        return snap
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.to_wire()
+        d.pop("v")
+        d["id"] = self.id
+        d["short_id"] = self.short_id
+        return d
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
