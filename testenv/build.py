@@ -1,0 +1,464 @@
+"""Build the pinned control-plane binaries from Go modules into a shared cache.
+
+Layout (``KUBEKEEP_TESTENV_CACHE`` overrides the root)::
+
+    ~/.cache/kubekeep-testenv/
+        go-build/                 GOCACHE, shared by every version and CI run
+        <cache_key>/bin/          etcd etcdctl etcdutl kube-apiserver ... kwok
+        <cache_key>/build/<mod>/  generated go.mod + build log per Go module
+        <cache_key>/crds/         VolumeSnapshot CRD manifests
+
+Only the Go module proxy is used: every source comes in through ``go build`` /
+``go mod download`` of a generated module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testenv import versions
+
+#: Every binary the test environment needs, by name.
+BINARIES: tuple[str, ...] = (
+    "etcd",
+    "etcdctl",
+    "etcdutl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
+
+#: VolumeSnapshot CRD manifests taken from the external-snapshotter client module.
+SNAPSHOT_CRD_FILES: tuple[str, ...] = (
+    "snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
+    "snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
+    "snapshot.storage.k8s.io_volumesnapshots.yaml",
+)
+
+SNAPSHOTTER_CLIENT_MODULE = "github.com/kubernetes-csi/external-snapshotter/client/v8"
+
+Progress = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    """A binary or manifest could not be built or fetched."""
+
+
+def _stderr(msg: str) -> None:
+    print(f"[testenv] {msg}", file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    """Root of the testenv cache (``$KUBEKEEP_TESTENV_CACHE`` or ``~/.cache/kubekeep-testenv``)."""
+    env = os.environ.get("KUBEKEEP_TESTENV_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path.home() / ".cache" / "kubekeep-testenv"
+
+
+def version_dir() -> Path:
+    """Cache directory for the currently pinned versions."""
+    return cache_root() / versions.cache_key()
+
+
+def bin_dir() -> Path:
+    """Directory holding the built binaries."""
+    return version_dir() / "bin"
+
+
+def crd_dir() -> Path:
+    """Directory holding the fetched VolumeSnapshot CRD manifests."""
+    return version_dir() / "crds"
+
+
+def go_binary() -> str:
+    """Path of the ``go`` tool (``$KUBEKEEP_TESTENV_GO``, ``PATH`` or /usr/local/go/bin/go)."""
+    candidates = [os.environ.get("KUBEKEEP_TESTENV_GO"), shutil.which("go"), "/usr/local/go/bin/go"]
+    for cand in candidates:
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise BuildError(
+        "the Go toolchain was not found (looked at $KUBEKEEP_TESTENV_GO, PATH and "
+        "/usr/local/go/bin/go); install Go >= " + versions.GO_DIRECTIVE
+    )
+
+
+def go_env() -> dict[str, str]:
+    """Environment for every ``go`` invocation: proxy-only, cache under the testenv root."""
+    env = dict(os.environ)
+    env.update(
+        GOCACHE=str(cache_root() / "go-build"),
+        GOFLAGS="-mod=mod -buildvcs=false",
+        GOTOOLCHAIN="local",
+        GOWORK="off",
+        CGO_ENABLED="0",
+    )
+    # Never let a stray GOOS/GOARCH from the caller produce foreign binaries.
+    env.pop("GOOS", None)
+    env.pop("GOARCH", None)
+    return env
+
+
+def _check_go_version(go: str) -> None:
+    out = subprocess.run(
+        [go, "env", "GOVERSION"], capture_output=True, text=True, env=go_env(), check=False
+    )
+    match = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
+    if out.returncode != 0 or not match:
+        raise BuildError(f"cannot determine the Go version from {go}: {out.stderr.strip()}")
+    have = (int(match[1]), int(match[2]))
+    need = tuple(int(p) for p in versions.GO_DIRECTIVE.split(".")[:2])
+    if have < need:
+        raise BuildError(
+            f"Go {versions.GO_DIRECTIVE} or newer is needed to build the pinned versions, "
+            f"found {out.stdout.strip()} at {go}"
+        )
+
+
+def _go_mod_download(module: str, version: str, workdir: Path) -> dict[str, str]:
+    """``go mod download -json module@version`` and return its JSON record."""
+    proc = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=go_env(),
+        check=False,
+    )
+    try:
+        info = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        info = {}
+    if proc.returncode != 0 or "Error" in info or not info.get("Dir"):
+        detail = info.get("Error") or proc.stderr.strip() or proc.stdout.strip()
+        raise BuildError(f"go mod download {module}@{version} failed: {detail}")
+    return info
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """One generated Go module and the binaries one ``go build`` makes from it."""
+
+    name: str
+    binaries: tuple[str, ...]
+    packages: tuple[str, ...]
+    go_mod: Callable[[Path], str]
+    ldflags: tuple[str, ...] = ("-s", "-w")
+    extra_files: dict[str, str] = field(default_factory=dict)
+
+
+def _etcd_go_mod(_workdir: Path) -> str:
+    v = versions.ETCD_VERSION
+    return (
+        "module kubekeep.test/testenv/build/etcd\n\n"
+        f"go {versions.GO_DIRECTIVE}\n\n"
+        "require (\n"
+        f"\tgo.etcd.io/etcd/server/v3 {v}\n"
+        f"\tgo.etcd.io/etcd/etcdctl/v3 {v}\n"
+        f"\tgo.etcd.io/etcd/etcdutl/v3 {v}\n"
+        ")\n"
+    )
+
+
+_ETCD_MAIN = """// Command etcd is upstream's etcd main (go.etcd.io/etcd/v3/main.go), which
+// cannot be built directly from its module because of its replace directives.
+package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+\tetcdmain.Main(os.Args)
+}
+"""
+
+
+def _kubernetes_go_mod(workdir: Path) -> str:
+    """go.mod requiring k8s.io/kubernetes with every staging module mapped to v0.X.Y."""
+    info = _go_mod_download("k8s.io/kubernetes", versions.KUBERNETES_VERSION, workdir)
+    upstream = Path(info["GoMod"]).read_text()
+    staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", upstream, re.M)))
+    if not staging:
+        raise BuildError("no staging replace directives found in k8s.io/kubernetes go.mod")
+    godebug = re.search(r"^godebug\s+.*$", upstream, re.M)
+    sv = versions.staging_version()
+    lines = [
+        "module kubekeep.test/testenv/build/kubernetes",
+        "",
+        f"go {versions.GO_DIRECTIVE}",
+        "",
+    ]
+    if godebug:
+        lines += [godebug.group(0), ""]
+    lines += [f"require k8s.io/kubernetes {versions.KUBERNETES_VERSION}", "", "replace ("]
+    lines += [f"\t{mod} => {mod} {sv}" for mod in staging]
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
+def _kubernetes_ldflags() -> tuple[str, ...]:
+    v = versions.KUBERNETES_VERSION
+    major, minor = v.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            "-X", f"{pkg}.gitVersion={v}",
+            "-X", f"{pkg}.gitMajor={major}",
+            "-X", f"{pkg}.gitMinor={minor}",
+            "-X", f"{pkg}.gitTreeState=clean",
+            "-X", f"{pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return tuple(flags)
+
+
+def _kwok_go_mod(workdir: Path) -> str:
+    """go.mod requiring sigs.k8s.io/kwok, carrying over any replace directives it has."""
+    info = _go_mod_download("sigs.k8s.io/kwok", versions.KWOK_VERSION, workdir)
+    upstream = Path(info["GoMod"]).read_text()
+    replaces = re.findall(r"^replace\s+\(\n(.*?)^\)", upstream, re.M | re.S)
+    single = re.findall(r"^replace\s+([^(\n].*)$", upstream, re.M)
+    body = "".join(replaces) + "".join(f"\t{r}\n" for r in single)
+    # Only version replacements make sense outside kwok's own repository.
+    kept = [ln for ln in body.splitlines() if "=>" in ln and not ln.split("=>")[1].strip().startswith(".")]
+    text = (
+        "module kubekeep.test/testenv/build/kwok\n\n"
+        f"go {versions.GO_DIRECTIVE}\n\n"
+        f"require sigs.k8s.io/kwok {versions.KWOK_VERSION}\n"
+    )
+    if kept:
+        text += "\nreplace (\n" + "\n".join(kept) + "\n)\n"
+    return text
+
+
+def go_builds() -> tuple[GoBuild, ...]:
+    """The three Go modules, in build order (smallest first)."""
+    kwok_v = versions.KWOK_VERSION.lstrip("v")
+    return (
+        GoBuild(
+            name="etcd",
+            binaries=("etcd", "etcdctl", "etcdutl"),
+            packages=("./cmd/etcd", "go.etcd.io/etcd/etcdctl/v3", "go.etcd.io/etcd/etcdutl/v3"),
+            go_mod=_etcd_go_mod,
+            extra_files={"cmd/etcd/main.go": _ETCD_MAIN},
+        ),
+        GoBuild(
+            name="kubernetes",
+            binaries=("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
+            packages=(
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-scheduler",
+                "k8s.io/kubernetes/cmd/kubectl",
+            ),
+            go_mod=_kubernetes_go_mod,
+            ldflags=_kubernetes_ldflags(),
+        ),
+        GoBuild(
+            name="kwok",
+            binaries=("kwok",),
+            packages=("sigs.k8s.io/kwok/cmd/kwok",),
+            go_mod=_kwok_go_mod,
+            ldflags=("-s", "-w", "-X", f"sigs.k8s.io/kwok/pkg/consts.Version={kwok_v}"),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _build_lock(progress: Progress) -> Iterator[None]:
+    """Serialize builds of one version between processes (pytest-xdist, parallel CI jobs)."""
+    vdir = version_dir()
+    vdir.mkdir(parents=True, exist_ok=True)
+    with open(vdir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"waiting for another process building into {vdir} ...")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _run_go_build(spec: GoBuild, progress: Progress) -> float:
+    """Generate the module for ``spec`` and build its binaries into ``bin/``; return seconds."""
+    go = go_binary()
+    workdir = version_dir() / "build" / spec.name
+    out_dir = workdir / "out"
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    (workdir / "go.mod").write_text(spec.go_mod(workdir))
+    for rel, content in spec.extra_files.items():
+        target = workdir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    log_path = workdir.parent / f"{spec.name}.log"
+    cmd = [
+        go, "build", "-v", "-trimpath",
+        "-ldflags=" + " ".join(spec.ldflags),
+        "-o", str(out_dir) + os.sep,
+        *spec.packages,
+    ]  # fmt: skip
+    progress(f"building {', '.join(spec.binaries)} (log: {log_path}) ...")
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=go_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(60):
+                progress(f"  still building {spec.name} ({time.monotonic() - start:.0f}s) ...")
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            rc = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, 15)
+            proc.wait()
+            raise
+        finally:
+            done.set()
+    elapsed = time.monotonic() - start
+    if rc != 0:
+        raise BuildError(
+            f"building {spec.name} ({', '.join(spec.binaries)}) failed with exit code {rc} "
+            f"after {elapsed:.0f}s; full log: {log_path}\n--- last lines ---\n{_tail(log_path)}"
+        )
+    bdir = bin_dir()
+    bdir.mkdir(parents=True, exist_ok=True)
+    for name in spec.binaries:
+        built = out_dir / name
+        if not built.is_file():
+            raise BuildError(f"go build of {spec.name} succeeded but produced no {built}")
+        os.replace(built, bdir / name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    progress(f"built {', '.join(spec.binaries)} in {elapsed:.0f}s")
+    return elapsed
+
+
+def _have(name: str) -> bool:
+    path = bin_dir() / name
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def ensure_crds(progress: Progress = _stderr) -> list[Path]:
+    """Fetch the VolumeSnapshot CRD manifests into the cache; return their paths."""
+    target = crd_dir()
+    paths = [target / name for name in SNAPSHOT_CRD_FILES]
+    if all(p.is_file() for p in paths):
+        return paths
+    vdir = version_dir()
+    vdir.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching {SNAPSHOTTER_CLIENT_MODULE}@{versions.SNAPSHOTTER_CLIENT_VERSION} CRDs ...")
+    info = _go_mod_download(SNAPSHOTTER_CLIENT_MODULE, versions.SNAPSHOTTER_CLIENT_VERSION, vdir)
+    source = Path(info["Dir"]) / "config" / "crd"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in SNAPSHOT_CRD_FILES:
+        src = source / name
+        if not src.is_file():
+            raise BuildError(f"{src} is missing from {SNAPSHOTTER_CLIENT_MODULE}")
+        tmp = target / (name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, target / name)
+    return paths
+
+
+#: kwok's default Stages (what ``kwokctl`` configures), relative to the kwok module root.
+KWOK_STAGE_FILES: tuple[str, ...] = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def kwok_stages_path() -> Path:
+    """Cached multi-document YAML with kwok's default node and pod Stages."""
+    return version_dir() / "kwok" / "stages.yaml"
+
+
+def ensure_kwok_stages(progress: Progress = _stderr) -> Path:
+    """Extract kwok's default Stages from the pinned kwok module into the cache."""
+    target = kwok_stages_path()
+    if target.is_file():
+        return target
+    vdir = version_dir()
+    vdir.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching kwok {versions.KWOK_VERSION} default stages ...")
+    info = _go_mod_download("sigs.k8s.io/kwok", versions.KWOK_VERSION, vdir)
+    docs = []
+    for rel in KWOK_STAGE_FILES:
+        src = Path(info["Dir"]) / rel
+        if not src.is_file():
+            raise BuildError(f"{src} is missing from sigs.k8s.io/kwok {versions.KWOK_VERSION}")
+        docs.append(f"# {rel}\n" + src.read_text().strip() + "\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("---\n".join(docs))
+    os.replace(tmp, target)
+    return target
+
+
+def ensure_binaries(progress: Progress = _stderr) -> dict[str, Path]:
+    """Build whatever pinned binary is missing from the cache; return ``{name: path}``.
+
+    Raises :class:`BuildError` with the tail of the build log if a build fails.
+    """
+    if not all(_have(name) for name in BINARIES):
+        with _build_lock(progress):
+            missing = [spec for spec in go_builds() if not all(_have(b) for b in spec.binaries)]
+            if missing:
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                for spec in missing:
+                    _run_go_build(spec, progress)
+    return {name: bin_dir() / name for name in BINARIES}
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Everything a cluster start needs from the cache."""
+
+    binaries: dict[str, Path]
+    snapshot_crds: list[Path]
+    kwok_stages: Path
+
+
+def ensure_all(progress: Progress = _stderr) -> Artifacts:
+    """Binaries, CRD manifests and kwok stages, built/fetched as needed."""
+    return Artifacts(
+        binaries=ensure_binaries(progress),
+        snapshot_crds=ensure_crds(progress),
+        kwok_stages=ensure_kwok_stages(progress),
+    )

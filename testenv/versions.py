@@ -1,0 +1,53 @@
+"""Pinned upstream versions of everything the test environment builds or fetches.
+
+This is the only place versions are recorded; the binary cache directory is keyed
+on :func:`cache_key`, so bumping any version here triggers a fresh build.
+"""
+
+from __future__ import annotations
+
+#: ``k8s.io/kubernetes`` release: kube-apiserver, kube-controller-manager,
+#: kube-scheduler and kubectl are built from it.
+KUBERNETES_VERSION = "v1.34.4"
+
+#: ``go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3`` release.
+ETCD_VERSION = "v3.6.16"
+
+#: ``sigs.k8s.io/kwok`` release (simulated nodes and pod lifecycle).
+KWOK_VERSION = "v0.8.0"
+
+#: ``github.com/kubernetes-csi/external-snapshotter/client/v8`` release whose
+#: ``config/crd/`` holds the VolumeSnapshot CRDs.
+SNAPSHOTTER_CLIENT_VERSION = "v8.7.0"
+
+#: Go directive written into the generated build modules (must be <= local Go).
+GO_DIRECTIVE = "1.26.0"
+
+
+def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
+    """Return the ``k8s.io/*`` staging module version matching a Kubernetes release.
+
+    ``v1.34.4`` maps to ``v0.34.4``.
+    """
+    major, minor, patch = kubernetes_version.lstrip("v").split(".", 2)
+    if major != "1":
+        raise ValueError(f"unexpected Kubernetes version {kubernetes_version!r}")
+    return f"v0.{minor}.{patch}"
+
+
+def cache_key() -> str:
+    """Directory name (``<version>``) for this combination of pinned versions."""
+    return (
+        f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_kwok-{KWOK_VERSION}"
+        f"_snap-{SNAPSHOTTER_CLIENT_VERSION}"
+    )
+
+
+def as_dict() -> dict[str, str]:
+    """All pinned versions, e.g. for state files and ``python -m testenv env``."""
+    return {
+        "kubernetes": KUBERNETES_VERSION,
+        "etcd": ETCD_VERSION,
+        "kwok": KWOK_VERSION,
+        "external-snapshotter-client": SNAPSHOTTER_CLIENT_VERSION,
+    }
