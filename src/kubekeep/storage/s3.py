@@ -1,0 +1,360 @@
+"""A repository under a prefix of an S3 (or S3-compatible) bucket, via boto3.
+
+Each object ``name`` is the key ``<prefix>/<name>``. ``put_object`` is atomic by S3
+semantics. Exclusive stores send ``If-None-Match: *`` (conditional write); on servers that
+reject the header they fall back to HEAD-then-PUT, which is only best effort against a
+concurrent writer. Servers that silently ignore the header cannot be detected: pass
+``conditional_writes=False`` for them to at least get the HEAD check.
+
+Settings not given explicitly come from the usual AWS environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, ``AWS_CA_BUNDLE``, ``AWS_MAX_ATTEMPTS``) and
+``KUBEKEEP_S3_ENDPOINT``, which takes precedence over ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any, Literal, NoReturn
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from kubekeep.errors import (
+    ObjectNotFound,
+    RepositoryExists,
+    RepositoryNotFound,
+    StorageError,
+    UsageError,
+)
+from kubekeep.storage.base import Backend, ObjectInfo
+from kubekeep.storage.local import validate_name
+
+ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_ATTEMPTS = 5
+MAX_POOL_CONNECTIONS = 16
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_AUTH = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "AuthorizationHeaderMalformed",
+    "403",
+}
+_PRECONDITION = {"PreconditionFailed", "412"}
+_CONDITIONAL_UNSUPPORTED = {"NotImplemented", "501", "InvalidArgument", "InvalidRequest"}
+_CONDITIONAL_CONFLICT = {"ConditionalRequestConflict", "409"}
+_BODY_ERRORS = (
+    bexc.IncompleteReadError,
+    bexc.ResponseStreamingError,
+    bexc.ReadTimeoutError,
+    bexc.ConnectionClosedError,
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _code(exc: bexc.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Backend(Backend):
+    """Objects as keys under ``s3://bucket/prefix``; one thread-safe boto3 client."""
+
+    #: keys asked for per ListObjectsV2 request (S3 returns at most 1000)
+    list_page_size: int = 1000
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        addressing_style: Literal["path", "virtual"] | None = None,
+        verify_tls: bool | str = True,
+        conditional_writes: bool | None = None,
+        max_attempts: int | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        location: str | None = None,
+    ) -> None:
+        """Build the client; no request is made until the first operation.
+
+        ``verify_tls`` may also be a CA bundle path. ``conditional_writes``: None tries
+        ``If-None-Match`` and falls back when rejected; False always uses HEAD-then-PUT.
+        ``max_attempts`` counts the first try (standard retry mode).
+        """
+        if not bucket:
+            raise UsageError("an S3 location needs a bucket name: s3://BUCKET[/PREFIX]")
+        if (access_key is None) != (secret_key is None):
+            raise UsageError("give both an S3 access key and a secret key, or neither")
+        if addressing_style not in (None, "path", "virtual"):
+            raise UsageError(
+                f"addressing style must be 'path' or 'virtual', not {addressing_style!r}"
+            )
+        self.bucket = bucket
+        self.prefix = "/".join(p for p in prefix.split("/") if p)
+        self._where = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.location = location or self._where
+        self._key_root = f"{self.prefix}/" if self.prefix else ""
+        self._conditional = conditional_writes
+        env_attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+        default_attempts = int(env_attempts) if env_attempts.isdigit() else DEFAULT_MAX_ATTEMPTS
+        self._attempts = max(1, max_attempts or default_attempts)
+
+        endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                aws_session_token=session_token,
+            )
+            region = (
+                region
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or session.region_name
+                or DEFAULT_REGION
+            )
+        except bexc.ProfileNotFound as exc:
+            raise UsageError(f"AWS profile not found: {_one_line(str(exc))}") from exc
+        custom_endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+            "AWS_ENDPOINT_URL"
+        )
+        style = addressing_style or ("path" if custom_endpoint else "auto")
+        config = Config(
+            region_name=region,
+            signature_version="s3v4",
+            s3={"addressing_style": style},
+            retries={"mode": "standard", "total_max_attempts": self._attempts},
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Newer botocore adds CRC checksums by default, which some S3-compatible
+            # servers reject; we send Content-MD5 on uploads instead.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        try:
+            self._client: Any = session.client(
+                "s3", endpoint_url=endpoint_url, config=config, verify=verify_tls
+            )
+        except ValueError as exc:  # e.g. a malformed endpoint URL
+            raise UsageError(
+                f"invalid S3 endpoint {endpoint_url!r}: {_one_line(str(exc))}"
+            ) from exc
+        self.endpoint_url: str = self._client.meta.endpoint_url
+
+    def __repr__(self) -> str:
+        return f"S3Backend({self.location!r}, endpoint={self.endpoint_url!r})"
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        validate_name(name)
+        return self._key_root + name
+
+    def _raise(self, exc: Exception, action: str, name: str | None = None) -> NoReturn:
+        """Translate a boto3/botocore exception into kubekeep's hierarchy."""
+        what = f"{self._where}/{name}" if name else self._where
+        if isinstance(exc, bexc.ClientError):
+            code = _code(exc)
+            message = _one_line(exc.response.get("Error", {}).get("Message", "") or code)
+            if code == "NoSuchBucket":
+                raise RepositoryNotFound(
+                    f"bucket {self.bucket} does not exist at {self.endpoint_url}"
+                ) from exc
+            if code in _NOT_FOUND and name is not None:
+                raise ObjectNotFound(f"object {what} not found") from exc
+            if code in _AUTH:
+                raise StorageError(
+                    f"S3 at {self.endpoint_url} refused the credentials for {what} ({code}): "
+                    "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the "
+                    "bucket's permissions"
+                ) from exc
+            raise StorageError(f"S3 {action} of {what} failed: {code}: {message}") from exc
+        if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
+            raise StorageError(
+                f"no S3 credentials for {self._where}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            ) from exc
+        if isinstance(exc, bexc.SSLError):
+            raise StorageError(
+                f"TLS verification failed for S3 endpoint {self.endpoint_url}: "
+                "set AWS_CA_BUNDLE or disable verification for a self-signed certificate"
+            ) from exc
+        if isinstance(exc, bexc.EndpointConnectionError | bexc.ConnectTimeoutError):
+            raise StorageError(
+                f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(str(exc))}"
+            ) from exc
+        if isinstance(exc, bexc.BotoCoreError):
+            raise StorageError(f"S3 {action} of {what} failed: {_one_line(str(exc))}") from exc
+        raise exc
+
+    # -- Backend -----------------------------------------------------------------------------
+
+    def create(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except bexc.ClientError as exc:
+            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                self._raise(exc, "check")
+            self._create_bucket()
+        except Exception as exc:
+            self._raise(exc, "check")
+        if self.exists("config"):
+            raise RepositoryExists(f"a repository already exists at {self._where}")
+
+    def _create_bucket(self) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        region = self._client.meta.region_name
+        if region and region != DEFAULT_REGION:
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self._client.create_bucket(**params)
+        except bexc.ClientError as exc:
+            code = _code(exc)
+            if code == "BucketAlreadyOwnedByYou":
+                return
+            if code == "BucketAlreadyExists":
+                raise StorageError(
+                    f"bucket {self.bucket} belongs to another account: choose another name"
+                ) from exc
+            self._raise(exc, "bucket creation")
+        except Exception as exc:
+            self._raise(exc, "bucket creation")
+
+    def exists(self, name: str) -> bool:
+        """True if the key exists; False also for a missing bucket (HEAD cannot tell)."""
+        key = self._key(name)
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+        except bexc.ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return False
+            self._raise(exc, "check", name)
+        except Exception as exc:
+            self._raise(exc, "check", name)
+        return True
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range offset={offset} length={length}")
+        key = self._key(name)
+        if length == 0:
+            return b""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if length is not None:
+            params["Range"] = f"bytes={offset}-{offset + length - 1}"
+        elif offset:
+            params["Range"] = f"bytes={offset}-"
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = self._client.get_object(**params)
+                body: bytes = response["Body"].read()
+                return body
+            except bexc.ClientError as exc:
+                if _code(exc) == "InvalidRange":
+                    return b""  # offset at or past the end, as a short read locally
+                self._raise(exc, "read", name)
+            except _BODY_ERRORS as exc:
+                if attempt == self._attempts:
+                    self._raise(exc, "read", name)
+            except Exception as exc:
+                self._raise(exc, "read", name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+        key = self._key(name)
+        body = bytes(data)
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentMD5": base64.b64encode(
+                hashlib.md5(body, usedforsecurity=False).digest()
+            ).decode("ascii"),
+        }
+        if not exclusive:
+            self._put(params, name)
+            return
+        if self._conditional is not False:
+            for _ in range(3):
+                try:
+                    self._client.put_object(**params, IfNoneMatch="*")
+                    self._conditional = True
+                    return
+                except bexc.ClientError as exc:
+                    code = _code(exc)
+                    if code in _PRECONDITION:
+                        raise StorageError(f"object {self._where}/{name} already exists") from exc
+                    if code in _CONDITIONAL_CONFLICT:
+                        continue  # a concurrent conditional write; retry to learn who won
+                    if code in _CONDITIONAL_UNSUPPORTED and self._conditional is None:
+                        break
+                    self._raise(exc, "write", name)
+                except Exception as exc:
+                    self._raise(exc, "write", name)
+            else:
+                raise StorageError(
+                    f"object {self._where}/{name}: conflicting concurrent writes, try again"
+                )
+        # Best effort: another writer may slip in between HEAD and PUT.
+        if self.exists(name):
+            raise StorageError(f"object {self._where}/{name} already exists")
+        self._put(params, name)
+        if self._conditional is None:
+            self._conditional = False
+
+    def _put(self, params: dict[str, Any], name: str) -> None:
+        try:
+            self._client.put_object(**params)
+        except Exception as exc:
+            self._raise(exc, "write", name)
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except bexc.ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return  # S3 itself answers 204 for a missing key; some servers say 404
+            self._raise(exc, "delete", name)
+        except Exception as exc:
+            self._raise(exc, "delete", name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        strip = len(self._key_root)
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=self._key_root + prefix,
+            PaginationConfig={"PageSize": self.list_page_size},
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    name = item["Key"][strip:]
+                    if name and not name.endswith("/"):  # skip "directory" marker keys
+                        yield ObjectInfo(name, int(item["Size"]))
+        except Exception as exc:
+            self._raise(exc, "list")
+
+    def close(self) -> None:
+        self._client.close()
