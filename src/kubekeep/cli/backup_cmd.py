@@ -1,0 +1,54 @@
+"""``kubekeep backup SOURCE``: take a snapshot of a source."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kubekeep import api
+from kubekeep.cli._common import (EXIT_INCOMPLETE, emit_json, global_options, human_size, info, settings,
+                                  show_progress, warn, with_repository)
+from kubekeep.cli.progress import BackupProgress
+from kubekeep.engine.repository import Repository
+
+
+@click.command(short_help="Back up a source into a new snapshot.")
+@click.argument("source")
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("--exclude", "-e", "excludes", multiple=True, help="Exclude a glob pattern (fs:, repeatable).")
+@click.option("--exclude-file", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Read exclude patterns from a file, one per line.")
+@click.option("--parent", help="Compare against this snapshot instead of the latest of the same source.")
+@click.option("--force", is_flag=True, help="Read every file even if unchanged since the parent snapshot.")
+@global_options
+@with_repository
+def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tuple[str, ...],
+            exclude_file: tuple[str, ...], parent: str | None, force: bool) -> None:
+    """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
+    etcd://HOST:PORT."""
+    patterns = list(excludes)
+    for f in exclude_file:
+        patterns.extend(line.strip() for line in Path(f).read_text().splitlines())
+    options: dict[str, Any] = {"excludes": patterns}
+    with BackupProgress(enabled=show_progress()) as progress:
+        snap = api.backup(repo, source, tags=tags, parent=parent, force=force,
+                          progress=progress.update, options=options)
+    st = snap.stats
+    if settings().json:
+        emit_json({"id": snap.id, "short_id": snap.short_id, "time": snap.time, "source": snap.source,
+                   "stats": st, "warnings": snap.warnings})
+    else:
+        for w in snap.warnings:
+            warn(w)
+        info(f"files: {st['files']} ({st['files_unchanged']} unchanged), dirs: {st['dirs']}, "
+             f"symlinks: {st['symlinks']}")
+        info(f"processed {human_size(st['bytes_total'])}, read {human_size(st['bytes_read'])}, "
+             f"added {human_size(st['bytes_stored'])} to the repository in {st['duration_s']:.2f} s")
+        click.echo(f"snapshot {snap.short_id} saved")
+    if snap.warnings:
+        sys.exit(EXIT_INCOMPLETE)
+
+

@@ -1,0 +1,34 @@
+"""``kubekeep check``: verify the repository."""
+
+from __future__ import annotations
+
+import click
+
+from kubekeep import api, errors
+from kubekeep.cli._common import emit_json, global_options, info, settings, show_progress, with_repository
+from kubekeep.cli.progress import CountProgress
+from kubekeep.engine.repository import Repository
+
+
+@click.command(short_help="Verify the repository's structure (and data).")
+@click.option("--read-data", is_flag=True, help="Also read and verify every pack and blob.")
+@global_options
+@with_repository
+def command(repo: Repository, read_data: bool) -> None:
+    """Check that every snapshot's trees and blobs are present and intact. With --read-data,
+    download and verify all data. Exits 13 if any problem is found."""
+    with CountProgress("reading packs", enabled=show_progress() and read_data) as bar:
+        report = api.check(repo, read_data=read_data, progress=bar.update)
+    if settings().json:
+        emit_json(report.to_dict())
+    else:
+        for note in report.notes:
+            info(note)
+        for err in report.errors:
+            click.secho(f"error: {err}", err=True, fg="red")
+        info(f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
+             + (f", read {report.packs_read} packs and {report.blobs_read} blobs" if read_data else ""))
+    if not report.ok:
+        raise errors.IntegrityError(f"{len(report.errors)} problem(s) found in the repository")
+    if not settings().json:
+        click.echo("no errors were found")

@@ -1,0 +1,37 @@
+"""``kubekeep diff SNAP1 SNAP2 [PATH]``: what changed between two snapshots."""
+
+from __future__ import annotations
+
+import click
+
+from kubekeep import api
+from kubekeep.cli._common import emit_json, global_options, settings, with_repository
+from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED
+from kubekeep.engine.repository import Repository
+
+
+@click.command(short_help="Show differences between two snapshots.")
+@click.argument("snap1")
+@click.argument("snap2")
+@click.argument("path", required=False, default="")
+@click.option("--metadata/--no-metadata", default=True, help="Report mode/owner/mtime-only changes (U).")
+@global_options
+@with_repository
+def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool) -> None:
+    """Compare SNAP1 with SNAP2 (optionally only below PATH). Lines start with + (added),
+    - (removed), M (content modified), T (type changed) or U (metadata only)."""
+    changes = api.diff(repo, snap1, snap2, path=path, metadata=metadata)
+    if settings().json:
+        emit_json([{"status": c.status, "path": "/" + c.path,
+                    "type": (c.new or c.old).type if (c.new or c.old) else None,
+                    "old_size": c.old.size if c.old else None, "new_size": c.new.size if c.new else None}
+                   for c in changes])
+        return
+    counts = {s: 0 for s in (ADDED, REMOVED, MODIFIED, TYPE_CHANGED, METADATA)}
+    for c in changes:
+        counts[c.status] += 1
+        node = c.new or c.old
+        slash = "/" if node is not None and node.type == "dir" else ""
+        click.echo(f"{c.status}    /{c.path}{slash}")
+    click.echo(f"\n{counts[ADDED]} added, {counts[REMOVED]} removed, {counts[MODIFIED]} modified, "
+               f"{counts[TYPE_CHANGED]} changed type, {counts[METADATA]} metadata only")

@@ -1,0 +1,60 @@
+"""``kubekeep forget``: remove snapshots, by id or by a retention policy."""
+
+from __future__ import annotations
+
+import click
+
+from kubekeep import api, errors
+from kubekeep.cli import prune_cmd
+from kubekeep.cli._common import emit_json, global_options, info, local_time, settings, with_repository
+from kubekeep.engine.repository import Repository
+from kubekeep.engine.retention import Policy, parse_duration
+
+
+@click.command(short_help="Remove snapshots (by id or retention policy).")
+@click.argument("ids", nargs=-1)
+@click.option("--keep-last", "-l", type=int, default=0, help="Keep the N most recent snapshots.")
+@click.option("--keep-hourly", "-H", type=int, default=0, help="Keep the last snapshot of each of N hours.")
+@click.option("--keep-daily", "-d", type=int, default=0, help="... of each of N days.")
+@click.option("--keep-weekly", "-w", type=int, default=0, help="... of each of N weeks.")
+@click.option("--keep-monthly", "-m", type=int, default=0, help="... of each of N months.")
+@click.option("--keep-yearly", "-y", type=int, default=0, help="... of each of N years.")
+@click.option("--keep-within", help="Keep snapshots within this duration of the newest (e.g. 7d, 1y6m).")
+@click.option("--keep-tag", multiple=True, help="Keep snapshots with this tag.")
+@click.option("--tag", "tags", multiple=True, help="Only consider snapshots with this tag.")
+@click.option("--group-by", default="host,source", show_default=True,
+              help="Apply the policy per group of: host, source, kind, tags (comma-separated).")
+@click.option("--dry-run", "-n", is_flag=True, help="Only show what would be removed.")
+@click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards.")
+@global_options
+@with_repository
+def command(repo: Repository, ids: tuple[str, ...], keep_last: int, keep_hourly: int, keep_daily: int,
+            keep_weekly: int, keep_monthly: int, keep_yearly: int, keep_within: str | None,
+            keep_tag: tuple[str, ...], tags: tuple[str, ...], group_by: str, dry_run: bool,
+            then_prune: bool) -> None:
+    """Remove the snapshots IDS, or those a --keep-* policy does not keep. Data is deleted only
+    by prune (or --prune)."""
+    try:
+        within = parse_duration(keep_within) if keep_within else None
+    except ValueError as exc:
+        raise errors.UsageError(str(exc)) from None
+    groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
+    bad = set(groups) - {"host", "source", "kind", "tags"}
+    if bad:
+        raise errors.UsageError(f"--group-by: unknown field(s) {', '.join(sorted(bad))}")
+    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
+                    list(keep_tag))
+    decisions = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
+    if settings().json:
+        emit_json([{"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
+                   for d in decisions])
+    else:
+        for d in decisions:
+            verb = "keep  " if d.keep else ("would remove" if dry_run else "remove")
+            info(f"{verb} {d.snapshot.short_id} {local_time(d.snapshot.time)} {d.snapshot.uri} "
+                 f"{'(' + ', '.join(d.reasons) + ')' if d.keep else ''}")
+        removed = sum(1 for d in decisions if not d.keep)
+        info(f"{removed} snapshot(s) {'would be ' if dry_run else ''}removed, "
+             f"{len(decisions) - removed} kept")
+    if then_prune and not dry_run:
+        prune_cmd.prune_and_report(repo, max_unused=0.1, dry_run=False)

@@ -1,0 +1,60 @@
+"""Entry point: the ``kubekeep`` group, its verbs, and the error boundary.
+
+Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage error; 3 backup finished but
+some source data could not be read; 10 repository error or not found; 11 repository locked;
+12 wrong password; 13 integrity error (corruption found); 14 snapshot or path not found;
+15 storage error; 16 connector error; 17 source unreachable; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from kubekeep import __version__, errors
+from kubekeep.cli._common import global_options
+
+COMMANDS = [
+    "init", "backup", "snapshots", "ls", "cat", "diff", "restore", "check", "forget", "prune",
+    "key", "copy", "unlock",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kubekeep")
+@global_options
+def cli() -> None:
+    """Back up Kubernetes clusters (etcd, manifests, volumes) and local directories into a
+    deduplicated, encrypted snapshot repository, and restore them whole or piece by piece."""
+
+
+for _name in COMMANDS:
+    _module = importlib.import_module(f"kubekeep.cli.{_name}_cmd")
+    cli.add_command(_module.command, _name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="kubekeep", standalone_mode=False)
+    except errors.KubekeepError as exc:
+        click.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

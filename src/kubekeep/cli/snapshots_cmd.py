@@ -1,0 +1,38 @@
+"""``kubekeep snapshots``: list snapshots."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kubekeep import api
+from kubekeep.cli._common import emit_json, global_options, human_size, local_time, settings, with_repository
+from kubekeep.engine.repository import Repository
+
+
+@click.command(short_help="List snapshots.")
+@click.option("--tag", "tags", multiple=True, help="Only snapshots with this tag (repeatable: all must match).")
+@click.option("--source", help="Only snapshots of this source URI or path.")
+@click.option("--kind", help="Only snapshots of this layer (fs, manifests, etcd, volume).")
+@click.option("--host", help="Only snapshots from this host or cluster.")
+@click.option("--latest", type=int, default=0, help="Only the N most recent.")
+@global_options
+@with_repository
+def command(repo: Repository, tags: tuple[str, ...], source: str | None, kind: str | None,
+            host: str | None, latest: int) -> None:
+    """List the repository's snapshots, oldest first."""
+    snaps = api.snapshots(repo, tags=tags, source=source, kind=kind, host=host)
+    if latest:
+        snaps = snaps[-latest:]
+    if settings().json:
+        emit_json([s.to_json() for s in snaps])
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("ID", "Time", "Host", "Kind", "Source", "Tags", "Size"):
+        table.add_column(col, justify="right" if col == "Size" else "left", no_wrap=col != "Source")
+    for s in snaps:
+        table.add_row(s.short_id, local_time(s.time), str(s.source.get("host") or s.hostname), s.kind, s.uri,
+                      ",".join(s.tags), human_size(s.stats.get("bytes_total", 0)))
+    Console(soft_wrap=True).print(table)
+    click.echo(f"{len(snaps)} snapshot(s)")
