@@ -120,6 +120,8 @@ class Pki:
     client_cert: Path
     client_key: Path
     other_ca: Path          # a CA that signed none of the above
+    nobody_cert: Path       # a valid client certificate for user "nobody" (no such etcd user)
+    nobody_key: Path
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -188,6 +190,8 @@ def make_pki(directory: Path) -> Pki:
     srv = _cert("etcd-server", srv_key, ca.subject, ca_key, server=True, client=True)
     cli_key = _key()
     cli = _cert("root", cli_key, ca.subject, ca_key, client=True)
+    nobody_key = _key()
+    nobody = _cert("nobody", nobody_key, ca.subject, ca_key, client=True)
     pem = serialization.Encoding.PEM
     paths = Pki(
         ca=directory / "ca.crt",
@@ -196,6 +200,8 @@ def make_pki(directory: Path) -> Pki:
         client_cert=directory / "client.crt",
         client_key=directory / "client.key",
         other_ca=directory / "other-ca.crt",
+        nobody_cert=directory / "nobody.crt",
+        nobody_key=directory / "nobody.key",
     )
     paths.ca.write_bytes(ca.public_bytes(pem))
     paths.other_ca.write_bytes(other.public_bytes(pem))
@@ -203,6 +209,8 @@ def make_pki(directory: Path) -> Pki:
     paths.client_cert.write_bytes(cli.public_bytes(pem))
     _write_key(srv_key, paths.server_key)
     _write_key(cli_key, paths.client_key)
+    paths.nobody_cert.write_bytes(nobody.public_bytes(pem))
+    _write_key(nobody_key, paths.nobody_key)
     return paths
 
 
@@ -285,6 +293,20 @@ class EtcdServer:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"etcd did not become ready in {timeout}s: {last}; {self.log_tail()}")
+
+    def etcdctl(self, *args: str) -> str:
+        """Run the etcdctl found with etcd against this server as the "root" client cert."""
+        assert self.tools.etcdctl is not None, "etcdctl not found next to etcd or on PATH"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+        env["ETCDCTL_API"] = "3"
+        out = subprocess.run(
+            [str(self.tools.etcdctl), "--endpoints", self.client_url, "--cacert", str(self.pki.ca),
+             "--cert", str(self.pki.client_cert), "--key", str(self.pki.client_key), *args],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"etcdctl {' '.join(args)} failed: {out.stderr.strip()}")
+        return out.stdout
 
     def log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.exists():

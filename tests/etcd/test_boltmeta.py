@@ -34,6 +34,7 @@ def test_meta_members_and_versions_match_status(loaded: Loaded, snapshot_file: P
     with loaded.server.client() as c:
         st = c.status()
         members = c.member_list()
+    assert info.consistent_index is not None
     assert 0 < info.consistent_index <= st.raft_applied_index
     if loaded.server.tools.version >= (3, 5, 0):
         assert info.term == st.raft_term            # the meta bucket records the term since 3.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from kubekeep.errors import ConnectorError, SourceUnreachable, UsageError
 from kubekeep.etcd.client import EtcdClient, parse_endpoint, parse_endpoints
 
 from .conftest import Loaded
-from .etcdserver import free_port
+from .etcdserver import EtcdServer, Pki, Tools, free_port
 
 
 def test_parse_endpoints() -> None:
@@ -110,3 +111,25 @@ def test_untrusted_server_certificate_is_a_connector_error(loaded: Loaded) -> No
 def test_plaintext_client_on_tls_port_fails_cleanly(loaded: Loaded) -> None:
     with pytest.raises(SourceUnreachable, match="TLS or plaintext mismatch"):
         EtcdClient(f"http://{loaded.server.endpoint}", connect_timeout=3).connect()
+
+
+def test_auth_refusal_is_a_connector_error(
+    etcd_tools: Tools, pki: Pki, tmp_path: Path
+) -> None:
+    srv = EtcdServer(etcd_tools, pki, tmp_path / "auth").start()
+    try:
+        srv.etcdctl("user", "add", "root", "--no-password")
+        srv.etcdctl("auth", "enable")
+        with srv.client() as root:                              # CN=root: the root user
+            assert root.status().revision >= 1
+        # etcd answers Status and MemberList to any authenticated TLS client, but a snapshot
+        # needs the root role: CN=nobody is no etcd user at all.
+        with srv.client(cert=pki.nobody_cert, key=pki.nobody_key, connect_timeout=3) as c:
+            c.connect()
+            with pytest.raises(ConnectorError) as err:
+                c.snapshot().read(10)
+        assert not isinstance(err.value, SourceUnreachable)
+        msg = str(err.value)
+        assert "refused the snapshot request" in msg and "not found" in msg and "\n" not in msg
+    finally:
+        srv.stop()

@@ -17,6 +17,7 @@ from kubekeep.connectors.etcd import (
 )
 from kubekeep.errors import SourceUnreachable, UsageError
 from kubekeep.etcd.boltmeta import read_snapshot_info
+from kubekeep.etcd.snapshot import SnapshotStream
 
 from .conftest import Loaded
 from .etcdserver import free_port
@@ -110,7 +111,9 @@ def test_close_abandons_an_unread_stream(loaded: Loaded) -> None:
     imp = EtcdImporter(srv.endpoint, srv.pki.ca, srv.pki.client_cert, srv.pki.client_key, env={})
     with imp:
         snap = list(imp.entries())[1]
+        assert snap.opener is not None
         stream = snap.opener()
+        assert isinstance(stream, SnapshotStream)
         assert len(stream.read(1000)) == 1000
     assert stream.closed and not stream.complete
     assert imp.client._channel is None

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, cast
 from urllib.parse import parse_qsl
 
 from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo
@@ -180,7 +180,7 @@ class EtcdImporter(Importer):
             self._stream.close()
         self._snap_status = self.client.status()
         self._stream = self.client.snapshot()
-        return self._stream
+        return cast(IO[bytes], self._stream)
 
     def metadata(self) -> dict[str, Any]:
         """Status + MemberList facts and the verified SHA-256 of the streamed database."""
@@ -249,8 +249,18 @@ def snapshot_file_metadata(path: str | os.PathLike[str], *, check_hash: bool = T
     }
 
 
-def open_importer(uri: str, **options: Any) -> EtcdImporter:
-    """Build an :class:`EtcdImporter` from ``etcd://`` / ``etcds://`` URI plus keyword options."""
+def open_importer(uri: str, *, excludes: Iterable[str] = (), **options: Any) -> EtcdImporter:
+    """Build an :class:`EtcdImporter` from an ``etcd://`` / ``etcds://`` URI plus keyword options.
+
+    ``excludes`` is the engine's generic option; an etcd snapshot is one file, so any
+    exclude pattern is refused rather than silently ignored.
+    """
+    if list(excludes):
+        raise UsageError("exclude patterns apply to fs: sources; an etcd:// snapshot is one file")
     hosts, from_uri = parse_uri(uri)
     from_uri.update({k: v for k, v in options.items() if v is not None})
+    known = {"cacert", "cert", "key", "tls", "server_name", "connect_timeout", "timeout", "env"}
+    unknown = sorted(set(from_uri) - known)
+    if unknown:
+        raise UsageError(f"unknown etcd option(s): {', '.join(unknown)}")
     return EtcdImporter(hosts or None, **from_uri)

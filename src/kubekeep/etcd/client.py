@@ -29,6 +29,8 @@ from .snapshot import SnapshotStream
 DEFAULT_PORT = 2379
 
 _TLS_HINTS = ("ssl", "tls", "tsi_", "handshake", "certificate", "x509", "alert", "wrong_version")
+_AUTH_HINTS = ("permission denied", "user not found", "user name not found", "user name is empty",
+               "invalid auth token", "authentication failed")
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -172,7 +174,8 @@ def _tls_reason(details: str) -> str:
 def rpc_error(exc: grpc.RpcError, endpoint: str, action: str) -> ConnectorError:
     """Map a gRPC error from an established connection to a kubekeep error."""
     code, details = _rpc_details(exc)
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    auth_refusal = any(h in details.lower() for h in _AUTH_HINTS)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or auth_refusal:
         return ConnectorError(
             f"etcd at {endpoint} refused {action}: {details} "
             "(check the client certificate or the etcd user's permissions)"

@@ -97,9 +97,9 @@ def find_restore_tool(etcdutl: str | os.PathLike[str] | None = None) -> RestoreT
             raise UsageError(f"{path} is neither etcdutl nor an etcdctl with `snapshot restore`")
         return tool
     for name in ("etcdutl", "etcdctl"):
-        path = shutil.which(name)
-        if path:
-            tool = _probe(path)
+        found = shutil.which(name)
+        if found:
+            tool = _probe(found)
             if tool is not None:
                 return tool
     raise UsageError(

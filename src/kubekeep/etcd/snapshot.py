@@ -121,7 +121,7 @@ class SnapshotStream(io.RawIOBase):
         return bytes(buf)
 
     def readall(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             chunk = self.read(1 << 20)
             if not chunk:
