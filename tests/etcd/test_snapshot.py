@@ -73,7 +73,7 @@ def test_truncated_stream_raises(loaded: Loaded) -> None:
     c, call = _responses(loaded)
     with c:
         stream = SnapshotStream(itertools.islice(call, 3), source="test", cancel=call.cancel)
-        with pytest.raises(IntegrityError, match="truncated: received 98304 of"):
+        with pytest.raises(IntegrityError, match=r"truncated: received \d+ of \d+ bytes"):
             stream.read()
         stream.close()
 
