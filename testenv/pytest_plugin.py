@@ -1,0 +1,90 @@
+"""pytest fixtures for tests that need the local control plane.
+
+Load with ``pytest_plugins = ["testenv.pytest_plugin"]`` in the top-level
+``tests/conftest.py``.
+
+* ``cluster`` (session): reuses the cluster ``$KUBEKEEP_TESTENV_STATE`` points at
+  if it is running, otherwise starts one (building binaries on first use) and
+  stops it at session end. A build or start failure fails the test with the
+  error; nothing is skipped.
+* ``namespace`` (function): a fresh namespace, deleted afterwards.
+* ``kube_client`` / ``readonly_kube_client`` (session): ``kubernetes`` ApiClients
+  for the admin and the least-privilege kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from testenv.cluster import STATE_ENV, Cluster, running_cluster
+from testenv.rest import resource_path
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+
+def _progress(msg: str) -> None:
+    # Visible with -s; otherwise captured and shown only on failure.
+    print(f"[testenv] {msg}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The session's test cluster (reused from ``$KUBEKEEP_TESTENV_STATE`` if running)."""
+    state = os.environ.get(STATE_ENV)
+    if state:
+        existing = running_cluster(Path(state))
+        if existing is not None:
+            yield existing
+            return
+    started = Cluster(progress=_progress).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_client(cluster: Cluster) -> Iterator[ApiClient]:
+    """``kubernetes`` ApiClient with the admin (system:masters) credentials."""
+    client = cluster.api_client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def readonly_kube_client(cluster: Cluster) -> Iterator[ApiClient]:
+    """``kubernetes`` ApiClient for the least-privilege user (no Secrets)."""
+    client = cluster.api_client(readonly=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, uniquely named namespace; deleted (without waiting) after the test."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:6]}"
+    client = cluster.rest()
+    try:
+        client.create(
+            resource_path("v1", "namespaces"),
+            {"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": name, "labels": {"kubekeep.test/test-namespace": "true"}}},
+        )  # fmt: skip
+        yield name
+    finally:
+        try:
+            client.delete(resource_path("v1", "namespaces", name=name))
+        finally:
+            client.close()
