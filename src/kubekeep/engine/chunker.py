@@ -10,6 +10,10 @@ import pyfastcdc
 
 _local = threading.local()
 
+#: bytes read per call when chunking a stream (a few max-size chunks, so holding back the
+#: last chunk rarely re-scans much)
+READ_BLOCK = 32 * 1024 * 1024
+
 
 class Chunker:
     """Splits streams into content-defined chunks. One FastCDC instance per thread (it is not
@@ -35,9 +39,29 @@ class Chunker:
         return cdc
 
     def stream(self, stream: IO[bytes]) -> Iterator[memoryview]:
-        """Chunks of ``stream``; each view is valid only until the next one is produced."""
-        for chunk in self._fastcdc().cut_stream(stream):
-            yield chunk.data
+        """Chunks of ``stream``; each view is valid only until the next one is produced.
+
+        Reads blocks of ``READ_BLOCK`` bytes and cuts them with ``cut_buf``, holding back the
+        last chunk of a block (its end is the block's, not a content boundary) to prepend to the
+        next. FastCDC decides each cut from the chunk's own bytes only, so the result equals
+        cutting the whole stream at once. (pyfastcdc's own ``cut_stream`` costs ~0.7 ms a call
+        and runs at a fifth of ``cut_buf``'s speed.)
+        """
+        cdc = self._fastcdc()
+        carry = b""
+        while True:
+            block = stream.read(READ_BLOCK)
+            if not block:
+                if carry:
+                    yield memoryview(carry)
+                return
+            buf = carry + block if carry else block
+            last: memoryview | None = None
+            for chunk in cdc.cut_buf(buf):
+                if last is not None:
+                    yield last
+                last = chunk.data
+            carry = bytes(last) if last is not None else b""
 
     def buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
         if not data:
