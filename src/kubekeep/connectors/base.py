@@ -131,6 +131,11 @@ class Exporter(abc.ABC):
         """Complete the restore; return warnings for the report."""
         return []
 
+    def results(self) -> list[dict[str, Any]]:
+        """Per-item outcomes for the restore report, after ``finish`` (the Kubernetes exporter
+        reports each object as created / updated / skipped / failed with a reason)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called on success, failure and interrupt."""
 

@@ -30,6 +30,7 @@ class RestoreStats:
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)   # the exporter's per-item report
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     stats.warnings.extend(exporter.finish())
+    stats.results = exporter.results()
     stats.duration_s = round(time.monotonic() - started, 3)
     if stats.failed:
         shown = "; ".join(stats.failed[:3]) + (f"; and {len(stats.failed) - 3} more" if len(stats.failed) > 3 else "")
