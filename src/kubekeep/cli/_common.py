@@ -99,9 +99,12 @@ def repository_options(location: str | None = None, pw: str | None = None) -> ap
     loc = location or s.repo
     if not loc:
         raise errors.UsageError("no repository given: use -r/--repo or KUBEKEEP_REPOSITORY")
+    # S3 settings (often from the environment) apply only to S3 locations: a local repository
+    # must stay usable with KUBEKEEP_S3_ENDPOINT set, e.g. as the other side of ``copy``
+    backend_options = dict(s.s3) if loc.startswith("s3://") else {}
     return api.RepositoryOptions(location=loc, password=pw if pw is not None else password(),
                                  cache_dir=Path(s.cache_dir) if s.cache_dir else None,
-                                 no_cache=s.no_cache, backend_options=dict(s.s3))
+                                 no_cache=s.no_cache, backend_options=backend_options)
 
 
 def with_repository(f: F) -> F:
