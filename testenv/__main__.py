@@ -57,9 +57,19 @@ def cmd_down(args: argparse.Namespace) -> int:
         return 0
     cluster = Cluster.attach(state_path)
     cluster.stop()
-    state_path.unlink(missing_ok=True)
+    # `up` wrote the state in two places (--state and the run dir): drop every copy.
+    for path in {state_path, default_state_path(), build.cache_root() / "state.json"}:
+        if _state_run_dir(path) == cluster.run_dir:
+            path.unlink(missing_ok=True)
     _log(f"stopped the test cluster and removed {cluster.run_dir}")
     return 0
+
+
+def _state_run_dir(path: Path) -> Path | None:
+    try:
+        return Path(json.loads(path.read_text())["run_dir"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -96,7 +106,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = argparse.ArgumentParser(prog="python -m testenv", description="kubekeep's local Kubernetes test control plane")
+    p = argparse.ArgumentParser(
+        prog="python -m testenv", description="kubekeep's local Kubernetes test control plane"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_state(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -107,16 +119,26 @@ def parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         return sp
 
-    sub.add_parser("build", help="build/fetch the pinned binaries into the cache").set_defaults(func=cmd_build)
+    sub.add_parser("build", help="build/fetch the pinned binaries into the cache").set_defaults(
+        func=cmd_build
+    )
 
     up = with_state(sub.add_parser("up", help="start a cluster that keeps running after this command"))
     up.add_argument("--nodes", type=int, default=3, help="number of kwok nodes (default 3)")
-    up.add_argument("--run-dir", type=Path, help="directory for certs, logs, etcd data (default: a new temp dir)")
+    up.add_argument(
+        "--run-dir", type=Path, help="directory for certs, logs, etcd data (default: a new temp dir)"
+    )
     up.set_defaults(func=cmd_up)
 
-    with_state(sub.add_parser("down", help="stop the cluster and remove its run dir")).set_defaults(func=cmd_down)
-    with_state(sub.add_parser("env", help="print shell export lines for the cluster")).set_defaults(func=cmd_env)
-    with_state(sub.add_parser("status", help="print the running cluster as JSON")).set_defaults(func=cmd_status)
+    with_state(sub.add_parser("down", help="stop the cluster and remove its run dir")).set_defaults(
+        func=cmd_down
+    )
+    with_state(sub.add_parser("env", help="print shell export lines for the cluster")).set_defaults(
+        func=cmd_env
+    )
+    with_state(sub.add_parser("status", help="print the running cluster as JSON")).set_defaults(
+        func=cmd_status
+    )
 
     sd = with_state(sub.add_parser("seed", help="fill the running cluster with a realistic mix of objects"))
     sd.add_argument("--scale", type=int, default=0, metavar="N",

@@ -28,14 +28,11 @@ def readonly_rules(client: RestClient) -> list[dict[str, Any]]:
     again after adding CRDs in new groups.
     """
     core = client.get("/api/v1")["resources"]
-    core_names = sorted(
-        {r["name"] for r in core if r["name"].split("/")[0] != "secrets"}
-    )
+    core_names = sorted({r["name"] for r in core if r["name"].split("/")[0] != "secrets"})
     groups = sorted(g["name"] for g in client.get("/apis")["groups"])
     return [
         {"apiGroups": [""], "resources": core_names, "verbs": _READ_VERBS},
         {"apiGroups": groups, "resources": ["*"], "verbs": _READ_VERBS},
-        {"nonResourceURLs": ["*"], "verbs": ["get"]},
     ]
 
 
@@ -52,9 +49,7 @@ def sync_readonly_role(client: RestClient) -> None:
         "kind": "ClusterRoleBinding",
         "metadata": {"name": READONLY_ROLE, "labels": {"app.kubernetes.io/managed-by": "kubekeep-testenv"}},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READONLY_ROLE},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": pki.READONLY_GROUP}
-        ],
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": pki.READONLY_GROUP}],
     }
     rbac = "rbac.authorization.k8s.io/v1"
     client.apply(resource_path(rbac, "clusterroles", name=READONLY_ROLE), role)
@@ -91,8 +86,8 @@ def crds_established(client: RestClient, names: Iterable[str]) -> bool:
 
 def create_nodes(client: RestClient, names: Iterable[str]) -> None:
     """Create the kwok-managed fake nodes."""
-    for name in names:
-        client.create(resource_path("v1", "nodes"), kwok.node_manifest(name), exist_ok=True)
+    for index, name in enumerate(names):
+        client.create(resource_path("v1", "nodes"), kwok.node_manifest(name, index), exist_ok=True)
 
 
 def nodes_ready(client: RestClient, names: Iterable[str]) -> bool:

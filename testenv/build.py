@@ -114,9 +114,7 @@ def go_env() -> dict[str, str]:
 
 
 def _check_go_version(go: str) -> None:
-    out = subprocess.run(
-        [go, "env", "GOVERSION"], capture_output=True, text=True, env=go_env(), check=False
-    )
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, env=go_env(), check=False)
     match = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
     if out.returncode != 0 or not match:
         raise BuildError(f"cannot determine the Go version from {go}: {out.stderr.strip()}")
@@ -219,11 +217,16 @@ def _kubernetes_ldflags() -> tuple[str, ...]:
     flags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [
-            "-X", f"{pkg}.gitVersion={v}",
-            "-X", f"{pkg}.gitMajor={major}",
-            "-X", f"{pkg}.gitMinor={minor}",
-            "-X", f"{pkg}.gitTreeState=clean",
-            "-X", f"{pkg}.buildDate=1970-01-01T00:00:00Z",
+            "-X",
+            f"{pkg}.gitVersion={v}",
+            "-X",
+            f"{pkg}.gitMajor={major}",
+            "-X",
+            f"{pkg}.gitMinor={minor}",
+            "-X",
+            f"{pkg}.gitTreeState=clean",
+            "-X",
+            f"{pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
     return tuple(flags)
 

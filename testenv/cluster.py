@@ -94,6 +94,9 @@ class Cluster:
         self._procs: list[ManagedProcess] = []
         self._owns_run_dir = False
         self._pki: pki.ClusterPKI | None = None
+        # Client certificates of a cluster opened with attach() (no ClusterPKI then).
+        self._attached_admin: tuple[Path, Path] | None = None
+        self._attached_readonly: tuple[Path, Path] | None = None
         self.versions = versions.as_dict()
         self.node_names = kwok.node_names(nodes)
         self.timings: dict[str, float] = {}
@@ -115,9 +118,6 @@ class Cluster:
         try:
             with stopping_on_error(self._procs):
                 self._start_components(artifacts)
-        except build.BuildError:
-            self._cleanup_run_dir()
-            raise
         except BaseException as err:
             self._cleanup_run_dir()
             if isinstance(err, Exception) and not isinstance(err, ClusterError):
@@ -257,7 +257,10 @@ class Cluster:
         if self._pki is not None:
             pair = self._pki.readonly if readonly else self._pki.admin
             return pair.cert, pair.key
-        return self._attached_readonly if readonly else self._attached_admin
+        attached = self._attached_readonly if readonly else self._attached_admin
+        if attached is None:
+            raise ClusterError("the cluster is not started (call start() or Cluster.attach())")
+        return attached
 
     def rest(self, *, readonly: bool = False, maxsize: int = 16) -> RestClient:
         """A pooled JSON REST client (admin, or the least-privilege user)."""
@@ -346,7 +349,11 @@ class Cluster:
             key_file=p.etcd_client.key,
         )
         self.kubeconfig = write_kubeconfig(
-            run / "admin.kubeconfig", server=self.server, ca_cert=p.ca.cert, client=p.admin, user=pki.ADMIN_USER
+            run / "admin.kubeconfig",
+            server=self.server,
+            ca_cert=p.ca.cert,
+            client=p.admin,
+            user=pki.ADMIN_USER,
         )
         self.readonly_kubeconfig = write_kubeconfig(
             run / "readonly.kubeconfig", server=self.server, ca_cert=p.ca.cert, client=p.readonly,
@@ -372,7 +379,9 @@ class Cluster:
         health.wait_for("etcd /health", etcd_healthy, timeout=60, watch=[etcd])
         t = self._lap("etcd", t)
 
-        apiserver = self._spawn("kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port))
+        apiserver = self._spawn(
+            "kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port)
+        )
         api_ctx = health.tls_context(p.ca.cert, p.admin.cert, p.admin.key)
 
         def api_ready() -> bool | None:
@@ -382,8 +391,13 @@ class Cluster:
         health.wait_for("kube-apiserver /readyz", api_ready, timeout=120, watch=[apiserver, etcd])
         t = self._lap("kube-apiserver", t)
 
-        kcm = self._spawn("kube-controller-manager", self._kcm_argv(bins["kube-controller-manager"], kcm_port, kcm_kubeconfig))
-        sched = self._spawn("kube-scheduler", self._scheduler_argv(bins["kube-scheduler"], sched_port, sched_kubeconfig))
+        kcm = self._spawn(
+            "kube-controller-manager",
+            self._kcm_argv(bins["kube-controller-manager"], kcm_port, kcm_kubeconfig),
+        )
+        sched = self._spawn(
+            "kube-scheduler", self._scheduler_argv(bins["kube-scheduler"], sched_port, sched_kubeconfig)
+        )
         kwok_config = kwok.write_config(run / "kwok.yaml", artifacts.kwok_stages)
         kwok_proc = kwok.process(bins["kwok"], self.kubeconfig, kwok_config, run)
         self._procs.append(kwok_proc)
@@ -481,6 +495,8 @@ class Cluster:
             f"--service-account-signing-key-file={p.sa_private_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
+            # Fake nodes have loopback InternalIPs; never resolve their hostnames.
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--anonymous-auth=false",
         ]
@@ -520,6 +536,8 @@ class Cluster:
             f"--secure-port={port}",
             f"--cert-dir={self.run_dir / 'certs' / 'kube-scheduler'}",
             "--leader-elect=false",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
             "--profiling=false",
         ]
 

@@ -70,9 +70,7 @@ def wait_for(
             return result
         if time.monotonic() > deadline:
             # The first watched process is the one being waited for: show its log.
-            logs = "".join(
-                f"\n--- {p.name} log ({p.log_path}) ---\n{p.log_tail()}" for p in watched[:1]
-            )
+            logs = "".join(f"\n--- {p.name} log ({p.log_path}) ---\n{p.log_tail()}" for p in watched[:1])
             raise NotReadyError(
                 f"timed out after {timeout:.0f}s waiting for {what}"
                 + (f" (last error: {last_error})" if last_error else "")

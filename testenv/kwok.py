@@ -17,6 +17,7 @@ NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_ANNOTATION_VALUE = "fake"
 NODE_NAME_PREFIX = "kwok-node-"
 
+
 def write_config(path: Path, stages: Path) -> Path:
     """Write kwok's config file: the default Stages as one YAML stream.
 
@@ -36,9 +37,8 @@ def process(binary: Path, kubeconfig: Path, config: Path, run_dir: Path) -> Mana
         f"--kubeconfig={kubeconfig}",
         f"--config={config}",
         "--manage-all-nodes=false",
-        # Simulated addresses only (pod IPs, node InternalIP): nothing connects to them.
+        # Simulated addresses only (pod IPs; node IPs are set per node): nothing connects to them.
         "--cidr=10.244.0.0/16",
-        "--node-ip=10.240.0.1",
         "--node-lease-duration-seconds=40",
         f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}={NODE_ANNOTATION_VALUE}",
     ]
@@ -51,8 +51,13 @@ def process(binary: Path, kubeconfig: Path, config: Path, run_dir: Path) -> Mana
     )
 
 
-def node_manifest(name: str) -> dict[str, Any]:
-    """A taint-free fake Node that kwok will manage and mark Ready."""
+def node_manifest(name: str, index: int = 0) -> dict[str, Any]:
+    """A taint-free fake Node that kwok will manage and mark Ready.
+
+    Its InternalIP is a loopback address (127.0.1.<index + 1>) so that anything
+    that ever dials a "kubelet" (``kubectl logs`` through the apiserver) stays on
+    this machine and is refused at once.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -74,6 +79,10 @@ def node_manifest(name: str) -> dict[str, Any]:
         },
         "spec": {},
         "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": f"127.0.1.{index + 1}"},
+                {"type": "Hostname", "address": name},
+            ],
             # Room for the scale-mode seed (600 pods) on 3 nodes.
             "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "500", "ephemeral-storage": "1Ti"},
             "capacity": {"cpu": "32", "memory": "256Gi", "pods": "500", "ephemeral-storage": "1Ti"},

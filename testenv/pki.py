@@ -68,7 +68,7 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 
 def _new_ca(common_name: str) -> _Issuer:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -81,9 +81,15 @@ def _new_ca(common_name: str) -> _Issuer:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )  # fmt: skip
@@ -103,7 +109,7 @@ def _issue(
     dns: tuple[str, ...] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     usages = []
     if server:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -120,9 +126,15 @@ def _issue(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )  # fmt: skip
@@ -205,9 +217,7 @@ def generate(directory: Path) -> ClusterPKI:
         apiserver=save("apiserver", ca, "kube-apiserver", server=True, dns=_APISERVER_DNS),
         admin=save("admin", ca, ADMIN_USER, orgs=("system:masters",), client=True),
         readonly=save("readonly", ca, READONLY_USER, orgs=(READONLY_GROUP,), client=True),
-        controller_manager=save(
-            "controller-manager", ca, "system:kube-controller-manager", client=True
-        ),
+        controller_manager=save("controller-manager", ca, "system:kube-controller-manager", client=True),
         scheduler=save("scheduler", ca, "system:kube-scheduler", client=True),
         sa_private_key=sa_private,
         sa_public_key=sa_public,

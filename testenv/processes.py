@@ -128,8 +128,7 @@ class ManagedProcess:
         if not self.alive():
             code = self.exit_code()
             raise ProcessError(
-                f"{self.name} exited unexpectedly (exit code {code}); log {self.log_path}:\n"
-                f"{self.log_tail()}"
+                f"{self.name} exited unexpectedly (exit code {code}); log {self.log_path}:\n{self.log_tail()}"
             )
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -93,10 +93,12 @@ def _digest(*parts: str) -> bytes:
 
 def _text(seed: str, size: int) -> str:
     """Deterministic, mildly repetitive config-like text of about ``size`` bytes."""
-    lines, n = [], 0
-    while sum(len(x) + 1 for x in lines) < size:
-        h = _digest(seed, str(n)).hex()
-        lines.append(f"key_{n % 17} = {h[:24]}  # setting {n}")
+    lines: list[str] = []
+    length = n = 0
+    while length < size:
+        line = f"key_{n % 17} = {_digest(seed, str(n)).hex()[:24]}  # setting {n}"
+        lines.append(line)
+        length += len(line) + 1
         n += 1
     return "\n".join(lines) + "\n"
 
@@ -232,12 +234,22 @@ def namespace_objects(ns: str, mix: Mix) -> tuple[Obj, list[Obj]]:
             "username": base64.b64encode(f"user-{ns}-{i}".encode()).decode(),
             "password": base64.b64encode(_digest(ns, name, "pw")).decode(),
         }
-        secret: Obj = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, ns), "type": "Opaque", "data": data}
+        secret: Obj = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(name, ns),
+            "type": "Opaque",
+            "data": data,
+        }
         if i == 1:
             secret["type"] = "kubernetes.io/tls"
             secret["data"] = {
-                "tls.crt": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n" + _digest(ns, "crt") * 8).decode(),
-                "tls.key": base64.b64encode(b"-----BEGIN PRIVATE KEY-----\n" + _digest(ns, "key") * 4).decode(),
+                "tls.crt": base64.b64encode(
+                    b"-----BEGIN CERTIFICATE-----\n" + _digest(ns, "crt") * 8
+                ).decode(),
+                "tls.key": base64.b64encode(
+                    b"-----BEGIN PRIVATE KEY-----\n" + _digest(ns, "key") * 4
+                ).decode(),
             }
         objs.append(secret)
     for name in sas:
@@ -277,7 +289,9 @@ def namespace_objects(ns: str, mix: Mix) -> tuple[Obj, list[Obj]]:
                 "template": _pod_template(app, sas[0], cms[0], secrets[0]),
             },
         })  # fmt: skip
-    services = [(f"{apps[i % len(apps)]}-svc-{i}", apps[i % len(apps)]) for i in range(mix.services_clusterip)]
+    services = [
+        (f"{apps[i % len(apps)]}-svc-{i}", apps[i % len(apps)]) for i in range(mix.services_clusterip)
+    ]
     for svc, app in services:
         objs.append({
             "apiVersion": "v1", "kind": "Service", "metadata": _meta(svc, ns, app),
@@ -349,7 +363,7 @@ def _create_all(client: RestClient, objs: Iterable[Obj], workers: int) -> Counte
             status = {"status": {"phase": "Ready", "observedGeneration": 1}}
             client.request("PATCH", object_path(obj) + "/status", status,
                            content_type="application/merge-patch+json")  # fmt: skip
-        return obj["kind"]
+        return str(obj["kind"])
 
     counts: Counter[str] = Counter()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seed") as pool:
@@ -408,7 +422,7 @@ def seed(
             contents += objs
         contents.sort(key=lambda o: KIND_ORDER.index(o["kind"]))
         result.counts.update(_create_all(client, namespaces, workers))
-        say(f"created {len(namespaces)} namespaces; creating {len(contents)} objects with {workers} workers ...")
+        say(f"created {len(namespaces)} namespaces; creating {len(contents)} objects ({workers} workers) ...")
         for chunk in _chunks(contents, 2000):
             result.counts.update(_create_all(client, chunk, workers))
     finally:
@@ -422,12 +436,17 @@ def workloads_ready(client: RestClient, namespaces: Iterable[str]) -> tuple[int,
     ready = total = 0
     for ns in namespaces:
         for plural in ("deployments", "statefulsets"):
-            items = client.get(resource_path("apps/v1", plural, namespace=ns), labelSelector=SEED_LABEL)["items"]
+            items = client.get(resource_path("apps/v1", plural, namespace=ns), labelSelector=SEED_LABEL)[
+                "items"
+            ]
             for item in items:
                 total += 1
                 want = item["spec"].get("replicas", 1)
                 st = item.get("status", {})
-                if st.get("readyReplicas", 0) >= want and st.get("observedGeneration", 0) >= item["metadata"]["generation"]:
+                if (
+                    st.get("readyReplicas", 0) >= want
+                    and st.get("observedGeneration", 0) >= item["metadata"]["generation"]
+                ):
                     ready += 1
     return ready, total
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.cluster
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "testenv", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "testenv", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _pids_alive(state: dict) -> list[int]:
@@ -43,7 +45,9 @@ def test_up_env_status_down_leave_nothing_behind(tmp_path: Path) -> None:
         exports = _cli("env", env=env)
         assert exports.returncode == 0
         lines = dict(
-            line.removeprefix("export ").split("=", 1) for line in exports.stdout.splitlines() if "PATH" not in line
+            line.removeprefix("export ").split("=", 1)
+            for line in exports.stdout.splitlines()
+            if "PATH" not in line
         )
         assert lines["KUBECONFIG"] == str(run_dir / "admin.kubeconfig")
         assert lines["KUBEKEEP_TESTENV_ETCD_ENDPOINTS"].startswith("https://127.0.0.1:")

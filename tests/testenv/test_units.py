@@ -93,14 +93,19 @@ def test_free_ports_are_bindable() -> None:
 
 
 def test_process_stop_escalates_to_sigkill(tmp_path: Path) -> None:
-    script = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
     proc = processes.ManagedProcess("stubborn", [sys.executable, "-c", script], tmp_path / "stubborn.log")
     proc.start()
     deadline = time.monotonic() + 10
     while "up" not in proc.log_tail() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.alive()
-    assert os.getpgid(proc.pid) == proc.pid  # own process group
+    assert proc.pid is not None and os.getpgid(proc.pid) == proc.pid  # own process group
     start = time.monotonic()
     proc.stop(timeout=0.5)
     assert not proc.alive()
