@@ -14,9 +14,11 @@ Load with ``pytest_plugins = ["testenv.pytest_plugin"]`` in the top-level
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,13 +31,20 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 
-def _progress(msg: str) -> None:
-    # Visible with -s; otherwise captured and shown only on failure.
-    print(f"[testenv] {msg}", flush=True)
+def _progress_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Print build/start progress to the terminal even while output is captured."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def say(msg: str) -> None:
+        ctx = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with ctx:
+            print(f"\n[testenv] {msg}", file=sys.stderr, flush=True)
+
+    return say
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     """The session's test cluster (reused from ``$KUBEKEEP_TESTENV_STATE`` if running)."""
     state = os.environ.get(STATE_ENV)
     if state:
@@ -43,7 +52,9 @@ def cluster() -> Iterator[Cluster]:
         if existing is not None:
             yield existing
             return
-    started = Cluster(progress=_progress).start()
+    say = _progress_printer(pytestconfig)
+    started = Cluster(progress=say).start()
+    say(f"test cluster up in {started.timings['total']:.1f}s: {started.server} (run dir {started.run_dir})")
     try:
         yield started
     finally:
