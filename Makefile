@@ -1,0 +1,35 @@
+# kubekeep: the two set-up commands are `make demo` (the main job, end to end on a throwaway local
+# cluster and a local repository) and `make test` (the whole test suite). Both install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench bench-engine system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests and the demo use (skipped when already installed).
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: $(STAMP) system-deps
+	$(PY) scripts/demo.py
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+# engine, storage and CLI tests only (no local control plane)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not cluster"
+
+bench-engine: $(STAMP)
+	$(PY) bench/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
