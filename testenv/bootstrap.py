@@ -134,6 +134,52 @@ def create_snapshot_class(client: RestClient) -> None:
     )
 
 
+NO_PROXY_POLICY = "kubekeep-testenv-no-proxy"
+
+
+def create_no_proxy_policy(client: RestClient) -> None:
+    """Deny the pods/proxy and services/proxy subresources, for everyone.
+
+    They make the apiserver dial pod IPs, which here are simulated addresses in
+    10.244.0.0/16 that must never receive traffic. (exec, logs, port-forward
+    dial the node's loopback InternalIP and are refused on the spot.)
+    """
+    api = "admissionregistration.k8s.io/v1"
+    labels = {"app.kubernetes.io/managed-by": "kubekeep-testenv"}
+    policy = {
+        "apiVersion": api,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": NO_PROXY_POLICY, "labels": labels},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CONNECT"],
+                        "resources": ["pods/proxy", "services/proxy"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "false",
+                    "message": "testenv: pod and service IPs are simulated; the proxy subresources are disabled",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": api,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": NO_PROXY_POLICY, "labels": labels},
+        "spec": {"policyName": NO_PROXY_POLICY, "validationActions": ["Deny"]},
+    }
+    client.apply(resource_path(api, "validatingadmissionpolicies", name=NO_PROXY_POLICY), policy)
+    client.apply(resource_path(api, "validatingadmissionpolicybindings", name=NO_PROXY_POLICY), binding)
+
+
 def default_service_account_exists(client: RestClient, namespace: str = "default") -> bool:
     """Whether the ServiceAccount controller has created ``default`` in ``namespace``."""
     try:

@@ -406,6 +406,7 @@ class Cluster:
 
         client = self.rest()
         try:
+            bootstrap.create_no_proxy_policy(client)
             crd_names = bootstrap.create_crds(client, bootstrap.load_manifests(artifacts.snapshot_crds))
             bootstrap.create_storage_class(client)
             bootstrap.create_nodes(client, self.node_names)

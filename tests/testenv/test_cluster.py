@@ -184,3 +184,14 @@ def test_seeded_deployments_run_on_kwok_nodes(cluster: Cluster, kube_client: Api
     # Re-seeding the same layout is idempotent.
     again = seed.seed(cluster, prefix="t-seed-")
     assert again.counts == result.counts
+
+
+def test_proxy_to_simulated_addresses_is_denied(cluster: Cluster, namespace: str) -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}  # fmt: skip
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(svc))
+    proxied = cluster.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{namespace}/services/web:80/proxy/", check=False
+    )
+    assert proxied.returncode != 0
+    assert bootstrap.NO_PROXY_POLICY in proxied.stderr
