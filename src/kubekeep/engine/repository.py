@@ -30,7 +30,7 @@ from kubekeep.engine import host, objects
 from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
 from kubekeep.engine.index import Index, decode_index_body
-from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name
+from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
 from kubekeep.storage.base import Backend
@@ -38,6 +38,14 @@ from kubekeep.storage.base import Backend
 if TYPE_CHECKING:
     from kubekeep.engine.locks import RepositoryLock
     from kubekeep.engine.writer import BlobWriter
+
+
+def _open_cache(root: Path | None, repo_id: str) -> Cache | None:
+    """The local cache, or None when its directory cannot be created: a cache only saves time."""
+    try:
+        return Cache(root or default_cache_root(), repo_id)
+    except OSError:
+        return None
 
 
 class Repository:
@@ -77,7 +85,7 @@ class Repository:
         }
         key_name = cls._store_key(backend, master, password, kdf)
         backend.store("config", objects.seal(master.cipher(), config, fmt.AAD_CONFIG), exclusive=True)
-        cache = None if no_cache else Cache(cache_root or default_cache_root(), config["id"])
+        cache = None if no_cache else _open_cache(cache_root, config["id"])
         return cls(backend, master, config, key_name, cache)
 
     @classmethod
@@ -105,7 +113,7 @@ class Repository:
         if config.get("version") != fmt.REPOSITORY_VERSION:
             raise errors.RepositoryError(
                 f"repository format version {config.get('version')} is not supported by kubekeep {__version__}")
-        cache = None if no_cache else Cache(cache_root or default_cache_root(), config["id"])
+        cache = None if no_cache else _open_cache(cache_root, config["id"])
         return cls(backend, master, config, name, cache)
 
     @property
@@ -212,8 +220,14 @@ class Repository:
         name = pack_name(loc.pack_id)
         if loc.type == TREE and self.cache is not None:
             pack = self.cache.get(name)
-            if pack is None:
-                pack = self.backend.load(name)
+            if pack is not None:
+                try:
+                    return self.decode_blob(blob_id, loc.type, pack[loc.offset : loc.offset + loc.length],
+                                            loc.raw_length)
+                except errors.IntegrityError:
+                    self.cache.discard(name)  # a damaged cached copy costs a download, never the data
+            pack = self.backend.load(name)
+            if verify_pack_id(loc.pack_id, pack):  # cache only what matches its name
                 self.cache.put(name, pack)
             raw = pack[loc.offset : loc.offset + loc.length]
         else:
@@ -266,13 +280,24 @@ class Repository:
             snap = self._snapshots[snap_id] = Snapshot.from_wire(body, snap_id)
         return snap
 
-    def snapshots(self) -> list[Snapshot]:
-        """All snapshots, oldest first."""
+    def snapshots(self, *, skip_damaged: bool = False) -> list[Snapshot]:
+        """All snapshots, oldest first. A snapshot file that fails verification raises, unless
+        ``skip_damaged`` (for callers that only look for a parent: one damaged old snapshot
+        must not stop every later backup)."""
         ids = self.snapshot_ids()
         if self.cache:
             self.cache.retain("snapshots/", {f"snapshots/{i}" for i in ids})
+
+        def load(snap_id: str) -> Snapshot | None:
+            try:
+                return self.load_snapshot(snap_id)
+            except (errors.IntegrityError, errors.SnapshotNotFound):
+                if skip_damaged:
+                    return None
+                raise
+
         with ThreadPoolExecutor(4) as pool:
-            snaps = list(pool.map(self.load_snapshot, ids))
+            snaps = [s for s in pool.map(load, ids) if s is not None]
         return sorted(snaps, key=lambda s: (s.time, s.id))
 
     def save_snapshot(self, snap: Snapshot) -> str:
