@@ -94,7 +94,8 @@ class _ParentTree:
 
 def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
     """The latest snapshot of the same source, used to skip unchanged files."""
-    candidates = [s for s in repo.snapshots() if s.uri == uri and s.source.get("host", "") == host]
+    candidates = [s for s in repo.snapshots(skip_damaged=True)
+                  if s.uri == uri and s.source.get("host", "") == host]
     return candidates[-1] if candidates else None
 
 
