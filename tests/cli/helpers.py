@@ -258,3 +258,21 @@ def kill_hard(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def init_fast(repo: RepoSpec, password: str = "correct horse") -> str:
+    """Create a repository through the API with a cheap key derivation; return its id."""
+    from kubekeep.engine.repository import Repository
+
+    r = Repository.init(repo.backend(), password, kdf=FAST_KDF, no_cache=True)
+    try:
+        return r.id
+    finally:
+        r.close()
+
+
+def open_api(repo: RepoSpec, password: str = "correct horse") -> Any:
+    """The repository opened through the API, without a cache."""
+    from kubekeep.engine.repository import Repository
+
+    return Repository.open(repo.backend(), password, no_cache=True)
