@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         _log(f"a test cluster is already running ({existing.server}, state {state_path}); "
              "run `python -m testenv down` first")  # fmt: skip
         return 1
-    cluster = Cluster(nodes=args.nodes, run_dir=args.run_dir, progress=_log)
+    cluster = Cluster(nodes=args.nodes, run_dir=args.run_dir, die_with_parent=False, progress=_log)
     start = time.monotonic()
     cluster.start()
     cluster.detach()
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _log("interrupted")
         return 130
+    except BrokenPipeError:  # e.g. `python -m testenv status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -85,12 +85,20 @@ class Cluster:
         nodes: int = 3,
         run_dir: Path | None = None,
         keep_run_dir: bool | None = None,
+        die_with_parent: bool = True,
         progress: build.Progress = build._stderr,
     ) -> None:
+        """Configure (not start) a cluster.
+
+        ``die_with_parent`` has the kernel stop the components if the thread that
+        called :meth:`start` dies, even by SIGKILL; ``python -m testenv up``
+        turns it off to leave the cluster running.
+        """
         self._nodes = nodes
         self._requested_run_dir = run_dir
         self._keep = keep_run_dir if keep_run_dir is not None else os.environ.get(KEEP_ENV) == "1"
         self._progress = progress
+        self._die_with_parent = die_with_parent
         self._procs: list[ManagedProcess] = []
         self._owns_run_dir = False
         self._pki: pki.ClusterPKI | None = None
@@ -324,7 +332,13 @@ class Cluster:
                 (self.run_dir / name).unlink(missing_ok=True)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
-        proc = ManagedProcess(name=name, argv=argv, log_path=self.run_dir / "logs" / f"{name}.log", env=env)
+        proc = ManagedProcess(
+            name=name,
+            argv=argv,
+            log_path=self.run_dir / "logs" / f"{name}.log",
+            env=env,
+            die_with_parent=self._die_with_parent,
+        )
         self._procs.append(proc)
         proc.start()
         return proc
@@ -400,6 +414,7 @@ class Cluster:
         )
         kwok_config = kwok.write_config(run / "kwok.yaml", artifacts.kwok_stages)
         kwok_proc = kwok.process(bins["kwok"], self.kubeconfig, kwok_config, run)
+        kwok_proc.die_with_parent = self._die_with_parent
         self._procs.append(kwok_proc)
         kwok_proc.start()
         everyone = [apiserver, etcd, kcm, sched, kwok_proc]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - non-glibc platforms
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the thread that spawned it dies (even by SIGKILL)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ProcessError(RuntimeError):
@@ -86,6 +100,8 @@ class ManagedProcess:
     argv: Sequence[str]
     log_path: Path
     env: Mapping[str, str] | None = None
+    #: Have the kernel SIGTERM the process if the spawning thread dies (even by SIGKILL).
+    die_with_parent: bool = False
     pid: int | None = None
     start_time: int | None = None
     _popen: subprocess.Popen[bytes] | None = None
@@ -102,6 +118,7 @@ class ManagedProcess:
                 env=dict(self.env) if self.env is not None else None,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         self.pid = self._popen.pid
         self.start_time = process_start_time(self.pid)

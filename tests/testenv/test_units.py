@@ -155,3 +155,27 @@ def test_cli_parser_commands() -> None:
     for cmd in ("build", "up", "down", "env", "status", "seed"):
         assert p.parse_args([cmd]).command == cmd
     assert p.parse_args(["seed", "--scale", "100"]).scale == 100
+
+
+def test_components_die_with_a_sigkilled_owner(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from testenv.processes import ManagedProcess\n"
+        f"p = ManagedProcess('sleeper', ['sleep', '60'], Path({str(tmp_path / 's.log')!r}), die_with_parent=True)\n"
+        "p.start()\n"
+        "print(p.pid, p.start_time, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid, start_time = (int(x) for x in owner.stdout.readline().split())
+    child = processes.ManagedProcess.from_state({"name": "sleeper", "pid": pid, "start_time": start_time,
+                                                 "log": str(tmp_path / "s.log")})  # fmt: skip
+    assert child.alive()
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while child.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child.alive()
