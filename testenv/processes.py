@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-
 _PR_SET_PDEATHSIG = 1
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
