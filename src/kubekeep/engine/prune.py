@@ -136,5 +136,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = Fals
         repo.backend.delete(name)
         if repo.cache is not None:
             repo.cache.discard(name)
+    # temp files of stores that were interrupted (a killed backup) are garbage too; only old
+    # ones, in case a writer on another host still holds a lock we judged stale
+    cleanup_temp = getattr(repo.backend, "cleanup_temp", None)
+    if cleanup_temp is not None:
+        cleanup_temp()
     repo.reload_index()
     return report
