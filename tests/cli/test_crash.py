@@ -1,0 +1,89 @@
+"""A backup killed with SIGKILL at any moment leaves a valid repository: no snapshot, only
+unreferenced packs (a note for check, removed by prune), a stale lock (removed by unlock), and
+the next backup works."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import KK, init_fast, kill_hard, stderr_line, wait_for
+
+
+def _packs(repo_root: Path) -> int:
+    data = repo_root / "data"
+    return sum(1 for _, _, files in os.walk(data) for f in files if not f.startswith(".tmp-"))
+
+
+@pytest.fixture(scope="module")
+def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~200 MB of incompressible data: 20 files of 8 MiB and 400 of 100 KB."""
+    root = tmp_path_factory.mktemp("crash") / "src"
+    rnd = random.Random(5)
+    for i in range(20):
+        (root / "big").mkdir(parents=True, exist_ok=True)
+        (root / "big" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(8 * 1024 * 1024))
+    for i in range(400):
+        d = root / "small" / f"d{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"s{i:03d}.bin").write_bytes(rnd.randbytes(100_000))
+    return root
+
+
+def test_sigkilled_backups_leave_a_valid_repository(kk: KK, big_tree: Path) -> None:
+    init_fast(kk.repo, kk.password)
+    root = Path(kk.repo.location)
+    killed_pids = []
+    # kill: as soon as a pack exists; 1 s in (with packs written); well into the run
+    for when in ("first-pack", "1s", "mid"):
+        before = _packs(root)
+        started = time.monotonic()
+        proc = kk.popen("backup", str(big_tree))
+        if when == "first-pack":
+            ready = lambda: _packs(root) > before  # noqa: E731
+        elif when == "1s":
+            ready = lambda: time.monotonic() - started >= 1.0 and _packs(root) > before  # noqa: E731
+        else:
+            ready = lambda: _packs(root) >= before + 6  # noqa: E731 - ~100 MB of 200 MB stored
+        assert wait_for(lambda: ready() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, f"backup finished before the {when} kill: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+        kill_hard(proc)
+        killed_pids.append(proc.pid)
+    assert _packs(root) > 6
+
+    # no snapshot, and check is happy (unreferenced packs are only a note)
+    assert kk.json("snapshots") == []
+    proc = kk.run("check")
+    assert b"not referenced by the index" in proc.stderr and b"no errors were found" in proc.stdout
+    assert len(kk.repo.objects("locks/")) == 3  # one stale lock per killed run
+
+    # the next backup works and everything it stored is intact
+    snap = kk.json("backup", str(big_tree))
+    assert snap["stats"]["files"] == 420
+    kk.run("check", "--read-data")
+    one = big_tree / "big" / "b07.bin"
+    assert hashlib.sha256(kk.run("cat", f"latest:/big/{one.name}").stdout).digest() == \
+        hashlib.sha256(one.read_bytes()).digest()
+
+    # unlock removes the stale locks of the dead processes
+    assert "removed 3 lock(s)" in stderr_line(kk.run("unlock"))
+    assert kk.repo.objects("locks/") == {}
+
+    # prune removes the orphans (and temp files of interrupted stores once they are old)
+    leftover = root / "data" / "00" / ".tmp-killedstore"
+    leftover.parent.mkdir(exist_ok=True)
+    leftover.write_bytes(b"\0" * 1_000_000)
+    os.utime(leftover, (time.time() - 7200,) * 2)
+    data_before = kk.repo.size("data/")
+    report = kk.json("prune")
+    assert report["packs_deleted"] > 0
+    assert kk.repo.size("data/") < data_before
+    assert not leftover.exists()
+    assert kk.json("prune", "--dry-run")["packs_deleted"] == 0
+    proc = kk.run("check")
+    assert b"not referenced" not in proc.stderr
