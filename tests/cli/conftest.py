@@ -3,6 +3,7 @@ server, and a ``kubekeep`` runner bound to one."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,3 +49,18 @@ def make_kk(tmp_path: Path) -> Callable[..., KK]:
 def kk(local_repo: RepoSpec, make_kk: Callable[..., KK]) -> KK:
     """A runner for a fresh, not yet initialised local repository."""
     return make_kk(local_repo)
+
+
+@pytest.fixture(scope="session")
+def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~200 MB of incompressible data: 20 files of 8 MiB and 400 of 100 KB (shared, read-only)."""
+    root = tmp_path_factory.mktemp("big") / "src"
+    rnd = random.Random(5)
+    (root / "big").mkdir(parents=True)
+    for i in range(20):
+        (root / "big" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(8 * 1024 * 1024))
+    for i in range(400):
+        d = root / "small" / f"d{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"s{i:03d}.bin").write_bytes(rnd.randbytes(100_000))
+    return root

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import time
 from pathlib import Path
 
@@ -18,21 +17,6 @@ from tests.cli.helpers import KK, init_fast, kill_hard, stderr_line, wait_for
 def _packs(repo_root: Path) -> int:
     data = repo_root / "data"
     return sum(1 for _, _, files in os.walk(data) for f in files if not f.startswith(".tmp-"))
-
-
-@pytest.fixture(scope="module")
-def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~200 MB of incompressible data: 20 files of 8 MiB and 400 of 100 KB."""
-    root = tmp_path_factory.mktemp("crash") / "src"
-    rnd = random.Random(5)
-    for i in range(20):
-        (root / "big").mkdir(parents=True, exist_ok=True)
-        (root / "big" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(8 * 1024 * 1024))
-    for i in range(400):
-        d = root / "small" / f"d{i % 10}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"s{i:03d}.bin").write_bytes(rnd.randbytes(100_000))
-    return root
 
 
 def test_sigkilled_backups_leave_a_valid_repository(kk: KK, big_tree: Path) -> None:
