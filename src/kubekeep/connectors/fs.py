@@ -159,10 +159,22 @@ class FsExporter(Exporter):
         self._dirs.append((path, entry))
 
     def file(self, entry: Entry, data: Iterable[bytes]) -> None:
+        """Write a file; a new path is written in place, an existing one through a temporary file
+        renamed over it, so a failure never leaves wrong content (or loses the old file)."""
         path = self._target(entry.path)
-        tmp = path.with_name(f".{path.name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            written = path
+        except FileExistsError:
+            if path.is_dir() and not path.is_symlink():
+                raise errors.ConnectorError(f"cannot restore file {path}: a directory is in the way") from None
+            written = path.with_name(f".{path.name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
+            fd = -1
+        except OSError as exc:
+            raise errors.ConnectorError(f"cannot write {path}: {exc.strerror}") from None
+        try:
+            if fd < 0:
+                fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 for piece in data:
                     view = memoryview(piece)
@@ -171,17 +183,16 @@ class FsExporter(Exporter):
                 if self.owners:
                     self._chown(fd, entry)
                 os.fchmod(fd, entry.mode)
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-            if path.is_dir() and not path.is_symlink():
-                raise errors.ConnectorError(f"cannot restore file {path}: a directory is in the way")
-            os.replace(tmp, path)
+            if written != path:
+                os.replace(written, path)
         except OSError as exc:
-            _unlink_quietly(tmp)
+            _unlink_quietly(written)
             raise errors.ConnectorError(f"cannot write {path}: {exc.strerror}") from None
         except BaseException:
-            _unlink_quietly(tmp)
+            _unlink_quietly(written)
             raise
 
     def symlink(self, entry: Entry) -> None:
