@@ -90,7 +90,9 @@ class BlobWriter:
         except BaseException:
             self._slots.release()
             raise
-        self._futures.append(self._pool.submit(self._store_pack, pack_id, data, pack.entries, pack.blob_type))
+        future = self._pool.submit(self._store_pack, pack_id, data, pack.entries, pack.blob_type)
+        with self._lock:
+            self._futures.append(future)
 
     def _store_pack(self, pack_id: bytes, data: bytes, entries: list[BlobEntry], blob_type: int) -> None:
         try:
@@ -130,9 +132,12 @@ class BlobWriter:
             self.stats.bytes_stored += len(data)
 
     def _raise_failed_upload(self) -> None:
-        done = [f for f in self._futures if f.done()]
+        # backup workers and the tree-building thread upload concurrently: take each finished
+        # future exactly once, under the lock (list.remove raced here)
+        with self._lock:
+            done = [f for f in self._futures if f.done()]
+            self._futures = [f for f in self._futures if f not in done]
         for f in done:
-            self._futures.remove(f)
             f.result()
 
     def flush(self) -> None:
@@ -143,7 +148,8 @@ class BlobWriter:
                 self._packs[blob_type] = PackWriter(blob_type)
             if len(pack):
                 self._upload(pack)
-        futures, self._futures = self._futures, []
+        with self._lock:
+            futures, self._futures = self._futures, []
         errors = []
         for f in futures:
             try:
