@@ -2,8 +2,9 @@
 
 Snapshots are grouped (by default by host and source); within each group, newest first, a
 snapshot is kept if it is among the ``last`` N, or is the newest of its hour/day/week/month/year
-while that bucket's count lasts, or carries a ``keep_tags`` tag, or is ``within`` a duration of
-the group's newest snapshot. Everything else is removed.
+while that bucket's count lasts (a negative count is unlimited; the group's oldest snapshot is
+kept too while a count is left), or carries a ``keep_tags`` tag, or is less than ``within`` older
+than the group's newest snapshot. Everything else is removed.
 """
 
 from __future__ import annotations
@@ -57,18 +58,22 @@ def apply_policy(snaps: list[Snapshot], policy: Policy) -> list[Decision]:
     for i, snap in enumerate(ordered):
         reasons = []
         t = snap.datetime
-        if i < policy.last:
+        if i < policy.last or policy.last < 0:
             reasons.append("last")
+        oldest = i == len(ordered) - 1
         for name, bucket_of in _BUCKETS:
-            if remaining[name] > 0:
+            if remaining[name] != 0:  # negative: unlimited
                 bucket = bucket_of(t)
-                if last_bucket.get(name) != bucket:
+                # as restic: the oldest snapshot is kept too while the bucket has counts left
+                if last_bucket.get(name) != bucket or oldest:
+                    reasons.append(name if last_bucket.get(name) != bucket else f"oldest {name}")
                     last_bucket[name] = bucket
-                    remaining[name] -= 1
-                    reasons.append(name)
-        if policy.within is not None and newest is not None and newest - t <= policy.within:
+                    if remaining[name] > 0:
+                        remaining[name] -= 1
+        if policy.within is not None and newest is not None and newest - t < policy.within:
             reasons.append("within")
-        if any(tag in snap.tags for tag in policy.keep_tags):
+        # as restic: each keep_tags entry is a comma-separated list, all of which must be present
+        if any(set(filter(None, entry.split(","))) <= set(snap.tags) for entry in policy.keep_tags):
             reasons.append("tag")
         out.append(Decision(snap, bool(reasons), reasons))
     return out
