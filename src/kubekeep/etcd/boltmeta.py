@@ -22,7 +22,10 @@ compaction revisions, storageVersion), ``cluster`` (clusterVersion) and ``member
 (hex member id -> JSON).
 
 Pages are read one at a time by offset, so memory stays bounded by the tree height and the
-set of distinct user keys (needed to count live keys), not by the file size.
+set of distinct user keys (needed to count live keys), not by the file size. The ``key``
+bucket, which is most of the file, is read level by level with each level's pages in page-id
+order, so its leaves are read in file order: sequential I/O, and at most one pass over each
+chunk when the "file" is a view of a chunked repository object.
 """
 
 from __future__ import annotations
@@ -181,13 +184,40 @@ def _iter_tree(r: _Reader, pgid: int, depth: int = 0) -> Iterator[tuple[int, byt
         raise IntegrityError(f"etcd snapshot is corrupt: page {pgid} has flags {flags:#x}")
 
 
-def _iter_bucket(r: _Reader, value: bytes) -> Iterator[tuple[int, bytes, bytes]]:
-    """Iterate a nested bucket given its value in the parent (header + optional inline page)."""
+def _iter_tree_file_order(r: _Reader, root: int) -> Iterator[tuple[int, bytes, bytes]]:
+    """Like :func:`_iter_tree`, but level by level with pages in page-id order: the items of
+    one page stay in key order, the pages come in file order."""
+    level = [root]
+    for _depth in range(_MAX_DEPTH + 1):
+        if not level:
+            return
+        below: list[int] = []
+        for pgid in sorted(level):
+            flags, count, page = r.page(pgid)
+            if flags & _LEAF:
+                yield from _leaf_items(page, count)
+            elif flags & _BRANCH:
+                elems = page[16 : 16 + count * 16]
+                below.extend(child for _pos, _ks, child in _BRANCH_ELEM.iter_unpack(elems))
+            else:
+                raise IntegrityError(f"etcd snapshot is corrupt: page {pgid} has flags {flags:#x}")
+        level = below
+    raise IntegrityError("etcd snapshot is corrupt: bucket tree deeper than 64 levels")
+
+
+def _iter_bucket(
+    r: _Reader, value: bytes, *, file_order: bool = False
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """Iterate a nested bucket given its value in the parent (header + optional inline page).
+
+    ``file_order`` reads the pages in file order instead of key order (see
+    :func:`_iter_tree_file_order`).
+    """
     if len(value) < _BUCKET_HDR.size:
         raise IntegrityError("etcd snapshot is corrupt: bucket header too short")
     root, _seq = _BUCKET_HDR.unpack_from(value)
     if root:
-        yield from _iter_tree(r, root)
+        yield from (_iter_tree_file_order if file_order else _iter_tree)(r, root)
         return
     inline = memoryview(value)
     if len(value) < _BUCKET_HDR.size + 16:
@@ -389,17 +419,23 @@ def _user_key(value: bytes) -> bytes:
 
 
 def _read_key_bucket(r: _Reader, value: bytes, info: SnapshotInfo) -> None:
-    latest: dict[bytes, bool] = {}
+    """Count revisions and live/deleted user keys. Pages come in file order, so each user key
+    keeps its newest revision seen so far, as ``(main << 64 | sub) << 1 | tombstone``."""
+    latest: dict[bytes, int] = {}
     revisions = 0
     max_rev = 0
-    for _f, rev_key, kv in _iter_bucket(r, value):
+    for _f, rev_key, kv in _iter_bucket(r, value, file_order=True):
         revisions += 1
         main = _main_rev(rev_key)
         if main > max_rev:
             max_rev = main
+        sub = _U64BE.unpack_from(rev_key, 9)[0] if len(rev_key) >= 17 else 0
         tombstone = len(rev_key) == 18 and rev_key[17] == 0x74  # 't'
-        latest[_user_key(kv)] = tombstone
-    deleted = sum(latest.values())
+        order = ((main << 64 | sub) << 1) | tombstone
+        user_key = _user_key(kv)
+        if latest.get(user_key, -1) < order:
+            latest[user_key] = order
+    deleted = sum(v & 1 for v in latest.values())
     info.revisions = revisions
     info.revision = max_rev
     info.live_keys = len(latest) - deleted

@@ -356,7 +356,10 @@ class EtcdClient:
 
         The stream yields exactly what ``etcdctl snapshot save`` writes (the bbolt database
         followed by its 32-byte SHA-256) and raises :class:`IntegrityError` at its end if the
-        data was cut short or does not match the trailing hash.
+        data was cut short or does not match the trailing hash. The first message is awaited
+        here, so a member that is gone or refuses the snapshot fails this call
+        (:class:`SourceUnreachable`/:class:`ConnectorError`) and any later failure is an
+        :class:`IntegrityError`.
         """
         stub = rpc_pb2_grpc.MaintenanceStub(self._chan())
         endpoint = str(self._endpoint)
@@ -375,9 +378,14 @@ class EtcdClient:
                 f"{details}"
             )
 
-        return SnapshotStream(
+        stream = SnapshotStream(
             call, source=f"etcd at {endpoint}", cancel=call.cancel, error_hook=on_error
         )
+        try:
+            return stream.start()
+        except BaseException:
+            stream.close()
+            raise
 
     # -- key-value (used by tests and tooling) -----------------------------------------------
 

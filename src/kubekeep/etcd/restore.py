@@ -148,6 +148,40 @@ def _error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def check_request(
+    data_dir: str | os.PathLike[str],
+    name: str,
+    initial_cluster: str,
+    initial_advertise_peer_urls: str,
+    initial_cluster_token: str,
+    bump_revision: int | None = None,
+    mark_compacted: bool = False,
+) -> None:
+    """Refuse a restore request that etcdutl would refuse, before any data is written:
+    empty names, a member missing from ``initial_cluster``, a lone ``bump_revision`` or
+    ``mark_compacted``, or a ``data_dir`` that exists and is not an empty directory."""
+    target = Path(data_dir)
+    for label, value in (
+        ("name", name),
+        ("initial_cluster", initial_cluster),
+        ("initial_advertise_peer_urls", initial_advertise_peer_urls),
+        ("initial_cluster_token", initial_cluster_token),
+    ):
+        if not value or not value.strip():
+            raise UsageError(f"etcd restore needs a non-empty {label}")
+    if f"{name}=" not in initial_cluster:
+        raise UsageError(f"initial_cluster {initial_cluster!r} has no entry for member {name!r}")
+    if bump_revision is not None and bump_revision < 0:
+        raise UsageError("bump_revision must be positive")
+    if bool(bump_revision) != bool(mark_compacted):
+        raise UsageError(
+            "bump_revision and mark_compacted go together: etcdutl requires --mark-compacted "
+            "with --bump-revision > 0 and refuses it otherwise"
+        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"etcd restore target {target} exists and is not an empty directory")
+
+
 def restore_data_dir(
     snapshot_path: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -171,25 +205,10 @@ def restore_data_dir(
     target = Path(data_dir)
     if not snap.is_file():
         raise UsageError(f"etcd snapshot {snap} does not exist")
-    for label, value in (
-        ("name", name),
-        ("initial_cluster", initial_cluster),
-        ("initial_advertise_peer_urls", initial_advertise_peer_urls),
-        ("initial_cluster_token", initial_cluster_token),
-    ):
-        if not value or not value.strip():
-            raise UsageError(f"etcd restore needs a non-empty {label}")
-    if f"{name}=" not in initial_cluster:
-        raise UsageError(f"initial_cluster {initial_cluster!r} has no entry for member {name!r}")
-    if bump_revision is not None and bump_revision < 0:
-        raise UsageError("bump_revision must be positive")
-    if bool(bump_revision) != bool(mark_compacted):
-        raise UsageError(
-            "bump_revision and mark_compacted go together: etcdutl requires --mark-compacted "
-            "with --bump-revision > 0 and refuses it otherwise"
-        )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UsageError(f"etcd restore target {target} exists and is not an empty directory")
+    check_request(
+        target, name, initial_cluster, initial_advertise_peer_urls, initial_cluster_token,
+        bump_revision, mark_compacted,
+    )  # fmt: skip
 
     info = read_snapshot_info(snap, check_hash=True)
     if not info.has_hash:

@@ -91,6 +91,17 @@ class SnapshotStream(io.RawIOBase):
     def complete(self) -> bool:
         return self._done
 
+    def start(self) -> SnapshotStream:
+        """Wait for the first message (which announces the size) and keep it for the first read.
+
+        A failure here happened before any data arrived (member gone, snapshot refused). Once
+        the first message is in, any later failure is a broken stream, even when gRPC drops
+        messages it had buffered but not yet handed out when the connection died.
+        """
+        if self._db_size is None:
+            self._next()
+        return self
+
     # -- io.RawIOBase -----------------------------------------------------------------------
 
     def readable(self) -> bool:
