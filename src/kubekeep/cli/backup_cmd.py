@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kubekeep import api
+from kubekeep import api, connectors, errors
 from kubekeep.cli._common import (EXIT_INCOMPLETE, emit_json, global_options, human_size, info, settings,
                                   show_progress, warn, with_repository)
 from kubekeep.cli.progress import BackupProgress
@@ -23,16 +23,27 @@ from kubekeep.engine.repository import Repository
               help="Read exclude patterns from a file, one per line.")
 @click.option("--parent", help="Compare against this snapshot instead of the latest of the same source.")
 @click.option("--force", is_flag=True, help="Read every file even if unchanged since the parent snapshot.")
+@click.option("--cacert", help="etcd://: CA certificate that signed etcd's server certificate (as etcdctl).")
+@click.option("--cert", help="etcd://: client certificate (as etcdctl).")
+@click.option("--key", help="etcd://: client certificate's private key (as etcdctl).")
+@click.option("--etcd-server-name", help="etcd://: name to check the server certificate against.")
 @global_options
 @with_repository
 def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tuple[str, ...],
-            exclude_file: tuple[str, ...], parent: str | None, force: bool) -> None:
+            exclude_file: tuple[str, ...], parent: str | None, force: bool, cacert: str | None,
+            cert: str | None, key: str | None, etcd_server_name: str | None) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
     for f in exclude_file:
         patterns.extend(line.strip() for line in Path(f).read_text().splitlines())
     options: dict[str, Any] = {"excludes": patterns}
+    etcd_tls = {k: v for k, v in (("cacert", cacert), ("cert", cert), ("key", key),
+                                  ("server_name", etcd_server_name)) if v}
+    if etcd_tls:
+        if connectors.scheme_of(source) not in ("etcd", "etcds"):
+            raise errors.UsageError("--cacert/--cert/--key/--etcd-server-name apply to etcd:// sources only")
+        options.update(etcd_tls)
     with BackupProgress(enabled=show_progress()) as progress:
         snap = api.backup(repo, source, tags=tags, parent=parent, force=force,
                           progress=progress.update, options=options)

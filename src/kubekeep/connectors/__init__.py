@@ -17,6 +17,7 @@ IMPORTERS: dict[str, str] = {
     "fs": "kubekeep.connectors.fs",
     "k8s": "kubekeep.connectors.k8s",
     "etcd": "kubekeep.connectors.etcd",
+    "etcds": "kubekeep.connectors.etcd",
     "pvc": "kubekeep.connectors.pvc",
 }
 EXPORTERS: dict[str, str] = {
