@@ -1,0 +1,138 @@
+"""Keys, authenticated encryption, pack files and per-blob compression."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from kubekeep import errors
+from kubekeep.engine import compression
+from kubekeep.engine.crypto import Cipher, MasterKey, unwrap_master_key, wrap_master_key
+from kubekeep.engine.pack import DATA, TREE, PackWriter, blob_aad, read_header, verify_pack_id
+from kubekeep.engine.repository import Repository
+from kubekeep.storage.local import LocalBackend
+from tests.cli.helpers import FAST_KDF
+from tests.engine.conftest import PASSWORD
+
+
+def test_master_key_wrap_and_unwrap() -> None:
+    master = MasterKey.generate()
+    body = wrap_master_key(master, b"right", FAST_KDF)
+    assert "right" not in str(body) and master.encryption.hex() not in str(body)
+    assert unwrap_master_key(body, b"right") == master
+    assert unwrap_master_key(body, b"wrong") is None
+    assert unwrap_master_key(body, b"") is None
+    tampered = dict(body, data=body["data"][:-4] + ("AAAA" if body["data"][-4:] != "AAAA" else "BBBB"))  # type: ignore[index]
+    assert unwrap_master_key(tampered, b"right") is None
+    with pytest.raises(errors.IntegrityError):
+        unwrap_master_key({"kdf": FAST_KDF}, b"right")
+
+
+def test_repository_open_with_wrong_password(repo: Repository, tmp_path: Path) -> None:
+    with pytest.raises(errors.WrongPassword) as exc:
+        Repository.open(LocalBackend(tmp_path / "repo"), "not it", no_cache=True)
+    assert exc.value.exit_code == 12
+    assert Repository.open(LocalBackend(tmp_path / "repo"), PASSWORD, no_cache=True).id == repo.id
+    with pytest.raises(errors.RepositoryNotFound):
+        Repository.open(LocalBackend(tmp_path / "elsewhere"), PASSWORD, no_cache=True)
+
+
+def test_cipher_authenticates_content_and_role() -> None:
+    c = Cipher(os.urandom(32))
+    ct = c.encrypt(b"secret payload", b"role-a")
+    assert b"secret payload" not in ct and len(ct) == len(b"secret payload") + 28
+    assert c.encrypt(b"secret payload", b"role-a") != ct  # fresh nonce every time
+    assert c.decrypt(ct, b"role-a", "x") == b"secret payload"
+    with pytest.raises(errors.IntegrityError, match="authentication failed"):
+        c.decrypt(ct, b"role-b", "x")
+    for pos in (0, 12, len(ct) - 1):
+        bad = bytearray(ct)
+        bad[pos] ^= 1
+        with pytest.raises(errors.IntegrityError):
+            c.decrypt(bytes(bad), b"role-a", "x")
+    with pytest.raises(errors.IntegrityError, match="truncated"):
+        c.decrypt(ct[:20], b"role-a", "x")
+    with pytest.raises(errors.IntegrityError):
+        Cipher(os.urandom(32)).decrypt(ct, b"role-a", "x")
+
+
+def _pack() -> tuple[Cipher, bytes, bytes, list[tuple[bytes, bytes]]]:
+    cipher = Cipher(os.urandom(32))
+    writer = PackWriter(DATA)
+    blobs = []
+    for i in range(5):
+        blob_id, plain = os.urandom(32), os.urandom(100 + i)
+        writer.add(blob_id, cipher.encrypt(plain, blob_aad(DATA, blob_id)), len(plain))
+        blobs.append((blob_id, plain))
+    pack_id, data = writer.finish(cipher)
+    return cipher, pack_id, data, blobs
+
+
+def test_pack_header_roundtrip() -> None:
+    cipher, pack_id, data, blobs = _pack()
+    assert verify_pack_id(pack_id, data)
+    header = read_header(data, cipher, "pack")
+    assert [e.id for e in header] == [b for b, _ in blobs]
+    for e, (blob_id, plain) in zip(header, blobs, strict=True):
+        assert e.type == DATA and e.raw_length == len(plain)
+        raw = data[e.offset:e.offset + e.length]
+        assert cipher.decrypt(raw, blob_aad(DATA, blob_id), "blob") == plain
+        with pytest.raises(errors.IntegrityError):  # a data blob cannot pass as a tree blob
+            cipher.decrypt(raw, blob_aad(TREE, blob_id), "blob")
+
+
+def test_pack_tamper_detection() -> None:
+    cipher, pack_id, data, _ = _pack()
+    for pos in (0, len(data) // 2, len(data) - 10, len(data) - 1):
+        bad = bytearray(data)
+        bad[pos] ^= 0x80
+        assert not verify_pack_id(pack_id, bytes(bad))
+    hlen = struct.unpack("<I", data[-4:])[0]
+    bad = bytearray(data)
+    bad[len(data) - 4 - hlen // 2] ^= 1        # inside the encrypted header
+    with pytest.raises(errors.IntegrityError, match="header"):
+        read_header(bytes(bad), cipher, "pack")
+    with pytest.raises(errors.IntegrityError, match="out of range"):
+        read_header(data[-4 - hlen + 5:], cipher, "pack")
+    with pytest.raises(errors.IntegrityError, match="truncated"):
+        read_header(b"\x01", cipher, "pack")
+    with pytest.raises(errors.IntegrityError):
+        read_header(data, Cipher(os.urandom(32)), "pack")
+
+
+def test_compression_only_when_it_pays() -> None:
+    noise = random.Random(1).randbytes(200_000)
+    packed = compression.pack_payload(noise, 3)
+    assert packed[0] == compression.NONE and packed[1:] == noise
+    text = b"compressible line of text\n" * 5000
+    packed = compression.pack_payload(text, 3)
+    assert packed[0] == compression.ZSTD and len(packed) < len(text) // 20
+    assert compression.unpack_payload(packed, len(text), "blob") == text
+    assert compression.pack_payload(b"short", 3)[0] == compression.NONE  # below 64 bytes
+    assert compression.pack_payload(text, 0)[0] == compression.NONE      # level 0: disabled
+    with pytest.raises(errors.IntegrityError, match="compression method"):
+        compression.unpack_payload(b"\x07abc", 3, "blob")
+    with pytest.raises(errors.IntegrityError, match="decompress"):
+        compression.unpack_payload(bytes((compression.ZSTD,)) + b"not zstd", 10, "blob")
+
+
+def test_blob_roundtrip_and_mismatch(repo: Repository) -> None:
+    with repo.writer() as w:
+        text_id = w.save(DATA, b"hello world " * 1000)
+        noise = os.urandom(300_000)
+        noise_id = w.save(DATA, noise)
+        w.flush()
+    assert repo.load_blob(text_id) == b"hello world " * 1000
+    assert repo.load_blob(noise_id) == noise
+    loc = repo.index.lookup(noise_id)
+    assert loc is not None and loc.length == len(noise) + 1 + 28  # method byte + nonce + tag
+    assert repo.index.lookup(text_id).length < 2000  # type: ignore[union-attr]
+    with pytest.raises(errors.IntegrityError, match="not in the index"):
+        repo.load_blob(os.urandom(32))
+    raw = repo.backend.load(f"data/{loc.pack_id.hex()[:2]}/{loc.pack_id.hex()}", loc.offset, loc.length)
+    with pytest.raises(errors.IntegrityError):  # the right bytes under another id
+        repo.decode_blob(text_id, DATA, raw, loc.raw_length)
