@@ -126,6 +126,10 @@ class FsImporter(Importer):
             return
         for item in items:
             rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            if not _utf8(item.name):
+                # snapshot trees hold UTF-8 names; say so rather than crash the whole backup
+                self._warnings.append(f"{_printable(rel)}: file name is not valid UTF-8; skipped")
+                continue
             if self.rules.excluded(rel, item.name):
                 continue
             try:
@@ -150,6 +154,9 @@ class FsImporter(Importer):
                 target = os.readlink(path)
             except OSError as exc:
                 self._warnings.append(f"{rel}: {exc.strerror}; skipped")
+                return None
+            if not _utf8(target):
+                self._warnings.append(f"{rel}: symlink target is not valid UTF-8; skipped")
                 return None
             return Entry(rel, EntryType.SYMLINK, target=target, **common)
         if stat.S_ISREG(st.st_mode):
@@ -267,6 +274,19 @@ class FsExporter(Exporter):
             except OSError as exc:
                 self._warn(f"{entry.path}: cannot set directory metadata: {exc.strerror}")
         return self._warnings
+
+
+def _utf8(name: str) -> bool:
+    """False for names that came from bytes that are not UTF-8 (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _unlink_quietly(path: Path) -> None:
