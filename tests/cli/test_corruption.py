@@ -131,3 +131,25 @@ def test_damaged_snapshot_file(damaged_setup: tuple[KK, Path, str], tmp_path: Pa
     kk.backup(src)
     proc = kk.run("restore", snap, "--to", str(tmp_path / "out2"), expect=13)
     assert snap[:8] in stderr_line(proc)
+
+
+def test_missing_data_pack(kk: KK, tmp_path: Path) -> None:
+    init_fast(kk.repo, kk.password)
+    src = tmp_path / "src"
+    (src / "z").mkdir(parents=True)
+    for i in range(300):                                   # many files after the damaged one
+        (src / "z" / f"f{i:03d}.txt").write_text(f"{i}\n")
+    kk.backup(src)
+    (src / "a.bin").write_bytes(random.Random(1).randbytes(100_000))
+    kk.backup(src)                                         # a.bin's data in a pack of its own
+    name, _, _ = locate(kk, "latest", "/a.bin")
+    (Path(kk.repo.location) / name).unlink()
+
+    proc = kk.run("restore", "latest", "--to", str(tmp_path / "out"), expect=13)
+    line = stderr_line(proc)
+    assert "a.bin" in line and "not found" in line
+    assert not (tmp_path / "out" / "a.bin").exists()
+    expected = {k: v for k, v in manifest(src).items() if k != "a.bin"}
+    assert_same_tree(expected, manifest(tmp_path / "out"))
+    proc = kk.run("check", expect=13)
+    assert "missing from storage" in proc.stderr.decode()

@@ -65,7 +65,7 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
             with lock:
                 stats.files += 1
                 stats.bytes += node.size
-        except errors.IntegrityError as exc:
+        except (errors.IntegrityError, errors.ObjectNotFound) as exc:  # damaged, or a pack is gone
             with lock:
                 stats.failed.append(f"{rel}: {exc}")
 
