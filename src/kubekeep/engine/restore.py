@@ -72,8 +72,14 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-restore") as pool:
         try:
+            skip_under: str | None = None  # a directory left out takes everything below it along
             for rel, node in selection(repo, snap, path):
+                if skip_under is not None and rel.startswith(skip_under):
+                    continue
+                skip_under = None
                 if include is not None and not include(rel, node):
+                    if node.type == DIR:
+                        skip_under = rel + "/"
                     continue
                 if node.type == DIR:
                     exporter.directory(node.to_entry(rel))
