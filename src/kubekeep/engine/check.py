@@ -8,6 +8,7 @@ against the index, and every blob against its keyed id.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,11 @@ class CheckReport:
 def run_check(repo: Repository, *, read_data: bool = False,
               progress: Callable[[str, int, int], None] | None = None) -> CheckReport:
     report = CheckReport()
-    cache, repo.cache = repo.cache, None  # verify what is stored, not what we cached
+    # verify what is stored, not what was cached on disk or is held in memory from earlier use
+    # of this Repository object (the API keeps one open across calls)
+    cache, repo.cache = repo.cache, None
+    trees, repo._tree_cache = repo._tree_cache, OrderedDict()
+    snapshots, repo._snapshots = repo._snapshots, {}
     try:
         index = _check_index(repo, report)
         repo._index = index  # the index as checked drives the rest
@@ -64,6 +69,7 @@ def run_check(repo: Repository, *, read_data: bool = False,
             _read_packs(repo, indexed, stored, report, progress)
     finally:
         repo.cache = cache
+        repo._tree_cache, repo._snapshots = trees, snapshots
         repo._index = None
     return report
 
