@@ -16,7 +16,8 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
     ├── StorageError               the backend failed (I/O, network, permissions)
     │   └── ObjectNotFound         a named object is missing from the backend
     └── ConnectorError             a source or destination failed
-        └── SourceUnreachable      the cluster, etcd or agent cannot be reached
+        ├── SourceUnreachable      the cluster, etcd or agent cannot be reached
+        └── ApiError               the Kubernetes API refused a request (status, reason)
 """
 
 from __future__ import annotations
@@ -78,3 +79,13 @@ class ConnectorError(KubekeepError):
 
 class SourceUnreachable(ConnectorError):
     exit_code = 17
+
+
+class ApiError(ConnectorError):
+    """A Kubernetes API request failed with an HTTP status; ``reason`` is the API's
+    machine-readable reason (``NotFound``, ``AlreadyExists``, ``Forbidden``, ...)."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
