@@ -94,7 +94,6 @@ class Cluster:
         called :meth:`start` dies, even by SIGKILL; ``python -m testenv up``
         turns it off to leave the cluster running.
         """
-        self._nodes = nodes
         self._requested_run_dir = run_dir
         self._keep = keep_run_dir if keep_run_dir is not None else os.environ.get(KEEP_ENV) == "1"
         self._progress = progress
