@@ -38,7 +38,7 @@ class Chunker:
                 normalized_chunking=self.normalization, seed=self.seed)  # type: ignore[arg-type]
         return cdc
 
-    def stream(self, stream: IO[bytes]) -> Iterator[memoryview]:
+    def stream(self, stream: IO[bytes], size_hint: int | None = None) -> Iterator[memoryview]:
         """Chunks of ``stream``; each view is valid only until the next one is produced.
 
         Reads blocks of ``READ_BLOCK`` bytes and cuts them with ``cut_buf``, holding back the
@@ -49,8 +49,11 @@ class Chunker:
         """
         cdc = self._fastcdc()
         carry = b""
+        # read(n) allocates n bytes up front: size small files' reads by their expected size
+        want = READ_BLOCK if size_hint is None else max(4096, min(READ_BLOCK, size_hint + 1))
         while True:
-            block = stream.read(READ_BLOCK)
+            block = stream.read(want)
+            want = READ_BLOCK
             if not block:
                 if carry:
                     yield memoryview(carry)
