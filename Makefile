@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-engine system-deps clean
+.PHONY: demo test test-fast binaries bench-engine system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: $(STAMP) system-deps
+# pinned upstream binaries (etcd, Kubernetes, kwok), built once into ~/.cache/kubekeep-testenv
+binaries: $(STAMP)
+	$(PY) -m testenv build
+
+demo: $(STAMP) system-deps binaries
 	$(PY) scripts/demo.py
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps binaries
 	$(PY) -m pytest -q
 
 # engine, storage and CLI tests only (no local control plane)
