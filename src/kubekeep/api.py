@@ -19,17 +19,23 @@ from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.locks import remove_stale_locks
 from kubekeep.engine.prune import PruneReport, run_prune
 from kubekeep.engine.repository import Repository
-from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore
+from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore, selection
 from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
 from kubekeep.engine.snapshot import Snapshot
 from kubekeep.engine.snapshot_copy import run_copy
-from kubekeep.engine.tree import Node
+from kubekeep.engine.tree import DIR, FILE, Node
+from kubekeep.manifests import fielddiff, layout, serialization
+from kubekeep.manifests.fielddiff import FieldChange
+from kubekeep.manifests.selection import ObjectSelector, with_crds
+from kubekeep.manifests.summary import RESOURCES as SUMMARY_RESOURCES
+from kubekeep.manifests.summary import ClusterSummary, SummaryBuilder
 from kubekeep.storage import open_backend
 
 __all__ = [
     "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
     "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
-    "copy", "unlock", "etcd_status", "etcd_restore_dir",
+    "copy", "unlock", "etcd_status", "etcd_restore_dir", "ObjectSelector", "ObjectChange", "summary",
+    "diff_manifests", "is_manifests",
 ]
 
 
@@ -107,12 +113,25 @@ def backup(repo: Repository, source: str, *, tags: Iterable[str] = (), parent: s
 
 
 def restore(repo: Repository, ref: str, destination: str, *, include: NodeFilter | None = None,
-            options: dict[str, Any] | None = None) -> RestoreStats:
+            options: dict[str, Any] | None = None, select: ObjectSelector | None = None) -> RestoreStats:
+    """Restore ``SNAP[:PATH]`` to ``destination``. For manifests snapshots ``select`` picks
+    objects (namespaces, kinds, names, labels) and ``options`` carries the restore options of the
+    k8s:// exporter (docs/manifests.md); restored to fs: they become clean YAML unless
+    ``options["raw"]``."""
     snap_ref, path = split_ref(ref)
-    exporter = connectors.open_exporter(destination, **(options or {}))
-    with repo.lock(), exporter:
+    options = dict(options or {})
+    with repo.lock():
         snap = repo.find_snapshot(snap_ref)
-        return run_restore(repo, snap, exporter, path=path, include=include)
+        if snap.kind == "manifests":
+            exporter = _manifests_exporter(snap, destination, options)
+            include = _all_of(include, _select_objects(repo, snap, path, select))
+        elif select is not None and not select.empty():
+            raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot: object selection "
+                                    "(--namespace, --kind, --name, --selector) applies to manifests snapshots")
+        else:
+            exporter = connectors.open_exporter(destination, **options)
+        with exporter:
+            return run_restore(repo, snap, exporter, path=path, include=include)
 
 
 def ls(repo: Repository, ref: str, *, recursive: bool = False) -> Iterator[tuple[str, Node]]:
@@ -302,3 +321,142 @@ def etcd_restore_dir(repo: Repository, ref: str, data_dir: str | os.PathLike[str
     # the temporary file is gone: name the stored file instead
     report["command"] = [f"{snap.short_id}:{path}" if a == str(snapshot_file) else a for a in result.command]
     return {"snapshot": snap.id, "short_id": snap.short_id, "path": path, **report}
+
+
+# -- manifests snapshots (docs/manifests.md) ----------------------------------------------------
+
+#: restore options only the k8s:// exporter takes
+_CLUSTER_ONLY = ("existing", "dry_run", "snapshot_id", "concurrency", "context", "kubeconfig")
+#: restore options the clean-YAML files exporter takes
+_FILES_OPTIONS = ("namespace_map", "restore_status", "keep_managed_fields")
+
+
+def _manifests_exporter(snap: Snapshot, destination: str, options: dict[str, Any]) -> Any:
+    raw = bool(options.pop("raw", False))
+    scheme = connectors.scheme_of(destination)
+    if scheme == "k8s":
+        options.setdefault("snapshot_id", snap.short_id)
+        return connectors.open_exporter(destination, **options)
+    given = [k for k, v in options.items() if v not in (None, False, {}, ())]
+    wrong = [k for k in given if k in _CLUSTER_ONLY or (raw and k in _FILES_OPTIONS)]
+    if wrong:
+        names = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise errors.UsageError(f"{names} apply(ies) to restores into a cluster (k8s://)"
+                                + (", not to --raw file restores" if raw else ""))
+    inner = connectors.open_exporter(destination, **{k: v for k, v in options.items() if k not in _FILES_OPTIONS})
+    if raw or scheme != "fs":
+        return inner
+    from kubekeep.connectors.k8s import CleanFilesExporter  # only manifests restores need it
+    return CleanFilesExporter(inner, **{k: v for k, v in options.items() if k in _FILES_OPTIONS})
+
+
+def _all_of(a: NodeFilter | None, b: NodeFilter | None) -> NodeFilter | None:
+    if a is None or b is None:
+        return a or b
+    return lambda rel, node: a(rel, node) and b(rel, node)
+
+
+def _select_objects(repo: Repository, snap: Snapshot, path: str, select: ObjectSelector | None) -> NodeFilter | None:
+    """A filter taking the objects ``select`` matches (reads tree blobs only), the CRDs of
+    selected custom objects, and the directories above them."""
+    if select is None or select.empty():
+        return None
+    nodes = [(rel, node) for rel, node in selection(repo, snap, path) if node.type == FILE]
+    chosen = [(rel, node) for rel, node in nodes if select.matches(node.attrs)]
+    crds = {a.get("name") for a in with_crds([n.attrs for _, n in chosen], [n.attrs for _, n in nodes])}
+    chosen += [(rel, node) for rel, node in nodes if node.attrs.get("resource") == "customresourcedefinitions"
+               and node.attrs.get("name") in crds and (rel, node) not in chosen]
+    allowed: set[str] = set()
+    for rel, _ in chosen:
+        allowed.add(rel)
+        parts = rel.split("/")
+        allowed.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return lambda rel, node: rel in allowed
+
+
+def is_manifests(repo: Repository, *refs: str) -> bool:
+    """Whether every snapshot named is a manifests snapshot (taken from k8s://)."""
+    return all(repo.find_snapshot(split_ref(r)[0]).kind == "manifests" for r in refs)
+
+
+def _manifests_snapshot(repo: Repository, ref: str) -> Snapshot:
+    snap = repo.find_snapshot(ref)
+    if snap.kind != "manifests":
+        raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot, not a manifests snapshot")
+    return snap
+
+
+def _read_object(repo: Repository, node: Node) -> Any:
+    return serialization.load(b"".join(repo.read_file(node)))
+
+
+def summary(repo: Repository, ref: str, *, namespaces: Iterable[str] = ()) -> ClusterSummary:
+    """The cluster at the time of a manifests snapshot (``manifests.summary``), optionally
+    only some namespaces."""
+    snap = _manifests_snapshot(repo, split_ref(ref)[0])
+    only = set(namespaces) or None
+    builder = SummaryBuilder(only)
+    roots = ["cluster/core/nodes", "cluster/core/namespaces"]
+    roots += [f"namespaces/{ns}" for ns in sorted(only)] if only else ["namespaces"]
+    for root in roots:
+        try:
+            node = repo.resolve(snap, root)
+        except errors.PathNotFound:
+            continue
+        for rel, child in repo.walk(node.subtree, root) if node.subtree is not None else ():
+            attrs = child.attrs
+            if child.type != FILE or layout.ref_of_attrs(attrs) is None:
+                continue
+            if attrs.get("namespace"):
+                builder.count(attrs["namespace"])
+            if (attrs.get("group", ""), attrs.get("resource")) in SUMMARY_RESOURCES:
+                builder.add(attrs.get("group", ""), attrs["resource"], _read_object(repo, child))
+    result = builder.build()
+    extra = snap.source.get("extra") or {}
+    result.info = {"snapshot": snap.id, "short_id": snap.short_id, "time": snap.time, "source": snap.uri,
+                   "cluster": snap.source.get("host", ""), "server": extra.get("server", ""),
+                   "version": extra.get("version", ""),
+                   "objects": (snap.metadata.get("manifests") or {}).get("objects")}
+    return result
+
+
+@dataclass
+class ObjectChange:
+    """One object (or other file) that differs between two manifests snapshots."""
+
+    status: str                      # "+" added, "-" removed, "M" modified
+    path: str
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    fields: list[FieldChange] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "path": "/" + self.path, "kind": self.kind, "namespace": self.namespace,
+                "name": self.name, "fields": [f.to_dict() for f in self.fields]}
+
+
+def diff_manifests(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", churn: bool = False) -> list[ObjectChange]:
+    """Objects added, removed and changed from snapshot ``a`` to ``b`` (below ``path``), with the
+    fields that changed; objects whose only changes are churn (``manifests.fielddiff``) are left
+    out unless ``churn``."""
+    _manifests_snapshot(repo, ref_a)
+    _manifests_snapshot(repo, ref_b)
+    out: list[ObjectChange] = []
+    for c in diff(repo, ref_a, ref_b, path=path, metadata=False):
+        node = c.new or c.old
+        if node is None or node.type == DIR or (c.old is not None and c.old.type == DIR) or \
+                (c.new is not None and c.new.type == DIR):
+            continue
+        attrs = node.attrs
+        change = ObjectChange("M" if c.status not in ("+", "-") else c.status, c.path, attrs.get("kind", ""),
+                              attrs.get("namespace", ""), attrs.get("name", ""))
+        if change.status == "M":
+            assert c.old is not None and c.new is not None
+            old, new = _read_object(repo, c.old), _read_object(repo, c.new)
+            if isinstance(old, dict) and isinstance(new, dict):
+                change.fields = fielddiff.diff_objects(old, new, churn=churn)
+                if not change.fields:
+                    continue
+        out.append(change)
+    return out
