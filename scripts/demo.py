@@ -92,8 +92,8 @@ def run_story(story: Story, cluster: Cluster) -> None:
     story.kubekeep("init")
 
     story.chapter("Layer 1: etcd, a consistent snapshot streamed over TLS with client certificates")
-    story.kubekeep("backup", etcd_uri, *tls, "--tag", "demo")
-    story.kubekeep("etcd", "status", "latest")
+    etcd_snap = story.kubekeep("backup", etcd_uri, *tls, "--tag", "demo").stdout.split()[1]
+    story.kubekeep("etcd", "status", etcd_snap)
 
     story.chapter("Layer 0: a local directory, for comparison")
     data = story.work / "data"
@@ -111,7 +111,7 @@ def run_story(story: Story, cluster: Cluster) -> None:
 
     story.chapter("Disaster recovery: the etcd snapshot becomes a fresh data directory")
     target = story.work / "etcd-restored"
-    story.kubekeep("etcd", "restore-dir", "latest", "--data-dir", str(target), "--name", "restored",
+    story.kubekeep("etcd", "restore-dir", etcd_snap, "--data-dir", str(target), "--name", "restored",
                    "--bump-revision", "1000000", "--mark-compacted")
     story.say(f"data directory ready at {target} (start etcd with --data-dir there)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -30,9 +32,11 @@ def command(repo: Repository, tags: tuple[str, ...], source: str | None, kind: s
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("ID", "Time", "Host", "Kind", "Source", "Tags", "Size"):
-        table.add_column(col, justify="right" if col == "Size" else "left", no_wrap=col != "Source")
+        table.add_column(col, justify="right" if col == "Size" else "left",
+                         no_wrap=col not in ("Source", "Tags"), overflow="fold")
     for s in snaps:
         table.add_row(s.short_id, local_time(s.time), str(s.source.get("host") or s.hostname), s.kind, s.uri,
                       ",".join(s.tags), human_size(s.stats.get("bytes_total", 0)))
-    Console(soft_wrap=True).print(table)
+    # piped output keeps whole lines (like restic); a terminal wraps long sources
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     click.echo(f"{len(snaps)} snapshot(s)")
