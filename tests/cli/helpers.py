@@ -276,3 +276,16 @@ def open_api(repo: RepoSpec, password: str = "correct horse") -> Any:
     from kubekeep.engine.repository import Repository
 
     return Repository.open(repo.backend(), password, no_cache=True)
+
+
+def backup_api(kk: KK, source: Path) -> str:
+    """Back up ``source`` in-process (set-up steps that are not what a test is about), with the
+    runner's password and cache directory; return the snapshot id."""
+    from kubekeep import api
+    from kubekeep.engine.repository import Repository
+
+    repo = Repository.open(kk.repo.backend(), kk.password, cache_root=kk.cache_dir)
+    try:
+        return api.backup(repo, str(source)).id
+    finally:
+        repo.close()

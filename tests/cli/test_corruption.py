@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubekeep.engine.pack import pack_name
-from tests.cli.helpers import KK, assert_same_tree, init_fast, manifest, open_api, stderr_line
+from tests.cli.helpers import KK, assert_same_tree, backup_api, init_fast, manifest, open_api, stderr_line
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def damaged_setup(kk: KK, tmp_path: Path) -> tuple[KK, Path, str]:
     for i in range(20):
         (src / "sub" / f"f{i}.txt").write_text(f"file {i}\n" * 50)
     (src / "sub" / "deeper" / "x.txt").write_text("x\n")
-    snap = kk.backup(src)
+    snap = backup_api(kk, src)
     return kk, src, snap
 
 
@@ -119,7 +119,7 @@ def test_damaged_index_file(damaged_setup: tuple[KK, Path, str], tmp_path: Path)
 def test_damaged_snapshot_file(damaged_setup: tuple[KK, Path, str], tmp_path: Path) -> None:
     kk, src, snap = damaged_setup
     (src / "later.txt").write_text("a later file\n")
-    later = kk.backup(src)
+    later = backup_api(kk, src)
     flip(kk, f"snapshots/{snap}", 50)
     shutil.rmtree(kk.cache_dir)
     proc = kk.run("check", expect=13)
@@ -139,9 +139,9 @@ def test_missing_data_pack(kk: KK, tmp_path: Path) -> None:
     (src / "z").mkdir(parents=True)
     for i in range(300):                                   # many files after the damaged one
         (src / "z" / f"f{i:03d}.txt").write_text(f"{i}\n")
-    kk.backup(src)
+    backup_api(kk, src)
     (src / "a.bin").write_bytes(random.Random(1).randbytes(100_000))
-    kk.backup(src)                                         # a.bin's data in a pack of its own
+    backup_api(kk, src)                                    # a.bin's data in a pack of its own
     name, _, _ = locate(kk, "latest", "/a.bin")
     (Path(kk.repo.location) / name).unlink()
 

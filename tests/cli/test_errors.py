@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import s3_spec
-from tests.cli.helpers import KK, RepoSpec, init_fast, stderr_line
+from tests.cli.helpers import KK, RepoSpec, backup_api, init_fast, stderr_line
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def ready(kk: KK, tmp_path: Path) -> KK:
     src = tmp_path / "src"
     (src / "dir").mkdir(parents=True)
     (src / "dir" / "f.txt").write_text("x\n")
-    kk.backup(src)
+    backup_api(kk, src)
     return kk
 
 

@@ -7,7 +7,7 @@ import random
 import shutil
 from pathlib import Path
 
-from tests.cli.helpers import KK, assert_same_tree, init_fast, manifest
+from tests.cli.helpers import KK, assert_same_tree, backup_api, init_fast, manifest
 
 
 def test_prune_keeps_what_remaining_snapshots_need(kk: KK, tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_prune_keeps_what_remaining_snapshots_need(kk: KK, tmp_path: Path) -> No
     states: dict[str, dict] = {}
 
     def snap() -> str:
-        snap_id = kk.backup(src)
+        snap_id = backup_api(kk, src)
         states[snap_id] = manifest(src)
         return snap_id
 

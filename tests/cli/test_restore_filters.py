@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.helpers import KK, init_fast
+from tests.cli.helpers import KK, backup_api, init_fast
 
 
 def _files(root: Path) -> set[str]:
@@ -17,7 +17,7 @@ def test_restore_filters(kk: KK, tmp_path: Path) -> None:
     for rel in ("keep/a.txt", "keep/b.log", "skip/x.txt", "skip/deep/y.txt", "top.txt"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(rel)
-    snap = kk.backup(src)
+    snap = backup_api(kk, src)
 
     kk.run("restore", snap, "--to", str(tmp_path / "r1"), "--exclude", "skip")
     assert _files(tmp_path / "r1") == {"keep/a.txt", "keep/b.log", "top.txt"}
