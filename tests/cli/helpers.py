@@ -88,10 +88,15 @@ class KK:
                          "KUBEKEEP_CACHE_DIR": str(cache_dir)})
         self.env.update(extra_env or {})
 
-    def run(self, *args: str, expect: int | None = 0, env: dict[str, str] | None = None,
+    def run(self, *args: str, expect: int | None = 0, env: dict[str, str | None] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        """Run ``kubekeep ARGS``; ``env`` adds variables to the runner's (None removes one)."""
         full_env = dict(self.env)
-        full_env.update(env or {})
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         t0 = time.monotonic()
         proc = subprocess.run([*KUBEKEEP, *args], env=full_env, capture_output=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -104,7 +109,7 @@ class KK:
                 f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}")
         return proc
 
-    def json(self, *args: str, expect: int | None = 0, env: dict[str, str] | None = None) -> Any:
+    def json(self, *args: str, expect: int | None = 0, env: dict[str, str | None] | None = None) -> Any:
         return json.loads(self.run("--json", *args, expect=expect, env=env).stdout)
 
     def out(self, *args: str, expect: int | None = 0) -> str:
