@@ -26,7 +26,7 @@ from kubekeep.engine.snapshot_copy import run_copy
 from kubekeep.engine.tree import DIR, FILE, Node
 from kubekeep.manifests import fielddiff, layout, serialization
 from kubekeep.manifests.fielddiff import FieldChange
-from kubekeep.manifests.selection import ObjectSelector, with_crds
+from kubekeep.manifests.selection import ObjectSelector, resource_names, with_crds
 from kubekeep.manifests.summary import RESOURCES as SUMMARY_RESOURCES
 from kubekeep.manifests.summary import ClusterSummary, SummaryBuilder
 from kubekeep.storage import open_backend
@@ -35,7 +35,7 @@ __all__ = [
     "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
     "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
     "copy", "unlock", "etcd_status", "etcd_restore_dir", "ObjectSelector", "ObjectChange", "summary",
-    "diff_manifests", "is_manifests",
+    "diff_manifests", "is_manifests", "stat", "refresh",
 ]
 
 
@@ -163,6 +163,23 @@ def cat(repo: Repository, ref: str) -> Iterator[bytes]:
     if node.type != "file":
         raise errors.UsageError(f"{path} is a {node.type}, not a file")
     return repo.read_file(node)
+
+
+def stat(repo: Repository, ref: str) -> Node:
+    """The entry at ``SNAP[:PATH]`` (the root is a directory node)."""
+    snap_ref, path = split_ref(ref)
+    return repo.resolve(repo.find_snapshot(snap_ref), path)
+
+
+def refresh(repo: Repository) -> bool:
+    """Reload the index if other processes added or removed index files since ``repo`` read it,
+    so that a long-lived process (the web UI) reads the snapshots later backups add; True if
+    it reloaded."""
+    names = {o.name for o in repo.backend.list("index/")}
+    if names == repo.index_files():
+        return False
+    repo.reload_index()
+    return True
 
 
 def diff(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", metadata: bool = True) -> list[Change]:
@@ -362,7 +379,11 @@ def _select_objects(repo: Repository, snap: Snapshot, path: str, select: ObjectS
     if select is None or select.empty():
         return None
     nodes = [(rel, node) for rel, node in selection(repo, snap, path) if node.type == FILE]
-    chosen = [(rel, node) for rel, node in nodes if select.matches(node.attrs)]
+    try:
+        names = resource_names(_read_object(repo, repo.resolve(snap, layout.DISCOVERY_FILE)))
+    except errors.PathNotFound:
+        names = {}
+    chosen = [(rel, node) for rel, node in nodes if select.matches(node.attrs, names)]
     crds = {a.get("name") for a in with_crds([n.attrs for _, n in chosen], [n.attrs for _, n in nodes])}
     chosen += [(rel, node) for rel, node in nodes if node.attrs.get("resource") == "customresourcedefinitions"
                and node.attrs.get("name") in crds and (rel, node) not in chosen]

@@ -90,6 +90,14 @@ def test_dimensions_combine() -> None:
     assert _pick(ObjectSelector.build(selector="app=api", kinds=["Deployment"])) == ["api"]
 
 
+def test_short_names_from_discovery() -> None:
+    names = selection.resource_names({"resources": [
+        {"group": "", "resource": "configmaps", "shortNames": ["cm"], "singular": "configmap"}]})
+    sel = ObjectSelector.build(kinds=["cm"])
+    assert sel.matches(CM, names) and not sel.matches(CM)
+    assert not sel.matches(DEPLOY, names)
+
+
 def test_with_crds_adds_definitions_of_selected_custom_objects() -> None:
     assert selection.with_crds([WIDGET, DEPLOY], ALL) == [CRD]
     assert selection.with_crds([DEPLOY], ALL) == []

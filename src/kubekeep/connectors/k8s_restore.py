@@ -56,11 +56,12 @@ class TierRunner:
     def run(self, plan: list[PlannedObject]) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         tiers: dict[int, list[PlannedObject]] = {}
+        ranks = _ranks([p for p in plan if p.skip is None])
         for i, p in enumerate(plan):
             if p.skip is not None:
                 results[i] = {**p.report(), "action": "skipped", "reason": p.skip}
             else:
-                tiers.setdefault(p.tier.rank, []).append(p)
+                tiers.setdefault(ranks[id(p)], []).append(p)
         index = {id(p): i for i, p in enumerate(plan)}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="kubekeep-apply") as pool:
             for rank in sorted(tiers):
@@ -234,6 +235,27 @@ class TierRunner:
 def _message(r: Response) -> str:
     message, reason = status_message(r.data)
     return f"{message or 'HTTP ' + str(r.status)}" + (f" ({reason})" if reason else "")
+
+
+def _ranks(items: list[PlannedObject]) -> dict[int, int]:
+    """Each object's tier rank, moved to its owner's tier when that comes later (a ConfigMap
+    owned by a custom object waits for it, so that its reference can be resolved)."""
+    by_uid = {p.old_uid: p for p in items if p.old_uid}
+    ranks: dict[int, int] = {}
+
+    def rank(p: PlannedObject, depth: int = 0) -> int:
+        if id(p) not in ranks:
+            r = p.tier.rank
+            for ref in p.owner_references:
+                owner = by_uid.get(ref.get("uid", ""))
+                if owner is not None and owner is not p and depth < 16:
+                    r = max(r, rank(owner, depth + 1))
+            ranks[id(p)] = r
+        return ranks[id(p)]
+
+    for p in items:
+        rank(p)
+    return ranks
 
 
 def _waves(items: list[PlannedObject]) -> list[list[PlannedObject]]:

@@ -135,6 +135,20 @@ class ResourceMatcher:
 # -- the restore selection ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ResourceNames:
+    """Other names of a resource (``deploy``, ``deployment``), from discovery."""
+
+    short_names: tuple[str, ...] = ()
+    singular: str = ""
+
+
+def resource_names(discovery: Mapping[str, Any]) -> dict[tuple[str, str], ResourceNames]:
+    """``(group, resource) -> ResourceNames`` from a snapshot's ``discovery.json``."""
+    return {(r.get("group", ""), r["resource"]): ResourceNames(tuple(r.get("shortNames") or ()), r.get("singular", ""))
+            for r in discovery.get("resources") or [] if "resource" in r}
+
+
+@dataclass(frozen=True)
 class ObjectSelector:
     """Which objects of a snapshot a restore takes. Dimensions combine with AND, values within
     one dimension with OR; an empty dimension selects everything.
@@ -159,7 +173,9 @@ class ObjectSelector:
     def empty(self) -> bool:
         return not (self.namespaces or self.kinds or self.names or self.labels)
 
-    def matches(self, attrs: Mapping[str, Any]) -> bool:
+    def matches(self, attrs: Mapping[str, Any], names: Mapping[tuple[str, str], ResourceNames] | None = None) -> bool:
+        """Whether the object with node ``attrs`` is selected; ``names`` adds the short and
+        singular names of resources (from the snapshot's discovery data) to ``kinds`` matching."""
         if "kind" not in attrs:
             return False
         name = attrs.get("name", "")
@@ -170,9 +186,11 @@ class ObjectSelector:
                     return False
             elif not (_is_namespace(attrs) and name in self.namespaces):
                 return False
-        if self.kinds and not self.kinds.matches(attrs.get("group", ""), attrs.get("resource", ""),
-                                                 attrs.get("kind", "")):
-            return False
+        if self.kinds:
+            group, resource = attrs.get("group", ""), attrs.get("resource", "")
+            extra = (names or {}).get((group, resource), ResourceNames())
+            if not self.kinds.matches(group, resource, attrs.get("kind", ""), extra.short_names, extra.singular):
+                return False
         if self.names and not any(fnmatch.fnmatchcase(name, p) for p in self.names):
             return False
         return self.labels is None or self.labels.matches(attrs.get("labels"))

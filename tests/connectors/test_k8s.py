@@ -1,0 +1,164 @@
+"""The k8s:// connector and kube/ access code: URIs and options, discovery both ways, paging,
+credential errors, restore options (status, managed fields, update), and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubekeep import api, errors
+from kubekeep.connectors import k8s
+from kubekeep.engine.repository import Repository
+from kubekeep.kube import config, discovery, listing
+from kubekeep.kube.requesting import Session
+from kubekeep.manifests import serialization
+from testenv.cluster import Cluster
+from testenv.rest import resource_path
+from tests.cli.helpers import KK, RepoSpec
+from tests.support.k8s_fixtures import Seeded
+
+cluster_test = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+
+@pytest.mark.parametrize("uri, context", [("k8s://", None), ("k8s:", None), ("k8s://prod", "prod"),
+                                          ("k8s://arn:aws:eks:eu-west-1:1:cluster/prod", "arn:aws:eks:eu-west-1:1:cluster/prod"),
+                                          ("K8S://in-cluster/", "in-cluster")])
+def test_uri_names_the_context(uri: str, context: str | None) -> None:
+    assert k8s.parse_uri(uri) == context
+
+
+def test_options_that_do_not_apply_are_refused_before_connecting() -> None:
+    with pytest.raises(errors.UsageError, match="--exclude-namespace"):
+        k8s.open_importer("k8s://", excludes=["*.tmp"])
+    with pytest.raises(errors.UsageError, match="owners"):
+        k8s.open_importer("k8s://", owners=True)
+    with pytest.raises(errors.UsageError, match="skip or update"):
+        k8s.open_exporter("k8s://", existing="replace")
+    with pytest.raises(errors.UsageError, match="bad label selector"):
+        k8s.open_importer("k8s://", selector="a in (b")
+
+
+def test_a_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.UsageError, match="does not exist"):
+        k8s.open_importer("k8s://", kubeconfig=str(tmp_path / "nope"))
+
+
+@pytest.fixture
+def session(cluster: Cluster) -> Any:
+    s = Session(config.connect(kubeconfig=str(cluster.kubeconfig)))
+    yield s
+    s.close()
+
+
+@pytest.mark.cluster
+def test_legacy_discovery_finds_what_aggregated_discovery_finds(session: Session) -> None:
+    aggregated = discovery.discover(session)
+    assert aggregated.method == "aggregated"
+    legacy = discovery._legacy(session, session.get("/api"), workers=4)
+    key = lambda d: sorted((r.group, r.version, r.resource, r.kind, r.namespaced, r.verbs) for r in d.resources)  # noqa: E731
+    assert key(legacy) == key(aggregated)
+    deployments = aggregated.find("apps", "deployments")
+    assert deployments is not None and "status" in deployments.subresources and deployments.listable
+    assert set(discovery.Discovery.from_json(aggregated.to_json()).resources) == set(aggregated.resources)
+
+
+@pytest.mark.cluster
+def test_small_pages_list_the_same_objects(session: Session) -> None:
+    disc = discovery.discover(session)
+    roles = disc.find("rbac.authorization.k8s.io", "clusterroles")
+    assert roles is not None
+    one = listing.list_all(session, roles, page_size=1000)
+    paged = listing.list_all(session, roles, page_size=7)
+    assert len(one) > 20 and [o["metadata"]["name"] for o in paged] == [o["metadata"]["name"] for o in one]
+    assert all(o["kind"] == "ClusterRole" and o["apiVersion"] == "rbac.authorization.k8s.io/v1" for o in paged)
+
+
+@pytest.mark.cluster
+def test_rejected_credentials_are_a_one_line_error(cluster: Cluster, tmp_path: Path, manifests_repo: Repository) -> None:
+    kubeconfig = serialization.load(cluster.kubeconfig.read_bytes())
+    kubeconfig["users"][0]["user"] = {"token": "not-a-token"}
+    path = tmp_path / "bad.kubeconfig"
+    path.write_bytes(serialization.dump(kubeconfig))
+    with pytest.raises(errors.ApiError) as info:
+        api.backup(manifests_repo, "k8s://", options={"kubeconfig": str(path)})
+    assert info.value.status == 401 and "rejected the credentials" in str(info.value)
+
+
+@pytest.mark.cluster
+def test_only_manifests_snapshots_restore_into_a_cluster(cluster: Cluster, manifests_repo: Repository, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x")
+    snap = api.backup(manifests_repo, str(tmp_path / "data"))
+    with pytest.raises(errors.UsageError, match="only manifests snapshots"):
+        api.restore(manifests_repo, snap.id, "k8s://", options={"kubeconfig": str(cluster.kubeconfig)})
+    with pytest.raises(errors.UsageError, match="object selection"):
+        api.restore(manifests_repo, snap.id, str(tmp_path / "out"), select=api.ObjectSelector.build(kinds=["Pod"]))
+
+
+def _widget(client: Any, ns: str, name: str) -> dict[str, Any]:
+    return client.get(resource_path("example.kubekeep.test/v1", "widgets", namespace=ns, name=name))
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_status_managed_fields_and_update_policy(seeded: Seeded, manifests_repo: Repository) -> None:
+    ns = seeded.namespaces[0]
+    snap = seeded.backup(manifests_repo, include_namespaces=[ns])
+    client = seeded.rest()
+    original = _widget(client, ns, "widget-1")
+    managers = sorted(m["manager"] for m in original["metadata"]["managedFields"])
+    select = api.ObjectSelector.build(namespaces=[ns], kinds=["widgets"], names=["widget-1"])
+
+    client.delete(resource_path("example.kubekeep.test/v1", "widgets", namespace=ns, name="widget-1"))
+    results = seeded.restore(manifests_repo, snap.id, select=select, restore_status=True, keep_managed_fields=True)
+    assert [(r["action"], r["name"]) for r in results if r["kind"] == "Widget"] == [("created", "widget-1")]
+    restored = _widget(client, ns, "widget-1")
+    assert restored["status"] == original["status"]
+    assert sorted(m["manager"] for m in restored["metadata"]["managedFields"]) == managers
+
+    client.request("PATCH", resource_path("example.kubekeep.test/v1", "widgets", namespace=ns, name="widget-1"),
+                   {"spec": {"color": "black"}}, content_type="application/merge-patch+json")
+    skipped = seeded.restore(manifests_repo, snap.id, select=select)
+    assert [r["action"] for r in skipped if r["kind"] == "Widget"] == ["skipped"]
+    assert _widget(client, ns, "widget-1")["spec"]["color"] == "black"
+    updated = seeded.restore(manifests_repo, snap.id, select=select, existing="update")
+    assert [r["action"] for r in updated if r["kind"] == "Widget"] == ["updated"]
+    assert _widget(client, ns, "widget-1")["spec"]["color"] == original["spec"]["color"]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_cli_backup_summary_diff_and_dry_run(seeded: Seeded, tmp_path: Path) -> None:
+    ns = seeded.namespaces[2]
+    kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache",
+            extra_env={"KUBECONFIG": str(seeded.cluster.kubeconfig)})
+    kk.run("init")
+    first = kk.json("backup", "k8s://", "--include-namespace", ns)
+    assert first["source"]["kind"] == "manifests" and first["warnings"] == []
+    out = kk.out("summary", "latest", "-n", ns)
+    assert f"namespace {ns}" in out and "Deployment   web-0" in out and "nodes: 3/3 ready" in out
+    kk.run("ls", f"latest:/namespaces/{ns}/apps/deployments")
+    cm = kk.out("cat", f"latest:/namespaces/{ns}/core/configmaps/config-0.yaml")
+    assert serialization.load(cm)["metadata"]["name"] == "config-0"
+
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    seeded.rest().create(resource_path("v1", "configmaps", namespace=ns),
+                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}})
+    second = kk.json("backup", "k8s://", "--include-namespace", ns)
+    diff = kk.out("diff", first["id"], second["id"], f"/namespaces/{ns}")
+    assert f"+    /namespaces/{ns}/core/configmaps/{name}.yaml  (ConfigMap {ns}/{name})" in diff
+    changes = kk.json("diff", first["id"], second["id"], f"/namespaces/{ns}")
+    assert [c["name"] for c in changes] == [name]
+
+    dry = kk.run("restore", first["id"], "--to", "k8s://", "-n", ns, "--existing", "update", "--dry-run")
+    text = dry.stdout.decode()
+    assert f"would update  ConfigMap {ns}/config-0" in text and "kubekeep.io/restored-from" in text
+    report = json.loads(kk.run("--json", "restore", first["id"], "--to", "k8s://", "-n", ns, "--kind", "cm",
+                               "--name", "config-*", "--dry-run").stdout)
+    assert {r["action"] for r in report["results"]} == {"would skip"}
+    bad = kk.run("restore", first["id"], "--to", "k8s://", "--namespace-map", "x", expect=2)
+    assert b"expected OLD=NEW" in bad.stderr
