@@ -24,6 +24,30 @@ class EntryType(str, enum.Enum):
     SYMLINK = "symlink"
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    """How the repository cuts and names content: FastCDC parameters and secret seed, and the
+    keyed-BLAKE3 key of blob ids. Given to importers that chunk at the source; whoever holds it
+    can compute (and so test for) chunk ids, but cannot decrypt the repository."""
+
+    params: dict[str, Any]
+    seed: int
+    id_key: bytes
+
+
+class PreChunked(abc.ABC):
+    """A file's content as chunk ids computed at its source with the run's :class:`ChunkSpec`."""
+
+    @abc.abstractmethod
+    def batches(self) -> Iterator[list[tuple[bytes, int]]]:
+        """``(blob id, length)`` of every chunk in order, a batch at a time; raises ``OSError``
+        if the source could not read the file."""
+
+    @abc.abstractmethod
+    def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
+        """The data of ``ids`` (chunks of the latest batch), in that order."""
+
+
 @dataclass(slots=True)
 class Entry:
     """One node of a snapshot tree.
@@ -39,6 +63,10 @@ class Entry:
 
     ``attrs`` carries connector metadata (a Kubernetes object's kind, namespace, ...); it must be
     msgpack-serialisable (str keys; str, int, float, bool, None, bytes, lists and dicts of those).
+
+    ``chunks`` replaces ``data``/``opener`` for content that was chunked and hashed where it lives
+    (the pvc agent, with the :class:`ChunkSpec` the engine gave the importer): the engine asks
+    only for the chunks the repository lacks.
     """
 
     path: str
@@ -53,6 +81,7 @@ class Entry:
     data: bytes | None = None
     opener: Callable[[], IO[bytes]] | None = None
     reuse_key: bytes | None = None
+    chunks: PreChunked | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +113,10 @@ class Importer(abc.ABC):
 
     @abc.abstractmethod
     def entries(self) -> Iterator[Entry]: ...
+
+    def use_chunking(self, spec: ChunkSpec) -> None:  # noqa: B027 - optional hook
+        """Called before ``entries()`` with the repository's chunking; an importer that chunks
+        at the source (``Entry.chunks``) keeps it, others ignore it."""
 
     def metadata(self) -> dict[str, Any]:
         """Extra snapshot metadata known only after ``entries()`` is exhausted (e.g. etcd revision)."""

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubekeep import __version__, errors
-from kubekeep.connectors.base import Entry, EntryType, Importer
+from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Importer
 from kubekeep.engine import host
 from kubekeep.engine.chunker import Chunker
 from kubekeep.engine.pack import DATA, TREE
+from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
 from kubekeep.engine.tree import DIR, FILE, Node, encode_tree
@@ -112,6 +113,7 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, workers, progress)
     try:
+        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.chunker_seed, repo.master.identity))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
@@ -251,6 +253,8 @@ class _BackupRun:
             if entry.data is not None:
                 chunks = self.chunker.buffer(entry.data)
                 size = self._store_chunks(chunks, content)
+            elif entry.chunks is not None:
+                size = store_prechunked(entry.chunks, self.writer, self.repo.master, content, self._add_done)
             elif entry.opener is not None:
                 try:
                     stream = entry.opener()
@@ -258,7 +262,7 @@ class _BackupRun:
                     self._warn(f"{entry.path}: {exc.strerror or exc}; skipped")
                     return None
                 with stream:
-                    size = self._store_chunks(self.chunker.stream(stream), content)
+                    size = self._store_chunks(self.chunker.stream(stream, entry.size), content)
             with self._lock:
                 self.stats.bytes_total += size
                 self.stats.bytes_read += size
@@ -282,6 +286,9 @@ class _BackupRun:
             size += len(chunk)
             self.progress.bytes_done += len(chunk)
         return size
+
+    def _add_done(self, n: int) -> None:
+        self.progress.bytes_done += n
 
     def _warn(self, message: str) -> None:
         with self._lock:
