@@ -1,0 +1,420 @@
+"""kubekeep's side of an agent session: entries with pre-chunked content for a backup, an
+exporter-shaped writer for a restore.
+
+One reader thread per session takes every frame off the connection and routes it: entries to
+the importer's generator, chunk lists to the file they belong to, chunk data to the request
+that asked for it. It never blocks on a consumer, so answers always get through; the agent's
+window (acknowledged here as records are consumed) bounds what can pile up.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import zstandard
+
+from kubekeep import errors
+from kubekeep.agent import protocol as p
+from kubekeep.connectors.base import ChunkSpec, Entry, PreChunked
+
+Connect = Callable[[], p.Transport]
+
+
+def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
+    """A :data:`Connect` for a direct TCP connection (the pod's address, from inside the cluster)."""
+    def connect() -> p.Transport:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise errors.SourceUnreachable(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return p.SocketTransport(sock)
+    return connect
+
+
+def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float = 60.0,
+                 peer: str = "agent") -> tuple[p.Channel, dict[str, Any]]:
+    """Connect and authenticate, retrying while the agent is not listening yet."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            channel = p.Channel(connect(), peer=peer)
+        except errors.SourceUnreachable as exc:
+            if time.monotonic() + delay > deadline:
+                raise errors.SourceUnreachable(f"cannot connect to the {peer} within {timeout:.0f}s: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+            continue
+        try:
+            hello = p.client_handshake(channel, secret, mode=mode)
+        except errors.SourceUnreachable as exc:  # accepted, then closed: not listening yet behind a tunnel
+            channel.close()
+            if time.monotonic() + delay > deadline:
+                raise errors.SourceUnreachable(f"cannot connect to the {peer} within {timeout:.0f}s: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+            continue
+        except BaseException:
+            channel.close()
+            raise
+        return channel, hello
+
+
+@dataclass
+class TransferStats:
+    """What crossed the connection in a backup session."""
+
+    chunks_total: int = 0
+    chunks_fetched: int = 0
+    bytes_total: int = 0          # logical bytes of all files
+    bytes_fetched: int = 0        # plaintext bytes of the chunks fetched
+    bytes_on_wire: int = 0        # bytes received, framing, compression and sealing included
+    agent: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunks_total": self.chunks_total, "chunks_fetched": self.chunks_fetched,
+                "bytes_total": self.bytes_total, "bytes_fetched": self.bytes_fetched,
+                "bytes_on_wire": self.bytes_on_wire, "agent": self.agent}
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+@dataclass
+class _Batch:
+    seq: int
+    offsets: dict[bytes, int]
+    chunks: list[tuple[bytes, int]]
+
+
+@dataclass
+class _FileEnd:
+    seq: int
+    error: str
+
+
+class RemoteBackup:
+    """The entries of an agent backup session, files carrying :class:`RemoteFile` content."""
+
+    def __init__(self, channel: p.Channel, spec: ChunkSpec, *, prefix: str = "", compress: bool = True,
+                 excludes: Iterable[str] = (), window_bytes: int = 96 * 1024 * 1024,
+                 window_records: int = 4096) -> None:
+        self.channel = channel
+        self.prefix = prefix.strip("/")
+        self.stats = TransferStats()
+        self.warnings: list[str] = []
+        self._entries: queue.Queue[Any] = queue.Queue()
+        self._files: dict[int, RemoteFile] = {}
+        self._requests: dict[int, queue.Queue[Any]] = {}
+        self._next_request = 0
+        self._lock = threading.Lock()
+        self._acks: list[int] = []
+        self._ack_every = max(1, min(256, window_records // 8))
+        self._error: BaseException | None = None
+        self._closed = False
+        self._dctx = threading.local()
+        channel.send(p.BACKUP, {"chunker": spec.params, "seed": spec.seed, "id_key": spec.id_key,
+                                "compress": "zstd" if compress else "none", "excludes": list(excludes),
+                                "window_bytes": window_bytes, "window_records": window_records})
+        self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
+        self._reader.start()
+
+    # -- consumer side -----------------------------------------------------------------------
+    def entries(self) -> Iterator[Entry]:
+        while True:
+            item = self._get(self._entries)
+            if item is _DONE:
+                return
+            seq, entry = item
+            self.ack(seq)
+            yield entry
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            self.flush_acks()  # about to wait: let the agent move on
+            item = q.get()
+        if isinstance(item, _Failure):
+            q.put(item)  # every later reader fails the same way
+            raise item.error
+        return item
+
+    def ack(self, seq: int) -> None:
+        with self._lock:
+            self._acks.append(seq)
+            full = len(self._acks) >= self._ack_every
+        if full:
+            self.flush_acks()
+
+    def flush_acks(self) -> None:
+        with self._lock:
+            acks, self._acks = self._acks, []
+        if acks and not self._closed:
+            self.channel.send(p.CREDIT, {"s": acks})
+
+    def request(self, batch: _Batch, ids: list[bytes]) -> Iterator[bytes]:
+        with self._lock:
+            number = self._next_request
+            self._next_request += 1
+            q: queue.Queue[Any] = queue.Queue()
+            self._requests[number] = q
+        try:
+            self.channel.send(p.WANT, {"r": number, "s": batch.seq, "o": [batch.offsets[i] for i in ids]})
+            dctx = getattr(self._dctx, "d", None)
+            if dctx is None:
+                dctx = self._dctx.d = zstandard.ZstdDecompressor()
+            for _ in ids:
+                flags, data = self._get(q)
+                piece = dctx.decompress(data) if flags & p.FLAG_ZSTD else bytes(data)
+                with self._lock:
+                    self.stats.chunks_fetched += 1
+                    self.stats.bytes_fetched += len(piece)
+                yield piece
+        finally:
+            with self._lock:
+                self._requests.pop(number, None)
+
+    # -- the reader thread -------------------------------------------------------------------
+    def _read(self) -> None:
+        try:
+            while True:
+                kind, payload = self.channel.recv()
+                if kind == p.DATA:
+                    number, flags, data = p.split_data(payload)
+                    with self._lock:
+                        q = self._requests.get(number)
+                    if q is None:
+                        raise errors.ConnectorError(f"agent protocol: data for unknown request {number}")
+                    q.put((flags, data))
+                    continue
+                body = p.unpack(payload)
+                if kind == p.CHUNKS:
+                    self._files[int(body["f"])].add_batch(body)
+                elif kind == p.FILE:
+                    self._file(body)
+                elif kind == p.FILE_END:
+                    rf = self._files.pop(int(body["f"]))
+                    rf.queue.put(_FileEnd(int(body["s"]), str(body.get("error") or "")))
+                elif kind == p.ENTRY:
+                    entry = self._entry(body)
+                    self._entries.put((int(body["s"]), entry))
+                elif kind == p.FAIL:
+                    with self._lock:
+                        q = self._requests.get(int(body["r"]))
+                    if q is not None:
+                        q.put(_Failure(errors.ConnectorError(f"the agent could not send chunks: {body.get('error')}")))
+                elif kind == p.DONE:
+                    self.warnings.extend(str(w) for w in body.get("warnings", ()))
+                    self.stats.agent = dict(body.get("stats") or {})
+                    self._entries.put(_DONE)
+                elif kind == p.ERROR:
+                    raise errors.ConnectorError(f"the agent failed: {body.get('message', '?')}")
+                else:
+                    raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a backup")
+        except errors.KubekeepError as exc:
+            self._fail(exc if not self._closed else errors.ConnectorError("the agent session was closed"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumers
+            self._fail(errors.ConnectorError(f"agent session failed: {exc!r}"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        failure = _Failure(exc)
+        self._entries.put(failure)
+        with self._lock:
+            targets = [*self._requests.values(), *(f.queue for f in self._files.values())]
+        for q in targets:
+            q.put(failure)
+
+    def _entry(self, body: dict[str, Any]) -> Entry:
+        entry = p.entry_from_body(body)
+        if self.prefix:
+            entry.path = f"{self.prefix}/{entry.path}"
+        return entry
+
+    def _file(self, body: dict[str, Any]) -> None:
+        entry = self._entry(body)
+        rf = RemoteFile(self, entry.path)
+        entry.chunks = rf
+        self._files[int(body["f"])] = rf
+        self.stats.bytes_total += entry.size
+        self._entries.put((int(body["s"]), entry))
+
+    def close(self) -> None:
+        """End the session (the agent exits after it); safe to call twice."""
+        if self._closed:
+            return
+        try:
+            if self._error is None:
+                self.flush_acks()
+                self.channel.send(p.BYE)
+        except errors.KubekeepError:
+            pass
+        self._closed = True
+        self.stats.bytes_on_wire = self.channel.bytes_received
+        self.channel.close()
+        self._reader.join(timeout=10)
+
+
+class RemoteFile(PreChunked):
+    """One file of a backup session: chunk lists as the agent computes them, data on request."""
+
+    def __init__(self, session: RemoteBackup, path: str) -> None:
+        self.session = session
+        self.path = path
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._current: _Batch | None = None
+
+    def add_batch(self, body: dict[str, Any]) -> None:
+        ids_blob = bytes(body["ids"])
+        lengths = [int(n) for n in body["n"]]
+        if len(ids_blob) != 32 * len(lengths):
+            raise errors.ConnectorError("agent protocol: chunk list and lengths disagree")
+        offset = int(body["o"])
+        offsets: dict[bytes, int] = {}
+        chunks: list[tuple[bytes, int]] = []
+        for i, length in enumerate(lengths):
+            blob_id = ids_blob[32 * i:32 * i + 32]
+            offsets.setdefault(blob_id, offset)
+            chunks.append((blob_id, length))
+            offset += length
+        self.queue.put(_Batch(int(body["s"]), offsets, chunks))
+
+    def batches(self) -> Iterator[list[tuple[bytes, int]]]:
+        session = self.session
+        while True:
+            item = session._get(self.queue)
+            if isinstance(item, _FileEnd):
+                session.ack(item.seq)
+                if item.error:
+                    raise OSError(f"agent: {item.error}")
+                return
+            self._current = item
+            with session._lock:
+                session.stats.chunks_total += len(item.chunks)
+            yield item.chunks
+            self._current = None
+            session.ack(item.seq)
+
+    def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
+        if self._current is None:
+            raise errors.ConnectorError(f"{self.path}: chunks fetched outside their batch")
+        return self.session.request(self._current, ids)
+
+
+class RemoteRestore:
+    """Writes entries through an agent restore session; shaped like an exporter."""
+
+    def __init__(self, channel: p.Channel, *, writers: int, compress: bool = False,
+                 owners: bool | None = None) -> None:
+        self.channel = channel
+        self.compress = compress
+        self._slots = threading.BoundedSemaphore(max(1, writers))
+        self._lock = threading.Lock()
+        self._next = 0
+        self._failed: list[str] = []
+        self._finished: queue.Queue[Any] = queue.Queue()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cctx = threading.local()
+        self.bytes_sent = 0
+        channel.send(p.RESTORE, {"owners": owners})
+        self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                kind, payload = self.channel.recv()
+                body = p.unpack(payload)
+                if kind == p.FILE_FAILED:
+                    with self._lock:
+                        self._failed.append(f"{body.get('p')}: {body.get('error')}")
+                elif kind == p.FINISHED:
+                    self._finished.put(body)
+                elif kind == p.ERROR:
+                    raise errors.ConnectorError(f"the agent failed: {body.get('message', '?')}")
+                else:
+                    raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a restore")
+        except errors.KubekeepError as exc:
+            self._error = exc if not self._closed else errors.ConnectorError("the agent session was closed")
+            self._finished.put(_Failure(self._error))
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def directory(self, entry: Entry) -> None:
+        self._check()
+        self.channel.send(p.MKDIR, p.entry_body(entry))
+
+    def symlink(self, entry: Entry) -> None:
+        self._check()
+        self.channel.send(p.SYMLINK, p.entry_body(entry))
+
+    def file(self, entry: Entry, data: Iterable[bytes]) -> None:
+        self._check()
+        with self._slots:
+            with self._lock:
+                number = self._next
+                self._next += 1
+            self.channel.send(p.WFILE, {"f": number, **p.entry_body(entry)})
+            try:
+                for piece in data:
+                    self._send_piece(number, piece)
+            except BaseException:
+                self.channel.send(p.WABORT, {"f": number})
+                raise
+            self.channel.send(p.WEND, {"f": number})
+
+    def _send_piece(self, number: int, piece: bytes) -> None:
+        flags = 0
+        payload: bytes = piece
+        if self.compress:
+            cctx = getattr(self._cctx, "c", None)
+            if cctx is None:
+                cctx = self._cctx.c = zstandard.ZstdCompressor(level=1)
+            packed = cctx.compress(piece)
+            if len(packed) < len(piece) * 0.97:
+                payload, flags = packed, p.FLAG_ZSTD
+        self.channel.send(p.WDATA, raw=payload, head=p.data_head(number, flags))
+        with self._lock:
+            self.bytes_sent += len(payload)
+
+    def finish(self) -> tuple[list[str], dict[str, Any]]:
+        """Wait until the agent wrote everything; its warnings and counters. Raises if any
+        entry could not be written."""
+        self._check()
+        self.channel.send(p.FINISH)
+        result = self._finished.get()
+        if isinstance(result, _Failure):
+            raise result.error
+        failed = [str(f) for f in result.get("failed", ())]
+        if failed:
+            shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+            raise errors.ConnectorError(f"the agent could not write {len(failed)} entries: {shown}")
+        return [str(w) for w in result.get("warnings", ())], dict(result.get("stats") or {})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._error is None:
+                self.channel.send(p.BYE)
+        except errors.KubekeepError:
+            pass
+        self._closed = True
+        self.channel.close()
+        self._reader.join(timeout=10)

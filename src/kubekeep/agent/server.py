@@ -1,0 +1,549 @@
+"""The agent: serves one mounted volume (a directory or a block device) to one kubekeep run.
+
+It listens on one TCP port, refuses every connection that cannot prove it holds the run's
+secret, serves the first one that can (a backup or, when started with ``--write``, a restore)
+and exits when that session ends, or when no session started within the idle timeout.
+
+Backup: a walker thread reads each file once, cuts it with the repository's chunker, names the
+chunks with the repository's id key and streams per-file chunk lists; the chunk data stays in
+a buffer until kubekeep, which has answered from its index, asks for the chunks it lacks or
+acknowledges the batch. The walker stops when kubekeep has not acknowledged ``window`` bytes or
+records, so memory stays bounded. Restore: files arrive as streams and are written by the fs
+connector's exporter with its semantics (new files in place, existing ones replaced atomically,
+modes, owners and times restored).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+import zstandard
+
+from kubekeep import __version__, errors
+from kubekeep.agent import protocol as p
+from kubekeep.connectors.base import Entry, EntryType, SourceInfo
+from kubekeep.connectors.fs import FsExporter, FsImporter
+from kubekeep.engine.chunker import Chunker
+
+#: the one file a block volume is backed up as (and restored from)
+BLOCK_IMAGE = "volume.img"
+#: chunks per CHUNKS message
+BATCH_CHUNKS = 32
+#: restore: files written at once (kubekeep never has more open than this)
+WRITERS = 8
+#: keep a compressed chunk only if it saves at least this fraction
+MIN_SAVING = 0.03
+
+Log = Callable[[str], None]
+
+
+def stderr_log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} kubekeep-agent: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class AgentConfig:
+    source: Path
+    secret: bytes
+    listen: tuple[str, int] = ("0.0.0.0", p.DEFAULT_PORT)
+    block: bool = False
+    write: bool = False
+    idle_timeout: float = 600.0
+    log: Log = stderr_log
+
+
+class Agent:
+    """One agent process: accept, authenticate, serve one session, exit."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.log = config.log
+        self._listener: socket.socket | None = None
+
+    def bind(self) -> tuple[str, int]:
+        host, port = self.config.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.listen(4)
+        self._listener = sock
+        addr = sock.getsockname()
+        return str(addr[0]), int(addr[1])
+
+    def serve(self) -> int:
+        """Serve one session; the process exit status (0 after a completed session)."""
+        if self._listener is None:
+            self.bind()
+        assert self._listener is not None
+        listener = self._listener
+        kind = "block device" if self.config.block else "directory"
+        mode = "read-write" if self.config.write else "read-only"
+        host, port = listener.getsockname()[:2]
+        self.log(f"kubekeep {__version__} agent serving {kind} {self.config.source} ({mode}) on {host}:{port}")
+        deadline = time.monotonic() + self.config.idle_timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.log(f"no authenticated session within {self.config.idle_timeout:.0f}s; exiting")
+                    return 2
+                listener.settimeout(min(left, 5.0))
+                try:
+                    conn, peer = listener.accept()
+                except TimeoutError:
+                    continue
+                conn.settimeout(15)  # for the handshake
+                channel = p.Channel(p.SocketTransport(conn), peer="kubekeep client")
+                try:
+                    if not self._authenticate(channel, peer):
+                        channel.close()
+                        continue
+                    conn.settimeout(None)
+                    listener.close()  # one session per agent: nobody else gets in
+                    return self._session(channel)
+                except errors.KubekeepError as exc:
+                    self.log(f"connection from {peer[0]} failed: {exc}")
+                    channel.close()
+        finally:
+            listener.close()
+
+    def _authenticate(self, channel: p.Channel, peer: Any) -> bool:
+        modes = ["backup", "restore"] if self.config.write else ["backup"]
+        hello = {"modes": modes, "source": "block" if self.config.block else "dir", "agent": __version__,
+                 "writers": WRITERS}
+        try:
+            ok = p.agent_handshake(channel, self.config.secret, hello,
+                                   on_refused=lambda why: self.log(f"refused {peer[0]}: {why}"))
+        except (errors.KubekeepError, OSError) as exc:
+            self.log(f"handshake with {peer[0]} failed: {exc}")
+            return False
+        if ok:
+            self.log(f"authenticated session from {peer[0]}")
+        return ok
+
+    def _session(self, channel: p.Channel) -> int:
+        started = time.monotonic()
+        try:
+            kind, payload = channel.recv()
+            if kind == p.BACKUP:
+                stats = BackupSession(self.config, channel, p.unpack(payload)).run()
+            elif kind == p.RESTORE and self.config.write:
+                stats = RestoreSession(self.config, channel, p.unpack(payload)).run()
+            else:
+                channel.send(p.ERROR, {"message": "unexpected request (is this agent read-only?)"})
+                return 1
+        except errors.KubekeepError as exc:
+            self.log(f"session failed: {exc}")
+            try:
+                channel.send(p.ERROR, {"message": str(exc)})
+            except errors.KubekeepError:
+                pass
+            return 1
+        finally:
+            channel.close()
+        self.log(f"session done in {time.monotonic() - started:.1f}s: "
+                 + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        return 0
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+@dataclass
+class _Window:
+    """Records and bytes sent but not yet acknowledged, with the buffered chunk data."""
+
+    records: int
+    bytes: int
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    open_records: int = 0
+    open_bytes: int = 0
+    batches: dict[int, tuple[int, dict[int, bytes]]] = field(default_factory=dict)  # seq -> (bytes, offset->data)
+    closed: bool = False
+
+
+class BackupSession:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+        self.config = config
+        self.channel = channel
+        try:
+            params = request["chunker"]
+            self.chunker = Chunker(params, int(request["seed"]))
+            self.id_key = bytes(request["id_key"])
+            self.compress = request.get("compress") == "zstd"
+            self.window = _Window(int(request.get("window_records", 4096)),
+                                  int(request.get("window_bytes", 128 * 1024 * 1024)))
+            self.excludes = [str(x) for x in request.get("excludes", ())]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.ConnectorError(f"malformed backup request: {exc}") from None
+        if len(self.id_key) != 32:
+            raise errors.ConnectorError("malformed backup request: the id key must be 32 bytes")
+        self.seq = 0
+        self.files: dict[int, str] = {}
+        self.warnings: list[str] = []
+        self.stats = {"files": 0, "dirs": 0, "symlinks": 0, "bytes_read": 0, "chunks": 0,
+                      "chunks_sent": 0, "bytes_sent": 0}
+        self._walk_error: BaseException | None = None
+
+    def run(self) -> dict[str, Any]:
+        walker = threading.Thread(target=self._walk_thread, name="kubekeep-agent-walk", daemon=True)
+        walker.start()
+        zstd = zstandard.ZstdCompressor(level=1) if self.compress else None
+        try:
+            while True:
+                kind, payload = self.channel.recv()
+                if kind == p.CREDIT:
+                    self._ack(p.unpack(payload))
+                elif kind == p.WANT:
+                    self._send_chunks(p.unpack(payload), zstd)
+                elif kind == p.BYE:
+                    break
+                else:
+                    raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a backup")
+        except errors.SourceUnreachable:
+            if self._walk_error is not None:  # the client hung up on the walker's error
+                raise self._walk_error from None
+            raise
+        finally:
+            with self.window.cond:
+                self.window.closed = True
+                self.window.cond.notify_all()
+            walker.join(timeout=5)
+        self.stats["bytes_on_wire"] = self.channel.bytes_sent
+        return self.stats
+
+    # the walker ---------------------------------------------------------------------------
+    def _walk_thread(self) -> None:
+        try:
+            for entry in self._entries():
+                if entry.type == EntryType.FILE:
+                    self._send_file(entry)
+                else:
+                    self._send_record(p.ENTRY, p.entry_body(entry))
+                    self.stats["dirs" if entry.type == EntryType.DIR else "symlinks"] += 1
+            self._send_record(p.DONE, {"warnings": self.warnings, "stats": self.stats}, counted=False)
+        except _Closed:
+            pass
+        except errors.KubekeepError as exc:
+            self._walk_error = exc
+            try:
+                self.channel.send(p.ERROR, {"message": str(exc)})
+            except errors.KubekeepError:
+                pass
+
+    def _entries(self) -> Iterator[Entry]:
+        source = self.config.source
+        if self.config.block:
+            yield Entry(BLOCK_IMAGE, EntryType.FILE, mode=0o600, size=_device_size(source),
+                        opener=lambda: open(source, "rb", buffering=0))  # noqa: SIM115
+            return
+        importer = FsImporter(source, excludes=self.excludes)
+        yield from importer.entries()
+        self.warnings.extend(importer.warnings())
+
+    def _send_file(self, entry: Entry) -> None:
+        number = len(self.files)
+        self.files[number] = entry.path
+        self._send_record(p.FILE, {"f": number, **p.entry_body(entry)})
+        self.stats["files"] += 1
+        error = ""
+        offset = 0
+        try:
+            assert entry.opener is not None
+            with entry.opener() as stream:
+                ids: list[bytes] = []
+                lengths: list[int] = []
+                data: dict[int, bytes] = {}
+                start = 0
+                for chunk in self.chunker.stream(stream):
+                    piece = bytes(chunk)
+                    ids.append(blake3.blake3(piece, key=self.id_key).digest())
+                    lengths.append(len(piece))
+                    data[offset] = piece
+                    offset += len(piece)
+                    if len(ids) == BATCH_CHUNKS:
+                        self._send_batch(number, start, ids, lengths, data)
+                        ids, lengths, data, start = [], [], {}, offset
+                if ids:
+                    self._send_batch(number, start, ids, lengths, data)
+        except OSError as exc:
+            error = f"read failed at byte {offset}: {exc.strerror or exc}"
+            self.warnings.append(f"{entry.path}: {error}; skipped")
+        self.stats["bytes_read"] += offset
+        self._send_record(p.FILE_END, {"f": number, "error": error, "size": offset})
+
+    def _send_batch(self, number: int, start: int, ids: list[bytes], lengths: list[int],
+                    data: dict[int, bytes]) -> None:
+        self.stats["chunks"] += len(ids)
+        self._send_record(p.CHUNKS, {"f": number, "o": start, "ids": b"".join(ids), "n": lengths},
+                          data=data, size=sum(lengths))
+
+    def _send_record(self, kind: int, body: dict[str, Any], *, counted: bool = True,
+                     data: dict[int, bytes] | None = None, size: int = 0) -> None:
+        w = self.window
+        with w.cond:
+            while not w.closed and counted and (w.open_records >= w.records
+                                                or (w.open_bytes and w.open_bytes + size > w.bytes)):
+                w.cond.wait()
+            if w.closed:
+                raise _Closed()
+            seq = self.seq
+            self.seq += 1
+            if counted:
+                w.open_records += 1
+                w.open_bytes += size
+                w.batches[seq] = (size, data or {})
+        self.channel.send(kind, {"s": seq, **body})
+
+    def _ack(self, body: dict[str, Any]) -> None:
+        w = self.window
+        with w.cond:
+            for seq in body.get("s", ()):
+                item = w.batches.pop(seq, None)
+                if item is not None:
+                    w.open_records -= 1
+                    w.open_bytes -= item[0]
+            w.cond.notify_all()
+
+    # answering WANTs ----------------------------------------------------------------------
+    def _send_chunks(self, want: dict[str, Any], zstd: zstandard.ZstdCompressor | None) -> None:
+        request = int(want["r"])
+        with self.window.cond:
+            batch = self.window.batches.get(int(want["s"]))
+        pieces = [batch[1].get(int(o)) for o in want["o"]] if batch is not None else [None]
+        if any(piece is None for piece in pieces):
+            self.channel.send(p.FAIL, {"r": request, "error": "chunk is no longer buffered (acknowledged batch)"})
+            return
+        for piece in pieces:
+            assert piece is not None
+            flags = 0
+            payload: bytes = piece
+            if zstd is not None:
+                packed = zstd.compress(piece)
+                if len(packed) < len(piece) * (1 - MIN_SAVING):
+                    payload, flags = packed, p.FLAG_ZSTD
+            self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
+            self.stats["chunks_sent"] += 1
+            self.stats["bytes_sent"] += len(piece)
+
+
+class _Closed(Exception):
+    """The session ended while the walker waited."""
+
+
+def _device_size(path: Path) -> int:
+    try:
+        with open(path, "rb", buffering=0) as dev:
+            return dev.seek(0, os.SEEK_END)
+    except OSError as exc:
+        raise errors.ConnectorError(f"cannot open block device {path}: {exc.strerror}") from None
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+_END = object()
+_ABORT = object()
+
+
+class _Aborted(errors.ConnectorError):
+    """kubekeep abandoned the file (its stored data failed verification)."""
+
+
+def _abandon(q: queue.Queue[Any]) -> None:
+    """Tell a file's writer to give up, without blocking on a full queue."""
+    while True:
+        try:
+            q.put_nowait(_ABORT)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+
+
+class RestoreSession:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+        self.config = config
+        self.channel = channel
+        self.block = config.block
+        self.exporter = None if self.block else FsExporter(config.source, owners=request.get("owners"))
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="kubekeep-agent-write")
+        self.queues: dict[int, queue.Queue[Any]] = {}
+        self.futures: list[Future[None]] = []
+        self.failed: list[str] = []
+        self.lock = threading.Lock()
+        self.block_written = False
+        self.stats = {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0}
+        self.zstd = zstandard.ZstdDecompressor()
+
+    def run(self) -> dict[str, Any]:
+        if self.exporter is not None:
+            self.exporter.begin(SourceInfo(f"fs:{self.config.source}", "volume"), {})
+        try:
+            while True:
+                kind, payload = self.channel.recv()
+                if kind == p.WDATA:
+                    number, flags, data = p.split_data(payload)
+                    q = self.queues.get(number)
+                    if q is None:
+                        raise errors.ConnectorError(f"agent protocol: data for unknown file {number}")
+                    q.put(self.zstd.decompress(data) if flags & p.FLAG_ZSTD else bytes(data))
+                    continue
+                body = p.unpack(payload)
+                if kind == p.WFILE:
+                    self._open_file(int(body["f"]), p.entry_from_body(body))
+                elif kind == p.WEND:
+                    self.queues.pop(int(body["f"])).put(_END)
+                elif kind == p.WABORT:
+                    self.queues.pop(int(body["f"])).put(_ABORT)
+                elif kind == p.MKDIR:
+                    self._directory(p.entry_from_body(body))
+                elif kind == p.SYMLINK:
+                    self._symlink(p.entry_from_body(body))
+                elif kind == p.FINISH:
+                    self._finish()
+                elif kind == p.BYE:
+                    break
+                else:
+                    raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a restore")
+        finally:
+            for q in self.queues.values():
+                _abandon(q)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        return self.stats
+
+    def _directory(self, entry: Entry) -> None:
+        if self.exporter is None:
+            self._fail(entry.path, "a block volume takes one image file, not directories")
+            return
+        try:
+            self.exporter.directory(entry)
+            self.stats["dirs"] += 1
+        except errors.KubekeepError as exc:
+            self._fail(entry.path, str(exc))
+
+    def _symlink(self, entry: Entry) -> None:
+        if self.exporter is None:
+            self._fail(entry.path, "a block volume takes one image file, not symlinks")
+            return
+        try:
+            self.exporter.symlink(entry)
+            self.stats["symlinks"] += 1
+        except errors.KubekeepError as exc:
+            self._fail(entry.path, str(exc))
+
+    def _open_file(self, number: int, entry: Entry) -> None:
+        q: queue.Queue[Any] = queue.Queue(maxsize=16)
+        self.queues[number] = q
+        self.futures.append(self.pool.submit(self._write_file, number, entry, q))
+
+    def _write_file(self, number: int, entry: Entry, q: queue.Queue[Any]) -> None:
+        def pieces() -> Iterator[bytes]:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if item is _ABORT:
+                    raise _Aborted(f"{entry.path}: abandoned by kubekeep")
+                yield item
+
+        data = pieces()
+        try:
+            if self.exporter is not None:
+                self.exporter.file(entry, data)
+            else:
+                self._write_block(entry, data)
+            with self.lock:
+                self.stats["files"] += 1
+                self.stats["bytes"] += entry.size
+        except _Aborted:
+            pass
+        except errors.KubekeepError as exc:
+            self._fail(entry.path, str(exc), number)
+            for _ in data:  # drain, so the connection's reader never blocks on this file
+                pass
+
+    def _write_block(self, entry: Entry, data: Iterator[bytes]) -> None:
+        with self.lock:
+            if self.block_written:
+                raise errors.ConnectorError("a block volume takes one image file")
+            self.block_written = True
+        device = self.config.source
+        size = _device_size(device)
+        if entry.size > size:
+            raise errors.ConnectorError(f"the image ({entry.size} bytes) does not fit the block device "
+                                        f"({size} bytes)")
+        try:
+            fd = os.open(device, os.O_WRONLY)
+        except OSError as exc:
+            raise errors.ConnectorError(f"cannot open {device} for writing: {exc.strerror}") from None
+        try:
+            for piece in data:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fsync(fd)
+        except OSError as exc:
+            raise errors.ConnectorError(f"cannot write {device}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def _fail(self, path: str, message: str, number: int | None = None) -> None:
+        with self.lock:
+            self.failed.append(message if message.startswith(path) else f"{path}: {message}")
+        self.channel.send(p.FILE_FAILED, {"f": number, "p": path, "error": message})
+
+    def _finish(self) -> None:
+        for fut in self.futures:
+            fut.result()
+        self.futures.clear()
+        warnings = self.exporter.finish() if self.exporter is not None else []
+        if self.block and not self.block_written and not self.failed:
+            warnings = [*warnings, "the snapshot held no image file for the block volume"]
+        self.channel.send(p.FINISHED, {"warnings": warnings, "failed": self.failed, "stats": self.stats})
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (all addresses) or ``[V6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise errors.UsageError(f"bad listen address {text!r}: expected HOST:PORT or :PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def run(source: str, *, block: bool = False, write: bool = False, listen: str = ":8765",
+        idle_timeout: float = 600.0, secret: bytes | None = None) -> int:
+    """Serve a directory (or a block device) to one authenticated kubekeep session, then exit.
+    The secret comes from $KUBEKEEP_AGENT_SECRET (64 hex digits) unless given."""
+    if secret is None:
+        text = os.environ.get(p.SECRET_ENV, "")
+        if not text:
+            raise errors.UsageError(f"no session secret: set {p.SECRET_ENV} (64 hex digits)")
+        secret = p.parse_secret(text)
+    path = Path(source)
+    if block:
+        _device_size(path)  # fail now, not in the session
+    elif not path.is_dir():
+        raise errors.UsageError(f"{path} is not a directory")
+    agent = Agent(AgentConfig(path, secret, parse_listen(listen), block=block, write=write,
+                              idle_timeout=idle_timeout))
+    return agent.serve()

@@ -1,0 +1,26 @@
+"""``kubekeep agent``: serve a mounted volume to one kubekeep run (the helper pods run this)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kubekeep.agent.server import run
+
+
+@click.command(short_help="Serve a volume to kubekeep (runs in helper pods).")
+@click.option("--root", type=click.Path(file_okay=False), help="Directory to serve (the mounted volume).")
+@click.option("--device", type=click.Path(dir_okay=False), help="Block device to serve (a raw block volume).")
+@click.option("--listen", default=":8765", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--write", is_flag=True, help="Also accept a restore session (writes into the volume).")
+@click.option("--idle-timeout", type=float, default=600.0, show_default=True,
+              help="Exit if no session started within this many seconds.")
+def command(root: str | None, device: str | None, listen: str, write: bool, idle_timeout: float) -> None:
+    """Serve ROOT (or DEVICE) to the first client that proves it holds the session secret in
+    $KUBEKEEP_AGENT_SECRET, for one backup (or, with --write, restore) session; then exit.
+    kubekeep starts this itself in a helper pod; see docs/volumes.md."""
+    if (root is None) == (device is None):
+        raise click.UsageError("give exactly one of --root and --device")
+    sys.exit(run(root or device or "", block=device is not None, write=write, listen=listen,
+                 idle_timeout=idle_timeout))
