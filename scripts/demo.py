@@ -95,6 +95,8 @@ def run_story(story: Story, cluster: Cluster) -> None:
     etcd_snap = story.kubekeep("backup", etcd_uri, *tls, "--tag", "demo").stdout.split()[1]
     story.kubekeep("etcd", "status", etcd_snap)
 
+    manifests_story(story, cluster)
+
     story.chapter("Layer 0: a local directory, for comparison")
     data = story.work / "data"
     (data / "conf").mkdir(parents=True)
@@ -114,6 +116,39 @@ def run_story(story: Story, cluster: Cluster) -> None:
     story.kubekeep("etcd", "restore-dir", etcd_snap, "--data-dir", str(target), "--name", "restored",
                    "--bump-revision", "1000000", "--mark-compacted")
     story.say(f"data directory ready at {target} (start etcd with --data-dir there)")
+
+
+def manifests_story(story: Story, cluster: Cluster) -> None:
+    ns = "shop-frontend"
+    story.chapter("Layer 2: manifests, every API object of every resource, with its status")
+    before = story.kubekeep("backup", "k8s://", "--tag", "demo").stdout.split()[1]
+    story.kubekeep("summary", before, "--namespace", ns)
+    story.kubekeep("ls", f"{before}:/namespaces/{ns}/apps/deployments")
+
+    story.chapter("Something happens: a Deployment is scaled, and a whole namespace is deleted")
+    cluster.kubectl("-n", "shop-backend", "scale", "deployment/web-0", "--replicas=5")
+    cluster.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s")
+    story.say(f"kubectl delete namespace {ns}: gone")
+    after = story.kubekeep("backup", "k8s://", "--tag", "demo").stdout.split()[1]
+    story.kubekeep("diff", before, after, "/namespaces/shop-backend/apps/deployments", show=12)
+    story.kubekeep("diff", before, after, f"/namespaces/{ns}", show=6)
+
+    story.chapter("Restore that namespace: a server-side dry run first, then for real")
+    story.kubekeep("restore", before, "--namespace", ns, "--to", "k8s://", "--dry-run", show=12)
+    story.kubekeep("restore", before, "--namespace", ns, "--to", "k8s://", show=12)
+    deployments = cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split()
+    story.say(f"back in the cluster: {len(deployments)} Deployments in {ns}: {' '.join(deployments)}")
+
+    story.chapter("One Deployment, under a new namespace name, and as clean YAML for GitOps")
+    story.kubekeep("restore", before, "--namespace", ns, "--namespace-map", f"{ns}={ns}-copy", "--to", "k8s://",
+                   show=8)
+    out = story.work / "gitops"
+    story.kubekeep("restore", before, "--namespace", ns, "--kind", "Deployment", "--name", "web-0",
+                   "--to", str(out))
+    for path in sorted(out.rglob("*.yaml"))[:1]:
+        story.say(f"{path.relative_to(out)}:")
+        for line in path.read_text().splitlines()[:12]:
+            story.say(f"  {line}")
 
 
 def _last_two(story: Story, source: str) -> list[str]:
