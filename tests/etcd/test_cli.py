@@ -51,7 +51,8 @@ def test_backup_status_cat_restore_and_restore_dir(loaded: Loaded, kk: KK, tmp_p
     srv = loaded.server
     tool = find_restore_tool(srv.tools.etcdutl or srv.tools.etcdctl)  # etcd 3.4: its etcdctl
     dead = f"127.0.0.1:{free_port()}"
-    result = kk.json("backup", f"etcd://{dead},{srv.endpoint}", *tls_flags(srv), "--tag", "etcd")
+    result = kk.json("backup", f"etcd://{dead},{srv.endpoint}", *tls_flags(srv), "--tag", "etcd",
+                     "--etcd-server-name", "localhost")           # a name in the server certificate
     assert result["source"]["kind"] == "etcd" and result["source"]["extra"]["endpoint"] == srv.endpoint
     [snap] = kk.json("snapshots")
     recorded = snap["metadata"]["etcd"]
@@ -203,6 +204,8 @@ def test_errors_are_one_line(loaded: Loaded, kk: KK, snapshot_file: Path, tmp_pa
                  contains="missing.crt")
     expect_error(kk, 2, "backup", str(snapshot_file), *flags, contains="etcd:// sources only")
     expect_error(kk, 2, "backup", f"etcd://{srv.endpoint}", *flags, "--exclude", "x", contains="exclude")
+    expect_error(kk, 16, "backup", f"etcd://{srv.endpoint}", *flags, "--etcd-server-name", "other.invalid",
+                 contains="host name")
     expect_error(kk, 16, "backup", f"etcds://{srv.endpoint}", "--cacert", str(srv.pki.other_ca),
                  "--cert", str(srv.pki.client_cert), "--key", str(srv.pki.client_key), contains="not trusted")
     assert kk.json("snapshots") == []

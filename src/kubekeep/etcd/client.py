@@ -28,7 +28,8 @@ from .snapshot import SnapshotStream
 
 DEFAULT_PORT = 2379
 
-_TLS_HINTS = ("ssl", "tls", "tsi_", "handshake", "certificate", "x509", "alert", "wrong_version")
+_TLS_HINTS = ("ssl", "tls", "tsi_", "handshake", "certificate", "x509", "alert", "wrong_version",
+              "verification check")
 _AUTH_HINTS = ("permission denied", "user not found", "user name not found", "user name is empty",
                "invalid auth token", "authentication failed")
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -163,7 +164,8 @@ def _tls_reason(details: str) -> str:
     if m:
         return f"server certificate not trusted ({m.group(1).strip()}; check cacert)"
     if "peer name" in low or "hostname" in low or "subject alternative" in low:
-        return "server certificate does not match the host name (use server_name= to override)"
+        return ("server certificate does not match the host name "
+                "(--etcd-server-name or server_name= names the one to check)")
     if "tsi_data_corrupted" in low or "unwrap failed" in low or "certificate_required" in low:
         return "the server rejected the TLS session (client certificate missing or not trusted?)"
     if "wrong_version_number" in low or "packet_length_too_long" in low:
