@@ -291,7 +291,7 @@ def etcd_status(repo: Repository, ref: str) -> dict[str, Any]:
     snap, path, node = _etcd_file(repo, ref)
     with FileView(repo, node) as view:
         info = read_snapshot_info(cast(IO[bytes], view), check_hash=True)
-    recorded = snap.metadata.get("etcd") if snap.kind == "etcd" else None
+    recorded = snap.metadata.get("etcd") if snap.kind == "etcd" and path == "/" + ETCD_SNAPSHOT_PATH else None
     recorded_sha = (recorded or {}).get("sha256")
     if recorded_sha and recorded_sha != info.sha256:
         raise errors.IntegrityError(
