@@ -172,9 +172,9 @@ def stat(repo: Repository, ref: str) -> Node:
 
 
 def refresh(repo: Repository) -> bool:
-    """Reload the index if other processes added or removed index files since ``repo`` read it,
-    so that a long-lived process (the web UI) reads the snapshots later backups add; True if
-    it reloaded."""
+    """Reload the index if the repository's index files are not those ``repo`` last read (other
+    processes backed up or pruned since), so that a long-lived reader such as the web UI can
+    read the snapshots later backups add; True if it reloaded."""
     names = {o.name for o in repo.backend.list("index/")}
     if names == repo.index_files():
         return False
