@@ -1,0 +1,135 @@
+"""Snapshot content as HTML: highlighted YAML and JSON (Pygments, on the server), plain text,
+hidden Secret values, and side-by-side versions of an object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import JsonLexer, TextLexer, YamlLexer
+from pygments.lexer import Lexer
+
+from kubekeep.manifests import serialization
+
+#: Files up to this size are shown in the page; larger ones are offered as a download.
+SHOW_LIMIT = 2 * 1024 * 1024
+#: Files up to this size are highlighted; larger ones are shown as plain text.
+HIGHLIGHT_LIMIT = 512 * 1024
+_FORMATTER = HtmlFormatter(cssclass="hl", linenos="table", wrapcode=True)
+_SECRET_FIELDS = ("data", "stringData")
+
+
+def pygments_css() -> str:
+    return str(_FORMATTER.get_style_defs(".hl"))
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def timestamp(value: str | int) -> str:
+    """An RFC 3339 time or nanoseconds since the epoch as ``YYYY-MM-DD HH:MM:SSZ`` (UTC)."""
+    if isinstance(value, int):
+        t = dt.datetime.fromtimestamp(value / 1e9, dt.timezone.utc)
+    else:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Content:
+    """How a file is shown: ``kind`` is yaml, json, text or binary; ``html`` is set for the first three."""
+
+    kind: str
+    html: Markup | None
+    truncated: bool = False
+    hidden_secrets: int = 0
+
+
+def classify(name: str, data: bytes) -> str:
+    if b"\0" in data[:8192]:
+        return "binary"
+    try:
+        data[:65536].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(data[:65536]) - 4:  # a cut multi-byte character at the end is fine
+            return "binary"
+    lower = name.lower()
+    if lower.endswith((".yaml", ".yml")):
+        return "yaml"
+    if lower.endswith(".json"):
+        return "json"
+    return "text"
+
+
+def render_file(name: str, data: bytes, *, truncated: bool = False, secret: bool = False,
+                reveal: bool = False) -> Content:
+    """``data`` (the start of file ``name``) for display; a Secret's values are hidden unless ``reveal``."""
+    kind = classify(name, data)
+    if kind == "binary":
+        return Content(kind, None, truncated)
+    hidden = 0
+    if secret and not reveal and kind == "yaml" and not truncated:
+        data, hidden = hide_secret_values(data)
+    text = data.decode("utf-8", "replace")
+    lexer: Lexer = {"yaml": YamlLexer, "json": JsonLexer}.get(kind, TextLexer)()
+    if len(data) > HIGHLIGHT_LIMIT:
+        lexer = TextLexer()
+    return Content(kind, Markup(highlight(text, lexer, _FORMATTER)), truncated, hidden)
+
+
+def hide_secret_values(data: bytes) -> tuple[bytes, int]:
+    """A Secret's YAML with the values of ``data`` and ``stringData`` replaced by their sizes."""
+    obj = serialization.load(data)
+    hidden = 0
+    if isinstance(obj, dict):
+        for key in _SECRET_FIELDS:
+            values = obj.get(key)
+            if isinstance(values, dict):
+                for k, v in values.items():
+                    values[k] = f"<hidden: {len(str(v))} characters>"
+                    hidden += 1
+    return (serialization.dump(obj) if hidden else data), hidden
+
+
+def value_text(value: Any) -> str:
+    """A field value, compact: scalars as JSON, containers as YAML."""
+    if isinstance(value, dict | list) and value:
+        return serialization.dump(value).decode().rstrip("\n")
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SideBySideLine:
+    old_no: int | None
+    old: str
+    new_no: int | None
+    new: str
+    change: str          # "", "changed", "added", "removed"
+
+
+def side_by_side(old: str, new: str) -> list[SideBySideLine]:
+    """Two versions of a text aligned line by line, with the differing lines marked."""
+    a, b = old.splitlines(), new.splitlines()
+    out: list[SideBySideLine] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [SideBySideLine(i + 1, a[i], j + 1, b[j], "") for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + k, j1 + k
+            has_old, has_new = i < i2, j < j2
+            change = "changed" if has_old and has_new else ("removed" if has_old else "added")
+            out.append(SideBySideLine(i + 1 if has_old else None, a[i] if has_old else "",
+                                      j + 1 if has_new else None, b[j] if has_new else "", change))
+    return out
