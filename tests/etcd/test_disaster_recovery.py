@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,6 @@ def start(name: str, argv: list[str], logs: Path, procs: list[ManagedProcess]) -
 
 
 def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> None:
-    t0 = time.monotonic()
     spec = RepoSpec(str(tmp_path / "repo"))
     Repository.init(spec.backend(), "pw", kdf=FAST_KDF, no_cache=True).close()
     kk = KK(spec, password="pw", cache_dir=tmp_path / "cache")
@@ -163,4 +161,3 @@ def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> 
         for proc in reversed(procs):
             proc.stop(timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)
-    assert time.monotonic() - t0 < 120
