@@ -101,7 +101,7 @@ class _Batch:
 
 @dataclass
 class _FileEnd:
-    seq: int
+    seq: int | None       # None: part of a single-record file, acknowledged with its batch
     error: str
 
 
@@ -138,7 +138,8 @@ class RemoteBackup:
             if item is _DONE:
                 return
             seq, entry = item
-            self.ack(seq)
+            if seq is not None:
+                self.ack(seq)
             yield entry
 
     def _get(self, q: queue.Queue[Any]) -> Any:
@@ -248,8 +249,13 @@ class RemoteBackup:
         entry = self._entry(body)
         rf = RemoteFile(self, entry.path)
         entry.chunks = rf
-        self._files[int(body["f"])] = rf
         self.stats.bytes_total += entry.size
+        if "ids" in body:  # the whole file in one record: acknowledged once its chunks are dealt with
+            rf.add_batch(body)
+            rf.queue.put(_FileEnd(None, ""))
+            self._entries.put((None, entry))
+            return
+        self._files[int(body["f"])] = rf
         self._entries.put((int(body["s"]), entry))
 
     def close(self) -> None:
@@ -297,7 +303,8 @@ class RemoteFile(PreChunked):
         while True:
             item = session._get(self.queue)
             if isinstance(item, _FileEnd):
-                session.ack(item.seq)
+                if item.seq is not None:
+                    session.ack(item.seq)
                 if item.error:
                     raise OSError(f"agent: {item.error}")
                 return

@@ -195,7 +195,7 @@ class BackupSession:
         if len(self.id_key) != 32:
             raise errors.ConnectorError("malformed backup request: the id key must be 32 bytes")
         self.seq = 0
-        self.files: dict[int, str] = {}
+        self._next_file = 0
         self.warnings: list[str] = []
         self.stats = {"files": 0, "dirs": 0, "symlinks": 0, "bytes_read": 0, "chunks": 0,
                       "chunks_sent": 0, "bytes_sent": 0}
@@ -258,19 +258,21 @@ class BackupSession:
         self.warnings.extend(importer.warnings())
 
     def _send_file(self, entry: Entry) -> None:
-        number = len(self.files)
-        self.files[number] = entry.path
-        self._send_record(p.FILE, {"f": number, **p.entry_body(entry)})
+        """FILE, CHUNKS..., FILE_END; or, for a file of one batch (most files), a single FILE
+        record carrying its chunks and its end."""
+        number = self._next_file
+        self._next_file += 1
         self.stats["files"] += 1
+        head = {"f": number, **p.entry_body(entry)}
+        announced = False
         error = ""
-        offset = 0
+        offset = start = 0
+        ids: list[bytes] = []
+        lengths: list[int] = []
+        data: dict[int, bytes] = {}
         try:
             assert entry.opener is not None
             with entry.opener() as stream:
-                ids: list[bytes] = []
-                lengths: list[int] = []
-                data: dict[int, bytes] = {}
-                start = 0
                 for chunk in self.chunker.stream(stream):
                     piece = bytes(chunk)
                     ids.append(blake3.blake3(piece, key=self.id_key).digest())
@@ -278,14 +280,24 @@ class BackupSession:
                     data[offset] = piece
                     offset += len(piece)
                     if len(ids) == BATCH_CHUNKS:
+                        if not announced:
+                            self._send_record(p.FILE, head)
+                            announced = True
                         self._send_batch(number, start, ids, lengths, data)
                         ids, lengths, data, start = [], [], {}, offset
-                if ids:
-                    self._send_batch(number, start, ids, lengths, data)
         except OSError as exc:
             error = f"read failed at byte {offset}: {exc.strerror or exc}"
             self.warnings.append(f"{entry.path}: {error}; skipped")
         self.stats["bytes_read"] += offset
+        if not announced and not error:
+            self.stats["chunks"] += len(ids)
+            self._send_record(p.FILE, {**head, "o": 0, "ids": b"".join(ids), "n": lengths, "end": offset},
+                              data=data, size=offset)
+            return
+        if not announced:
+            self._send_record(p.FILE, head)
+        if ids and not error:
+            self._send_batch(number, start, ids, lengths, data)
         self._send_record(p.FILE_END, {"f": number, "error": error, "size": offset})
 
     def _send_batch(self, number: int, start: int, ids: list[bytes], lengths: list[int],
