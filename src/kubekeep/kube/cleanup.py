@@ -1,0 +1,196 @@
+"""What a run creates in the cluster, and removing it: at the end of the run in every case,
+or afterwards with ``kubekeep cleanup`` when the run was killed.
+
+Every object a run creates carries the labels ``app.kubernetes.io/managed-by=kubekeep`` and
+``kubekeep.io/run=<run id>``, and the annotation ``kubekeep.io/owner`` naming the process
+(``host/pid/start-time``). ``cleanup`` removes the objects of runs whose process is gone (on
+this host), of runs older than a given age (any host), or of one named run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubekeep import errors
+from kubekeep.kube import volumes
+from kubekeep.kube.requesting import Session, api_path
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+RUN_LABEL = "kubekeep.io/run"
+PURPOSE_LABEL = "kubekeep.io/purpose"
+OWNER_ANNOTATION = "kubekeep.io/owner"
+SELECTOR = f"{MANAGED_BY}=kubekeep,{RUN_LABEL}"
+
+#: what runs create, in the order they are removed (users of a claim before the claim, the
+#: snapshot a claim was made from after it)
+KINDS: list[tuple[str, str, str, bool]] = [      # (group, version, resource, namespaced)
+    ("", "v1", "pods", True),
+    ("", "v1", "secrets", True),
+    ("", "v1", "persistentvolumeclaims", True),
+    (volumes.SNAPSHOT_GROUP, volumes.SNAPSHOT_VERSION, "volumesnapshots", True),
+    ("", "v1", "persistentvolumes", False),
+]
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_id() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid)}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """True/False for an owner on this host; None when it ran elsewhere (cannot tell)."""
+    try:
+        host, pid, ticks = owner.split("/")
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    return bool(pid.isdigit() and ticks and _start_ticks(int(pid)) == ticks)
+
+
+class Run:
+    """The objects one kubekeep run creates; ``remove()`` deletes them all, newest first."""
+
+    def __init__(self, session: Session, *, run_id: str | None = None) -> None:
+        self.session = session
+        self.id = run_id or f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+        self.owner = owner_id()
+        self._created: list[tuple[str, str]] = []     # (path, description)
+        self._lock = threading.Lock()
+
+    def metadata(self, purpose: str) -> dict[str, Any]:
+        """Labels and annotations for an object this run creates."""
+        return {"labels": {MANAGED_BY: "kubekeep", RUN_LABEL: self.id, PURPOSE_LABEL: purpose},
+                "annotations": {OWNER_ANNOTATION: self.owner}}
+
+    def name(self, kind: str) -> str:
+        """A name for a new object (DNS-1123, unique per run and use)."""
+        return f"kubekeep-{kind}-{self.id[-6:]}-{secrets.token_hex(3)}"
+
+    def track(self, path: str, description: str) -> None:
+        with self._lock:
+            self._created.append((path, description))
+
+    def create(self, path: str, obj: dict[str, Any], description: str) -> dict[str, Any]:
+        """Create ``obj`` in the collection ``path`` and remember to delete it."""
+        name = obj["metadata"]["name"]
+        self.track(f"{path}/{name}", description)  # before: a kill mid-request still gets it cleaned
+        return volumes.create(self.session, path, obj)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._created = [(p, d) for p, d in self._created if p != path]
+
+    def remove(self, *, wait: float = 0.0, status: Callable[[str], None] | None = None) -> list[str]:
+        """Delete everything created (newest first); problems are returned, not raised, so one
+        failure does not leave the rest behind."""
+        with self._lock:
+            created, self._created = list(reversed(self._created)), []
+        problems = []
+        for path, description in created:
+            try:
+                if "/volumesnapshots/" in path:
+                    vs = volumes.get(self.session, path)
+                    if vs is not None:
+                        volumes.release_snapshot_content(self.session, vs)
+                volumes.delete(self.session, path)
+            except errors.KubekeepError as exc:
+                problems.append(f"could not delete {description}: {exc}")
+        if wait > 0:
+            deadline = time.monotonic() + wait
+            for path, description in created:
+                while volumes.get(self.session, path) is not None:
+                    if time.monotonic() > deadline:
+                        problems.append(f"{description} is still being deleted")
+                        break
+                    time.sleep(0.3)
+        if status is not None and created:
+            status(f"removed {len(created)} temporary object(s) of run {self.id}")
+        return problems
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str
+    namespace: str
+    name: str
+    run: str
+    owner: str
+    created: str
+    path: str
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where} (run {self.run})"
+
+
+def find(session: Session, *, namespace: str = "", run: str = "", everything: bool = False,
+         older_than: float | None = None) -> list[Leftover]:
+    """Objects of kubekeep runs that are over: their process is gone (this host), they are older
+    than ``older_than`` seconds, or (``everything``) all of them; ``run`` narrows to one run."""
+    selector = f"{MANAGED_BY}=kubekeep,{RUN_LABEL}={run}" if run else SELECTOR
+    now = dt.datetime.now(dt.UTC)
+    found: list[Leftover] = []
+    for group, version, resource, namespaced in KINDS:
+        path = api_path(group, version, resource, namespace=namespace if namespaced else "")
+        response = session.request("GET", path, query={"labelSelector": selector})
+        if response.status == 404:
+            continue  # e.g. no VolumeSnapshot CRDs
+        if not response.ok:
+            raise session.error("GET", path, response)
+        for obj in response.json().get("items") or ():
+            meta = obj["metadata"]
+            owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
+            created = meta.get("creationTimestamp", "")
+            if not (everything or run):
+                alive = owner_alive(owner)
+                age = (now - dt.datetime.fromisoformat(created)).total_seconds() \
+                    if created else 0.0
+                old = older_than is not None and age >= older_than
+                if not (alive is False or old):
+                    continue
+            found.append(Leftover(kind=obj.get("kind") or resource, namespace=meta.get("namespace", ""),
+                                  name=meta["name"], run=meta["labels"].get(RUN_LABEL, ""), owner=owner,
+                                  created=created,
+                                  path=api_path(group, version, resource, namespace=meta.get("namespace", ""),
+                                                name=meta["name"])))
+    return found
+
+
+def remove(session: Session, leftovers: list[Leftover], *, wait: float = 0.0) -> list[str]:
+    """Delete leftovers (snapshots releasing their storage); returns problems."""
+    problems = []
+    for item in leftovers:
+        try:
+            if item.kind == "VolumeSnapshot":
+                vs = volumes.get(session, item.path)
+                if vs is not None:
+                    volumes.release_snapshot_content(session, vs)
+            volumes.delete(session, item.path)
+        except errors.KubekeepError as exc:
+            problems.append(f"could not delete {item.describe()}: {exc}")
+    deadline = time.monotonic() + wait
+    for item in leftovers if wait > 0 else ():
+        while volumes.get(session, item.path) is not None:
+            if time.monotonic() > deadline:
+                problems.append(f"{item.describe()} is still being deleted")
+                break
+            time.sleep(0.3)
+    return problems

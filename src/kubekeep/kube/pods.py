@@ -1,0 +1,217 @@
+"""Helper pods: the locked-down pod that runs the agent beside a volume, and waiting for it
+to start without ever hanging on a pod that cannot.
+
+The pod runs as root (uid 0, the only way to read every file whatever its owner and mode)
+with every capability dropped except what that needs: ``DAC_READ_SEARCH`` to read, and for a
+restore ``CHOWN``, ``DAC_OVERRIDE``, ``FOWNER`` and ``FSETID`` to write files with their owners
+and modes. Its root filesystem is read-only, it gets no service-account token, runs under the
+RuntimeDefault seccomp profile, cannot gain privileges and is never restarted. The session
+secret comes from a Secret through an environment variable, never from the command line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubekeep import __version__, errors
+from kubekeep.agent.protocol import DEFAULT_PORT, SECRET_ENV
+from kubekeep.kube import events
+from kubekeep.kube.requesting import Session, api_path
+
+Obj = dict[str, Any]
+Status = Callable[[str], None]
+
+DEFAULT_IMAGE = f"ghcr.io/kubekeep/kubekeep:{__version__}"
+CONTAINER = "agent"
+MOUNT_PATH = "/volume"
+DEVICE_PATH = "/dev/kubekeep-volume"
+SECRET_KEY = "secret"
+READ_CAPS = ["DAC_READ_SEARCH"]
+WRITE_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"]
+#: container states that will not get better by waiting
+_HOPELESS = {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
+             "CreateContainerError", "CrashLoopBackOff", "RunContainerError", "PreCreateHookError"}
+#: an unschedulable pod fails once the scheduler has said so for this long
+UNSCHEDULABLE_GRACE_S = 3.0
+#: ErrImagePull is retried by the kubelet once; a second report fails
+PULL_GRACE_S = 10.0
+
+
+@dataclass
+class HelperOptions:
+    """Where and how helper pods run (all settable from the command line)."""
+
+    image: str = DEFAULT_IMAGE
+    pull_policy: str = "IfNotPresent"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[Obj] = field(default_factory=list)
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
+    limits: dict[str, str] = field(default_factory=lambda: {"memory": "1Gi"})
+    priority_class: str = ""
+    image_pull_secrets: list[str] = field(default_factory=list)
+    start_timeout: float = 300.0
+    idle_timeout: float = 900.0     # the agent exits if no session starts within this
+
+
+def secret_manifest(name: str, namespace: str, secret: bytes, metadata: Obj) -> Obj:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {**metadata, "name": name, "namespace": namespace},
+            "stringData": {SECRET_KEY: secret.hex()}}
+
+
+def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, options: HelperOptions,
+                    metadata: Obj, write: bool, block: bool, node_name: str = "") -> Obj:
+    """The agent's pod, mounting ``claim`` (read-only unless ``write``)."""
+    args = ["--device", DEVICE_PATH] if block else ["--root", MOUNT_PATH]
+    args += ["--listen", f":{DEFAULT_PORT}", "--idle-timeout", f"{options.idle_timeout:.0f}"]
+    if write:
+        args.append("--write")
+    container: Obj = {
+        "name": CONTAINER,
+        "image": options.image,
+        "imagePullPolicy": options.pull_policy,
+        "args": args,
+        "env": [{"name": SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}}],
+        "ports": [{"name": "agent", "containerPort": DEFAULT_PORT, "protocol": "TCP"}],
+        "resources": {"requests": dict(options.requests), **({"limits": dict(options.limits)} if options.limits else {})},
+        "securityContext": {
+            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": WRITE_CAPS if write else READ_CAPS},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if block:
+        container["volumeDevices"] = [{"name": "volume", "devicePath": DEVICE_PATH}]
+    else:
+        container["volumeMounts"] = [{"name": "volume", "mountPath": MOUNT_PATH, "readOnly": not write}]
+    spec: Obj = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": claim, "readOnly": not write}}],
+    }
+    if options.node_selector:
+        spec["nodeSelector"] = dict(options.node_selector)
+    if node_name:  # live backups: beside the pod that has the volume attached
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}
+    if options.tolerations:
+        spec["tolerations"] = list(options.tolerations)
+    if options.priority_class:
+        spec["priorityClassName"] = options.priority_class
+    if options.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in options.image_pull_secrets]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {**metadata, "name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def secret_path(namespace: str, name: str = "") -> str:
+    return api_path("", "v1", "secrets", namespace=namespace, name=name)
+
+
+def pod_path(namespace: str, name: str = "", sub: str = "") -> str:
+    return api_path("", "v1", "pods", namespace=namespace, name=name, subresource=sub)
+
+
+def logs(session: Session, namespace: str, name: str, *, container: str = CONTAINER, tail: int = 10) -> str:
+    response = session.request("GET", pod_path(namespace, name, "log"),
+                               query={"container": container, "tailLines": tail}, accept="text/plain")
+    return response.data.decode("utf-8", "replace").strip() if response.ok else ""
+
+
+def wait_running(session: Session, namespace: str, name: str, *, timeout: float, status: Status) -> Obj:
+    """Wait until the pod runs; fail at once, with the pod's events and logs, when it cannot
+    (image pull errors, a crashing or exited agent, no node to run on)."""
+    path = pod_path(namespace, name)
+    started = time.monotonic()
+    last = -10.0
+    unschedulable_since: float | None = None
+    pull_error_since: float | None = None
+    while True:
+        response = session.request("GET", path)
+        if response.status == 404:
+            raise errors.ConnectorError(f"helper pod {namespace}/{name} was deleted while starting")
+        if not response.ok:
+            raise session.error("GET", path, response)
+        pod = response.json()
+        st = pod.get("status") or {}
+        phase = st.get("phase", "Pending")
+        now = time.monotonic()
+        if phase == "Running":
+            return pod  # type: ignore[no-any-return]
+        if phase in ("Failed", "Succeeded"):
+            raise _failure(session, pod, f"exited ({_terminated(st)})")
+        waiting = _waiting(st)
+        if waiting is not None:
+            reason, message = waiting
+            if reason in _HOPELESS:
+                raise _failure(session, pod, f"cannot start: {reason}" + (f": {message}" if message else ""))
+            if reason == "ErrImagePull":
+                pull_error_since = pull_error_since or now
+                if now - pull_error_since >= PULL_GRACE_S:
+                    raise _failure(session, pod, f"cannot pull its image: {message or reason}")
+        scheduled = next((c for c in st.get("conditions") or () if c.get("type") == "PodScheduled"), None)
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable" \
+                and "unbound immediate PersistentVolumeClaims" not in str(scheduled.get("message")):
+            unschedulable_since = unschedulable_since or now
+            if now - unschedulable_since >= UNSCHEDULABLE_GRACE_S:
+                raise _failure(session, pod, f"cannot be scheduled: {' '.join(str(scheduled.get('message')).split())}")
+        else:
+            unschedulable_since = None
+        elapsed = now - started
+        if elapsed >= timeout:
+            raise _failure(session, pod, f"did not start within {timeout:.0f}s (phase {phase})")
+        if elapsed - last >= 5:
+            last = elapsed
+            what = f"{waiting[0]}" if waiting else phase
+            status(f"waiting for helper pod {namespace}/{name} to start ({what}, {elapsed:.0f}s of {timeout:.0f}s)")
+        time.sleep(0.5)
+
+
+def _waiting(st: Obj) -> tuple[str, str] | None:
+    for cs in st.get("containerStatuses") or ():
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            return str(waiting["reason"]), " ".join(str(waiting.get("message", "")).split())
+    return None
+
+
+def _terminated(st: Obj) -> str:
+    for cs in st.get("containerStatuses") or ():
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            return f"exit code {term.get('exitCode')}" + (f", {term['reason']}" if term.get("reason") else "")
+    return str(st.get("reason") or st.get("phase"))
+
+
+def _failure(session: Session, pod: Obj, what: str) -> errors.ConnectorError:
+    meta = pod["metadata"]
+    parts = [f"helper pod {meta['namespace']}/{meta['name']} {what}"]
+    evs = events.recent(session, meta["namespace"], "Pod", meta["name"], limit=4)
+    if evs:
+        parts.append("events: " + "; ".join(evs))
+    tail = logs(session, meta["namespace"], meta["name"], tail=5)
+    if tail:
+        parts.append("log: " + " | ".join(tail.splitlines()[-5:]))
+    return errors.ConnectorError(" -- ".join(parts))
+
+
+def pods_using_claim(session: Session, namespace: str, claim: str) -> list[Obj]:
+    """Running pods that mount ``claim`` (hooks run in them; live backups run beside them),
+    kubekeep's own helper pods excepted."""
+    body = session.get(pod_path(namespace), fieldSelector="status.phase=Running")
+    out = []
+    for pod in body.get("items") or ():
+        vols = pod.get("spec", {}).get("volumes") or ()
+        ours = (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "kubekeep"
+        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in vols) \
+                and not pod["metadata"].get("deletionTimestamp") and not ours:
+            out.append(pod)
+    return out
