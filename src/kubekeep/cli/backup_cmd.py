@@ -11,6 +11,7 @@ import click
 from kubekeep import api, connectors, errors
 from kubekeep.cli._common import (EXIT_INCOMPLETE, emit_json, global_options, human_size, info, settings,
                                   show_progress, warn, with_repository)
+from kubekeep.cli._volumes import volume_options
 from kubekeep.cli.progress import BackupProgress
 from kubekeep.engine.repository import Repository
 
@@ -41,6 +42,7 @@ from kubekeep.engine.repository import Repository
 @click.option("--selector", "-l", help="k8s://: only objects matching this label selector.")
 @click.option("--include-noisy", is_flag=True,
               help="k8s://: also take events and leases (left out by default).")
+@volume_options()
 @global_options
 @with_repository
 def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tuple[str, ...],
@@ -48,7 +50,7 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
             cert: str | None, key: str | None, etcd_server_name: str | None, context: str | None,
             kubeconfig: str | None, include_namespaces: tuple[str, ...], exclude_namespaces: tuple[str, ...],
             include_resources: tuple[str, ...], exclude_resources: tuple[str, ...], selector: str | None,
-            include_noisy: bool) -> None:
+            include_noisy: bool, volume: dict[str, Any]) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
@@ -65,7 +67,10 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
                              ("include_namespaces", include_namespaces), ("exclude_namespaces", exclude_namespaces),
                              ("include_resources", include_resources), ("exclude_resources", exclude_resources),
                              ("selector", selector), ("include_noisy", include_noisy)) if v}
-    if k8s:
+    if connectors.scheme_of(source) == "pvc":
+        options.update(volume)
+        options.update({k: v for k, v in (("context", context), ("kubeconfig", kubeconfig)) if v})
+    elif k8s:
         if connectors.scheme_of(source) != "k8s":
             raise errors.UsageError("--context, --kubeconfig, --include-*/--exclude-namespace/resource, --selector "
                                     "and --include-noisy apply to k8s:// sources only")

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from kubekeep import api, errors
+from kubekeep import api, connectors, errors
 from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, warn, with_repository
 from kubekeep.cli._manifests import print_report
+from kubekeep.cli._volumes import volume_options
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.tree import Node
 from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
@@ -38,13 +39,14 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 @click.option("--raw", is_flag=True, help="Manifests to fs:: write the snapshot's files as stored, not clean YAML.")
 @click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="k8s://: kubeconfig file (default: KUBECONFIG).")
+@volume_options(restore=True)
 @global_options
 @with_repository
 def command(repo: Repository, ref: str, destination: str, includes: tuple[str, ...],
             excludes: tuple[str, ...], namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
             selector: str | None, namespace_map: tuple[str, ...], existing: str | None, dry_run: bool,
             restore_status: bool, keep_managed_fields: bool, raw: bool, context: str | None,
-            kubeconfig: str | None) -> None:
+            kubeconfig: str | None, volume: dict[str, Any]) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest'), or only PATH within it, to DEST. The
     contents of a directory PATH land directly in DEST.
 
@@ -55,6 +57,8 @@ def command(repo: Repository, ref: str, destination: str, includes: tuple[str, .
         ("existing", existing), ("dry_run", dry_run), ("restore_status", restore_status),
         ("keep_managed_fields", keep_managed_fields), ("raw", raw), ("context", context), ("kubeconfig", kubeconfig),
         ("namespace_map", parse_namespace_map(namespace_map))) if v}
+    if connectors.scheme_of(destination) == "pvc":
+        options.update(volume)
     select = ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
     stats = api.restore(repo, ref, destination, include=_filter(includes, excludes), options=options,
                         select=None if select.empty() else select)

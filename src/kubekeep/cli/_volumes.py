@@ -1,0 +1,147 @@
+"""Options shared by the commands that back up or restore volumes (``pvc://``, ``k8s:// --volumes``).
+
+``@volume_options()`` adds them to a command and hands the command one ``volume`` keyword: a
+dict for the pvc connector (only what was given, plus a progress printer).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from kubekeep import errors
+from kubekeep.cli._common import info
+from kubekeep.kube.hooks import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.UsageError(f"{what} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_toleration(text: str) -> dict[str, Any]:
+    """``KEY[=VALUE][:EFFECT]`` (operator Equal, or Exists without a value), or a JSON object."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise errors.UsageError(f"toleration {text!r} is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise errors.UsageError(f"toleration {text!r} must be a JSON object")
+        return value
+    spec, _, effect = text.partition(":")
+    key, sep, value = spec.partition("=")
+    if not key:
+        raise errors.UsageError(f"toleration {text!r}: expected KEY[=VALUE][:EFFECT] or JSON")
+    toleration: dict[str, Any] = {"key": key, "operator": "Equal" if sep else "Exists"}
+    if sep:
+        toleration["value"] = value
+    if effect:
+        if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise errors.UsageError(f"toleration effect {effect!r}: expected NoSchedule, PreferNoSchedule or NoExecute")
+        toleration["effect"] = effect
+    return toleration
+
+
+_OPTIONS = [
+    click.option("--live", is_flag=True, default=None,
+                 help="Volumes: copy claims that cannot be snapshotted (not CSI, no snapshot class) while in use; "
+                      "crash-consistent at best."),
+    click.option("--snapshot-class", help="Volumes: VolumeSnapshotClass to use (default: the driver's default)."),
+    click.option("--snapshot-timeout", help="Volumes: how long a snapshot may take to be ready (default 10m)."),
+    click.option("--pre-hook", "pre_hooks", multiple=True, metavar="CMD",
+                 help="Volumes: run CMD (shell string or JSON array) in the pods using the claim just before the "
+                      "snapshot (repeatable)."),
+    click.option("--post-hook", "post_hooks", multiple=True, metavar="CMD",
+                 help="Volumes: run CMD in those pods just after the snapshot is taken (repeatable)."),
+    click.option("--hook-container", help="Volumes: container the hooks run in (default: the pod's first)."),
+    click.option("--hook-timeout", help="Volumes: time limit of each hook (default 30s)."),
+    click.option("--hook-on-error", type=click.Choice(["fail", "continue"]), default=None,
+                 help="Volumes: a failing hook fails the backup (fail, the default) or is a warning."),
+    click.option("--no-annotation-hooks", is_flag=True, default=None,
+                 help="Volumes: ignore hooks.kubekeep.io/* pod annotations."),
+    click.option("--agent-image", help="Volumes: image of the helper pods (the kubekeep agent)."),
+    click.option("--agent-connect", type=click.Choice(["auto", "port-forward", "pod-ip"]), default=None,
+                 help="Volumes: reach the agent through the API server (port-forward), at the pod's address "
+                      "(pod-ip, from inside the cluster), or pick (auto)."),
+    click.option("--agent-compression/--no-agent-compression", default=None,
+                 help="Volumes: compress chunk data between agent and kubekeep (default on)."),
+    click.option("--helper-node-selector", "node_selector", multiple=True, metavar="KEY=VALUE",
+                 help="Volumes: run helper pods on nodes with this label (repeatable)."),
+    click.option("--helper-toleration", "tolerations", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
+                 help="Volumes: let helper pods run on tainted nodes (repeatable; or a JSON toleration)."),
+    click.option("--helper-cpu", help="Volumes: CPU request of helper pods (default 100m)."),
+    click.option("--helper-memory", help="Volumes: memory request of helper pods (default 256Mi)."),
+    click.option("--helper-memory-limit", help="Volumes: memory limit of helper pods (default 1Gi)."),
+    click.option("--helper-start-timeout", help="Volumes: how long a helper pod may take to start (default 5m)."),
+]
+_RESTORE_OPTIONS = [
+    click.option("--size", help="pvc:// restore: size of a claim that does not exist yet (default: as recorded)."),
+    click.option("--storage-class", help="pvc:// restore: storage class of a new claim (default: as recorded)."),
+]
+_NAMES = ["live", "snapshot_class", "snapshot_timeout", "pre_hooks", "post_hooks", "hook_container", "hook_timeout",
+          "hook_on_error", "no_annotation_hooks", "agent_image", "agent_connect", "agent_compression",
+          "node_selector", "tolerations", "helper_cpu", "helper_memory", "helper_memory_limit",
+          "helper_start_timeout"]
+
+
+def _build(given: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = {"live": "live", "snapshot_class": "snapshot_class", "hook_container": "hook_container",
+              "hook_on_error": "hook_on_error", "agent_image": "image", "agent_connect": "connect",
+              "agent_compression": "compress", "size": "size", "storage_class": "storage_class"}
+    for name, key in simple.items():
+        if given.get(name) is not None:
+            out[key] = given[name]
+    for name, key in (("snapshot_timeout", "snapshot_timeout"), ("hook_timeout", "hook_timeout"),
+                      ("helper_start_timeout", "start_timeout")):
+        if given.get(name):
+            out[key] = parse_duration(given[name])
+    for name in ("pre_hooks", "post_hooks"):
+        if given.get(name):
+            out[name] = list(given[name])
+    if given.get("no_annotation_hooks"):
+        out["annotation_hooks"] = False
+    if given.get("node_selector"):
+        out["node_selector"] = _pairs(given["node_selector"], "node selector")
+    if given.get("tolerations"):
+        out["tolerations"] = [parse_toleration(t) for t in given["tolerations"]]
+    requests = {k: given[n] for k, n in (("cpu", "helper_cpu"), ("memory", "helper_memory")) if given.get(n)}
+    if requests:
+        out["requests"] = {"cpu": "100m", "memory": "256Mi", **requests}
+    if given.get("helper_memory_limit"):
+        out["limits"] = {"memory": given["helper_memory_limit"]}
+    out["status"] = info
+    return out
+
+
+def volume_options(*, restore: bool = False) -> Callable[[F], F]:
+    """Add the volume options to a command; it receives them as ``volume`` (a dict)."""
+    names = _NAMES + (["size", "storage_class"] if restore else [])
+    options = _OPTIONS + (_RESTORE_OPTIONS if restore else [])
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name, None) for name in names}
+            kwargs["volume"] = _build(given)
+            return f(*args, **kwargs)
+
+        decorated: Any = wrapper
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
