@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubekeep.manifests import serialization
+from kubekeep.manifests import serialization, yaml_reader
 
 TRICKY_STRINGS = [
     "", " ", "  lead", "trail ", "yes", "No", "on", "OFF", "y", "n", "null", "~", "true", "False",
@@ -94,3 +94,32 @@ def test_scalars_at_top_level_and_refusal_of_non_json_types() -> None:
     assert serialization.load(serialization.dump(None)) is None
     with pytest.raises(TypeError):
         serialization.dump({"when": object()})
+
+
+def test_the_fast_reader_agrees_with_libyaml_on_what_dump_writes() -> None:
+    rng = random.Random(7)
+    read = 0
+    for _ in range(3000):
+        doc = _random_value(rng, 0)
+        text = serialization.dump(doc).decode()
+        try:
+            value = yaml_reader.read(text)
+        except yaml_reader.NotOurs:
+            continue  # load() falls back to libyaml (top-level scalars, very long keys)
+        read += 1
+        assert repr(value) == repr(yaml.load(text, Loader=yaml.CSafeLoader)), text
+    assert read > 800  # the rest are mostly top-level scalars
+
+
+@pytest.mark.parametrize("text", [
+    "a:\n  - 1\n  - 2\n",                # indented sequence (kubectl writes these)
+    "a: {b: 1}\n",                       # flow mapping
+    "# comment\na: 1\n",
+    "a: 2026-01-01\n",                   # a date: libyaml makes it a date, we must not say "str"
+    "a: 0o17\n", "a: yes\n", "a: 'single'\n", "a: >\n  folded\n", "a: &x 1\nb: *x\n", "a: 1",
+    'a: "\\/"\n', "---\na: 1\n",
+])
+def test_other_yaml_is_left_to_libyaml(text: str) -> None:
+    with pytest.raises(yaml_reader.NotOurs):
+        yaml_reader.read(text)
+    assert serialization.load(text) == yaml.load(text, Loader=yaml.CSafeLoader)

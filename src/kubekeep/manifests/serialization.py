@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import yaml  # type: ignore[import-untyped]
 
+from kubekeep.manifests import yaml_reader
+
 #: Plain (unquoted) strings: start with a letter, ``_`` or ``/``; a conservative character set;
 #: single spaces between words. Everything else is quoted.
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
@@ -47,8 +49,12 @@ def dump(obj: Any) -> bytes:
 
 
 def load(data: bytes | str) -> Any:
-    """Parse one YAML document (safe types only)."""
-    return yaml.load(data, Loader=yaml.CSafeLoader)
+    """Parse one YAML document (safe types only): what ``dump`` wrote with its own fast reader,
+    anything else with libyaml."""
+    try:
+        return yaml_reader.read(data.decode() if isinstance(data, bytes) else data)
+    except (yaml_reader.NotOurs, UnicodeDecodeError, orjson.JSONDecodeError):
+        return yaml.load(data, Loader=yaml.CSafeLoader)
 
 
 def _quoted(s: str) -> str:
