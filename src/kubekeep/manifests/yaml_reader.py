@@ -44,6 +44,7 @@ def read(text: str) -> Any:
     if not lines:
         raise NotOurs("empty")
     first = lines[0]
+    value: Any
     if first.startswith("- "):
         value, i = _sequence(lines, 0, "")
     elif _entry_key(first) is not None:
@@ -150,6 +151,7 @@ def _sequence(lines: list[str], i: int, ind: str) -> tuple[list[Any], int]:
     inner = ind + "  "
     while i < n and lines[i].startswith(prefix):
         item = lines[i][width + 2:]
+        value: Any
         if item.startswith("- "):
             lines[i] = inner + item
             value, i = _sequence(lines, i, inner)
