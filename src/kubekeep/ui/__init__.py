@@ -9,4 +9,4 @@ pages read from the repository, ``restoring`` runs restore dry runs and confirme
 from kubekeep.ui.app import create_app
 from kubekeep.ui.server import Server, bind
 
-__all__ = ["create_app", "Server", "bind"]
+__all__ = ["Server", "bind", "create_app"]

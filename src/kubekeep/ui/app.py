@@ -121,10 +121,7 @@ class UI:
         shown = [s for s in snaps if (not kind or s.kind == kind) and (not tag or tag in s.tags)
                  and (not text or text in _search_text(s))]
         page = Page.of(shown, _int(q.get("page")), SNAPSHOTS_PER_PAGE)
-        latest: dict[str, Snapshot] = {}
-        for s in snaps:
-            latest.setdefault(s.uri, s)
-        self.catalog.warm(*list(latest.values())[:4])
+        self.catalog.warm_latest()
         return self.render("snapshots.html", title="Snapshots", page=page, q=q.get("q", ""), kind=kind, tag=tag,
                            kinds=kinds, tags=tags, total=len(snaps))
 
@@ -258,8 +255,15 @@ class UI:
                            in_older=texts[0] is not None, in_newer=texts[1] is not None)
 
     # -- restore ----------------------------------------------------------------------------------------
+    def _restorable(self, ref: str) -> Snapshot:
+        snap = self.catalog.snapshot(ref)
+        if snap.kind != "manifests":
+            raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot: only manifests snapshots "
+                                    "restore into a cluster")
+        return snap
+
     def restore_dialog(self, request: Request) -> Response:
-        snap = self.catalog.snapshot(request.path_params["snap"])
+        snap = self._restorable(request.path_params["snap"])
         q = request.query_params
         context = q.get("context", self.restores.default_context or str(snap.source.get("host", "")))
         req = RestoreRequest(snap.id, q.get("path", "").strip("/"), q.get("namespace", ""), context,
@@ -272,7 +276,7 @@ class UI:
     async def restore_dry_run(self, request: Request) -> Response:
         form = await _form(request)
         self._check_csrf(form)
-        snap = self.catalog.snapshot(request.path_params["snap"])
+        snap = await _in_thread(lambda: self._restorable(request.path_params["snap"]))
         req = RestoreRequest(snap.id, form.get("path", "").strip("/"), form.get("namespace", "").strip(),
                              form.get("context", "").strip(), form.get("existing", "skip"),
                              form.get("target_namespace", "").strip())
@@ -334,6 +338,7 @@ def create_app(repo: Repository, *, token: str, location: str = "", allow_restor
     app = Starlette(routes=routes, exception_handlers={errors.KubekeepError: on_error, Exception: on_crash},
                     middleware=[Middleware(AccessGuard, token=token, cookie=cookie, loopback_only=loopback_only)])
     app.state.ui = ui
+    ui.catalog.warm_latest()
     return app
 
 

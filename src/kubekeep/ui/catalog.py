@@ -210,6 +210,22 @@ class Catalog:
             if snap.kind == "manifests" and not self.summary_ready(snap):
                 self._background.submit(self._quietly, snap)
 
+    def warm_latest(self, per_source: int = 1, sources: int = 4) -> None:
+        """Build, in the background, the summaries of the newest manifests snapshots of the
+        ``sources`` most recently backed up sources (what a user opens first)."""
+        self._background.submit(self._warm_latest, per_source, sources)
+
+    def _warm_latest(self, per_source: int, sources: int) -> None:
+        try:
+            snaps = self.snapshots()
+        except errors.KubekeepError:
+            return  # the snapshot list page will show the error
+        newest: dict[str, list[Snapshot]] = {}
+        for snap in reversed(snaps):
+            if snap.kind == "manifests" and len(newest.setdefault(snap.uri, [])) < per_source:
+                newest[snap.uri].append(snap)
+        self.warm(*(s for group in list(newest.values())[:sources] for s in group))
+
     def _quietly(self, snap: Snapshot) -> None:
         try:
             self.summary(snap)

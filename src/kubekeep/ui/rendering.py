@@ -12,8 +12,8 @@ from typing import Any
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import JsonLexer, TextLexer, YamlLexer
 from pygments.lexer import Lexer
+from pygments.lexers import JsonLexer, TextLexer, YamlLexer
 
 from kubekeep.manifests import serialization
 
@@ -40,9 +40,9 @@ def human_size(n: float) -> str:
 def timestamp(value: str | int) -> str:
     """An RFC 3339 time or nanoseconds since the epoch as ``YYYY-MM-DD HH:MM:SSZ`` (UTC)."""
     if isinstance(value, int):
-        t = dt.datetime.fromtimestamp(value / 1e9, dt.timezone.utc)
+        t = dt.datetime.fromtimestamp(value / 1e9, dt.UTC)
     else:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+        t = dt.datetime.fromisoformat(value).astimezone(dt.UTC)
     return t.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
