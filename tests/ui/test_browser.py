@@ -121,10 +121,12 @@ def test_list_open_snapshot_and_deployment_manifest(incident: Incident, ui_serve
     for name in ("namespaces/", f"{NS}/"):
         page.click(f"#entries a:text-is('{name}')")
     expect(page.locator("nav.crumbs")).to_contain_text(NS)
-    expect(page.locator("#entries")).to_contain_text("apps/")
-    screenshot(page, "snapshot-tree")
-    for name in ("apps/", "deployments/", "web-0.yaml"):
+    expect(page.locator("a.button", has_text="Restore namespace…")).to_be_visible()
+    for name in ("apps/", "deployments/"):
         page.click(f"#entries a:text-is('{name}')")
+    expect(page.locator("#entries tbody tr", has_text="web-0.yaml")).to_contain_text("Deployment")
+    screenshot(page, "snapshot-tree")
+    page.click("#entries a:text-is('web-0.yaml')")
     expect(page).to_have_url(f"{ui.base}/s/{incident.before.id}/tree/{DEPLOYMENT}")
     expect(page.locator("h2")).to_contain_text(f"Deployment {NS}/web-0")
     content = page.locator("#content")

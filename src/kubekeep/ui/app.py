@@ -31,7 +31,7 @@ from kubekeep.manifests.summary import pod_phase_totals
 from kubekeep.ui import rendering
 from kubekeep.ui.access import AccessGuard, csrf_token
 from kubekeep.ui.catalog import Catalog, DiffRow, Row
-from kubekeep.ui.restoring import EXISTING, RestoreDisabled, RestoreRequest, Restores
+from kubekeep.ui.restoring import EXISTING, RestoreDisabled, RestoreRequest, RestoreRun, Restores
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -46,6 +46,10 @@ CHANGES_PER_PAGE = 200
 NAMESPACES_PER_PAGE = 200
 TIMELINE_WINDOW = 7            # snapshots shown on each side of the current one
 MAX_FORM_BYTES = 64 * 1024
+
+
+class _Forbidden(errors.UsageError):
+    """A request that fails the CSRF check (answered with a plain 403)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class UI:
             status = 404
         elif isinstance(exc, errors.UsageError):
             status = 400
+        elif isinstance(exc, errors.ConnectorError):
+            status = 502  # the cluster refused or could not be reached
         else:
             status = 500
         if request.headers.get("x-fragment"):
@@ -107,7 +113,7 @@ class UI:
         return self.render("error.html", status, message=str(exc), title="Error")
 
     def _check_csrf(self, form: dict[str, str]) -> None:
-        if not secrets.compare_digest(form.get("csrf", ""), self.csrf):
+        if not secrets.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
             raise _Forbidden("the form's CSRF token is missing or wrong: reload the page and try again")
 
     # -- snapshot list ----------------------------------------------------------------------------
@@ -193,7 +199,9 @@ class UI:
                                     "needs a manifests snapshot (taken from k8s://)")
         ns = request.query_params.get("ns", "")
         history = self.catalog.history(snap)
-        at = next(i for i, s in enumerate(history) if s.id == snap.id)
+        at = next((i for i, s in enumerate(history) if s.id == snap.id), None)
+        if at is None:  # deleted from the repository since the list was read
+            history, at = [snap], 0
         previous = history[at - 1] if at > 0 else None
         following = history[at + 1] if at + 1 < len(history) else None
         self.catalog.warm(*(s for s in (previous, following) if s is not None))
@@ -291,16 +299,12 @@ class UI:
         run = await _in_thread(lambda: self.restores.apply(request.path_params["plan"]))
         return self._restore_page(request, self.catalog.snapshot(run.request.snapshot), run)
 
-    def _restore_page(self, request: Request, snap: Snapshot, run: Any) -> Response:
+    def _restore_page(self, request: Request, snap: Snapshot, run: RestoreRun) -> Response:
         template = "_restore_result.html" if request.headers.get("x-fragment") else "restore.html"
         return self.render(template, title="Restore", snap=snap, req=run.request, run=run, existing_choices=EXISTING)
 
     def pygments_css(self, request: Request) -> Response:
         return Response(self.css, media_type="text/css", headers={"cache-control": "max-age=3600"})
-
-
-class _Forbidden(errors.UsageError):
-    pass
 
 
 def create_app(repo: Repository, *, token: str, location: str = "", allow_restore: bool = False,
