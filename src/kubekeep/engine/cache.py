@@ -38,6 +38,15 @@ class Cache:
         except OSError:
             return None
 
+    def get_range(self, name: str, offset: int, length: int) -> bytes | None:
+        """``length`` bytes at ``offset`` of a cached object, or None if absent or too short."""
+        try:
+            with open(self._path(name), "rb", buffering=0) as f:
+                data = os.pread(f.fileno(), length, offset)
+        except OSError:
+            return None
+        return data if len(data) == length else None
+
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
         try:

@@ -219,11 +219,10 @@ class Repository:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')")
         name = pack_name(loc.pack_id)
         if loc.type == TREE and self.cache is not None:
-            pack = self.cache.get(name)
-            if pack is not None:
+            cached = self.cache.get_range(name, loc.offset, loc.length)
+            if cached is not None:
                 try:
-                    return self.decode_blob(blob_id, loc.type, pack[loc.offset : loc.offset + loc.length],
-                                            loc.raw_length)
+                    return self.decode_blob(blob_id, loc.type, cached, loc.raw_length)
                 except errors.IntegrityError:
                     self.cache.discard(name)  # a damaged cached copy costs a download, never the data
             pack = self.backend.load(name)
