@@ -15,7 +15,7 @@ _COLORS = {"created": "green", "updated": "green", "written": "green", "failed":
 
 def value(v: Any, limit: int = 80) -> str:
     """A field value on one line, shortened."""
-    text = orjson.dumps(v).decode() if not isinstance(v, str) else orjson.dumps(v).decode()
+    text = orjson.dumps(v).decode()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

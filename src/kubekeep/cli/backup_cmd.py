@@ -42,6 +42,7 @@ from kubekeep.engine.repository import Repository
 @click.option("--selector", "-l", help="k8s://: only objects matching this label selector.")
 @click.option("--include-noisy", is_flag=True,
               help="k8s://: also take events and leases (left out by default).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="k8s://: list requests in flight (default 8).")
 @volume_options()
 @global_options
 @with_repository
@@ -50,7 +51,7 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
             cert: str | None, key: str | None, etcd_server_name: str | None, context: str | None,
             kubeconfig: str | None, include_namespaces: tuple[str, ...], exclude_namespaces: tuple[str, ...],
             include_resources: tuple[str, ...], exclude_resources: tuple[str, ...], selector: str | None,
-            include_noisy: bool, volume: dict[str, Any]) -> None:
+            include_noisy: bool, concurrency: int | None, volume: dict[str, Any]) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
@@ -66,14 +67,15 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
     k8s = {k: v for k, v in (("context", context), ("kubeconfig", kubeconfig),
                              ("include_namespaces", include_namespaces), ("exclude_namespaces", exclude_namespaces),
                              ("include_resources", include_resources), ("exclude_resources", exclude_resources),
-                             ("selector", selector), ("include_noisy", include_noisy)) if v}
+                             ("selector", selector), ("include_noisy", include_noisy),
+                             ("concurrency", concurrency)) if v}
     if connectors.scheme_of(source) == "pvc":
         options.update(volume)
         options.update({k: v for k, v in (("context", context), ("kubeconfig", kubeconfig)) if v})
     elif k8s:
         if connectors.scheme_of(source) != "k8s":
-            raise errors.UsageError("--context, --kubeconfig, --include-*/--exclude-namespace/resource, --selector "
-                                    "and --include-noisy apply to k8s:// sources only")
+            raise errors.UsageError("--include-*/--exclude-namespace/resource, --selector, --include-noisy and "
+                                    "--concurrency apply to k8s:// sources only")
         options.update(k8s)
     with BackupProgress(enabled=show_progress()) as progress:
         snap = api.backup(repo, source, tags=tags, parent=parent, force=force,

@@ -37,6 +37,7 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 @click.option("--keep-managed-fields", is_flag=True,
               help="Manifests: restore managedFields (field ownership) as in the snapshot; one more request per object.")
 @click.option("--raw", is_flag=True, help="Manifests to fs:: write the snapshot's files as stored, not clean YAML.")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="k8s://: requests in flight (default 64).")
 @click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="k8s://: kubeconfig file (default: KUBECONFIG).")
 @volume_options(restore=True)
@@ -45,8 +46,8 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 def command(repo: Repository, ref: str, destination: str, includes: tuple[str, ...],
             excludes: tuple[str, ...], namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
             selector: str | None, namespace_map: tuple[str, ...], existing: str | None, dry_run: bool,
-            restore_status: bool, keep_managed_fields: bool, raw: bool, context: str | None,
-            kubeconfig: str | None, volume: dict[str, Any]) -> None:
+            restore_status: bool, keep_managed_fields: bool, raw: bool, concurrency: int | None,
+            context: str | None, kubeconfig: str | None, volume: dict[str, Any]) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest'), or only PATH within it, to DEST. The
     contents of a directory PATH land directly in DEST.
 
@@ -56,6 +57,7 @@ def command(repo: Repository, ref: str, destination: str, includes: tuple[str, .
     options: dict[str, Any] = {k: v for k, v in (
         ("existing", existing), ("dry_run", dry_run), ("restore_status", restore_status),
         ("keep_managed_fields", keep_managed_fields), ("raw", raw), ("context", context), ("kubeconfig", kubeconfig),
+        ("concurrency", concurrency),
         ("namespace_map", parse_namespace_map(namespace_map))) if v}
     if connectors.scheme_of(destination) == "pvc":
         options.update(volume)

@@ -46,10 +46,7 @@ def parse_uri(uri: str) -> str | None:
     """The context named by ``k8s://[CONTEXT]`` (None for the current context)."""
     if not uri.lower().startswith("k8s:"):
         raise errors.UsageError(f"bad Kubernetes URI {uri!r}: expected k8s://[CONTEXT]")
-    rest = uri[4:]
-    if rest.startswith("//"):
-        rest = rest[2:]
-    return rest.rstrip("/") or None
+    return uri[4:].removeprefix("//").rstrip("/") or None
 
 
 def _mtime_ns(timestamp: str | None, default: int) -> int:
@@ -112,8 +109,8 @@ class K8sImporter(Importer):
         for r in disc.resources:
             if not r.listable:
                 continue
-            names: dict[str, Any] = dict(group=r.group, resource=r.resource, kind=r.kind, short_names=r.short_names,
-                         singular=r.singular)
+            names: dict[str, Any] = {"group": r.group, "resource": r.resource, "kind": r.kind,
+                                     "short_names": r.short_names, "singular": r.singular}
             if self.include_resources and not self.include_resources.matches(**names):
                 continue
             if self.exclude_resources.matches(**names):
@@ -209,28 +206,34 @@ def _with_directories(files: list[Entry]) -> Iterator[Entry]:
 # -- restore ------------------------------------------------------------------------------------
 
 class _Buffer:
-    """Collects the selected objects' YAML (they are small) until ``finish``."""
+    """Collects the selected objects (they are small) until ``finish``, parsing them as they
+    arrive (on the engine's restore threads). Objects of resources that are never restored
+    (``planning.CLUSTER_OWNED``) are not parsed: their attrs say all the plan needs."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Entry, bytes]] = []
+        self.items: list[planning.StoredObject] = []
+        self.mtimes: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def add(self, entry: Entry, data: Iterable[bytes]) -> None:
-        content = b"".join(data)
-        with self.lock:
-            self.items.append((entry, content))
-
-    def objects(self) -> list[planning.StoredObject]:
-        out = []
-        for entry, content in sorted(self.items, key=lambda item: item[0].path):
+        attrs = entry.attrs
+        if (attrs.get("group", ""), attrs.get("resource", "")) in planning.CLUSTER_OWNED:
+            meta = {"name": attrs.get("name", ""), **({"namespace": attrs["namespace"]} if attrs.get("namespace") else {})}
+            obj: Any = {"apiVersion": attrs.get("apiVersion", ""), "kind": attrs.get("kind", ""), "metadata": meta}
+        else:
+            content = b"".join(data)
             try:
                 obj = serialization.load(content)
-            except Exception as exc:  # noqa: BLE001 - a damaged or hand-edited file: report, go on
+            except Exception as exc:  # noqa: BLE001 - a damaged or hand-edited file: say which
                 raise errors.ConnectorError(f"{entry.path}: not a readable YAML object: {exc}") from None
             if not isinstance(obj, dict):
                 raise errors.ConnectorError(f"{entry.path}: not a Kubernetes object")
-            out.append(planning.StoredObject(entry.path, entry.attrs, obj))
-        return out
+        with self.lock:
+            self.items.append(planning.StoredObject(entry.path, attrs, obj))
+            self.mtimes[entry.path] = entry.mtime_ns
+
+    def objects(self) -> list[planning.StoredObject]:
+        return sorted(self.items, key=lambda o: o.path)
 
 
 def _require_manifests(source: SourceInfo) -> None:
@@ -245,7 +248,7 @@ class K8sExporter(Exporter):
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *, existing: str = "skip",
                  dry_run: bool = False, restore_status: bool = False, keep_managed_fields: bool = False,
                  namespace_map: Mapping[str, str] | None = None, snapshot_id: str = "",
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 64) -> None:
         if existing not in ("skip", "update"):
             raise errors.UsageError(f"--existing must be skip or update, not {existing!r}")
         self.opts = cleaning.CleanOptions(restore_status=restore_status, keep_managed_fields=keep_managed_fields,
@@ -319,7 +322,7 @@ class CleanFilesExporter(Exporter):
             self.buffer.add(entry, data)
 
     def finish(self) -> list[str]:
-        mtimes = {entry.path: entry.mtime_ns for entry, _ in self.buffer.items}
+        mtimes = self.buffer.mtimes
         made: set[str] = set()
         for p in planning.plan(self.buffer.objects(), self.opts):
             line = p.report()

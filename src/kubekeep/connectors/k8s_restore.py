@@ -51,12 +51,14 @@ class TierRunner:
         self.new_uids: dict[str, str] = {}                 # old uid -> uid in the target cluster
         self.new_crds: dict[str, tuple[str, str]] = {}     # CRD name -> (group, plural) created now
         self.pending_namespaces: set[str] = set()          # dry run: namespaces that would be created
+        self.owners: set[str] = set()                      # old uids that other objects refer to
         self.lock = threading.Lock()
 
     def run(self, plan: list[PlannedObject]) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         tiers: dict[int, list[PlannedObject]] = {}
         ranks = _ranks([p for p in plan if p.skip is None])
+        self.owners = {ref.get("uid", "") for p in plan if p.skip is None for ref in p.owner_references}
         for i, p in enumerate(plan):
             if p.skip is not None:
                 results[i] = {**p.report(), "action": "skipped", "reason": p.skip}
@@ -100,11 +102,11 @@ class TierRunner:
     def _write(self, p: PlannedObject) -> dict[str, Any]:
         group, version, resource, ns = self._coordinates(p)
         body = self._body(p)
-        if self.existing == "update":
-            send: Callable[[], Response] = lambda: applying.apply(self.session, group, version, resource, body,
-                                                                  namespace=ns)
-        else:
-            send = lambda: applying.create(self.session, group, version, resource, body, namespace=ns)  # noqa: E731
+        write = applying.apply if self.existing == "update" else applying.create
+
+        def send() -> Response:
+            return write(self.session, group, version, resource, body, namespace=ns)
+
         r = self._send(p, send)
         if r.status == 409 and (group, resource) == NAMESPACE and self._wait_if_terminating(p.name):
             r = self._send(p, send)
@@ -112,11 +114,12 @@ class TierRunner:
             return {"action": "skipped", "reason": "already exists"}
         if not r.ok:
             return {"action": "failed", "reason": _message(r)}
-        live = r.json() or {}
-        meta = live.get("metadata") or {}
+        if p.old_uid in self.owners:  # only owners' new uids are needed: skip parsing the others
+            uid = ((r.json() or {}).get("metadata") or {}).get("uid")
+            if uid:
+                with self.lock:
+                    self.new_uids[p.old_uid] = uid
         with self.lock:
-            if p.old_uid and meta.get("uid"):
-                self.new_uids[p.old_uid] = meta["uid"]
             if (group, resource) == CRD:
                 spec = p.obj.get("spec") or {}
                 self.new_crds[p.name] = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))

@@ -80,6 +80,10 @@ class Session:
         self._pool = access.api_client.rest_client.pool_manager
         self._config = access.api_client.configuration
         self._max_attempts = max_attempts
+        # tokens may be refreshed by the library before each request; certificates need nothing
+        self._static_auth = not self._config.auth_settings() and self._config.refresh_api_key_hook is None
+        self._retries = {True: urllib3.Retry(connect=2, read=2, redirect=0, status=0, other=0),
+                         False: urllib3.Retry(connect=2, read=0, redirect=0, status=0, other=0)}
 
     def close(self) -> None:
         self.access.api_client.close()
@@ -88,6 +92,8 @@ class Session:
         headers = {"Accept": accept, "User-Agent": USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
+        if self._static_auth:
+            return headers
         for auth in self._config.auth_settings().values():  # bearer tokens, refreshed by the library
             if auth.get("in") == "header" and auth.get("value"):
                 headers[auth["key"]] = auth["value"]
@@ -106,8 +112,7 @@ class Session:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 r = self._pool.request(method, url, body=body, headers=headers, preload_content=True,
-                                       retries=urllib3.Retry(connect=2, read=0 if method != "GET" else 2,
-                                                             redirect=0, status=0, other=0), **extra)
+                                       retries=self._retries[method == "GET"], **extra)
             except urllib3.exceptions.HTTPError as exc:
                 raise errors.SourceUnreachable(f"cannot reach the Kubernetes API at {self.server}: "
                                                f"{_reason(exc)}") from None

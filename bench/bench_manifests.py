@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Manifests benchmark: kubekeep's k8s:// backup against `kubectl get` reading the same objects,
+in the same run, on a local control plane with 10,000+ objects in 100 namespaces.
+
+    python bench/bench_manifests.py [--scale 100] [--rounds 3] [--work /var/tmp/kubekeep-bench-manifests]
+
+1. starts a testenv cluster (etcd, kube-apiserver, controllers, kwok) and seeds it in scale
+   mode (N namespaces of 101 objects each; N=100 gives 10,100 seeded objects, plus the pods,
+   replica sets, endpoints ... the controllers derive from them);
+2. takes the resource set kubekeep backs up by default (every listable resource, preferred
+   version, minus events and leases) and, `--rounds` times in alternation, times
+   `kubectl get <that set> -A -o json` (discovery cache warm) and a first `kubekeep backup
+   k8s://` into a fresh repository (whole process: start-up, discovery, lists, YAML, chunking,
+   encryption, upload to a local repository), with the peak RSS of each;
+3. runs an unchanged second backup and measures the bytes it added to the repository;
+4. starts a second, empty cluster and restores the whole snapshot into it, timing
+   `kubekeep restore SNAP --to k8s://` and counting the objects it created.
+
+Prints the figures and the ratios the issue sets as targets (backup <= 1.5x the kubectl read,
+peak RSS < 500 MB, second backup < 5 % of the first's bytes, restore >= 200 objects/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from testenv import seed
+from testenv.cluster import Cluster
+
+KUBEKEEP = [sys.executable, "-m", "kubekeep.cli.main"]
+PASSWORD = "bench-password"
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    stdout: bytes
+
+
+def run(cmd: list[str], env: dict[str, str], *, ok: tuple[int, ...] = (0,)) -> Run:
+    """Run ``cmd``: wall time, peak RSS (wait4 on the child), stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = proc.stdout.read() if proc.stdout else b""  # type: ignore[union-attr]
+    err = proc.stderr.read() if proc.stderr else b""  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        raise SystemExit(f"command failed ({code}): {' '.join(cmd)}\n{err.decode()[-3000:]}")
+    return Run(elapsed, usage.ru_maxrss / 1024, out)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def resource_names(kubeconfig: Path) -> list[str]:
+    """The resources kubekeep backs up by default, as kubectl names them (resource.group)."""
+    from kubekeep.connectors.k8s import K8sImporter
+    from kubekeep.kube import discovery
+
+    importer = K8sImporter(kubeconfig=str(kubeconfig))
+    try:
+        return sorted(r.full_name for r in importer.selected_resources(discovery.discover(importer.session)))
+    finally:
+        importer.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=int, default=100, help="namespaces of 101 objects (default 100)")
+    ap.add_argument("--rounds", type=int, default=3, help="kubectl/kubekeep timing rounds (default 3)")
+    ap.add_argument("--work", type=Path, default=Path("/var/tmp/kubekeep-bench-manifests"))
+    ap.add_argument("--concurrency", type=int, default=0, help="restore requests in flight (default: kubekeep's)")
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+
+    source = Cluster(progress=log).start()
+    try:
+        result = seed.seed(source, scale=args.scale, workers=16, progress=log)
+        log(result.summary())
+        seed.wait_for_workloads(source, result.namespaces, timeout=600)
+        kubectl = str(source.binaries["kubectl"])
+        kube_env = {"KUBECONFIG": str(source.kubeconfig), "KUBECACHEDIR": str(args.work / "kubectl-cache")}
+        names = resource_names(source.kubeconfig)
+        log(f"{len(names)} resources: {', '.join(names)}")
+        get = [kubectl, "get", ",".join(names), "-A", "-o", "json"]
+        warm = run(get, kube_env)  # fills kubectl's discovery cache
+        objects = len(json.loads(warm.stdout)["items"])
+        log(f"kubectl reads {objects} objects ({len(warm.stdout) / 1e6:.1f} MB of JSON)")
+
+        kubectl_runs: list[Run] = []
+        backup_runs: list[Run] = []
+        repos: list[Path] = []
+        for i in range(args.rounds):
+            kubectl_runs.append(run(get, kube_env))
+            repo = args.work / f"repo-{i}"
+            env = {**kube_env, "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
+                   "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{i}")}
+            run([*KUBEKEEP, "init"], env)
+            backup_runs.append(run([*KUBEKEEP, "--json", "backup", "k8s://"], env))
+            repos.append(repo)
+            log(f"round {i + 1}: kubectl {kubectl_runs[-1].seconds:.2f} s, kubekeep {backup_runs[-1].seconds:.2f} s "
+                f"({backup_runs[-1].peak_rss_mb:.0f} MB)")
+        first = json.loads(backup_runs[-1].stdout)
+        stored_objects = first.get("stats", {}).get("files", 0) - 2
+
+        repo = repos[-1]
+        env = {**kube_env, "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
+               "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}")}
+        size_first = du(repo)
+        second_run = run([*KUBEKEEP, "--json", "backup", "k8s://"], env)
+        second = json.loads(second_run.stdout)
+        added = du(repo) - size_first
+        snapshot_id = first["id"]
+    finally:
+        source.stop()
+
+    target = Cluster(progress=log).start()
+    try:
+        env = {"KUBECONFIG": str(target.kubeconfig), "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
+               "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}")}
+        cmd = [*KUBEKEEP, "--json", "restore", snapshot_id, "--to", "k8s://"]
+        restore_run = run(cmd, env, ok=(0, 16))
+        report = json.loads(restore_run.stdout)
+        actions: dict[str, int] = {}
+        for r in report["results"]:
+            actions[r["action"]] = actions.get(r["action"], 0) + 1
+        failures = [r for r in report["results"] if r["action"] == "failed"][:5]
+    finally:
+        target.stop()
+
+    kubectl_s = statistics.median(r.seconds for r in kubectl_runs)
+    backup_s = statistics.median(r.seconds for r in backup_runs)
+    created = actions.get("created", 0)
+    figures = {
+        "objects read by kubectl": objects,
+        "objects stored by kubekeep": stored_objects,
+        "kubectl get -A -o json, median s": kubectl_s,
+        "kubekeep backup (first), median s": backup_s,
+        "backup / kubectl ratio (target <= 1.5)": backup_s / kubectl_s,
+        "kubekeep peak RSS, MB (target < 500)": max(r.peak_rss_mb for r in backup_runs),
+        "kubectl peak RSS, MB": max(r.peak_rss_mb for r in kubectl_runs),
+        "repository after first backup, MB": size_first / 1e6,
+        "second backup, s": second_run.seconds,
+        "second backup added, bytes": added,
+        "second / first bytes, % (target < 5)": 100 * added / size_first,
+        "restore, s": restore_run.seconds,
+        "restore: objects created": created,
+        "restore: created objects/s (target >= 200)": created / restore_run.seconds,
+        "restore peak RSS, MB": restore_run.peak_rss_mb,
+    }
+    print("\nrounds (kubectl s / kubekeep s): " + ", ".join(
+        f"{k.seconds:.2f}/{b.seconds:.2f}" for k, b in zip(kubectl_runs, backup_runs, strict=True)))
+    print(f"second backup stats: {second['stats']}")
+    print(f"restore actions: {actions}" + (f"; first failures: {failures}" if failures else ""))
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value:,.2f}" if isinstance(value, float) else f"{key:<{width}}  {value:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
