@@ -61,10 +61,10 @@ class Controller:
         self._threads.append(t)
 
     def join(self, timeout: float) -> None:
+        """Wait for the worker; watch threads (daemons) end with their watch's timeout."""
         with self._cond:
             self._cond.notify_all()
-        for t in self._threads:
-            t.join(timeout)
+        self._threads[-1].join(timeout)
 
     def enqueue(self, key: Key, delay: float = 0.0) -> None:
         with self._cond:

@@ -42,7 +42,7 @@ def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float =
                  peer: str = "agent") -> tuple[p.Channel, dict[str, Any]]:
     """Connect and authenticate, retrying while the agent is not listening yet."""
     deadline = time.monotonic() + timeout
-    delay = 0.2
+    delay = 0.1
     while True:
         try:
             channel = p.Channel(connect(), peer=peer)

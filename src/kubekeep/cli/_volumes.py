@@ -15,7 +15,7 @@ import click
 
 from kubekeep import errors
 from kubekeep.cli._common import info
-from kubekeep.kube.hooks import parse_duration
+from kubekeep.kube.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 

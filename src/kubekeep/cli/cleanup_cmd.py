@@ -6,9 +6,7 @@ import click
 
 from kubekeep import errors
 from kubekeep.cli._common import emit_json, global_options, info, settings, warn
-from kubekeep.kube import cleanup, config
-from kubekeep.kube.hooks import parse_duration
-from kubekeep.kube.requesting import Session
+from kubekeep.kube.durations import parse_duration
 
 
 @click.command(short_help="Remove what interrupted runs left in a cluster.")
@@ -29,6 +27,10 @@ def command(context: str | None, kubeconfig: str | None, namespace: str, run_id:
     restores create (label kubekeep.io/run) and remove those of runs that are over: their
     process on this host is gone, or (--older-than) they are old. A run in progress cleans up
     after itself; this is for runs that were killed."""
+    # the Kubernetes client is slow to import: only when this command runs
+    from kubekeep.kube import cleanup, config
+    from kubekeep.kube.requesting import Session
+
     session = Session(config.connect(context, kubeconfig))
     try:
         found = cleanup.find(session, namespace=namespace, run=run_id, everything=everything,

@@ -14,7 +14,6 @@ and the same with ``post-``. Commands run through the API server's ``exec`` subr
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from kubernetes.stream.ws_client import (
 
 from kubekeep import errors
 from kubekeep.kube.config import ClusterAccess
+from kubekeep.kube.durations import parse_duration
 from kubekeep.kube.portforward import websocket_headers
 from kubekeep.kube.requesting import api_path
 
@@ -85,18 +85,6 @@ def parse_command(text: str) -> tuple[str, ...]:
     if not text:
         raise errors.UsageError("empty hook command")
     return ("/bin/sh", "-c", text)
-
-
-def parse_duration(text: str) -> float:
-    """``30``, ``30s``, ``2m``, ``1h``, ``1m30s`` -> seconds."""
-    text = str(text).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise errors.UsageError(f"bad duration {text!r}: expected e.g. 30s, 2m or 1m30s")
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[u] for n, u in parts)
 
 
 def _on_error(text: str) -> str:

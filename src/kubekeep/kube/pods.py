@@ -18,7 +18,7 @@ from typing import Any
 
 from kubekeep import __version__, errors
 from kubekeep.agent.protocol import DEFAULT_PORT, SECRET_ENV
-from kubekeep.kube import events
+from kubekeep.kube import events, volumes
 from kubekeep.kube.requesting import Session, api_path
 
 Obj = dict[str, Any]
@@ -122,7 +122,7 @@ def pod_path(namespace: str, name: str = "", sub: str = "") -> str:
 
 def logs(session: Session, namespace: str, name: str, *, container: str = CONTAINER, tail: int = 10) -> str:
     response = session.request("GET", pod_path(namespace, name, "log"),
-                               query={"container": container, "tailLines": tail}, accept="text/plain")
+                               query={"container": container, "tailLines": tail}, accept="*/*")
     return response.data.decode("utf-8", "replace").strip() if response.ok else ""
 
 
@@ -134,6 +134,7 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
     last = -10.0
     unschedulable_since: float | None = None
     pull_error_since: float | None = None
+    delays = volumes.poll_delays()
     while True:
         response = session.request("GET", path)
         if response.status == 404:
@@ -172,7 +173,7 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
             last = elapsed
             what = f"{waiting[0]}" if waiting else phase
             status(f"waiting for helper pod {namespace}/{name} to start ({what}, {elapsed:.0f}s of {timeout:.0f}s)")
-        time.sleep(0.5)
+        time.sleep(next(delays))
 
 
 def _waiting(st: Obj) -> tuple[str, str] | None:

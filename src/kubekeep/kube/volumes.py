@@ -5,7 +5,7 @@ for each step with a deadline, progress and the cluster's own explanation when i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,15 @@ Obj = dict[str, Any]
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 DEFAULT_SNAPSHOT_CLASS = "snapshot.storage.kubernetes.io/is-default-class"
 DEFAULT_STORAGE_CLASS = "storageclass.kubernetes.io/is-default-class"
-#: how often waits poll the API
-POLL_S = 0.5
+#: waits poll the API quickly at first, then every second at most
+POLL_FIRST_S, POLL_MAX_S = 0.1, 1.0
+
+
+def poll_delays() -> Iterator[float]:
+    delay = POLL_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 1.3, POLL_MAX_S)
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,7 @@ def wait_snapshot(session: Session, namespace: str, name: str, *, timeout: float
     started = time.monotonic()
     last = -10.0
     cut_reported = False
+    delays = poll_delays()
     while True:
         vs = get(session, path)
         if vs is None:
@@ -208,7 +216,7 @@ def wait_snapshot(session: Session, namespace: str, name: str, *, timeout: float
             content = st.get("boundVolumeSnapshotContentName")
             status(f"waiting for VolumeSnapshot {namespace}/{name} to be ready ({elapsed:.0f}s of {timeout:.0f}s"
                    + (f", content {content}" if content else ", no content yet") + ")")
-        time.sleep(POLL_S)
+        time.sleep(next(delays))
 
 
 def wait_bound(session: Session, namespace: str, name: str, *, timeout: float, status: Status) -> Obj:
@@ -216,6 +224,7 @@ def wait_bound(session: Session, namespace: str, name: str, *, timeout: float, s
     path = claim_path(namespace, name)
     started = time.monotonic()
     last = -10.0
+    delays = poll_delays()
     while True:
         pvc = get(session, path)
         if pvc is None:
@@ -231,7 +240,7 @@ def wait_bound(session: Session, namespace: str, name: str, *, timeout: float, s
             last = elapsed
             status(f"waiting for PersistentVolumeClaim {namespace}/{name} to be bound ({elapsed:.0f}s of "
                    f"{timeout:.0f}s)")
-        time.sleep(POLL_S)
+        time.sleep(next(delays))
 
 
 def ensure_deleted_with_claim(session: Session, pvc: Obj, metadata: Obj) -> None:
