@@ -51,7 +51,7 @@ class SimApi:
         self._pool = api_client.rest_client.pool_manager
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
     def request(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
                 content_type: str = "application/json", missing_ok: bool = False) -> Any:

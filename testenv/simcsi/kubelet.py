@@ -298,7 +298,7 @@ class Kubelet(Controller):
             fields = {"metadata.name": meta(pod)["name"], "metadata.namespace": ns, "metadata.uid": meta(pod)["uid"],
                       "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
                       "status.podIP": ip, "status.hostIP": self.node_ip}
-            return fields.get(source["fieldRef"]["fieldPath"], "")
+            return str(fields.get(source["fieldRef"]["fieldPath"], ""))
         return ""
 
     # -- status -----------------------------------------------------------------------------
@@ -364,7 +364,7 @@ class Kubelet(Controller):
     def _status(self, pod: Obj, state: PodState, phase: str, statuses: list[Obj], *,
                 sandbox: Sandbox | None = None) -> None:
         ready = phase == "Running" and all(s.get("ready") for s in statuses)
-        conditions = [
+        conditions: list[dict[str, Any]] = [
             {"type": "PodReadyToStartContainers", "status": "True" if sandbox else "False"},
             {"type": "Initialized", "status": "True"},
             {"type": "Ready", "status": "True" if ready else "False"},

@@ -95,7 +95,7 @@ class SimCSI:
         if self._log_hook is not None:
             self._log_hook(message)
 
-    def start(self) -> SimCSI:
+    def start(self) -> Self:
         self.api.apply(path_of("storage.k8s.io/v1", "storageclasses", name=NOSNAP_STORAGE_CLASS), {
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": NOSNAP_STORAGE_CLASS},
             "provisioner": NOSNAP_DRIVER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})

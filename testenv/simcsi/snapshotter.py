@@ -86,6 +86,7 @@ class Snapshotter(Controller):
                                       f"PVC {pvc_name} is not bound" if pvc else f"PVC {pvc_name} not found")
                 return 2.0
             return None  # another driver's volume
+        assert pv is not None
         snap_class = self._class(vs, csi["driver"])
         if snap_class is None:
             self._error(vs, path, f"failed to get snapshot class with error cannot find default snapshot class "
@@ -136,10 +137,10 @@ class Snapshotter(Controller):
         wanted = vs["spec"].get("volumeSnapshotClassName")
         if wanted:
             cls = self.api.get(path_of(SNAPSHOT_GROUP, "volumesnapshotclasses", name=wanted))
-            return cls if cls and cls.get("driver") == driver else None
+            return cls if isinstance(cls, dict) and cls.get("driver") == driver else None
         for cls in self.api.get(path_of(SNAPSHOT_GROUP, "volumesnapshotclasses")).get("items", ()):
             if cls.get("driver") == driver and meta(cls).get("annotations", {}).get(DEFAULT_CLASS_ANNOTATION) == "true":
-                return cls
+                return dict(cls)
         return None
 
     def _error(self, vs: Obj, path: str, message: str) -> None:

@@ -239,11 +239,12 @@ class Channel:
 
 
 class SocketTransport:
-    """A connected TCP socket as a :class:`Transport` (``shutdown`` unblocks a reader)."""
+    """A connected socket as a :class:`Transport` (``close`` shuts it down, unblocking a reader)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def sendall(self, data: bytes | memoryview, /) -> None:
         self.sock.sendall(data)

@@ -169,8 +169,8 @@ class Agent:
 class _Window:
     """Records and bytes sent but not yet acknowledged, with the buffered chunk data."""
 
-    records: int
-    bytes: int
+    max_records: int
+    max_bytes: int
     cond: threading.Condition = field(default_factory=threading.Condition)
     open_records: int = 0
     open_bytes: int = 0
@@ -310,8 +310,8 @@ class BackupSession:
                      data: dict[int, bytes] | None = None, size: int = 0) -> None:
         w = self.window
         with w.cond:
-            while not w.closed and counted and (w.open_records >= w.records
-                                                or (w.open_bytes and w.open_bytes + size > w.bytes)):
+            while not w.closed and counted and (w.open_records >= w.max_records
+                                                or (w.open_bytes and w.open_bytes + size > w.max_bytes)):
                 w.cond.wait()
             if w.closed:
                 raise _Closed()

@@ -270,7 +270,7 @@ class VolumeBackup:
         self._lap("connect_s", t)
 
     def _hooks(self, users: list[dict[str, Any]]) -> list[tuple[dict[str, Any], hooks.Hook]]:
-        pairs = []
+        pairs: list[tuple[dict[str, Any], hooks.Hook]] = []
         cli = self.options.cli_hooks()
         for pod in users:
             pairs.extend((pod, h) for h in cli)

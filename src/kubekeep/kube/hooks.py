@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kubernetes.stream.ws_client import (
-    ERROR_CHANNEL,
-    STDERR_CHANNEL,
-    STDOUT_CHANNEL,
-    WSClient,
-    get_websocket_url,
-)
+from kubernetes.stream import ws_client
 
 from kubekeep import errors
 from kubekeep.kube.config import ClusterAccess
 from kubekeep.kube.durations import parse_duration
-from kubekeep.kube.portforward import websocket_headers
+from kubekeep.kube.portforward import get_websocket_url, websocket_headers
 from kubekeep.kube.requesting import api_path
 
 ANNOTATION_PREFIX = "hooks.kubekeep.io/"
@@ -38,6 +33,9 @@ ON_ERROR = ("fail", "continue")
 DEFAULT_TIMEOUT_S = 30.0
 #: output kept per stream in the report
 OUTPUT_LIMIT = 4096
+STDOUT, STDERR, STATUS = ws_client.STDOUT_CHANNEL, ws_client.STDERR_CHANNEL, ws_client.ERROR_CHANNEL
+#: the client library's exec WebSocket (untyped)
+WSClient: Callable[..., Any] = ws_client.WSClient
 
 
 @dataclass(frozen=True)
@@ -142,9 +140,9 @@ def run(access: ClusterAccess, pod: dict[str, Any], hook: Hook) -> HookResult:
                 result.error = f"timed out after {hook.timeout:g}s (the command may still be running)"
                 break
             client.update(timeout=min(left, 1.0))
-            out += client.read_channel(STDOUT_CHANNEL)
-            err += client.read_channel(STDERR_CHANNEL)
-            status += client.read_channel(ERROR_CHANNEL)
+            out += client.read_channel(STDOUT)
+            err += client.read_channel(STDERR)
+            status += client.read_channel(STATUS)
     except Exception as exc:  # noqa: BLE001 - the connection broke mid-command
         result.error = f"exec connection failed: {' '.join(str(exc).split())[:200]}"
     finally:

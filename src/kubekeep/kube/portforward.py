@@ -8,11 +8,19 @@ agent protocol. Nothing listens on a local port, so nothing else on this machine
 
 from __future__ import annotations
 
-from kubernetes.stream.ws_client import PortForward, create_websocket, get_websocket_url
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.stream import ws_client
 
 from kubekeep import errors
 from kubekeep.kube.config import ClusterAccess
 from kubekeep.kube.requesting import api_path
+
+# the client library's stream module is untyped
+create_websocket: Callable[..., Any] = ws_client.create_websocket
+get_websocket_url: Callable[..., str] = ws_client.get_websocket_url
+PortForward: Callable[..., Any] = ws_client.PortForward
 
 
 def websocket_headers(access: ClusterAccess, protocol: str) -> dict[str, str]:
@@ -28,7 +36,7 @@ def websocket_headers(access: ClusterAccess, protocol: str) -> dict[str, str]:
 class ForwardedPort:
     """A connected stream to ``pod:port``; a :class:`kubekeep.agent.protocol.Transport`."""
 
-    def __init__(self, forward: PortForward, port: int) -> None:
+    def __init__(self, forward: Any, port: int) -> None:
         self._forward = forward
         self._socket = forward.socket(port)
         self.port = port
