@@ -11,17 +11,18 @@ from typing import Any
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.connectors import k8s
+from kubekeep.connectors import k8s, k8s_restore
+from kubekeep.connectors.base import Entry, EntryType
 from kubekeep.engine.repository import Repository
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.requesting import Session
-from kubekeep.manifests import serialization
+from kubekeep.manifests import ordering, serialization
+from kubekeep.manifests.planning import PlannedObject
 from testenv.cluster import Cluster
 from testenv.rest import resource_path
 from tests.cli.helpers import KK, RepoSpec
 from tests.support.k8s_fixtures import Seeded
 
-cluster_test = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 
 @pytest.mark.parametrize("uri, context", [("k8s://", None), ("k8s:", None), ("k8s://prod", "prod"),
@@ -47,6 +48,40 @@ def test_a_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
         k8s.open_importer("k8s://", kubeconfig=str(tmp_path / "nope"))
 
 
+def test_entries_come_in_pre_order_with_their_directories() -> None:
+    files = [Entry(p, EntryType.FILE) for p in sorted(["namespaces/b/core/configmaps/x.yaml", "cluster/core/nodes/n.yaml",
+                                                       "namespaces/a/apps/deployments/d.yaml",
+                                                       "namespaces/a/core/configmaps/c.yaml"])]
+    assert [(e.path, e.type) for e in k8s._with_directories(files)] == [
+        ("cluster", EntryType.DIR), ("cluster/core", EntryType.DIR), ("cluster/core/nodes", EntryType.DIR),
+        ("cluster/core/nodes/n.yaml", EntryType.FILE), ("namespaces", EntryType.DIR), ("namespaces/a", EntryType.DIR),
+        ("namespaces/a/apps", EntryType.DIR), ("namespaces/a/apps/deployments", EntryType.DIR),
+        ("namespaces/a/apps/deployments/d.yaml", EntryType.FILE), ("namespaces/a/core", EntryType.DIR),
+        ("namespaces/a/core/configmaps", EntryType.DIR), ("namespaces/a/core/configmaps/c.yaml", EntryType.FILE),
+        ("namespaces/b", EntryType.DIR), ("namespaces/b/core", EntryType.DIR),
+        ("namespaces/b/core/configmaps", EntryType.DIR), ("namespaces/b/core/configmaps/x.yaml", EntryType.FILE)]
+
+
+def _planned(kind: str, group: str, resource: str, uid: str, owner: str = "") -> PlannedObject:
+    refs = [{"kind": "X", "name": "o", "uid": owner}] if owner else []
+    return PlannedObject(f"{resource}/{uid}", group, resource, {"kind": kind, "metadata": {"name": uid}},
+                         ordering.tier_of(group, resource), old_uid=uid, owner_references=refs)
+
+
+def test_owners_go_first_even_from_a_later_tier() -> None:
+    widget = _planned("Widget", "example.com", "widgets", "w")
+    owned_cm = _planned("ConfigMap", "", "configmaps", "c", owner="w")
+    grandchild = _planned("Secret", "", "secrets", "s", owner="c")
+    plain = _planned("ConfigMap", "", "configmaps", "p")
+    ranks = k8s_restore._ranks([widget, owned_cm, grandchild, plain])
+    assert ranks[id(owned_cm)] == ranks[id(grandchild)] == ranks[id(widget)] == ordering.CUSTOM
+    assert ranks[id(plain)] == ordering.tier_of("", "configmaps").rank
+    waves = k8s_restore._waves([grandchild, owned_cm, widget])
+    assert [[p.name for p in w] for w in waves] == [["w"], ["c"], ["s"]]
+    cycle = [_planned("A", "x", "a", "1", owner="2"), _planned("B", "x", "b", "2", owner="1")]
+    assert [len(w) for w in k8s_restore._waves(cycle)] == [2]
+
+
 @pytest.fixture
 def session(cluster: Cluster) -> Any:
     s = Session(config.connect(kubeconfig=str(cluster.kubeconfig)))
@@ -59,7 +94,9 @@ def test_legacy_discovery_finds_what_aggregated_discovery_finds(session: Session
     aggregated = discovery.discover(session)
     assert aggregated.method == "aggregated"
     legacy = discovery._legacy(session, session.get("/api"), workers=4)
-    key = lambda d: sorted((r.group, r.version, r.resource, r.kind, r.namespaced, r.verbs) for r in d.resources)  # noqa: E731
+    def key(d: discovery.Discovery) -> list[tuple[Any, ...]]:
+        return sorted((r.group, r.version, r.resource, r.kind, r.namespaced, sorted(r.verbs)) for r in d.resources)
+
     assert key(legacy) == key(aggregated)
     deployments = aggregated.find("apps", "deployments")
     assert deployments is not None and "status" in deployments.subresources and deployments.listable
