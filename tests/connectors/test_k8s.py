@@ -48,6 +48,34 @@ def test_a_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
         k8s.open_importer("k8s://", kubeconfig=str(tmp_path / "nope"))
 
 
+def _resource(group: str, resource: str, kind: str, verbs: tuple[str, ...] = ("list", "get")) -> discovery.ApiResource:
+    return discovery.ApiResource(group, "v1", resource, kind, True, frozenset(verbs))
+
+
+def test_resource_filters_noisy_defaults_and_aliases(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: "
+                          "{server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u}}]\n")
+    disc = discovery.Discovery([_resource("", "events", "Event"), _resource("events.k8s.io", "events", "Event"),
+                                _resource("coordination.k8s.io", "leases", "Lease"), _resource("", "pods", "Pod"),
+                                _resource("", "bindings", "Binding", verbs=("create",)),
+                                _resource("apps", "deployments", "Deployment")])
+
+    def chosen(**options: Any) -> list[str]:
+        importer = k8s.K8sImporter(kubeconfig=str(kubeconfig), **options)
+        try:
+            return [r.full_name for r in importer.selected_resources(disc)]
+        finally:
+            importer.close()
+
+    assert chosen() == ["pods", "deployments.apps"]
+    assert chosen(include_noisy=True) == ["events", "leases.coordination.k8s.io", "pods", "deployments.apps"]
+    assert chosen(include_resources=["events.events.k8s.io"]) == ["events.events.k8s.io"]
+    assert chosen(include_resources=["Event", "deploy*"]) == ["events", "deployments.apps"]
+    assert chosen(exclude_resources=["pods"]) == ["deployments.apps"]
+
+
 def test_entries_come_in_pre_order_with_their_directories() -> None:
     files = [Entry(p, EntryType.FILE) for p in sorted(["namespaces/b/core/configmaps/x.yaml", "cluster/core/nodes/n.yaml",
                                                        "namespaces/a/apps/deployments/d.yaml",
@@ -178,6 +206,8 @@ def test_cli_backup_summary_diff_and_dry_run(seeded: Seeded, tmp_path: Path) -> 
     assert first["source"]["kind"] == "manifests" and first["warnings"] == []
     out = kk.out("summary", "latest", "-n", ns)
     assert f"namespace {ns}" in out and "Deployment   web-0" in out and "nodes: 3/3 ready" in out
+    problems = kk.out("summary", "latest", "-n", ns, "--problems")
+    assert "claim data-0" in problems and "Pending" in problems and "Deployment" not in problems
     kk.run("ls", f"latest:/namespaces/{ns}/apps/deployments")
     cm = kk.out("cat", f"latest:/namespaces/{ns}/core/configmaps/config-0.yaml")
     assert serialization.load(cm)["metadata"]["name"] == "config-0"

@@ -36,6 +36,8 @@ from kubekeep.manifests import cleaning, layout, planning, serialization
 from kubekeep.manifests.selection import ResourceMatcher, parse_label_selector
 
 SCHEME = "k8s"
+#: Resources served twice under another group: the copy is left out when the original is taken.
+ALIASES = {("events.k8s.io", "events"): ("", "events")}
 #: Resources left out unless asked for: high churn, little value for a restore or an investigation.
 NOISY = ResourceMatcher.of(["events", "events.events.k8s.io", "leases.coordination.k8s.io"])
 DIR_MODE = 0o755
@@ -118,7 +120,8 @@ class K8sImporter(Importer):
             if NOISY.matches(**names) and not self.include_noisy and not self.include_resources.matches(**names):
                 continue
             chosen.append(r)
-        return chosen
+        taken = {(r.group, r.resource) for r in chosen}
+        return [r for r in chosen if ALIASES.get((r.group, r.resource)) not in taken]
 
     def entries(self) -> Iterator[Entry]:
         started = time.monotonic()
@@ -136,7 +139,7 @@ class K8sImporter(Importer):
         files: list[Entry] = []
         counts: dict[str, int] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="kubekeep-list") as pool:
-            for r, ns, result in pool.map(lambda job: (*job, self._list(*job)), jobs):
+            for r, _, result in pool.map(lambda job: (*job, self._list(*job)), jobs):
                 if result is None:
                     continue
                 files.extend(result)
