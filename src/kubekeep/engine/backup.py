@@ -75,9 +75,21 @@ class _ParentTree:
         self.dirs: dict[str, dict[str, Node] | None] = {"": self._load(root)}
 
     def _load(self, tree_id: bytes | None) -> dict[str, Node] | None:
-        if tree_id is None or self.repo.index.lookup(tree_id) is None:
+        """The directory's nodes, leaving out files whose data is not all in the index (a damaged
+        or pruned parent), checked with one vectorised lookup per directory."""
+        index = self.repo.index
+        if tree_id is None or index.lookup(tree_id) is None:
             return None
-        return {n.name: n for n in self.repo.load_tree(tree_id)}
+        nodes = self.repo.load_tree(tree_id)
+        files = [n for n in nodes if n.type == FILE and n.content]
+        present = index.contains_all([c for n in files for c in n.content])
+        missing: set[str] = set()
+        at = 0
+        for n in files:
+            if not present[at:at + len(n.content)].all():
+                missing.add(n.name)
+            at += len(n.content)
+        return {n.name: n for n in nodes if n.name not in missing}
 
     def dir(self, path: str) -> dict[str, Node] | None:
         if path in self.dirs:
@@ -113,7 +125,8 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, workers, progress)
     try:
-        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.chunker_seed, repo.master.identity))
+        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.chunker_seed, repo.master.identity,
+                                        known=run.writer.has))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
@@ -242,9 +255,7 @@ class _BackupRun:
         old = nodes.get(name) if nodes else None
         if old is None or old.type != FILE or old.reuse_key != entry.reuse_key or old.size != entry.size:
             return None
-        if not all(self.writer.has(c) for c in old.content):
-            return None
-        return old
+        return old  # its data is in the index: _ParentTree checked that when loading the directory
 
     def _read_file(self, entry: Entry) -> tuple[list[bytes], int] | None:
         try:

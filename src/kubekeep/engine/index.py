@@ -115,6 +115,22 @@ class Index:
             i += 1
         return None
 
+    def contains_all(self, blob_ids: list[bytes]) -> np.ndarray:
+        """Vectorised membership: a bool array, one per id (one binary search for all of them)."""
+        found = np.zeros(len(blob_ids), bool)
+        keys, ids, _ = self._arrays
+        if blob_ids and len(keys):
+            want = np.frombuffer(b"".join(blob_ids), np.uint8).reshape(-1, 32)
+            want_keys = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+            pos = np.searchsorted(keys, want_keys, side="left")
+            inside = pos < len(keys)
+            hit = np.zeros(len(blob_ids), bool)
+            hit[inside] = (ids[pos[inside]] == want[inside]).all(axis=1)
+            found |= hit
+        for i in np.flatnonzero(~found):  # pending blobs, and ids sharing an 8-byte prefix
+            found[i] = self._find_row(blob_ids[i]) is not None
+        return found
+
     def __contains__(self, blob_id: bytes) -> bool:
         return self._find_row(blob_id) is not None
 
