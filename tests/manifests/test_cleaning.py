@@ -9,8 +9,9 @@ from kubekeep.manifests.cleaning import CleanOptions, clean
 
 META = {"name": "x", "namespace": "web", "uid": "u1", "resourceVersion": "42", "generation": 3,
         "creationTimestamp": "2026-01-01T00:00:00Z", "selfLink": "/x", "deletionTimestamp": "2026-01-02T00:00:00Z",
-        "deletionGracePeriodSeconds": 30, "labels": {"app": "x"}, "finalizers": ["example.com/keep"],
+        "deletionGracePeriodSeconds": 30, "finalizers": ["example.com/keep"],
         "ownerReferences": [{"kind": "Thing", "name": "t", "uid": "u0"}],
+        "labels": {"app": "x", "kubekeep.io/restored-from": "0123abcd"},
         "annotations": {"deployment.kubernetes.io/revision": "4", "note": "kept"},
         "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:data": {}}}]}
 

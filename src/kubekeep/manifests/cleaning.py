@@ -20,8 +20,8 @@ A snapshot stores objects exactly as the API returned them. Before an object is 
   a Pod's ``nodeName``; a PersistentVolumeClaim's binding annotations and, unless its volume is
   restored too, ``volumeName``; a PersistentVolume's ``claimRef`` uid (the namespace follows a
   namespace mapping); a Job's generated selector and ``controller-uid`` labels; annotations
-  controllers write (``deployment.kubernetes.io/revision``) and the namespace-name label the API
-  server sets.
+  controllers write (``deployment.kubernetes.io/revision``), the namespace-name label the API
+  server sets, and the label of an earlier restore (``kubekeep.io/restored-from``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ PVC_BINDING_ANNOTATIONS = (
 )
 JOB_GENERATED_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+#: Set by a restore on every object it creates; an earlier restore's value is dropped.
+RESTORED_FROM_LABEL = "kubekeep.io/restored-from"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ def clean(obj: dict[str, Any], group: str, resource: str, opts: CleanOptions = C
     if not opts.restore_status:
         obj.pop("status", None)
     _drop_keys(meta, "annotations", CONTROLLER_ANNOTATIONS)
+    _drop_keys(meta, "labels", (RESTORED_FROM_LABEL,))
     ns = meta.get("namespace")
     if ns and ns in opts.namespace_map:
         meta["namespace"] = opts.namespace_map[ns]

@@ -18,7 +18,7 @@ from typing import Any
 from kubekeep.manifests import cleaning, ordering
 from kubekeep.manifests.layout import split_api_version
 
-RESTORED_FROM_LABEL = "kubekeep.io/restored-from"
+RESTORED_FROM_LABEL = cleaning.RESTORED_FROM_LABEL
 
 #: Resources whose objects always belong to the cluster they were taken from.
 CLUSTER_OWNED: dict[tuple[str, str], str] = {
