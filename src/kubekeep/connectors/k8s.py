@@ -96,7 +96,7 @@ class K8sImporter(Importer):
                           extra={"server": self.session.server, "version": self.version().get("gitVersion", "")})
 
     def warnings(self) -> list[str]:
-        return list(self._warnings)
+        return sorted(self._warnings)  # lists finish in any order
 
     def metadata(self) -> dict[str, Any]:
         return {"manifests": self._stats}
