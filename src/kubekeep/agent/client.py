@@ -72,9 +72,9 @@ class TransferStats:
     """What crossed the connection in a backup session."""
 
     chunks_total: int = 0
-    chunks_fetched: int = 0
+    chunks_fetched: int = 0       # chunk data frames received
     bytes_total: int = 0          # logical bytes of all files
-    bytes_fetched: int = 0        # plaintext bytes of the chunks fetched
+    bytes_fetched: int = 0        # plaintext bytes of the chunks received
     bytes_on_wire: int = 0        # bytes received, framing, compression and sealing included
     agent: dict[str, Any] = field(default_factory=dict)
 
@@ -92,11 +92,26 @@ class _Failure:
 _DONE = object()
 
 
+class _Request:
+    """Chunks asked for with one WANT; the reader thread queues their frames in order."""
+
+    def __init__(self, number: int, ids: list[bytes]) -> None:
+        self.number = number
+        self.ids = ids
+        self.wanted = set(ids)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.got: dict[bytes, tuple[int, memoryview]] = {}
+        self.taken = 0            # frames moved from the queue into ``got``
+        self.remaining = len(ids)  # frames the reader still expects
+        self.abandoned = False
+
+
 @dataclass
 class _Batch:
     seq: int
     offsets: dict[bytes, int]
     chunks: list[tuple[bytes, int]]
+    prefetch: _Request | None = None
 
 
 @dataclass
@@ -106,7 +121,14 @@ class _FileEnd:
 
 
 class RemoteBackup:
-    """The entries of an agent backup session, files carrying :class:`RemoteFile` content."""
+    """The entries of an agent backup session, files carrying :class:`RemoteFile` content.
+
+    With ``spec.known`` (the repository's "do I have this blob"), the reader asks for a batch's
+    missing chunks as soon as the batch arrives, so chunk data streams while the engine is
+    still busy with earlier files: no round trip per file. What the engine then asks for is
+    served from those answers; anything else (rare: a chunk stored meanwhile by another file
+    is simply not used) costs one extra request.
+    """
 
     def __init__(self, channel: p.Channel, spec: ChunkSpec, *, prefix: str = "", compress: bool = True,
                  excludes: Iterable[str] = (), window_bytes: int = 96 * 1024 * 1024,
@@ -115,9 +137,10 @@ class RemoteBackup:
         self.prefix = prefix.strip("/")
         self.stats = TransferStats()
         self.warnings: list[str] = []
+        self._known = spec.known
         self._entries: queue.Queue[Any] = queue.Queue()
         self._files: dict[int, RemoteFile] = {}
-        self._requests: dict[int, queue.Queue[Any]] = {}
+        self._requests: dict[int, _Request] = {}
         self._next_request = 0
         self._lock = threading.Lock()
         self._acks: list[int] = []
@@ -125,11 +148,15 @@ class RemoteBackup:
         self._error: BaseException | None = None
         self._closed = False
         self._dctx = threading.local()
+        self._outbox: queue.Queue[Any] = queue.Queue()
         channel.send(p.BACKUP, {"chunker": spec.params, "seed": spec.seed, "id_key": spec.id_key,
                                 "compress": "zstd" if compress else "none", "excludes": list(excludes),
                                 "window_bytes": window_bytes, "window_records": window_records})
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
         self._reader.start()
+        # the reader never sends (a send can block, and then nothing would read the answers)
+        self._sender = threading.Thread(target=self._send_outbox, name="kubekeep-agent-sender", daemon=True)
+        self._sender.start()
 
     # -- consumer side -----------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
@@ -166,27 +193,62 @@ class RemoteBackup:
         if acks and not self._closed:
             self.channel.send(p.CREDIT, {"s": acks})
 
-    def request(self, batch: _Batch, ids: list[bytes]) -> Iterator[bytes]:
+    def _want(self, batch: _Batch, ids: list[bytes]) -> _Request:
+        """Register a request; the caller sends its WANT."""
         with self._lock:
-            number = self._next_request
+            req = _Request(self._next_request, ids)
             self._next_request += 1
-            q: queue.Queue[Any] = queue.Queue()
-            self._requests[number] = q
-        try:
-            self.channel.send(p.WANT, {"r": number, "s": batch.seq, "o": [batch.offsets[i] for i in ids]})
-            dctx = getattr(self._dctx, "d", None)
-            if dctx is None:
-                dctx = self._dctx.d = zstandard.ZstdDecompressor()
-            for _ in ids:
-                flags, data = self._get(q)
-                piece = dctx.decompress(data) if flags & p.FLAG_ZSTD else bytes(data)
-                with self._lock:
-                    self.stats.chunks_fetched += 1
-                    self.stats.bytes_fetched += len(piece)
-                yield piece
-        finally:
-            with self._lock:
-                self._requests.pop(number, None)
+            self._requests[req.number] = req
+        return req
+
+    def _want_body(self, batch: _Batch, req: _Request) -> dict[str, Any]:
+        return {"r": req.number, "s": batch.seq, "o": [batch.offsets[i] for i in req.ids]}
+
+    def prefetch(self, batch: _Batch) -> None:
+        """Reader thread: ask at once for the batch's chunks the repository lacks."""
+        if self._known is None:
+            return
+        missing = list(dict.fromkeys(i for i, _ in batch.chunks if not self._known(i)))
+        if missing:
+            batch.prefetch = self._want(batch, missing)
+            self._outbox.put((p.WANT, self._want_body(batch, batch.prefetch)))
+
+    def fetch(self, batch: _Batch, ids: list[bytes]) -> Iterator[bytes]:
+        pre = batch.prefetch
+        extra = [i for i in ids if pre is None or i not in pre.wanted]
+        late = self._want(batch, extra) if extra else None
+        if late is not None:
+            self.channel.send(p.WANT, self._want_body(batch, late))
+        for blob_id in ids:
+            req = pre if pre is not None and blob_id in pre.wanted else late
+            assert req is not None
+            yield self._take(req, blob_id)
+        if late is not None:
+            self._drop(late)
+
+    def _take(self, req: _Request, blob_id: bytes) -> bytes:
+        while blob_id not in req.got:
+            if req.taken >= len(req.ids):
+                raise errors.ConnectorError("agent protocol: a chunk was asked for twice in one batch")
+            req.got[req.ids[req.taken]] = self._get(req.queue)
+            req.taken += 1
+        flags, data = req.got.pop(blob_id)
+        if not flags & p.FLAG_ZSTD:
+            return bytes(data)
+        dctx = getattr(self._dctx, "d", None)
+        if dctx is None:
+            dctx = self._dctx.d = zstandard.ZstdDecompressor()
+        return dctx.decompress(data)  # type: ignore[no-any-return]
+
+    def _drop(self, req: _Request | None) -> None:
+        """The batch is done: frames still to come for ``req`` are thrown away."""
+        if req is None:
+            return
+        with self._lock:
+            req.abandoned = True
+            req.got.clear()
+            if req.remaining <= 0:
+                self._requests.pop(req.number, None)
 
     # -- the reader thread -------------------------------------------------------------------
     def _read(self) -> None:
@@ -194,12 +256,7 @@ class RemoteBackup:
             while True:
                 kind, payload = self.channel.recv()
                 if kind == p.DATA:
-                    number, flags, data = p.split_data(payload)
-                    with self._lock:
-                        q = self._requests.get(number)
-                    if q is None:
-                        raise errors.ConnectorError(f"agent protocol: data for unknown request {number}")
-                    q.put((flags, data))
+                    self._data(payload)
                     continue
                 body = p.unpack(payload)
                 if kind == p.CHUNKS:
@@ -214,9 +271,13 @@ class RemoteBackup:
                     self._entries.put((int(body["s"]), entry))
                 elif kind == p.FAIL:
                     with self._lock:
-                        q = self._requests.get(int(body["r"]))
-                    if q is not None:
-                        q.put(_Failure(errors.ConnectorError(f"the agent could not send chunks: {body.get('error')}")))
+                        req = self._requests.get(int(body["r"]))
+                        if req is not None and req.abandoned:
+                            self._requests.pop(req.number, None)
+                            req = None
+                    if req is not None:
+                        req.queue.put(_Failure(errors.ConnectorError(
+                            f"the agent could not send chunks: {body.get('error')}")))
                 elif kind == p.DONE:
                     self.warnings.extend(str(w) for w in body.get("warnings", ()))
                     self.stats.agent = dict(body.get("stats") or {})
@@ -230,12 +291,36 @@ class RemoteBackup:
         except BaseException as exc:  # noqa: BLE001 - handed to the consumers
             self._fail(errors.ConnectorError(f"agent session failed: {exc!r}"))
 
+    def _data(self, payload: memoryview) -> None:
+        number, flags, data = p.split_data(payload)
+        with self._lock:
+            req = self._requests.get(number)
+            if req is None:
+                raise errors.ConnectorError(f"agent protocol: data for unknown request {number}")
+            req.remaining -= 1
+            if req.abandoned and req.remaining <= 0:
+                self._requests.pop(number, None)
+            self.stats.chunks_fetched += 1
+            self.stats.bytes_fetched += (zstandard.frame_content_size(data) if flags & p.FLAG_ZSTD else len(data))
+        if not req.abandoned:
+            req.queue.put((flags, data))
+
+    def _send_outbox(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            try:
+                self.channel.send(*item)
+            except errors.KubekeepError:
+                return  # the reader sees the broken connection and fails the consumers
+
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
         failure = _Failure(exc)
         self._entries.put(failure)
         with self._lock:
-            targets = [*self._requests.values(), *(f.queue for f in self._files.values())]
+            targets = [*(r.queue for r in self._requests.values()), *(f.queue for f in self._files.values())]
         for q in targets:
             q.put(failure)
 
@@ -262,6 +347,8 @@ class RemoteBackup:
         """End the session (the agent exits after it); safe to call twice."""
         if self._closed:
             return
+        self._outbox.put(None)
+        self._sender.join(timeout=10)
         try:
             if self._error is None:
                 self.flush_acks()
@@ -284,6 +371,7 @@ class RemoteFile(PreChunked):
         self._current: _Batch | None = None
 
     def add_batch(self, body: dict[str, Any]) -> None:
+        """Reader thread: a batch of chunk ids arrived; ask for what is missing right away."""
         ids_blob = bytes(body["ids"])
         lengths = [int(n) for n in body["n"]]
         if len(ids_blob) != 32 * len(lengths):
@@ -296,7 +384,9 @@ class RemoteFile(PreChunked):
             offsets.setdefault(blob_id, offset)
             chunks.append((blob_id, length))
             offset += length
-        self.queue.put(_Batch(int(body["s"]), offsets, chunks))
+        batch = _Batch(int(body["s"]), offsets, chunks)
+        self.session.prefetch(batch)
+        self.queue.put(batch)
 
     def batches(self) -> Iterator[list[tuple[bytes, int]]]:
         session = self.session
@@ -311,14 +401,17 @@ class RemoteFile(PreChunked):
             self._current = item
             with session._lock:
                 session.stats.chunks_total += len(item.chunks)
-            yield item.chunks
-            self._current = None
+            try:
+                yield item.chunks
+            finally:
+                self._current = None
+                session._drop(item.prefetch)
             session.ack(item.seq)
 
     def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
         if self._current is None:
             raise errors.ConnectorError(f"{self.path}: chunks fetched outside their batch")
-        return self.session.request(self._current, ids)
+        return self.session.fetch(self._current, ids)
 
 
 class RemoteRestore:

@@ -33,6 +33,8 @@ class ChunkSpec:
     params: dict[str, Any]
     seed: int
     id_key: bytes
+    #: whether the repository already holds a blob (lets a source skip asking about it)
+    known: Callable[[bytes], bool] | None = None
 
 
 class PreChunked(abc.ABC):
