@@ -1,7 +1,8 @@
 """Options shared by the commands that back up or restore volumes (``pvc://``, ``k8s:// --volumes``).
 
 ``@volume_options()`` adds them to a command and hands the command one ``volume`` keyword: a
-dict for the pvc connector (only what was given, plus a progress printer).
+dict for the pvc connector (only what was given, plus a progress printer), and under
+``"cluster"`` the ``k8s:// --volumes`` selection when that was asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from kubekeep import errors
-from kubekeep.cli._common import info
+from kubekeep.cli._common import settings
 from kubekeep.kube.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,6 +88,14 @@ _OPTIONS = [
     click.option("--helper-memory-limit", help="Volumes: memory limit of helper pods (default 1Gi)."),
     click.option("--helper-start-timeout", help="Volumes: how long a helper pod may take to start (default 5m)."),
 ]
+_CLUSTER_OPTIONS = [
+    click.option("--volumes", "cluster_volumes", is_flag=True,
+                 help="k8s://: also back up the files of the claims (of --include-namespace, if given) under "
+                      "volumes/<namespace>/<claim>/; claims that cannot be snapshotted are skipped (or --live)."),
+    click.option("--volume-selector", metavar="SELECTOR", help="k8s:// --volumes: only claims with these labels."),
+    click.option("--volume-parallel", type=click.IntRange(1, 32), default=None,
+                 help="k8s:// --volumes: claims prepared (snapshot, helper pod) at once (default 2)."),
+]
 _RESTORE_OPTIONS = [
     click.option("--size", help="pvc:// restore: size of a claim that does not exist yet (default: as recorded)."),
     click.option("--storage-class", help="pvc:// restore: storage class of a new claim (default: as recorded)."),
@@ -123,14 +132,30 @@ def _build(given: dict[str, Any]) -> dict[str, Any]:
         out["requests"] = {"cpu": "100m", "memory": "256Mi", **requests}
     if given.get("helper_memory_limit"):
         out["limits"] = {"memory": given["helper_memory_limit"]}
-    out["status"] = info
+    out["status"] = _status_printer()
+    if given.get("cluster_volumes") or given.get("volume_selector") or given.get("volume_parallel"):
+        out["cluster"] = {"selector": given.get("volume_selector") or "", "parallel": given.get("volume_parallel") or 2}
     return out
+
+
+def _status_printer() -> Callable[[str], None]:
+    """Progress lines on stderr (silent with --quiet or --json), callable from any thread: the
+    settings are read now, in the command's thread, where the click context is."""
+    s = settings()
+    enabled = not s.quiet and not s.json
+
+    def status(message: str) -> None:
+        if enabled:
+            click.echo(message, err=True)
+
+    return status
 
 
 def volume_options(*, restore: bool = False) -> Callable[[F], F]:
     """Add the volume options to a command; it receives them as ``volume`` (a dict)."""
-    names = _NAMES + (["size", "storage_class"] if restore else [])
-    options = _OPTIONS + (_RESTORE_OPTIONS if restore else [])
+    names = _NAMES + (["size", "storage_class"] if restore else
+                      ["cluster_volumes", "volume_selector", "volume_parallel"])
+    options = _OPTIONS + (_RESTORE_OPTIONS if restore else _CLUSTER_OPTIONS)
 
     def decorate(f: F) -> F:
         @functools.wraps(f)

@@ -69,6 +69,11 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
                              ("include_resources", include_resources), ("exclude_resources", exclude_resources),
                              ("selector", selector), ("include_noisy", include_noisy),
                              ("concurrency", concurrency)) if v}
+    cluster_volumes = volume.pop("cluster", None)
+    if cluster_volumes is not None:
+        if connectors.scheme_of(source) != "k8s":
+            raise errors.UsageError("--volumes, --volume-selector and --volume-parallel apply to k8s:// sources only")
+        options["volumes"] = {**volume, **cluster_volumes}
     if connectors.scheme_of(source) == "pvc":
         options.update(volume)
         options.update({k: v for k, v in (("context", context), ("kubeconfig", kubeconfig)) if v})

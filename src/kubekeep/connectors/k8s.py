@@ -22,18 +22,21 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from kubekeep import errors
-from kubekeep.connectors.base import Entry, EntryType, Exporter, Importer, SourceInfo
+from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo
 from kubekeep.connectors.k8s_restore import TierRunner
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.discovery import ApiResource, Discovery
 from kubekeep.kube.requesting import Session
 from kubekeep.manifests import cleaning, layout, planning, serialization
 from kubekeep.manifests.selection import ResourceMatcher, parse_label_selector
+
+if TYPE_CHECKING:
+    from kubekeep.connectors.pvc import ClusterVolumes
 
 SCHEME = "k8s"
 #: Resources served twice under another group: the copy is left out when the original is taken.
@@ -67,7 +70,7 @@ class K8sImporter(Importer):
                  include_namespaces: Iterable[str] = (), exclude_namespaces: Iterable[str] = (),
                  include_resources: Iterable[str] = (), exclude_resources: Iterable[str] = (),
                  selector: str | None = None, include_noisy: bool = False, concurrency: int = 8,
-                 page_size: int = listing.PAGE_SIZE) -> None:
+                 page_size: int = listing.PAGE_SIZE, volumes: dict[str, Any] | None = None) -> None:
         self.include_namespaces = sorted(set(include_namespaces))
         self.exclude_namespaces = frozenset(exclude_namespaces)
         self.include_resources = ResourceMatcher.of(include_resources)
@@ -82,9 +85,21 @@ class K8sImporter(Importer):
         self._lock = threading.Lock()
         self._stats: dict[str, Any] = {}
         self._started_ns = time.time_ns()
+        # --volumes: each selected claim's files under volumes/<namespace>/<claim>/ (docs/volumes.md)
+        self._volumes: ClusterVolumes | None = None
+        if volumes is not None:
+            from kubekeep.connectors.pvc import cluster_volumes  # the agent's client: only when asked for
+            self._volumes = cluster_volumes(self.session, volumes, namespaces=self.include_namespaces,
+                                            exclude_namespaces=self.exclude_namespaces)
 
     def close(self) -> None:
+        if self._volumes is not None:
+            self._volumes.close()
         self.session.close()
+
+    def use_chunking(self, spec: ChunkSpec) -> None:
+        if self._volumes is not None:
+            self._volumes.use_chunking(spec)
 
     def version(self) -> dict[str, Any]:
         if self._version is None:
@@ -96,9 +111,11 @@ class K8sImporter(Importer):
                           extra={"server": self.session.server, "version": self.version().get("gitVersion", "")})
 
     def warnings(self) -> list[str]:
-        return sorted(self._warnings)  # lists finish in any order
+        return sorted(self._warnings) + (self._volumes.warnings() if self._volumes is not None else [])
 
     def metadata(self) -> dict[str, Any]:
+        if self._volumes is not None:
+            return {"manifests": self._stats, "volumes": self._volumes.report()}
         return {"manifests": self._stats}
 
     def _warn(self, message: str) -> None:
@@ -154,6 +171,8 @@ class K8sImporter(Importer):
         self._stats = {"objects": len(files), "resources": len(resources), "namespaces": len(namespaces),
                        "by_resource": dict(sorted(counts.items())), "list_seconds": round(time.monotonic() - started, 3),
                        "discovery": disc.method}
+        if self._volumes is not None:
+            yield from self._volumes.entries()
 
     def _list(self, r: ApiResource, namespace: str) -> list[Entry] | None:
         try:
@@ -358,7 +377,7 @@ def open_importer(uri: str, *, context: str | None = None, kubeconfig: str | Non
         raise errors.UsageError("exclude patterns apply to fs: sources; for k8s:// use --exclude-namespace "
                                 "or --exclude-resource")
     known = {"include_namespaces", "exclude_namespaces", "include_resources", "exclude_resources", "selector",
-             "include_noisy", "concurrency", "page_size"}
+             "include_noisy", "concurrency", "page_size", "volumes"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to k8s:// sources")

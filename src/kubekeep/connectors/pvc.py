@@ -140,13 +140,15 @@ class VolumeOptions:
 class KubeContext:
     """One cluster connection shared by every volume of a run."""
 
-    def __init__(self, options: VolumeOptions, context: str | None) -> None:
-        self.access: ClusterAccess = config.connect(context or options.context, options.kubeconfig)
-        self.session = Session(self.access)
+    def __init__(self, options: VolumeOptions, context: str | None, *, session: Session | None = None) -> None:
+        self.session = session or Session(config.connect(context or options.context, options.kubeconfig))
+        self.access: ClusterAccess = self.session.access
         self.in_cluster = self.access.context == config.IN_CLUSTER
+        self._owned = session is None
 
     def close(self) -> None:
-        self.session.close()
+        if self._owned:
+            self.session.close()
 
 
 def agent_connect(kube: KubeContext, mode: str, pod: dict[str, Any]) -> Connect:
@@ -479,10 +481,11 @@ class ClusterVolumes:
     """
 
     def __init__(self, kube: KubeContext, options: VolumeOptions, *, namespaces: Iterable[str] = (),
-                 selector: str = "", parallel: int = 2) -> None:
+                 exclude_namespaces: Iterable[str] = (), selector: str = "", parallel: int = 2) -> None:
         self.kube = kube
         self.options = options
         self.namespaces = sorted(set(namespaces))
+        self.exclude_namespaces = frozenset(exclude_namespaces)
         self.selector = selector
         self.parallel = max(1, parallel)
         self.run_id = cleanup.Run(kube.session).id
@@ -500,6 +503,8 @@ class ClusterVolumes:
             for pvc in volumes.list_claims(self.kube.session, namespace=ns, label_selector=self.selector):
                 if (pvc["metadata"].get("labels") or {}).get(cleanup.MANAGED_BY) == "kubekeep":
                     continue  # our own temporary claims
+                if pvc["metadata"]["namespace"] in self.exclude_namespaces:
+                    continue
                 found.append(volumes.claim_info(self.kube.session, pvc))
         return sorted(found, key=lambda c: (c.namespace, c.name))
 
@@ -778,3 +783,16 @@ def open_importer(uri: str, **options: Any) -> PvcImporter:
 
 def open_exporter(uri: str, **options: Any) -> PvcExporter:
     return PvcExporter(uri, VolumeOptions.from_options(options))
+
+
+def cluster_volumes(session: Session, options: dict[str, Any], *, namespaces: Iterable[str] = (),
+                    exclude_namespaces: Iterable[str] = ()) -> ClusterVolumes:
+    """The volume part of a ``k8s://`` backup (``--volumes``), on the importer's connection.
+    ``options``: the pvc options, plus ``selector`` (claims' labels) and ``parallel``."""
+    opts = dict(options)
+    selector = str(opts.pop("selector", "") or "")
+    parallel = int(opts.pop("parallel", 2) or 2)
+    volume_options = VolumeOptions.from_options(opts)
+    return ClusterVolumes(KubeContext(volume_options, None, session=session), volume_options,
+                          namespaces=namespaces, exclude_namespaces=exclude_namespaces, selector=selector,
+                          parallel=parallel)
