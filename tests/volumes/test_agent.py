@@ -301,3 +301,34 @@ def test_agent_ids_are_the_repositorys_blob_ids(repo: Repository) -> None:
 
     data = os.urandom(1000)
     assert blake3.blake3(data, key=repo.master.identity).digest() == repo.master.blob_id(data)
+
+
+def test_agent_image_installs_what_the_agent_imports() -> None:
+    """The Dockerfile installs only the agent's dependencies: they must cover its imports."""
+    import importlib.metadata as md
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    listed = {re.split(r"[<>=]", spec)[0].lower() for spec in re.findall(r'"([A-Za-z0-9_.-]+[<>=][^"]*)"', dockerfile)}
+    assert {"pyfastcdc", "blake3", "zstandard", "cryptography", "msgpack"} <= listed
+
+    def closure(names: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for req in md.requires(name) or ():
+                if "extra ==" not in req:
+                    todo.append(re.split(r"[ ;<>=!\[(~]", req, maxsplit=1)[0].lower().replace("_", "-"))
+        return seen
+
+    script = ("import sys; before = set(sys.modules); import kubekeep.agent.__main__, kubekeep.agent.server; "
+              "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    owners = md.packages_distributions()
+    third_party = {d.lower().replace("_", "-") for m in loaded if m not in sys.stdlib_module_names
+                   for d in owners.get(m, ()) if d.lower() != "kubekeep"}
+    assert third_party, "the agent imports its dependencies (otherwise this test checks nothing)"
+    assert third_party <= closure(listed), f"not installed in the agent image: {third_party - closure(listed)}"
