@@ -50,6 +50,7 @@ class Row:
     total_bytes: int
     wire_bytes: int | None
     note: str = ""
+    agent_cpu: float | None = None
 
     def cells(self) -> list[str]:
         mb = self.total_bytes / 1e6
@@ -57,7 +58,8 @@ class Row:
         data_path = f"{mb / self.transfer:.0f}" if self.transfer else "-"
         wire = f"{self.wire_bytes / 1e6:.2f}" if self.wire_bytes is not None else "-"
         cpu = f"{self.cpu:.2f}" if self.cpu is not None else "-"
-        return [self.name, f"{self.wall:.2f}", cpu, speed, data_path, wire, self.note]
+        agent = f"{self.agent_cpu:.2f}" if self.agent_cpu is not None else "-"
+        return [self.name, f"{self.wall:.2f}", cpu, agent, speed, data_path, wire, self.note]
 
 
 def du(path: Path) -> int:
@@ -83,7 +85,7 @@ def shell(cmd: str, env: dict[str, str] | None = None) -> tuple[float, float, st
 
 def tar_zstd(data: Path) -> Row:
     wall, cpu, out = shell(f"tar -cf - -C {data} . | zstd -1 -q -c | wc -c")
-    return Row("tar | zstd -1 (to /dev/null)", wall, cpu, None, du(data), None, f"{int(out) / 1e6:.0f} MB out")
+    return Row("`tar \\| zstd -1` (to /dev/null)", wall, cpu, None, du(data), None, f"{int(out) / 1e6:.0f} MB out")
 
 
 def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[Row]:
@@ -137,12 +139,14 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
         with repo.lock(), source:
             snap = run_backup(repo, source)
         wall = time.perf_counter() - start
-        agent.wait(timeout=30)
+        _, _, usage = os.wait4(agent.pid, 0)
+        agent.returncode = 0
         assert source.remote is not None
         stats = source.remote.stats
         rows.append(Row(f"agent on loopback, {label}: {run}", wall, time.process_time() - cpu0, None,
                         stats.bytes_total, source.remote.channel.bytes_received,
-                        f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}"))
+                        f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}",
+                        agent_cpu=usage.ru_utime + usage.ru_stime))
     repo.close()
     return rows
 
@@ -240,9 +244,10 @@ def main() -> None:
             if owned:
                 cluster.stop()
 
-    head = ["run", "wall s", "kubekeep CPU s", "MB/s (wall)", "MB/s (transfer)", "MB on the wire", "notes"]
+    head = ["run", "wall s", "kubekeep CPU s", "agent CPU s", "MB/s (wall)", "MB/s (transfer)", "MB on the wire",
+            "notes"]
     print("| " + " | ".join(head) + " |")
-    print("| " + " | ".join(["---"] + ["---:"] * 5 + ["---"]) + " |")
+    print("| " + " | ".join(["---"] + ["---:"] * 6 + ["---"]) + " |")
     for row in rows:
         print("| " + " | ".join(row.cells()) + " |")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}", file=sys.stderr)
