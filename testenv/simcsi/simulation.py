@@ -73,7 +73,8 @@ class SimCSI:
                            extra=(kubekeep_source_root(),))
         self.images: dict[str, Image] = {name: agent for name in agent_images}
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))
-        self.images[CRASH_IMAGE] = host_image(entrypoint=("sh", "-c", "echo 'fatal: simulated crash' >&2; exit 3"))
+        # starts (the pod is Running for a moment), then dies: the agent crashing after its start
+        self.images[CRASH_IMAGE] = host_image(entrypoint=("sh", "-c", "sleep 1; echo 'fatal: simulated crash' >&2; exit 3"))
         self.store = BackingStore(self._root / "csi")
         self.stop_event = threading.Event()
         self.api = SimApi(cluster.api_client())

@@ -38,33 +38,30 @@ def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
     return connect
 
 
-def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float = 60.0,
-                 peer: str = "agent") -> tuple[p.Channel, dict[str, Any]]:
-    """Connect and authenticate, retrying while the agent is not listening yet."""
+def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float = 60.0, peer: str = "agent",
+                 alive: Callable[[], None] | None = None) -> tuple[p.Channel, dict[str, Any]]:
+    """Connect and authenticate, retrying while the agent is not listening yet; ``alive``
+    (called between attempts) raises if the agent is gone for good, which ends the retries."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
+        channel: p.Channel | None = None
         try:
             channel = p.Channel(connect(), peer=peer)
-        except errors.SourceUnreachable as exc:
+            return channel, p.client_handshake(channel, secret, mode=mode)
+        except errors.SourceUnreachable as exc:  # not listening yet (behind a tunnel: accepted, then closed)
+            if channel is not None:
+                channel.close()
+            if alive is not None:
+                alive()
             if time.monotonic() + delay > deadline:
                 raise errors.SourceUnreachable(f"cannot connect to the {peer} within {timeout:.0f}s: {exc}") from None
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)
-            continue
-        try:
-            hello = p.client_handshake(channel, secret, mode=mode)
-        except errors.SourceUnreachable as exc:  # accepted, then closed: not listening yet behind a tunnel
-            channel.close()
-            if time.monotonic() + delay > deadline:
-                raise errors.SourceUnreachable(f"cannot connect to the {peer} within {timeout:.0f}s: {exc}") from None
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
-            continue
         except BaseException:
-            channel.close()
+            if channel is not None:
+                channel.close()
             raise
-        return channel, hello
 
 
 @dataclass
@@ -238,7 +235,8 @@ class RemoteBackup:
         dctx = getattr(self._dctx, "d", None)
         if dctx is None:
             dctx = self._dctx.d = zstandard.ZstdDecompressor()
-        return dctx.decompress(data)  # type: ignore[no-any-return]
+        piece: bytes = dctx.decompress(data)
+        return piece
 
     def _drop(self, req: _Request | None) -> None:
         """The batch is done: frames still to come for ``req`` are thrown away."""

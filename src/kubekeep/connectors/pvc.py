@@ -265,8 +265,10 @@ class VolumeBackup:
         pod = self._helper(mount, node)
         t = self._lap("helper_start_s", t)
         self._status(f"{self.label}: connecting to the agent")
+        meta = pod["metadata"]
         channel, _hello = open_session(agent_connect(self.kube, self.options.connect, pod), self._secret, "backup",
-                                      timeout=60.0, peer=f"agent of {self.label}")
+                                       timeout=60.0, peer=f"agent of {self.label}",
+                                       alive=lambda: pods.check_running(self.session, meta["namespace"], meta["name"]))
         self.remote = RemoteBackup(channel, spec, prefix=self.prefix, compress=self.options.compress,
                                    excludes=self.options.excludes)
         self._lap("connect_s", t)
@@ -524,7 +526,7 @@ class ClusterVolumes:
         if not self.volumes:
             return
         yield Entry(VOLUMES_DIR, EntryType.DIR, mode=0o755)
-        with ThreadPoolExecutor(self.parallel, thread_name_prefix="kubekeep-volume") as pool:
+        with _terminate_as_interrupt(), ThreadPoolExecutor(self.parallel, thread_name_prefix="kubekeep-volume") as pool:
             futures: dict[int, Future[None]] = {}
 
             def submit(i: int) -> None:
@@ -629,7 +631,8 @@ class VolumeRestore:
         pod = pods.wait_running(self.session, self.namespace, pod_name, timeout=self.options.helper.start_timeout,
                                 status=status)
         channel, hello = open_session(agent_connect(self.kube, self.options.connect, pod), secret, "restore",
-                                      timeout=60.0, peer=f"agent of {self.label}")
+                                      timeout=60.0, peer=f"agent of {self.label}",
+                                      alive=lambda: pods.check_running(self.session, self.namespace, pod_name))
         self.remote = RemoteRestore(channel, writers=int(hello.get("writers", 4)), compress=self.options.compress,
                                     owners=self.options.owners)
         status(f"{self.label}: writing files")

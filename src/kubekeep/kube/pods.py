@@ -176,6 +176,22 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
         time.sleep(next(delays))
 
 
+def check_running(session: Session, namespace: str, name: str) -> None:
+    """Raise (with events and log) if a helper pod that was running has stopped: its agent is
+    not coming back (the pod never restarts)."""
+    path = pod_path(namespace, name)
+    response = session.request("GET", path)
+    if response.status == 404:
+        raise errors.ConnectorError(f"helper pod {namespace}/{name} was deleted")
+    if not response.ok:
+        raise session.error("GET", path, response)
+    pod = response.json()
+    st = pod.get("status") or {}
+    stopped = any((cs.get("state") or {}).get("terminated") for cs in st.get("containerStatuses") or ())
+    if st.get("phase") in ("Failed", "Succeeded") or stopped:
+        raise _failure(session, pod, f"exited ({_terminated(st)})")
+
+
 def _waiting(st: Obj) -> tuple[str, str] | None:
     for cs in st.get("containerStatuses") or ():
         waiting = (cs.get("state") or {}).get("waiting")
