@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Repository engine benchmark: kubekeep against restic, borg and `tar | zstd -1`, same data, same run.
+
+    python bench/bench_engine.py [--scale 1.0] [--work /var/tmp/kubekeep-bench] [--keep]
+
+Builds the shared data set (../shared/bench/make_dataset.py), then measures for each tool:
+first backup, unchanged re-backup, re-backup after 1 % of the files changed, and a full
+restore: whole-process wall time and peak RSS (wait4), and the repository size. Prints a table
+and the ratios the issue sets as targets. restic and borg come from Debian's packages
+(`apt-get install restic borgbackup`); missing peers are reported, not faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATASET = HERE.parent.parent / "shared" / "bench" / "make_dataset.py"
+PASSWORD = "bench-password"
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+
+
+def run(cmd: list[str] | str, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    """Run a command (a shell string runs under bash) and return wall time and peak RSS of its tree."""
+    shell = isinstance(cmd, str)
+    start = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd] if shell else cmd, env={**os.environ, **(env or {})},
+                            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"command failed ({proc.returncode}): {cmd}\n{err[-2000:]}")
+    # ru_maxrss of wait4 is the largest single process in the waited-for tree, in KiB
+    return Run(elapsed, usage.ru_maxrss / 1024)
+
+
+def du(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    return subprocess.run(["diff", "-r", "-q", str(a), str(b)], capture_output=True).returncode == 0
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path, data: Path) -> None:
+        self.work, self.data = work, data
+        self.repo = work / f"repo-{self.name}"
+        self.out = work / f"restore-{self.name}"
+
+    def available(self) -> bool:
+        return True
+
+    def init(self) -> None: ...
+    def backup(self) -> Run: raise NotImplementedError
+    def restore(self) -> Run | None: return None
+    def size(self) -> int: return du(self.repo)
+
+
+class Kubekeep(Tool):
+    name = "kubekeep"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"KUBEKEEP_PASSWORD": PASSWORD, "KUBEKEEP_REPOSITORY": str(self.repo),
+                "KUBEKEEP_CACHE_DIR": str(self.work / "cache-kubekeep")}
+
+    def init(self) -> None:
+        run([sys.executable, "-m", "kubekeep.cli.main", "init"], env=self.env)
+
+    def backup(self) -> Run:
+        return run([sys.executable, "-m", "kubekeep.cli.main", "backup", "-q", str(self.data)], env=self.env)
+
+    def restore(self) -> Run:
+        return run([sys.executable, "-m", "kubekeep.cli.main", "restore", "-q", "latest", "--to", str(self.out)],
+                   env=self.env)
+
+
+class Restic(Tool):
+    name = "restic"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": str(self.repo),
+                "RESTIC_CACHE_DIR": str(self.work / "cache-restic")}
+
+    def available(self) -> bool:
+        return shutil.which("restic") is not None
+
+    def init(self) -> None:
+        run(["restic", "init"], env=self.env)
+
+    def backup(self) -> Run:
+        return run(["restic", "backup", "-q", str(self.data)], env=self.env)
+
+    def restore(self) -> Run:
+        run_ = run(["restic", "restore", "-q", "latest", "--target", str(self.out)], env=self.env)
+        inner = self.out / str(self.data).lstrip("/")   # restic restores the absolute path below the target
+        tmp = self.work / "restic-flat"
+        inner.rename(tmp)
+        shutil.rmtree(self.out)
+        tmp.rename(self.out)
+        return run_
+
+
+class Borg(Tool):
+    name = "borg"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"BORG_PASSPHRASE": PASSWORD, "BORG_REPO": str(self.repo), "BORG_BASE_DIR": str(self.work / "borg-base"),
+                "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}
+
+    def available(self) -> bool:
+        return shutil.which("borg") is not None
+
+    def init(self) -> None:
+        run(["borg", "init", "-e", "repokey-blake2"], env=self.env)
+        self.n = 0
+
+    def backup(self) -> Run:
+        self.n += 1
+        return run(["borg", "create", "--compression", "lz4", f"::a{self.n}", "."], env=self.env, cwd=self.data)
+
+    def restore(self) -> Run:
+        self.out.mkdir()
+        return run(["borg", "extract", f"::a{self.n}"], env=self.env, cwd=self.out)
+
+
+class TarZstd(Tool):
+    name = "tar|zstd -1"
+
+    def __init__(self, work: Path, data: Path) -> None:
+        super().__init__(work, data)
+        self.repo = work / "tar"
+        self.archive = self.repo / "data.tar.zst"
+
+    def available(self) -> bool:
+        return shutil.which("zstd") is not None
+
+    def init(self) -> None:
+        self.repo.mkdir()
+
+    def backup(self) -> Run:
+        return run(f"tar -C '{self.data}' -cf - . | zstd -1 -T2 -q -f -o '{self.archive}'")
+
+    def restore(self) -> Run:
+        self.out.mkdir()
+        return run(f"zstd -d -q -c '{self.archive}' | tar -C '{self.out}' -xf -")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--work", type=Path, default=Path("/var/tmp/kubekeep-bench"))
+    ap.add_argument("--keep", action="store_true", help="keep the data set between runs (rebuilt if missing)")
+    args = ap.parse_args()
+    work: Path = args.work
+    data = work / f"data-{args.scale}"
+    if not args.keep and data.exists():
+        shutil.rmtree(data)
+    if not data.exists():
+        print(f"building data set (scale {args.scale}) in {data} ...", flush=True)
+        subprocess.run([sys.executable, str(DATASET), str(data), "--scale", str(args.scale)], check=True)
+    for p in work.iterdir():
+        if p != data and not p.name.startswith("data-"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    data_size = du(data)
+    tools = [t for t in (Kubekeep(work, data), Restic(work, data), Borg(work, data), TarZstd(work, data))]
+    missing = [t.name for t in tools if not t.available()]
+    tools = [t for t in tools if t.available()]
+    results: dict[str, dict[str, object]] = {t.name: {} for t in tools}
+    for t in tools:
+        t.init()
+    for t in tools:
+        r = t.backup()
+        results[t.name]["first"] = r
+        results[t.name]["size"] = t.size()
+        print(f"{t.name:12} first backup {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB", flush=True)
+    for t in tools:
+        if isinstance(t, TarZstd):
+            continue
+        size_before = t.size()
+        r = t.backup()
+        results[t.name]["unchanged"] = r
+        results[t.name]["unchanged_added"] = t.size() - size_before
+        print(f"{t.name:12} unchanged    {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB", flush=True)
+    subprocess.run([sys.executable, str(DATASET), str(data), "--mutate", "1"], check=True, capture_output=True)
+    for t in tools:
+        if isinstance(t, TarZstd):
+            continue
+        size_before = t.size()
+        r = t.backup()
+        results[t.name]["mutated"] = r
+        results[t.name]["mutated_added"] = t.size() - size_before
+        print(f"{t.name:12} 1% changed   {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
+              f"added {(t.size() - size_before) / 1e6:.1f} MB", flush=True)
+    for t in tools:
+        r = t.restore()
+        if r is None:
+            continue
+        results[t.name]["restore"] = r
+        ok = same_tree(data, t.out) if not isinstance(t, TarZstd) else True
+        print(f"{t.name:12} restore      {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  identical={ok}", flush=True)
+        shutil.rmtree(t.out, ignore_errors=True)
+
+    def cell(name: str, key: str) -> str:
+        r = results.get(name, {}).get(key)
+        return f"{r.seconds:.2f} s" if isinstance(r, Run) else ""
+
+    print(f"\ndata set: {data_size / 1e6:.0f} MB (scale {args.scale}); 2-core machine; wall time of the whole process")
+    print("| tool | first backup | unchanged re-backup | 1 % changed | restore | repository size | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, res in results.items():
+        peak = max((r.peak_rss_mb for r in res.values() if isinstance(r, Run)), default=0)
+        print(f"| {name} | {cell(name, 'first')} | {cell(name, 'unchanged')} | {cell(name, 'mutated')} | "
+              f"{cell(name, 'restore')} | {int(res['size']) / 1e6:.0f} MB | {peak:.0f} MB |")
+    if missing:
+        print(f"(not installed, not measured: {', '.join(missing)})")
+
+    k = results["kubekeep"]
+
+    def ratio(peer: str, key: str) -> float | None:
+        a, b = k.get(key), results.get(peer, {}).get(key)
+        return (b.seconds / a.seconds) if isinstance(a, Run) and isinstance(b, Run) else None
+
+    print("\nratios (target in brackets):")
+    checks = [
+        ("first backup, restic / kubekeep (>= 1.5)", ratio("restic", "first"), lambda x: x >= 1.5),
+        ("first backup, kubekeep / tar|zstd (<= 2.5)",
+         (1 / ratio("tar|zstd -1", "first")) if ratio("tar|zstd -1", "first") else None, lambda x: x <= 2.5),
+        ("unchanged re-backup, restic / kubekeep (>= 1.0)", ratio("restic", "unchanged"), lambda x: x >= 1.0),
+        ("restore, restic / kubekeep (>= 1.0)", ratio("restic", "restore"), lambda x: x >= 1.0),
+        ("repository size, restic / kubekeep (>= 1.0)",
+         (int(results["restic"]["size"]) / int(k["size"])) if "restic" in results else None, lambda x: x >= 1.0),  # type: ignore[arg-type]
+    ]
+    peak = max(r.peak_rss_mb for r in k.values() if isinstance(r, Run))
+    for label, value, ok in checks:
+        print(f"  {label}: {value:.2f} {'ok' if ok(value) else 'MISSED'}" if value is not None else f"  {label}: n/a")
+    print(f"  kubekeep peak RSS (< 300 MB): {peak:.0f} MB {'ok' if peak < 300 else 'MISSED'}")
+    for name in results:
+        if "borg" == name:
+            print(f"  first backup, borg / kubekeep: {ratio('borg', 'first'):.2f}")
+
+
+if __name__ == "__main__":
+    main()
