@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -59,12 +60,24 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+#: files below this size are read in batches, one task per batch: per-file thread hand-offs
+#: (futures, semaphores, the GIL) cost more than reading a small file
+SMALL_FILE = 256 * 1024
+BATCH_FILES = 128
+BATCH_BYTES = 8 * 1024 * 1024
+
+_FileResult = tuple[list[bytes], int] | None
+
+
 @dataclass
 class _OpenDir:
     path: str
     node: Node                                  # the directory's own node (in its parent)
     children: list[Node] = field(default_factory=list)
-    pending: list[tuple[Node, Future[tuple[list[bytes], int] | None]]] = field(default_factory=list)
+    # (node, task, position of the node's result in the task's list)
+    pending: list[tuple[Node, Future[list[_FileResult]], int]] = field(default_factory=list)
+    batch: list[tuple[Node, Entry]] = field(default_factory=list)
+    batch_bytes: int = 0
 
 
 class _ParentTree:
@@ -171,6 +184,9 @@ class _BackupRun:
         self.warnings: list[str] = []
         self._lock = threading.Lock()
         self._last_report = 0.0
+        # closed directories whose files are still being read, in closing order (children
+        # before their parents), finished as their reads complete
+        self._closing: deque[_OpenDir] = deque()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -200,6 +216,8 @@ class _BackupRun:
             self._report(path)
         while len(stack) > 1:
             self._close_dir(stack)
+        self._finish_ready(wait=True)
+        self._submit_batch(root)
         return self._finish_dir(root)
 
     def _open_dir(self, stack: list[_OpenDir], entry: Entry) -> None:
@@ -211,12 +229,24 @@ class _BackupRun:
 
     def _close_dir(self, stack: list[_OpenDir]) -> None:
         d = stack.pop()
-        d.node.subtree = self._finish_dir(d)
+        self._submit_batch(d)
         self.parent.forget(d.path)
+        self._closing.append(d)
+        self._finish_ready()
+
+    def _finish_ready(self, *, wait: bool = False) -> None:
+        """Write the tree blobs of closed directories whose files are all read (all of them when
+        ``wait``), in closing order, so a parent always follows its subdirectories."""
+        while self._closing:
+            d = self._closing[0]
+            if not wait and not all(fut.done() for _, fut, _ in d.pending):
+                return
+            self._closing.popleft()
+            d.node.subtree = self._finish_dir(d)
 
     def _finish_dir(self, d: _OpenDir) -> bytes:
-        for node, fut in d.pending:
-            result = fut.result()
+        for node, fut, at in d.pending:
+            result = fut.result()[at]
             if result is None:
                 d.children.remove(node)
                 continue
@@ -240,13 +270,33 @@ class _BackupRun:
             self.stats.bytes_total += reused.size
             self.progress.bytes_done += reused.size
             return
+        if entry.size < SMALL_FILE and entry.chunks is None:
+            d.batch.append((node, entry))
+            d.batch_bytes += entry.size
+            if len(d.batch) >= BATCH_FILES or d.batch_bytes >= BATCH_BYTES:
+                self._submit_batch(d)
+        else:
+            self._submit(d, [(node, entry)])
+
+    def _submit_batch(self, d: _OpenDir) -> None:
+        if d.batch:
+            batch, d.batch, d.batch_bytes = d.batch, [], 0
+            self._submit(d, batch)
+
+    def _submit(self, d: _OpenDir, items: list[tuple[Node, Entry]]) -> None:
         self.slots.acquire()
         try:
-            fut = self.pool.submit(self._read_file, entry)
+            fut = self.pool.submit(self._read_files, [entry for _, entry in items])
         except BaseException:
             self.slots.release()
             raise
-        d.pending.append((node, fut))
+        d.pending.extend((node, fut, i) for i, (node, _) in enumerate(items))
+
+    def _read_files(self, entries: list[Entry]) -> list[_FileResult]:
+        try:
+            return [self._read_file(entry) for entry in entries]
+        finally:
+            self.slots.release()
 
     def _reusable(self, dir_path: str, name: str, entry: Entry) -> Node | None:
         if entry.reuse_key is None:
@@ -257,7 +307,7 @@ class _BackupRun:
             return None
         return old  # its data is in the index: _ParentTree checked that when loading the directory
 
-    def _read_file(self, entry: Entry) -> tuple[list[bytes], int] | None:
+    def _read_file(self, entry: Entry) -> _FileResult:
         try:
             content: list[bytes] = []
             size = 0
@@ -282,8 +332,6 @@ class _BackupRun:
         except OSError as exc:
             self._warn(f"{entry.path}: read failed: {exc.strerror or exc}; skipped")
             return None
-        finally:
-            self.slots.release()
 
     def _store_chunks(self, chunks: Any, content: list[bytes]) -> int:
         size = 0
