@@ -153,6 +153,7 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
 
 def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
     from testenv.rest import resource_path
+    from testenv.simcsi import TAINT_KEY
 
     ns = f"bench-volumes-{os.getpid()}"
     rest = cluster.rest()
@@ -172,7 +173,7 @@ def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
         volume = sim.volume_path(ns, "data")
         subprocess.run(["cp", "-a", f"{data}/.", str(volume)], check=True)
         env = {"KUBECONFIG": str(cluster.kubeconfig), "KUBEKEEP_PASSWORD": PASSWORD, "KUBEKEEP_CACHE_DIR":
-               str(work / "cache")}
+               str(work / "cache"), "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY}
         for connect in ("port-forward", "pod-ip"):
             repo = work / f"repo-pvc-{connect}"
             shutil.rmtree(repo, ignore_errors=True)

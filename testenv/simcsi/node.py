@@ -12,6 +12,10 @@ from testenv.simcsi.api import SimApi, SimApiError, now, path_of
 
 #: node label the hostpath driver reports as its topology (and puts into PV node affinity)
 TOPOLOGY_KEY = "topology.hostpath.csi/node"
+#: the node's taint: only pods that tolerate it run here (a shared test cluster's other pods,
+#: say the seeded Deployments, stay on kwok's nodes)
+TAINT_KEY = "simcsi.kubekeep.test/node"
+TOLERATION = {"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
 HEARTBEAT_S = 10.0
 
 
@@ -37,7 +41,7 @@ class NodeAgent:
             "metadata": {"name": self.name, "labels": {
                 "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                 TOPOLOGY_KEY: self.name, "kubekeep.test/simcsi": "true"}},
-            "spec": {},
+            "spec": {"taints": [{"key": TAINT_KEY, "effect": "NoSchedule"}]},
         }
         self.api.create(path_of("v1", "nodes"), node, exist_ok=True)
         self._status()

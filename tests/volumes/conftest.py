@@ -3,11 +3,8 @@ namespace it serves, claims with data, and a ``kubekeep`` runner pointed at the 
 
 from __future__ import annotations
 
-import json
-import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +15,16 @@ from kubekeep.kube.pods import DEFAULT_IMAGE
 from testenv import bootstrap
 from testenv.cluster import Cluster
 from testenv.rest import ApiError, RestClient, resource_path
-from testenv.simcsi import SimCSI
+from testenv.simcsi import TAINT_KEY, TOLERATION, SimCSI
 from tests.cli.helpers import KK, RepoSpec, init_fast, wait_for
 
 SNAP = "snapshot.storage.k8s.io/v1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def simcsi(cluster: Cluster) -> Iterator[SimCSI]:
-    """The simulated CSI driver and node, for the whole session."""
+    """The simulated CSI driver and node, per test module: the extra node is gone again for
+    other tests on the shared cluster (some count its nodes)."""
     with SimCSI(cluster, agent_images=[DEFAULT_IMAGE]) as sim:
         yield sim
 
@@ -81,7 +79,7 @@ class Kube:
         self.rest.create(resource_path("v1", "pods", self.ns), {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": self.ns, "annotations": annotations or {}},
-            "spec": {"automountServiceAccountToken": False, "containers": [container],
+            "spec": {"automountServiceAccountToken": False, "containers": [container], "tolerations": [TOLERATION],
                      "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
         assert wait_for(lambda: self.get("pods", name).get("status", {}).get("phase") == "Running", timeout=30)
         return self.get("pods", name)
@@ -144,34 +142,5 @@ def kk(tmp_path: Path, cluster: Cluster) -> KK:
     """A ``kubekeep`` runner on a fresh local repository, with the cluster's kubeconfig."""
     spec = RepoSpec(str(tmp_path / "repo"))
     init_fast(spec, "pw")
-    return KK(spec, password="pw", cache_dir=tmp_path / "cache", extra_env={"KUBECONFIG": str(cluster.kubeconfig)})
-
-
-@pytest.fixture
-def kubeconfig_env(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process API calls find the cluster the way kubectl would."""
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-
-
-def fill(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def last_json_line(text: bytes) -> Any:
-    return json.loads(text.decode().strip().splitlines()[-1])
-
-
-def env_without_kube() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return KK(spec, password="pw", cache_dir=tmp_path / "cache",
+              extra_env={"KUBECONFIG": str(cluster.kubeconfig), "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY})
