@@ -264,7 +264,24 @@ def _require_manifests(source: SourceInfo) -> None:
                                 "only manifests snapshots (taken from k8s://) can")
 
 
-class K8sExporter(Exporter):
+class _BufferingExporter(Exporter):
+    """Collects a manifests snapshot's objects (directories and other files carry nothing to
+    apply); subclasses act on them all at once in ``finish``, where ordering is known."""
+
+    buffer: _Buffer
+
+    def directory(self, entry: Entry) -> None:
+        pass
+
+    def symlink(self, entry: Entry) -> None:
+        pass
+
+    def file(self, entry: Entry, data: Iterable[bytes]) -> None:
+        if layout.ref_of_attrs(entry.attrs) is not None:
+            self.buffer.add(entry, data)
+
+
+class K8sExporter(_BufferingExporter):
     scheme = SCHEME
 
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *, existing: str = "skip",
@@ -290,16 +307,6 @@ class K8sExporter(Exporter):
         _require_manifests(source)
         self.session.get("/version")  # fail early, before reading the snapshot, if the cluster is unreachable
 
-    def directory(self, entry: Entry) -> None:
-        pass
-
-    def symlink(self, entry: Entry) -> None:
-        pass
-
-    def file(self, entry: Entry, data: Iterable[bytes]) -> None:
-        if layout.ref_of_attrs(entry.attrs) is not None:
-            self.buffer.add(entry, data)
-
     def finish(self) -> list[str]:
         plan = planning.plan(self.buffer.objects(), self.opts, label=self.label)
         self.buffer = _Buffer()
@@ -313,7 +320,7 @@ class K8sExporter(Exporter):
         return self._results
 
 
-class CleanFilesExporter(Exporter):
+class CleanFilesExporter(_BufferingExporter):
     """Writes the objects of a manifests snapshot as clean YAML through another exporter (fs):
     cleaned as for a restore (``manifests.cleaning``), without cluster-owned objects and objects
     their controllers recreate, namespaces mapped in content and paths. Other files of the
@@ -332,16 +339,6 @@ class CleanFilesExporter(Exporter):
     def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
         _require_manifests(source)
         self.inner.begin(source, metadata)
-
-    def directory(self, entry: Entry) -> None:
-        pass
-
-    def symlink(self, entry: Entry) -> None:
-        pass
-
-    def file(self, entry: Entry, data: Iterable[bytes]) -> None:
-        if layout.ref_of_attrs(entry.attrs) is not None:
-            self.buffer.add(entry, data)
 
     def finish(self) -> list[str]:
         mtimes = self.buffer.mtimes
