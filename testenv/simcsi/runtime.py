@@ -56,6 +56,8 @@ def host_image(entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = (), *, p
     if python:
         prefix = os.path.realpath(sys.prefix)
         paths.append(prefix)
+        # a virtual environment's python is a symlink into the base installation
+        paths.append(os.path.realpath(sys.base_prefix))
         env = [("PATH", f"{prefix}/bin:{BASE_PATH}"), ("PYTHONDONTWRITEBYTECODE", "1")]
     paths.extend(extra)
     return Image(tuple(dict.fromkeys(paths)), entrypoint, cmd, tuple(env))
