@@ -8,7 +8,6 @@ against the index, and every blob against its keyed id.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -48,12 +47,9 @@ def run_check(repo: Repository, *, read_data: bool = False,
     report = CheckReport()
     # verify what is stored, not what was cached on disk or is held in memory from earlier use
     # of this Repository object (the API keeps one open across calls)
-    cache, repo.cache = repo.cache, None
-    trees, repo._tree_cache = repo._tree_cache, OrderedDict()
-    snapshots, repo._snapshots = repo._snapshots, {}
-    try:
+    with repo.bypassing_caches():
         index = _check_index(repo, report)
-        repo._index = index  # the index as checked drives the rest
+        repo.use_index(index)  # the index as checked drives the rest
         stored = {o.name: o.size for o in repo.backend.list("data/")}
         indexed = index.by_pack()
         report.packs = len(stored)
@@ -67,10 +63,6 @@ def run_check(repo: Repository, *, read_data: bool = False,
         _check_snapshots(repo, index, report)
         if read_data:
             _read_packs(repo, indexed, stored, report, progress)
-    finally:
-        repo.cache = cache
-        repo._tree_cache, repo._snapshots = trees, snapshots
-        repo._index = None
     return report
 
 

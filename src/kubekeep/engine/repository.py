@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -205,6 +206,24 @@ class Repository:
     def index_files(self) -> set[str]:
         self.index  # noqa: B018 - loads it
         return set(self._index_files)
+
+    def use_index(self, index: Index) -> None:
+        """Work from ``index`` instead of the stored one (``check`` uses the index it verified)."""
+        with self._index_lock:
+            self._index = index
+
+    @contextlib.contextmanager
+    def bypassing_caches(self) -> Iterator[None]:
+        """Read only from storage inside the block: no disk cache, no trees or snapshots held in
+        memory from earlier use of this object; the index is loaded afresh afterwards."""
+        saved = self.cache, self._tree_cache, self._snapshots
+        self.cache, self._tree_cache, self._snapshots = None, OrderedDict(), {}
+        try:
+            yield
+        finally:
+            self.cache, self._tree_cache, self._snapshots = saved
+            with self._index_lock:
+                self._index = None
 
     def reload_index(self) -> Index:
         with self._index_lock:
