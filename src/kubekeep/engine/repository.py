@@ -15,9 +15,9 @@ point leaves nothing that looks complete. Only prune deletes, under an exclusive
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
