@@ -119,7 +119,7 @@ class Restic(Tool):
     def restore(self) -> Run:
         run_ = run(["restic", "restore", "-q", "latest", "--target", str(self.out)], env=self.env)
         inner = self.out / str(self.data).lstrip("/")   # restic restores the absolute path below the target
-        tmp = self.work / "restic-flat"
+        tmp = self.out.parent / "restic-flat"
         inner.rename(tmp)
         shutil.rmtree(self.out)
         tmp.rename(self.out)
@@ -172,11 +172,22 @@ class TarZstd(Tool):
         return run(f"zstd -d -q -c '{self.archive}' | tar -C '{self.out}' -xf -")
 
 
+def median_run(runs: list[Run]) -> Run:
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    mid = ordered[len(ordered) // 2]
+    return Run(mid.seconds, max(r.peak_rss_mb for r in runs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/kubekeep-bench"))
     ap.add_argument("--keep", action="store_true", help="keep the data set between runs (rebuilt if missing)")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="first backups and restores are repeated, tools taking turns; medians are reported")
+    ap.add_argument("--restore-dir", type=Path, default=None,
+                    help="where restores are written (default: the work directory); see bench/README.md on "
+                         "ext4 without a journal")
     args = ap.parse_args()
     work: Path = args.work
     data = work / f"data-{args.scale}"
@@ -188,18 +199,27 @@ def main() -> None:
     for p in work.iterdir():
         if p != data and not p.name.startswith("data-"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    restore_dir: Path = args.restore_dir or work
+    restore_dir.mkdir(parents=True, exist_ok=True)
     data_size = du(data)
     tools = [t for t in (Kubekeep(work, data), Restic(work, data), Borg(work, data), TarZstd(work, data))]
     missing = [t.name for t in tools if not t.available()]
     tools = [t for t in tools if t.available()]
+    for t in tools:
+        t.out = restore_dir / f"restore-{t.name.split()[0].replace('|', '-')}"
     results: dict[str, dict[str, object]] = {t.name: {} for t in tools}
+    firsts: dict[str, list[Run]] = {t.name: [] for t in tools}
+    for rep in range(args.reps):
+        for t in tools:
+            if rep:
+                shutil.rmtree(t.repo)
+            t.init()
+            r = t.backup()
+            firsts[t.name].append(r)
+            print(f"{t.name:12} first backup {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB", flush=True)
     for t in tools:
-        t.init()
-    for t in tools:
-        r = t.backup()
-        results[t.name]["first"] = r
+        results[t.name]["first"] = median_run(firsts[t.name])
         results[t.name]["size"] = t.size()
-        print(f"{t.name:12} first backup {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB", flush=True)
     for t in tools:
         if isinstance(t, TarZstd):
             continue
@@ -218,20 +238,29 @@ def main() -> None:
         results[t.name]["mutated_added"] = t.size() - size_before
         print(f"{t.name:12} 1% changed   {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
               f"added {(t.size() - size_before) / 1e6:.1f} MB", flush=True)
+    restores: dict[str, list[Run]] = {t.name: [] for t in tools}
+    for rep in range(args.reps):
+        for t in tools:
+            r = t.restore()
+            if r is None:
+                continue
+            restores[t.name].append(r)
+            ok = same_tree(data, t.out) if rep == 0 and not isinstance(t, TarZstd) else None
+            print(f"{t.name:12} restore      {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB"
+                  + (f"  identical={ok}" if ok is not None else ""), flush=True)
+            if ok is False:
+                raise SystemExit(f"{t.name}: the restored tree differs from the data set")
+            shutil.rmtree(t.out, ignore_errors=True)
     for t in tools:
-        r = t.restore()
-        if r is None:
-            continue
-        results[t.name]["restore"] = r
-        ok = same_tree(data, t.out) if not isinstance(t, TarZstd) else True
-        print(f"{t.name:12} restore      {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  identical={ok}", flush=True)
-        shutil.rmtree(t.out, ignore_errors=True)
+        if restores[t.name]:
+            results[t.name]["restore"] = median_run(restores[t.name])
 
     def cell(name: str, key: str) -> str:
         r = results.get(name, {}).get(key)
         return f"{r.seconds:.2f} s" if isinstance(r, Run) else ""
 
-    print(f"\ndata set: {data_size / 1e6:.0f} MB (scale {args.scale}); 2-core machine; wall time of the whole process")
+    print(f"\ndata set: {data_size / 1e6:.0f} MB (scale {args.scale}); {os.cpu_count()} cores; wall time of the whole "
+          f"process; first backup and restore: median of {args.reps}; restores into {restore_dir}")
     print("| tool | first backup | unchanged re-backup | 1 % changed | restore | repository size | peak RSS |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, res in results.items():

@@ -79,8 +79,11 @@ def test_agrees_with_etcdctl_snapshot_save(loaded: Loaded, tmp_path: Path) -> No
     with srv.client() as c:
         ours = read_snapshot_info(c.snapshot().read())
     assert theirs.hash_ok and ours.hash_ok
-    for field in ("revision", "revisions", "live_keys", "deleted_keys", "db_size", "members"):
+    for field in ("revision", "revisions", "live_keys", "deleted_keys", "members"):
         assert getattr(theirs, field) == getattr(ours, field), field
+    # each snapshot makes etcd commit its backend first, which can grow the bbolt file by a
+    # page between the two snapshots (seen: 581632 then 585728); the content is the same
+    assert 0 <= ours.db_size - theirs.db_size <= 2 * 4096
 
 
 def test_input_forms(snapshot_file: Path) -> None:

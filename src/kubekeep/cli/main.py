@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+from kubekeep import process
+
+process.tune()  # before numpy is imported (by the command modules below)
+
 import click
 
 from kubekeep import __version__, errors
@@ -22,17 +26,26 @@ COMMANDS = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """Imports a verb's module only when that verb runs (or help lists them all): a command
+    pays for its own libraries only, not for the web UI's or the cluster client's."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        command: click.Command = importlib.import_module(f"kubekeep.cli.{cmd_name}_cmd").command
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kubekeep")
 @global_options
 def cli() -> None:
     """Back up Kubernetes clusters (etcd, manifests, volumes) and local directories into a
     deduplicated, encrypted snapshot repository, and restore them whole or piece by piece."""
-
-
-for _name in COMMANDS:
-    _module = importlib.import_module(f"kubekeep.cli.{_name}_cmd")
-    cli.add_command(_module.command, _name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,11 +10,12 @@ file it needs is stored: a run killed at any point leaves no snapshot and a vali
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +66,10 @@ ProgressCallback = Callable[[Progress], None]
 SMALL_FILE = 256 * 1024
 BATCH_FILES = 128
 BATCH_BYTES = 8 * 1024 * 1024
+#: files from this size on (and streams of unknown size) have their new chunks compressed and
+#: encrypted by the sealing pool while the reading worker goes on chunking and hashing, so one
+#: large stream (an etcd database, a volume image) uses every core
+LARGE_STREAM = 64 * 1024 * 1024
 
 _FileResult = tuple[list[bytes], int] | None
 
@@ -118,6 +123,12 @@ class _ParentTree:
         self.dirs.pop(path, None)
 
 
+def default_workers() -> int:
+    """A worker per core: compression, hashing and encryption release the GIL (2 cores: 3 or 4
+    workers were no faster than 2 and used more memory)."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
 def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
     """The latest snapshot of the same source, used to skip unchanged files."""
     candidates = [s for s in repo.snapshots(skip_damaged=True)
@@ -126,7 +137,7 @@ def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
 
 
 def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None = None,
-               parent: Snapshot | None = None, use_parent: bool = True, workers: int = 2,
+               parent: Snapshot | None = None, use_parent: bool = True, workers: int | None = None,
                progress: ProgressCallback | None = None, extra_metadata: dict[str, Any] | None = None) -> Snapshot:
     """Back up everything ``importer`` yields into a new snapshot and return it.
 
@@ -136,7 +147,7 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
     source = importer.source()
     if parent is None and use_parent:
         parent = find_parent(repo, source.uri, source.host)
-    run = _BackupRun(repo, parent, workers, progress)
+    run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
     try:
         importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.chunker_seed, repo.master.identity,
                                         known=run.writer.has))
@@ -178,6 +189,9 @@ class _BackupRun:
         self.parent = _ParentTree(repo, bytes.fromhex(parent.tree) if parent else None)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-backup")
         self.slots = threading.BoundedSemaphore(max(1, workers) * 4)
+        self.sealers = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-seal")
+        # chunks copied for the sealing pool and not yet sealed: at most this many x 8 MiB
+        self.seal_slots = threading.BoundedSemaphore(max(1, workers) * 2)
         self.stats = BackupStats()
         self.progress = Progress()
         self.callback = progress
@@ -190,6 +204,7 @@ class _BackupRun:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.sealers.shutdown(wait=True, cancel_futures=True)
         self.writer.close()
 
     # -- tree building ------------------------------------------------------------------------
@@ -322,8 +337,9 @@ class _BackupRun:
                 except OSError as exc:
                     self._warn(f"{entry.path}: {exc.strerror or exc}; skipped")
                     return None
+                large = entry.size is None or entry.size >= LARGE_STREAM
                 with stream:
-                    size = self._store_chunks(self.chunker.stream(stream, entry.size), content)
+                    size = self._store_chunks(self.chunker.stream(stream, entry.size), content, parallel=large)
             with self._lock:
                 self.stats.bytes_total += size
                 self.stats.bytes_read += size
@@ -333,18 +349,42 @@ class _BackupRun:
             self._warn(f"{entry.path}: read failed: {exc.strerror or exc}; skipped")
             return None
 
-    def _store_chunks(self, chunks: Any, content: list[bytes]) -> int:
+    def _store_chunks(self, chunks: Any, content: list[bytes], *, parallel: bool = False) -> int:
         size = 0
         writer = self.writer
         master = self.repo.master
-        for chunk in chunks:
-            blob_id = master.blob_id(chunk)
-            if not writer.has(blob_id):
-                writer.save(DATA, chunk, blob_id)
-            content.append(blob_id)
-            size += len(chunk)
-            self.progress.bytes_done += len(chunk)
+        sealing: list[Future[bytes]] = []
+        try:
+            for chunk in chunks:
+                blob_id = master.blob_id(chunk)
+                if not writer.has(blob_id):
+                    if parallel:
+                        # the view is only valid until the next chunk: the sealer gets a copy
+                        self.seal_slots.acquire()
+                        try:
+                            sealing.append(self.sealers.submit(self._seal, bytes(chunk), blob_id))
+                        except BaseException:
+                            self.seal_slots.release()
+                            raise
+                        if sealing[0].done():
+                            sealing.pop(0).result()
+                    else:
+                        writer.save(DATA, chunk, blob_id)
+                content.append(blob_id)
+                size += len(chunk)
+                self.progress.bytes_done += len(chunk)
+        except BaseException:
+            wait(sealing)  # never leave a sealer running behind a failed read
+            raise
+        for fut in sealing:
+            fut.result()
         return size
+
+    def _seal(self, data: bytes, blob_id: bytes) -> bytes:
+        try:
+            return self.writer.save(DATA, data, blob_id)
+        finally:
+            self.seal_slots.release()
 
     def _add_done(self, n: int) -> None:
         self.progress.bytes_done += n

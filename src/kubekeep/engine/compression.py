@@ -38,13 +38,15 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
-def pack_payload(data: bytes | memoryview, level: int) -> bytes:
+def pack_payload(data: bytes | bytearray | memoryview, level: int) -> bytes | bytearray:
     """Return method byte + (compressed or raw) data. ``level`` 0 disables compression."""
     if level > 0 and len(data) >= 64:
         packed = _compressor(level).compress(data)
         if len(packed) <= len(data) * (1 - MIN_SAVING):
             return bytes((ZSTD,)) + packed
-    return bytes((NONE,)) + bytes(data)
+    out = bytearray(len(data) + 1)  # out[0] == NONE
+    out[1:] = data
+    return out
 
 
 def unpack_payload(payload: bytes, raw_length: int, what: str) -> bytes:

@@ -74,9 +74,13 @@ class Cipher:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
-    def encrypt(self, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+    def encrypt(self, plaintext: bytes | bytearray | memoryview, aad: bytes) -> bytearray:
+        """``nonce || ciphertext || tag``, encrypted straight into the result (no copies)."""
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+        out = bytearray(NONCE_SIZE + len(plaintext) + TAG_SIZE)
+        out[:NONCE_SIZE] = nonce
+        self._aead.encrypt_into(nonce, plaintext, aad, memoryview(out)[NONCE_SIZE:])
+        return out
 
     def decrypt(self, ciphertext: bytes | memoryview, aad: bytes, what: str) -> bytes:
         view = memoryview(ciphertext)

@@ -18,7 +18,7 @@ from kubekeep.engine.crypto import Cipher
 
 def seal(cipher: Cipher, body: Any, aad: bytes) -> bytes:
     plain = msgpack.packb(body, use_bin_type=True)
-    return cipher.encrypt(compression.pack_payload(plain, 3), aad)
+    return bytes(cipher.encrypt(compression.pack_payload(plain, 3), aad))
 
 
 def unseal(cipher: Cipher, data: bytes, aad: bytes, what: str) -> Any:

@@ -52,11 +52,11 @@ class PackWriter:
 
     def __init__(self, blob_type: int) -> None:
         self.blob_type = blob_type
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | bytearray] = []
         self.entries: list[BlobEntry] = []
         self.size = 0
 
-    def add(self, blob_id: bytes, encrypted: bytes, raw_length: int) -> None:
+    def add(self, blob_id: bytes, encrypted: bytes | bytearray, raw_length: int) -> None:
         self.entries.append(BlobEntry(self.blob_type, blob_id, self.size, len(encrypted), raw_length))
         self._parts.append(encrypted)
         self.size += len(encrypted)

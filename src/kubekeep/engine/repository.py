@@ -49,6 +49,12 @@ def _open_cache(root: Path | None, repo_id: str) -> Cache | None:
         return None
 
 
+#: restores read the blobs of one pack together when they are at most this far apart
+READ_GAP = 256 * 1024
+#: and read at most this much at once
+READ_SPAN = fmt.PACK_SIZE
+
+
 class Repository:
     """An open, unlocked repository. Obtain one with :meth:`init` or :meth:`open`."""
 
@@ -252,7 +258,7 @@ class Repository:
             raw = self.backend.load(name, loc.offset, loc.length)
         return self.decode_blob(blob_id, loc.type, raw, loc.raw_length)
 
-    def decode_blob(self, blob_id: bytes, blob_type: int, raw: bytes, raw_length: int) -> bytes:
+    def decode_blob(self, blob_id: bytes, blob_type: int, raw: bytes | memoryview, raw_length: int) -> bytes:
         from kubekeep.engine.compression import unpack_payload
 
         what = f"blob {blob_id.hex()[:16]}"
@@ -370,8 +376,43 @@ class Repository:
         return node
 
     def read_file(self, node: Node) -> Iterator[bytes]:
-        for blob_id in node.content:
-            yield self.load_blob(blob_id)
+        return self.read_blobs(node.content)
+
+    def read_blobs(self, blob_ids: list[bytes]) -> Iterator[bytes]:
+        """The plaintexts of ``blob_ids`` in order, each verified, like :meth:`load_blob` on each.
+
+        Data blobs that follow each other in one pack (a file's chunks, a directory's small
+        files: the backup wrote them in that order) are fetched with one ranged read, gaps of
+        up to ``READ_GAP`` included, at most ``READ_SPAN`` at a time: one request instead of one
+        per blob, which is what makes restores from object storage and of many small files fast.
+        """
+        index = self.index
+        locs = [index.lookup(b) for b in blob_ids]
+        i, n = 0, len(blob_ids)
+        while i < n:
+            loc = locs[i]
+            if loc is None or loc.type != DATA:
+                yield self.load_blob(blob_ids[i])  # raises the not-in-index error; trees use the cache
+                i += 1
+                continue
+            start, end, j = loc.offset, loc.offset + loc.length, i + 1
+            while j < n:
+                nxt = locs[j]
+                if (nxt is None or nxt.pack_id != loc.pack_id or nxt.type != DATA or nxt.offset < end
+                        or nxt.offset - end > READ_GAP or nxt.offset + nxt.length - start > READ_SPAN):
+                    break
+                end = nxt.offset + nxt.length
+                j += 1
+            if j == i + 1:
+                yield self.load_blob(blob_ids[i])
+            else:
+                span = memoryview(self.backend.load(pack_name(loc.pack_id), start, end - start))
+                for k in range(i, j):
+                    at = locs[k]
+                    assert at is not None
+                    raw = span[at.offset - start : at.offset - start + at.length]
+                    yield self.decode_blob(blob_ids[k], DATA, raw, at.raw_length)
+            i = j
 
     def lock(self, *, exclusive: bool = False) -> RepositoryLock:
         """A context manager holding a shared (or exclusive) lock on the repository."""
