@@ -176,6 +176,7 @@ class FsExporter(Exporter):
         self._dirs: list[tuple[Path, Entry]] = []
         self._warnings: list[str] = []
         self._lock = threading.Lock()
+        self._umask = _current_umask()
 
     def _target(self, rel: str) -> Path:
         target = (self.root / rel).resolve(strict=False) if ".." in rel.split("/") else self.root / rel
@@ -206,14 +207,18 @@ class FsExporter(Exporter):
         """Write a file; a new path is written in place, an existing one through a temporary file
         renamed over it, so a failure never leaves wrong content (or loses the old file)."""
         path = self._target(entry.path)
+        # a new file is created with its final permission bits when the umask keeps them (one
+        # system call less per file); special bits are set after chown, which clears them
+        plain = entry.mode & 0o7777 == entry.mode & 0o777 & ~self._umask
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, entry.mode & 0o777 if plain else 0o600)
             written = path
         except FileExistsError:
             if path.is_dir() and not path.is_symlink():
                 raise errors.ConnectorError(f"cannot restore file {path}: a directory is in the way") from None
             written = path.with_name(f".{path.name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
             fd = -1
+            plain = False
         except OSError as exc:
             raise errors.ConnectorError(f"cannot write {path}: {exc.strerror}") from None
         try:
@@ -226,7 +231,8 @@ class FsExporter(Exporter):
                         view = view[os.write(fd, view):]
                 if self.owners:
                     self._chown(fd, entry)
-                os.fchmod(fd, entry.mode)
+                if not plain:
+                    os.fchmod(fd, entry.mode)
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
@@ -274,6 +280,19 @@ class FsExporter(Exporter):
             except OSError as exc:
                 self._warn(f"{entry.path}: cannot set directory metadata: {exc.strerror}")
         return self._warnings
+
+
+def _current_umask() -> int:
+    """The process umask, read from /proc (``os.umask`` can only read it by changing it, which
+    other threads would see); where it cannot be read, assume the strictest one."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777
 
 
 def _utf8(name: str) -> bool:
