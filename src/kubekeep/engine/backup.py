@@ -66,8 +66,7 @@ ProgressCallback = Callable[[Progress], None]
 SMALL_FILE = 256 * 1024
 BATCH_FILES = 128
 BATCH_BYTES = 8 * 1024 * 1024
-#: files from this size on (and streams of unknown size) have their new chunks compressed and
-#: encrypted by the sealing pool while the reading worker goes on chunking and hashing, so one
+#: files from this size on have their new chunks compressed and encrypted by the sealing pool while the reading worker goes on chunking and hashing, so one
 #: large stream (an etcd database, a volume image) uses every core
 LARGE_STREAM = 64 * 1024 * 1024
 
@@ -337,7 +336,7 @@ class _BackupRun:
                 except OSError as exc:
                     self._warn(f"{entry.path}: {exc.strerror or exc}; skipped")
                     return None
-                large = entry.size is None or entry.size >= LARGE_STREAM
+                large = entry.size >= LARGE_STREAM
                 with stream:
                     size = self._store_chunks(self.chunker.stream(stream, entry.size), content, parallel=large)
             with self._lock:
@@ -366,7 +365,7 @@ class _BackupRun:
                         except BaseException:
                             self.seal_slots.release()
                             raise
-                        if sealing[0].done():
+                        while sealing and sealing[0].done():  # surface a failed seal early
                             sealing.pop(0).result()
                     else:
                         writer.save(DATA, chunk, blob_id)
