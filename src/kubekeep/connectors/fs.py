@@ -177,12 +177,20 @@ class FsExporter(Exporter):
         self._warnings: list[str] = []
         self._lock = threading.Lock()
         self._umask = _current_umask()
+        self._root_str = str(root)
 
     def _target(self, rel: str) -> Path:
         target = (self.root / rel).resolve(strict=False) if ".." in rel.split("/") else self.root / rel
         if not str(target).startswith(str(self.root)):
             raise errors.IntegrityError(f"refusing to write outside the destination: {rel}")
         return target
+
+    def _file_target(self, rel: str) -> str:
+        """:meth:`_target` as a string, without pathlib on the common path (a restore asks this
+        once per file, holding the GIL)."""
+        if ".." in rel.split("/") or rel.startswith("/"):
+            return str(self._target(rel))
+        return f"{self._root_str}/{rel}"
 
     def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
         try:
@@ -206,7 +214,7 @@ class FsExporter(Exporter):
     def file(self, entry: Entry, data: Iterable[bytes]) -> None:
         """Write a file; a new path is written in place, an existing one through a temporary file
         renamed over it, so a failure never leaves wrong content (or loses the old file)."""
-        path = self._target(entry.path)
+        path = self._file_target(entry.path)
         # a new file is created with its final permission bits when the umask keeps them (one
         # system call less per file); special bits are set after chown, which clears them
         plain = entry.mode & 0o7777 == entry.mode & 0o777 & ~self._umask
@@ -214,9 +222,10 @@ class FsExporter(Exporter):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, entry.mode & 0o777 if plain else 0o600)
             written = path
         except FileExistsError:
-            if path.is_dir() and not path.is_symlink():
+            if os.path.isdir(path) and not os.path.islink(path):
                 raise errors.ConnectorError(f"cannot restore file {path}: a directory is in the way") from None
-            written = path.with_name(f".{path.name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
+            head, name = os.path.split(path)
+            written = os.path.join(head, f".{name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
             fd = -1
             plain = False
         except OSError as exc:
@@ -236,7 +245,7 @@ class FsExporter(Exporter):
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
-            if written != path:
+            if written is not path:
                 os.replace(written, path)
         except OSError as exc:
             _unlink_quietly(written)
@@ -308,9 +317,9 @@ def _printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str | Path) -> None:
     try:
-        path.unlink()
+        os.unlink(path)
     except OSError:
         pass
 
