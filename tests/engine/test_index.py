@@ -122,3 +122,19 @@ def test_index_file_body_roundtrip_and_validation() -> None:
         decode_index_body({"v": 2, "packs": []}, "index/x")
     with pytest.raises(errors.IntegrityError, match="malformed"):
         decode_index_body({"v": 1, "packs": 5}, "index/x")
+
+
+def test_lookup_many_agrees_with_lookup() -> None:
+    idx = Index()
+    prefix = os.urandom(8)
+    twins = [prefix + os.urandom(24) for _ in range(5)]          # share their 8-byte key
+    idx.add_bulk([(os.urandom(32), [[DATA, b, i * 10, 10, 5] for i, b in enumerate(twins)])])
+    packs = [_pack(50) for _ in range(20)]
+    idx.add_bulk((pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]) for pid, ents in packs)
+    pending_id, pending = _pack(3, TREE)
+    idx.add_pack(pending_id, pending)                            # not merged yet
+    want = ([e.id for _, ents in packs for e in ents[::4]] + twins[::-1] + [e.id for e in pending]
+            + [os.urandom(32), prefix + os.urandom(24)])
+    assert idx.lookup_many(want) == [idx.lookup(b) for b in want]
+    assert idx.lookup_many(want)[-2:] == [None, None]
+    assert Index().lookup_many(want[:3]) == [None, None, None] and idx.lookup_many([]) == []

@@ -131,6 +131,28 @@ class Index:
             found[i] = self._find_row(blob_ids[i]) is not None
         return found
 
+    def lookup_many(self, blob_ids: list[bytes]) -> list[Location | None]:
+        """:meth:`lookup` for many ids with one vectorised search (a restore's run of blobs)."""
+        out: list[Location | None] = [None] * len(blob_ids)
+        keys, ids, rows = self._arrays
+        hit = np.zeros(len(blob_ids), bool)
+        if blob_ids and len(keys):
+            want = np.frombuffer(b"".join(blob_ids), np.uint8).reshape(-1, 32)
+            want_keys = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+            pos = np.searchsorted(keys, want_keys, side="left")
+            inside = pos < len(keys)
+            hit[inside] = (ids[pos[inside]] == want[inside]).all(axis=1)
+            found = np.flatnonzero(hit)
+            if len(found):
+                r = rows[pos[found]]
+                pack_ids = self._pack_ids
+                for i, pack, off, length, raw, typ in zip(found.tolist(), r["pack"].tolist(), r["offset"].tolist(),
+                                                         r["length"].tolist(), r["raw"].tolist(), r["type"].tolist()):
+                    out[i] = Location(pack_ids[pack], typ, off, length, raw)
+        for i in np.flatnonzero(~hit).tolist():  # pending blobs, and ids sharing an 8-byte prefix
+            out[i] = self.lookup(blob_ids[i])
+        return out
+
     def __contains__(self, blob_id: bytes) -> bool:
         return self._find_row(blob_id) is not None
 

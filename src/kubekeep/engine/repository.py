@@ -386,8 +386,7 @@ class Repository:
         up to ``READ_GAP`` included, at most ``READ_SPAN`` at a time: one request instead of one
         per blob, which is what makes restores from object storage and of many small files fast.
         """
-        index = self.index
-        locs = [index.lookup(b) for b in blob_ids]
+        locs = self.index.lookup_many(blob_ids)
         i, n = 0, len(blob_ids)
         while i < n:
             loc = locs[i]
