@@ -209,8 +209,9 @@ def main() -> None:
         t.out = restore_dir / f"restore-{t.name.split()[0].replace('|', '-')}"
     results: dict[str, dict[str, object]] = {t.name: {} for t in tools}
     firsts: dict[str, list[Run]] = {t.name: [] for t in tools}
+    subprocess.run(["sync"], check=False)  # the cleanup's writes and discards, before anyone is timed
     for rep in range(args.reps):
-        for t in tools:
+        for t in tools[rep % len(tools):] + tools[:rep % len(tools)]:  # each rep another tool goes first
             if rep:
                 shutil.rmtree(t.repo)
             t.init()
@@ -240,7 +241,7 @@ def main() -> None:
               f"added {(t.size() - size_before) / 1e6:.1f} MB", flush=True)
     restores: dict[str, list[Run]] = {t.name: [] for t in tools}
     for rep in range(args.reps):
-        for t in tools:
+        for t in tools[rep % len(tools):] + tools[:rep % len(tools)]:
             r = t.restore()
             if r is None:
                 continue

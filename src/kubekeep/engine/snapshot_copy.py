@@ -23,12 +23,13 @@ class _Copier:
         self.blob_map: dict[bytes, bytes] = {}
         self.tree_map: dict[bytes, bytes] = {}
 
-    def blob(self, blob_id: bytes) -> bytes:
-        new = self.blob_map.get(blob_id)
-        if new is None:
-            plain = self.src.load_blob(blob_id)
-            new = self.blob_map[blob_id] = self.writer.save(DATA, plain)
-        return new
+    def blobs(self, blob_ids: list[bytes]) -> list[bytes]:
+        """The destination ids of a file's blobs, copying the ones not copied yet (read in runs
+        with ``read_blobs``: one request per run of neighbouring blobs, not one per blob)."""
+        todo = list(dict.fromkeys(b for b in blob_ids if b not in self.blob_map))
+        for blob_id, plain in zip(todo, self.src.read_blobs(todo), strict=True):
+            self.blob_map[blob_id] = self.writer.save(DATA, plain)
+        return [self.blob_map[b] for b in blob_ids]
 
     def tree(self, tree_id: bytes) -> bytes:
         new = self.tree_map.get(tree_id)
@@ -38,7 +39,7 @@ class _Copier:
                 if node.type == DIR and node.subtree is not None:
                     node.subtree = self.tree(node.subtree)
                 elif node.type == FILE:
-                    node.content = [self.blob(c) for c in node.content]
+                    node.content = self.blobs(node.content)
             new = self.tree_map[tree_id] = self.writer.save(TREE, encode_tree(nodes))
         return new
 
