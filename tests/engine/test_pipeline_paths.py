@@ -61,8 +61,9 @@ def test_stream_paths_cut_like_the_whole_buffer(monkeypatch: pytest.MonkeyPatch)
     chunker = Chunker(PARAMS, seed=42)
     whole = _cuts(chunker.buffer(data))
     assert len(whole) > 40
-    assert _cuts(chunker.stream(_Trickle(data, 70_001))) == whole                    # reused buffer, short reads
+    assert _cuts(chunker.stream(_Trickle(data, 70_001), size_hint=len(data))) == whole  # reused buffer, short reads
     assert _cuts(chunker.stream(io.BytesIO(data), size_hint=len(data))) == whole     # reused buffer
+    assert _cuts(chunker.stream(_Trickle(data, 70_001))) == whole                    # unsized: blocks, short reads
     assert _cuts(chunker.stream(_NoReadinto(data))) == whole                         # blocks joined
     assert _cuts(chunker.stream(io.BytesIO(data), size_hint=1000)) == whole          # sized as small
     assert _cuts(chunker.stream(io.BytesIO(b""))) == []

@@ -273,7 +273,7 @@ class BackupSession:
         try:
             assert entry.opener is not None
             with entry.opener() as stream:
-                for chunk in self.chunker.stream(stream):
+                for chunk in self.chunker.stream(stream, entry.size):
                     piece = bytes(chunk)
                     ids.append(blake3.blake3(piece, key=self.id_key).digest())
                     lengths.append(len(piece))

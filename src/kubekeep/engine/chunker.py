@@ -50,11 +50,12 @@ class Chunker:
         and runs at a fifth of ``cut_buf``'s speed.)
         """
         readinto = getattr(stream, "readinto", None)
-        if readinto is None or (size_hint is not None and size_hint < READ_BLOCK):
+        if readinto is None or size_hint is None or size_hint < READ_BLOCK:
             yield from self._stream_blocks(stream, size_hint)
             return
-        # a large or unsized stream: one buffer for the whole stream, the held-back chunk moved
-        # to its front and the next block read in behind it (no per-block allocation or join)
+        # a stream expected to be large: one buffer for the whole stream, the held-back chunk
+        # moved to its front and the next block read in behind it (no per-block allocation or
+        # join); not for streams of unknown size, which are mostly small files
         cdc = self._fastcdc()
         buf = bytearray(READ_BLOCK + self.max)
         view = memoryview(buf)
