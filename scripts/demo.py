@@ -97,6 +97,8 @@ def run_story(story: Story, cluster: Cluster) -> None:
 
     manifests_story(story, cluster)
 
+    volumes_story(story, cluster)
+
     story.chapter("Layer 0: a local directory, for comparison")
     data = story.work / "data"
     (data / "conf").mkdir(parents=True)
@@ -113,9 +115,62 @@ def run_story(story: Story, cluster: Cluster) -> None:
 
     story.chapter("Disaster recovery: the etcd snapshot becomes a fresh data directory")
     target = story.work / "etcd-restored"
+    # the cluster's own etcdutl: the one on PATH (Debian's etcd 3.4) is older than the snapshot
     story.kubekeep("etcd", "restore-dir", etcd_snap, "--data-dir", str(target), "--name", "restored",
-                   "--bump-revision", "1000000", "--mark-compacted")
+                   "--bump-revision", "1000000", "--mark-compacted", "--etcdutl", str(cluster.binaries["etcdutl"]))
     story.say(f"data directory ready at {target} (start etcd with --data-dir there)")
+
+
+def volumes_story(story: Story, cluster: Cluster) -> None:
+    """A claim's files: CSI snapshot, a claim made from it, a helper pod running kubekeep's agent,
+    the files into the repository; then back into a new claim. This machine has no container
+    runtime, so the kubelet and the CSI driver's node side are testenv's simulation (simcsi):
+    helper pods run as local processes, volumes are directories. kubekeep is the same."""
+    from kubekeep.kube.pods import DEFAULT_IMAGE
+    from testenv import bootstrap
+    from testenv.rest import resource_path
+    from testenv.simcsi import TAINT_KEY, SimCSI
+    from testenv.simcsi.simulation import ENABLED_LABEL
+
+    ns = "shop-data"
+    story.chapter("Layer 3: volumes, a CSI-backed claim's files through a snapshot and a helper pod")
+    story.say("(no container runtime here: the kubelet and the CSI node side are simulated by testenv/simcsi)")
+    rest = cluster.rest()
+    with SimCSI(cluster, agent_images=[DEFAULT_IMAGE]) as sim:
+        story.env["KUBEKEEP_HELPER_TOLERATIONS"] = TAINT_KEY   # the simulated node is tainted
+        rest.create(resource_path("v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace",
+                                                        "metadata": {"name": ns, "labels": {ENABLED_LABEL: "true"}}})
+        rest.create(resource_path("v1", "persistentvolumeclaims", ns), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "orders", "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": bootstrap.STORAGE_CLASS,
+                     "resources": {"requests": {"storage": "1Gi"}}}})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                data = sim.volume_path(ns, "orders")
+                break
+            except LookupError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("demo failed: the claim shop-data/orders was not bound") from None
+                time.sleep(0.3)
+        (data / "2026").mkdir()
+        for month in range(1, 13):
+            rows = "".join(f"{month:02d}-{i:05d},customer-{i % 97},{(i * 37) % 1000}.00\n" for i in range(5000))
+            (data / "2026" / f"orders-{month:02d}.csv").write_text("id,customer,total\n" + rows)
+        (data / "state.db").write_bytes(os.urandom(4 * 1024 * 1024))
+        story.say(f"claim {ns}/orders holds 13 files, {sum(f.stat().st_size for f in data.rglob('*') if f.is_file()) // 1024} KiB")
+        snap = story.kubekeep("backup", f"pvc://{ns}/orders", "--tag", "demo").stdout.split()[1]
+        story.kubekeep("ls", f"{snap}:/2026")
+        story.kubekeep("restore", snap, "--to", f"pvc://{ns}/orders-restored")
+        restored = sim.volume_path(ns, "orders-restored")
+        same = all((restored / f.relative_to(data)).read_bytes() == f.read_bytes()
+                   for f in data.rglob("*") if f.is_file())
+        story.say(f"the new claim {ns}/orders-restored holds the same files: {same}")
+        if not same:
+            raise SystemExit("demo failed: the restored claim differs")
+        rest.delete(resource_path("v1", "namespaces", name=ns))
+    story.env.pop("KUBEKEEP_HELPER_TOLERATIONS", None)
+    rest.close()
 
 
 def manifests_story(story: Story, cluster: Cluster) -> None:
