@@ -66,10 +66,10 @@ def same_tree(a: Path, b: Path) -> bool:
 class Tool:
     name = ""
 
-    def __init__(self, work: Path, data: Path) -> None:
+    def __init__(self, work: Path, data: Path, restore_dir: Path) -> None:
         self.work, self.data = work, data
         self.repo = work / f"repo-{self.name}"
-        self.out = work / f"restore-{self.name}"
+        self.out = restore_dir / f"restore-{self.name}"
 
     def available(self) -> bool:
         return True
@@ -153,8 +153,8 @@ class Borg(Tool):
 class TarZstd(Tool):
     name = "tar|zstd -1"
 
-    def __init__(self, work: Path, data: Path) -> None:
-        super().__init__(work, data)
+    def __init__(self, work: Path, data: Path, restore_dir: Path) -> None:
+        super().__init__(work, data, restore_dir)
         self.repo = work / "tar"
         self.archive = self.repo / "data.tar.zst"
 
@@ -170,6 +170,12 @@ class TarZstd(Tool):
     def restore(self) -> Run:
         self.out.mkdir()
         return run(f"zstd -d -q -c '{self.archive}' | tar -C '{self.out}' -xf -")
+
+
+def in_turn(tools: list[Tool], rep: int) -> list[Tool]:
+    """The tools in their order, but each repetition another one goes first."""
+    k = rep % len(tools)
+    return tools[k:] + tools[:k]
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -202,18 +208,16 @@ def main() -> None:
     restore_dir: Path = args.restore_dir or work
     restore_dir.mkdir(parents=True, exist_ok=True)
     data_size = du(data)
-    tools = [t for t in (Kubekeep(work, data), Restic(work, data), Borg(work, data), TarZstd(work, data))]
+    tools = [cls(work, data, restore_dir) for cls in (Kubekeep, Restic, Borg, TarZstd)]
     missing = [t.name for t in tools if not t.available()]
     tools = [t for t in tools if t.available()]
-    for t in tools:
-        t.out = restore_dir / f"restore-{t.name.split()[0].replace('|', '-')}"
     results: dict[str, dict[str, object]] = {t.name: {} for t in tools}
     firsts: dict[str, list[Run]] = {t.name: [] for t in tools}
     subprocess.run(["sync"], check=False)  # the cleanup's writes and discards, before anyone is timed
     # read the data set once, untimed: no tool pays for a cold page cache (or a CPU that was idle)
     subprocess.run(f"tar -C '{data}' -cf - . | cat > /dev/null", shell=True, check=True)
     for rep in range(args.reps):
-        for t in tools[rep % len(tools):] + tools[:rep % len(tools)]:  # each rep another tool goes first
+        for t in in_turn(tools, rep):
             if rep:
                 shutil.rmtree(t.repo)
             t.init()
@@ -243,7 +247,7 @@ def main() -> None:
               f"added {(t.size() - size_before) / 1e6:.1f} MB", flush=True)
     restores: dict[str, list[Run]] = {t.name: [] for t in tools}
     for rep in range(args.reps):
-        for t in tools[rep % len(tools):] + tools[:rep % len(tools)]:
+        for t in in_turn(tools, rep):
             r = t.restore()
             if r is None:
                 continue

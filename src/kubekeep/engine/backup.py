@@ -66,8 +66,9 @@ ProgressCallback = Callable[[Progress], None]
 SMALL_FILE = 256 * 1024
 BATCH_FILES = 128
 BATCH_BYTES = 8 * 1024 * 1024
-#: files from this size on have their new chunks compressed and encrypted by the sealing pool while the reading worker goes on chunking and hashing, so one
-#: large stream (an etcd database, a volume image) uses every core
+#: files from this size on have their new chunks compressed and encrypted by the sealing pool
+#: while the reading worker goes on chunking and hashing, so one large stream (an etcd
+#: database, a volume image) uses every core
 LARGE_STREAM = 64 * 1024 * 1024
 
 _FileResult = tuple[list[bytes], int] | None

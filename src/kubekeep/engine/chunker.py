@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 
 import pyfastcdc
@@ -66,11 +66,7 @@ class Chunker:
                 if held:
                     yield view[:held]
                 return
-            last: memoryview | None = None
-            for chunk in cdc.cut_buf(view[:end]):
-                if last is not None:
-                    yield last
-                last = chunk.data
+            last = yield from _all_but_last(cdc, view[:end])
             assert last is not None
             held = len(last)
             del last
@@ -92,11 +88,7 @@ class Chunker:
                     yield memoryview(carry)
                 return
             buf = carry + block if carry else block
-            last: memoryview | None = None
-            for chunk in cdc.cut_buf(buf):
-                if last is not None:
-                    yield last
-                last = chunk.data
+            last = yield from _all_but_last(cdc, buf)
             carry = bytes(last) if last is not None else b""
 
     def buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
@@ -104,6 +96,17 @@ class Chunker:
             return
         for chunk in self._fastcdc().cut_buf(data):
             yield chunk.data
+
+
+def _all_but_last(cdc: pyfastcdc.FastCDC, buf: Any) -> Generator[memoryview, None, memoryview | None]:
+    """Yield the chunks of ``buf`` but the last, which is returned (its end is the buffer's, not
+    a content boundary); None for an empty buffer."""
+    last: memoryview | None = None
+    for chunk in cdc.cut_buf(buf):
+        if last is not None:
+            yield last
+        last = chunk.data
+    return last
 
 
 def _fill(readinto: Any, view: memoryview) -> int:

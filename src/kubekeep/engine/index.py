@@ -115,18 +115,25 @@ class Index:
             i += 1
         return None
 
-    def contains_all(self, blob_ids: list[bytes]) -> np.ndarray:
-        """Vectorised membership: a bool array, one per id (one binary search for all of them)."""
-        found = np.zeros(len(blob_ids), bool)
-        keys, ids, _ = self._arrays
+    def _search(self, blob_ids: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One binary search for all ``blob_ids`` in the merged arrays: ``(hit, positions, rows)``.
+        ``hit[i]`` says that row ``positions[i]`` of ``rows`` is id i's; misses are pending blobs,
+        ids sharing their 8-byte key with an earlier one, and absent ids. ``rows`` is the array
+        searched, taken with the keys in one read, so a concurrent merge cannot tear the two."""
+        keys, ids, rows = self._arrays
+        hit = np.zeros(len(blob_ids), bool)
+        pos = np.zeros(len(blob_ids), np.intp)
         if blob_ids and len(keys):
             want = np.frombuffer(b"".join(blob_ids), np.uint8).reshape(-1, 32)
             want_keys = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
             pos = np.searchsorted(keys, want_keys, side="left")
             inside = pos < len(keys)
-            hit = np.zeros(len(blob_ids), bool)
             hit[inside] = (ids[pos[inside]] == want[inside]).all(axis=1)
-            found |= hit
+        return hit, pos, rows
+
+    def contains_all(self, blob_ids: list[bytes]) -> np.ndarray:
+        """Vectorised membership: a bool array, one per id (one binary search for all of them)."""
+        found, _, _ = self._search(blob_ids)
         for i in np.flatnonzero(~found):  # pending blobs, and ids sharing an 8-byte prefix
             found[i] = self._find_row(blob_ids[i]) is not None
         return found
@@ -134,21 +141,14 @@ class Index:
     def lookup_many(self, blob_ids: list[bytes]) -> list[Location | None]:
         """:meth:`lookup` for many ids with one vectorised search (a restore's run of blobs)."""
         out: list[Location | None] = [None] * len(blob_ids)
-        keys, ids, rows = self._arrays
-        hit = np.zeros(len(blob_ids), bool)
-        if blob_ids and len(keys):
-            want = np.frombuffer(b"".join(blob_ids), np.uint8).reshape(-1, 32)
-            want_keys = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
-            pos = np.searchsorted(keys, want_keys, side="left")
-            inside = pos < len(keys)
-            hit[inside] = (ids[pos[inside]] == want[inside]).all(axis=1)
-            found = np.flatnonzero(hit)
-            if len(found):
-                r = rows[pos[found]]
-                pack_ids = self._pack_ids
-                for i, pack, off, length, raw, typ in zip(found.tolist(), r["pack"].tolist(), r["offset"].tolist(),
-                                                         r["length"].tolist(), r["raw"].tolist(), r["type"].tolist()):
-                    out[i] = Location(pack_ids[pack], typ, off, length, raw)
+        hit, pos, rows = self._search(blob_ids)
+        found = np.flatnonzero(hit)
+        if len(found):
+            r = rows[pos[found]]
+            pack_ids = self._pack_ids
+            for i, pack, off, length, raw, typ in zip(found.tolist(), r["pack"].tolist(), r["offset"].tolist(),
+                                                     r["length"].tolist(), r["raw"].tolist(), r["type"].tolist()):
+                out[i] = Location(pack_ids[pack], typ, off, length, raw)
         for i in np.flatnonzero(~hit).tolist():  # pending blobs, and ids sharing an 8-byte prefix
             out[i] = self.lookup(blob_ids[i])
         return out

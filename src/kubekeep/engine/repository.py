@@ -402,15 +402,12 @@ class Repository:
                     break
                 end = nxt.offset + nxt.length
                 j += 1
-            if j == i + 1:
-                yield self.load_blob(blob_ids[i])
-            else:
-                span = memoryview(self.backend.load(pack_name(loc.pack_id), start, end - start))
-                for k in range(i, j):
-                    at = locs[k]
-                    assert at is not None
-                    raw = span[at.offset - start : at.offset - start + at.length]
-                    yield self.decode_blob(blob_ids[k], DATA, raw, at.raw_length)
+            span = memoryview(self.backend.load(pack_name(loc.pack_id), start, end - start))
+            for k in range(i, j):
+                at = locs[k]
+                assert at is not None
+                raw = span[at.offset - start : at.offset - start + at.length]
+                yield self.decode_blob(blob_ids[k], DATA, raw, at.raw_length)
             i = j
 
     def lock(self, *, exclusive: bool = False) -> RepositoryLock:
