@@ -51,10 +51,4 @@ def patch(session: Session, group: str, version: str, resource: str, name: str, 
 def get(session: Session, group: str, version: str, resource: str, name: str, *,
         namespace: str = "") -> dict[str, Any] | None:
     """The live object, or None if it does not exist; other errors raise ``ApiError``."""
-    path = api_path(group, version, resource, namespace=namespace, name=name)
-    response = session.request("GET", path)
-    if response.status == 404:
-        return None
-    if not response.ok:
-        raise session.error("GET", path, response)
-    return response.json()  # type: ignore[no-any-return]
+    return session.get_or_none(api_path(group, version, resource, namespace=namespace, name=name))  # type: ignore[no-any-return]

@@ -150,12 +150,10 @@ def find(session: Session, *, namespace: str = "", run: str = "", everything: bo
     found: list[Leftover] = []
     for group, version, resource, namespaced in KINDS:
         path = api_path(group, version, resource, namespace=namespace if namespaced else "")
-        response = session.request("GET", path, query={"labelSelector": selector})
-        if response.status == 404:
+        listing = session.get_or_none(path, labelSelector=selector)
+        if listing is None:
             continue  # e.g. no VolumeSnapshot CRDs
-        if not response.ok:
-            raise session.error("GET", path, response)
-        for obj in response.json().get("items") or ():
+        for obj in listing.get("items") or ():
             meta = obj["metadata"]
             owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
             created = meta.get("creationTimestamp", "")

@@ -136,12 +136,9 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
     pull_error_since: float | None = None
     delays = volumes.poll_delays()
     while True:
-        response = session.request("GET", path)
-        if response.status == 404:
+        pod = session.get_or_none(path)
+        if pod is None:
             raise errors.ConnectorError(f"helper pod {namespace}/{name} was deleted while starting")
-        if not response.ok:
-            raise session.error("GET", path, response)
-        pod = response.json()
         st = pod.get("status") or {}
         phase = st.get("phase", "Pending")
         now = time.monotonic()
@@ -180,12 +177,9 @@ def check_running(session: Session, namespace: str, name: str) -> None:
     """Raise (with events and log) if a helper pod that was running has stopped: its agent is
     not coming back (the pod never restarts)."""
     path = pod_path(namespace, name)
-    response = session.request("GET", path)
-    if response.status == 404:
+    pod = session.get_or_none(path)
+    if pod is None:
         raise errors.ConnectorError(f"helper pod {namespace}/{name} was deleted")
-    if not response.ok:
-        raise session.error("GET", path, response)
-    pod = response.json()
     st = pod.get("status") or {}
     stopped = any((cs.get("state") or {}).get("terminated") for cs in st.get("containerStatuses") or ())
     if st.get("phase") in ("Failed", "Succeeded") or stopped:

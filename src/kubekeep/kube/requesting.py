@@ -134,6 +134,20 @@ class Session:
         """GET ``path`` and return the parsed JSON body."""
         return self.call("GET", path, query=query).json()
 
+    def call_unless_missing(self, method: str, path: str, **kwargs: Any) -> Response | None:
+        """``call``, but None for 404 (the object, or its resource type, does not exist)."""
+        response = self.request(method, path, **kwargs)
+        if response.status == 404:
+            return None
+        if not response.ok:
+            raise self.error(method, path, response)
+        return response
+
+    def get_or_none(self, path: str, **query: Any) -> Any:
+        """``get``, but None for 404."""
+        response = self.call_unless_missing("GET", path, query=query)
+        return None if response is None else response.json()
+
     def error(self, method: str, path: str, response: Response) -> errors.ApiError:
         message, reason = status_message(response.data)
         if response.status == 401:

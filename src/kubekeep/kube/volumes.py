@@ -75,12 +75,7 @@ def content_path(name: str = "") -> str:
 
 
 def get(session: Session, path: str) -> Obj | None:
-    response = session.request("GET", path)
-    if response.status == 404:
-        return None
-    if not response.ok:
-        raise session.error("GET", path, response)
-    return response.json()  # type: ignore[no-any-return]
+    return session.get_or_none(path)  # type: ignore[no-any-return]
 
 
 def create(session: Session, path: str, obj: Obj) -> Obj:
@@ -88,22 +83,13 @@ def create(session: Session, path: str, obj: Obj) -> Obj:
 
 
 def merge_patch(session: Session, path: str, patch: Obj) -> Obj | None:
-    response = session.request("PATCH", path, body=orjson.dumps(patch), content_type=MERGE_PATCH)
-    if response.status == 404:
-        return None
-    if not response.ok:
-        raise session.error("PATCH", path, response)
-    return response.json()  # type: ignore[no-any-return]
+    response = session.call_unless_missing("PATCH", path, body=orjson.dumps(patch), content_type=MERGE_PATCH)
+    return None if response is None else response.json()  # type: ignore[no-any-return]
 
 
 def delete(session: Session, path: str) -> bool:
     """Delete an object (background propagation); False if it was already gone."""
-    response = session.request("DELETE", path, body=orjson.dumps({"propagationPolicy": "Background"}))
-    if response.status == 404:
-        return False
-    if not response.ok:
-        raise session.error("DELETE", path, response)
-    return True
+    return session.call_unless_missing("DELETE", path, body=orjson.dumps({"propagationPolicy": "Background"})) is not None
 
 
 def describe_claim(session: Session, namespace: str, name: str) -> Claim:
@@ -141,12 +127,10 @@ def list_claims(session: Session, *, namespace: str = "", label_selector: str = 
 
 def snapshot_class_for(session: Session, driver: str, wanted: str | None = None) -> str | None:
     """``wanted`` if it exists for ``driver``; else the driver's default class, or its only one."""
-    response = session.request("GET", _path("volumesnapshotclasses", group=SNAPSHOT_GROUP, version=SNAPSHOT_VERSION))
-    if response.status == 404:
+    listing = session.get_or_none(_path("volumesnapshotclasses", group=SNAPSHOT_GROUP, version=SNAPSHOT_VERSION))
+    if listing is None:
         return None  # the VolumeSnapshot CRDs are not installed
-    if not response.ok:
-        raise session.error("GET", "volumesnapshotclasses", response)
-    classes = [c for c in (response.json().get("items") or []) if c.get("driver") == driver]
+    classes = [c for c in (listing.get("items") or []) if c.get("driver") == driver]
     if wanted:
         if not any(c["metadata"]["name"] == wanted for c in classes):
             raise errors.ConnectorError(f"VolumeSnapshotClass {wanted} does not exist for driver {driver}")
