@@ -12,7 +12,7 @@ import pytest
 
 from kubekeep import api, errors
 from kubekeep.connectors import k8s, k8s_restore
-from kubekeep.connectors.base import Entry, EntryType
+from kubekeep.connectors.base import Entry, EntryType, with_directories
 from kubekeep.engine.repository import Repository
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.requesting import Session
@@ -80,7 +80,7 @@ def test_entries_come_in_pre_order_with_their_directories() -> None:
     files = [Entry(p, EntryType.FILE) for p in sorted(["namespaces/b/core/configmaps/x.yaml", "cluster/core/nodes/n.yaml",
                                                        "namespaces/a/apps/deployments/d.yaml",
                                                        "namespaces/a/core/configmaps/c.yaml"])]
-    assert [(e.path, e.type) for e in k8s._with_directories(files)] == [
+    assert [(e.path, e.type) for e in with_directories(files)] == [
         ("cluster", EntryType.DIR), ("cluster/core", EntryType.DIR), ("cluster/core/nodes", EntryType.DIR),
         ("cluster/core/nodes/n.yaml", EntryType.FILE), ("namespaces", EntryType.DIR), ("namespaces/a", EntryType.DIR),
         ("namespaces/a/apps", EntryType.DIR), ("namespaces/a/apps/deployments", EntryType.DIR),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo
+from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo, with_directories
 from kubekeep.manifests import layout, serialization
 
 CONTEXT = "synthetic"
@@ -160,15 +160,7 @@ class SyntheticImporter(Importer):
             files.append(Entry(path, EntryType.FILE, size=len(data), data=data,
                                attrs=layout.object_attrs(obj, group, resource)))
         files.sort(key=lambda e: e.path)
-        opened: set[str] = set()
-        for f in files:
-            parts = f.path.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in opened:
-                    opened.add(d)
-                    yield Entry(d, EntryType.DIR, mode=0o755)
-            yield f
+        yield from with_directories(files)
         self.count = len(files)
         version = b'{"gitVersion": "v1.34.0"}\n'
         yield Entry(layout.VERSION_FILE, EntryType.FILE, data=version, size=len(version))

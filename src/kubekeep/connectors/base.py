@@ -179,3 +179,17 @@ class Exporter(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_directories(files: Iterable[Entry], *, mode: int = 0o755) -> Iterator[Entry]:
+    """``files`` (sorted by path) preceded by each of their directories, in pre-order: for
+    importers whose sources have no directories of their own (API objects, object keys)."""
+    opened: set[str] = set()
+    for f in files:
+        parts = f.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in opened:
+                opened.add(d)
+                yield Entry(d, EntryType.DIR, mode=mode)
+        yield f

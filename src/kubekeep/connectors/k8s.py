@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kubekeep import errors
-from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo
+from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo, with_directories
 from kubekeep.connectors.k8s_restore import TierRunner
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.discovery import ApiResource, Discovery
@@ -162,7 +162,7 @@ class K8sImporter(Importer):
                 files.extend(result)
                 counts[r.full_name] = counts.get(r.full_name, 0) + len(result)
         files.sort(key=lambda e: e.path)
-        yield from _with_directories(files)
+        yield from with_directories(files, mode=DIR_MODE)
         disc_json = disc.to_json()
         yield Entry(layout.DISCOVERY_FILE, EntryType.FILE, mode=FILE_MODE, data=disc_json, size=len(disc_json))
         version = orjson.dumps(self.version(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
@@ -211,18 +211,6 @@ class K8sImporter(Importer):
                      mtime_ns=_mtime_ns(meta.get("creationTimestamp"), self._started_ns),
                      attrs=layout.object_attrs(obj, r.group, r.resource))
 
-
-def _with_directories(files: list[Entry]) -> Iterator[Entry]:
-    """``files`` (sorted by path) preceded by each of their directories, in pre-order."""
-    opened: set[str] = set()
-    for f in files:
-        parts = f.path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            if d not in opened:
-                opened.add(d)
-                yield Entry(d, EntryType.DIR, mode=DIR_MODE)
-        yield f
 
 
 # -- restore ------------------------------------------------------------------------------------
