@@ -329,13 +329,16 @@ class EtcdServer:
 
 class CuttingProxy:
     """Forwards 127.0.0.1:port to a target; drops every connection after ``cut_after`` bytes
-    have gone from the server to the client (None: never). ``cut_after`` may be set while
-    connections are open; ``delivered`` counts the bytes sent to clients so far."""
+    have gone from the server to the client (None: never). At the limit it stops forwarding and
+    holds the connection open for ``linger`` seconds before dropping it: a client gets to take
+    in what it already received (gRPC discards messages it buffered but had not handed out
+    when the connection dies, so an immediate drop could land before the first message, which
+    is a member that never answered, not a stream that broke)."""
 
-    def __init__(self, target_port: int, cut_after: int | None = None) -> None:
+    def __init__(self, target_port: int, cut_after: int | None = None, *, linger: float = 1.0) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
-        self.delivered = 0
+        self.linger = linger
         self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._lsock.bind(("127.0.0.1", 0))
@@ -357,24 +360,24 @@ class CuttingProxy:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             self._socks += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.cut_after), daemon=True
+            ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                limit = self.cut_after if to_client else None
                 if limit is not None and sent + len(data) >= limit:
                     dst.sendall(data[: max(0, limit - sent)])
+                    self._stop.wait(self.linger)
                     break
                 dst.sendall(data)
                 sent += len(data)
-                if to_client:
-                    self.delivered += len(data)
         except OSError:
             pass
         for s in (src, dst):
