@@ -3,7 +3,11 @@ bump ``REPOSITORY_VERSION`` and document it in docs/format.md."""
 
 from __future__ import annotations
 
-REPOSITORY_VERSION = 1
+#: the version new repositories are created with
+REPOSITORY_VERSION = 2
+#: versions this program opens; a version-1 repository keeps its own chunker (see docs/format.md,
+#: "Changes") and is read and written without conversion
+SUPPORTED_VERSIONS = (1, 2)
 
 #: FastCDC parameters (bytes). pyfastcdc's real mean is avg + min, so these give ~1 MiB chunks:
 #: large enough that a 10 TB repository indexes ~10 M chunks, small enough to dedup well.

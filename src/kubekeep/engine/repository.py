@@ -117,7 +117,7 @@ class Repository:
         else:
             raise errors.WrongPassword(f"wrong password: no key of the repository at {backend.location} opens with it")
         config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
-        if config.get("version") != fmt.REPOSITORY_VERSION:
+        if config.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise errors.RepositoryError(
                 f"repository format version {config.get('version')} is not supported by kubekeep {__version__}")
         cache = None if no_cache else _open_cache(cache_root, config["id"])
@@ -126,6 +126,10 @@ class Repository:
     @property
     def id(self) -> str:
         return str(self.config["id"])
+
+    @property
+    def format_version(self) -> int:
+        return int(self.config["version"])
 
     @property
     def compression_level(self) -> int:
