@@ -105,6 +105,8 @@ def test_bad_parameters_are_refused() -> None:
         Chunker({**SMALL, "algorithm": "rabin"}, KEY)
     with pytest.raises(errors.RepositoryError, match="out of range"):
         Chunker({**SMALL, "min": 10}, KEY)
+    with pytest.raises(errors.RepositoryError, match="out of range"):
+        Chunker({**SMALL, "min": (1 << 64) + 16384}, KEY)   # would wrap to 16384 in C
     with pytest.raises(errors.RepositoryError, match="malformed"):
         Chunker({**SMALL, "max": "lots"}, KEY)
     with pytest.raises(errors.RepositoryError, match="malformed"):

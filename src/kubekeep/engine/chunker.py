@@ -76,6 +76,8 @@ class Chunker:
             self.normalization = int(params.get("normalization", 1))
         except (KeyError, TypeError, ValueError):
             raise errors.RepositoryError(f"malformed chunker parameters {dict(params)!r}") from None
+        if not all(0 <= v < 1 << 32 for v in (self.min, self.avg, self.max, self.normalization)):
+            raise errors.RepositoryError(f"chunker parameters out of range {dict(params)!r}")
         self._chunks: Callable[[Any], Iterator[memoryview]]
         if self.algorithm == KEYED_GEAR:
             try:
