@@ -13,8 +13,13 @@
 ARG PYTHON=python:3.11-slim-bookworm
 
 FROM ${PYTHON} AS build
+# kubekeep's chunker is a small C extension (src/kubekeep/engine/_gearcdc.c): compiled here, in the
+# build stage only; the slim image already has Python's headers
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # keep this list in step with what kubekeep.agent imports (tests/volumes/test_agent.py checks it)
 RUN pip install --no-cache-dir --root-user-action=ignore --prefix=/install --no-deps . \

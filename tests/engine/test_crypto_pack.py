@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep import errors
+from kubekeep import api, errors
 from kubekeep.engine import compression
 from kubekeep.engine.crypto import Cipher, MasterKey, unwrap_master_key, wrap_master_key
 from kubekeep.engine.pack import DATA, TREE, PackWriter, blob_aad, read_header, verify_pack_id
@@ -136,3 +136,46 @@ def test_blob_roundtrip_and_mismatch(repo: Repository) -> None:
     raw = repo.backend.load(f"data/{loc.pack_id.hex()[:2]}/{loc.pack_id.hex()}", loc.offset, loc.length)
     with pytest.raises(errors.IntegrityError):  # the right bytes under another id
         repo.decode_blob(text_id, DATA, raw, loc.raw_length)
+
+
+def _pack_of(cipher: Cipher, blobs: int, *, pad_header: bool = True) -> bytes:
+    writer = PackWriter(DATA)
+    for _ in range(blobs):
+        blob_id, plain = os.urandom(32), os.urandom(300)
+        writer.add(blob_id, cipher.encrypt(plain, blob_aad(DATA, blob_id)), 1 << 20)
+    return (writer.finish(cipher) if pad_header else writer.finish(cipher, pad_header=False))[1]
+
+
+def _header_length(pack: bytes) -> int:
+    return int(struct.unpack("<I", pack[-4:])[0])
+
+
+def test_pack_header_length_does_not_tell_the_blob_count() -> None:
+    cipher = Cipher(os.urandom(32))
+    one, twenty, sixty = (_pack_of(cipher, n) for n in (1, 20, 60))
+    assert _header_length(one) == _header_length(twenty) == _header_length(sixty) == 4096 + 28
+    assert len(read_header(one, cipher, "pack")) == 1 and len(read_header(sixty, cipher, "pack")) == 60
+    many = _pack_of(cipher, 300)                 # past the first bucket: the next power of two
+    assert _header_length(many) == 16384 + 28 and len(read_header(many, cipher, "pack")) == 300
+
+
+def test_unpadded_version_1_headers_still_read_and_bad_padding_is_refused() -> None:
+    cipher = Cipher(os.urandom(32))
+    old = _pack_of(cipher, 3, pad_header=False)
+    assert _header_length(old) < 300 and len(read_header(old, cipher, "pack")) == 3
+    # padding that is not zero bytes (only a key holder could write it) is a malformed header
+    body = old[:-4 - _header_length(old)]
+    header = cipher.decrypt(old[-4 - _header_length(old):-4], b"pack header", "h") + b"\x00\x01"
+    enc = cipher.encrypt(header, b"pack header")
+    with pytest.raises(errors.IntegrityError, match="malformed"):
+        read_header(body + bytes(enc) + struct.pack("<I", len(enc)), cipher, "pack")
+
+
+def test_version_2_repository_writes_padded_headers(repo: Repository, tmp_path: Path) -> None:
+    assert repo.format_version == 2
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(os.urandom(5000))
+    api.backup(repo, str(tmp_path / "src"))
+    packs = [repo.backend.load(o.name) for o in repo.backend.list("data/")]
+    assert len(packs) == 2                                 # one data pack, one tree pack
+    assert all(_header_length(p) == 4096 + 28 for p in packs)

@@ -55,10 +55,11 @@ def _cuts(chunks: Iterator[memoryview]) -> list[bytes]:
     return [bytes(c) for c in chunks]
 
 
-def test_stream_paths_cut_like_the_whole_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("algorithm", chunker_mod.ALGORITHMS)
+def test_stream_paths_cut_like_the_whole_buffer(monkeypatch: pytest.MonkeyPatch, algorithm: str) -> None:
     monkeypatch.setattr(chunker_mod, "READ_BLOCK", 1024 * 1024)  # many blocks, quickly
     data = random.Random(5).randbytes(5 * 1024 * 1024 + 12345)
-    chunker = Chunker(PARAMS, seed=42)
+    chunker = Chunker({**PARAMS, "algorithm": algorithm}, bytes(range(32)))
     whole = _cuts(chunker.buffer(data))
     assert len(whole) > 40
     assert _cuts(chunker.stream(_Trickle(data, 70_001), size_hint=len(data))) == whole  # reused buffer, short reads

@@ -146,7 +146,7 @@ class RemoteBackup:
         self._closed = False
         self._dctx = threading.local()
         self._outbox: queue.Queue[Any] = queue.Queue()
-        channel.send(p.BACKUP, {"chunker": spec.params, "seed": spec.seed, "id_key": spec.id_key,
+        channel.send(p.BACKUP, {"chunker": spec.params, "id_key": spec.id_key,
                                 "compress": "zstd" if compress else "none", "excludes": list(excludes),
                                 "window_bytes": window_bytes, "window_records": window_records})
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)

@@ -183,9 +183,8 @@ class BackupSession:
         self.config = config
         self.channel = channel
         try:
-            params = request["chunker"]
-            self.chunker = Chunker(params, int(request["seed"]))
             self.id_key = bytes(request["id_key"])
+            self.chunker = Chunker(request["chunker"], self.id_key)
             self.compress = request.get("compress") == "zstd"
             self.window = _Window(int(request.get("window_records", 4096)),
                                   int(request.get("window_bytes", 128 * 1024 * 1024)))

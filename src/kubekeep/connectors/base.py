@@ -26,12 +26,12 @@ class EntryType(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ChunkSpec:
-    """How the repository cuts and names content: FastCDC parameters and secret seed, and the
-    keyed-BLAKE3 key of blob ids. Given to importers that chunk at the source; whoever holds it
-    can compute (and so test for) chunk ids, but cannot decrypt the repository."""
+    """How the repository cuts and names content: its chunker parameters, and the identity key
+    (the keyed-BLAKE3 key of blob ids, from which the chunker's secret gear table is derived).
+    Given to importers that chunk at the source; whoever holds it can compute (and so test for)
+    chunk ids, but cannot decrypt the repository."""
 
     params: dict[str, Any]
-    seed: int
     id_key: bytes
     #: whether the repository already holds a blob (lets a source skip asking about it)
     known: Callable[[bytes], bool] | None = None

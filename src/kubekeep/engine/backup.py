@@ -149,7 +149,7 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
     try:
-        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.chunker_seed, repo.master.identity,
+        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.identity,
                                         known=run.writer.has))
         root_id = run.ingest(importer)
         run.writer.flush()
@@ -185,7 +185,7 @@ class _BackupRun:
                  progress: ProgressCallback | None) -> None:
         self.repo = repo
         self.writer: BlobWriter = repo.writer()
-        self.chunker = Chunker(repo.config["chunker"], repo.master.chunker_seed)
+        self.chunker = Chunker(repo.config["chunker"], repo.master.identity)
         self.parent = _ParentTree(repo, bytes.fromhex(parent.tree) if parent else None)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-backup")
         self.slots = threading.BoundedSemaphore(max(1, workers) * 4)

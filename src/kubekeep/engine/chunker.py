@@ -1,12 +1,44 @@
-"""Content-defined chunking with FastCDC 2020 (pyfastcdc, Cython), seeded per repository."""
+"""Content-defined chunking with FastCDC 2020, its gear table secret per repository.
+
+Two designs, recorded in the repository config's ``chunker.algorithm`` (docs/format.md, "Blobs
+and chunking"):
+
+- ``fastcdc2020-keyed-gear`` (version 2): all 256 gear values come from a keyed PRF of the
+  repository's identity key; cut by kubekeep's C module ``_gearcdc``.
+- ``fastcdc2020`` (version 1): pyfastcdc's public table XORed with one 62-bit seed. From the chunk
+  lengths of some known plaintext the 48 bits that decide cuts are recovered in well under a
+  second, after which chunk lengths fingerprint known files. Kept only so version-1 repositories
+  go on cutting (and so deduplicating) as before.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import IO, Any
 
+import blake3
 import pyfastcdc
+
+from kubekeep import errors
+from kubekeep.engine import format as fmt
+
+try:
+    from kubekeep.engine._gearcdc import GearCDC
+except ImportError as exc:  # a source tree whose C extension was never built
+    raise ImportError("kubekeep's C chunker (kubekeep.engine._gearcdc) is not built: install kubekeep "
+                      "with pip (`pip install -e .` in a checkout; needs a C compiler)") from exc
+
+#: the design new repositories record
+KEYED_GEAR = fmt.CHUNKER_ALGORITHM
+#: version 1's design (pyfastcdc, public table XOR one seed)
+SEEDED = "fastcdc2020"
+ALGORITHMS = (KEYED_GEAR, SEEDED)
+
+#: BLAKE3 key-derivation context for the gear table (a domain of its own: no blob id, which is
+#: a keyed hash of content under the same key, can ever equal table bytes)
+GEAR_CONTEXT = "kubekeep 2026 chunker gear table v1"
+GEAR_BYTES = 256 * 8
 
 _local = threading.local()
 
@@ -17,37 +49,69 @@ READ_BLOCK = 32 * 1024 * 1024
 PROBE = 64 * 1024
 
 
-class Chunker:
-    """Splits streams into content-defined chunks. One FastCDC instance per thread (it is not
-    safe to share), all with the repository's parameters and secret seed."""
+def gear_table(id_key: bytes) -> bytes:
+    """The repository's gear table: 256 little-endian uint64, the BLAKE3 XOF in key-derivation
+    mode of the identity key (a PRF of the key, separated from blob ids by its context)."""
+    return blake3.blake3(id_key, derive_key_context=GEAR_CONTEXT).digest(length=GEAR_BYTES)
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
-        self.min = int(params["min"])
-        self.avg = int(params["avg"])
-        self.max = int(params["max"])
-        self.normalization = int(params.get("normalization", 1))
-        self.seed = seed
-        self._key = (self.min, self.avg, self.max, self.normalization, seed)
+
+def legacy_seed(id_key: bytes) -> int:
+    """Version 1's 62-bit pyfastcdc seed (0 would mean no seed)."""
+    digest = blake3.blake3(b"kubekeep chunker seed", key=id_key).digest(8)
+    return (int.from_bytes(digest, "little") >> 2) or 1
+
+
+class Chunker:
+    """Splits streams into content-defined chunks with a repository's chunker parameters and
+    its identity key (from which the secret gear table, or version 1's seed, is derived)."""
+
+    def __init__(self, params: Mapping[str, Any], id_key: bytes) -> None:
+        if not isinstance(params, Mapping):
+            raise errors.RepositoryError("malformed chunker parameters: not a map")
+        self.algorithm = params.get("algorithm")
+        try:
+            self.min = int(params["min"])
+            self.avg = int(params["avg"])
+            self.max = int(params["max"])
+            self.normalization = int(params.get("normalization", 1))
+        except (KeyError, TypeError, ValueError):
+            raise errors.RepositoryError(f"malformed chunker parameters {dict(params)!r}") from None
+        if not all(0 <= v < 1 << 32 for v in (self.min, self.avg, self.max, self.normalization)):
+            raise errors.RepositoryError(f"chunker parameters out of range {dict(params)!r}")
+        self._chunks: Callable[[Any], Iterator[memoryview]]
+        if self.algorithm == KEYED_GEAR:
+            try:
+                cdc = GearCDC(gear_table(id_key), self.min, self.avg, self.max, self.normalization)
+            except ValueError as exc:
+                raise errors.RepositoryError(f"bad chunker parameters: {exc}") from None
+            self._chunks = lambda buf: _views(buf, cdc.cut_buf(buf))
+        elif self.algorithm == SEEDED:
+            self._key = (self.min, self.avg, self.max, self.normalization, legacy_seed(id_key))
+            self._chunks = lambda buf: (c.data for c in self._fastcdc().cut_buf(buf))
+        else:
+            raise errors.RepositoryError(
+                f"unsupported chunker algorithm {self.algorithm!r} (this kubekeep knows {', '.join(ALGORITHMS)})")
 
     def _fastcdc(self) -> pyfastcdc.FastCDC:
+        """Version 1's pyfastcdc instance for this thread (one per thread: not safe to share)."""
         cache = getattr(_local, "chunkers", None)
         if cache is None:
             cache = _local.chunkers = {}
         cdc = cache.get(self._key)
         if cdc is None:
+            mn, avg, mx, nc, seed = self._key
             cdc = cache[self._key] = pyfastcdc.FastCDC(
-                self.avg, min_size=self.min, max_size=self.max,
-                normalized_chunking=self.normalization, seed=self.seed)  # type: ignore[arg-type]
+                avg, min_size=mn, max_size=mx, normalized_chunking=nc, seed=seed)  # type: ignore[arg-type]
         return cdc
 
     def stream(self, stream: IO[bytes], size_hint: int | None = None) -> Iterator[memoryview]:
         """Chunks of ``stream``; each view is valid only until the next one is produced.
 
-        Reads blocks of ``READ_BLOCK`` bytes and cuts them with ``cut_buf``, holding back the
-        last chunk of a block (its end is the block's, not a content boundary) to prepend to the
-        next. FastCDC decides each cut from the chunk's own bytes only, so the result equals
-        cutting the whole stream at once. (pyfastcdc's own ``cut_stream`` costs ~0.7 ms a call
-        and runs at a fifth of ``cut_buf``'s speed.)
+        Reads blocks of ``READ_BLOCK`` bytes and cuts them whole, holding back the last chunk
+        of a block (its end is the block's, not a content boundary) to prepend to the next.
+        FastCDC decides each cut from the chunk's own bytes only, so the result equals cutting
+        the whole stream at once. (pyfastcdc's own ``cut_stream`` costs ~0.7 ms a call and runs
+        at a fifth of ``cut_buf``'s speed.)
         """
         readinto = getattr(stream, "readinto", None)
         if readinto is None or size_hint is None or size_hint < READ_BLOCK:
@@ -56,7 +120,6 @@ class Chunker:
         # a stream expected to be large: one buffer for the whole stream, the held-back chunk
         # moved to its front and the next block read in behind it (no per-block allocation or
         # join); not for streams of unknown size, which are mostly small files
-        cdc = self._fastcdc()
         buf = bytearray(READ_BLOCK + self.max)
         view = memoryview(buf)
         held = 0
@@ -66,14 +129,13 @@ class Chunker:
                 if held:
                     yield view[:held]
                 return
-            last = yield from _all_but_last(cdc, view[:end])
+            last = yield from _all_but_last(self._chunks(view[:end]))
             assert last is not None
             held = len(last)
             del last
             buf[:held] = buf[end - held:end]
 
     def _stream_blocks(self, stream: IO[bytes], size_hint: int | None) -> Iterator[memoryview]:
-        cdc = self._fastcdc()
         carry = b""
         # read(n) allocates n bytes up front: size small files' reads by their expected size
         want = READ_BLOCK if size_hint is None else max(4096, min(READ_BLOCK, size_hint + 1))
@@ -88,24 +150,31 @@ class Chunker:
                     yield memoryview(carry)
                 return
             buf = carry + block if carry else block
-            last = yield from _all_but_last(cdc, buf)
+            last = yield from _all_but_last(self._chunks(buf))
             carry = bytes(last) if last is not None else b""
 
     def buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
         if not data:
-            return
-        for chunk in self._fastcdc().cut_buf(data):
-            yield chunk.data
+            return iter(())
+        return self._chunks(data)
 
 
-def _all_but_last(cdc: pyfastcdc.FastCDC, buf: Any) -> Generator[memoryview, None, memoryview | None]:
-    """Yield the chunks of ``buf`` but the last, which is returned (its end is the buffer's, not
-    a content boundary); None for an empty buffer."""
+def _views(buf: Any, ends: list[int]) -> Iterator[memoryview]:
+    view = memoryview(buf)
+    start = 0
+    for end in ends:
+        yield view[start:end]
+        start = end
+
+
+def _all_but_last(chunks: Iterator[memoryview]) -> Generator[memoryview, None, memoryview | None]:
+    """Yield ``chunks`` but the last, which is returned (its end is the buffer's, not a content
+    boundary); None for an empty buffer."""
     last: memoryview | None = None
-    for chunk in cdc.cut_buf(buf):
+    for chunk in chunks:
         if last is not None:
             yield last
-        last = chunk.data
+        last = chunk
     return last
 
 

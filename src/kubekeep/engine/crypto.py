@@ -1,8 +1,8 @@
 """Keys and authenticated encryption.
 
 A repository has one random *master key*: 32 bytes for AES-256-GCM, 32 bytes for the keyed
-BLAKE3 that names chunks (so ids reveal nothing about content), and a chunker seed derived from
-the id key (so chunk boundaries do not fingerprint known files either). The master key is stored
+BLAKE3 that names chunks (so ids reveal nothing about content), from which the chunker's secret
+gear table is also derived (engine/chunker.py). The master key is stored
 once per password in ``keys/<id>``, wrapped (AES-256-GCM) by a key derived from the password with
 Argon2id. See docs/format.md.
 """
@@ -47,12 +47,6 @@ class MasterKey:
         if len(raw) != 64:
             raise errors.IntegrityError("master key has the wrong length; the key file is damaged")
         return cls(raw[:32], raw[32:])
-
-    @property
-    def chunker_seed(self) -> int:
-        """A 62-bit FastCDC gear-table seed, secret like the id key (0 would mean no seed)."""
-        digest = blake3.blake3(b"kubekeep chunker seed", key=self.identity).digest(8)
-        return (int.from_bytes(digest, "little") >> 2) or 1
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         """The keyed BLAKE3-256 of a plaintext blob: its id in this repository."""

@@ -9,7 +9,9 @@ REPOSITORY_VERSION = 2
 #: "Changes") and is read and written without conversion
 SUPPORTED_VERSIONS = (1, 2)
 
-#: FastCDC parameters (bytes). pyfastcdc's real mean is avg + min, so these give ~1 MiB chunks:
+#: the chunker new repositories record (engine/chunker.py; version 1 wrote "fastcdc2020")
+CHUNKER_ALGORITHM = "fastcdc2020-keyed-gear"
+#: FastCDC parameters (bytes). FastCDC 2020's real mean is avg + min, so these give ~1 MiB chunks:
 #: large enough that a 10 TB repository indexes ~10 M chunks, small enough to dedup well.
 CHUNK_MIN = 256 * 1024
 CHUNK_AVG = 768 * 1024

@@ -5,7 +5,9 @@ Layout (docs/format.md, "Packs")::
     blob_1 || blob_2 || ... || blob_n || E(header) || uint32_le(len(E(header)))
 
 Each blob is ``nonce || AES-GCM(payload, aad = type byte || blob id)``; the header is a msgpack
-list of ``[type, id, offset, length, raw_length]``, encrypted with aad ``b"pack header"``. A pack's
+list of ``[type, id, offset, length, raw_length]``, followed (version 2) by zero bytes up to a size
+bucket so its length does not tell how many blobs the pack holds, and encrypted with aad
+``b"pack header"``. A pack's
 name is the unkeyed BLAKE3 of its whole content, so storage integrity can be checked by anyone
 (``check --read-data``) and a pack cannot be modified without its name changing.
 """
@@ -27,6 +29,9 @@ BLOB_TYPES = {DATA: "data", TREE: "tree"}
 
 _HEADER_AAD = b"pack header"
 _LEN = struct.Struct("<I")
+#: the smallest padded header; larger ones double. 4 KiB holds ~80 entries: every pack of large
+#: files' chunks (256 KiB and up, so at most ~65 in a 16 MiB pack) has the same header size.
+HEADER_BUCKET = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +69,26 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def finish(self, cipher: Cipher) -> tuple[bytes, bytes]:
-        """Return ``(pack_id, pack_bytes)`` and release the buffered blobs."""
+    def finish(self, cipher: Cipher, *, pad_header: bool = True) -> tuple[bytes, bytes]:
+        """Return ``(pack_id, pack_bytes)`` and release the buffered blobs. ``pad_header``: pad
+        the header to its size bucket (version 2; version 1 wrote unpadded headers)."""
         header = msgpack.packb([[e.type, e.id, e.offset, e.length, e.raw_length] for e in self.entries])
+        if pad_header:
+            header += bytes(header_bucket(len(header)) - len(header))
         enc_header = cipher.encrypt(header, _HEADER_AAD)
         self._parts.append(enc_header)
         self._parts.append(_LEN.pack(len(enc_header)))
         data = b"".join(self._parts)
         self._parts = []
         return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest(), data
+
+
+def header_bucket(length: int) -> int:
+    """The padded size of a plaintext header of ``length`` bytes: ``HEADER_BUCKET * 2**k``."""
+    size = HEADER_BUCKET
+    while size < length:
+        size *= 2
+    return size
 
 
 def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
@@ -85,7 +101,12 @@ def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
         raise errors.IntegrityError(f"{what}: pack header length is out of range")
     plain = cipher.decrypt(memoryview(pack)[start : len(pack) - _LEN.size], _HEADER_AAD, f"{what} header")
     try:
-        rows = msgpack.unpackb(plain)
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(plain)
+        rows = unpacker.unpack()
+        end = unpacker.tell()
+        if plain[end:] != bytes(len(plain) - end):   # padding is zero bytes (none in version 1)
+            raise ValueError("non-zero padding")
         entries = [BlobEntry(int(t), bytes(i), int(o), int(n), int(r)) for t, i, o, n, r in rows]
     except (ValueError, TypeError, msgpack.UnpackException):
         raise errors.IntegrityError(f"{what}: pack header is malformed") from None

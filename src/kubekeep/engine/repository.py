@@ -85,7 +85,7 @@ class Repository:
         config = {
             "version": fmt.REPOSITORY_VERSION,
             "id": secrets.token_hex(16),
-            "chunker": {"algorithm": "fastcdc2020", "min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG,
+            "chunker": {"algorithm": fmt.CHUNKER_ALGORITHM, "min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG,
                         "max": fmt.CHUNK_MAX, "normalization": 1},
             "compression": {"algorithm": "zstd", "level": compression_level},
             "created_by": f"kubekeep {__version__}",

@@ -86,7 +86,7 @@ class BlobWriter:
         self._raise_failed_upload()
         self._slots.acquire()
         try:
-            pack_id, data = pack.finish(self._cipher)
+            pack_id, data = pack.finish(self._cipher, pad_header=self.repo.format_version >= 2)
         except BaseException:
             self._slots.release()
             raise
