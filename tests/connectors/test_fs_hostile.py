@@ -323,3 +323,13 @@ def test_sparse_writes_give_back_the_same_bytes(tmp_path: Path) -> None:
         finally:
             os.close(fd)
         assert path.read_bytes() == b"".join(bytes(p) for p in pieces), trial
+
+
+def test_names_that_are_not_utf8_cross_the_agent_protocol() -> None:
+    from kubekeep.agent import protocol as p
+
+    name = b"dir-\xff/caf\xe9".decode("utf-8", "surrogateescape")
+    for entry in (_entry(name, size=3), _entry("link", EntryType.SYMLINK, target=b"t-\xfe".decode("utf-8", "surrogateescape")),
+                  _entry("plain", EntryType.DIR)):
+        back = p.entry_from_body(p.unpack(p.pack(p.entry_body(entry))))
+        assert (back.path, back.target, back.type) == (entry.path, entry.target, entry.type)

@@ -102,3 +102,32 @@ def test_check_reports_trees_with_unsafe_names(repo: Repository) -> None:
     report = api.check(repo)
     assert not report.ok
     assert any("/d" in e and "out-evil" in e for e in report.errors), report.errors
+
+
+def test_a_version_1_repository_still_skips_names_that_are_not_utf8(tmp_path: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version-1 readers take tree names as text: such a repository keeps getting text only."""
+    import os
+
+    from kubekeep.engine import format as fmt
+    from kubekeep.storage.local import LocalBackend
+    from tests.cli.helpers import FAST_KDF
+
+    src = os.fsencode(tmp_path / "src")
+    os.makedirs(src)
+    for name in (b"fine.txt", b"caf\xe9.txt"):
+        with open(src + b"/" + name, "wb") as f:
+            f.write(name)
+    os.symlink(b"to-\xff", src + b"/odd-link")
+    monkeypatch.setattr(fmt, "REPOSITORY_VERSION", 1)
+    old = Repository.init(LocalBackend(tmp_path / "v1"), "pw", kdf=FAST_KDF, no_cache=True)
+    monkeypatch.undo()
+    new = Repository.init(LocalBackend(tmp_path / "v2"), "pw", kdf=FAST_KDF, no_cache=True)
+    assert (old.format_version, new.format_version) == (1, 2)
+    for repo, expected in ((old, ["fine.txt"]), (new, ["caf\udce9.txt", "fine.txt", "odd-link"])):
+        snap = api.backup(repo, os.fsdecode(src))
+        assert sorted(n.name for n in repo.load_tree(bytes.fromhex(snap.tree))) == expected
+        skipped = [w for w in snap.warnings if "UTF-8" in w]
+        assert len(skipped) == (2 if repo is old else 0), snap.warnings
+        assert any("caf\\xe9.txt" in w for w in skipped) or repo is new
+        repo.close()

@@ -121,6 +121,20 @@ def name_bytes(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` is UTF-8 text (no surrogate escapes of other bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def name_printable(*parts: str) -> str:
+    """A path for a message, bytes that are not UTF-8 shown as ``\\xNN``."""
+    return name_bytes("/".join(p for p in parts if p)).decode("utf-8", "backslashreplace")
+
+
 def _text(value: str | bytes) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
@@ -131,11 +145,7 @@ def _text(value: str | bytes) -> str:
 
 def _wire_text(value: str) -> str | bytes:
     """``value`` as stored: text when it is UTF-8, its bytes (msgpack bin) when it is not."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return name_bytes(value)
-    return value
+    return value if is_text(value) else name_bytes(value)
 
 
 def unsafe_names(nodes: list[Node]) -> str | None:
