@@ -271,14 +271,23 @@ class FsExporter(Exporter):
             try:
                 st = os.fstat(fd)
                 os.fchmod(fd, 0o700 | self._mode(entry, 0o700))  # writable while we fill it; final in finish()
-            finally:
+            except OSError:
                 os.close(fd)
+                raise
         except OSError as exc:
             raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create directory: {exc.strerror}") from None
         finally:
             self._release(parent)
         with self._lock:
             self._dirs.append((entry, st.st_dev, st.st_ino))
+            old = self._open.get(entry.path)
+            if old is None or not old[1]:  # kept for the files that follow
+                if old is not None:
+                    os.close(old[0])
+                self._open[entry.path] = [fd, 0]
+                self._evict()
+            else:
+                os.close(fd)
 
     def _mode(self, entry: Entry, private: int) -> int:
         return private if self.private else entry.mode & 0o7777
@@ -409,11 +418,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: runs of zeros covering whole aligned blocks of this size are left as holes
 _HOLE = 16 * 1024
-_NOT_NAMES = frozenset(("", ".", ".."))
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-#: zero runs of at least this many bytes are left as holes
-_HOLE = 4096
 
 
 def _split(path: str) -> tuple[str, str]:
