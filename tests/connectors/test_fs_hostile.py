@@ -329,7 +329,7 @@ def test_names_that_are_not_utf8_cross_the_agent_protocol() -> None:
     from kubekeep.agent import protocol as p
 
     name = b"dir-\xff/caf\xe9".decode("utf-8", "surrogateescape")
-    for entry in (_entry(name, size=3), _entry("link", EntryType.SYMLINK, target=b"t-\xfe".decode("utf-8", "surrogateescape")),
-                  _entry("plain", EntryType.DIR)):
+    target = b"t-\xfe".decode("utf-8", "surrogateescape")
+    for entry in (_entry(name, size=3), _entry("link", EntryType.SYMLINK, target=target), _entry("plain", EntryType.DIR)):
         back = p.entry_from_body(p.unpack(p.pack(p.entry_body(entry))))
         assert (back.path, back.target, back.type) == (entry.path, entry.target, entry.type)

@@ -225,8 +225,8 @@ class FsExporter(Exporter):
                 except OSError as exc:
                     why = "a symlink or a file is in the way" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
                         else exc.strerror
-                    raise errors.EntryFailed(f"{_printable(path)}: cannot open directory {_printable('/'.join(parts[:i + 1]))}: {why}") \
-                        from None
+                    at_part = _printable("/".join(parts[:i + 1]))
+                    raise errors.EntryFailed(f"{_printable(path)}: cannot open directory {at_part}: {why}") from None
                 self._open["/".join(parts[:i + 1])] = [fd, 0]
             self._open[path][1] = 1
             self._evict()
@@ -321,8 +321,8 @@ class FsExporter(Exporter):
             except OSError as exc:
                 raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
             if in_the_way:
-                raise errors.EntryFailed(f"{_printable(entry.path)}: cannot restore the file: a directory is in the way") \
-                    from None
+                raise errors.EntryFailed(f"{_printable(entry.path)}: cannot restore the file: "
+                                         "a directory is in the way") from None
         except OSError as exc:
             raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
         try:
@@ -354,8 +354,8 @@ class FsExporter(Exporter):
                 os.symlink(entry.target, name, dir_fd=pfd)
             except FileExistsError:
                 if stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
-                    raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: a directory is in the way") \
-                        from None
+                    raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: "
+                                             "a directory is in the way") from None
                 os.unlink(name, dir_fd=pfd)
                 os.symlink(entry.target, name, dir_fd=pfd)
             if self.owners:
