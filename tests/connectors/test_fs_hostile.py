@@ -333,3 +333,15 @@ def test_names_that_are_not_utf8_cross_the_agent_protocol() -> None:
     for entry in (_entry(name, size=3), _entry("link", EntryType.SYMLINK, target=target), _entry("plain", EntryType.DIR)):
         back = p.entry_from_body(p.unpack(p.pack(p.entry_body(entry))))
         assert (back.path, back.target, back.type) == (entry.path, entry.target, entry.type)
+
+
+@ROOT_ONLY
+def test_restored_symlinks_get_owner_and_time_not_their_targets(tmp_path: Path) -> None:
+    outside = _outside(tmp_path)
+    exporter = FsExporter(tmp_path / "out", owners=True)
+    exporter.begin(SOURCE, {})
+    exporter.symlink(_entry("l", EntryType.SYMLINK, target=str(outside / "x"), uid=1234, gid=4321, mtime_ns=77))
+    exporter.finish()
+    st = (tmp_path / "out" / "l").lstat()
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (1234, 4321, 77)
+    _unchanged(outside)

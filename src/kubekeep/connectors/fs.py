@@ -358,16 +358,30 @@ class FsExporter(Exporter):
                                              "a directory is in the way") from None
                 os.unlink(name, dir_fd=pfd)
                 os.symlink(entry.target, name, dir_fd=pfd)
-            if self.owners:
-                try:
-                    os.chown(name, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
-                except OSError as exc:
-                    self._warn(f"{_printable(entry.path)}: cannot set owner: {exc.strerror}")
-            os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            self._symlink_metadata(pfd, name, entry)
         except OSError as exc:
             raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: {exc.strerror}") from None
         finally:
             self._release(parent)
+
+    def _symlink_metadata(self, pfd: int, name: str, entry: Entry) -> None:
+        """Owner and time of the symlink just made, through a descriptor of it (``O_PATH``, used by
+        way of /proc): whoever can write the directory cannot have them land on another inode."""
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise errors.EntryFailed(f"{_printable(entry.path)}: replaced during the restore")
+            at: dict[str, Any] = {"path": f"/proc/self/fd/{fd}"}
+            if not os.path.exists("/proc/self/fd"):  # no /proc: by name, not following it
+                at = {"path": name, "dir_fd": pfd, "follow_symlinks": False}
+            if self.owners:
+                try:
+                    os.chown(uid=entry.uid, gid=entry.gid, **at)
+                except OSError as exc:
+                    self._warn(f"{_printable(entry.path)}: cannot set owner: {exc.strerror}")
+            os.utime(ns=(entry.mtime_ns, entry.mtime_ns), **at)
+        finally:
+            os.close(fd)
 
     def _chown(self, fd: int, entry: Entry) -> None:
         try:
