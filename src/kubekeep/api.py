@@ -360,7 +360,10 @@ def _manifests_exporter(snap: Snapshot, destination: str, options: dict[str, Any
         names = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise errors.UsageError(f"{names} apply(ies) to restores into a cluster (k8s://)"
                                 + (", not to --raw file restores" if raw else ""))
-    inner = connectors.open_exporter(destination, **{k: v for k, v in options.items() if k not in _FILES_OPTIONS})
+    inner_options = {k: v for k, v in options.items() if k not in _FILES_OPTIONS}
+    if scheme == "fs":
+        inner_options["private"] = True  # the objects include Secrets: files 0600, directories 0700
+    inner = connectors.open_exporter(destination, **inner_options)
     if raw or scheme != "fs":
         return inner
     from kubekeep.connectors.k8s import CleanFilesExporter  # only manifests restores need it

@@ -11,11 +11,13 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
     │   ├── WrongPassword          no key opens with that password
     │   ├── RepositoryLocked       an exclusive lock is held elsewhere
     │   └── IntegrityError         a pack, blob or metadata object failed verification
+    │       └── UnsafeTree         a tree names entries no directory can hold ('..', '/', twice)
     ├── SnapshotNotFound           no snapshot matches an id prefix or name
     ├── PathNotFound               no entry at that path inside a snapshot
     ├── StorageError               the backend failed (I/O, network, permissions)
     │   └── ObjectNotFound         a named object is missing from the backend
     └── ConnectorError             a source or destination failed
+        ├── EntryFailed            one entry could not be written; the restore goes on
         ├── SourceUnreachable      the cluster, etcd or agent cannot be reached
         └── ApiError               the Kubernetes API refused a request (status, reason)
 """
@@ -57,6 +59,12 @@ class IntegrityError(RepositoryError):
     exit_code = 13
 
 
+class UnsafeTree(IntegrityError):
+    """A tree that decrypted and verified but names entries no directory can hold (an empty
+    name, ``.``, ``..``, ``/`` or NUL in a name, a name twice): written by a hostile or broken
+    writer. Nothing below it is restored."""
+
+
 class SnapshotNotFound(KubekeepError):
     exit_code = 14
 
@@ -75,6 +83,11 @@ class ObjectNotFound(StorageError):
 
 class ConnectorError(KubekeepError):
     exit_code = 16
+
+
+class EntryFailed(ConnectorError):
+    """One entry could not be written at the destination (a directory in the way, a full
+    disk, a path that leaves the destination): the restore records it and goes on."""
 
 
 class SourceUnreachable(ConnectorError):

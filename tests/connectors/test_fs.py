@@ -186,17 +186,3 @@ def test_single_file_source_and_restore(kk: KK, tmp_path: Path) -> None:
     st = (tmp_path / "out" / "lonely.txt").stat()
     assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o640, 1_234_567_890_123_456_789)
     assert "no such file" in stderr_line(kk.run("backup", f"fs:{tmp_path}/absent", expect=16))
-
-
-def test_names_that_are_not_utf8_are_warned_not_fatal(kk: KK, tmp_path: Path) -> None:
-    init_fast(kk.repo, kk.password)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "fine.txt").write_text("ok\n")
-    with open(os.fsencode(src) + b"/caf\xe9.txt", "wb") as f:    # Latin-1 name
-        f.write(b"latin-1 named file")
-    os.symlink(b"target-\xff", os.fsencode(src) + b"/odd-link")
-    result = kk.json("backup", str(src), expect=3)
-    assert any("caf\\xe9.txt" in w and "UTF-8" in w for w in result["warnings"]), result["warnings"]
-    assert any("odd-link" in w and "UTF-8" in w for w in result["warnings"]), result["warnings"]
-    assert [e["path"] for e in kk.json("ls", "latest")] == ["/fine.txt"]

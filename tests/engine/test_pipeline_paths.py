@@ -162,7 +162,7 @@ def test_restore_reads_runs_of_blobs_and_fails_only_the_damaged_file(repo: Repos
     raw[loc.offset + loc.length // 2] ^= 0x10
     path.chmod(0o600)
     path.write_bytes(bytes(raw))
-    with pytest.raises(errors.IntegrityError, match="1 file"):
+    with pytest.raises(errors.IntegrityError, match="1 entry"):
         api.restore(repo, snap.id, str(tmp_path / "again"))
     again = tmp_path / "again" / "many"
     assert not (again / "f150.txt").exists()

@@ -86,20 +86,33 @@ def split_data(payload: memoryview) -> tuple[int, int, memoryview]:
 
 def entry_body(entry: Entry) -> dict[str, Any]:
     """An entry's metadata as sent in ENTRY/FILE (backup) and MKDIR/SYMLINK/WFILE (restore)."""
-    body: dict[str, Any] = {"p": entry.path, "t": entry.type.value, "m": entry.mode, "u": entry.uid,
+    body: dict[str, Any] = {"p": _wire_name(entry.path), "t": entry.type.value, "m": entry.mode, "u": entry.uid,
                             "g": entry.gid, "mt": entry.mtime_ns}
     if entry.type == EntryType.FILE:
         body["z"] = entry.size
     elif entry.type == EntryType.SYMLINK:
-        body["l"] = entry.target
+        body["l"] = _wire_name(entry.target)
     return body
+
+
+def _wire_name(name: str) -> str | bytes:
+    """A path or target as sent: text, or its bytes when they are not UTF-8 (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape")
+    return name
+
+
+def _name(value: object) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def entry_from_body(body: dict[str, Any]) -> Entry:
     try:
-        return Entry(path=str(body["p"]), type=EntryType(body["t"]), mode=int(body.get("m", 0o644)),
+        return Entry(path=_name(body["p"]), type=EntryType(body["t"]), mode=int(body.get("m", 0o644)),
                      uid=int(body.get("u", 0)), gid=int(body.get("g", 0)), mtime_ns=int(body.get("mt", 0)),
-                     size=int(body.get("z", 0)), target=str(body.get("l", "")))
+                     size=int(body.get("z", 0)), target=_name(body.get("l", "")))
     except (KeyError, ValueError, TypeError) as exc:
         raise errors.ConnectorError(f"agent protocol: malformed entry ({exc})") from None
 

@@ -438,6 +438,8 @@ class RestoreSession:
             for q in self.queues.values():
                 _abandon(q)
             self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.exporter is not None:
+                self.exporter.close()  # its directory descriptors, if the session ended early
         return self.stats
 
     def _directory(self, entry: Entry) -> None:

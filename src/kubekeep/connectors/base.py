@@ -145,7 +145,14 @@ class Exporter(abc.ABC):
     ``file`` may be called from several threads at once (for different paths); ``data`` yields the
     content's pieces in order and raises ``errors.IntegrityError`` if stored data fails
     verification, in which case the exporter must not leave a silently wrong file behind.
-    ``finish`` runs once after everything was written (the fs exporter sets directory times there).
+    An entry that cannot be written (a directory in the way, a full disk, a path that would leave
+    the destination) raises ``errors.EntryFailed``: the engine records it and goes on (skipping
+    what is below a failed directory). ``finish`` runs once after everything was written, failures
+    included (the fs exporter sets directory times there).
+
+    Entry paths come from snapshots, which anyone holding a key can write: an exporter writing
+    to a file system must keep every path inside its destination and never follow a symlink
+    it finds there.
     """
 
     scheme: ClassVar[str]

@@ -1,18 +1,22 @@
 """``fs:PATH``: a local directory (or file) as a source or a destination.
 
 Backs up regular files, directories and symlinks with their modes, owners and modification
-times; sockets, FIFOs and device nodes are skipped with a warning. Restores write each file to a
-temporary name and rename it into place once its content was verified, so a failed restore
-never leaves a silently wrong file.
+times; sockets, FIFOs and device nodes are skipped with a warning. Names that are not UTF-8 are
+kept (as surrogate escapes, stored as bytes). Restores never follow a symlink in the destination
+(see :class:`FsExporter`); an existing file is replaced through a temporary file renamed over
+it once its content was verified, so a failed restore never leaves a silently wrong file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import secrets
 import stat
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -122,20 +126,16 @@ class FsImporter(Importer):
             with os.scandir(dir_path) as it:
                 items = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            self._warnings.append(f"{rel_dir or '.'}: cannot list directory: {exc.strerror}; skipped")
+            self._warnings.append(f"{_printable(rel_dir) or '.'}: cannot list directory: {exc.strerror}; skipped")
             return
         for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-            if not _utf8(item.name):
-                # snapshot trees hold UTF-8 names; say so rather than crash the whole backup
-                self._warnings.append(f"{_printable(rel)}: file name is not valid UTF-8; skipped")
-                continue
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name  # not UTF-8: surrogate escapes
             if self.rules.excluded(rel, item.name):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
             except OSError as exc:
-                self._warnings.append(f"{rel}: {exc.strerror}; skipped")
+                self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
                 continue
             entry = self._entry(item.path, rel, st)
             if entry is None:
@@ -153,142 +153,338 @@ class FsImporter(Importer):
             try:
                 target = os.readlink(path)
             except OSError as exc:
-                self._warnings.append(f"{rel}: {exc.strerror}; skipped")
-                return None
-            if not _utf8(target):
-                self._warnings.append(f"{rel}: symlink target is not valid UTF-8; skipped")
+                self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
                 return None
             return Entry(rel, EntryType.SYMLINK, target=target, **common)
         if stat.S_ISREG(st.st_mode):
             key = _REUSE.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             return Entry(rel, EntryType.FILE, size=st.st_size, reuse_key=key,
                          opener=lambda p=path: open(p, "rb", buffering=0), **common)  # type: ignore[misc]
-        self._warnings.append(f"{rel}: special file (socket, FIFO or device) skipped")
+        self._warnings.append(f"{_printable(rel)}: special file (socket, FIFO or device) skipped")
         return None
 
 
 class FsExporter(Exporter):
-    scheme = "fs"
+    """Writes entries under ``root``. Every directory and file is created relative to an open
+    descriptor of its parent directory, itself opened relative to its own parent with
+    ``O_NOFOLLOW``: a symlink in the destination (restored a moment before, or swapped in for a
+    directory by another user during the run) is never followed, and no path leaves ``root``.
+    Modes, owners and times are set through descriptors of the inodes the restore opened.
 
-    def __init__(self, root: Path, *, owners: bool | None = None) -> None:
+    ``private`` (manifests snapshots: they hold Secrets) writes files 0600 and directories 0700.
+    """
+
+    scheme = "fs"
+    #: directory descriptors kept open beside those in use (past them, a lookup walks from the
+    #: root again: one ``openat`` per level)
+    OPEN_DIRECTORIES = 256
+
+    def __init__(self, root: Path, *, owners: bool | None = None, private: bool = False) -> None:
         self.root = root
         self.owners = os.geteuid() == 0 if owners is None else owners
-        self._dirs: list[tuple[Path, Entry]] = []
+        self.private = private
+        self._dirs: list[tuple[Entry, int, int]] = []     # restored directories, their (dev, ino)
         self._warnings: list[str] = []
         self._lock = threading.Lock()
         self._umask = _current_umask()
-        self._root_str = str(root)
-
-    def _target(self, rel: str) -> Path:
-        target = (self.root / rel).resolve(strict=False) if ".." in rel.split("/") else self.root / rel
-        if not str(target).startswith(str(self.root)):
-            raise errors.IntegrityError(f"refusing to write outside the destination: {rel}")
-        return target
-
-    def _file_target(self, rel: str) -> str:
-        """:meth:`_target` as a string, without pathlib on the common path (a restore asks this
-        once per file, holding the GIL)."""
-        if ".." in rel.split("/") or rel.startswith("/"):
-            return str(self._target(rel))
-        return f"{self._root_str}/{rel}"
+        self._root_fd = -1
+        self._open: OrderedDict[str, list[int]] = OrderedDict()  # path -> [fd, users], least recent first
 
     def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.root, mode=0o700 if self.private else 0o777, exist_ok=True)
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise errors.ConnectorError(f"{self.root} exists and is not a directory") from None
+        except FileExistsError:
+            raise errors.ConnectorError(f"{self.root} exists and is not a directory") from None
         except OSError as exc:
             raise errors.ConnectorError(f"cannot create {self.root}: {exc.strerror}") from None
-        if not self.root.is_dir():
-            raise errors.ConnectorError(f"{self.root} exists and is not a directory")
 
+    # -- directory descriptors ----------------------------------------------------------------
+    def _acquire(self, path: str) -> int:
+        """A descriptor of directory ``path`` (relative to the root), held until :meth:`_release`."""
+        if not path:
+            return self._root_fd
+        with self._lock:
+            slot = self._open.get(path)
+            if slot is not None:
+                slot[1] += 1
+                self._open.move_to_end(path)
+                return slot[0]
+            parts = path.split("/")
+            if any(p in _NOT_NAMES or "\0" in p for p in parts):
+                raise errors.EntryFailed(f"{_printable(path)}: not a path inside the destination")
+            at = len(parts)
+            while at and "/".join(parts[:at]) not in self._open:
+                at -= 1
+            fd = self._open["/".join(parts[:at])][0] if at else self._root_fd
+            for i in range(at, len(parts)):
+                try:
+                    fd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    why = "a symlink or a file is in the way" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
+                        else exc.strerror
+                    at_part = _printable("/".join(parts[:i + 1]))
+                    raise errors.EntryFailed(f"{_printable(path)}: cannot open directory {at_part}: {why}") from None
+                self._open["/".join(parts[:i + 1])] = [fd, 0]
+            self._open[path][1] = 1
+            self._evict()
+            return fd
+
+    def _release(self, path: str) -> None:
+        if path:
+            with self._lock:
+                self._open[path][1] -= 1
+                if len(self._open) > self.OPEN_DIRECTORIES:
+                    self._evict()
+
+    def _evict(self) -> None:
+        """Close the least recently used descriptors no one holds, down to the limit (lock held)."""
+        excess = len(self._open) - self.OPEN_DIRECTORIES
+        if excess <= 0:
+            return
+        for path in [p for p, (_, users) in self._open.items() if not users][:excess]:
+            os.close(self._open.pop(path)[0])
+
+    def _close_all(self) -> None:
+        with self._lock:
+            for fd, _ in self._open.values():
+                os.close(fd)
+            self._open.clear()
+            if self._root_fd >= 0:
+                os.close(self._root_fd)
+                self._root_fd = -1
+
+    # -- entries ------------------------------------------------------------------------------
     def directory(self, entry: Entry) -> None:
-        path = self._target(entry.path)
+        parent, name = _split(entry.path)
+        pfd = self._acquire(parent)
         try:
-            if path.is_symlink() or (path.exists() and not path.is_dir()):
-                path.unlink()
-            path.mkdir(exist_ok=True)
-            os.chmod(path, 0o700 | entry.mode)  # writable while we fill it; final mode in finish()
+            try:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=pfd)  # a file or symlink where the snapshot has a directory
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            try:
+                st = os.fstat(fd)
+                os.fchmod(fd, 0o700 | self._mode(entry, 0o700))  # writable while we fill it; final in finish()
+            except OSError:
+                os.close(fd)
+                raise
         except OSError as exc:
-            raise errors.ConnectorError(f"cannot create directory {path}: {exc.strerror}") from None
-        self._dirs.append((path, entry))
+            raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create directory: {exc.strerror}") from None
+        finally:
+            self._release(parent)
+        with self._lock:
+            self._dirs.append((entry, st.st_dev, st.st_ino))
+            old = self._open.get(entry.path)
+            if old is None or not old[1]:  # kept for the files that follow
+                if old is not None:
+                    os.close(old[0])
+                self._open[entry.path] = [fd, 0]
+                self._evict()
+            else:
+                os.close(fd)
+
+    def _mode(self, entry: Entry, private: int) -> int:
+        return private if self.private else entry.mode & 0o7777
 
     def file(self, entry: Entry, data: Iterable[bytes]) -> None:
-        """Write a file; a new path is written in place, an existing one through a temporary file
-        renamed over it, so a failure never leaves wrong content (or loses the old file)."""
-        path = self._file_target(entry.path)
+        """Write a file; a new name is written in place, an existing one through a temporary file
+        (of an unpredictable name) renamed over it, so a failure never leaves wrong content (or
+        loses the old file). Runs of zeros are left as holes."""
+        parent, name = _split(entry.path)
+        pfd = self._acquire(parent)
+        try:
+            self._write(pfd, name, entry, data)
+        finally:
+            self._release(parent)
+
+    def _write(self, pfd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
+        mode = self._mode(entry, 0o600)
         # a new file is created with its final permission bits when the umask keeps them (one
         # system call less per file); special bits are set after chown, which clears them
-        plain = entry.mode & 0o7777 == entry.mode & 0o777 & ~self._umask
+        plain = mode == mode & 0o777 & ~self._umask
+        written = name
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, entry.mode & 0o777 if plain else 0o600)
-            written = path
+            fd = os.open(name, _NEW_FILE, mode if plain else 0o600, dir_fd=pfd)
         except FileExistsError:
-            if os.path.isdir(path) and not os.path.islink(path):
-                raise errors.ConnectorError(f"cannot restore file {path}: a directory is in the way") from None
-            head, name = os.path.split(path)
-            written = os.path.join(head, f".{name}.kubekeep-{os.getpid()}-{threading.get_ident()}")
-            fd = -1
-            plain = False
-        except OSError as exc:
-            raise errors.ConnectorError(f"cannot write {path}: {exc.strerror}") from None
-        try:
-            if fd < 0:
-                fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                for piece in data:
-                    view = memoryview(piece)
-                    while view:
-                        view = view[os.write(fd, view):]
+                in_the_way = stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode)
+                if not in_the_way:
+                    written = f".{name[:40]}.kubekeep-{secrets.token_hex(8)}"
+                    fd = os.open(written, _NEW_FILE, 0o600, dir_fd=pfd)
+                    plain = False
+            except OSError as exc:
+                raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
+            if in_the_way:
+                raise errors.EntryFailed(f"{_printable(entry.path)}: cannot restore the file: "
+                                         "a directory is in the way") from None
+        except OSError as exc:
+            raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
+        try:
+            try:
+                _write_sparse(fd, data)
                 if self.owners:
                     self._chown(fd, entry)
                 if not plain:
-                    os.fchmod(fd, entry.mode)
+                    os.fchmod(fd, mode)
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
-            if written is not path:
-                os.replace(written, path)
+            if written is not name:
+                os.replace(written, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except OSError as exc:
-            _unlink_quietly(written)
-            raise errors.ConnectorError(f"cannot write {path}: {exc.strerror}") from None
+            _unlink_quietly(written, pfd)
+            raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
         except BaseException:
-            _unlink_quietly(written)
+            _unlink_quietly(written, pfd)
             raise
 
     def symlink(self, entry: Entry) -> None:
-        path = self._target(entry.path)
+        parent, name = _split(entry.path)
+        if not entry.target or "\0" in entry.target:
+            raise errors.EntryFailed(f"{_printable(entry.path)}: a symlink target cannot be empty or hold NUL")
+        pfd = self._acquire(parent)
         try:
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            os.symlink(entry.target, path)
+            try:
+                os.symlink(entry.target, name, dir_fd=pfd)
+            except FileExistsError:
+                if stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: "
+                                             "a directory is in the way") from None
+                os.unlink(name, dir_fd=pfd)
+                os.symlink(entry.target, name, dir_fd=pfd)
+            self._symlink_metadata(pfd, name, entry)
+        except OSError as exc:
+            raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: {exc.strerror}") from None
+        finally:
+            self._release(parent)
+
+    def _symlink_metadata(self, pfd: int, name: str, entry: Entry) -> None:
+        """Owner and time of the symlink just made, through a descriptor of it (``O_PATH``, used by
+        way of /proc): whoever can write the directory cannot have them land on another inode."""
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise errors.EntryFailed(f"{_printable(entry.path)}: replaced during the restore")
+            at: dict[str, Any] = {"path": f"/proc/self/fd/{fd}"}
+            if not os.path.exists("/proc/self/fd"):  # no /proc: by name, not following it
+                at = {"path": name, "dir_fd": pfd, "follow_symlinks": False}
             if self.owners:
                 try:
-                    os.lchown(path, entry.uid, entry.gid)
+                    os.chown(uid=entry.uid, gid=entry.gid, **at)
                 except OSError as exc:
-                    self._warn(f"{entry.path}: cannot set owner: {exc.strerror}")
-            os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-        except OSError as exc:
-            raise errors.ConnectorError(f"cannot create symlink {path}: {exc.strerror}") from None
+                    self._warn(f"{_printable(entry.path)}: cannot set owner: {exc.strerror}")
+            os.utime(ns=(entry.mtime_ns, entry.mtime_ns), **at)
+        finally:
+            os.close(fd)
 
     def _chown(self, fd: int, entry: Entry) -> None:
         try:
             os.fchown(fd, entry.uid, entry.gid)
         except OSError as exc:
-            self._warn(f"{entry.path}: cannot set owner: {exc.strerror}")
+            self._warn(f"{_printable(entry.path)}: cannot set owner: {exc.strerror}")
 
     def _warn(self, message: str) -> None:
         with self._lock:
             self._warnings.append(message)
 
     def finish(self) -> list[str]:
-        for path, entry in reversed(self._dirs):  # deepest first: children change parents' mtimes
-            try:
-                if self.owners:
-                    os.chown(path, entry.uid, entry.gid)
-                os.chmod(path, entry.mode)
-                os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
-            except OSError as exc:
-                self._warn(f"{entry.path}: cannot set directory metadata: {exc.strerror}")
+        try:
+            for entry, dev, ino in reversed(self._dirs):  # deepest first: children change parents' mtimes
+                try:
+                    self._directory_metadata(entry, dev, ino)
+                except (OSError, errors.EntryFailed) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    self._warn(f"{_printable(entry.path)}: cannot set directory metadata: {why}")
+        finally:
+            self._close_all()
         return self._warnings
+
+    def _directory_metadata(self, entry: Entry, dev: int, ino: int) -> None:
+        parent, name = _split(entry.path)
+        pfd = self._acquire(parent)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        finally:
+            self._release(parent)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise errors.EntryFailed("it was replaced during the restore")
+            if self.owners:
+                os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, self._mode(entry, 0o700))
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._close_all()
+
+
+_NOT_NAMES = frozenset(("", ".", ".."))
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: runs of zeros covering whole aligned blocks of this size are left as holes
+_HOLE = 16 * 1024
+
+
+def _split(path: str) -> tuple[str, str]:
+    """``(parent, name)`` of a relative path; the parent's own parts are checked as it is opened."""
+    parent, _, name = path.rpartition("/")
+    if name in _NOT_NAMES or "\0" in name or path.startswith("/"):
+        raise errors.EntryFailed(f"{_printable(path)}: not a path inside the destination")
+    return parent, name
+
+
+def _write_sparse(fd: int, data: Iterable[bytes]) -> None:
+    """Write ``data`` to a new file ``fd``, seeking over the file's aligned ``_HOLE`` blocks that
+    are all zeros (a new file reads zeros there; the file system need not allocate them), and
+    set the length a hole at the end leaves short. Data with no zero block costs a few byte
+    comparisons per block."""
+    pos = end = 0  # where the next piece starts, and the end of what was written
+    for piece in data:
+        n = len(piece)
+        if n < _HOLE:
+            _write_all(fd, piece)
+            pos = end = pos + n
+            continue
+        if type(piece) is not bytes:
+            piece = bytes(piece)
+        start = 0                       # of what is still to be written
+        at = -pos % _HOLE               # the first block boundary within the piece
+        while at + _HOLE <= n:
+            if not _zero_block(piece, at):
+                at += _HOLE
+                continue
+            skip = at + _HOLE
+            while skip + _HOLE <= n and _zero_block(piece, skip):
+                skip += _HOLE
+            if start < at:
+                _write_all(fd, memoryview(piece)[start:at])
+            os.lseek(fd, skip - at, os.SEEK_CUR)
+            start = at = skip
+        if start < n:
+            _write_all(fd, memoryview(piece)[start:])
+            end = pos + n
+        pos += n
+    if end < pos:
+        os.ftruncate(fd, pos)
+
+
+def _zero_block(piece: bytes, at: int) -> bool:
+    return piece[at] == 0 and piece[at + _HOLE - 1] == 0 and piece.count(0, at, at + _HOLE) == _HOLE
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _current_umask() -> int:
@@ -304,22 +500,14 @@ def _current_umask() -> int:
     return 0o777
 
 
-def _utf8(name: str) -> bool:
-    """False for names that came from bytes that are not UTF-8 (surrogate escapes)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _printable(name: str) -> str:
+    """A path for a message: bytes that are not UTF-8 (surrogate escapes) as ``\\xNN``."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _unlink_quietly(path: str | Path) -> None:
+def _unlink_quietly(name: str, dir_fd: int) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
 
@@ -329,4 +517,4 @@ def open_importer(uri: str, *, excludes: Iterable[str] = (), **_: Any) -> FsImpo
 
 
 def open_exporter(uri: str, **options: Any) -> FsExporter:
-    return FsExporter(fs_path(uri), owners=options.get("owners"))
+    return FsExporter(fs_path(uri), owners=options.get("owners"), private=bool(options.get("private")))

@@ -27,7 +27,7 @@ from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
-from kubekeep.engine.tree import DIR, FILE, Node, encode_tree
+from kubekeep.engine.tree import DIR, FILE, Node, encode_tree, is_text, name_printable
 from kubekeep.engine.writer import BlobWriter
 
 
@@ -266,6 +266,11 @@ class _BackupRun:
                 d.children.remove(node)
                 continue
             node.content, node.size = result
+        if self.repo.format_version < 2:  # version-1 trees hold text only (docs/format.md)
+            for child in [c for c in d.children if not is_text(c.name) or not is_text(c.target)]:
+                d.children.remove(child)
+                self._warn(f"{name_printable(d.path, child.name)}: name or symlink target is not valid UTF-8, "
+                           "which a version-1 repository cannot hold; skipped")
         names: set[str] = set()
         for child in d.children:
             if child.name in names:

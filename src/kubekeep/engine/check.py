@@ -1,7 +1,8 @@
 """Verifying a repository: structure always, and every byte with ``read_data``.
 
 Structure: every index file and snapshot decrypts and matches its name; every pack the index
-names exists; every tree of every snapshot decodes; every blob a tree references is indexed.
+names exists; every tree of every snapshot decodes and names only entries a directory can
+hold (``tree.unsafe_names``: no ``..``, ``/``, NUL or name twice); every blob a tree references is indexed.
 ``read_data`` also downloads every pack, checks its name against its content hash, its header
 against the index, and every blob against its keyed id.
 """

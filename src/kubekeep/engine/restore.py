@@ -1,9 +1,13 @@
 """The restore pipeline: a snapshot (or part of it) out to an exporter.
 
 Directories and symlinks are handed over on the calling thread in pre-order; files go to a
-pool of workers, each streaming its blobs (verified on load) to the exporter. A blob that fails
-verification fails that file loudly; the other files are still restored and the run ends with
-an ``IntegrityError`` naming the files that could not be restored.
+pool of workers, each streaming its blobs (verified on load) to the exporter. What cannot be
+restored fails alone and the rest goes on: a blob that fails verification fails its file, a
+tree that fails (damaged, or naming entries no directory can hold) everything below it, an
+entry the exporter could not write (``errors.EntryFailed``: a directory in the way, a full
+disk) that entry (and a directory everything below it). The exporter still finishes (the fs
+exporter sets directory metadata then), and the run ends with an ``IntegrityError`` (if
+anything stored was damaged) or a ``ConnectorError`` naming what could not be restored.
 """
 
 from __future__ import annotations
@@ -72,29 +76,45 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
     workers = default_workers() if workers is None else workers
     stats = RestoreStats()
     lock = threading.Lock()
+    damaged: list[bool] = []
     exporter.begin(SourceInfo(snap.uri, snap.kind, str(snap.source.get("host", "")),
                               dict(snap.source.get("extra") or {})), dict(snap.metadata))
 
+    def fail(rel: str, exc: errors.KubekeepError) -> None:
+        shown, message = _printable(rel), str(exc)
+        with lock:
+            stats.failed.append(message if message.startswith(shown) else f"{shown}: {message}")
+            if isinstance(exc, errors.IntegrityError | errors.ObjectNotFound):
+                damaged.append(True)
+
     def restore_files(items: list[tuple[str, Node]]) -> None:
         """Restore a run of files, reading their blobs together (``Repository.read_blobs``);
-        a file that fails is reported and the rest of the run goes on from fresh reads."""
+        a file that fails is reported and the rest of the run goes on (from fresh reads if its
+        data was damaged)."""
         at = 0
         while at < len(items):
             blobs = repo.read_blobs([b for _, node in items[at:] for b in node.content])
             for rel, node in items[at:]:
                 at += 1
+                written = refused = False
                 try:
                     data = itertools.islice(blobs, len(node.content))
-                    exporter.file(node.to_entry(rel), data)
+                    try:
+                        exporter.file(node.to_entry(rel), data)
+                        written = True
+                    except errors.EntryFailed as exc:
+                        fail(rel, exc)
+                        refused = True
                     for _ in data:  # an exporter that stopped early must not shift the next file
                         pass
                 except (errors.IntegrityError, errors.ObjectNotFound) as exc:  # damaged, or a pack is gone
-                    with lock:
-                        stats.failed.append(f"{rel}: {exc}")
+                    if not refused:
+                        fail(rel, exc)
                     break
-                with lock:
-                    stats.files += 1
-                    stats.bytes += node.size
+                if written:
+                    with lock:
+                        stats.files += 1
+                        stats.bytes += node.size
 
     futures: list[Future[None]] = []
     batch: list[tuple[str, Node]] = []
@@ -102,7 +122,7 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kubekeep-restore") as pool:
         try:
             skip_under: str | None = None  # a directory left out takes everything below it along
-            for rel, node in selection(repo, snap, path):
+            for rel, node in _selection(repo, snap, path, fail):
                 if skip_under is not None and rel.startswith(skip_under):
                     continue
                 skip_under = None
@@ -111,11 +131,18 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
                         skip_under = rel + "/"
                     continue
                 if node.type == DIR:
-                    exporter.directory(node.to_entry(rel))
-                    stats.dirs += 1
+                    try:
+                        exporter.directory(node.to_entry(rel))
+                        stats.dirs += 1
+                    except errors.EntryFailed as exc:
+                        fail(rel, exc)
+                        skip_under = rel + "/"
                 elif node.type == SYMLINK:
-                    exporter.symlink(node.to_entry(rel))
-                    stats.symlinks += 1
+                    try:
+                        exporter.symlink(node.to_entry(rel))
+                        stats.symlinks += 1
+                    except errors.EntryFailed as exc:
+                        fail(rel, exc)
                 elif node.type == FILE:
                     if node.size >= SMALL_FILE:
                         futures.append(pool.submit(restore_files, [(rel, node)]))
@@ -137,9 +164,42 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
     stats.results = exporter.results()
     stats.duration_s = round(time.monotonic() - started, 3)
     if stats.failed:
-        shown = "; ".join(stats.failed[:3]) + (f"; and {len(stats.failed) - 3} more" if len(stats.failed) > 3 else "")
-        raise errors.IntegrityError(f"{len(stats.failed)} file(s) could not be restored: {shown}")
+        n = len(stats.failed)
+        shown = "; ".join(stats.failed[:3]) + (f"; and {n - 3} more" if n > 3 else "")
+        error = errors.IntegrityError if damaged else errors.ConnectorError
+        raise error(f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
+                    f"({stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks were): {shown}")
     return stats
+
+
+def _selection(repo: Repository, snap: Snapshot, path: str,
+               fail: Callable[[str, errors.KubekeepError], None]) -> Iterator[tuple[str, Node]]:
+    """:func:`selection`, where a tree that cannot be read is reported to ``fail`` and the walk
+    goes on without what is below it."""
+    node = repo.resolve(snap, path)
+    if node.type != DIR:
+        yield node.name, node
+    elif node.subtree is not None:
+        yield from _walk(repo, node.subtree, "", fail)
+
+
+def _walk(repo: Repository, tree_id: bytes, prefix: str,
+          fail: Callable[[str, errors.KubekeepError], None]) -> Iterator[tuple[str, Node]]:
+    try:
+        nodes = repo.load_tree(tree_id)
+    except (errors.IntegrityError, errors.ObjectNotFound) as exc:
+        fail(prefix or ".", exc)
+        return
+    for node in nodes:
+        rel = f"{prefix}/{node.name}" if prefix else node.name
+        yield rel, node
+        if node.type == DIR and node.subtree is not None:
+            yield from _walk(repo, node.subtree, rel, fail)
+
+
+def _printable(rel: str) -> str:
+    """A path for a message: bytes that are not UTF-8 (surrogate escapes) as ``\\xNN``."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def _drain(futures: list[Future[None]], everything: bool = False) -> None:

@@ -2,6 +2,11 @@
 
 A node is a directory (pointing at its subtree blob), a file (pointing at its data blobs in
 order) or a symlink. Identical directories encode to identical bytes and so are stored once.
+
+Names and symlink targets are ``str``; bytes that are not UTF-8 are carried as surrogate
+escapes (as ``os.fsdecode`` makes them) and stored as msgpack bin. Decoding checks every node,
+and that no name is empty, ``.``, ``..``, holds ``/`` or NUL, or appears twice: a tree that
+does not pass was written by a hostile or broken writer (``errors.UnsafeTree``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from kubekeep.connectors.base import Entry, EntryType
 DIR = "dir"
 FILE = "file"
 SYMLINK = "symlink"
+_TYPES = frozenset((DIR, FILE, SYMLINK))
 
 
 @dataclass(slots=True)
@@ -55,8 +61,9 @@ class Node:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Node:
-        return cls(
-            name=d["n"],
+        """The node ``d`` describes; raises ``TypeError`` or ``ValueError`` for a malformed one."""
+        node = cls(
+            name=_text(d["n"]),
             type=d["t"],
             mode=d.get("m", 0o644),
             uid=d.get("u", 0),
@@ -65,10 +72,20 @@ class Node:
             size=d.get("s", 0),
             content=list(d.get("c", ())),
             subtree=d.get("st"),
-            target=d.get("l", ""),
+            target=_text(d.get("l", "")),
             attrs=d.get("a") or {},
             reuse_key=d.get("rk"),
         )
+        if node.type not in _TYPES:
+            raise ValueError(f"unknown node type {node.type!r}")
+        if not all(type(v) is int for v in (node.mode, node.uid, node.gid, node.mtime_ns, node.size)):
+            raise TypeError("a numeric field is not an integer")
+        if not all(type(c) is bytes for c in node.content) or type(node.attrs) is not dict \
+                or not isinstance(node.subtree, bytes | None) or not isinstance(node.reuse_key, bytes | None):
+            raise TypeError("a field has the wrong type")
+        if node.type == SYMLINK and (not node.target or "\0" in node.target):
+            raise ValueError("a symlink target is empty or holds NUL")
+        return node
 
     def to_entry(self, path: str) -> Entry:
         return Entry(
@@ -99,9 +116,65 @@ class Node:
         )
 
 
+def name_bytes(name: str) -> bytes:
+    """A name as the file system has it (trees are sorted by these bytes)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is UTF-8 text (no surrogate escapes of other bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def name_printable(*parts: str) -> str:
+    """A path for a message, bytes that are not UTF-8 shown as ``\\xNN``."""
+    return name_bytes("/".join(p for p in parts if p)).decode("utf-8", "backslashreplace")
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if not isinstance(value, str):
+        raise TypeError("a name or target is not text")
+    return value
+
+
+def _wire_text(value: str) -> str | bytes:
+    """``value`` as stored: text when it is UTF-8, its bytes (msgpack bin) when it is not."""
+    return value if is_text(value) else name_bytes(value)
+
+
+def unsafe_names(nodes: list[Node]) -> str | None:
+    """Why ``nodes`` cannot be the entries of one directory, or None if they can."""
+    seen: set[str] = set()
+    for node in nodes:
+        name = node.name
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            return f"it names an entry {name!r}, which no directory can hold"
+        if name in seen:
+            return f"it names {name!r} twice"
+        seen.add(name)
+    return None
+
+
 def encode_tree(nodes: list[Node]) -> bytes:
-    nodes = sorted(nodes, key=lambda n: n.name)
-    return msgpack.packb({"v": 1, "nodes": [n.to_wire() for n in nodes]}, use_bin_type=True)
+    problem = unsafe_names(nodes)
+    if problem is not None:
+        raise errors.ConnectorError(f"cannot store a directory: {problem}")
+    nodes = sorted(nodes, key=lambda n: name_bytes(n.name))
+    wire = [n.to_wire() for n in nodes]
+    try:
+        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
+    except UnicodeEncodeError:  # a name or target that is not UTF-8: the rare case, done again
+        for d in wire:
+            d["n"] = _wire_text(d["n"])
+            if "l" in d:
+                d["l"] = _wire_text(d["l"])
+        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
 
 
 def decode_tree(data: bytes, what: str) -> list[Node]:
@@ -109,6 +182,10 @@ def decode_tree(data: bytes, what: str) -> list[Node]:
         body = msgpack.unpackb(data, raw=False)
         if body.get("v") != 1:
             raise errors.IntegrityError(f"{what}: unsupported tree version {body.get('v')!r}")
-        return [Node.from_wire(d) for d in body["nodes"]]
+        nodes = [Node.from_wire(d) for d in body["nodes"]]
     except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
         raise errors.IntegrityError(f"{what}: tree is malformed") from None
+    problem = unsafe_names(nodes)
+    if problem is not None:
+        raise errors.UnsafeTree(f"{what}: {problem}")
+    return nodes
