@@ -26,9 +26,11 @@ from __future__ import annotations
 
 
 class KubekeepError(Exception):
-    """Base class of every error kubekeep reports to a user."""
+    """Base class of every error kubekeep reports to a user. ``details`` are further lines
+    (each failed entry of a restore, say) shown under the one-line message."""
 
     exit_code = 1
+    details: tuple[str, ...] = ()
 
 
 class UsageError(KubekeepError):

@@ -345,3 +345,19 @@ def test_restored_symlinks_get_owner_and_time_not_their_targets(tmp_path: Path) 
     st = (tmp_path / "out" / "l").lstat()
     assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (1234, 4321, 77)
     _unchanged(outside)
+
+
+def test_an_incomplete_restore_lists_every_failed_entry(kk: KK, tmp_path: Path) -> None:
+    init_fast(kk.repo, kk.password)
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(5):
+        (src / "d" / f"f{i}.txt").write_text(str(i))
+    snap = kk.backup(src)
+    out = tmp_path / "out"
+    for i in range(5):
+        (out / "d" / f"f{i}.txt" / "in-the-way").mkdir(parents=True)
+    stderr = kk.run("restore", snap, "--to", str(out), expect=16).stderr.decode()
+    assert "and 2 more" in stderr  # the one-line message names three ...
+    listed = [line.strip() for line in stderr.splitlines() if line.startswith("  ")]
+    assert sorted(line.split(":")[0] for line in listed) == [f"d/f{i}.txt" for i in range(5)], stderr

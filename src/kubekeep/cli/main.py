@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="kubekeep", standalone_mode=False)
     except errors.KubekeepError as exc:
         click.secho(f"error: {exc}", err=True, fg="red")
+        for line in exc.details:
+            click.echo(f"  {line}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

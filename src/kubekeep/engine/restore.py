@@ -167,8 +167,11 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
         n = len(stats.failed)
         shown = "; ".join(stats.failed[:3]) + (f"; and {n - 3} more" if n > 3 else "")
         error = errors.IntegrityError if damaged else errors.ConnectorError
-        raise error(f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
+        exc = error(f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
                     f"({stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks were): {shown}")
+        if n > 3:  # the message names three: the rest goes on the lines under it
+            exc.details = tuple(stats.failed)
+        raise exc
     return stats
 
 
