@@ -303,6 +303,9 @@ class S3Backend(Backend):
                 except bexc.ClientError as exc:
                     code = _code(exc)
                     if code in _PRECONDITION:
+                        if self._holds(name, body):
+                            self._conditional = True
+                            return  # our own write: its answer was lost and the retry refused
                         raise StorageError(f"object {self._where}/{name} already exists") from exc
                     if code in _CONDITIONAL_CONFLICT:
                         continue  # a concurrent conditional write; retry to learn who won
@@ -321,6 +324,16 @@ class S3Backend(Backend):
         self._put(params, name)
         if self._conditional is None:
             self._conditional = False
+
+    def _holds(self, name: str, body: bytes) -> bool:
+        """True if ``name`` holds exactly ``body``. A conditional PUT whose answer was lost (a
+        reset after the server stored it) is retried by botocore and refused by its own first
+        attempt; identical bytes mean the store happened. Exclusive objects (config, keys) are
+        sealed with random nonces, so another writer never stores the same bytes."""
+        try:
+            return self.load(name) == body
+        except ObjectNotFound:
+            return False
 
     def _put(self, params: dict[str, Any], name: str) -> None:
         try:
