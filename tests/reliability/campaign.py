@@ -109,7 +109,7 @@ class Campaign:
         finally:
             f.seconds = time.monotonic() - started
         if f.failures:
-            shown = "\n".join(message[:1500] for message in f.failures[:5])
+            shown = "\n".join(message[:600] for message in f.failures[:10])
             replay = (f"{SEED_ENV}=<seed> {RUNS_ENV}=1 pytest -p no:cacheprovider "
                       f"'{self.nodeid or 'tests/reliability'}'")
             raise AssertionError(f"{f.line()}\n{len(f.failures)} run(s) failed:\n{shown}\n"
