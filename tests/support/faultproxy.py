@@ -42,6 +42,7 @@ class Fault(enum.Enum):
     DELAY = "late answer"
     SLOW = "body dribbled in small pieces"
     TRUNCATE = "body cut short"
+    STALL = "no answer for stall_s seconds (longer than a client's read timeout)"
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,12 @@ class FaultRates:
     delay: float = 0.0
     slow: float = 0.0
     truncate: float = 0.0
+    stall: float = 0.0
 
     @classmethod
     def uniform(cls, total: float) -> FaultRates:
-        """``total`` spread evenly over every kind of fault."""
-        names = [f.name for f in fields(cls)]
+        """``total`` spread evenly over every kind of fault but stalls."""
+        names = [f.name for f in fields(cls) if f.name != "stall"]
         return cls(**{name: total / len(names) for name in names})
 
     def table(self) -> list[tuple[float, Fault]]:
@@ -169,7 +171,8 @@ class FaultProxy:
     """A threaded HTTP proxy from ``url`` to ``upstream`` that injects faults."""
 
     def __init__(self, upstream: str, *, seed: int = 0, rates: FaultRates | None = None,
-                 max_delay_s: float = 0.4, applies_to: Callable[[Request], bool] | None = None) -> None:
+                 max_delay_s: float = 0.4, stall_s: float = 5.0,
+                 applies_to: Callable[[Request], bool] | None = None) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
             raise ValueError(f"upstream must be http://HOST:PORT, not {upstream!r}")
@@ -177,6 +180,7 @@ class FaultProxy:
         self.seed = seed
         self.rates = rates or FaultRates()
         self.max_delay_s = max_delay_s
+        self.stall_s = stall_s
         self.applies_to = applies_to
         self.enabled = True
         #: faults that actually happened, and requests seen
@@ -200,6 +204,8 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         with contextlib.suppress(OSError):
             self._listener.close()
         with self._lock:
@@ -327,6 +333,10 @@ class FaultProxy:
                 if fault is Fault.DELAY:
                     self._count(fault)
                     time.sleep(0.05 + detail * self.max_delay_s)
+                if fault is Fault.STALL:
+                    self._count(fault)
+                    if self._stopped.wait(self.stall_s):
+                        return
                 if fault is Fault.SLOW and rbody:
                     self._count(fault)
                     client.sendall(rhead)
