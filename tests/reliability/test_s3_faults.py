@@ -97,6 +97,21 @@ def test_a_truncated_answer_is_never_taken_for_the_object(backend: S3Backend, pr
     assert proxy.injected[Fault.TRUNCATE] >= 7
 
 
+def test_a_body_cut_short_without_framing_is_retried(backend: S3Backend, proxy: FaultProxy) -> None:
+    """An answer without Content-Length, ended by closing the connection early, looks whole to
+    the HTTP client; the backend compares it with Content-Range (or the object's size) and
+    tries again instead of handing back a short object."""
+    data = random.Random(4).randbytes(300_000)
+    backend.store("data/cd/pack", data)
+    proxy.schedule(Fault.CUT_UNFRAMED)
+    assert backend.load("data/cd/pack", 5, 200_000) == data[5:200_005]
+    proxy.schedule(Fault.CUT_UNFRAMED)
+    assert backend.load("data/cd/pack") == data
+    proxy.schedule(Fault.CUT_UNFRAMED)
+    assert backend.load("data/cd/pack", 100_000) == data[100_000:]
+    assert proxy.injected[Fault.CUT_UNFRAMED] == 3
+
+
 @pytest.mark.parametrize("fault", [Fault.RESET_BEFORE, Fault.RESET_AFTER, Fault.ERROR_500, Fault.ERROR_503,
                                    Fault.DELAY, Fault.SLOW, Fault.TRUNCATE])
 def test_each_operation_is_retried(backend: S3Backend, proxy: FaultProxy, fault: Fault) -> None:

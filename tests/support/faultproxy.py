@@ -43,6 +43,7 @@ class Fault(enum.Enum):
     SLOW = "body dribbled in small pieces"
     TRUNCATE = "body cut short"
     STALL = "no answer for stall_s seconds (longer than a client's read timeout)"
+    CUT_UNFRAMED = "body cut short, sent without Content-Length and ended by closing"
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,12 @@ class FaultRates:
     slow: float = 0.0
     truncate: float = 0.0
     stall: float = 0.0
+    cut_unframed: float = 0.0
 
     @classmethod
     def uniform(cls, total: float) -> FaultRates:
-        """``total`` spread evenly over every kind of fault but stalls."""
-        names = [f.name for f in fields(cls) if f.name != "stall"]
+        """``total`` spread evenly over every kind of fault but stalls and unframed cuts."""
+        names = [f.name for f in fields(cls) if f.name not in ("stall", "cut_unframed")]
         return cls(**{name: total / len(names) for name in names})
 
     def table(self) -> list[tuple[float, Fault]]:
@@ -327,6 +329,14 @@ class FaultProxy:
                 if fault is Fault.TRUNCATE and rbody:
                     self._count(fault)
                     client.sendall(rhead + rbody[: int(detail * len(rbody))])
+                    with contextlib.suppress(OSError):
+                        client.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault is Fault.CUT_UNFRAMED and rbody and (_header(rheaders, "transfer-encoding") or "") == "":
+                    self._count(fault)
+                    unframed = [(n, v) for n, v in rheaders if n.lower() not in ("content-length", "connection")]
+                    client.sendall(_build_head(status_line, [*unframed, ("Connection", "close")])
+                                   + rbody[: int(detail * len(rbody))])
                     with contextlib.suppress(OSError):
                         client.shutdown(socket.SHUT_RDWR)
                     return
