@@ -51,10 +51,13 @@ class Figures:
     #: runs that broke another invariant (a lost snapshot, a traceback, a failing next backup)
     other_failures: int = 0
     failures: list[str] = field(default_factory=list)
+    #: commands that gave up under the faults as they should: a one-line error, a non-zero exit
+    clean_failures: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
-        return (f"{self.name}: seed {self.seed}, runs {self.runs}, faults injected {self.faults}, "
+        clean = f", commands failing cleanly {self.clean_failures}" if self.clean_failures else ""
+        return (f"{self.name}: seed {self.seed}, runs {self.runs}, faults injected {self.faults}{clean}, "
                 f"repositories failing check {self.check_failures}, restores with a wrong byte "
                 f"{self.wrong_restores}, damage undetected {self.undetected}, other failures "
                 f"{self.other_failures} ({self.seconds:.0f} s)")

@@ -38,7 +38,7 @@ from tests.reliability.campaign import (
 pytestmark = [pytest.mark.reliability, pytest.mark.campaign]
 
 PASSWORD = "correct horse"
-CI_RUNS = 12
+CI_RUNS = 16
 KINDS = {"pack": "data/", "index": "index/", "snapshot": "snapshots/", "key": "keys/"}
 
 

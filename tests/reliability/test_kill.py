@@ -36,7 +36,7 @@ from tests.reliability.campaign import (
 pytestmark = [pytest.mark.reliability, pytest.mark.campaign]
 
 PASSWORD = "correct horse"
-CI_RUNS = 3
+CI_RUNS = 4
 
 
 def open_repo(location: Path) -> Repository:

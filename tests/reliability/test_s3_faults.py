@@ -145,17 +145,20 @@ def test_a_stalled_answer_times_out_and_is_retried(proxy: FaultProxy, s3_server:
 
 # -- the campaign ----------------------------------------------------------------------------------
 
-def clean_failure(proc: Any, what: str) -> None:
+def clean_failure(proc: Any, what: str, figures: Figures) -> None:
     """A failed command must say why in one line, with no traceback."""
     err = proc.stderr.decode(errors="replace")
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
     if "Traceback" in err or len(lines) != 1:
         raise fail("other_failures", f"{what} exited {proc.returncode} without a clean one-line error: {err[-800:]}")
+    figures.clean_failures += 1
 
 
 def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Callable[[random.Random, Figures], None]:
     def run(rng: random.Random, figures: Figures) -> None:
         rate = rng.choice([0.05, 0.1, 0.2, 0.3])
+        # with 1 or 2 attempts instead of 5 commands give up mid-way, which must leave a sound repository
+        attempts = rng.choice([1, 2, 5])
         prefix = f"run-{figures.runs}-{rng.randrange(10**6)}"
         work = tmp / prefix
         with FaultProxy(server.endpoint_url, seed=rng.randrange(2**32), rates=FaultRates.uniform(rate),
@@ -172,7 +175,8 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
                 direct = spec(server, bucket, prefix, server.endpoint_url)
                 with proxy.paused():
                     Repository.init(faulty.backend(), PASSWORD, kdf=FAST_KDF, no_cache=True).close()
-            kk = KK(faulty, password=PASSWORD, cache_dir=work / "cache")
+            kk = KK(faulty, password=PASSWORD, cache_dir=work / "cache",
+                    extra_env={"AWS_MAX_ATTEMPTS": str(attempts)})
             created: list[str] = []
             latest: Path | None = None   # the source of the newest snapshot
             for src in sources:
@@ -181,11 +185,11 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
                     created.append(str(json.loads(proc.stdout)["id"]))
                     latest = src
                 else:
-                    clean_failure(proc, f"backup at fault rate {rate}")
+                    clean_failure(proc, f"backup at fault rate {rate}, {attempts} attempts", figures)
             out = work / "out"
             proc = kk.run("restore", "latest", "--to", str(out), expect=None)
             if proc.returncode != 0:
-                clean_failure(proc, f"restore at fault rate {rate}")
+                clean_failure(proc, f"restore at fault rate {rate}, {attempts} attempts", figures)
             if latest is not None and out.exists():
                 digests = file_digests(latest)
                 if wrong := wrong_files(digests, out):
@@ -197,20 +201,20 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
                 proc = kk.run("forget", created[0], "--prune", expect=None)
                 forgotten.add(created[0])
                 if proc.returncode != 0:
-                    clean_failure(proc, f"forget --prune at fault rate {rate}")
+                    clean_failure(proc, f"forget --prune at fault rate {rate}, {attempts} attempts", figures)
             proc = kk.run("check", "--read-data", expect=None)
             if proc.returncode != 0:
-                clean_failure(proc, f"check at fault rate {rate}")
+                clean_failure(proc, f"check at fault rate {rate}, {attempts} attempts", figures)
             figures.faults += proxy.faults
 
         repo = Repository.open(direct.backend(), PASSWORD, no_cache=True)
         try:
             report = api.check(repo, read_data=True)
             if not report.ok:
-                raise fail("check_failures", f"fault rate {rate}: check --read-data: {'; '.join(report.errors[:3])}")
+                raise fail("check_failures", f"fault rate {rate}, {attempts} attempts: check --read-data: {'; '.join(report.errors[:3])}")
             lost = set(created) - forgotten - set(repo.snapshot_ids())
             if lost:
-                raise fail("other_failures", f"fault rate {rate}: snapshot(s) lost: {sorted(lost)}")
+                raise fail("other_failures", f"fault rate {rate}, {attempts} attempts: snapshot(s) lost: {sorted(lost)}")
         finally:
             repo.close()
         shutil.rmtree(work, ignore_errors=True)
