@@ -6,7 +6,8 @@ file with a flipped bit does not open with the password. No restore writes a wro
 file comes back with exactly its original bytes, or not at all. Damage hides only what is
 damaged (issue #11): a damaged index file or snapshot file leaves every other snapshot listable
 and restorable whole, a damaged data blob fails only the files that use it, and a damaged key
-file is skipped, with a warning, when another key opens the repository."""
+file is skipped, with a warning, when another key opens the repository. ``forget ID`` removes a
+damaged snapshot and ``repair index`` rebuilds a damaged index; ``check`` passes after either."""
 
 from __future__ import annotations
 
@@ -176,6 +177,8 @@ def one_run(t: Template, tmp: Path) -> Callable[[random.Random, Figures], None]:
                 failed = {s[:8]: e for s, e in outcome.items() if e is not None}
                 if failed:
                     raise fail("other_failures", f"{what}: damaged index, restore failed: {failed}")
+                # rebuilt from the pack headers, the repository is whole again
+                repair(work, location, what, "repair", "index")
             elif kind == "snapshot":
                 damaged = name.split("/", 1)[1]
                 others = [s for s in t.ids if s != damaged]
@@ -187,6 +190,8 @@ def one_run(t: Template, tmp: Path) -> Callable[[random.Random, Figures], None]:
                 if listed.returncode != 0 or any(s not in listed.stdout.decode() for s in others):
                     raise fail("other_failures", f"{what}: 'snapshots' exited {listed.returncode} and listed "
                                                  f"{listed.stdout.decode()[:200]!r}: {listed.stderr.decode()[-300:]}")
+                # forget removes it by name, without decrypting it; then the repository is whole
+                repair(work, location, what, "forget", damaged)
             else:
                 hit = damaged_blobs(t, location, name, offsets)
                 for snap_id, error in outcome.items():
@@ -199,6 +204,23 @@ def one_run(t: Template, tmp: Path) -> Callable[[random.Random, Figures], None]:
         shutil.rmtree(work)
 
     return run
+
+
+def repair(work: Path, location: Path, what: str, *command: str) -> None:
+    """Run ``kubekeep COMMAND``; it must succeed and leave a repository that check accepts."""
+    kk = KK(RepoSpec(str(location)), password=PASSWORD, cache_dir=work / "cache")
+    proc = kk.run(*command, expect=None)
+    if proc.returncode != 0:
+        raise fail("other_failures", f"{what}: 'kubekeep {' '.join(command)}' exited {proc.returncode}: "
+                                     f"{proc.stderr.decode(errors='replace')[-300:]}")
+    repo = open_repo(location)
+    try:
+        report = api.check(repo, read_data=True)
+    finally:
+        repo.close()
+    if not report.ok:
+        raise fail("check_failures", f"{what}: after 'kubekeep {' '.join(command)}' check --read-data: "
+                                     f"{'; '.join(report.errors[:3])}")
 
 
 def data_blobs(t: Template) -> set[bytes]:
