@@ -101,7 +101,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         kk, args = prepare(t, work, op)
         proc = kk.popen(*args)
         try:
-            assert wait_for(lambda: has_lock(kk) or proc.poll() is not None, timeout=60)
+            assert wait_for(lambda: has_lock(kk) or proc.poll() is not None, timeout=60, interval=0.005)
             locked = time.monotonic()
             assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
             t.window_s[op] = time.monotonic() - locked
