@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
+from collections.abc import Iterator
 import pytest
 
-from tests.cli.helpers import KK, RepoSpec
 from tests.reliability.campaign import FIGURES, RUNS_ENV
-
-
-@pytest.fixture
-def make_kk(tmp_path: Path) -> Callable[..., KK]:
-    """``make_kk(repo_spec, cache=name)``: a ``kubekeep`` runner with its own cache dir."""
-
-    def factory(repo: RepoSpec, *, password: str = "correct horse", cache: str = "cache",
-                extra_env: dict[str, str] | None = None) -> KK:
-        return KK(repo, password=password, cache_dir=tmp_path / cache, extra_env=extra_env)
-
-    return factory
 
 
 @pytest.fixture
