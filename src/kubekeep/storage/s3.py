@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Any, Literal, NoReturn
 
@@ -60,6 +61,13 @@ _BODY_ERRORS = (
     bexc.ReadTimeoutError,
     bexc.ConnectionClosedError,
 )
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class _ShortBody(Exception):
+    """An answer's body is shorter than the answer said (a cut connection)."""
 
 
 def _one_line(text: str) -> str:
@@ -268,17 +276,39 @@ class S3Backend(Backend):
             try:
                 response = self._client.get_object(**params)
                 body: bytes = response["Body"].read()
+                self._check_length(response, body, name, offset)
                 return body
             except bexc.ClientError as exc:
                 if _code(exc) == "InvalidRange":
                     return b""  # offset at or past the end, as a short read locally
                 self._raise(exc, "read", name)
-            except _BODY_ERRORS as exc:
+            except (*_BODY_ERRORS, _ShortBody) as exc:
                 if attempt == self._attempts:
+                    if isinstance(exc, _ShortBody):
+                        raise StorageError(f"S3 read of {self._where}/{name} failed: {exc}") from exc
                     self._raise(exc, "read", name)
             except Exception as exc:
                 self._raise(exc, "read", name)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_length(self, response: dict[str, Any], body: bytes, name: str, offset: int) -> None:
+        """Raise ``_ShortBody`` unless ``body`` is as long as the answer said. botocore checks
+        Content-Length; an answer without one, ended by a closed connection, looks whole to it,
+        so the length comes from Content-Range, or else from the object's size."""
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if "content-length" in headers or headers.get("transfer-encoding", "").lower() == "chunked":
+            return  # a framed answer: the HTTP layer notices one that ends early
+        match = _CONTENT_RANGE.fullmatch(str(headers.get("content-range", "")).strip())
+        if match:
+            expected = int(match[2]) - int(match[1]) + 1
+        else:
+            try:
+                size = int(self._client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
+            except Exception as exc:
+                self._raise(exc, "check", name)
+            expected = max(size - offset, 0)
+        if len(body) != expected:
+            raise _ShortBody(f"the answer ended after {len(body)} of {expected} bytes")
 
     def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
         key = self._key(name)
@@ -303,6 +333,9 @@ class S3Backend(Backend):
                 except bexc.ClientError as exc:
                     code = _code(exc)
                     if code in _PRECONDITION:
+                        if self._holds(name, body):
+                            self._conditional = True
+                            return  # our own write: its answer was lost and the retry refused
                         raise StorageError(f"object {self._where}/{name} already exists") from exc
                     if code in _CONDITIONAL_CONFLICT:
                         continue  # a concurrent conditional write; retry to learn who won
@@ -321,6 +354,16 @@ class S3Backend(Backend):
         self._put(params, name)
         if self._conditional is None:
             self._conditional = False
+
+    def _holds(self, name: str, body: bytes) -> bool:
+        """True if ``name`` holds exactly ``body``. A conditional PUT whose answer was lost (a
+        reset after the server stored it) is retried by botocore and refused by its own first
+        attempt; identical bytes mean the store happened. Exclusive objects (config, keys) are
+        sealed with random nonces, so another writer never stores the same bytes."""
+        try:
+            return self.load(name) == body
+        except ObjectNotFound:
+            return False
 
     def _put(self, params: dict[str, Any], name: str) -> None:
         try:
