@@ -4,6 +4,7 @@ a tree pack, an index file or a snapshot file."""
 from __future__ import annotations
 
 import random
+import subprocess
 import shutil
 from pathlib import Path
 
@@ -153,3 +154,75 @@ def test_missing_data_pack(kk: KK, tmp_path: Path) -> None:
     assert_same_tree(expected, manifest(tmp_path / "out"))
     proc = kk.run("check", expect=13)
     assert "missing from storage" in proc.stderr.decode()
+
+
+# -- damage hides only what is damaged (issue #11) ----------------------------------------------
+
+def warnings_of(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
+    err = proc.stderr.decode(errors="replace")
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def short_ids(kk: KK, *extra: str) -> list[str]:
+    return [s["short_id"] for s in kk.json("snapshots", *extra)]
+
+
+@pytest.mark.parametrize("cache", ["cold", "no-cache", "warm"])
+def test_damaged_snapshot_hides_only_itself(damaged_setup: tuple[KK, Path, str], tmp_path: Path,
+                                            cache: str) -> None:
+    kk, src, first = damaged_setup
+    before = manifest(src)
+    (src / "later.txt").write_text("a later file\n")
+    later = backup_api(kk, src)            # the newest snapshot is the damaged one
+    flip(kk, f"snapshots/{later}", 50)
+    extra: tuple[str, ...] = ("--no-cache",) if cache == "no-cache" else ()
+    if cache == "cold":
+        shutil.rmtree(kk.cache_dir)
+    if cache == "warm":
+        # the cache holds the intact, authenticated copy the backup wrote: nothing is damaged
+        # for this reader, and nothing is hidden from it
+        assert short_ids(kk) == [first[:8], later[:8]]
+        return
+
+    proc = kk.run("snapshots", *extra)
+    assert first[:8] in proc.stdout.decode() and later[:8] not in proc.stdout.decode()
+    [warning] = warnings_of(proc)
+    assert later in warning and "damaged" in warning
+    assert short_ids(kk, *extra) == [first[:8]]
+
+    out = tmp_path / "out"
+    proc = kk.run("restore", "latest", "--to", str(out), *extra)
+    [warning] = warnings_of(proc)
+    assert later in warning
+    assert_same_tree(before, manifest(out))
+    assert "/later.txt" not in kk.out("ls", "latest", *extra)   # latest = newest readable
+    # a policy never removes a snapshot it cannot read, and says so
+    proc = kk.run("forget", "--keep-last", "1", *extra)
+    assert any(later in w for w in warnings_of(proc))
+    assert f"snapshots/{later}" in kk.repo.objects("snapshots/")
+    assert f"snapshots/{first}" in kk.repo.objects("snapshots/")
+    # naming it removes it, by its storage name, without decrypting it
+    proc = kk.run("forget", later[:12], *extra)
+    assert f"snapshots/{later}" not in kk.repo.objects("snapshots/")
+    assert later[:8] in proc.stderr.decode()
+    proc = kk.run("snapshots", *extra)
+    assert not warnings_of(proc)
+    kk.run("prune", *extra)
+    kk.run("check")
+
+
+def test_policy_never_removes_a_damaged_snapshot(damaged_setup: tuple[KK, Path, str]) -> None:
+    kk, src, first = damaged_setup
+    (src / "later.txt").write_text("a later file\n")
+    later = backup_api(kk, src)
+    flip(kk, f"snapshots/{first}", 50)     # the one --keep-last 1 would remove
+    result = kk.json("forget", "--keep-last", "1", "--no-cache")
+    assert [(d["id"], d["keep"]) for d in result if not d.get("damaged")] == [(later, True)]
+    assert [d["id"] for d in result if d.get("damaged")] == [first]
+    assert f"snapshots/{first}" in kk.repo.objects("snapshots/")
+    # a unique prefix of the file name is enough; an ambiguous or unknown one is refused
+    proc = kk.run("forget", "0" * 12, "--no-cache", expect=14)
+    assert stderr_line(proc).startswith("error: ")
+    kk.run("forget", first, "--no-cache")
+    assert kk.repo.objects("snapshots/") == {f"snapshots/{later}": kk.repo.objects("snapshots/")[f"snapshots/{later}"]}
