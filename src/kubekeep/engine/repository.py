@@ -20,7 +20,7 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
 from kubekeep.engine.index import Index, decode_index_body
 from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name, verify_pack_id
-from kubekeep.engine.snapshot import Snapshot, now_rfc3339
+from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
 from kubekeep.storage.base import Backend
 
@@ -72,6 +72,12 @@ class Repository:
         self._tree_cache: OrderedDict[bytes, list[Node]] = OrderedDict()
         self._tree_cache_lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
+        #: snapshot files found damaged by :meth:`snapshots` with ``skip_damaged``, by id
+        self.damaged_snapshots: dict[str, DamagedSnapshot] = {}
+        #: where warnings about skipped damage go (the CLI prints them on stderr); each once
+        self.on_warning: Callable[[str], None] | None = None
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -169,6 +175,15 @@ class Repository:
         if matches[0]["current"]:
             raise errors.UsageError("refusing to remove the key in use; open the repository with another key first")
         self.backend.delete(f"keys/{matches[0]['id']}")
+
+    def warn(self, key: str, message: str) -> None:
+        """Pass ``message`` to :attr:`on_warning`, once per ``key`` for this object."""
+        with self._warn_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        if self.on_warning is not None:
+            self.on_warning(message)
 
     # -- cached metadata objects --------------------------------------------------------------
     def load_cached(self, name: str, *, cache: bool = True) -> bytes:
@@ -305,28 +320,48 @@ class Repository:
             except errors.ObjectNotFound:
                 raise errors.SnapshotNotFound(f"snapshot {snap_id[:8]} does not exist") from None
             body = objects.unseal(self.cipher, data, fmt.AAD_SNAPSHOT, f"snapshot {snap_id[:8]}")
-            snap = self._snapshots[snap_id] = Snapshot.from_wire(body, snap_id)
+            try:
+                snap = Snapshot.from_wire(body, snap_id)
+            except (TypeError, ValueError, AttributeError):
+                raise errors.IntegrityError(f"snapshot {snap_id[:8]}: snapshot file is malformed") from None
+            self._snapshots[snap_id] = snap
         return snap
 
     def snapshots(self, *, skip_damaged: bool = False) -> list[Snapshot]:
         """All snapshots, oldest first. A snapshot file that fails verification raises, unless
-        ``skip_damaged`` (for callers that only look for a parent: one damaged old snapshot
-        must not stop every later backup)."""
+        ``skip_damaged``: then it is left out, recorded in :attr:`damaged_snapshots` and warned
+        about (listing, ``latest`` and retention policies go on with the readable ones; prune
+        must not, as it cannot tell what an unreadable snapshot needs)."""
         ids = self.snapshot_ids()
         if self.cache:
             self.cache.retain("snapshots/", {f"snapshots/{i}" for i in ids})
+        damaged: dict[str, DamagedSnapshot] = {}
 
         def load(snap_id: str) -> Snapshot | None:
             try:
                 return self.load_snapshot(snap_id)
-            except (errors.IntegrityError, errors.SnapshotNotFound):
+            except errors.SnapshotNotFound:
                 if skip_damaged:
-                    return None
+                    return None  # removed since the listing
                 raise
+            except errors.IntegrityError as exc:
+                if not skip_damaged:
+                    raise
+                damaged[snap_id] = self._skip_damaged_snapshot(snap_id, exc)
+                return None
 
         with ThreadPoolExecutor(4) as pool:
             snaps = [s for s in pool.map(load, ids) if s is not None]
+        if skip_damaged:
+            self.damaged_snapshots = dict(sorted(damaged.items()))
         return sorted(snaps, key=lambda s: (s.time, s.id))
+
+    def _skip_damaged_snapshot(self, snap_id: str, exc: errors.IntegrityError) -> DamagedSnapshot:
+        reason = str(exc).removeprefix(f"snapshot {snap_id[:8]}: ")
+        self.warn(f"snapshots/{snap_id}",
+                  f"snapshot {snap_id} is damaged ({reason}) and was skipped; "
+                  f"'kubekeep forget {snap_id[:12]}' removes it")
+        return DamagedSnapshot(snap_id, reason)
 
     def save_snapshot(self, snap: Snapshot) -> str:
         snap.id = self.save_object("snapshots", snap.to_wire(), fmt.AAD_SNAPSHOT)
@@ -336,25 +371,32 @@ class Repository:
     def delete_snapshot(self, snap_id: str) -> None:
         self.backend.delete(f"snapshots/{snap_id}")
         self._snapshots.pop(snap_id, None)
+        self.damaged_snapshots.pop(snap_id, None)
         if self.cache:
             self.cache.discard(f"snapshots/{snap_id}")
 
-    def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
-        """Resolve ``latest`` or a unique id prefix to a snapshot."""
+    def snapshot_name(self, ref: str) -> str:
+        """The storage name (full id) of the snapshot file a unique id prefix names; the file is
+        not read, so this works for damaged snapshots too."""
         if not ref:
             raise errors.UsageError("empty snapshot reference")
-        if ref == "latest":
-            snaps = [s for s in self.snapshots()
-                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
-            if not snaps:
-                raise errors.SnapshotNotFound("no snapshot found for 'latest'")
-            return snaps[-1]
         matches = [i for i in self.snapshot_ids() if i.startswith(ref.lower())]
         if not matches:
             raise errors.SnapshotNotFound(f"no snapshot matches {ref!r}")
         if len(matches) > 1:
             raise errors.UsageError(f"snapshot prefix {ref!r} is ambiguous ({len(matches)} snapshots match); give more characters")
-        return self.load_snapshot(matches[0])
+        return matches[0]
+
+    def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
+        """Resolve ``latest`` (the newest readable snapshot; damaged ones are skipped with a
+        warning) or a unique id prefix to a snapshot."""
+        if ref == "latest":
+            snaps = [s for s in self.snapshots(skip_damaged=True)
+                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
+            if not snaps:
+                raise errors.SnapshotNotFound("no snapshot found for 'latest'")
+            return snaps[-1]
+        return self.load_snapshot(self.snapshot_name(ref))
 
     # -- walking ------------------------------------------------------------------------------
     def walk(self, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, Node]]:
