@@ -18,6 +18,8 @@ from kubekeep.engine.check import CheckReport, run_check
 from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.locks import remove_stale_locks
 from kubekeep.engine.prune import PruneReport, run_prune
+from kubekeep.engine import repair as _repair
+from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore, selection
 from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
@@ -35,7 +37,8 @@ __all__ = [
     "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
     "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
     "copy", "unlock", "etcd_status", "etcd_restore_dir", "ObjectSelector", "ObjectChange", "summary",
-    "diff_manifests", "is_manifests", "stat", "refresh", "ForgetReport",
+    "diff_manifests", "is_manifests", "stat", "refresh", "ForgetReport", "repair_index",
+    "repair_snapshots",
 ]
 
 
@@ -270,7 +273,31 @@ def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str]
 def prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
           progress: Callable[[str], None] | None = None) -> PruneReport:
     with repo.lock(exclusive=True):
+        repo.reload_index()
+        if repo.damaged_index_files:
+            # prune deletes packs no index file lists and replaces the index files: with one
+            # unreadable it would lose what that file described
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
+                "before pruning (nothing was deleted)")
         return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+
+
+def repair_index(repo: Repository, *, dry_run: bool = False,
+                 progress: Callable[[str], None] | None = None) -> IndexRepairReport:
+    """Rebuild the index from the packs' headers: new index files first, then the old ones go."""
+    with repo.lock(exclusive=True):
+        return _repair.repair_index(repo, dry_run=dry_run, progress=progress)
+
+
+def repair_snapshots(repo: Repository, refs: Iterable[str] = (), *, forget: bool = False, dry_run: bool = False,
+                     progress: Callable[[str], None] | None = None) -> SnapshotsRepairReport:
+    """Rewrite the snapshots ``refs`` (default: all) whose trees name data that is gone, dropping
+    only that; ``forget`` removes the originals of repaired snapshots."""
+    refs = list(refs)
+    with repo.lock(exclusive=True):
+        snaps = [repo.find_snapshot(r) for r in refs] if refs else None
+        return _repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
 
 
 def copy(src: Repository, dst: Repository, refs: Iterable[str] = (),

@@ -30,8 +30,9 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine import host, objects
 from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
-from kubekeep.engine.index import Index, decode_index_body
-from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name, verify_pack_id
+from kubekeep.engine.index import Index, Location, decode_index_body
+from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
+from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
 from kubekeep.storage.base import Backend
@@ -69,6 +70,10 @@ class Repository:
         self._index: Index | None = None
         self._index_files: set[str] = set()
         self._index_lock = threading.Lock()
+        #: index files that failed verification when the index was loaded: name -> reason
+        self.damaged_index_files: dict[str, str] = {}
+        self._headers_read = False   # packs the index does not cover were added from their headers
+        self._headers_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, list[Node]] = OrderedDict()
         self._tree_cache_lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
@@ -213,20 +218,74 @@ class Repository:
         return self._index
 
     def _load_index(self) -> Index:
+        """The union of the readable index files. A damaged one is skipped with a warning: the
+        packs it listed still describe themselves (:meth:`read_uncovered_pack_headers`)."""
         names = {o.name for o in self.backend.list("index/")}
         if self.cache:
             self.cache.retain("index/", names)
         index = Index()
+        damaged: dict[str, str] = {}
 
         def load(name: str) -> list[tuple[bytes, list[list[object]]]]:
-            data = self.load_cached(name)
-            return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
+            try:
+                data = self.load_cached(name)
+                return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
+            except errors.IntegrityError as exc:
+                damaged[name] = str(exc).removeprefix(f"{name}: ")
+                return []
 
         with ThreadPoolExecutor(4) as pool:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
+        for name, reason in sorted(damaged.items()):
+            self.warn(name, f"index file {name} is damaged ({reason}) and was skipped; blobs it listed are "
+                            "found from pack headers; 'kubekeep repair index' rebuilds the index")
         self._index_files = names
+        self.damaged_index_files = dict(sorted(damaged.items()))
+        self._headers_read = False
         return index
+
+    def read_uncovered_pack_headers(self) -> int:
+        """Add to the index, from their headers (ranged reads of each pack's end), the stored
+        packs it does not cover: those a damaged or lost index file listed, and those of
+        interrupted backups. Done once per loaded index; returns the number of blobs added."""
+        index = self.index
+        with self._headers_lock:
+            if self._headers_read:
+                return 0
+            covered = {pack_name(p) for p in index.pack_ids()}
+            todo = [(o.name, o.size, pid) for o in self.backend.list("data/")
+                    if o.name not in covered and (pid := pack_id_of(o.name)) is not None]
+
+            def read(item: tuple[str, int, bytes]) -> tuple[str, bytes, list[BlobEntry] | str]:
+                name, size, pid = item
+                try:
+                    return name, pid, read_stored_header(self.backend, name, size, self.cipher,
+                                                         f"pack {pid.hex()[:16]}")
+                except (errors.IntegrityError, errors.ObjectNotFound) as exc:
+                    return name, pid, str(exc)
+
+            added = packs = 0
+            with ThreadPoolExecutor(4) as pool:
+                for name, pid, result in pool.map(read, todo):
+                    if isinstance(result, str):
+                        self.warn(name, f"{result}; its blobs cannot be found without an index entry")
+                        continue
+                    index.add_pack(pid, result)
+                    added += len(result)
+                    packs += 1
+            self._headers_read = True
+        if added:
+            self.warn("uncovered packs", f"{added} blob(s) were found in the headers of {packs} pack(s) "
+                                         "the index does not list; 'kubekeep repair index' adds them to it")
+        return added
+
+    def locate(self, blob_id: bytes) -> Location | None:
+        """Where a blob is stored: the index, else the headers of packs the index does not cover."""
+        loc = self.index.lookup(blob_id)
+        if loc is None and self.read_uncovered_pack_headers():
+            loc = self.index.lookup(blob_id)
+        return loc
 
     def index_files(self) -> set[str]:
         self.index  # noqa: B018 - loads it
@@ -236,6 +295,7 @@ class Repository:
         """Work from ``index`` instead of the stored one (``check`` uses the index it verified)."""
         with self._index_lock:
             self._index = index
+            self._headers_read = False
 
     @contextlib.contextmanager
     def bypassing_caches(self) -> Iterator[None]:
@@ -249,6 +309,7 @@ class Repository:
             self.cache, self._tree_cache, self._snapshots = saved
             with self._index_lock:
                 self._index = None
+                self._headers_read = False
 
     def reload_index(self) -> Index:
         with self._index_lock:
@@ -258,7 +319,7 @@ class Repository:
     # -- blobs --------------------------------------------------------------------------------
     def load_blob(self, blob_id: bytes) -> bytes:
         """Return a blob's plaintext, verified against its id; IntegrityError on any mismatch."""
-        loc = self.index.lookup(blob_id)
+        loc = self.locate(blob_id)
         if loc is None:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')")
         name = pack_name(loc.pack_id)
@@ -433,6 +494,8 @@ class Repository:
         per blob, which is what makes restores from object storage and of many small files fast.
         """
         locs = self.index.lookup_many(blob_ids)
+        if None in locs and self.read_uncovered_pack_headers():
+            locs = self.index.lookup_many(blob_ids)
         i, n = 0, len(blob_ids)
         while i < n:
             loc = locs[i]
