@@ -273,6 +273,12 @@ def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str]
 def prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
           progress: Callable[[str], None] | None = None) -> PruneReport:
     with repo.lock(exclusive=True):
+        repo.snapshots(skip_damaged=True)
+        if repo.damaged_snapshots:
+            names = ", ".join(d.short_id for d in repo.damaged_snapshots.values())
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_snapshots)} snapshot file(s) are damaged ({names}): prune cannot tell what "
+                "they need; remove them with 'kubekeep forget ID' first (nothing was deleted)")
         repo.reload_index()
         if repo.damaged_index_files:
             # prune deletes packs no index file lists and replaces the index files: with one
@@ -304,7 +310,7 @@ def copy(src: Repository, dst: Repository, refs: Iterable[str] = (),
          progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
     refs = list(refs)
     with src.lock(), dst.lock():
-        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots()
+        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots(skip_damaged=True)
         return run_copy(src, dst, snaps, progress=progress)
 
 

@@ -132,3 +132,57 @@ def test_prune_refuses_while_an_index_file_is_damaged(repo: Repository, tmp_path
         api.prune(fresh)
     assert stored() == before
     fresh.close()
+
+
+def test_a_version_1_repository_with_a_damaged_index_is_read_and_repaired(repo: Repository, tmp_path: Path) -> None:
+    from kubekeep.engine import format as fmt
+    from kubekeep.engine import objects
+
+    src, snap_id = _setup(repo, tmp_path)
+    config = dict(repo.config, version=1)
+    (tmp_path / "repo" / "config").chmod(0o644)
+    repo.backend.store("config", objects.seal(repo.cipher, config, fmt.AAD_CONFIG))
+    [name] = [o.name for o in repo.backend.list("index/")]
+    path = tmp_path / "repo" / name
+    data = bytearray(path.read_bytes())
+    data[40] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    fresh, _ = _open(tmp_path)
+    assert fresh.format_version == 1
+    node = fresh.resolve(fresh.find_snapshot(snap_id), "/d/f5.bin")
+    assert b"".join(fresh.read_file(node)) == (src / "d" / "f5.bin").read_bytes()
+    report = api.repair_index(fresh)
+    assert report.damaged_index_files == [name] and report.index_files_written == 1
+    assert api.check(fresh, read_data=True).ok
+    fresh.close()
+
+
+def test_check_judges_the_index_files_alone(repo: Repository, tmp_path: Path) -> None:
+    """check reports blobs a damaged index file no longer lists, instead of quietly finding them
+    in pack headers as readers do."""
+    _setup(repo, tmp_path)
+    [name] = [o.name for o in repo.backend.list("index/")]
+    repo.backend.delete(name)
+    fresh, _ = _open(tmp_path)
+    warnings: list[str] = []
+    fresh.on_warning = warnings.append
+    report = api.check(fresh)
+    assert not report.ok and any("missing from the index" in e or "not in the index" in e for e in report.errors)
+    assert not warnings
+    fresh.close()
+
+
+def test_prune_refuses_while_a_snapshot_file_is_damaged(repo: Repository, tmp_path: Path) -> None:
+    _, snap_id = _setup(repo, tmp_path)
+    path = tmp_path / "repo" / "snapshots" / snap_id
+    data = bytearray(path.read_bytes())
+    data[30] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    fresh, backend = _open(tmp_path)
+    before = {o.name for o in backend.list("") if not o.name.startswith("locks/")}
+    with pytest.raises(errors.IntegrityError, match="forget"):
+        api.prune(fresh)
+    assert {o.name for o in backend.list("") if not o.name.startswith("locks/")} == before
+    fresh.close()

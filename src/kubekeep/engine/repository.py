@@ -292,10 +292,11 @@ class Repository:
         return set(self._index_files)
 
     def use_index(self, index: Index) -> None:
-        """Work from ``index`` instead of the stored one (``check`` uses the index it verified)."""
+        """Work from ``index`` instead of the stored one (``check`` uses the index it verified),
+        as it is: a blob it lacks is missing, not looked for in pack headers."""
         with self._index_lock:
             self._index = index
-            self._headers_read = False
+            self._headers_read = True
 
     @contextlib.contextmanager
     def bypassing_caches(self) -> Iterator[None]:
