@@ -238,7 +238,7 @@ class Repository:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
         for name, reason in sorted(damaged.items()):
-            self.warn(name, f"index file {name} is damaged ({reason}) and was skipped; blobs it listed are "
+            self.warn(name, f"index file {name} is damaged and was skipped: {reason}; blobs it listed are "
                             "found from pack headers; 'kubekeep repair index' rebuilds the index")
         self._index_files = names
         self.damaged_index_files = dict(sorted(damaged.items()))
@@ -283,7 +283,8 @@ class Repository:
     def locate(self, blob_id: bytes) -> Location | None:
         """Where a blob is stored: the index, else the headers of packs the index does not cover."""
         loc = self.index.lookup(blob_id)
-        if loc is None and self.read_uncovered_pack_headers():
+        if loc is None:
+            self.read_uncovered_pack_headers()  # or waits while another thread does
             loc = self.index.lookup(blob_id)
         return loc
 
@@ -421,7 +422,7 @@ class Repository:
     def _skip_damaged_snapshot(self, snap_id: str, exc: errors.IntegrityError) -> DamagedSnapshot:
         reason = str(exc).removeprefix(f"snapshot {snap_id[:8]}: ")
         self.warn(f"snapshots/{snap_id}",
-                  f"snapshot {snap_id} is damaged ({reason}) and was skipped; "
+                  f"snapshot {snap_id} is damaged and was skipped: {reason}; "
                   f"'kubekeep forget {snap_id[:12]}' removes it")
         return DamagedSnapshot(snap_id, reason)
 
@@ -495,7 +496,8 @@ class Repository:
         per blob, which is what makes restores from object storage and of many small files fast.
         """
         locs = self.index.lookup_many(blob_ids)
-        if None in locs and self.read_uncovered_pack_headers():
+        if None in locs:
+            self.read_uncovered_pack_headers()  # or waits while another thread does
             locs = self.index.lookup_many(blob_ids)
         i, n = 0, len(blob_ids)
         while i < n:
