@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from kubekeep import errors
 from kubekeep.engine import format as fmt
@@ -36,6 +36,7 @@ BLOBS_PER_INDEX_FILE = 50_000
 REPAIRED_TAG = "repaired"
 
 Progress = Callable[[str], None]
+RepairStatus = Literal["intact", "repaired", "would repair", "already repaired", "unrepairable"]
 
 
 @dataclass
@@ -118,7 +119,7 @@ def repair_index(repo: Repository, *, dry_run: bool = False, progress: Progress 
 @dataclass
 class SnapshotRepair:
     id: str
-    status: str          # intact, repaired, would repair, already repaired, unrepairable
+    status: RepairStatus
     removed_files: list[str] = field(default_factory=list)
     emptied_dirs: list[str] = field(default_factory=list)
     error: str = ""      # why an unrepairable snapshot is so
