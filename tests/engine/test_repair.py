@@ -10,6 +10,7 @@ import pytest
 
 from kubekeep import api, errors
 from kubekeep.engine.pack import pack_name
+from kubekeep.engine.pack_headers import FIRST_READ
 from kubekeep.engine.repair import repair_index
 from kubekeep.engine.repository import Repository
 from kubekeep.storage.local import LocalBackend
@@ -57,6 +58,8 @@ def _open(tmp_path: Path) -> tuple[Repository, RecordingBackend]:
 
 def test_missing_blobs_are_found_from_pack_headers_alone(repo: Repository, tmp_path: Path) -> None:
     src, snap_id = _setup(repo, tmp_path)
+    (src / "other.bin").write_bytes(random.Random(12).randbytes(300_000))
+    api.backup(repo, str(src))                              # packs the read below does not need
     for info in list(repo.backend.list("index/")):
         repo.backend.delete(info.name)
     fresh, backend = _open(tmp_path)
@@ -67,10 +70,20 @@ def test_missing_blobs_are_found_from_pack_headers_alone(repo: Repository, tmp_p
     sizes = {o.name: o.size for o in backend.list("data/")}
     header_reads = [(n, off, ln) for n, off, ln in backend.loads if n.startswith("data/")]
     # every pack's header was read from its end, never the whole pack
+    snap = fresh.find_snapshot(snap_id)
+    needed = set()
+    for blob in [*node.content, bytes.fromhex(snap.tree), fresh.resolve(snap, "/d").subtree]:
+        loc = fresh.index.lookup(blob)  # type: ignore[arg-type]
+        assert loc is not None
+        needed.add(pack_name(loc.pack_id))
+    assert set(sizes) - needed                               # some packs held nothing we read
     for name, size in sizes.items():
         reads = [(off, ln) for n, off, ln in header_reads if n == name]
-        assert reads, name
-        assert all(ln is not None and off + ln == size for off, ln in reads[:1])
+        assert reads and all(ln is not None for _, ln in reads), (name, reads)
+        off, ln = reads[0]
+        assert ln is not None and off + ln == size and ln <= FIRST_READ    # the end, first
+        if name not in needed:
+            assert len(reads) == 1, (name, reads)           # and nothing else
     assert any("repair index" in w for w in warnings), warnings
     fresh.close()
 
