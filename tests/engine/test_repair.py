@@ -199,3 +199,21 @@ def test_prune_refuses_while_a_snapshot_file_is_damaged(repo: Repository, tmp_pa
         api.prune(fresh)
     assert {o.name for o in backend.list("") if not o.name.startswith("locks/")} == before
     fresh.close()
+
+
+def test_a_snapshot_whose_root_tree_is_gone_is_left_alone(repo: Repository, tmp_path: Path) -> None:
+    from kubekeep.engine.repair import repair_snapshots
+
+    _, snap_id = _setup(repo, tmp_path)
+    fresh, backend = _open(tmp_path)
+    loc = fresh.index.lookup(bytes.fromhex(fresh.find_snapshot(snap_id).tree))
+    assert loc is not None
+    backend.delete(pack_name(loc.pack_id))                  # the tree pack
+    fresh.close()
+    fresh, backend = _open(tmp_path)
+    before = {o.name for o in backend.list("snapshots/")}
+    report = repair_snapshots(fresh, forget=True)
+    [entry] = report.snapshots
+    assert entry.status == "unrepairable" and "root tree" in entry.error and not entry.forgotten
+    assert {o.name for o in backend.list("snapshots/")} == before
+    fresh.close()

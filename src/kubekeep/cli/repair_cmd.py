@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from kubekeep import api
-from kubekeep.cli._common import emit_json, global_options, info, settings, with_repository
+from kubekeep.cli._common import emit_json, global_options, info, settings, warn, with_repository
 from kubekeep.engine.repository import Repository
 
 
@@ -15,7 +15,7 @@ def command() -> None:
     """Repair what 'kubekeep check' reports: first the index, then the snapshots."""
 
 
-@command.command("index")
+@command.command("index", short_help="Rebuild the index from the packs' headers.")
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be done.")
 @global_options
 @with_repository
@@ -29,8 +29,8 @@ def index(repo: Repository, dry_run: bool) -> None:
     for name in report.damaged_index_files:
         info(f"damaged index file: {name}")
     for name in report.packs_unreadable:
-        kept = "kept as the old index had it" if name in report.packs_from_old_index else "not indexed"
-        info(f"pack header unreadable (truncated or damaged): {name}; {kept}")
+        kept = "indexed as the old index had it" if name in report.packs_from_old_index else "not indexed"
+        warn(f"pack header unreadable (truncated or damaged): {name}; {kept}")
     if report.packs_missing:
         info(f"{len(report.packs_missing)} pack(s) the old index listed are missing from storage")
     prefix = "would " if dry_run else ""
@@ -39,7 +39,7 @@ def index(repo: Repository, dry_run: bool) -> None:
          f"{prefix}delete {report.index_files_deleted if not dry_run else 'the old'} index file(s)")
 
 
-@command.command("snapshots")
+@command.command("snapshots", short_help="Rewrite snapshots without the data that is gone.")
 @click.argument("snapshots", nargs=-1)
 @click.option("--forget", is_flag=True, help="Remove the original of each repaired snapshot.")
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be done.")
@@ -55,9 +55,11 @@ def snapshots(repo: Repository, snapshots: tuple[str, ...], forget: bool, dry_ru
         emit_json(report.to_dict())
         return
     for name in report.damaged:
-        info(f"snapshot {name[:8]}: the snapshot file is damaged; 'kubekeep forget {name[:12]}' removes it")
+        warn(f"snapshot {name[:8]}: the snapshot file is damaged; 'kubekeep forget {name[:12]}' removes it")
     for entry in report.snapshots:
-        if entry.status == "already repaired":
+        if entry.status == "unrepairable":
+            warn(f"snapshot {entry.id[:8]} cannot be repaired: {entry.error}")
+        elif entry.status == "already repaired":
             info(f"snapshot {entry.id[:8]}: already repaired as {str(entry.new_id)[:8]}"
                  + ("; removed" if entry.forgotten else ""))
         elif entry.forgotten:
@@ -65,4 +67,4 @@ def snapshots(repo: Repository, snapshots: tuple[str, ...], forget: bool, dry_ru
     counts: dict[str, int] = {}
     for entry in report.snapshots:
         counts[entry.status] = counts.get(entry.status, 0) + 1
-    info(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no snapshots")
+    info("snapshots: " + (", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"))

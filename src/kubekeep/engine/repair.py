@@ -226,7 +226,6 @@ def repair_snapshots(repo: Repository, snaps: list[Snapshot] | None = None, *, f
                     result = rewriter.tree(bytes.fromhex(snap.tree))
                 except (errors.IntegrityError, errors.StorageError) as exc:
                     entry.status, entry.error = "unrepairable", f"root tree unreadable: {exc}"
-                    say(f"snapshot {snap.short_id}: {entry.error}")
                     continue
                 entry.removed_files = [f"/{p}" for p in result.removed_files]
                 entry.emptied_dirs = [f"/{p}" for p in result.emptied_dirs]
