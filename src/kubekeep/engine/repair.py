@@ -63,48 +63,56 @@ def repair_index(repo: Repository, *, dry_run: bool = False, progress: Progress 
         old_index = repo.reload_index()
         old_files = repo.index_files()
         report.damaged_index_files = sorted(repo.damaged_index_files)
-    old_by_pack = old_index.by_pack()
     stored = {o.name: o.size for o in repo.backend.list("data/") if pack_id_of(o.name) is not None}
     report.packs = len(stored)
-    report.packs_missing = sorted(n for n in (pack_name(p) for p in old_by_pack) if n not in stored)
-
-    say(f"reading the headers of {len(stored)} pack(s)")
-
-    def read(name: str) -> tuple[str, list[BlobEntry] | None]:
-        pid = pack_id_of(name)
-        assert pid is not None
-        try:
-            return name, read_stored_header(repo.backend, name, stored[name], repo.cipher, f"pack {pid.hex()[:16]}")
-        except (errors.IntegrityError, errors.ObjectNotFound):
-            return name, None
-
-    packs: dict[bytes, list[BlobEntry]] = {}
-    with ThreadPoolExecutor(4) as pool:
-        for name, entries in pool.map(read, sorted(stored)):
-            pid = pack_id_of(name)
-            assert pid is not None
-            if entries is not None:
-                report.packs_read += 1
-                packs[pid] = entries
-                continue
-            report.packs_unreadable.append(name)
-            if pid in old_by_pack:
-                report.packs_from_old_index.append(name)
-                packs[pid] = old_by_pack[pid]
-    report.blobs = sum(len(e) for e in packs.values())
-    if dry_run:
-        return report
-
-    say("writing the new index")
+    report.packs_missing = sorted(n for n in (pack_name(p) for p in old_index.pack_ids()) if n not in stored)
     new_files: set[str] = set()
     batch: list[tuple[bytes, list[BlobEntry]]] = []
-    count = 0
-    for pid, entries in packs.items():
-        batch.append((pid, entries))
-        count += len(entries)
-        if count >= BLOBS_PER_INDEX_FILE:
+    in_batch = 0
+
+    def add(pack_id: bytes, entries: list[BlobEntry]) -> None:
+        """Index a pack; written out a file's worth at a time, so memory stays bounded."""
+        nonlocal batch, in_batch
+        report.blobs += len(entries)
+        if dry_run:
+            return
+        batch.append((pack_id, entries))
+        in_batch += len(entries)
+        if in_batch >= BLOBS_PER_INDEX_FILE:
             new_files.add("index/" + repo.save_object("index", index_body(batch), fmt.AAD_INDEX))
-            batch, count = [], 0
+            batch, in_batch = [], 0
+
+    def read(name: str) -> tuple[bytes, list[BlobEntry] | None]:
+        pack_id = pack_id_of(name)
+        assert pack_id is not None
+        try:
+            return pack_id, read_stored_header(repo.backend, name, stored[name], repo.cipher,
+                                               f"pack {pack_id.hex()[:16]}")
+        except (errors.IntegrityError, errors.ObjectNotFound):
+            return pack_id, None
+
+    say(f"reading the headers of {len(stored)} pack(s)")
+    unreadable: set[bytes] = set()
+    with ThreadPoolExecutor(4) as pool:
+        for pack_id, entries in pool.map(read, sorted(stored)):
+            if entries is None:
+                unreadable.add(pack_id)
+            else:
+                report.packs_read += 1
+                add(pack_id, entries)
+    report.packs_unreadable = sorted(pack_name(p) for p in unreadable)
+    # a pack whose header cannot be read keeps what a readable old index file says of it
+    from_old: dict[bytes, list[BlobEntry]] = {}
+    if unreadable:
+        for blob_id, loc in old_index.entries():
+            if loc.pack_id in unreadable:
+                from_old.setdefault(loc.pack_id, []).append(
+                    BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length))
+    for pack_id, entries in sorted(from_old.items()):
+        add(pack_id, sorted(entries, key=lambda e: e.offset))
+    report.packs_from_old_index = sorted(pack_name(p) for p in from_old)
+    if dry_run:
+        return report
     if batch:
         new_files.add("index/" + repo.save_object("index", index_body(batch), fmt.AAD_INDEX))
     report.index_files_written = len(new_files)
@@ -192,9 +200,11 @@ class _Rewriter:
 def _present_packs_index(repo: Repository) -> Index:
     """The index without the packs storage no longer holds (so neither the walk nor the writer's
     dedup counts on them), including packs only their headers describe."""
-    repo.reload_index()
+    current = repo.reload_index()
     repo.read_uncovered_pack_headers()
     stored = {o.name for o in repo.backend.list("data/")}
+    if all(pack_name(p) in stored for p in current.pack_ids()):
+        return current                                      # the usual case after 'repair index'
     index = Index()
     index.add_bulk((pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in entries])
                    for pid, entries in repo.index.by_pack().items() if pack_name(pid) in stored)
