@@ -410,21 +410,17 @@ class Repository:
             except errors.IntegrityError as exc:
                 if not skip_damaged:
                     raise
-                damaged[snap_id] = self._skip_damaged_snapshot(snap_id, exc)
+                damaged[snap_id] = DamagedSnapshot(snap_id, str(exc).removeprefix(f"snapshot {snap_id[:8]}: "))
                 return None
 
         with ThreadPoolExecutor(4) as pool:
             snaps = [s for s in pool.map(load, ids) if s is not None]
         if skip_damaged:
             self.damaged_snapshots = dict(sorted(damaged.items()))
+            for d in self.damaged_snapshots.values():
+                self.warn(f"snapshots/{d.id}", f"snapshot {d.id} is damaged and was skipped: {d.reason}; "
+                                               f"'kubekeep forget {d.id[:12]}' removes it")
         return sorted(snaps, key=lambda s: (s.time, s.id))
-
-    def _skip_damaged_snapshot(self, snap_id: str, exc: errors.IntegrityError) -> DamagedSnapshot:
-        reason = str(exc).removeprefix(f"snapshot {snap_id[:8]}: ")
-        self.warn(f"snapshots/{snap_id}",
-                  f"snapshot {snap_id} is damaged and was skipped: {reason}; "
-                  f"'kubekeep forget {snap_id[:12]}' removes it")
-        return DamagedSnapshot(snap_id, reason)
 
     def save_snapshot(self, snap: Snapshot) -> str:
         snap.id = self.save_object("snapshots", snap.to_wire(), fmt.AAD_SNAPSHOT)
