@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from kubekeep import connectors, errors
+from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, run_check
 from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.locks import remove_stale_locks
 from kubekeep.engine.prune import PruneReport, run_prune
-from kubekeep.engine import repair as _repair
 from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore, selection

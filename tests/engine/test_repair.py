@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from kubekeep import api, errors
+from kubekeep.engine import format as fmt
+from kubekeep.engine import objects
 from kubekeep.engine.pack import pack_name
 from kubekeep.engine.pack_headers import FIRST_READ
-from kubekeep.engine.repair import repair_index
+from kubekeep.engine.repair import repair_index, repair_snapshots
 from kubekeep.engine.repository import Repository
 from kubekeep.storage.local import LocalBackend
 from tests.engine.conftest import PASSWORD
@@ -148,9 +150,6 @@ def test_prune_refuses_while_an_index_file_is_damaged(repo: Repository, tmp_path
 
 
 def test_a_version_1_repository_with_a_damaged_index_is_read_and_repaired(repo: Repository, tmp_path: Path) -> None:
-    from kubekeep.engine import format as fmt
-    from kubekeep.engine import objects
-
     src, snap_id = _setup(repo, tmp_path)
     config = dict(repo.config, version=1)
     (tmp_path / "repo" / "config").chmod(0o644)
@@ -202,8 +201,6 @@ def test_prune_refuses_while_a_snapshot_file_is_damaged(repo: Repository, tmp_pa
 
 
 def test_a_snapshot_whose_root_tree_is_gone_is_left_alone(repo: Repository, tmp_path: Path) -> None:
-    from kubekeep.engine.repair import repair_snapshots
-
     _, snap_id = _setup(repo, tmp_path)
     fresh, backend = _open(tmp_path)
     loc = fresh.index.lookup(bytes.fromhex(fresh.find_snapshot(snap_id).tree))
