@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,9 +29,12 @@ class RecordingBackend(LocalBackend):
         self.loads: list[tuple[str, int, int | None]] = []
         self.ops: list[tuple[str, str]] = []
         self.fail_index_stores = False
+        self.delay = 0.0
 
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         self.loads.append((name, offset, length))
+        if self.delay:
+            time.sleep(self.delay)
         return super().load(name, offset, length)
 
     def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
@@ -213,4 +218,37 @@ def test_a_snapshot_whose_root_tree_is_gone_is_left_alone(repo: Repository, tmp_
     [entry] = report.snapshots
     assert entry.status == "unrepairable" and "root tree" in entry.error and not entry.forgotten
     assert {o.name for o in backend.list("snapshots/")} == before
+    fresh.close()
+
+
+def test_threads_that_miss_while_headers_are_read_find_their_blobs(repo: Repository, tmp_path: Path) -> None:
+    """Restore workers miss at once: one reads the pack headers, the others wait for it and then
+    find their blobs (they must not take "already read" for "not there")."""
+    src, snap_id = _setup(repo, tmp_path)
+    for info in list(repo.backend.list("index/")):
+        repo.backend.delete(info.name)
+    fresh, backend = _open(tmp_path)
+    snap = fresh.find_snapshot(snap_id)
+    nodes = [fresh.resolve(snap, f"/d/f{i}.bin") for i in range(6)]   # trees found from headers
+    fresh.close()
+    fresh, backend = _open(tmp_path)
+    backend.delay = 0.05                                    # slow storage: the reads overlap
+    start = threading.Barrier(len(nodes))
+    results: dict[int, bytes | Exception] = {}
+
+    def read(i: int) -> None:
+        start.wait()
+        try:
+            first = fresh.load_blob(nodes[i].content[0])    # one lookup, then the headers
+            results[i] = first + b"".join(fresh.read_blobs(nodes[i].content[1:]))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(nodes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i in range(len(nodes)):
+        assert results[i] == (src / "d" / f"f{i}.bin").read_bytes(), results[i]
     fresh.close()
