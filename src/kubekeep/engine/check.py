@@ -175,7 +175,7 @@ def _check_pack_ends(repo: Repository, indexed: dict[bytes, list[BlobEntry]], st
         try:
             header = {(e.id, e.offset, e.length) for e in read_stored_header(repo.backend, name, size, repo.cipher, what)}
         except errors.IntegrityError as exc:
-            return [f"{exc} ({size} bytes stored: truncated or damaged)"]
+            return [f"{exc} (the pack is truncated or damaged; {size} bytes stored)"]
         except errors.StorageError as exc:
             return [f"{what}: cannot read its header: {exc}"]
         return [f"{what}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
