@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from kubekeep import connectors, errors
+from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, run_check
 from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.locks import remove_stale_locks
 from kubekeep.engine.prune import PruneReport, run_prune
+from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore, selection
 from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
-from kubekeep.engine.snapshot import Snapshot
+from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
 from kubekeep.engine.snapshot_copy import run_copy
 from kubekeep.engine.tree import DIR, FILE, Node
 from kubekeep.manifests import fielddiff, layout, serialization
@@ -35,7 +37,8 @@ __all__ = [
     "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
     "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
     "copy", "unlock", "etcd_status", "etcd_restore_dir", "ObjectSelector", "ObjectChange", "summary",
-    "diff_manifests", "is_manifests", "stat", "refresh",
+    "diff_manifests", "is_manifests", "stat", "refresh", "ForgetReport", "repair_index",
+    "repair_snapshots",
 ]
 
 
@@ -92,9 +95,11 @@ def find_snapshot(repo: Repository, ref: str) -> Snapshot:
 
 def snapshots(repo: Repository, *, tags: Iterable[str] = (), source: str | None = None,
               kind: str | None = None, host: str | None = None) -> list[Snapshot]:
-    """Snapshots, oldest first, filtered: every tag in ``tags``, the source URI, the kind, the host."""
+    """Snapshots, oldest first, filtered: every tag in ``tags``, the source URI, the kind, the host.
+    Damaged snapshot files are left out (``repo.damaged_snapshots`` names them, and
+    ``repo.on_warning`` hears of each)."""
     wanted = set(tags)
-    return [s for s in repo.snapshots()
+    return [s for s in repo.snapshots(skip_damaged=True)
             if wanted <= set(s.tags)
             and (source is None or s.uri == source or s.uri == f"fs:{source}")
             and (kind is None or s.kind == kind)
@@ -209,44 +214,103 @@ def check(repo: Repository, *, read_data: bool = False,
         return run_check(repo, read_data=read_data, progress=progress)
 
 
+@dataclass
+class ForgetReport:
+    """What ``forget`` decided: readable snapshots kept or removed, and damaged snapshot files,
+    removed when named by id and otherwise left alone (a policy never removes what it cannot read)."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    damaged_removed: list[DamagedSnapshot] = field(default_factory=list)
+    damaged_kept: list[DamagedSnapshot] = field(default_factory=list)
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for d in self.decisions if not d.keep) + len(self.damaged_removed)
+
+    @property
+    def kept(self) -> int:
+        return sum(1 for d in self.decisions if d.keep) + len(self.damaged_kept)
+
+
 def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str] = (),
            group_by: tuple[str, ...] = ("host", "source"), tags: Iterable[str] = (),
-           dry_run: bool = False) -> list[Decision]:
-    """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter)."""
+           dry_run: bool = False) -> ForgetReport:
+    """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter).
+    A damaged snapshot file named by id (a unique prefix of its name) is removed unread."""
     ids = list(ids)
     if not ids and (policy is None or policy.empty()):
         raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
     with repo.lock(exclusive=True):
-        decisions: list[Decision] = []
+        report = ForgetReport()
         if ids:
             for ref in ids:
-                snap = repo.find_snapshot(ref)
-                decisions.append(Decision(snap, False, ["named"]))
+                if ref == "latest":
+                    report.decisions.append(Decision(repo.find_snapshot(ref), False, ["named"]))
+                    continue
+                name = repo.snapshot_name(ref)
+                try:
+                    report.decisions.append(Decision(repo.load_snapshot(name), False, ["named"]))
+                except errors.IntegrityError as exc:
+                    report.damaged_removed.append(
+                        DamagedSnapshot(name, str(exc).removeprefix(f"snapshot {name[:8]}: ")))
         else:
             assert policy is not None
             groups: dict[tuple[str, ...], list[Snapshot]] = {}
             for snap in snapshots(repo, tags=tags):
                 groups.setdefault(group_key(snap, group_by), []).append(snap)
             for group in groups.values():
-                decisions.extend(apply_policy(group, policy))
+                report.decisions.extend(apply_policy(group, policy))
+            report.damaged_kept = list(repo.damaged_snapshots.values())
         if not dry_run:
-            for d in decisions:
+            for d in report.decisions:
                 if not d.keep:
                     repo.delete_snapshot(d.snapshot.id)
-        return decisions
+            for damaged in report.damaged_removed:
+                repo.delete_snapshot(damaged.id)
+        return report
 
 
 def prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
           progress: Callable[[str], None] | None = None) -> PruneReport:
     with repo.lock(exclusive=True):
+        repo.snapshots(skip_damaged=True)
+        if repo.damaged_snapshots:
+            names = ", ".join(d.short_id for d in repo.damaged_snapshots.values())
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_snapshots)} snapshot file(s) are damaged ({names}): prune cannot tell what "
+                "they need; remove them with 'kubekeep forget ID' first (nothing was deleted)")
+        repo.reload_index()
+        if repo.damaged_index_files:
+            # prune deletes packs no index file lists and replaces the index files: with one
+            # unreadable it would lose what that file described
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
+                "before pruning (nothing was deleted)")
         return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+
+
+def repair_index(repo: Repository, *, dry_run: bool = False,
+                 progress: Callable[[str], None] | None = None) -> IndexRepairReport:
+    """Rebuild the index from the packs' headers: new index files first, then the old ones go."""
+    with repo.lock(exclusive=True):
+        return _repair.repair_index(repo, dry_run=dry_run, progress=progress)
+
+
+def repair_snapshots(repo: Repository, refs: Iterable[str] = (), *, forget: bool = False, dry_run: bool = False,
+                     progress: Callable[[str], None] | None = None) -> SnapshotsRepairReport:
+    """Rewrite the snapshots ``refs`` (default: all) whose trees name data that is gone, dropping
+    only that; ``forget`` removes the originals of repaired snapshots."""
+    refs = list(refs)
+    with repo.lock(exclusive=True):
+        snaps = [repo.find_snapshot(r) for r in refs] if refs else None
+        return _repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
 
 
 def copy(src: Repository, dst: Repository, refs: Iterable[str] = (),
          progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
     refs = list(refs)
     with src.lock(), dst.lock():
-        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots()
+        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots(skip_damaged=True)
         return run_copy(src, dst, snaps, progress=progress)
 
 

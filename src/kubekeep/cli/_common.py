@@ -113,6 +113,7 @@ def with_repository(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         repo = api.open_repository(repository_options())
+        repo.on_warning = warn  # damage skipped over (a snapshot or index file) is said on stderr
         try:
             return f(*args, repo=repo, **kwargs)
         finally:

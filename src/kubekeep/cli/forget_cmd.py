@@ -44,17 +44,24 @@ def command(repo: Repository, ids: tuple[str, ...], keep_last: int, keep_hourly:
         raise errors.UsageError(f"--group-by: unknown field(s) {', '.join(sorted(bad))}")
     policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
                     list(keep_tag))
-    decisions = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
+    report = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
     if settings().json:
         emit_json([{"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
-                   for d in decisions])
+                   for d in report.decisions]
+                  + [{"id": d.id, "time": None, "keep": False, "reasons": ["named"], "damaged": True,
+                      "error": d.reason} for d in report.damaged_removed]
+                  + [{"id": d.id, "time": None, "keep": True, "reasons": ["damaged"], "damaged": True,
+                      "error": d.reason} for d in report.damaged_kept])
     else:
-        for d in decisions:
+        for d in report.decisions:
             verb = "keep  " if d.keep else ("would remove" if dry_run else "remove")
             info(f"{verb} {d.snapshot.short_id} {local_time(d.snapshot.time)} {d.snapshot.uri} "
                  f"{'(' + ', '.join(d.reasons) + ')' if d.keep else ''}")
-        removed = sum(1 for d in decisions if not d.keep)
-        info(f"{removed} snapshot(s) {'would be ' if dry_run else ''}removed, "
-             f"{len(decisions) - removed} kept")
+        for damaged in report.damaged_removed:
+            verb = "would remove" if dry_run else "remove"
+            info(f"{verb} {damaged.short_id} (damaged snapshot file, removed unread)")
+        for damaged in report.damaged_kept:
+            info(f"keep   {damaged.short_id} (damaged: a policy never removes a snapshot it cannot read)")
+        info(f"{report.removed} snapshot(s) {'would be ' if dry_run else ''}removed, {report.kept} kept")
     if then_prune and not dry_run:
         prune_cmd.prune_and_report(repo, max_unused=0.1, dry_run=False)

@@ -22,7 +22,7 @@ from kubekeep.cli._common import global_options
 
 COMMANDS = [
     "init", "backup", "snapshots", "ls", "cat", "diff", "restore", "check", "forget", "prune",
-    "key", "copy", "unlock", "etcd", "summary", "ui", "agent", "cleanup",
+    "key", "copy", "unlock", "etcd", "summary", "ui", "agent", "cleanup", "repair",
 ]
 
 

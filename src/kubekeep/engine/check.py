@@ -17,8 +17,10 @@ from typing import Any
 from kubekeep import errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import objects
+from kubekeep.engine.crypto import OVERHEAD
 from kubekeep.engine.index import Index, decode_index_body
 from kubekeep.engine.pack import DATA, BlobEntry, pack_name, read_header, verify_pack_id
+from kubekeep.engine.pack_headers import read_stored_header
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.tree import DIR, FILE
 
@@ -64,6 +66,8 @@ def run_check(repo: Repository, *, read_data: bool = False,
         _check_snapshots(repo, index, report)
         if read_data:
             _read_packs(repo, indexed, stored, report, progress)
+        else:
+            _check_pack_ends(repo, indexed, stored, report)
     return report
 
 
@@ -153,3 +157,31 @@ def _read_packs(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored:
             report.blobs_read += blobs
             if progress:
                 progress("read", i, len(todo))
+
+
+def _check_pack_ends(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored: dict[str, int],
+                     report: CheckReport) -> None:
+    """Without reading data: a pack shorter than the index implies, or whose header (read alone
+    from its end, the listed size telling where that is) fails, is truncated or damaged; and
+    every blob the index places in it must be in its header."""
+    todo = [(pid, ents) for pid, ents in indexed.items() if pack_name(pid) in stored]
+
+    def verify(item: tuple[bytes, list[BlobEntry]]) -> list[str]:
+        pack_id, expected = item
+        name, what = pack_name(pack_id), f"pack {pack_id.hex()[:16]}"
+        size = stored[name]
+        end = max(e.offset + e.length for e in expected)
+        if size < end + OVERHEAD + 4:
+            return [f"{what}: truncated: storage holds {size} bytes, its indexed blobs end at byte {end}"]
+        try:
+            header = {(e.id, e.offset, e.length) for e in read_stored_header(repo.backend, name, size, repo.cipher, what)}
+        except errors.IntegrityError as exc:
+            return [f"{exc} (the pack is truncated or damaged; {size} bytes stored)"]
+        except errors.StorageError as exc:
+            return [f"{what}: cannot read its header: {exc}"]
+        return [f"{what}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
+                for e in expected if (e.id, e.offset, e.length) not in header]
+
+    with ThreadPoolExecutor(4) as pool:
+        for problems in pool.map(verify, todo):
+            report.errors.extend(problems)

@@ -32,7 +32,7 @@ class FileView(io.RawIOBase):
         self._starts: list[int] = []
         offset = 0
         for blob_id in self._blobs:
-            loc = repo.index.lookup(blob_id)
+            loc = repo.locate(blob_id)
             if loc is None:
                 raise errors.IntegrityError(
                     f"blob {blob_id.hex()[:16]} of {node.name} is not in the index "

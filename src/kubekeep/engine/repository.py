@@ -20,7 +20,7 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +30,10 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine import host, objects
 from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
-from kubekeep.engine.index import Index, decode_index_body
-from kubekeep.engine.pack import DATA, TREE, blob_aad, pack_name, verify_pack_id
-from kubekeep.engine.snapshot import Snapshot, now_rfc3339
+from kubekeep.engine.index import Index, Location, decode_index_body
+from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
+from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
+from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
 from kubekeep.storage.base import Backend
 
@@ -69,9 +70,19 @@ class Repository:
         self._index: Index | None = None
         self._index_files: set[str] = set()
         self._index_lock = threading.Lock()
+        #: index files that failed verification when the index was loaded: name -> reason
+        self.damaged_index_files: dict[str, str] = {}
+        self._headers_read = False   # packs the index does not cover were added from their headers
+        self._headers_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, list[Node]] = OrderedDict()
         self._tree_cache_lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
+        #: snapshot files found damaged by :meth:`snapshots` with ``skip_damaged``, by id
+        self.damaged_snapshots: dict[str, DamagedSnapshot] = {}
+        #: where warnings about skipped damage go (the CLI prints them on stderr); each once
+        self.on_warning: Callable[[str], None] | None = None
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -170,6 +181,15 @@ class Repository:
             raise errors.UsageError("refusing to remove the key in use; open the repository with another key first")
         self.backend.delete(f"keys/{matches[0]['id']}")
 
+    def warn(self, key: str, message: str) -> None:
+        """Pass ``message`` to :attr:`on_warning`, once per ``key`` for this object."""
+        with self._warn_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
     # -- cached metadata objects --------------------------------------------------------------
     def load_cached(self, name: str, *, cache: bool = True) -> bytes:
         data = self.cache.get(name) if (cache and self.cache) else None
@@ -198,29 +218,86 @@ class Repository:
         return self._index
 
     def _load_index(self) -> Index:
+        """The union of the readable index files. A damaged one is skipped with a warning: the
+        packs it listed still describe themselves (:meth:`read_uncovered_pack_headers`)."""
         names = {o.name for o in self.backend.list("index/")}
         if self.cache:
             self.cache.retain("index/", names)
         index = Index()
+        damaged: dict[str, str] = {}
 
         def load(name: str) -> list[tuple[bytes, list[list[object]]]]:
-            data = self.load_cached(name)
-            return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
+            try:
+                data = self.load_cached(name)
+                return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
+            except errors.IntegrityError as exc:
+                damaged[name] = str(exc).removeprefix(f"{name}: ")
+                return []
 
         with ThreadPoolExecutor(4) as pool:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
+        for name, reason in sorted(damaged.items()):
+            self.warn(name, f"index file {name} is damaged and was skipped: {reason}; blobs it listed are "
+                            "found from pack headers; 'kubekeep repair index' rebuilds the index")
         self._index_files = names
+        self.damaged_index_files = dict(sorted(damaged.items()))
+        self._headers_read = False
         return index
+
+    def read_uncovered_pack_headers(self) -> int:
+        """Add to the index, from their headers (ranged reads of each pack's end), the stored
+        packs it does not cover: those a damaged or lost index file listed, and those of
+        interrupted backups. Done once per loaded index; returns the number of blobs added."""
+        index = self.index
+        with self._headers_lock:
+            if self._headers_read:
+                return 0
+            covered = {pack_name(p) for p in index.pack_ids()}
+            todo = [(o.name, o.size, pid) for o in self.backend.list("data/")
+                    if o.name not in covered and (pid := pack_id_of(o.name)) is not None]
+
+            def read(item: tuple[str, int, bytes]) -> tuple[str, bytes, list[BlobEntry] | str]:
+                name, size, pid = item
+                try:
+                    return name, pid, read_stored_header(self.backend, name, size, self.cipher,
+                                                         f"pack {pid.hex()[:16]}")
+                except (errors.IntegrityError, errors.ObjectNotFound) as exc:
+                    return name, pid, str(exc)
+
+            added = packs = 0
+            with ThreadPoolExecutor(4) as pool:
+                for name, pid, result in pool.map(read, todo):
+                    if isinstance(result, str):
+                        self.warn(name, f"{result}; its blobs cannot be found without an index entry")
+                        continue
+                    index.add_pack(pid, result)
+                    added += len(result)
+                    packs += 1
+            self._headers_read = True
+        if added:
+            self.warn("uncovered packs", f"{added} blob(s) were found in the headers of {packs} pack(s) "
+                                         "the index does not list; 'kubekeep repair index' adds them to it")
+        return added
+
+    def locate(self, blob_id: bytes) -> Location | None:
+        """Where a blob is stored: the index, else the headers of packs the index does not cover."""
+        loc = self.index.lookup(blob_id)
+        if loc is None:
+            self.read_uncovered_pack_headers()  # or waits while another thread does
+            loc = self.index.lookup(blob_id)
+        return loc
 
     def index_files(self) -> set[str]:
         self.index  # noqa: B018 - loads it
         return set(self._index_files)
 
     def use_index(self, index: Index) -> None:
-        """Work from ``index`` instead of the stored one (``check`` uses the index it verified)."""
+        """Work from ``index`` instead of the stored one (``check`` uses the index it verified),
+        as it is: a blob it lacks is missing, not looked for in pack headers."""
         with self._index_lock:
             self._index = index
+            self._headers_read = True
 
     @contextlib.contextmanager
     def bypassing_caches(self) -> Iterator[None]:
@@ -234,6 +311,7 @@ class Repository:
             self.cache, self._tree_cache, self._snapshots = saved
             with self._index_lock:
                 self._index = None
+                self._headers_read = False
 
     def reload_index(self) -> Index:
         with self._index_lock:
@@ -243,7 +321,7 @@ class Repository:
     # -- blobs --------------------------------------------------------------------------------
     def load_blob(self, blob_id: bytes) -> bytes:
         """Return a blob's plaintext, verified against its id; IntegrityError on any mismatch."""
-        loc = self.index.lookup(blob_id)
+        loc = self.locate(blob_id)
         if loc is None:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')")
         name = pack_name(loc.pack_id)
@@ -305,27 +383,43 @@ class Repository:
             except errors.ObjectNotFound:
                 raise errors.SnapshotNotFound(f"snapshot {snap_id[:8]} does not exist") from None
             body = objects.unseal(self.cipher, data, fmt.AAD_SNAPSHOT, f"snapshot {snap_id[:8]}")
-            snap = self._snapshots[snap_id] = Snapshot.from_wire(body, snap_id)
+            try:
+                snap = Snapshot.from_wire(body, snap_id)
+            except (TypeError, ValueError, AttributeError):
+                raise errors.IntegrityError(f"snapshot {snap_id[:8]}: snapshot file is malformed") from None
+            self._snapshots[snap_id] = snap
         return snap
 
     def snapshots(self, *, skip_damaged: bool = False) -> list[Snapshot]:
         """All snapshots, oldest first. A snapshot file that fails verification raises, unless
-        ``skip_damaged`` (for callers that only look for a parent: one damaged old snapshot
-        must not stop every later backup)."""
+        ``skip_damaged``: then it is left out, recorded in :attr:`damaged_snapshots` and warned
+        about (listing, ``latest`` and retention policies go on with the readable ones; prune
+        must not, as it cannot tell what an unreadable snapshot needs)."""
         ids = self.snapshot_ids()
         if self.cache:
             self.cache.retain("snapshots/", {f"snapshots/{i}" for i in ids})
+        damaged: dict[str, DamagedSnapshot] = {}
 
         def load(snap_id: str) -> Snapshot | None:
             try:
                 return self.load_snapshot(snap_id)
-            except (errors.IntegrityError, errors.SnapshotNotFound):
+            except errors.SnapshotNotFound:
                 if skip_damaged:
-                    return None
+                    return None  # removed since the listing
                 raise
+            except errors.IntegrityError as exc:
+                if not skip_damaged:
+                    raise
+                damaged[snap_id] = DamagedSnapshot(snap_id, str(exc).removeprefix(f"snapshot {snap_id[:8]}: "))
+                return None
 
         with ThreadPoolExecutor(4) as pool:
             snaps = [s for s in pool.map(load, ids) if s is not None]
+        if skip_damaged:
+            self.damaged_snapshots = dict(sorted(damaged.items()))
+            for d in self.damaged_snapshots.values():
+                self.warn(f"snapshots/{d.id}", f"snapshot {d.id} is damaged and was skipped: {d.reason}; "
+                                               f"'kubekeep forget {d.id[:12]}' removes it")
         return sorted(snaps, key=lambda s: (s.time, s.id))
 
     def save_snapshot(self, snap: Snapshot) -> str:
@@ -336,25 +430,32 @@ class Repository:
     def delete_snapshot(self, snap_id: str) -> None:
         self.backend.delete(f"snapshots/{snap_id}")
         self._snapshots.pop(snap_id, None)
+        self.damaged_snapshots.pop(snap_id, None)
         if self.cache:
             self.cache.discard(f"snapshots/{snap_id}")
 
-    def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
-        """Resolve ``latest`` or a unique id prefix to a snapshot."""
+    def snapshot_name(self, ref: str) -> str:
+        """The storage name (full id) of the snapshot file a unique id prefix names; the file is
+        not read, so this works for damaged snapshots too."""
         if not ref:
             raise errors.UsageError("empty snapshot reference")
-        if ref == "latest":
-            snaps = [s for s in self.snapshots()
-                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
-            if not snaps:
-                raise errors.SnapshotNotFound("no snapshot found for 'latest'")
-            return snaps[-1]
         matches = [i for i in self.snapshot_ids() if i.startswith(ref.lower())]
         if not matches:
             raise errors.SnapshotNotFound(f"no snapshot matches {ref!r}")
         if len(matches) > 1:
             raise errors.UsageError(f"snapshot prefix {ref!r} is ambiguous ({len(matches)} snapshots match); give more characters")
-        return self.load_snapshot(matches[0])
+        return matches[0]
+
+    def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
+        """Resolve ``latest`` (the newest readable snapshot; damaged ones are skipped with a
+        warning) or a unique id prefix to a snapshot."""
+        if ref == "latest":
+            snaps = [s for s in self.snapshots(skip_damaged=True)
+                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
+            if not snaps:
+                raise errors.SnapshotNotFound("no snapshot found for 'latest'")
+            return snaps[-1]
+        return self.load_snapshot(self.snapshot_name(ref))
 
     # -- walking ------------------------------------------------------------------------------
     def walk(self, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, Node]]:
@@ -391,6 +492,9 @@ class Repository:
         per blob, which is what makes restores from object storage and of many small files fast.
         """
         locs = self.index.lookup_many(blob_ids)
+        if None in locs:
+            self.read_uncovered_pack_headers()  # or waits while another thread does
+            locs = self.index.lookup_many(blob_ids)
         i, n = 0, len(blob_ids)
         while i < n:
             loc = locs[i]

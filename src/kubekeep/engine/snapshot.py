@@ -62,5 +62,17 @@ class Snapshot:
         return d
 
 
+@dataclass(frozen=True)
+class DamagedSnapshot:
+    """A snapshot file that failed verification: known only by its storage name."""
+
+    id: str
+    reason: str
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -47,7 +47,7 @@ class _Copier:
 def run_copy(src: Repository, dst: Repository, snaps: list[Snapshot],
              progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
     """Copy ``snaps``; returns ``(source snapshot, new snapshot or None if already there)``."""
-    present = {s.original for s in dst.snapshots() if s.original}
+    present = {s.original for s in dst.snapshots(skip_damaged=True) if s.original}
     results: list[tuple[Snapshot, Snapshot | None]] = []
     with BlobWriter(dst) as writer:
         copier = _Copier(src, dst, writer)
