@@ -146,10 +146,12 @@ def test_a_stalled_answer_times_out_and_is_retried(proxy: FaultProxy, s3_server:
 # -- the campaign ----------------------------------------------------------------------------------
 
 def clean_failure(proc: Any, what: str, figures: Figures) -> None:
-    """A failed command must say why in one line, with no traceback."""
+    """A failed command must say why in one line, its last, with no traceback (what it did before
+    failing, e.g. forget's list of removed snapshots before its prune, may come first)."""
     err = proc.stderr.decode(errors="replace")
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    if "Traceback" in err or len(lines) != 1:
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors_said = [line for line in lines if line.startswith("error:")]
+    if "Traceback" in err or len(errors_said) != 1 or lines[-1] != errors_said[0]:
         raise fail("other_failures", f"{what} exited {proc.returncode} without a clean one-line error: {err[-800:]}")
     figures.clean_failures += 1
 
