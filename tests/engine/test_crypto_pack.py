@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
@@ -11,7 +12,9 @@ import pytest
 
 from kubekeep import api, errors
 from kubekeep.engine import compression
-from kubekeep.engine.crypto import Cipher, MasterKey, unwrap_master_key, wrap_master_key
+from kubekeep.engine import keyfile
+from kubekeep.engine.crypto import Cipher, MasterKey
+from kubekeep.engine.keyfile import KeyFile
 from kubekeep.engine.pack import DATA, TREE, PackWriter, blob_aad, read_header, verify_pack_id
 from kubekeep.engine.repository import Repository
 from kubekeep.storage.local import LocalBackend
@@ -21,15 +24,18 @@ from tests.engine.conftest import PASSWORD
 
 def test_master_key_wrap_and_unwrap() -> None:
     master = MasterKey.generate()
-    body = wrap_master_key(master, b"right", FAST_KDF)
-    assert "right" not in str(body) and master.encryption.hex() not in str(body)
-    assert unwrap_master_key(body, b"right") == master
-    assert unwrap_master_key(body, b"wrong") is None
-    assert unwrap_master_key(body, b"") is None
-    tampered = dict(body, data=body["data"][:-4] + ("AAAA" if body["data"][-4:] != "AAAA" else "BBBB"))  # type: ignore[index]
-    assert unwrap_master_key(tampered, b"right") is None
+    key = keyfile.wrap(master, b"right", keyfile.kdf_params(FAST_KDF))
+    text = key.to_json().decode()
+    assert "right" not in text and master.encryption.hex() not in text
+    assert KeyFile.parse(key.to_json()).unwrap(b"right") == master
+    assert key.unwrap(b"wrong") is None
+    assert key.unwrap(b"") is None
+    body = json.loads(text)
+    data = body["data"]
+    tampered = dict(body, data=data[:20] + ("A" if data[20] != "A" else "B") + data[21:])
+    assert KeyFile.parse(json.dumps(tampered).encode()).unwrap(b"right") is None
     with pytest.raises(errors.IntegrityError):
-        unwrap_master_key({"kdf": FAST_KDF}, b"right")
+        KeyFile.parse(json.dumps({"kdf": FAST_KDF}).encode())
 
 
 def test_repository_open_with_wrong_password(repo: Repository, tmp_path: Path) -> None:

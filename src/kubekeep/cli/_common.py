@@ -80,18 +80,23 @@ def global_options(f: F) -> F:
 
 
 def password(*, confirm: bool = False, prompt: str = "repository password") -> str:
-    s = settings()
-    pw = api.read_password(password_file=s.password_file)
+    """The repository password: from --password-file or the environment, else asked for."""
+    pw = api.read_password(password_file=settings().password_file)
     if pw:
         return pw
     if sys.stdin.isatty():
-        pw = getpass.getpass(f"enter {prompt}: ")
-        if confirm and getpass.getpass(f"enter {prompt} again: ") != pw:
-            raise errors.UsageError("the passwords do not match")
-        if not pw:
-            raise errors.UsageError("an empty password is not allowed")
-        return pw
+        return ask_password(prompt, confirm=confirm)
     raise errors.UsageError("no password given: use --password-file, KUBEKEEP_PASSWORD or KUBEKEEP_PASSWORD_FILE")
+
+
+def ask_password(prompt: str, *, confirm: bool = False) -> str:
+    """A password typed at the terminal (never one from a file or the environment)."""
+    pw = getpass.getpass(f"enter {prompt}: ")
+    if confirm and getpass.getpass(f"enter {prompt} again: ") != pw:
+        raise errors.UsageError("the passwords do not match")
+    if not pw:
+        raise errors.UsageError("an empty password is not allowed")
+    return pw
 
 
 def repository_options(location: str | None = None, pw: str | None = None) -> api.RepositoryOptions:

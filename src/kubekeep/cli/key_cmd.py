@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kubekeep import api, errors
-from kubekeep.cli._common import emit_json, global_options, info, local_time, password, settings, with_repository
+from kubekeep.cli._common import ask_password, emit_json, global_options, info, local_time, settings, with_repository
 from kubekeep.engine.repository import Repository
 
 
@@ -25,7 +25,12 @@ def list_keys(repo: Repository) -> None:
         return
     for k in keys:
         mark = "*" if k["current"] else " "
-        click.echo(f"{mark}{k['id'][:8]}  {k['username']}@{k['hostname']}  {local_time(k['created'])}")
+        if k["damaged"]:
+            click.echo(f"{mark}{k['id'][:8]}  damaged: {k['damaged']}")
+        elif k["created"] is None:
+            click.echo(f"{mark}{k['id'][:8]}  (no details)")
+        else:
+            click.echo(f"{mark}{k['id'][:8]}  {k['username']}@{k['hostname']}  {local_time(k['created'])}")
 
 
 @command.command("add")
@@ -34,11 +39,12 @@ def list_keys(repo: Repository) -> None:
 @with_repository
 def add_key(repo: Repository, new_password_file: str | None) -> None:
     """Add a key for a new password."""
-    new = api.read_password(password_file=new_password_file) if new_password_file else None
-    if new is None:
-        if settings().password_file is None and api.read_password() is None:
-            raise errors.UsageError("give the new password with --new-password-file")
-        new = password(confirm=True, prompt="new password") if click.get_text_stream("stdin").isatty() else None
+    if new_password_file:
+        new = api.read_password(password_file=new_password_file)
+    elif click.get_text_stream("stdin").isatty():
+        new = ask_password("new password", confirm=True)
+    else:
+        raise errors.UsageError("give the new password with --new-password-file (or run on a terminal to type it)")
     if not new:
         raise errors.UsageError("give the new password with --new-password-file")
     key_id = repo.add_key(new)

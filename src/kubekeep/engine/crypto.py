@@ -9,7 +9,6 @@ Argon2id. See docs/format.md.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ TAG_SIZE = 16
 #: bytes added to every encrypted object: nonce + GCM tag
 OVERHEAD = NONCE_SIZE + TAG_SIZE
 
-# Argon2id defaults: about 0.1-0.3 s and 64 MiB on a 2-core machine (OWASP's second profile).
-DEFAULT_KDF = {"algorithm": "argon2id", "time_cost": 3, "memory_kib": 65536, "parallelism": 2}
 
 
 @dataclass(frozen=True)
@@ -86,45 +83,9 @@ class Cipher:
             raise errors.IntegrityError(f"{what}: authentication failed (data corrupted or tampered with)") from None
 
 
-def derive_key(password: bytes, salt: bytes, params: dict[str, int | str]) -> bytes:
-    if params.get("algorithm") != "argon2id":
-        raise errors.RepositoryError(f"unsupported key derivation {params.get('algorithm')!r}")
+def derive_key(password: bytes, salt: bytes, *, time_cost: int, memory_kib: int, parallelism: int) -> bytes:
+    """Argon2id, 32 bytes: the key that wraps the master key in a key file (engine/keyfile.py
+    validates the parameters first)."""
     return argon2.low_level.hash_secret_raw(
-        secret=password,
-        salt=salt,
-        time_cost=int(params["time_cost"]),
-        memory_cost=int(params["memory_kib"]),
-        parallelism=int(params["parallelism"]),
-        hash_len=32,
-        type=argon2.low_level.Type.ID,
-    )
-
-
-def wrap_master_key(master: MasterKey, password: bytes, kdf: dict[str, int | str] | None = None) -> dict[str, object]:
-    """Return the JSON body of a key file holding ``master`` under ``password``."""
-    params = dict(kdf or DEFAULT_KDF)
-    salt = secrets.token_bytes(16)
-    kek = derive_key(password, salt, params)
-    wrapped = Cipher(kek).encrypt(master.to_bytes(), b"kubekeep master key")
-    return {
-        "kdf": params,
-        "salt": base64.b64encode(salt).decode(),
-        "data": base64.b64encode(wrapped).decode(),
-    }
-
-
-def unwrap_master_key(body: dict[str, object], password: bytes) -> MasterKey | None:
-    """The master key if ``password`` opens this key file, else None."""
-    try:
-        params = body["kdf"]
-        salt = base64.b64decode(str(body["salt"]))
-        wrapped = base64.b64decode(str(body["data"]))
-    except (KeyError, ValueError, TypeError):
-        raise errors.IntegrityError("a key file is malformed") from None
-    assert isinstance(params, dict)
-    kek = derive_key(password, salt, params)
-    try:
-        raw = Cipher(kek).decrypt(wrapped, b"kubekeep master key", "key file")
-    except errors.IntegrityError:
-        return None
-    return MasterKey.from_bytes(raw)
+        secret=password, salt=salt, time_cost=time_cost, memory_cost=memory_kib,
+        parallelism=parallelism, hash_len=32, type=argon2.low_level.Type.ID)

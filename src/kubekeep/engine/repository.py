@@ -16,7 +16,6 @@ point leaves nothing that looks complete. Only prune deletes, under an exclusive
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -27,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
-from kubekeep.engine import host, objects
+from kubekeep.engine import host, keyfile, objects
 from kubekeep.engine.cache import Cache, default_cache_root
-from kubekeep.engine.crypto import MasterKey, unwrap_master_key, wrap_master_key
+from kubekeep.engine.crypto import MasterKey
+from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.index import Index, Location, decode_index_body
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
@@ -79,18 +79,21 @@ class Repository:
         self._snapshots: dict[str, Snapshot] = {}
         #: snapshot files found damaged by :meth:`snapshots` with ``skip_damaged``, by id
         self.damaged_snapshots: dict[str, DamagedSnapshot] = {}
-        #: where warnings about skipped damage go (the CLI prints them on stderr); each once
-        self.on_warning: Callable[[str], None] | None = None
+        #: every warning said about skipped damage (a snapshot, index or key file), in order;
+        #: those said before :attr:`on_warning` is set (while opening) are passed on when it is
+        self.warnings: list[str] = []
+        self._on_warning: Callable[[str], None] | None = None
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def init(cls, backend: Backend, password: str, *, kdf: dict[str, int | str] | None = None,
+    def init(cls, backend: Backend, password: str, *, kdf: KdfParams | dict[str, int | str] | None = None,
              compression_level: int = fmt.DEFAULT_COMPRESSION_LEVEL,
              cache_root: Path | None = None, no_cache: bool = False) -> Repository:
         if not password:
             raise errors.UsageError("an empty password is not allowed")
+        params = keyfile.kdf_params(kdf)
         backend.create()
         master = MasterKey.generate()
         config = {
@@ -101,7 +104,7 @@ class Repository:
             "compression": {"algorithm": "zstd", "level": compression_level},
             "created_by": f"kubekeep {__version__}",
         }
-        key_name = cls._store_key(backend, master, password, kdf)
+        key_name = cls._store_key(backend, master, password, params)
         backend.store("config", objects.seal(master.cipher(), config, fmt.AAD_CONFIG), exclusive=True)
         cache = None if no_cache else _open_cache(cache_root, config["id"])
         return cls(backend, master, config, key_name, cache)
@@ -117,22 +120,57 @@ class Repository:
         key_names = sorted(o.name for o in backend.list("keys/"))
         if not key_names:
             raise errors.RepositoryError(f"repository at {backend.location} has no key files")
+        parsed: dict[str, KeyFile] = {}
+        problems: dict[str, str] = {}
+        master: MasterKey | None = None
+        name = ""
         for name in key_names:
             try:
-                body = json.loads(backend.load(name))
-            except (ValueError, errors.ObjectNotFound):
+                key = parsed[name] = KeyFile.parse(backend.load(name))
+            except errors.IntegrityError as exc:
+                problems[name] = str(exc)
                 continue
-            master = unwrap_master_key(body, password.encode())
+            except errors.ObjectNotFound:
+                continue  # removed meanwhile
+            master = key.unwrap(password.encode())
             if master is not None:
                 break
-        else:
-            raise errors.WrongPassword(f"wrong password: no key of the repository at {backend.location} opens with it")
+        if master is None:
+            skipped = f" ({len(problems)} malformed key file(s) skipped: {_first_problem(problems)})" if problems else ""
+            if problems and not parsed:
+                raise errors.IntegrityError(f"no key file of the repository at {backend.location} is readable: "
+                                            f"{_first_problem(problems)}")
+            raise errors.WrongPassword(
+                f"wrong password: no key of the repository at {backend.location} opens with it{skipped}")
         config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
         if config.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise errors.RepositoryError(
                 f"repository format version {config.get('version')} is not supported by kubekeep {__version__}")
         cache = None if no_cache else _open_cache(cache_root, config["id"])
-        return cls(backend, master, config, name, cache)
+        repo = cls(backend, master, config, name, cache)
+        repo._verify_key_files(key_names, parsed, problems)
+        return repo
+
+    def _verify_key_files(self, names: list[str], parsed: dict[str, KeyFile], problems: dict[str, str]) -> None:
+        """Warn about every key file that is malformed or whose sealed details do not verify
+        under the master key (version 2 key files; version 1 ones have nothing to verify)."""
+        for name in names:
+            if name not in parsed and name not in problems:
+                try:
+                    parsed[name] = KeyFile.parse(self.backend.load(name))
+                except errors.IntegrityError as exc:
+                    problems[name] = str(exc)
+                except errors.ObjectNotFound:
+                    continue
+            key = parsed.get(name)
+            if key is not None:
+                try:
+                    key.details(self.master)
+                except errors.IntegrityError:
+                    problems[name] = "it does not verify under the master key (damaged or tampered with)"
+        for name, why in problems.items():
+            self.warn(name, f"key file {name} is damaged and was skipped: {why}; "
+                            f"'kubekeep key remove {name.split('/', 1)[1][:8]}' removes it")
 
     @property
     def id(self) -> str:
@@ -148,26 +186,35 @@ class Repository:
 
     # -- keys ---------------------------------------------------------------------------------
     @staticmethod
-    def _store_key(backend: Backend, master: MasterKey, password: str,
-                   kdf: dict[str, int | str] | None) -> str:
-        body = wrap_master_key(master, password.encode(), kdf)
-        body.update({"created": now_rfc3339(), "hostname": host.hostname(), "username": host.username()})
+    def _store_key(backend: Backend, master: MasterKey, password: str, kdf: KdfParams) -> str:
+        details = KeyDetails(now_rfc3339(), host.hostname(), host.username())
+        key = keyfile.wrap(master, password.encode(), kdf).with_details(master, details)
         name = f"keys/{secrets.token_hex(16)}"
-        backend.store(name, json.dumps(body, indent=1).encode(), exclusive=True)
+        backend.store(name, key.to_json(), exclusive=True)
         return name
 
-    def add_key(self, password: str, kdf: dict[str, int | str] | None = None) -> str:
+    def add_key(self, password: str, kdf: KdfParams | dict[str, int | str] | None = None) -> str:
         if not password:
             raise errors.UsageError("an empty password is not allowed")
-        return self._store_key(self.backend, self.master, password, kdf).split("/", 1)[1]
+        return self._store_key(self.backend, self.master, password, keyfile.kdf_params(kdf)).split("/", 1)[1]
 
     def list_keys(self) -> list[dict[str, Any]]:
+        """Every key file: id, whether it is the one in use, who made it and when (verified
+        under the master key for version-2 key files; ``damaged`` says why one is not usable)."""
         out = []
         for info in sorted(self.backend.list("keys/"), key=lambda o: o.name):
-            body = json.loads(self.backend.load(info.name))
-            out.append({"id": info.name.split("/", 1)[1], "current": info.name == self.key_name,
-                        "created": body.get("created"), "hostname": body.get("hostname"),
-                        "username": body.get("username")})
+            entry: dict[str, Any] = {"id": info.name.split("/", 1)[1], "current": info.name == self.key_name,
+                                     "created": None, "hostname": None, "username": None, "damaged": None}
+            try:
+                key = KeyFile.parse(self.backend.load(info.name))
+                details = key.details(self.master) or key.plaintext_details
+                if details is not None:
+                    entry.update(created=details.created, hostname=details.hostname, username=details.username)
+            except errors.IntegrityError as exc:
+                entry["damaged"] = str(exc)
+            except errors.ObjectNotFound:
+                continue
+            out.append(entry)
         return out
 
     def remove_key(self, key_id: str) -> None:
@@ -181,14 +228,27 @@ class Repository:
             raise errors.UsageError("refusing to remove the key in use; open the repository with another key first")
         self.backend.delete(f"keys/{matches[0]['id']}")
 
+    @property
+    def on_warning(self) -> Callable[[str], None] | None:
+        """Where warnings about skipped damage go (the CLI prints them on stderr)."""
+        return self._on_warning
+
+    @on_warning.setter
+    def on_warning(self, callback: Callable[[str], None] | None) -> None:
+        self._on_warning = callback
+        if callback is not None:
+            for message in list(self.warnings):
+                callback(message)
+
     def warn(self, key: str, message: str) -> None:
         """Pass ``message`` to :attr:`on_warning`, once per ``key`` for this object."""
         with self._warn_lock:
             if key in self._warned:
                 return
             self._warned.add(key)
-        if self.on_warning is not None:
-            self.on_warning(message)
+            self.warnings.append(message)
+        if self._on_warning is not None:
+            self._on_warning(message)
 
     # -- cached metadata objects --------------------------------------------------------------
     def load_cached(self, name: str, *, cache: bool = True) -> bytes:
@@ -527,3 +587,7 @@ class Repository:
     def close(self) -> None:
         self.backend.close()
 
+
+def _first_problem(problems: dict[str, str]) -> str:
+    name, why = next(iter(problems.items()))
+    return f"{name}: {why}"
