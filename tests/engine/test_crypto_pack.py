@@ -24,10 +24,12 @@ from tests.engine.conftest import PASSWORD
 
 def test_master_key_wrap_and_unwrap() -> None:
     master = MasterKey.generate()
-    key = keyfile.wrap(master, b"right", keyfile.kdf_params(FAST_KDF))
+    details = keyfile.KeyDetails("2026-12-04T10:00:00Z", "host", "user")
+    key = keyfile.wrap(master, b"right", keyfile.kdf_params(FAST_KDF)).with_details(master, details)
     text = key.to_json().decode()
     assert "right" not in text and master.encryption.hex() not in text
     assert KeyFile.parse(key.to_json()).unwrap(b"right") == master
+    assert KeyFile.parse(key.to_json()).details(master) == details
     assert key.unwrap(b"wrong") is None
     assert key.unwrap(b"") is None
     body = json.loads(text)

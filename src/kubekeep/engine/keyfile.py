@@ -38,6 +38,8 @@ WRAPPED_SIZE = OVERHEAD + 64
 MAX_KEY_FILE_BYTES = 64 * 1024
 DETAILS_AAD = b"kubekeep key details"
 WRAP_AAD = b"kubekeep master key"
+_V1_DETAILS = ("created", "hostname", "username")
+_FIELDS = {"kdf", "salt", "data", "details", *_V1_DETAILS}
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ class KeyFile:
             raise errors.IntegrityError("not valid JSON") from None
         if not isinstance(body, dict):
             raise errors.IntegrityError("not a JSON object")
+        unknown = set(body) - _FIELDS
+        if unknown:
+            raise errors.IntegrityError(f"unknown field {sorted(unknown)[0][:40]!r}")
         kdf = KdfParams.from_body(body.get("kdf"))
         salt = _b64(body, "salt")
         if len(salt) not in SALT_SIZES:
@@ -115,7 +120,9 @@ class KeyFile:
             raise errors.IntegrityError(f"wrapped key of {len(wrapped)} bytes, not {WRAPPED_SIZE}")
         sealed = _b64(body, "details") if "details" in body else None
         plain = None
-        if all(isinstance(body.get(k), str) for k in ("created", "hostname", "username")):
+        if sealed is None:  # version 1 wrote these three in plaintext, always
+            if not all(isinstance(body.get(k), str) for k in _V1_DETAILS):
+                raise errors.IntegrityError("neither sealed details nor version 1's plaintext ones")
             plain = KeyDetails(body["created"][:64], body["hostname"][:256], body["username"][:256])
         return cls(kdf, salt, wrapped, sealed, plain)
 
@@ -192,6 +199,9 @@ def _b64(body: dict[str, Any], field: str) -> bytes:
     if not isinstance(value, str):
         raise errors.IntegrityError(f"{field} is missing or not a string")
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise errors.IntegrityError(f"{field} is not base64") from None
+    if base64.b64encode(raw).decode() != value:  # unused bits set: not what a writer wrote
+        raise errors.IntegrityError(f"{field} is not canonical base64")
+    return raw
