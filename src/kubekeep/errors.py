@@ -10,6 +10,7 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
     │   ├── RepositoryExists       init over an existing repository
     │   ├── WrongPassword          no key opens with that password
     │   ├── RepositoryLocked       an exclusive lock is held elsewhere
+    │   ├── LockLost               our lock went unrefreshed too long to write safely
     │   └── IntegrityError         a pack, blob or metadata object failed verification
     │       └── UnsafeTree         a tree names entries no directory can hold ('..', '/', twice)
     ├── SnapshotNotFound           no snapshot matches an id prefix or name
@@ -54,6 +55,13 @@ class WrongPassword(RepositoryError):
 
 
 class RepositoryLocked(RepositoryError):
+    exit_code = 11
+
+
+class LockLost(RepositoryError):
+    """Our lock could not be refreshed for most of the stale window: another process may
+    already consider it gone, so the command stops before it writes."""
+
     exit_code = 11
 
 

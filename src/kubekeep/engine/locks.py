@@ -4,6 +4,12 @@ A lock is an encrypted record under ``locks/``. It is refreshed every 5 minutes 
 considered stale after 30 minutes without a refresh, or at once when it belongs to a process on
 this host that no longer exists. Taking a lock writes it, then looks again, so two writers that
 race both see each other (and the later exclusive one backs off).
+
+A holder whose lock could not be refreshed for most of the stale window (storage unreachable,
+the process suspended) may already be judged dead by a prune elsewhere, which then deletes what
+this holder is writing or still needs. So while a lock is held, every store and delete through
+the repository's backend first checks that the lock was refreshed recently enough
+(:class:`LockGuard`), and stops the command with :class:`errors.LockLost` before writing if not.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import datetime as dt
 import os
 import secrets
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +27,23 @@ from kubekeep import errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, objects
 from kubekeep.engine.snapshot import now_rfc3339
+from kubekeep.storage.base import Backend, ObjectInfo
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
 
 REFRESH_S = 300
 STALE_AFTER_S = 1800
+#: a holder writes only while its last refresh is younger than this: a third of the stale
+#: window is left for clocks that disagree and for a write already under way
+SAFE_S = STALE_AFTER_S * 2 // 3
+#: after a failed refresh, the next try comes sooner
+RETRY_S = 30
+
+
+def clock() -> float:
+    """Seconds on a clock that goes on while the machine is suspended (others' clocks do)."""
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 
 
 @dataclass
@@ -77,11 +96,26 @@ class RepositoryLock:
         self.name = f"locks/{secrets.token_hex(16)}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refreshed = 0.0   # clock() of the last write that succeeded
+        self._guard: LockGuard | None = None
 
     def _write(self) -> None:
         body = {"exclusive": self.exclusive, "hostname": host.hostname(), "pid": os.getpid(),
                 "time": now_rfc3339(), "username": host.username()}
-        self.repo.backend.store(self.name, objects.seal(self.repo.cipher, body, fmt.AAD_LOCK))
+        started = clock()
+        self._backend().store(self.name, objects.seal(self.repo.cipher, body, fmt.AAD_LOCK))
+        self._refreshed = started
+
+    def _backend(self) -> Backend:
+        return self._guard.inner if self._guard is not None else self.repo.backend
+
+    def check_alive(self) -> None:
+        """Raise :class:`errors.LockLost` if the last refresh is too old to write safely."""
+        age = clock() - self._refreshed
+        if age > SAFE_S:
+            raise errors.LockLost(
+                f"the repository lock could not be refreshed for {age / 60:.0f} minutes; stopping before "
+                f"writing, as another process may consider this one gone (nothing half-written is visible)")
 
     def _conflicts(self) -> list[LockInfo]:
         return [lk for lk in list_locks(self.repo)
@@ -97,20 +131,28 @@ class RepositoryLock:
         if conflicts:
             raise errors.RepositoryLocked(
                 f"repository is locked: {conflicts[0].describe()} (wait, or run 'kubekeep unlock' if that process is gone)")
+        self._guard = LockGuard(self.repo.backend, self)
+        self.repo.backend = self._guard
         self._thread = threading.Thread(target=self._refresh, name="kubekeep-lock", daemon=True)
         self._thread.start()
 
     def _refresh(self) -> None:
-        while not self._stop.wait(REFRESH_S):
+        wait = REFRESH_S
+        while not self._stop.wait(wait):
             try:
                 self._write()
+                wait = REFRESH_S
             except errors.KubekeepError:
-                pass  # retried at the next interval; staleness only after 30 minutes
+                wait = RETRY_S  # writes stop by themselves once the last refresh is too old
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._guard is not None:
+            if self.repo.backend is self._guard:
+                self.repo.backend = self._guard.inner
+            self._guard = None
         try:
             self.repo.backend.delete(self.name)
         except errors.KubekeepError:
@@ -122,6 +164,46 @@ class RepositoryLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class LockGuard(Backend):
+    """The repository's backend while a lock is held: stores and deletes (other than of lock
+    files) first check that the lock is still safely alive."""
+
+    def __init__(self, inner: Backend, lock: RepositoryLock) -> None:
+        self.inner = inner
+        self.lock = lock
+        self.location = inner.location
+
+    def _check(self, name: str) -> None:
+        if not name.startswith("locks/"):
+            self.lock.check_alive()
+
+    def create(self) -> None:
+        self.inner.create()
+
+    def exists(self, name: str) -> bool:
+        return self.inner.exists(name)
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.load(name, offset, length)
+
+    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+        self._check(name)
+        self.inner.store(name, data, exclusive=exclusive)
+
+    def delete(self, name: str) -> None:
+        self._check(name)
+        self.inner.delete(name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, attr: str) -> Any:  # backend-specific extras (ranged reads, ...)
+        return getattr(self.inner, attr)
 
 
 def remove_stale_locks(repo: Repository, *, everything: bool = False) -> int:
