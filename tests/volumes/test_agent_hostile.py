@@ -26,7 +26,7 @@ import zstandard
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.agent.client import RemoteBackup, open_session
-from kubekeep.connectors.base import ChunkSpec, Entry, Importer, SourceInfo
+from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Importer, SourceInfo
 from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.repository import Repository
@@ -499,3 +499,24 @@ def test_client_caps_decompression_at_the_announced_length(repo: Repository, con
     assert repo.snapshots() == []
     fake.thread.join(5)
     assert fake.error is None
+
+
+def test_agent_writes_no_more_than_a_files_announced_size(tmp_path: Path) -> None:
+    """The other direction, for an authenticated client: a restored file's data is capped at
+    the size its WFILE announced, compressed (a bomb) or not."""
+    bomb = _bomb(True)
+    for payload, flags in ((bomb, p.FLAG_ZSTD), (bytes(100), 0)):
+        dst = tmp_path / f"dst{flags}"
+        dst.mkdir()
+        agent = WatchedAgent(dst, "--write")
+        try:
+            channel, _ = agent.session("restore")
+            channel.send(p.RESTORE, {"owners": None})
+            channel.send(p.WFILE, {"f": 0, **p.entry_body(Entry("f", EntryType.FILE, size=10))})
+            channel.send(p.WDATA, raw=payload, head=p.data_head(0, flags))
+            with pytest.raises(errors.ConnectorError, match="announced"):
+                channel.expect(p.FINISHED)
+            assert agent.exit_code() == 1
+            assert not (dst / "f").exists() or (dst / "f").stat().st_size <= 10
+        finally:
+            agent.stop()

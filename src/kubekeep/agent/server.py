@@ -44,6 +44,8 @@ BLOCK_IMAGE = "volume.img"
 BATCH_CHUNKS = 32
 #: restore: files written at once (kubekeep never has more open than this)
 WRITERS = 8
+#: handshakes in progress at once; beyond, the oldest is dropped
+MAX_PENDING = 64
 #: keep a compressed chunk only if it saves at least this fraction
 MIN_SAVING = 0.03
 
@@ -226,9 +228,6 @@ class Agent:
                  + ", ".join(f"{k} {v}" for k, v in stats.items()))
         return 0
 
-
-#: handshakes in progress at once; beyond, the oldest is dropped
-MAX_PENDING = 64
 
 def _drop(sock: socket.socket) -> None:
     """End a pending handshake: its thread's receive returns at once."""
