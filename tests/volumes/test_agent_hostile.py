@@ -520,3 +520,69 @@ def test_agent_writes_no_more_than_a_files_announced_size(tmp_path: Path) -> Non
             assert not (dst / "f").exists() or (dst / "f").stat().st_size <= 10
         finally:
             agent.stop()
+
+
+GOOD_BACKUP: dict[str, Any] = {"chunker": {"min": 512 * 1024, "avg": 1024 * 1024, "max": 8 * 1024 * 1024},
+                               "seed": 1, "id_key": bytes(32), "compress": "zstd", "excludes": [],
+                               "window_bytes": 1 << 20, "window_records": 16}
+BAD_BACKUPS: dict[str, Any] = {
+    "list": [1],
+    "id_key str": {**GOOD_BACKUP, "id_key": "k" * 32},
+    "id_key short": {**GOOD_BACKUP, "id_key": bytes(8)},
+    "seed str": {**GOOD_BACKUP, "seed": "1"},
+    "chunker list": {**GOOD_BACKUP, "chunker": [1, 2, 3]},
+    "window huge": {**GOOD_BACKUP, "window_bytes": 1 << 40},
+    "window zero": {**GOOD_BACKUP, "window_records": 0},
+    "excludes str": {**GOOD_BACKUP, "excludes": "*.log"},
+    "excludes of ints": {**GOOD_BACKUP, "excludes": [1]},
+}
+
+
+@pytest.mark.parametrize("body", BAD_BACKUPS.values(), ids=BAD_BACKUPS.keys())
+def test_a_malformed_request_ends_the_session_cleanly(tmp_path: Path, body: Any) -> None:
+    agent = WatchedAgent(tmp_path)
+    try:
+        channel, _ = agent.session("backup")
+        channel.send(p.BACKUP, body)
+        with pytest.raises(errors.ConnectorError, match="malformed"):
+            channel.expect(p.DONE)
+        assert agent.exit_code() == 1
+        assert not any("Traceback" in line for line in agent.lines), "\n".join(agent.lines)
+    finally:
+        agent.stop()
+
+
+GOOD_ENTRY: dict[str, Any] = {"s": 0, "p": "d", "t": "dir", "m": 0o755, "u": 0, "g": 0, "mt": 0}
+BAD_ENTRIES: dict[str, Any] = {
+    "path bytes": {**GOOD_ENTRY, "p": b"d"},
+    "path missing": {k: v for k, v in GOOD_ENTRY.items() if k != "p"},
+    "type unknown": {**GOOD_ENTRY, "t": "fifo"},
+    "type int": {**GOOD_ENTRY, "t": 1},
+    "mode str": {**GOOD_ENTRY, "m": "755"},
+    "mode negative": {**GOOD_ENTRY, "m": -1},
+    "uid float": {**GOOD_ENTRY, "u": 1.0},
+    "uid huge": {**GOOD_ENTRY, "u": 2**40},
+    "mtime str": {**GOOD_ENTRY, "mt": "now"},
+    "symlink target bytes": {**GOOD_ENTRY, "t": "symlink", "l": b"/etc"},
+    "symlink target missing": {**GOOD_ENTRY, "t": "symlink"},
+}
+
+
+@pytest.mark.parametrize("body", BAD_ENTRIES.values(), ids=BAD_ENTRIES.keys())
+def test_client_refuses_a_malformed_entry(repo: Repository, body: Any) -> None:  # noqa: F811
+    secret = p.new_secret()
+
+    def script(ch: p.Channel) -> None:
+        assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
+        ch.recv()
+        ch.send(p.ENTRY, body)
+        ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
+        while ch.recv()[0] != p.BYE:
+            pass
+
+    fake = FakeAgent(script)
+    with repo.lock(), pytest.raises(errors.ConnectorError, match="malformed entry"):
+        importer = _BombImporter(fake, secret)
+        with importer:
+            run_backup(repo, importer)
+    assert repo.snapshots() == []

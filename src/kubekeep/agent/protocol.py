@@ -115,7 +115,8 @@ def unpack_map(data: bytes | memoryview, what: str) -> dict[str, Any]:
     return body
 
 
-def _field(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
+def require(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    """``body[key]``, which must be of ``kind`` (an int is never a bool)."""
     value = body.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         got = "missing" if key not in body else f"a {type(value).__name__}"
@@ -124,7 +125,7 @@ def _field(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
 
 
 def _sized(body: dict[str, Any], key: str, size: int, what: str) -> bytes:
-    value: bytes = _field(body, key, bytes, what)
+    value: bytes = require(body, key, bytes, what)
     if len(value) != size:
         raise errors.ConnectorError(f"agent protocol: malformed {what}: {key!r} is {len(value)} bytes, not {size}")
     return value
@@ -133,21 +134,21 @@ def _sized(body: dict[str, Any], key: str, size: int, what: str) -> bytes:
 def decode_hello(data: bytes | memoryview) -> Hello:
     """The agent's HELLO, every field checked (the version first, so a newer agent says so)."""
     body = unpack_map(data, "HELLO")
-    version = _field(body, "v", int, "HELLO")
+    version = require(body, "v", int, "HELLO")
     if version != VERSION:
         raise errors.ConnectorError(f"the agent speaks protocol version {version}, this kubekeep "
                                     f"speaks {VERSION}: use the agent image of the same kubekeep version")
-    modes = _field(body, "modes", list, "HELLO")
+    modes = require(body, "modes", list, "HELLO")
     if len(modes) > len(MODES) or not all(isinstance(m, str) and m in MODES for m in modes):
         raise errors.ConnectorError(f"agent protocol: malformed HELLO: modes {modes!r:.80}")
-    source = _field(body, "source", str, "HELLO")
+    source = require(body, "source", str, "HELLO")
     if source not in SOURCES:
         raise errors.ConnectorError(f"agent protocol: malformed HELLO: source {source!r:.40}")
-    writers = _field(body, "writers", int, "HELLO")
+    writers = require(body, "writers", int, "HELLO")
     if not 1 <= writers <= MAX_WRITERS:
         raise errors.ConnectorError(f"agent protocol: malformed HELLO: writers {writers} (1 to {MAX_WRITERS})")
     return Hello(v=version, nonce=_sized(body, "nonce", NONCE_SIZE, "HELLO"), modes=list(modes), source=source,
-                 agent=_field(body, "agent", str, "HELLO")[:64], writers=writers)
+                 agent=require(body, "agent", str, "HELLO")[:64], writers=writers)
 
 
 def decode_auth(data: bytes | memoryview) -> Auth:
@@ -212,12 +213,25 @@ def entry_body(entry: Entry) -> dict[str, Any]:
 
 
 def entry_from_body(body: dict[str, Any]) -> Entry:
+    """An entry from ENTRY/FILE/MKDIR/SYMLINK/WFILE, every field type- and range-checked."""
+    kind = require(body, "t", str, "entry")
     try:
-        return Entry(path=str(body["p"]), type=EntryType(body["t"]), mode=int(body.get("m", 0o644)),
-                     uid=int(body.get("u", 0)), gid=int(body.get("g", 0)), mtime_ns=int(body.get("mt", 0)),
-                     size=int(body.get("z", 0)), target=str(body.get("l", "")))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise errors.ConnectorError(f"agent protocol: malformed entry ({exc})") from None
+        entry_type = EntryType(kind)
+    except ValueError:
+        raise errors.ConnectorError(f"agent protocol: malformed entry: type {kind!r:.40}") from None
+    path = require(body, "p", str, "entry")
+    target = require(body, "l", str, "entry") if entry_type == EntryType.SYMLINK else ""
+    numbers = {key: require(body, key, int, "entry") if key in body else default
+               for key, default in (("m", 0o644), ("u", 0), ("g", 0), ("mt", 0), ("z", 0))}
+    for key, (low, high) in _ENTRY_RANGES.items():
+        if not low <= numbers[key] <= high:
+            raise errors.ConnectorError(f"agent protocol: malformed entry: {key!r} = {numbers[key]} out of range")
+    return Entry(path=path, type=entry_type, mode=numbers["m"], uid=numbers["u"], gid=numbers["g"],
+                 mtime_ns=numbers["mt"], size=numbers["z"], target=target)
+
+
+_ENTRY_RANGES = {"m": (0, 0o177777), "u": (0, 2**32 - 1), "g": (0, 2**32 - 1), "mt": (-(2**63), 2**63 - 1),
+                 "z": (0, 2**63 - 1)}
 
 
 def mac(secret: bytes, role: bytes, nonce_a: bytes, nonce_c: bytes) -> bytes:

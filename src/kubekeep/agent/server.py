@@ -44,6 +44,9 @@ BLOCK_IMAGE = "volume.img"
 BATCH_CHUNKS = 32
 #: restore: files written at once (kubekeep never has more open than this)
 WRITERS = 8
+#: the largest backup window a client may ask for (records, bytes of buffered chunk data)
+MAX_WINDOW_RECORDS = 1_000_000
+MAX_WINDOW_BYTES = 512 * 1024 * 1024
 #: handshakes in progress at once; beyond, the oldest is dropped
 MAX_PENDING = 64
 #: keep a compressed chunk only if it saves at least this fraction
@@ -256,18 +259,25 @@ class BackupSession:
     def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
         self.config = config
         self.channel = channel
-        try:
-            params = request["chunker"]
-            self.chunker = Chunker(params, int(request["seed"]))
-            self.id_key = bytes(request["id_key"])
-            self.compress = request.get("compress") == "zstd"
-            self.window = _Window(int(request.get("window_records", 4096)),
-                                  int(request.get("window_bytes", 128 * 1024 * 1024)))
-            self.excludes = [str(x) for x in request.get("excludes", ())]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.ConnectorError(f"malformed backup request: {exc}") from None
+        what = "BACKUP"
+        self.id_key = p.require(request, "id_key", bytes, what)
         if len(self.id_key) != 32:
-            raise errors.ConnectorError("malformed backup request: the id key must be 32 bytes")
+            raise errors.ConnectorError("agent protocol: malformed BACKUP: the id key must be 32 bytes")
+        self.compress = p.require(request, "compress", str, what) == "zstd" if "compress" in request else False
+        records = p.require(request, "window_records", int, what) if "window_records" in request else 4096
+        size = p.require(request, "window_bytes", int, what) if "window_bytes" in request else 128 * 1024 * 1024
+        if not (1 <= records <= MAX_WINDOW_RECORDS and 1 <= size <= MAX_WINDOW_BYTES):
+            raise errors.ConnectorError(f"agent protocol: malformed BACKUP: window of {records} records, "
+                                        f"{size} bytes (at most {MAX_WINDOW_RECORDS}, {MAX_WINDOW_BYTES})")
+        self.window = _Window(records, size)
+        excludes = p.require(request, "excludes", list, what) if "excludes" in request else []
+        if not all(isinstance(x, str) for x in excludes):
+            raise errors.ConnectorError("agent protocol: malformed BACKUP: excludes must be strings")
+        self.excludes = list(excludes)
+        try:
+            self.chunker = Chunker(p.require(request, "chunker", dict, what), p.require(request, "seed", int, what))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.ConnectorError(f"agent protocol: malformed BACKUP: chunker {exc}") from None
         self.seq = 0
         self._next_file = 0
         self.warnings: list[str] = []
