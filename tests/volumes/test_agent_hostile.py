@@ -586,3 +586,25 @@ def test_client_refuses_a_malformed_entry(repo: Repository, body: Any) -> None: 
         with importer:
             run_backup(repo, importer)
     assert repo.snapshots() == []
+
+
+@pytest.mark.parametrize("lengths", [[2**40], [0], [-1], ["8"], [True]], ids=["huge", "zero", "negative", "str", "bool"])
+def test_client_refuses_chunk_lengths_beyond_the_chunker(repo: Repository, lengths: list[Any]) -> None:  # noqa: F811
+    """An announced length is where decompression stops: it may not exceed the largest chunk."""
+    secret = p.new_secret()
+
+    def script(ch: p.Channel) -> None:
+        assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
+        ch.recv()
+        ch.send(p.FILE, {"s": 0, "f": 0, "p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 0, "z": 1,
+                         "o": 0, "ids": os.urandom(32), "n": lengths, "end": 1})
+        ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
+        while ch.recv()[0] != p.BYE:
+            pass
+
+    fake = FakeAgent(script)
+    with repo.lock(), pytest.raises(errors.ConnectorError, match="malformed chunk list"):
+        importer = _BombImporter(fake, secret)
+        with importer:
+            run_backup(repo, importer)
+    assert repo.snapshots() == []

@@ -137,6 +137,8 @@ class RemoteBackup:
         self.stats = TransferStats()
         self.warnings: list[str] = []
         self._known = spec.known
+        #: the longest chunk the agent may announce (what a compressed chunk may decompress to)
+        self.max_chunk = min(p.MAX_FRAME, int(spec.params.get("max", p.MAX_FRAME)))
         self._entries: queue.Queue[Any] = queue.Queue()
         self._files: dict[int, RemoteFile] = {}
         self._requests: dict[int, _Request] = {}
@@ -379,11 +381,14 @@ class RemoteFile(PreChunked):
 
     def add_batch(self, body: dict[str, Any]) -> None:
         """Reader thread: a batch of chunk ids arrived; ask for what is missing right away."""
-        ids_blob = bytes(body["ids"])
-        lengths = [int(n) for n in body["n"]]
+        ids_blob: bytes = p.require(body, "ids", bytes, "chunk list")
+        lengths: list[int] = p.require(body, "n", list, "chunk list")
+        longest = self.session.max_chunk
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= longest for n in lengths):
+            raise errors.ConnectorError(f"agent protocol: malformed chunk list: a length that is not 1 to {longest}")
         if len(ids_blob) != 32 * len(lengths):
             raise errors.ConnectorError("agent protocol: chunk list and lengths disagree")
-        offset = int(body["o"])
+        offset: int = p.require(body, "o", int, "chunk list")
         offsets: dict[bytes, int] = {}
         chunks: list[tuple[bytes, int]] = []
         for i, length in enumerate(lengths):
