@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kubekeep import errors
+from kubekeep.agent import protocol as p
 from kubekeep.agent.server import run
 
 
@@ -18,10 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="also accept restore sessions")
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="exit if no session started within this many seconds (default 600)")
+    parser.add_argument("--handshake-timeout", type=float, default=p.HANDSHAKE_TIMEOUT,
+                        help=f"seconds a connection has to authenticate (default {p.HANDSHAKE_TIMEOUT:.0f})")
     args = parser.parse_args(argv)
     try:
         return run(args.root or args.device, block=bool(args.device), write=args.write, listen=args.listen,
-                   idle_timeout=args.idle_timeout)
+                   idle_timeout=args.idle_timeout, handshake_timeout=args.handshake_timeout)
     except errors.KubekeepError as exc:
         print(f"kubekeep-agent: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -39,7 +39,7 @@ def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
 
 
 def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float = 60.0, peer: str = "agent",
-                 alive: Callable[[], None] | None = None) -> tuple[p.Channel, dict[str, Any]]:
+                 alive: Callable[[], None] | None = None) -> tuple[p.Channel, p.Hello]:
     """Connect and authenticate, retrying while the agent is not listening yet; ``alive``
     (called between attempts) raises if the agent is gone for good, which ends the retries."""
     deadline = time.monotonic() + timeout
@@ -92,9 +92,10 @@ _DONE = object()
 class _Request:
     """Chunks asked for with one WANT; the reader thread queues their frames in order."""
 
-    def __init__(self, number: int, ids: list[bytes]) -> None:
+    def __init__(self, number: int, ids: list[bytes], lengths: dict[bytes, int]) -> None:
         self.number = number
         self.ids = ids
+        self.lengths = lengths    # the announced length of each chunk: decompression stops there
         self.wanted = set(ids)
         self.queue: queue.Queue[Any] = queue.Queue()
         self.got: dict[bytes, tuple[int, memoryview]] = {}
@@ -108,6 +109,7 @@ class _Batch:
     seq: int
     offsets: dict[bytes, int]
     chunks: list[tuple[bytes, int]]
+    lengths: dict[bytes, int]
     prefetch: _Request | None = None
 
 
@@ -135,6 +137,8 @@ class RemoteBackup:
         self.stats = TransferStats()
         self.warnings: list[str] = []
         self._known = spec.known
+        #: the longest chunk the agent may announce (what a compressed chunk may decompress to)
+        self.max_chunk = min(p.MAX_FRAME, int(spec.params.get("max", p.MAX_FRAME)))
         self._entries: queue.Queue[Any] = queue.Queue()
         self._files: dict[int, RemoteFile] = {}
         self._requests: dict[int, _Request] = {}
@@ -193,7 +197,7 @@ class RemoteBackup:
     def _want(self, batch: _Batch, ids: list[bytes]) -> _Request:
         """Register a request; the caller sends its WANT."""
         with self._lock:
-            req = _Request(self._next_request, ids)
+            req = _Request(self._next_request, ids, batch.lengths)
             self._next_request += 1
             self._requests[req.number] = req
         return req
@@ -235,8 +239,7 @@ class RemoteBackup:
         dctx = getattr(self._dctx, "d", None)
         if dctx is None:
             dctx = self._dctx.d = zstandard.ZstdDecompressor()
-        piece: bytes = dctx.decompress(data)
-        return piece
+        return p.decompress(dctx, data, req.lengths[blob_id])
 
     def _drop(self, req: _Request | None) -> None:
         """The batch is done: frames still to come for ``req`` are thrown away."""
@@ -256,7 +259,7 @@ class RemoteBackup:
                 if kind == p.DATA:
                     self._data(payload)
                     continue
-                body = p.unpack(payload)
+                body = p.unpack_map(payload, f"message {kind}")
                 if kind == p.CHUNKS:
                     self._files[int(body["f"])].add_batch(body)
                 elif kind == p.FILE:
@@ -281,7 +284,7 @@ class RemoteBackup:
                     self.stats.agent = dict(body.get("stats") or {})
                     self._entries.put(_DONE)
                 elif kind == p.ERROR:
-                    raise errors.ConnectorError(f"the agent failed: {body.get('message', '?')}")
+                    raise errors.ConnectorError(f"the agent failed: {p.error_message(payload)}")
                 else:
                     raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a backup")
         except errors.KubekeepError as exc:
@@ -299,7 +302,7 @@ class RemoteBackup:
             if req.abandoned and req.remaining <= 0:
                 self._requests.pop(number, None)
             self.stats.chunks_fetched += 1
-            self.stats.bytes_fetched += (zstandard.frame_content_size(data) if flags & p.FLAG_ZSTD else len(data))
+            self.stats.bytes_fetched += _content_size(data) if flags & p.FLAG_ZSTD else len(data)
         if not req.abandoned:
             req.queue.put((flags, data))
 
@@ -359,6 +362,14 @@ class RemoteBackup:
         self._reader.join(timeout=10)
 
 
+def _content_size(data: memoryview) -> int:
+    """The size a compressed chunk claims (counted, never trusted: decompression checks it)."""
+    try:
+        return max(0, zstandard.frame_content_size(data))
+    except zstandard.ZstdError:
+        return 0
+
+
 class RemoteFile(PreChunked):
     """One file of a backup session: chunk lists as the agent computes them, data on request."""
 
@@ -370,11 +381,14 @@ class RemoteFile(PreChunked):
 
     def add_batch(self, body: dict[str, Any]) -> None:
         """Reader thread: a batch of chunk ids arrived; ask for what is missing right away."""
-        ids_blob = bytes(body["ids"])
-        lengths = [int(n) for n in body["n"]]
+        ids_blob: bytes = p.require(body, "ids", bytes, "chunk list")
+        lengths: list[int] = p.require(body, "n", list, "chunk list")
+        longest = self.session.max_chunk
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= longest for n in lengths):
+            raise errors.ConnectorError(f"agent protocol: malformed chunk list: a length that is not 1 to {longest}")
         if len(ids_blob) != 32 * len(lengths):
             raise errors.ConnectorError("agent protocol: chunk list and lengths disagree")
-        offset = int(body["o"])
+        offset: int = p.require(body, "o", int, "chunk list")
         offsets: dict[bytes, int] = {}
         chunks: list[tuple[bytes, int]] = []
         for i, length in enumerate(lengths):
@@ -382,7 +396,7 @@ class RemoteFile(PreChunked):
             offsets.setdefault(blob_id, offset)
             chunks.append((blob_id, length))
             offset += length
-        batch = _Batch(int(body["s"]), offsets, chunks)
+        batch = _Batch(int(body["s"]), offsets, chunks, dict(chunks))
         self.session.prefetch(batch)
         self.queue.put(batch)
 
@@ -436,18 +450,21 @@ class RemoteRestore:
         try:
             while True:
                 kind, payload = self.channel.recv()
-                body = p.unpack(payload)
+                body = p.unpack_map(payload, f"message {kind}")
                 if kind == p.FILE_FAILED:
                     with self._lock:
                         self._failed.append(f"{body.get('p')}: {body.get('error')}")
                 elif kind == p.FINISHED:
                     self._finished.put(body)
                 elif kind == p.ERROR:
-                    raise errors.ConnectorError(f"the agent failed: {body.get('message', '?')}")
+                    raise errors.ConnectorError(f"the agent failed: {p.error_message(payload)}")
                 else:
                     raise errors.ConnectorError(f"agent protocol: unexpected message {kind} in a restore")
         except errors.KubekeepError as exc:
             self._error = exc if not self._closed else errors.ConnectorError("the agent session was closed")
+            self._finished.put(_Failure(self._error))
+        except Exception as exc:  # noqa: BLE001 - a malformed answer fails the restore, never hangs it
+            self._error = errors.ConnectorError(f"agent session failed: {exc!r}")
             self._finished.put(_Failure(self._error))
 
     def _check(self) -> None:

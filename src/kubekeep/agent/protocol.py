@@ -11,6 +11,11 @@ Both sides prove they hold the run's 32-byte secret without sending it, and ever
 is sealed with AES-256-GCM under a key per direction derived from the secret and both nonces
 (HKDF-SHA256), with the frame counter as nonce: a frame cannot be read, altered, replayed or
 reordered by anyone on the path. docs/volumes.md describes the messages of a session.
+
+Before authentication a peer is nobody: its frames are capped at :data:`HANDSHAKE_MAX_FRAME`
+(checked from the length prefix, before anything is read or allocated) and every field of
+HELLO, AUTH, WELCOME and ERROR is type- and range-checked (:func:`decode_hello` ...), so a
+malformed message is a :class:`~kubekeep.errors.ConnectorError` and nothing else.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+import time
+from typing import Any, Protocol, TypedDict
 
 import msgpack
+import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +47,14 @@ SECRET_SIZE = 32
 NONCE_SIZE = 32
 #: a frame larger than this is a protocol error (the largest chunk is 8 MiB)
 MAX_FRAME = 64 * 1024 * 1024
+#: a frame before authentication larger than this is a protocol error (HELLO is ~150 bytes)
+HANDSHAKE_MAX_FRAME = 4096
+#: seconds a connecting peer has for the whole handshake
+HANDSHAKE_TIMEOUT = 10.0
+#: the most writers an agent may announce
+MAX_WRITERS = 64
+MODES = ("backup", "restore")
+SOURCES = ("dir", "block")
 
 # message types ----------------------------------------------------------------------------
 HELLO, AUTH, WELCOME, ERROR = 1, 2, 3, 4
@@ -64,6 +78,24 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class Hello(TypedDict):
+    v: int
+    nonce: bytes
+    modes: list[str]
+    source: str
+    agent: str
+    writers: int
+
+
+class Auth(TypedDict):
+    nonce: bytes
+    mac: bytes
+
+
+class Welcome(TypedDict):
+    mac: bytes
+
+
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -71,8 +103,94 @@ def pack(obj: Any) -> bytes:
 def unpack(data: bytes | memoryview) -> Any:
     try:
         return msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise errors.ConnectorError(f"agent protocol: malformed message ({exc})") from None
+
+
+def unpack_map(data: bytes | memoryview, what: str) -> dict[str, Any]:
+    """A message body that must be a map (every message but the DATA frames)."""
+    body = unpack(data)
+    if not isinstance(body, dict):
+        raise errors.ConnectorError(f"agent protocol: malformed {what}: a {type(body).__name__}, not a map")
+    return body
+
+
+def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """``body[key]``, which must be of ``kind`` (an int is never a bool)."""
+    value = body.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        got = "missing" if key not in body else f"a {type(value).__name__}"
+        wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise errors.ConnectorError(f"agent protocol: malformed {what}: {key!r} is {got}, not {wanted}")
+    return value
+
+
+def _sized(body: dict[str, Any], key: str, size: int, what: str) -> bytes:
+    value: bytes = require(body, key, bytes, what)
+    if len(value) != size:
+        raise errors.ConnectorError(f"agent protocol: malformed {what}: {key!r} is {len(value)} bytes, not {size}")
+    return value
+
+
+def decode_hello(data: bytes | memoryview) -> Hello:
+    """The agent's HELLO, every field checked (the version first, so a newer agent says so)."""
+    body = unpack_map(data, "HELLO")
+    version = require(body, "v", int, "HELLO")
+    if version != VERSION:
+        raise errors.ConnectorError(f"the agent speaks protocol version {version}, this kubekeep "
+                                    f"speaks {VERSION}: use the agent image of the same kubekeep version")
+    modes = require(body, "modes", list, "HELLO")
+    if len(modes) > len(MODES) or not all(isinstance(m, str) and m in MODES for m in modes):
+        raise errors.ConnectorError(f"agent protocol: malformed HELLO: modes {modes!r:.80}")
+    source = require(body, "source", str, "HELLO")
+    if source not in SOURCES:
+        raise errors.ConnectorError(f"agent protocol: malformed HELLO: source {source!r:.40}")
+    writers = require(body, "writers", int, "HELLO")
+    if not 1 <= writers <= MAX_WRITERS:
+        raise errors.ConnectorError(f"agent protocol: malformed HELLO: writers {writers} (1 to {MAX_WRITERS})")
+    return Hello(v=version, nonce=_sized(body, "nonce", NONCE_SIZE, "HELLO"), modes=list(modes), source=source,
+                 agent=require(body, "agent", str, "HELLO")[:64], writers=writers)
+
+
+def decode_auth(data: bytes | memoryview) -> Auth:
+    body = unpack_map(data, "AUTH")
+    return Auth(nonce=_sized(body, "nonce", NONCE_SIZE, "AUTH"), mac=_sized(body, "mac", 32, "AUTH"))
+
+
+def decode_welcome(data: bytes | memoryview) -> Welcome:
+    return Welcome(mac=_sized(unpack_map(data, "WELCOME"), "mac", 32, "WELCOME"))
+
+
+def error_message(data: bytes | memoryview) -> str:
+    """The message of an ERROR frame, whatever the peer put there (shortened, printable)."""
+    try:
+        body = unpack(data)
+    except errors.ConnectorError:
+        return "?"
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        return "?"
+    return message[:500].encode("unicode_escape").decode("ascii") if not message.isprintable() else message[:500]
+
+
+def decompress(dctx: zstandard.ZstdDecompressor, data: bytes | memoryview, limit: int, *,
+               exact: bool = True) -> bytes:
+    """Decompress a chunk that was announced as ``limit`` bytes (or, ``exact=False``, at most
+    that), never producing or allocating more: a frame that claims or yields more is refused."""
+    try:
+        declared = zstandard.frame_content_size(data)
+        if declared > limit:
+            raise errors.ConnectorError(f"agent protocol: a compressed chunk of {declared} bytes is larger than "
+                                        f"its announced length ({limit})")
+        # with the size in the frame header that is what is allocated; without, at most limit
+        out: bytes = dctx.decompress(data, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise errors.ConnectorError(f"agent protocol: a compressed chunk is damaged or larger than its "
+                                    f"announced length of {limit} bytes ({exc})") from None
+    if len(out) > limit or (exact and len(out) != limit):
+        raise errors.ConnectorError(f"agent protocol: a compressed chunk decompressed to {len(out)} bytes, "
+                                    f"not its announced length of {limit}")
+    return out
 
 
 def data_head(number: int, flags: int) -> bytes:
@@ -109,12 +227,25 @@ def _name(value: object) -> str:
 
 
 def entry_from_body(body: dict[str, Any]) -> Entry:
+    """An entry from ENTRY/FILE/MKDIR/SYMLINK/WFILE, every field type- and range-checked."""
+    kind = require(body, "t", str, "entry")
     try:
-        return Entry(path=_name(body["p"]), type=EntryType(body["t"]), mode=int(body.get("m", 0o644)),
-                     uid=int(body.get("u", 0)), gid=int(body.get("g", 0)), mtime_ns=int(body.get("mt", 0)),
-                     size=int(body.get("z", 0)), target=_name(body.get("l", "")))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise errors.ConnectorError(f"agent protocol: malformed entry ({exc})") from None
+        entry_type = EntryType(kind)
+    except ValueError:
+        raise errors.ConnectorError(f"agent protocol: malformed entry: type {kind!r:.40}") from None
+    path = _name(require(body, "p", (str, bytes), "entry"))
+    target = _name(require(body, "l", (str, bytes), "entry")) if entry_type == EntryType.SYMLINK else ""
+    numbers = {key: require(body, key, int, "entry") if key in body else default
+               for key, default in (("m", 0o644), ("u", 0), ("g", 0), ("mt", 0), ("z", 0))}
+    for key, (low, high) in _ENTRY_RANGES.items():
+        if not low <= numbers[key] <= high:
+            raise errors.ConnectorError(f"agent protocol: malformed entry: {key!r} = {numbers[key]} out of range")
+    return Entry(path=path, type=entry_type, mode=numbers["m"], uid=numbers["u"], gid=numbers["g"],
+                 mtime_ns=numbers["mt"], size=numbers["z"], target=target)
+
+
+_ENTRY_RANGES = {"m": (0, 0o177777), "u": (0, 2**32 - 1), "g": (0, 2**32 - 1), "mt": (-(2**63), 2**63 - 1),
+                 "z": (0, 2**63 - 1)}
 
 
 def mac(secret: bytes, role: bytes, nonce_a: bytes, nonce_c: bytes) -> bytes:
@@ -150,7 +281,8 @@ class Channel:
         self.transport = transport
         self.peer = peer
         self._send_lock = threading.Lock()
-        self._buf = bytearray(1024 * 1024)
+        self._max_frame = HANDSHAKE_MAX_FRAME
+        self._buf = bytearray(2 * HANDSHAKE_MAX_FRAME)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -163,6 +295,8 @@ class Channel:
 
     def secure(self, send_key: bytes, recv_key: bytes) -> None:
         self._seal, self._open = AESGCM(send_key), AESGCM(recv_key)
+        self._max_frame = MAX_FRAME
+        self._fill(0, room=1024 * 1024)
 
     # -- sending ------------------------------------------------------------------------------
     def send(self, kind: int, body: Any = None, *, raw: bytes | memoryview | None = None,
@@ -189,12 +323,13 @@ class Channel:
         return b"\0\0\0\0" + counter.to_bytes(8, "big")
 
     # -- receiving ----------------------------------------------------------------------------
-    def _fill(self, need: int) -> None:
-        """Make at least ``need`` unread bytes available in the buffer."""
-        if self._end - self._start >= need:
+    def _fill(self, need: int, *, room: int = 0) -> None:
+        """Make at least ``need`` unread bytes available in the buffer (``room``: grow it to at
+        least that size)."""
+        if self._end - self._start >= need and len(self._buf) >= room:
             return
-        if need > len(self._buf):
-            grown = bytearray(max(need, 2 * len(self._buf)))
+        if need > len(self._buf) or room > len(self._buf):
+            grown = bytearray(max(need, room, 2 * len(self._buf)))
             grown[: self._end - self._start] = self._view[self._start:self._end]
             self._buf, self._view = grown, memoryview(grown)
             self._end -= self._start
@@ -216,8 +351,12 @@ class Channel:
         """The next message: its type and payload (a view of a buffer of its own)."""
         self._fill(_LEN.size)
         (length,) = _LEN.unpack_from(self._view, self._start)
-        if length == 0 or length > MAX_FRAME:
-            raise errors.ConnectorError(f"agent protocol: bad frame length {length} from the {self.peer}")
+        if length == 0:
+            raise errors.ConnectorError(f"agent protocol: an empty frame from the {self.peer}")
+        if length > self._max_frame:  # refused before reading or allocating any of it
+            raise errors.ConnectorError(f"agent protocol: a frame of {length} bytes from the {self.peer} is too "
+                                        f"large (at most {self._max_frame}"
+                                        + (" before authentication)" if self._open is None else ")"))
         self._start += _LEN.size
         self._fill(length)
         frame = self._view[self._start:self._start + length]
@@ -239,7 +378,7 @@ class Channel:
         """Receive one message of type ``kind`` and return its decoded body."""
         got, payload = self.recv()
         if got == ERROR:
-            raise errors.ConnectorError(f"the {self.peer} reported: {unpack(payload).get('message', '?')}")
+            raise errors.ConnectorError(f"the {self.peer} reported: {error_message(payload)}")
         if got != kind:
             raise errors.ConnectorError(f"agent protocol: expected message {kind}, got {got}")
         return unpack(payload)
@@ -256,14 +395,30 @@ class SocketTransport:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        #: ``time.monotonic()`` by which every send and receive must be done (the handshake's)
+        self.deadline: float | None = None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _bound(self) -> None:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("handshake timed out")
+            self.sock.settimeout(left)
+
     def sendall(self, data: bytes | memoryview, /) -> None:
+        self._bound()
         self.sock.sendall(data)
 
     def recv_into(self, buffer: memoryview, nbytes: int = 0, /) -> int:
+        self._bound()
         return self.sock.recv_into(buffer, nbytes)
+
+    def unbound(self) -> None:
+        """The handshake is over: no deadline from now on."""
+        self.deadline = None
+        self.sock.settimeout(None)
 
     def close(self) -> None:
         try:
@@ -273,44 +428,47 @@ class SocketTransport:
         self.sock.close()
 
 
-def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> dict[str, Any]:
+def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
     """Authenticate to the agent and switch to sealed frames; returns the agent's HELLO."""
-    hello = channel.expect(HELLO)
-    if hello.get("v") != VERSION:
-        raise errors.ConnectorError(f"the agent speaks protocol version {hello.get('v')}, this kubekeep "
-                                    f"speaks {VERSION}: use the agent image of the same kubekeep version")
-    if mode not in hello.get("modes", ()):
+    got, payload = channel.recv()
+    if got == ERROR:
+        raise errors.ConnectorError(f"the agent refused the connection: {error_message(payload)}")
+    if got != HELLO:
+        raise errors.ConnectorError(f"agent protocol: expected HELLO, got message {got}")
+    hello = decode_hello(payload)
+    if mode not in hello["modes"]:
         raise errors.ConnectorError(f"the agent does not allow {mode} sessions (it allows "
-                                    f"{', '.join(hello.get('modes', ())) or 'none'})")
-    nonce_a = bytes(hello["nonce"])
+                                    f"{', '.join(hello['modes']) or 'none'})")
+    nonce_a = hello["nonce"]
     nonce_c = os.urandom(NONCE_SIZE)
     channel.send(AUTH, {"nonce": nonce_c, "mac": mac(secret, b"client", nonce_a, nonce_c)})
     got, payload = channel.recv()
     if got == ERROR:
-        raise errors.ConnectorError(f"the agent refused the connection: {unpack(payload).get('message', '?')}")
-    welcome = unpack(payload) if got == WELCOME else {}
-    if got != WELCOME or not hmac.compare_digest(bytes(welcome.get("mac", b"")), mac(secret, b"agent", nonce_a, nonce_c)):
+        raise errors.ConnectorError(f"the agent refused the connection: {error_message(payload)}")
+    if got != WELCOME:
+        raise errors.ConnectorError(f"agent protocol: the agent answered AUTH with message {got}, not WELCOME")
+    welcome = decode_welcome(payload)
+    if not hmac.compare_digest(welcome["mac"], mac(secret, b"agent", nonce_a, nonce_c)):
         raise errors.ConnectorError("the agent failed to prove it holds the run's secret")
     c2a, a2c = session_keys(secret, nonce_a, nonce_c)
     channel.secure(c2a, a2c)
-    return dict(hello)
+    return hello
 
 
-def agent_handshake(channel: Channel, secret: bytes, hello: dict[str, Any],
-                    on_refused: Callable[[str], None] | None = None) -> bool:
-    """Challenge a connecting client; True (and sealed frames) if it proved it holds the secret."""
+def agent_handshake(channel: Channel, secret: bytes, hello: dict[str, Any]) -> bool:
+    """Challenge a connecting client: True (and sealed frames) if it proved it holds the secret,
+    False (after telling it) if its proof is wrong; a malformed or unexpected message raises
+    :class:`~kubekeep.errors.ConnectorError`."""
     nonce_a = os.urandom(NONCE_SIZE)
     channel.send(HELLO, {**hello, "v": VERSION, "nonce": nonce_a})
     got, payload = channel.recv()
-    body = unpack(payload) if got == AUTH else {}
-    nonce_c = bytes(body.get("nonce", b""))
-    if got != AUTH or len(nonce_c) != NONCE_SIZE or not hmac.compare_digest(
-            bytes(body.get("mac", b"")), mac(secret, b"client", nonce_a, nonce_c)):
+    if got != AUTH:
+        raise errors.ConnectorError(f"agent protocol: expected AUTH, got message {got}")
+    auth = decode_auth(payload)
+    if not hmac.compare_digest(auth["mac"], mac(secret, b"client", nonce_a, auth["nonce"])):
         channel.send(ERROR, {"message": "authentication failed"})
-        if on_refused is not None:
-            on_refused("authentication failed")
         return False
-    channel.send(WELCOME, {"mac": mac(secret, b"agent", nonce_a, nonce_c)})
-    c2a, a2c = session_keys(secret, nonce_a, nonce_c)
+    channel.send(WELCOME, {"mac": mac(secret, b"agent", nonce_a, auth["nonce"])})
+    c2a, a2c = session_keys(secret, nonce_a, auth["nonce"])
     channel.secure(a2c, c2a)
     return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import socket
 import stat
 import sys
@@ -43,6 +44,11 @@ BLOCK_IMAGE = "volume.img"
 BATCH_CHUNKS = 32
 #: restore: files written at once (kubekeep never has more open than this)
 WRITERS = 8
+#: the largest backup window a client may ask for (records, bytes of buffered chunk data)
+MAX_WINDOW_RECORDS = 1_000_000
+MAX_WINDOW_BYTES = 512 * 1024 * 1024
+#: handshakes in progress at once; beyond, the oldest is dropped
+MAX_PENDING = 64
 #: keep a compressed chunk only if it saves at least this fraction
 MIN_SAVING = 0.03
 
@@ -61,16 +67,29 @@ class AgentConfig:
     block: bool = False
     write: bool = False
     idle_timeout: float = 600.0
+    handshake_timeout: float = p.HANDSHAKE_TIMEOUT
     log: Log = stderr_log
 
 
 class Agent:
-    """One agent process: accept, authenticate, serve one session, exit."""
+    """One agent process: accept, authenticate, serve one session, exit.
+
+    Handshakes run concurrently, one thread each, with a deadline for the whole exchange, so a
+    peer that is slow, silent or malformed holds up nobody but itself; at most
+    :data:`MAX_PENDING` are in progress (a newer connection pushes out the oldest, which a
+    client holding the secret never is for longer than a round trip). Only a connection that
+    proved it holds the secret takes the agent's one session."""
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.log = config.log
         self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[int, socket.socket] = {}  # in insertion (= age) order
+        self._next = 0
+        self._winner: p.Channel | None = None
+        self._closed = False  # the session slot is gone (taken, or the agent is exiting)
+        self._wake_r, self._wake_w = socket.socketpair()
 
     def bind(self) -> tuple[str, int]:
         host, port = self.config.listen
@@ -82,7 +101,7 @@ class Agent:
         except OSError as exc:
             sock.close()
             raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        sock.listen(4)
+        sock.listen(128)
         self._listener = sock
         addr = sock.getsockname()
         return str(addr[0]), int(addr[1])
@@ -93,66 +112,116 @@ class Agent:
             self.bind()
         assert self._listener is not None
         listener = self._listener
+        listener.setblocking(False)
         kind = "block device" if self.config.block else "directory"
         mode = "read-write" if self.config.write else "read-only"
         host, port = listener.getsockname()[:2]
         self.log(f"kubekeep {__version__} agent serving {kind} {self.config.source} ({mode}) on {host}:{port}")
         deadline = time.monotonic() + self.config.idle_timeout
+        winner: p.Channel | None = None
         try:
-            while True:
+            while winner is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.log(f"no authenticated session within {self.config.idle_timeout:.0f}s; exiting")
                     return 2
-                listener.settimeout(min(left, 5.0))
-                try:
-                    conn, peer = listener.accept()
-                except TimeoutError:
-                    continue
-                conn.settimeout(15)  # for the handshake
-                channel = p.Channel(p.SocketTransport(conn), peer="kubekeep client")
-                try:
-                    if not self._authenticate(channel, peer):
-                        channel.close()
-                        continue
-                    conn.settimeout(None)
-                    listener.close()  # one session per agent: nobody else gets in
-                    return self._session(channel)
-                except errors.KubekeepError as exc:
-                    self.log(f"connection from {peer[0]} failed: {exc}")
-                    channel.close()
+                readable, _, _ = select.select([listener, self._wake_r], [], [], left)
+                if self._wake_r in readable:
+                    self._wake_r.recv(64)
+                    with self._lock:
+                        winner = self._winner
+                elif listener in readable:
+                    self._accept(listener)
         finally:
-            listener.close()
+            listener.close()  # one session per agent: nobody else gets in
+            with self._lock:
+                self._closed = True
+                for sock in self._pending.values():
+                    _drop(sock)
+                self._pending.clear()
+                if winner is None and self._winner is not None:  # authenticated as the agent gave up
+                    self._winner.close()
+            self._wake_r.close()
+            self._wake_w.close()
+        return self._session(winner)
 
-    def _authenticate(self, channel: p.Channel, peer: Any) -> bool:
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            conn, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # out of descriptors, say: the next accept may succeed
+            self.log(f"accept failed: {exc.strerror or exc}")
+            time.sleep(0.1)
+            return
+        with self._lock:
+            key = self._next
+            self._next += 1
+            if len(self._pending) >= MAX_PENDING:
+                oldest = next(iter(self._pending))
+                _drop(self._pending.pop(oldest))
+            self._pending[key] = conn
+        threading.Thread(target=self._handshake, args=(key, conn, str(peer[0])), name="kubekeep-agent-auth",
+                         daemon=True).start()
+
+    def _handshake(self, key: int, conn: socket.socket, peer: str) -> None:
+        """One connection's handshake; whatever it sends costs one log line and the connection."""
+        transport = p.SocketTransport(conn)
+        transport.deadline = time.monotonic() + self.config.handshake_timeout
+        channel = p.Channel(transport, peer="kubekeep client")
         modes = ["backup", "restore"] if self.config.write else ["backup"]
         hello = {"modes": modes, "source": "block" if self.config.block else "dir", "agent": __version__,
                  "writers": WRITERS}
         try:
-            ok = p.agent_handshake(channel, self.config.secret, hello,
-                                   on_refused=lambda why: self.log(f"refused {peer[0]}: {why}"))
-        except (errors.KubekeepError, OSError) as exc:
-            self.log(f"handshake with {peer[0]} failed: {exc}")
-            return False
-        if ok:
-            self.log(f"authenticated session from {peer[0]}")
-        return ok
+            ok = p.agent_handshake(channel, self.config.secret, hello)
+        except errors.ConnectorError as exc:
+            self._refuse(channel, peer, str(exc), tell=not isinstance(exc, errors.SourceUnreachable))
+            return
+        except Exception as exc:  # noqa: BLE001 - one connection's failure, never the agent's
+            self._refuse(channel, peer, f"internal error: {exc!r}", tell=False)
+            return
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+        if not ok:
+            self._refuse(channel, peer, "authentication failed", tell=False)  # already told
+            return
+        transport.unbound()
+        with self._lock:
+            first = self._winner is None and not self._closed
+            if first:
+                self._winner = channel
+                self._wake_w.send(b"x")
+        if not first:
+            self._refuse(channel, peer, "already serving a session", tell=True)
+            return
+        self.log(f"authenticated session from {peer}")
+
+    def _refuse(self, channel: p.Channel, peer: str, why: str, *, tell: bool) -> None:
+        self.log(f"refused {peer}: {why}")
+        if tell:
+            try:
+                channel.send(p.ERROR, {"message": why if why == "already serving a session" else "protocol error"})
+            except errors.KubekeepError:
+                pass
+        channel.close()
 
     def _session(self, channel: p.Channel) -> int:
         started = time.monotonic()
         try:
             kind, payload = channel.recv()
             if kind == p.BACKUP:
-                stats = BackupSession(self.config, channel, p.unpack(payload)).run()
+                stats = BackupSession(self.config, channel, p.unpack_map(payload, "BACKUP")).run()
             elif kind == p.RESTORE and self.config.write:
-                stats = RestoreSession(self.config, channel, p.unpack(payload)).run()
+                stats = RestoreSession(self.config, channel, p.unpack_map(payload, "RESTORE")).run()
             else:
                 channel.send(p.ERROR, {"message": "unexpected request (is this agent read-only?)"})
                 return 1
-        except errors.KubekeepError as exc:
-            self.log(f"session failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a clean end for any failure of the session
+            message = str(exc) if isinstance(exc, errors.KubekeepError) else f"internal error: {exc!r}"
+            self.log(f"session failed: {message}")
             try:
-                channel.send(p.ERROR, {"message": str(exc)})
+                channel.send(p.ERROR, {"message": message})
             except errors.KubekeepError:
                 pass
             return 1
@@ -161,6 +230,14 @@ class Agent:
         self.log(f"session done in {time.monotonic() - started:.1f}s: "
                  + ", ".join(f"{k} {v}" for k, v in stats.items()))
         return 0
+
+
+def _drop(sock: socket.socket) -> None:
+    """End a pending handshake: its thread's receive returns at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 # -- backup -----------------------------------------------------------------------------------
@@ -182,17 +259,25 @@ class BackupSession:
     def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
         self.config = config
         self.channel = channel
-        try:
-            self.id_key = bytes(request["id_key"])
-            self.chunker = Chunker(request["chunker"], self.id_key)
-            self.compress = request.get("compress") == "zstd"
-            self.window = _Window(int(request.get("window_records", 4096)),
-                                  int(request.get("window_bytes", 128 * 1024 * 1024)))
-            self.excludes = [str(x) for x in request.get("excludes", ())]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.ConnectorError(f"malformed backup request: {exc}") from None
+        what = "BACKUP"
+        self.id_key = p.require(request, "id_key", bytes, what)
         if len(self.id_key) != 32:
-            raise errors.ConnectorError("malformed backup request: the id key must be 32 bytes")
+            raise errors.ConnectorError("agent protocol: malformed BACKUP: the id key must be 32 bytes")
+        self.compress = p.require(request, "compress", str, what) == "zstd" if "compress" in request else False
+        records = p.require(request, "window_records", int, what) if "window_records" in request else 4096
+        size = p.require(request, "window_bytes", int, what) if "window_bytes" in request else 128 * 1024 * 1024
+        if not (1 <= records <= MAX_WINDOW_RECORDS and 1 <= size <= MAX_WINDOW_BYTES):
+            raise errors.ConnectorError(f"agent protocol: malformed BACKUP: window of {records} records, "
+                                        f"{size} bytes (at most {MAX_WINDOW_RECORDS}, {MAX_WINDOW_BYTES})")
+        self.window = _Window(records, size)
+        excludes = p.require(request, "excludes", list, what) if "excludes" in request else []
+        if not all(isinstance(x, str) for x in excludes):
+            raise errors.ConnectorError("agent protocol: malformed BACKUP: excludes must be strings")
+        self.excludes = list(excludes)
+        try:
+            self.chunker = Chunker(p.require(request, "chunker", dict, what), self.id_key)
+        except (KeyError, TypeError, ValueError, errors.RepositoryError) as exc:
+            raise errors.ConnectorError(f"agent protocol: malformed BACKUP: chunker {exc}") from None
         self.seq = 0
         self._next_file = 0
         self.warnings: list[str] = []
@@ -208,9 +293,9 @@ class BackupSession:
             while True:
                 kind, payload = self.channel.recv()
                 if kind == p.CREDIT:
-                    self._ack(p.unpack(payload))
+                    self._ack(p.unpack_map(payload, "CREDIT"))
                 elif kind == p.WANT:
-                    self._send_chunks(p.unpack(payload), zstd)
+                    self._send_chunks(p.unpack_map(payload, "WANT"), zstd)
                 elif kind == p.BYE:
                     break
                 else:
@@ -397,6 +482,7 @@ class RestoreSession:
         self.exporter = None if self.block else FsExporter(config.source, owners=request.get("owners"))
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="kubekeep-agent-write")
         self.queues: dict[int, queue.Queue[Any]] = {}
+        self.left: dict[int, int] = {}  # bytes each open file may still receive (its announced size)
         self.futures: list[Future[None]] = []
         self.failed: list[str] = []
         self.lock = threading.Lock()
@@ -415,14 +501,21 @@ class RestoreSession:
                     q = self.queues.get(number)
                     if q is None:
                         raise errors.ConnectorError(f"agent protocol: data for unknown file {number}")
-                    q.put(self.zstd.decompress(data) if flags & p.FLAG_ZSTD else bytes(data))
+                    left = self.left[number]
+                    piece = p.decompress(self.zstd, data, left, exact=False) if flags & p.FLAG_ZSTD else bytes(data)
+                    if len(piece) > left:
+                        raise errors.ConnectorError(f"agent protocol: more data for file {number} than announced")
+                    self.left[number] = left - len(piece)
+                    q.put(piece)
                     continue
-                body = p.unpack(payload)
+                body = {} if kind in (p.FINISH, p.BYE) else p.unpack_map(payload, f"message {kind}")
                 if kind == p.WFILE:
                     self._open_file(int(body["f"]), p.entry_from_body(body))
                 elif kind == p.WEND:
+                    self.left.pop(int(body["f"]), None)
                     self.queues.pop(int(body["f"])).put(_END)
                 elif kind == p.WABORT:
+                    self.left.pop(int(body["f"]), None)
                     self.queues.pop(int(body["f"])).put(_ABORT)
                 elif kind == p.MKDIR:
                     self._directory(p.entry_from_body(body))
@@ -465,6 +558,7 @@ class RestoreSession:
     def _open_file(self, number: int, entry: Entry) -> None:
         q: queue.Queue[Any] = queue.Queue(maxsize=16)
         self.queues[number] = q
+        self.left[number] = max(0, entry.size)
         self.futures.append(self.pool.submit(self._write_file, number, entry, q))
 
     def _write_file(self, number: int, entry: Entry, q: queue.Queue[Any]) -> None:
@@ -544,7 +638,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def run(source: str, *, block: bool = False, write: bool = False, listen: str = ":8765",
-        idle_timeout: float = 600.0, secret: bytes | None = None) -> int:
+        idle_timeout: float = 600.0, handshake_timeout: float = p.HANDSHAKE_TIMEOUT,
+        secret: bytes | None = None) -> int:
     """Serve a directory (or a block device) to one authenticated kubekeep session, then exit.
     The secret comes from $KUBEKEEP_AGENT_SECRET (64 hex digits) unless given."""
     if secret is None:
@@ -558,5 +653,5 @@ def run(source: str, *, block: bool = False, write: bool = False, listen: str = 
     elif not path.is_dir():
         raise errors.UsageError(f"{path} is not a directory")
     agent = Agent(AgentConfig(path, secret, parse_listen(listen), block=block, write=write,
-                              idle_timeout=idle_timeout))
+                              idle_timeout=idle_timeout, handshake_timeout=handshake_timeout))
     return agent.serve()
