@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from kubekeep import api, errors
+from kubekeep.cli.terminal import safe_lines
 from kubekeep.engine.repository import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -143,11 +144,11 @@ def info(message: str) -> None:
     """Progress and status text: on stderr, and silent with --quiet or --json."""
     s = settings()
     if not s.quiet and not s.json:
-        click.echo(message, err=True)
+        click.echo(safe_lines(message), err=True)
 
 
 def warn(message: str) -> None:
-    click.secho(f"warning: {message}", err=True, fg="yellow")
+    click.secho(f"warning: {safe_lines(message)}", err=True, fg="yellow")
 
 
 def human_size(n: float) -> str:

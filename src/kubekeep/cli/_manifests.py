@@ -9,6 +9,8 @@ from typing import Any
 import click
 import orjson
 
+from kubekeep.cli.terminal import safe
+
 _COLORS = {"created": "green", "updated": "green", "written": "green", "failed": "red", "would fail": "red",
            "would create": "green", "would update": "yellow"}
 
@@ -43,7 +45,7 @@ def print_report(results: list[dict[str, Any]], *, quiet: bool) -> Counter[str]:
         line = f"{r['action']:<{width}}  {r['kind']} {where}"
         if r.get("reason"):
             line += f": {r['reason']}"
-        click.secho(line, fg=_COLORS.get(r["action"]))
+        click.secho(safe(line), fg=_COLORS.get(r["action"]))
         for text in field_lines(r.get("diff") or []):
-            click.echo(text)
+            click.echo(safe(text))
     return counts

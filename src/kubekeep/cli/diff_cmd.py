@@ -9,6 +9,7 @@ from kubekeep.cli._common import emit_json, global_options, settings, with_repos
 from kubekeep.cli._manifests import field_lines
 from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED
 from kubekeep.engine.repository import Repository
+from kubekeep.cli.terminal import safe
 
 
 @click.command(short_help="Show differences between two snapshots.")
@@ -41,7 +42,7 @@ def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool,
         counts[c.status] += 1
         node = c.new or c.old
         slash = "/" if node is not None and node.type == "dir" else ""
-        click.echo(f"{c.status}    /{c.path}{slash}")
+        click.echo(f"{c.status}    /{safe(c.path)}{slash}")
     click.echo(f"\n{counts[ADDED]} added, {counts[REMOVED]} removed, {counts[MODIFIED]} modified, "
                f"{counts[TYPE_CHANGED]} changed type, {counts[METADATA]} metadata only")
 
@@ -53,8 +54,8 @@ def _manifests(repo: Repository, snap1: str, snap2: str, path: str, churn: bool)
         return
     for c in changes:
         what = f"  ({c.kind} {c.namespace + '/' if c.namespace else ''}{c.name})" if c.kind else ""
-        click.echo(f"{c.status}    /{c.path}{what}")
+        click.echo(safe(f"{c.status}    /{c.path}{what}"))
         for line in field_lines(f.to_dict() for f in c.fields):
-            click.echo(line)
+            click.echo(safe(line))
     counts = {s: sum(1 for c in changes if c.status == s) for s in ("+", "-", "M")}
     click.echo(f"\n{counts['+']} added, {counts['-']} removed, {counts['M']} changed")

@@ -7,6 +7,7 @@ import click
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, local_time, mode_string, settings, with_repository
 from kubekeep.engine.repository import Repository
+from kubekeep.cli.terminal import safe
 
 
 @click.command(short_help="List files in a snapshot.")
@@ -23,7 +24,8 @@ def command(repo: Repository, ref: str, long_: bool, recursive: bool) -> None:
                     "uid": n.uid, "gid": n.gid, "target": n.target or None, "attrs": n.attrs} for p, n in entries])
         return
     for path, node in entries:
-        suffix = f" -> {node.target}" if node.type == "symlink" else ("/" if node.type == "dir" else "")
+        suffix = f" -> {safe(node.target)}" if node.type == "symlink" else ("/" if node.type == "dir" else "")
+        path = safe(path)
         if long_:
             click.echo(f"{mode_string(node.type, node.mode)} {node.uid:>5} {node.gid:>5} {node.size:>12} "
                        f"{local_time(node.mtime_ns)} {path}{suffix}")

@@ -19,6 +19,7 @@ import click
 
 from kubekeep import __version__, errors
 from kubekeep.cli._common import global_options
+from kubekeep.cli.terminal import safe
 
 COMMANDS = [
     "init", "backup", "snapshots", "ls", "cat", "diff", "restore", "check", "forget", "prune",
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="kubekeep", standalone_mode=False)
     except errors.KubekeepError as exc:
-        click.secho(f"error: {exc}", err=True, fg="red")
+        click.secho(f"error: {safe(exc)}", err=True, fg="red")
         for line in exc.details:
-            click.echo(f"  {line}", err=True)
+            click.echo(f"  {safe(line)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

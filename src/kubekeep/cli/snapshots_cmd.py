@@ -7,9 +7,11 @@ import sys
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, human_size, local_time, settings, with_repository
+from kubekeep.cli.terminal import safe
 from kubekeep.engine.repository import Repository
 
 
@@ -35,8 +37,9 @@ def command(repo: Repository, tags: tuple[str, ...], source: str | None, kind: s
         table.add_column(col, justify="right" if col == "Size" else "left",
                          no_wrap=col not in ("Source", "Tags"), overflow="fold")
     for s in snaps:
-        table.add_row(s.short_id, local_time(s.time), str(s.source.get("host") or s.hostname), s.kind, s.uri,
-                      ",".join(s.tags), human_size(s.stats.get("bytes_total", 0)))
+        cells = (s.short_id, local_time(s.time), s.source.get("host") or s.hostname, s.kind, s.uri,
+                 ",".join(s.tags), human_size(s.stats.get("bytes_total", 0)))
+        table.add_row(*(Text(safe(c)) for c in cells))  # Text: no rich markup from a tag or host
     # piped output keeps whole lines (like restic); a terminal wraps long sources
     Console(width=None if sys.stdout.isatty() else 400).print(table)
     click.echo(f"{len(snaps)} snapshot(s)")
