@@ -52,6 +52,15 @@ def test_token_url_sets_a_strict_cookie_and_drops_the_token(ui: UIServer) -> Non
     assert status == 200 and b"top secret" in body
 
 
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x", "///evil.example", "//evil.example"])
+def test_the_token_redirect_stays_on_this_server(ui: UIServer, path: str) -> None:
+    """``//host`` after the token redirect would be a protocol-relative URL to another site."""
+    status, headers, _ = ui.get(f"{path}?token={TOKEN}", token=False)
+    assert status == 303
+    location = headers["location"]
+    assert location.startswith("/") and not location.startswith(("//", "/\\")), location
+
+
 def test_security_headers(ui: UIServer) -> None:
     for path in ("/", "/static/ui.js"):
         status, headers, _ = ui.get(path)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +71,35 @@ def test_bad_and_busy_addresses(env: dict[str, str]) -> None:
         busy = subprocess.run([*KUBEKEEP, "ui", "--listen", f"127.0.0.1:{port}"], env=env, capture_output=True,
                               text=True, timeout=60, check=False)
     assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_open_keeps_the_token_off_the_browser_command_line(env: dict[str, str], tmp_path: Path) -> None:
+    """Every local user can read a command line (``ps``): the browser gets a private local page
+    that forwards to the token URL, never the token itself."""
+    record = tmp_path / "browser-argv"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    browser.chmod(0o755)
+    proc = subprocess.Popen([*KUBEKEEP, "ui", "--listen", "127.0.0.1:0", "--open"],
+                            env={**env, "BROWSER": f"{browser} %s"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        token = url.partition("/?token=")[2]
+        for _ in range(300):
+            if record.exists() and record.read_text():
+                break
+            time.sleep(0.05)
+        argv = record.read_text()
+        assert token not in argv and argv.startswith("file://"), argv
+        page = Path(urllib.parse.urlparse(argv.strip()).path)
+        assert page.stat().st_mode & 0o777 == 0o600 and page.parent.stat().st_mode & 0o777 == 0o700
+        assert url in page.read_text()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert not page.exists()  # removed when the UI stops
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import os
 import secrets
+import shutil
+import tempfile
 import webbrowser
+from pathlib import Path
 
 import click
 
@@ -44,8 +49,10 @@ def command(repo: Repository, listen: str, allow_restore: bool, context: str | N
          + ("ENABLED (each after a dry run and a confirmation)" if allow_restore else "disabled (--allow-restore)"))
     click.echo(f"open {url}" if not settings().quiet else url)
     info("press Ctrl-C to stop")
+    page_dir = None
     if open_browser:
-        webbrowser.open(url)
+        page_dir = Path(tempfile.mkdtemp(prefix="kubekeep-ui-"))   # 0700
+        webbrowser.open(_forwarding_page(page_dir, url).as_uri())
     server = Server(app, sock)
     try:
         server.run()
@@ -54,4 +61,18 @@ def command(repo: Repository, listen: str, allow_restore: bool, context: str | N
     finally:
         app.state.ui.catalog.close()
         sock.close()
+        if page_dir is not None:
+            shutil.rmtree(page_dir, ignore_errors=True)
     info("stopped")
+
+
+def _forwarding_page(directory: Path, url: str) -> Path:
+    """A page, readable by this user only, that sends the browser on to ``url``: a browser's
+    command line is visible to every local user (``ps``), so it must not carry the token."""
+    page = directory / "open.html"
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+                f'<meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+                f'<a href="{html.escape(url)}">open kubekeep ui</a>\n')
+    return page

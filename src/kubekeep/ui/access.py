@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,7 +84,7 @@ class AccessGuard:
                 await _html(send, 403, DENIED)
                 return
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            location = _same_origin(scope.get("root_path", "") + scope["path"]) + (f"?{rest}" if rest else "")
             cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             await _respond(send, 303, b"", [(b"location", location.encode("latin-1")),
                                             (b"set-cookie", cookie.encode("latin-1"))])
@@ -104,6 +104,14 @@ class AccessGuard:
         if not value:
             return False
         return hmac.compare_digest(value.encode("utf-8", "replace"), self.token.encode())
+
+
+def _same_origin(path: str) -> str:
+    """``path`` as a redirect target that stays on this server: a path with one leading ``/``
+    (``//host`` or ``/\\host`` is another site to a browser), percent-encoded."""
+    if not path.startswith("/") or path[1:2] in ("/", "\\"):
+        return "/"
+    return quote(path, safe="/:@!$&'()*+,;=-._~")
 
 
 def _cookie(header: str, name: str) -> str | None:
