@@ -54,7 +54,8 @@ def namespace_objects(ns: str, generation: int) -> list[tuple[str, str, Obj]]:
                                        "data": {"app.properties": f"name={name}\n" + "key=value\n" * 40}}))
     for i in range(15):
         out.append(("", "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(f"credentials-{i}", ns),
-                                    "type": "Opaque", "data": {"password": "c2VjcmV0"}}))
+                                    "type": "Opaque",
+                                    "data": {"password": "bmV3c2VjcmV0" if changed and i == 0 else "c2VjcmV0"}}))
     for i in range(5):
         out.append(("", "serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount",
                                             "metadata": _meta(f"app-{i}", ns)}))

@@ -117,6 +117,17 @@ def test_secret_values_are_hidden_until_asked_for(manifests: tuple[UIServer, str
     assert "c2VjcmV0" in _html(ui, path + "?reveal=1")
 
 
+def test_secret_values_are_hidden_in_diffs_until_asked_for(manifests: tuple[UIServer, str, str]) -> None:
+    ui, older, newer = manifests
+    path = "namespaces/team-000/core/secrets/credentials-0.yaml"
+    page = _html(ui, f"/diff/object?a={older}&b={newer}&path={path}")
+    assert "<code>data.password</code>" in page               # the field that changed is named ...
+    assert "c2VjcmV0" not in page and "bmV3c2VjcmV0" not in page and "&lt;hidden:" in page  # ... not its values
+    assert "The values of this Secret are hidden" in page
+    shown = _html(ui, f"/diff/object?a={older}&b={newer}&path={path}&reveal=1")
+    assert "c2VjcmV0" in shown and "bmV3c2VjcmV0" in shown
+
+
 def test_cluster_view_of_a_namespace_and_the_overview(manifests: tuple[UIServer, str, str]) -> None:
     ui, older, newer = manifests
     overview = _html(ui, f"/s/{newer}/cluster")
@@ -142,3 +153,12 @@ def test_manifests_diff_and_churn(manifests: tuple[UIServer, str, str]) -> None:
                      r'<td><pre class="value">1</pre></td>\s*<td><pre class="value">3</pre></td>', fields)
     restore = _html(ui, f"/s/{older}/restore?path=namespaces/team-000/apps/deployments/web-1.yaml")
     assert 'name="csrf"' in restore and "Dry run" in restore
+
+
+def test_restore_reports_hide_a_secrets_field_values() -> None:
+    """The restore dialog lists what differs from the live object; for a Secret not the values."""
+    from kubekeep.ui.rendering import secret_value
+    assert secret_value("c2VjcmV0", "Secret", "data.password") == "<hidden: 8 characters>"
+    assert secret_value({"a": "eA=="}, "Secret", "stringData") == {"a": "<hidden: 4 characters>"}
+    assert secret_value("Opaque", "Secret", "type") == "Opaque"
+    assert secret_value("c2VjcmV0", "ConfigMap", "data.password") == "c2VjcmV0"

@@ -8,6 +8,7 @@ thread pool, since the API they call blocks on storage.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +90,7 @@ class UI:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(size=rendering.human_size, time=rendering.timestamp, urlpath=_urlpath,
-                                value=rendering.value_text)
+                                value=rendering.value_text, secret_value=rendering.secret_value)
         self.env.globals.update(version=__version__, settings=settings, csrf=self.csrf, query=_query)
         self.css = rendering.pygments_css().encode()
 
@@ -240,6 +241,11 @@ class UI:
         path = _required(q, "path").strip("/")
         churn = q.get("churn") == "1"
         row = next((r for r in self.catalog.diff(older, newer, churn=churn).rows if r.path == path), None)
+        reveal = q.get("reveal") == "1"
+        hidden_fields = 0
+        if row is not None and not reveal:  # a Secret's values stay hidden until asked, as in the file view
+            fields, hidden_fields = rendering.hide_secret_fields(row.kind, row.fields)
+            row = dataclasses.replace(row, fields=fields)
         texts: list[str | None] = []
         binary = False
         for snap in (older, newer):
@@ -252,15 +258,17 @@ class UI:
                 raise errors.UsageError(f"/{path} is a {entry.type} in snapshot {snap.short_id}, not a file")
             data = self.catalog.read(snap, path, rendering.SHOW_LIMIT)
             binary = binary or rendering.classify(entry.name, data) == "binary"
-            if entry.kind == "Secret":
-                data = rendering.hide_secret_values(data)[0]
+            if entry.kind == "Secret" and not reveal:
+                data, hidden = rendering.hide_secret_values(data)
+                hidden_fields += hidden
             texts.append(data.decode("utf-8", "replace"))
         if texts == [None, None]:
             raise errors.PathNotFound(f"/{path} is in neither snapshot")
         lines = [] if binary else rendering.side_by_side(texts[0] or "", texts[1] or "")
         return self.render("object_diff.html", title=f"{path.rsplit('/', 1)[-1]} · diff", older=older, newer=newer,
                            path=path, row=row, churn=churn, lines=lines, binary=binary,
-                           in_older=texts[0] is not None, in_newer=texts[1] is not None)
+                           in_older=texts[0] is not None, in_newer=texts[1] is not None,
+                           hidden_secrets=hidden_fields, reveal=reveal)
 
     # -- restore ----------------------------------------------------------------------------------------
     def _restorable(self, ref: str) -> Snapshot:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import JsonLexer, TextLexer, YamlLexer
 
 from kubekeep.manifests import serialization
+from kubekeep.manifests.fielddiff import FieldChange
 
 #: Files up to this size are shown in the page; larger ones are offered as a download.
 SHOW_LIMIT = 2 * 1024 * 1024
@@ -100,6 +102,35 @@ def hide_secret_values(data: bytes) -> tuple[bytes, int]:
                     values[k] = f"<hidden: {len(str(v))} characters>"
                     hidden += 1
     return (serialization.dump(obj) if hidden else data), hidden
+
+
+def is_secret_field(kind: str | None, path: str) -> bool:
+    """Whether field ``path`` (``data.password``) of a ``kind`` object holds a Secret's values."""
+    return kind == "Secret" and path.split(".", 1)[0] in _SECRET_FIELDS
+
+
+def hidden(value: Any) -> Any:
+    """A Secret value (or a map of them) replaced by its size, as the file view shows it."""
+    if isinstance(value, dict):
+        return {k: hidden(v) for k, v in value.items()}
+    return f"<hidden: {len(str(value))} characters>"
+
+
+def hide_secret_fields(kind: str | None, fields: Sequence[FieldChange]) -> tuple[tuple[FieldChange, ...], int]:
+    """Field changes of an object with a Secret's values hidden, and how many were."""
+    out, count = [], 0
+    for f in fields:
+        if is_secret_field(kind, f.path):
+            f = FieldChange(f.path, f.op, hidden(f.old) if f.old is not None else None,
+                            hidden(f.new) if f.new is not None else None)
+            count += 1
+        out.append(f)
+    return tuple(out), count
+
+
+def secret_value(value: Any, kind: str | None, path: str) -> Any:
+    """Jinja filter: ``value`` of field ``path``, hidden when it is a Secret's."""
+    return hidden(value) if is_secret_field(kind, path) else value
 
 
 def value_text(value: Any) -> str:
