@@ -31,6 +31,18 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
+def parse_user(text: str) -> tuple[int, int]:
+    """``UID[:GID]`` (the group defaults to the uid) of a non-root user."""
+    uid_text, _, gid_text = text.partition(":")
+    try:
+        uid, gid = int(uid_text), int(gid_text or uid_text)
+    except ValueError:
+        raise errors.UsageError(f"--helper-user {text!r}: expected UID[:GID], numbers") from None
+    if not 0 < uid < 2**31 or not 0 <= gid < 2**31:
+        raise errors.UsageError(f"--helper-user {text!r}: the uid must be a non-root user id (1 or more)")
+    return uid, gid
+
+
 def parse_toleration(text: str) -> dict[str, Any]:
     """``KEY[=VALUE][:EFFECT]`` (operator Equal, or Exists without a value), or a JSON object."""
     text = text.strip()
@@ -92,6 +104,12 @@ _OPTIONS = [
     click.option("--helper-memory", help="Volumes: memory request of helper pods (default 256Mi)."),
     click.option("--helper-memory-limit", help="Volumes: memory limit of helper pods (default 1Gi)."),
     click.option("--helper-start-timeout", help="Volumes: how long a helper pod may take to start (default 5m)."),
+    click.option("--helper-user", metavar="UID[:GID]",
+                 help="Volumes: run helper pods as this non-root user, with no capabilities (admitted by Pod "
+                      "Security 'restricted'); for volumes whose files it can read. Restores cannot set owners."),
+    click.option("--helper-fs-group", type=click.IntRange(0, 2**31 - 1), default=None, metavar="GID",
+                 help="Volumes: fsGroup of helper pods (the volume's files made accessible to that group, where "
+                      "the storage driver supports it)."),
 ]
 _CLUSTER_OPTIONS = [
     click.option("--volumes", "cluster_volumes", is_flag=True,
@@ -108,7 +126,7 @@ _RESTORE_OPTIONS = [
 _NAMES = ["live", "snapshot_class", "snapshot_timeout", "pre_hooks", "post_hooks", "hook_container", "hook_timeout",
           "hook_on_error", "no_annotation_hooks", "agent_image", "agent_connect", "agent_compression",
           "node_selector", "tolerations", "helper_cpu", "helper_memory", "helper_memory_limit",
-          "helper_start_timeout"]
+          "helper_start_timeout", "helper_user", "helper_fs_group"]
 
 
 def _build(given: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +155,10 @@ def _build(given: dict[str, Any]) -> dict[str, Any]:
         out["requests"] = {"cpu": "100m", "memory": "256Mi", **requests}
     if given.get("helper_memory_limit"):
         out["limits"] = {"memory": given["helper_memory_limit"]}
+    if given.get("helper_user"):
+        out["run_as"] = parse_user(given["helper_user"])
+    if given.get("helper_fs_group") is not None:
+        out["fs_group"] = given["helper_fs_group"]
     out["status"] = _status_printer()
     if given.get("cluster_volumes") or given.get("volume_selector") or given.get("volume_parallel"):
         out["cluster"] = {"selector": given.get("volume_selector") or "", "parallel": given.get("volume_parallel") or 2}

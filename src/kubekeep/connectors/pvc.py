@@ -126,6 +126,8 @@ class VolumeOptions:
             raise errors.UsageError(f"agent connection {opts.connect!r}: expected one of {', '.join(CONNECT_MODES)}")
         if opts.hook_on_error not in hooks.ON_ERROR:
             raise errors.UsageError(f"hook on-error policy {opts.hook_on_error!r}: expected fail or continue")
+        if opts.helper.run_as is not None and opts.owners is None:
+            opts.owners = False  # a helper without root cannot give files their recorded owners
         return opts
 
     def cli_hooks(self) -> list[hooks.Hook]:
@@ -162,6 +164,14 @@ def agent_connect(kube: KubeContext, mode: str, pod: dict[str, Any]) -> Connect:
             raise errors.SourceUnreachable(f"helper pod {meta['namespace']}/{meta['name']} has no IP address")
         return tcp(ip, protocol.DEFAULT_PORT)
     return lambda: portforward.connect(kube.access, meta["namespace"], meta["name"], protocol.DEFAULT_PORT)
+
+
+def check_helper_admitted(session: Session, namespace: str, claim: str, options: VolumeOptions, *, write: bool,
+                          block: bool, what: str) -> None:
+    """Before anything is created: would the namespace admit the helper pod this run needs?"""
+    manifest = pods.helper_manifest("kubekeep-admission-check", namespace, claim, secret_name="kubekeep-admission-check",
+                                    options=options.helper, metadata={}, write=write, block=block)
+    pods.check_admitted(session, manifest, what=what)
 
 
 def clean_claim(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +252,8 @@ class VolumeBackup:
             reason = self.plan()
             if reason is not None:
                 raise errors.ConnectorError(reason)
+        check_helper_admitted(self.session, self.claim.namespace, self.claim.name, self.options, write=False,
+                              block=self.claim.block, what=self.label)
         t = time.monotonic()
         users = pods.pods_using_claim(self.session, self.claim.namespace, self.claim.name)
         pairs = self._hooks(users)
@@ -601,6 +613,10 @@ class VolumeRestore:
     def open(self) -> None:
         status = self.options.status
         existing = volumes.get(self.session, volumes.claim_path(self.namespace, self.name))
+        block = (existing or {}).get("spec", {}).get("volumeMode") == "Block" if existing else \
+            self.recorded.get("volumeMode") == "Block"
+        check_helper_admitted(self.session, self.namespace, self.name, self.options, write=True, block=block,
+                              what=self.label)
         if existing is None:
             self._create_claim()
         else:

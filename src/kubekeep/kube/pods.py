@@ -7,6 +7,13 @@ restore ``CHOWN``, ``DAC_OVERRIDE``, ``FOWNER`` and ``FSETID`` to write files wi
 and modes. Its root filesystem is read-only, it gets no service-account token, runs under the
 RuntimeDefault seccomp profile, cannot gain privileges and is never restarted. The session
 secret comes from a Secret through an environment variable, never from the command line.
+
+Pod Security "baseline" and "restricted" refuse that pod (an added ``DAC_READ_SEARCH``; root).
+:attr:`HelperOptions.run_as` runs it instead as a given user with no capabilities at all and an
+``fsGroup``: a pod "restricted" admits, for volumes whose files that identity can read. Before a
+run creates anything, :func:`check_admitted` asks the API server (a server-side dry run of the
+helper pod) whether admission would let it start, so such namespaces fail at once with the
+reason rather than after a snapshot and a claim were made.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from kubekeep import __version__, errors
 from kubekeep.agent.protocol import DEFAULT_PORT, SECRET_ENV
@@ -54,6 +63,10 @@ class HelperOptions:
     image_pull_secrets: list[str] = field(default_factory=list)
     start_timeout: float = 300.0
     idle_timeout: float = 900.0     # the agent exits if no session starts within this
+    #: run the agent as this (uid, gid), without root or any capability (Pod Security "restricted")
+    run_as: tuple[int, int] | None = None
+    #: the pod's fsGroup (the volume's files made group-accessible to it, where the driver can)
+    fs_group: int | None = None
 
 
 def secret_manifest(name: str, namespace: str, secret: bytes, metadata: Obj) -> Obj:
@@ -77,12 +90,7 @@ def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, 
         "env": [{"name": SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}}],
         "ports": [{"name": "agent", "containerPort": DEFAULT_PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(options.requests), **({"limits": dict(options.limits)} if options.limits else {})},
-        "securityContext": {
-            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
-            "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"], "add": WRITE_CAPS if write else READ_CAPS},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _container_security(options, write),
     }
     if block:
         container["volumeDevices"] = [{"name": "volume", "devicePath": DEVICE_PATH}]
@@ -93,7 +101,8 @@ def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, 
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"},
+                            **({"fsGroup": options.fs_group} if options.fs_group is not None else {})},
         "containers": [container],
         "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": claim, "readOnly": not write}}],
     }
@@ -110,6 +119,48 @@ def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, 
         spec["imagePullSecrets"] = [{"name": s} for s in options.image_pull_secrets]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {**metadata, "name": name, "namespace": namespace},
             "spec": spec}
+
+
+def _container_security(options: HelperOptions, write: bool) -> Obj:
+    common: Obj = {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+                   "seccompProfile": {"type": "RuntimeDefault"}}
+    if options.run_as is not None:
+        uid, gid = options.run_as
+        return {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True, **common,
+                "capabilities": {"drop": ["ALL"]}}
+    return {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, **common,
+            "capabilities": {"drop": ["ALL"], "add": WRITE_CAPS if write else READ_CAPS}}
+
+
+POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
+
+
+def check_admitted(session: Session, manifest: Obj, *, what: str) -> None:
+    """Fail with the admission's reason if the API server would refuse ``manifest`` (a helper
+    pod), asking it with a server-side dry run: nothing is created. Pod Security and any other
+    admission policy answer exactly as they will for the real pod."""
+    ns = manifest["metadata"]["namespace"]
+    try:
+        session.call("POST", pod_path(ns), query={"dryRun": "All"}, body=orjson.dumps(manifest))
+    except errors.ApiError as exc:
+        if exc.status not in (400, 403, 422):
+            raise
+        level = _pod_security_level(session, ns)
+        way_out = ("run the helper as a non-root user that can read the volume's files (--helper-user UID:GID, "
+                   "--helper-fs-group GID)" if manifest["spec"]["containers"][0]["securityContext"].get("runAsUser") == 0
+                   else "ask the namespace's owner which pods it admits")
+        raise errors.ConnectorError(
+            f"{what}: namespace {ns}{level} does not admit kubekeep's helper pod: {exc}; {way_out}") from None
+
+
+def _pod_security_level(session: Session, namespace: str) -> str:
+    """`` (Pod Security enforce=LEVEL)`` from the namespace's labels, when readable."""
+    try:
+        ns = session.get_or_none(api_path("", "v1", "namespaces", name=namespace))
+    except errors.KubekeepError:
+        return ""
+    level = ((ns or {}).get("metadata", {}).get("labels") or {}).get(POD_SECURITY_LABEL)
+    return f" (Pod Security enforce={level})" if level else ""
 
 
 def secret_path(namespace: str, name: str = "") -> str:
