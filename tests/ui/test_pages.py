@@ -162,3 +162,14 @@ def test_restore_reports_hide_a_secrets_field_values() -> None:
     assert secret_value({"a": "eA=="}, "Secret", "stringData") == {"a": "<hidden: 4 characters>"}
     assert secret_value("Opaque", "Secret", "type") == "Opaque"
     assert secret_value("c2VjcmV0", "ConfigMap", "data.password") == "c2VjcmV0"
+    annotation = 'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]'
+    assert secret_value('{"data":{"p":"eA=="}}', "Secret", annotation) == "<hidden: 22 characters>"
+
+
+def test_kubectls_copy_of_a_secret_is_hidden_too() -> None:
+    from kubekeep.manifests import serialization
+    from kubekeep.ui.rendering import hide_secret_values
+    secret = {"apiVersion": "v1", "kind": "Secret", "data": {"p": "c2VjcmV0"}, "metadata": {"name": "s", "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"data":{"p":"c2VjcmV0"}}'}}}
+    shown, hidden = hide_secret_values(serialization.dump(secret))
+    assert b"c2VjcmV0" not in shown and hidden == 2

@@ -25,6 +25,8 @@ SHOW_LIMIT = 2 * 1024 * 1024
 HIGHLIGHT_LIMIT = 512 * 1024
 _FORMATTER = HtmlFormatter(cssclass="hl", linenos="table", wrapcode=True)
 _SECRET_FIELDS = ("data", "stringData")
+#: the annotation in which ``kubectl apply`` keeps a copy of the whole object, values included
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def pygments_css() -> str:
@@ -101,12 +103,16 @@ def hide_secret_values(data: bytes) -> tuple[bytes, int]:
                 for k, v in values.items():
                     values[k] = f"<hidden: {len(str(v))} characters>"
                     hidden += 1
+        annotations = (obj.get("metadata") or {}).get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:  # kubectl's copy of the values
+            annotations[LAST_APPLIED] = f"<hidden: {len(str(annotations[LAST_APPLIED]))} characters>"
+            hidden += 1
     return (serialization.dump(obj) if hidden else data), hidden
 
 
 def is_secret_field(kind: str | None, path: str) -> bool:
     """Whether field ``path`` (``data.password``) of a ``kind`` object holds a Secret's values."""
-    return kind == "Secret" and path.split(".", 1)[0] in _SECRET_FIELDS
+    return kind == "Secret" and (path.split(".", 1)[0] in _SECRET_FIELDS or LAST_APPLIED in path)
 
 
 def hidden(value: Any) -> Any:
