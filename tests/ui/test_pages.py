@@ -163,7 +163,7 @@ def test_restore_reports_hide_a_secrets_field_values() -> None:
     assert secret_value("Opaque", "Secret", "type") == "Opaque"
     assert secret_value("c2VjcmV0", "ConfigMap", "data.password") == "c2VjcmV0"
     annotation = 'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]'
-    assert secret_value('{"data":{"p":"eA=="}}', "Secret", annotation) == "<hidden: 22 characters>"
+    assert secret_value('{"data":{"p":"eA=="}}', "Secret", annotation) == "<hidden: 21 characters>"
 
 
 def test_kubectls_copy_of_a_secret_is_hidden_too() -> None:
