@@ -137,12 +137,7 @@ def test_repair_index_keeps_what_an_old_index_knows_of_a_pack_whose_header_is_da
 
 def test_prune_refuses_while_an_index_file_is_damaged(repo: Repository, tmp_path: Path) -> None:
     _setup(repo, tmp_path)
-    [name] = [o.name for o in repo.backend.list("index/")]
-    path = tmp_path / "repo" / name
-    data = bytearray(path.read_bytes())
-    data[40] ^= 1
-    path.chmod(0o644)
-    path.write_bytes(bytes(data))
+    name = _damage_the_index(repo, tmp_path)
     fresh, backend = _open(tmp_path)
     def stored() -> set[str]:
         return {o.name for o in backend.list("") if not o.name.startswith("locks/")}
@@ -159,12 +154,7 @@ def test_a_version_1_repository_with_a_damaged_index_is_read_and_repaired(repo: 
     config = dict(repo.config, version=1)
     (tmp_path / "repo" / "config").chmod(0o644)
     repo.backend.store("config", objects.seal(repo.cipher, config, fmt.AAD_CONFIG))
-    [name] = [o.name for o in repo.backend.list("index/")]
-    path = tmp_path / "repo" / name
-    data = bytearray(path.read_bytes())
-    data[40] ^= 1
-    path.chmod(0o644)
-    path.write_bytes(bytes(data))
+    name = _damage_the_index(repo, tmp_path)
     fresh, _ = _open(tmp_path)
     assert fresh.format_version == 1
     node = fresh.resolve(fresh.find_snapshot(snap_id), "/d/f5.bin")
@@ -252,3 +242,14 @@ def test_threads_that_miss_while_headers_are_read_find_their_blobs(repo: Reposit
     for i in range(len(nodes)):
         assert results[i] == (src / "d" / f"f{i}.bin").read_bytes(), results[i]
     fresh.close()
+
+
+def _damage_the_index(repo: Repository, tmp_path: Path) -> str:
+    """Flip one bit of the repository's only index file; its name."""
+    [name] = [o.name for o in repo.backend.list("index/")]
+    path = tmp_path / "repo" / name
+    data = bytearray(path.read_bytes())
+    data[40] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    return name

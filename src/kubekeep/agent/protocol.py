@@ -428,26 +428,26 @@ class SocketTransport:
         self.sock.close()
 
 
-def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
-    """Authenticate to the agent and switch to sealed frames; returns the agent's HELLO."""
+def _expect(channel: Channel, kind: int, otherwise: str) -> memoryview:
+    """The payload of the next message, which must be ``kind``; an ERROR is the agent's refusal."""
     got, payload = channel.recv()
     if got == ERROR:
         raise errors.ConnectorError(f"the agent refused the connection: {error_message(payload)}")
-    if got != HELLO:
-        raise errors.ConnectorError(f"agent protocol: expected HELLO, got message {got}")
-    hello = decode_hello(payload)
+    if got != kind:
+        raise errors.ConnectorError("agent protocol: " + otherwise.format(got=got))
+    return payload
+
+
+def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
+    """Authenticate to the agent and switch to sealed frames; returns the agent's HELLO."""
+    hello = decode_hello(_expect(channel, HELLO, "expected HELLO, got message {got}"))
     if mode not in hello["modes"]:
         raise errors.ConnectorError(f"the agent does not allow {mode} sessions (it allows "
                                     f"{', '.join(hello['modes']) or 'none'})")
     nonce_a = hello["nonce"]
     nonce_c = os.urandom(NONCE_SIZE)
     channel.send(AUTH, {"nonce": nonce_c, "mac": mac(secret, b"client", nonce_a, nonce_c)})
-    got, payload = channel.recv()
-    if got == ERROR:
-        raise errors.ConnectorError(f"the agent refused the connection: {error_message(payload)}")
-    if got != WELCOME:
-        raise errors.ConnectorError(f"agent protocol: the agent answered AUTH with message {got}, not WELCOME")
-    welcome = decode_welcome(payload)
+    welcome = decode_welcome(_expect(channel, WELCOME, "the agent answered AUTH with message {got}, not WELCOME"))
     if not hmac.compare_digest(welcome["mac"], mac(secret, b"agent", nonce_a, nonce_c)):
         raise errors.ConnectorError("the agent failed to prove it holds the run's secret")
     c2a, a2c = session_keys(secret, nonce_a, nonce_c)
