@@ -49,8 +49,9 @@ NONCE_SIZE = 32
 MAX_FRAME = 64 * 1024 * 1024
 #: a frame before authentication larger than this is a protocol error (HELLO is ~150 bytes)
 HANDSHAKE_MAX_FRAME = 4096
-#: seconds a connecting peer has for the whole handshake
-HANDSHAKE_TIMEOUT = 10.0
+#: seconds a connecting peer has for the whole handshake (a port-forward through a busy API
+#: server can take several; a silent peer holds a slot at most this long)
+HANDSHAKE_TIMEOUT = 30.0
 #: the most writers an agent may announce
 MAX_WRITERS = 64
 MODES = ("backup", "restore")
