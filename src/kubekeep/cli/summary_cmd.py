@@ -6,6 +6,7 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, settings, with_repository
+from kubekeep.cli.terminal import safe_lines
 from kubekeep.engine.repository import Repository
 from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
 
@@ -29,20 +30,20 @@ def command(repo: Repository, snapshot: str, namespaces: tuple[str, ...], proble
 
 def _render(s: ClusterSummary, problems: bool) -> None:
     i = s.info
-    click.echo(f"snapshot {i['short_id']} of {i['cluster'] or i['source']} at {i['time']}"
+    _say(f"snapshot {i['short_id']} of {i['cluster'] or i['source']} at {i['time']}"
                f" ({i['server']}, {i['version'] or 'version unknown'}, {i['objects']} objects)")
     nodes = [n for n in s.nodes if not problems or n.ready != "True" or n.problems or n.unschedulable]
     ready = sum(1 for n in s.nodes if n.ready == "True")
-    click.echo(f"\nnodes: {ready}/{len(s.nodes)} ready")
+    _say(f"\nnodes: {ready}/{len(s.nodes)} ready")
     for n in nodes:
         flags = [*n.problems, *(["SchedulingDisabled"] if n.unschedulable else [])]
         color = None if n.ready == "True" and not flags else "red"
-        click.secho(f"  {n.name:<30} {'Ready' if n.ready == 'True' else 'NotReady':<9} {n.version:<10} "
+        _say(f"  {n.name:<30} {'Ready' if n.ready == 'True' else 'NotReady':<9} {n.version:<10} "
                     f"cpu {n.cpu or '?'} mem {n.memory or '?'}"
                     + (f"  {', '.join(flags)}" if flags else ""), fg=color)
     totals = pod_phase_totals(s)
     if totals:
-        click.echo("pods: " + ", ".join(f"{n} {phase}" for phase, n in totals.items()))
+        _say("pods: " + ", ".join(f"{n} {phase}" for phase, n in totals.items()))
     for ns in s.namespaces.values():
         workloads = ns.unhealthy_workloads if problems else ns.workloads
         not_running = {p: n for p, n in ns.pods.items() if p not in ("Running", "Succeeded")}
@@ -50,16 +51,21 @@ def _render(s: ClusterSummary, problems: bool) -> None:
         if problems and not (workloads or not_running or ns.pods_not_ready or claims):
             continue
         phase = f", {ns.phase}" if ns.phase and ns.phase != "Active" else ""
-        click.echo(f"\nnamespace {ns.name} ({ns.objects} objects{phase})")
+        _say(f"\nnamespace {ns.name} ({ns.objects} objects{phase})")
         for w in workloads:
-            click.secho(f"  {w.kind:<12} {w.name:<40} {w.ready}/{w.desired} ready, {w.available} available, "
+            _say(f"  {w.kind:<12} {w.name:<40} {w.ready}/{w.desired} ready, {w.available} available, "
                         f"{w.updated} up to date", fg=None if w.healthy else "yellow")
         if ns.pods:
-            click.echo("  pods: " + ", ".join(f"{n} {phase}" for phase, n in ns.pods.items()))
+            _say("  pods: " + ", ".join(f"{n} {phase}" for phase, n in ns.pods.items()))
         if ns.pods_not_ready:
             shown = ", ".join(ns.pods_not_ready[:10]) + (" ..." if len(ns.pods_not_ready) > 10 else "")
-            click.secho(f"  not ready: {shown}", fg="yellow")
+            _say(f"  not ready: {shown}", fg="yellow")
         for c in claims:
             bound = f"-> {c.volume}" if c.volume else "(no volume)"
-            click.secho(f"  claim {c.name:<34} {c.phase or '?':<8} {bound} {c.capacity} {c.storage_class}",
+            _say(f"  claim {c.name:<34} {c.phase or '?':<8} {bound} {c.capacity} {c.storage_class}",
                         fg=None if c.phase == "Bound" else "yellow")
+
+
+def _say(text: str, fg: str | None = None) -> None:
+    """One line (or a blank line and one) of the summary, its names made safe for the terminal."""
+    click.secho(safe_lines(text), fg=fg)
