@@ -25,7 +25,7 @@ from kubekeep import errors
 from kubekeep.connectors.base import Exporter, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot
-from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node
+from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node, name_printable
 
 
 @dataclass
@@ -81,7 +81,7 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
                               dict(snap.source.get("extra") or {})), dict(snap.metadata))
 
     def fail(rel: str, exc: errors.KubekeepError) -> None:
-        shown, message = _printable(rel), str(exc)
+        shown, message = name_printable(rel), str(exc)
         with lock:
             stats.failed.append(message if message.startswith(shown) else f"{shown}: {message}")
             if isinstance(exc, errors.IntegrityError | errors.ObjectNotFound):
@@ -198,11 +198,6 @@ def _walk(repo: Repository, tree_id: bytes, prefix: str,
         yield rel, node
         if node.type == DIR and node.subtree is not None:
             yield from _walk(repo, node.subtree, rel, fail)
-
-
-def _printable(rel: str) -> str:
-    """A path for a message: bytes that are not UTF-8 (surrogate escapes) as ``\\xNN``."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def _drain(futures: list[Future[None]], everything: bool = False) -> None:
