@@ -137,7 +137,7 @@ def test_repair_index_keeps_what_an_old_index_knows_of_a_pack_whose_header_is_da
 
 def test_prune_refuses_while_an_index_file_is_damaged(repo: Repository, tmp_path: Path) -> None:
     _setup(repo, tmp_path)
-    name = _damage_the_index(repo, tmp_path)
+    _damage_the_index(repo, tmp_path)
     fresh, backend = _open(tmp_path)
     def stored() -> set[str]:
         return {o.name for o in backend.list("") if not o.name.startswith("locks/")}
