@@ -36,8 +36,13 @@ def run(cmd: list[str] | str, *, env: dict[str, str] | None = None, cwd: Path | 
     """Run a command (a shell string runs under bash) and return wall time and peak RSS of its tree."""
     shell = isinstance(cmd, str)
     start = time.perf_counter()
-    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd] if shell else cmd, env={**os.environ, **(env or {})},
-                            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["bash", "-o", "pipefail", "-c", cmd] if shell else cmd,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -75,9 +80,14 @@ class Tool:
         return True
 
     def init(self) -> None: ...
-    def backup(self) -> Run: raise NotImplementedError
-    def restore(self) -> Run | None: return None
-    def size(self) -> int: return du(self.repo)
+    def backup(self) -> Run:
+        raise NotImplementedError
+
+    def restore(self) -> Run | None:
+        return None
+
+    def size(self) -> int:
+        return du(self.repo)
 
 
 class Kubekeep(Tool):
@@ -85,8 +95,11 @@ class Kubekeep(Tool):
 
     @property
     def env(self) -> dict[str, str]:
-        return {"KUBEKEEP_PASSWORD": PASSWORD, "KUBEKEEP_REPOSITORY": str(self.repo),
-                "KUBEKEEP_CACHE_DIR": str(self.work / "cache-kubekeep")}
+        return {
+            "KUBEKEEP_PASSWORD": PASSWORD,
+            "KUBEKEEP_REPOSITORY": str(self.repo),
+            "KUBEKEEP_CACHE_DIR": str(self.work / "cache-kubekeep"),
+        }
 
     def init(self) -> None:
         run([sys.executable, "-m", "kubekeep.cli.main", "init"], env=self.env)
@@ -95,8 +108,9 @@ class Kubekeep(Tool):
         return run([sys.executable, "-m", "kubekeep.cli.main", "backup", "-q", str(self.data)], env=self.env)
 
     def restore(self) -> Run:
-        return run([sys.executable, "-m", "kubekeep.cli.main", "restore", "-q", "latest", "--to", str(self.out)],
-                   env=self.env)
+        return run(
+            [sys.executable, "-m", "kubekeep.cli.main", "restore", "-q", "latest", "--to", str(self.out)], env=self.env
+        )
 
 
 class Restic(Tool):
@@ -104,8 +118,11 @@ class Restic(Tool):
 
     @property
     def env(self) -> dict[str, str]:
-        return {"RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": str(self.repo),
-                "RESTIC_CACHE_DIR": str(self.work / "cache-restic")}
+        return {
+            "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_REPOSITORY": str(self.repo),
+            "RESTIC_CACHE_DIR": str(self.work / "cache-restic"),
+        }
 
     def available(self) -> bool:
         return shutil.which("restic") is not None
@@ -118,7 +135,7 @@ class Restic(Tool):
 
     def restore(self) -> Run:
         run_ = run(["restic", "restore", "-q", "latest", "--target", str(self.out)], env=self.env)
-        inner = self.out / str(self.data).lstrip("/")   # restic restores the absolute path below the target
+        inner = self.out / str(self.data).lstrip("/")  # restic restores the absolute path below the target
         tmp = self.out.parent / "restic-flat"
         inner.rename(tmp)
         shutil.rmtree(self.out)
@@ -131,8 +148,13 @@ class Borg(Tool):
 
     @property
     def env(self) -> dict[str, str]:
-        return {"BORG_PASSPHRASE": PASSWORD, "BORG_REPO": str(self.repo), "BORG_BASE_DIR": str(self.work / "borg-base"),
-                "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}
+        return {
+            "BORG_PASSPHRASE": PASSWORD,
+            "BORG_REPO": str(self.repo),
+            "BORG_BASE_DIR": str(self.work / "borg-base"),
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+        }
 
     def available(self) -> bool:
         return shutil.which("borg") is not None
@@ -189,11 +211,18 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/kubekeep-bench"))
     ap.add_argument("--keep", action="store_true", help="keep the data set between runs (rebuilt if missing)")
-    ap.add_argument("--reps", type=int, default=3,
-                    help="first backups and restores are repeated, tools taking turns; medians are reported")
-    ap.add_argument("--restore-dir", type=Path, default=None,
-                    help="where restores are written (default: the work directory); see bench/README.md on "
-                         "ext4 without a journal")
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=3,
+        help="first backups and restores are repeated, tools taking turns; medians are reported",
+    )
+    ap.add_argument(
+        "--restore-dir",
+        type=Path,
+        default=None,
+        help="where restores are written (default: the work directory); see bench/README.md on ext4 without a journal",
+    )
     args = ap.parse_args()
     work: Path = args.work
     data = work / f"data-{args.scale}"
@@ -243,8 +272,11 @@ def main() -> None:
         r = t.backup()
         results[t.name]["mutated"] = r
         results[t.name]["mutated_added"] = t.size() - size_before
-        print(f"{t.name:12} 1% changed   {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
-              f"added {(t.size() - size_before) / 1e6:.1f} MB", flush=True)
+        print(
+            f"{t.name:12} 1% changed   {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
+            f"added {(t.size() - size_before) / 1e6:.1f} MB",
+            flush=True,
+        )
     restores: dict[str, list[Run]] = {t.name: [] for t in tools}
     for rep in range(args.reps):
         for t in in_turn(tools, rep):
@@ -253,8 +285,11 @@ def main() -> None:
                 continue
             restores[t.name].append(r)
             ok = same_tree(data, t.out) if rep == 0 and not isinstance(t, TarZstd) else None
-            print(f"{t.name:12} restore      {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB"
-                  + (f"  identical={ok}" if ok is not None else ""), flush=True)
+            print(
+                f"{t.name:12} restore      {r.seconds:7.2f} s  peak {r.peak_rss_mb:6.0f} MB"
+                + (f"  identical={ok}" if ok is not None else ""),
+                flush=True,
+            )
             if ok is False:
                 raise SystemExit(f"{t.name}: the restored tree differs from the data set")
             shutil.rmtree(t.out, ignore_errors=True)
@@ -266,14 +301,18 @@ def main() -> None:
         r = results.get(name, {}).get(key)
         return f"{r.seconds:.2f} s" if isinstance(r, Run) else ""
 
-    print(f"\ndata set: {data_size / 1e6:.0f} MB (scale {args.scale}); {os.cpu_count()} cores; wall time of the whole "
-          f"process; first backup and restore: median of {args.reps}; restores into {restore_dir}")
+    print(
+        f"\ndata set: {data_size / 1e6:.0f} MB (scale {args.scale}); {os.cpu_count()} cores; wall time of the whole "
+        f"process; first backup and restore: median of {args.reps}; restores into {restore_dir}"
+    )
     print("| tool | first backup | unchanged re-backup | 1 % changed | restore | repository size | peak RSS |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, res in results.items():
         peak = max((r.peak_rss_mb for r in res.values() if isinstance(r, Run)), default=0)
-        print(f"| {name} | {cell(name, 'first')} | {cell(name, 'unchanged')} | {cell(name, 'mutated')} | "
-              f"{cell(name, 'restore')} | {int(res['size']) / 1e6:.0f} MB | {peak:.0f} MB |")
+        print(
+            f"| {name} | {cell(name, 'first')} | {cell(name, 'unchanged')} | {cell(name, 'mutated')} | "
+            f"{cell(name, 'restore')} | {int(res['size']) / 1e6:.0f} MB | {peak:.0f} MB |"
+        )
     if missing:
         print(f"(not installed, not measured: {', '.join(missing)})")
 
@@ -286,19 +325,25 @@ def main() -> None:
     print("\nratios (target in brackets):")
     checks = [
         ("first backup, restic / kubekeep (>= 1.5)", ratio("restic", "first"), lambda x: x >= 1.5),
-        ("first backup, kubekeep / tar|zstd (<= 2.5)",
-         (1 / ratio("tar|zstd -1", "first")) if ratio("tar|zstd -1", "first") else None, lambda x: x <= 2.5),
+        (
+            "first backup, kubekeep / tar|zstd (<= 2.5)",
+            (1 / ratio("tar|zstd -1", "first")) if ratio("tar|zstd -1", "first") else None,
+            lambda x: x <= 2.5,
+        ),
         ("unchanged re-backup, restic / kubekeep (>= 1.0)", ratio("restic", "unchanged"), lambda x: x >= 1.0),
         ("restore, restic / kubekeep (>= 1.0)", ratio("restic", "restore"), lambda x: x >= 1.0),
-        ("repository size, restic / kubekeep (>= 1.0)",
-         (int(results["restic"]["size"]) / int(k["size"])) if "restic" in results else None, lambda x: x >= 1.0),  # type: ignore[arg-type]
+        (
+            "repository size, restic / kubekeep (>= 1.0)",
+            (int(results["restic"]["size"]) / int(k["size"])) if "restic" in results else None,
+            lambda x: x >= 1.0,
+        ),  # type: ignore[arg-type]
     ]
     peak = max(r.peak_rss_mb for r in k.values() if isinstance(r, Run))
     for label, value, ok in checks:
         print(f"  {label}: {value:.2f} {'ok' if ok(value) else 'MISSED'}" if value is not None else f"  {label}: n/a")
     print(f"  kubekeep peak RSS (< 300 MB): {peak:.0f} MB {'ok' if peak < 300 else 'MISSED'}")
     for name in results:
-        if "borg" == name:
+        if name == "borg":
             print(f"  first backup, borg / kubekeep: {ratio('borg', 'first'):.2f}")
 
 

@@ -33,8 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kubekeep.etcd._proto import rpc_pb2, rpc_pb2_grpc  # noqa: E402
-from tests.etcd.etcdserver import EtcdServer, find_tools, make_pki  # noqa: E402
+from kubekeep.etcd._proto import rpc_pb2, rpc_pb2_grpc
+from tests.etcd.etcdserver import EtcdServer, find_tools, make_pki
 
 PASSWORD = "bench-password"
 TARGET = 1.3
@@ -44,7 +44,7 @@ KUBEKEEP = [sys.executable, "-m", "kubekeep.cli.main"]
 @dataclass
 class Run:
     seconds: float
-    cpu: float              # user + system seconds of the command
+    cpu: float  # user + system seconds of the command
     peak_rss_mb: float
     stdout: str
     server_cpu: float = 0.0  # etcd's user + system seconds meanwhile
@@ -54,8 +54,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     """Run a command; wall time and peak RSS (wait4) of the process."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -80,9 +81,13 @@ def load(srv: EtcdServer, keys: list[int], size: int, generation: int, seed: int
     with srv.client(timeout=120) as c:
         kv = rpc_pb2_grpc.KVStub(c._chan())
         for start in range(0, len(keys), 400):
-            futures = [kv.Put.future(rpc_pb2.PutRequest(key=b"/registry/bench/%07d" % i,
-                                                        value=value_for(i, generation, size, rnd)), timeout=120)
-                       for i in keys[start:start + 400]]
+            futures = [
+                kv.Put.future(
+                    rpc_pb2.PutRequest(key=b"/registry/bench/%07d" % i, value=value_for(i, generation, size, rnd)),
+                    timeout=120,
+                )
+                for i in keys[start : start + 400]
+            ]
             for f in futures:
                 f.result()
     return time.perf_counter() - t0
@@ -91,9 +96,23 @@ def load(srv: EtcdServer, keys: list[int], size: int, generation: int, seed: int
 def etcdctl_save(srv: EtcdServer, target: Path) -> Run:
     assert srv.tools.etcdctl is not None
     target.unlink(missing_ok=True)
-    return run([str(srv.tools.etcdctl), "--endpoints", srv.client_url, "--cacert", str(srv.pki.ca),
-                "--cert", str(srv.pki.client_cert), "--key", str(srv.pki.client_key), "snapshot", "save",
-                str(target)], env={"ETCDCTL_API": "3"})
+    return run(
+        [
+            str(srv.tools.etcdctl),
+            "--endpoints",
+            srv.client_url,
+            "--cacert",
+            str(srv.pki.ca),
+            "--cert",
+            str(srv.pki.client_cert),
+            "--key",
+            str(srv.pki.client_key),
+            "snapshot",
+            "save",
+            str(target),
+        ],
+        env={"ETCDCTL_API": "3"},
+    )
 
 
 def kk_env(repo: Path, cache: Path) -> dict[str, str]:
@@ -101,8 +120,21 @@ def kk_env(repo: Path, cache: Path) -> dict[str, str]:
 
 
 def kk_backup(srv: EtcdServer, env: dict[str, str]) -> tuple[Run, dict[str, Any]]:
-    r = run([*KUBEKEEP, "--json", "backup", f"etcd://{srv.endpoint}", "--cacert", str(srv.pki.ca),
-             "--cert", str(srv.pki.client_cert), "--key", str(srv.pki.client_key)], env=env)
+    r = run(
+        [
+            *KUBEKEEP,
+            "--json",
+            "backup",
+            f"etcd://{srv.endpoint}",
+            "--cacert",
+            str(srv.pki.ca),
+            "--cert",
+            str(srv.pki.client_cert),
+            "--key",
+            str(srv.pki.client_key),
+        ],
+        env=env,
+    )
     return r, json.loads(r.stdout)
 
 
@@ -168,11 +200,13 @@ def fresh_repo(work: Path, name: str) -> dict[str, str]:
     return env
 
 
-def increment(label: str, repo_env: dict[str, str], prev: dict[str, Any], cur: dict[str, Any],
-              prev_file: Path, cur_file: Path) -> list[str]:
+def increment(
+    label: str, repo_env: dict[str, str], prev: dict[str, Any], cur: dict[str, Any], prev_file: Path, cur_file: Path
+) -> list[str]:
     st = cur["stats"]
-    total, shared, _ = chunk_sharing(Path(repo_env["KUBEKEEP_REPOSITORY"]), Path(repo_env["KUBEKEEP_CACHE_DIR"]),
-                                     str(prev["id"]), str(cur["id"]))
+    total, shared, _ = chunk_sharing(
+        Path(repo_env["KUBEKEEP_REPOSITORY"]), Path(repo_env["KUBEKEEP_CACHE_DIR"]), str(prev["id"]), str(cur["id"])
+    )
     pages, n_pages, regions = changed_pages(prev_file, cur_file)
     region_text = ", ".join(f"{size >> 10} KiB: {k} of {-(-n_pages * 4096 // size)}" for size, k in regions.items())
     return [
@@ -200,24 +234,35 @@ def main() -> None:
     tools = find_tools()
     assert tools.etcdctl is not None, "etcdctl must sit next to etcd"
     srv = EtcdServer(tools, make_pki(work / "pki"), work / "etcd-data")
-    print(f"etcd {'.'.join(map(str, tools.version))} ({tools.origin}), TLS on {srv.endpoint}, "
-          f"{os.cpu_count()} CPUs, work dir {work}")
+    print(
+        f"etcd {'.'.join(map(str, tools.version))} ({tools.origin}), TLS on {srv.endpoint}, "
+        f"{os.cpu_count()} CPUs, work dir {work}"
+    )
     srv.start()
-    rows: dict[str, list[Run]] = {k: [] for k in (
-        "etcdctl snapshot save FILE", "kubekeep backup etcd://, new repo", "kubekeep backup etcd://, same repo",
-        "etcdctl save + kubekeep backup FILE", "kubekeep snapshots (fixed cost)")}
+    rows: dict[str, list[Run]] = {
+        k: []
+        for k in (
+            "etcdctl snapshot save FILE",
+            "kubekeep backup etcd://, new repo",
+            "kubekeep backup etcd://, same repo",
+            "etcdctl save + kubekeep backup FILE",
+            "kubekeep snapshots (fixed cost)",
+        )
+    }
     report: list[str] = []
     try:
         secs = load(srv, list(range(args.keys)), args.value_size, 0, seed=1)
         with srv.client() as c:
             st = c.status()
-        print(f"loaded {args.keys} keys of ~{args.value_size} B in {secs:.1f} s: revision {st.revision}, "
-              f"db {st.db_size / 1e6:.1f} MB")
+        print(
+            f"loaded {args.keys} keys of ~{args.value_size} B in {secs:.1f} s: revision {st.revision}, "
+            f"db {st.db_size / 1e6:.1f} MB"
+        )
         time.sleep(2)
 
         snap_file = work / "etcdctl.db"
         same = fresh_repo(work, "main")
-        for _ in range(args.reps):                   # alternate, so drift hits every variant alike
+        for _ in range(args.reps):  # alternate, so drift hits every variant alike
             rows["etcdctl snapshot save FILE"].append(on_server(srv, lambda: etcdctl_save(srv, snap_file)))
             env = fresh_repo(work, "fresh")
             r, first_json = on_server_json(srv, lambda env=env: kk_backup(srv, env))  # type: ignore[misc]
@@ -227,8 +272,14 @@ def main() -> None:
             save = on_server(srv, lambda: etcdctl_save(srv, snap_file))
             file_backup = run([*KUBEKEEP, "backup", "-q", str(snap_file)], env=env)
             rows["etcdctl save + kubekeep backup FILE"].append(
-                Run(save.seconds + file_backup.seconds, save.cpu + file_backup.cpu,
-                    max(save.peak_rss_mb, file_backup.peak_rss_mb), "", save.server_cpu))
+                Run(
+                    save.seconds + file_backup.seconds,
+                    save.cpu + file_backup.cpu,
+                    max(save.peak_rss_mb, file_backup.peak_rss_mb),
+                    "",
+                    save.server_cpu,
+                )
+            )
             rows["kubekeep snapshots (fixed cost)"].append(run([*KUBEKEEP, "snapshots"], env=same))
 
         # consecutive snapshots: as loaded, 1 % of the keys rewritten, then compacted (as the
@@ -245,13 +296,22 @@ def main() -> None:
         srv.etcdctl("compact", "--physical", str(rev_before + n_change // 2))
         _, compacted = kk_backup(srv, same)
         etcdctl_save(srv, compacted_file)
-        report += increment(f"{n_change} keys ({args.change:.0%}) rewritten", same, base, changed,
-                            base_file, changed_file)
-        report += increment(f"then compacted (drops {n_change // 2} superseded revisions)", same, changed,
-                            compacted, changed_file, compacted_file)
+        report += increment(
+            f"{n_change} keys ({args.change:.0%}) rewritten", same, base, changed, base_file, changed_file
+        )
+        report += increment(
+            f"then compacted (drops {n_change // 2} superseded revisions)",
+            same,
+            changed,
+            compacted,
+            changed_file,
+            compacted_file,
+        )
         status = run([*KUBEKEEP, "etcd", "status", "latest"], env=same)
-        report.append(f"kubekeep etcd status (reads the stored file in place): {status.seconds:.2f} s, "
-                      f"peak RSS {status.peak_rss_mb:.0f} MB")
+        report.append(
+            f"kubekeep etcd status (reads the stored file in place): {status.seconds:.2f} s, "
+            f"peak RSS {status.peak_rss_mb:.0f} MB"
+        )
     finally:
         srv.stop()
 
@@ -261,20 +321,28 @@ def main() -> None:
     print(f"{'':38}{'median s':>9}{'MB/s':>7}{'client CPU s':>14}{'etcd CPU s':>12}{'peak RSS MB':>13}   runs")
     for label, runs in rows.items():
         mbps = f"{db_size / 1e6 / med[label]:.0f}" if "fixed" not in label else "-"
-        print(f"{label:38}{med[label]:9.2f}{mbps:>7}{statistics.median(r.cpu for r in runs):14.2f}"
-              f"{statistics.median(r.server_cpu for r in runs):12.2f}{max(r.peak_rss_mb for r in runs):13.0f}   "
-              + " ".join(f"{r.seconds:.2f}" for r in runs))
+        print(
+            f"{label:38}{med[label]:9.2f}{mbps:>7}{statistics.median(r.cpu for r in runs):14.2f}"
+            f"{statistics.median(r.server_cpu for r in runs):12.2f}{max(r.peak_rss_mb for r in runs):13.0f}   "
+            + " ".join(f"{r.seconds:.2f}" for r in runs)
+        )
     save = med["etcdctl snapshot save FILE"]
     print()
     for label in ("kubekeep backup etcd://, new repo", "kubekeep backup etcd://, same repo"):
         ratio = med[label] / save
-        print(f"{label} / etcdctl snapshot save: {ratio:.2f}x (target <= {TARGET}x: "
-              f"{'met' if ratio <= TARGET else 'MISSED'})")
-    print(f"kubekeep backup etcd://, new repo / (etcdctl save + kubekeep backup FILE): "
-          f"{med['kubekeep backup etcd://, new repo'] / med['etcdctl save + kubekeep backup FILE']:.2f}x")
-    print(f"a new repository stores {first_json['stats']['bytes_stored'] / 1e6:.1f} MB for the "
-          f"{db_size / 1e6:.1f} MB file (zstd); a re-backup of the unchanged database stores "
-          f"{base['stats']['bytes_stored'] / 1e6:.2f} MB\n")
+        print(
+            f"{label} / etcdctl snapshot save: {ratio:.2f}x (target <= {TARGET}x: "
+            f"{'met' if ratio <= TARGET else 'MISSED'})"
+        )
+    print(
+        f"kubekeep backup etcd://, new repo / (etcdctl save + kubekeep backup FILE): "
+        f"{med['kubekeep backup etcd://, new repo'] / med['etcdctl save + kubekeep backup FILE']:.2f}x"
+    )
+    print(
+        f"a new repository stores {first_json['stats']['bytes_stored'] / 1e6:.1f} MB for the "
+        f"{db_size / 1e6:.1f} MB file (zstd); a re-backup of the unchanged database stores "
+        f"{base['stats']['bytes_stored'] / 1e6:.2f} MB\n"
+    )
     print("\n".join(report))
     print("\n" + status.stdout.strip())
     if not args.keep:

@@ -114,19 +114,29 @@ def main() -> int:
         for i in range(args.rounds):
             kubectl_runs.append(run(get, kube_env))
             repo = args.work / f"repo-{i}"
-            env = {**kube_env, "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
-                   "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{i}")}
+            env = {
+                **kube_env,
+                "KUBEKEEP_REPOSITORY": str(repo),
+                "KUBEKEEP_PASSWORD": PASSWORD,
+                "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{i}"),
+            }
             run([*KUBEKEEP, "init"], env)
             backup_runs.append(run([*KUBEKEEP, "--json", "backup", "k8s://"], env))
             repos.append(repo)
-            log(f"round {i + 1}: kubectl {kubectl_runs[-1].seconds:.2f} s, kubekeep {backup_runs[-1].seconds:.2f} s "
-                f"({backup_runs[-1].peak_rss_mb:.0f} MB)")
+            log(
+                f"round {i + 1}: kubectl {kubectl_runs[-1].seconds:.2f} s, kubekeep {backup_runs[-1].seconds:.2f} s "
+                f"({backup_runs[-1].peak_rss_mb:.0f} MB)"
+            )
         first = json.loads(backup_runs[-1].stdout)
         stored_objects = first.get("stats", {}).get("files", 0) - 2
 
         repo = repos[-1]
-        env = {**kube_env, "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
-               "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}")}
+        env = {
+            **kube_env,
+            "KUBEKEEP_REPOSITORY": str(repo),
+            "KUBEKEEP_PASSWORD": PASSWORD,
+            "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}"),
+        }
         size_first = du(repo)
         second_run = run([*KUBEKEEP, "--json", "backup", "k8s://"], env)
         second = json.loads(second_run.stdout)
@@ -137,8 +147,12 @@ def main() -> int:
 
     target = Cluster(progress=log).start()
     try:
-        env = {"KUBECONFIG": str(target.kubeconfig), "KUBEKEEP_REPOSITORY": str(repo), "KUBEKEEP_PASSWORD": PASSWORD,
-               "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}")}
+        env = {
+            "KUBECONFIG": str(target.kubeconfig),
+            "KUBEKEEP_REPOSITORY": str(repo),
+            "KUBEKEEP_PASSWORD": PASSWORD,
+            "KUBEKEEP_CACHE_DIR": str(args.work / f"cache-{args.rounds - 1}"),
+        }
         cmd = [*KUBEKEEP, "--json", "restore", snapshot_id, "--to", "k8s://"]
         restore_run = run(cmd, env, ok=(0, 16))
         report = json.loads(restore_run.stdout)
@@ -169,8 +183,10 @@ def main() -> int:
         "restore: created objects/s (target >= 200)": created / restore_run.seconds,
         "restore peak RSS, MB": restore_run.peak_rss_mb,
     }
-    print("\nrounds (kubectl s / kubekeep s): " + ", ".join(
-        f"{k.seconds:.2f}/{b.seconds:.2f}" for k, b in zip(kubectl_runs, backup_runs, strict=True)))
+    print(
+        "\nrounds (kubectl s / kubekeep s): "
+        + ", ".join(f"{k.seconds:.2f}/{b.seconds:.2f}" for k, b in zip(kubectl_runs, backup_runs, strict=True))
+    )
     print(f"second backup stats: {second['stats']}")
     print(f"restore actions: {actions}" + (f"; first failures: {failures}" if failures else ""))
     width = max(len(k) for k in figures)

@@ -71,8 +71,9 @@ def shell(cmd: str, env: dict[str, str] | None = None) -> tuple[float, float, st
     simulated node's pods, children of this process too, are not counted), stdout."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], env={**os.environ, **(env or {})},
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            ["bash", "-o", "pipefail", "-c", cmd], env={**os.environ, **(env or {})}, stdout=out, stderr=err
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -130,9 +131,11 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        agent = subprocess.Popen([sys.executable, "-m", "kubekeep.agent", "--root", str(data), "--listen",
-                                  f"127.0.0.1:{port}"], env={**os.environ, protocol.SECRET_ENV: secret.hex()},
-                                 stderr=subprocess.DEVNULL)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "kubekeep.agent", "--root", str(data), "--listen", f"127.0.0.1:{port}"],
+            env={**os.environ, protocol.SECRET_ENV: secret.hex()},
+            stderr=subprocess.DEVNULL,
+        )
         source = AgentSource(port, secret)
         cpu0 = time.process_time()
         start = time.perf_counter()
@@ -143,10 +146,18 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
         agent.returncode = 0
         assert source.remote is not None
         stats = source.remote.stats
-        rows.append(Row(f"agent on loopback, {label}: {run}", wall, time.process_time() - cpu0, None,
-                        stats.bytes_total, source.remote.channel.bytes_received,
-                        f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}",
-                        agent_cpu=usage.ru_utime + usage.ru_stime))
+        rows.append(
+            Row(
+                f"agent on loopback, {label}: {run}",
+                wall,
+                time.process_time() - cpu0,
+                None,
+                stats.bytes_total,
+                source.remote.channel.bytes_received,
+                f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}",
+                agent_cpu=usage.ru_utime + usage.ru_stime,
+            )
+        )
     repo.close()
     return rows
 
@@ -157,23 +168,40 @@ def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
 
     ns = f"bench-volumes-{os.getpid()}"
     rest = cluster.rest()
-    rest.create(resource_path("v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": ns, "labels": {"simcsi.kubekeep.test/enabled": "true"}}})
+    rest.create(
+        resource_path("v1", "namespaces"),
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"simcsi.kubekeep.test/enabled": "true"}},
+        },
+    )
     rows: list[Row] = []
     try:
-        rest.create(resource_path("v1", "persistentvolumeclaims", ns), {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}})
+        rest.create(
+            resource_path("v1", "persistentvolumeclaims", ns),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data", "namespace": ns},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
+            },
+        )
         deadline = time.monotonic() + 60
         while (rest.get(resource_path("v1", "persistentvolumeclaims", ns, "data")).get("status") or {}).get(
-                "phase") != "Bound":
+            "phase"
+        ) != "Bound":
             if time.monotonic() > deadline:
                 raise SystemExit("the benchmark claim was not bound")
             time.sleep(0.2)
         volume = sim.volume_path(ns, "data")
         subprocess.run(["cp", "-a", f"{data}/.", str(volume)], check=True)
-        env = {"KUBECONFIG": str(cluster.kubeconfig), "KUBEKEEP_PASSWORD": PASSWORD, "KUBEKEEP_CACHE_DIR":
-               str(work / "cache"), "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY}
+        env = {
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "KUBEKEEP_PASSWORD": PASSWORD,
+            "KUBEKEEP_CACHE_DIR": str(work / "cache"),
+            "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY,
+        }
         for connect in ("port-forward", "pod-ip"):
             repo = work / f"repo-pvc-{connect}"
             shutil.rmtree(repo, ignore_errors=True)
@@ -184,17 +212,27 @@ def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
             for run in runs:
                 if run == "after 1 % changed":
                     subprocess.run([sys.executable, str(DATASET), str(volume), "--mutate", "1"], check=True)
-                wall, cpu, out = shell(f"{sys.executable} -m kubekeep.cli.main --json backup pvc://{ns}/data "
-                                       f"--agent-connect {connect}", env)
+                wall, cpu, out = shell(
+                    f"{sys.executable} -m kubekeep.cli.main --json backup pvc://{ns}/data --agent-connect {connect}",
+                    env,
+                )
                 snap_id = json.loads(out)["id"]
                 _, _, listing = shell(f"{sys.executable} -m kubekeep.cli.main --json snapshots", env)
                 meta = next(s for s in json.loads(listing) if s["id"] == snap_id)["metadata"]["volume"]
                 t, tr = meta["timings"], meta["transfer"]
-                rows.append(Row(f"pvc:// via {connect}: {run}", wall, cpu, t.get("transfer_s"), tr["bytes_total"],
-                                tr["bytes_on_wire"],
-                                f"{tr['chunks_fetched']}/{tr['chunks_total']} chunks sent; snapshot "
-                                f"{t.get('snapshot_s', 0):.1f}s, claim {t.get('provision_s', 0):.1f}s, helper "
-                                f"{t.get('helper_start_s', 0):.1f}s"))
+                rows.append(
+                    Row(
+                        f"pvc:// via {connect}: {run}",
+                        wall,
+                        cpu,
+                        t.get("transfer_s"),
+                        tr["bytes_total"],
+                        tr["bytes_on_wire"],
+                        f"{tr['chunks_fetched']}/{tr['chunks_total']} chunks sent; snapshot "
+                        f"{t.get('snapshot_s', 0):.1f}s, claim {t.get('provision_s', 0):.1f}s, helper "
+                        f"{t.get('helper_start_s', 0):.1f}s",
+                    )
+                )
             subprocess.run(["rm", "-rf", str(volume)], check=True)
             subprocess.run(["cp", "-a", str(data), str(volume)], check=True)
     finally:
@@ -221,8 +259,10 @@ def main() -> None:
         print(f"building the data set (scale {args.scale}) ...", file=sys.stderr)
         subprocess.run([sys.executable, str(DATASET), str(data), "--scale", str(args.scale)], check=True)
     files = sum(1 for _ in data.rglob("*") if _.is_file())
-    print(f"data set: {du(data) / 1e6:.0f} MB in {files} files; {os.cpu_count()} CPUs, load "
-          f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+    print(
+        f"data set: {du(data) / 1e6:.0f} MB in {files} files; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+        file=sys.stderr,
+    )
 
     rows = [tar_zstd(data)]
     rows += agent_alone(data, work, "zstd on the wire", compress=True)
@@ -245,8 +285,16 @@ def main() -> None:
             if owned:
                 cluster.stop()
 
-    head = ["run", "wall s", "kubekeep CPU s", "agent CPU s", "MB/s (wall)", "MB/s (transfer)", "MB on the wire",
-            "notes"]
+    head = [
+        "run",
+        "wall s",
+        "kubekeep CPU s",
+        "agent CPU s",
+        "MB/s (wall)",
+        "MB/s (transfer)",
+        "MB on the wire",
+        "notes",
+    ]
     print("| " + " | ".join(head) + " |")
     print("| " + " | ".join(["---"] + ["---:"] * 6 + ["---"]) + " |")
     for row in rows:

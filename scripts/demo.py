@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from testenv.cluster import Cluster  # noqa: E402
-from testenv.seed import seed, wait_for_workloads  # noqa: E402
+from testenv.cluster import Cluster
+from testenv.seed import seed, wait_for_workloads
 
 
 class Story:
@@ -43,8 +43,9 @@ class Story:
 
     def kubekeep(self, *args: str, check: bool = True, show: int = 25) -> subprocess.CompletedProcess[str]:
         print(f"\033[36m$ kubekeep {' '.join(shlex.quote(a) for a in args)}\033[0m", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "kubekeep.cli.main", *args], env=self.env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "kubekeep.cli.main", *args], env=self.env, capture_output=True, text=True
+        )
         out = (proc.stdout + proc.stderr).rstrip().splitlines()
         for line in out[:show]:
             print(f"   {line}")
@@ -60,8 +61,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubekeep-demo-"))
-    env = {"KUBEKEEP_REPOSITORY": str(work / "repo"), "KUBEKEEP_PASSWORD": "demo-password",
-           "KUBEKEEP_CACHE_DIR": str(work / "cache")}
+    env = {
+        "KUBEKEEP_REPOSITORY": str(work / "repo"),
+        "KUBEKEEP_PASSWORD": "demo-password",
+        "KUBEKEEP_CACHE_DIR": str(work / "cache"),
+    }
     story = Story(work, env)
     story.chapter("Starting a throwaway local cluster (binaries are built once, then cached)")
     t0 = time.monotonic()
@@ -85,8 +89,14 @@ def main() -> None:
 
 def run_story(story: Story, cluster: Cluster) -> None:
     etcd_uri = "etcd://" + ",".join(e.split("://", 1)[-1] for e in cluster.etcd.endpoints)
-    tls = ["--cacert", str(cluster.etcd.ca_file), "--cert", str(cluster.etcd.cert_file),
-           "--key", str(cluster.etcd.key_file)]
+    tls = [
+        "--cacert",
+        str(cluster.etcd.ca_file),
+        "--cert",
+        str(cluster.etcd.cert_file),
+        "--key",
+        str(cluster.etcd.key_file),
+    ]
 
     story.chapter("A new encrypted repository")
     story.kubekeep("init")
@@ -116,8 +126,20 @@ def run_story(story: Story, cluster: Cluster) -> None:
     story.chapter("Disaster recovery: the etcd snapshot becomes a fresh data directory")
     target = story.work / "etcd-restored"
     # the cluster's own etcdutl: the one on PATH (Debian's etcd 3.4) is older than the snapshot
-    story.kubekeep("etcd", "restore-dir", etcd_snap, "--data-dir", str(target), "--name", "restored",
-                   "--bump-revision", "1000000", "--mark-compacted", "--etcdutl", str(cluster.binaries["etcdutl"]))
+    story.kubekeep(
+        "etcd",
+        "restore-dir",
+        etcd_snap,
+        "--data-dir",
+        str(target),
+        "--name",
+        "restored",
+        "--bump-revision",
+        "1000000",
+        "--mark-compacted",
+        "--etcdutl",
+        str(cluster.binaries["etcdutl"]),
+    )
     story.say(f"data directory ready at {target} (start etcd with --data-dir there)")
 
 
@@ -137,13 +159,24 @@ def volumes_story(story: Story, cluster: Cluster) -> None:
     story.say("(no container runtime here: the kubelet and the CSI node side are simulated by testenv/simcsi)")
     rest = cluster.rest()
     with SimCSI(cluster, agent_images=[DEFAULT_IMAGE]) as sim:
-        story.env["KUBEKEEP_HELPER_TOLERATIONS"] = TAINT_KEY   # the simulated node is tainted
-        rest.create(resource_path("v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace",
-                                                        "metadata": {"name": ns, "labels": {ENABLED_LABEL: "true"}}})
-        rest.create(resource_path("v1", "persistentvolumeclaims", ns), {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "orders", "namespace": ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": bootstrap.STORAGE_CLASS,
-                     "resources": {"requests": {"storage": "1Gi"}}}})
+        story.env["KUBEKEEP_HELPER_TOLERATIONS"] = TAINT_KEY  # the simulated node is tainted
+        rest.create(
+            resource_path("v1", "namespaces"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {ENABLED_LABEL: "true"}}},
+        )
+        rest.create(
+            resource_path("v1", "persistentvolumeclaims", ns),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "orders", "namespace": ns},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": bootstrap.STORAGE_CLASS,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -158,13 +191,16 @@ def volumes_story(story: Story, cluster: Cluster) -> None:
             rows = "".join(f"{month:02d}-{i:05d},customer-{i % 97},{(i * 37) % 1000}.00\n" for i in range(5000))
             (data / "2026" / f"orders-{month:02d}.csv").write_text("id,customer,total\n" + rows)
         (data / "state.db").write_bytes(os.urandom(4 * 1024 * 1024))
-        story.say(f"claim {ns}/orders holds 13 files, {sum(f.stat().st_size for f in data.rglob('*') if f.is_file()) // 1024} KiB")
+        story.say(
+            f"claim {ns}/orders holds 13 files, {sum(f.stat().st_size for f in data.rglob('*') if f.is_file()) // 1024} KiB"
+        )
         snap = story.kubekeep("backup", f"pvc://{ns}/orders", "--tag", "demo").stdout.split()[1]
         story.kubekeep("ls", f"{snap}:/2026")
         story.kubekeep("restore", snap, "--to", f"pvc://{ns}/orders-restored")
         restored = sim.volume_path(ns, "orders-restored")
-        same = all((restored / f.relative_to(data)).read_bytes() == f.read_bytes()
-                   for f in data.rglob("*") if f.is_file())
+        same = all(
+            (restored / f.relative_to(data)).read_bytes() == f.read_bytes() for f in data.rglob("*") if f.is_file()
+        )
         story.say(f"the new claim {ns}/orders-restored holds the same files: {same}")
         if not same:
             raise SystemExit("demo failed: the restored claim differs")
@@ -195,11 +231,9 @@ def manifests_story(story: Story, cluster: Cluster) -> None:
     story.say(f"back in the cluster: {len(deployments)} Deployments in {ns}: {' '.join(deployments)}")
 
     story.chapter("One Deployment, under a new namespace name, and as clean YAML for GitOps")
-    story.kubekeep("restore", before, "--namespace", ns, "--namespace-map", f"{ns}={ns}-copy", "--to", "k8s://",
-                   show=8)
+    story.kubekeep("restore", before, "--namespace", ns, "--namespace-map", f"{ns}={ns}-copy", "--to", "k8s://", show=8)
     out = story.work / "gitops"
-    story.kubekeep("restore", before, "--namespace", ns, "--kind", "Deployment", "--name", "web-0",
-                   "--to", str(out))
+    story.kubekeep("restore", before, "--namespace", ns, "--kind", "Deployment", "--name", "web-0", "--to", str(out))
     for path in sorted(out.rglob("*.yaml"))[:1]:
         story.say(f"{path.relative_to(out)}:")
         for line in path.read_text().splitlines()[:12]:
@@ -209,8 +243,13 @@ def manifests_story(story: Story, cluster: Cluster) -> None:
 def _last_two(story: Story, source: str) -> list[str]:
     import json
 
-    proc = subprocess.run([sys.executable, "-m", "kubekeep.cli.main", "snapshots", "--json", "--source", source],
-                          env=story.env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubekeep.cli.main", "snapshots", "--json", "--source", source],
+        env=story.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     snaps = json.loads(proc.stdout)
     return [snaps[-2]["short_id"], snaps[-1]["short_id"]]
 

@@ -107,9 +107,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = argparse.ArgumentParser(
-        prog="python -m testenv", description="kubekeep's local Kubernetes test control plane"
-    )
+    p = argparse.ArgumentParser(prog="python -m testenv", description="kubekeep's local Kubernetes test control plane")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_state(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -120,26 +118,16 @@ def parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         return sp
 
-    sub.add_parser("build", help="build/fetch the pinned binaries into the cache").set_defaults(
-        func=cmd_build
-    )
+    sub.add_parser("build", help="build/fetch the pinned binaries into the cache").set_defaults(func=cmd_build)
 
     up = with_state(sub.add_parser("up", help="start a cluster that keeps running after this command"))
     up.add_argument("--nodes", type=int, default=3, help="number of kwok nodes (default 3)")
-    up.add_argument(
-        "--run-dir", type=Path, help="directory for certs, logs, etcd data (default: a new temp dir)"
-    )
+    up.add_argument("--run-dir", type=Path, help="directory for certs, logs, etcd data (default: a new temp dir)")
     up.set_defaults(func=cmd_up)
 
-    with_state(sub.add_parser("down", help="stop the cluster and remove its run dir")).set_defaults(
-        func=cmd_down
-    )
-    with_state(sub.add_parser("env", help="print shell export lines for the cluster")).set_defaults(
-        func=cmd_env
-    )
-    with_state(sub.add_parser("status", help="print the running cluster as JSON")).set_defaults(
-        func=cmd_status
-    )
+    with_state(sub.add_parser("down", help="stop the cluster and remove its run dir")).set_defaults(func=cmd_down)
+    with_state(sub.add_parser("env", help="print shell export lines for the cluster")).set_defaults(func=cmd_env)
+    with_state(sub.add_parser("status", help="print the running cluster as JSON")).set_defaults(func=cmd_status)
 
     sd = with_state(sub.add_parser("seed", help="fill the running cluster with a realistic mix of objects"))
     sd.add_argument("--scale", type=int, default=0, metavar="N",

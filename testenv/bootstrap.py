@@ -129,9 +129,7 @@ def create_snapshot_class(client: RestClient) -> None:
         "driver": CSI_DRIVER,
         "deletionPolicy": "Delete",
     }
-    client.apply(
-        resource_path("snapshot.storage.k8s.io/v1", "volumesnapshotclasses", name=SNAPSHOT_CLASS), vsc
-    )
+    client.apply(resource_path("snapshot.storage.k8s.io/v1", "volumesnapshotclasses", name=SNAPSHOT_CLASS), vsc)
 
 
 NO_PROXY_POLICY = "kubekeep-testenv-no-proxy"

@@ -140,7 +140,7 @@ class Cluster:
         for proc in reversed(self._procs):
             try:
                 proc.stop(timeout=10)
-            except Exception as err:  # keep stopping the rest
+            except Exception as err:  # noqa: BLE001 - keep stopping the rest
                 errors.append(f"{proc.name}: {err}")
         for proc in self._procs:
             if proc.alive():
@@ -392,9 +392,7 @@ class Cluster:
         health.wait_for("etcd /health", etcd_healthy, timeout=60, watch=[etcd])
         t = self._lap("etcd", t)
 
-        apiserver = self._spawn(
-            "kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port)
-        )
+        apiserver = self._spawn("kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port))
         api_ctx = health.tls_context(p.ca.cert, p.admin.cert, p.admin.key)
 
         def api_ready() -> bool | None:

@@ -64,7 +64,7 @@ def wait_for(
             result = probe()
         except (OSError, ssl.SSLError, ValueError) as err:
             result, last_error = None, f"{type(err).__name__}: {err}"
-        except Exception as err:  # API client errors differ by library
+        except Exception as err:  # noqa: BLE001 - API client errors differ by library
             result, last_error = None, f"{type(err).__name__}: {str(err)[:500]}"
         if result is not None:
             return result

@@ -202,9 +202,7 @@ def generate(directory: Path) -> ClusterPKI:
     sa_public = directory / "sa.pub"
     _write_private(sa_private, _key_pem(sa_key))
     sa_public.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
     return ClusterPKI(

@@ -30,9 +30,7 @@ class ApiError(RuntimeError):
         return self.body.get("reason", "") if isinstance(self.body, dict) else ""
 
 
-def resource_path(
-    api_version: str, plural: str, namespace: str | None = None, name: str | None = None
-) -> str:
+def resource_path(api_version: str, plural: str, namespace: str | None = None, name: str | None = None) -> str:
     """URL path of a resource collection or object."""
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     if namespace:

@@ -244,12 +244,8 @@ def namespace_objects(ns: str, mix: Mix) -> tuple[Obj, list[Obj]]:
         if i == 1:
             secret["type"] = "kubernetes.io/tls"
             secret["data"] = {
-                "tls.crt": base64.b64encode(
-                    b"-----BEGIN CERTIFICATE-----\n" + _digest(ns, "crt") * 8
-                ).decode(),
-                "tls.key": base64.b64encode(
-                    b"-----BEGIN PRIVATE KEY-----\n" + _digest(ns, "key") * 4
-                ).decode(),
+                "tls.crt": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n" + _digest(ns, "crt") * 8).decode(),
+                "tls.key": base64.b64encode(b"-----BEGIN PRIVATE KEY-----\n" + _digest(ns, "key") * 4).decode(),
             }
         objs.append(secret)
     for name in sas:
@@ -289,9 +285,7 @@ def namespace_objects(ns: str, mix: Mix) -> tuple[Obj, list[Obj]]:
                 "template": _pod_template(app, sas[0], cms[0], secrets[0]),
             },
         })  # fmt: skip
-    services = [
-        (f"{apps[i % len(apps)]}-svc-{i}", apps[i % len(apps)]) for i in range(mix.services_clusterip)
-    ]
+    services = [(f"{apps[i % len(apps)]}-svc-{i}", apps[i % len(apps)]) for i in range(mix.services_clusterip)]
     for svc, app in services:
         objs.append({
             "apiVersion": "v1", "kind": "Service", "metadata": _meta(svc, ns, app),
@@ -436,9 +430,7 @@ def workloads_ready(client: RestClient, namespaces: Iterable[str]) -> tuple[int,
     ready = total = 0
     for ns in namespaces:
         for plural in ("deployments", "statefulsets"):
-            items = client.get(resource_path("apps/v1", plural, namespace=ns), labelSelector=SEED_LABEL)[
-                "items"
-            ]
+            items = client.get(resource_path("apps/v1", plural, namespace=ns), labelSelector=SEED_LABEL)["items"]
             for item in items:
                 total += 1
                 want = item["spec"].get("replicas", 1)

@@ -37,9 +37,7 @@ def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
 
 def cache_key() -> str:
     """Directory name (``<version>``) for this combination of pinned versions."""
-    return (
-        f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_kwok-{KWOK_VERSION}_snap-{SNAPSHOTTER_CLIENT_VERSION}"
-    )
+    return f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_kwok-{KWOK_VERSION}_snap-{SNAPSHOTTER_CLIENT_VERSION}"
 
 
 def as_dict() -> dict[str, str]:

@@ -34,10 +34,34 @@ from kubekeep.manifests.summary import ClusterSummary, SummaryBuilder
 from kubekeep.storage import open_backend
 
 __all__ = [
-    "RepositoryOptions", "read_password", "open_repository", "init_repository", "split_ref",
-    "backup", "restore", "snapshots", "find_snapshot", "ls", "cat", "diff", "check", "forget", "prune",
-    "copy", "unlock", "etcd_status", "etcd_restore_dir", "ObjectSelector", "ObjectChange", "summary",
-    "diff_manifests", "is_manifests", "stat", "refresh", "ForgetReport", "repair_index",
+    "RepositoryOptions",
+    "read_password",
+    "open_repository",
+    "init_repository",
+    "split_ref",
+    "backup",
+    "restore",
+    "snapshots",
+    "find_snapshot",
+    "ls",
+    "cat",
+    "diff",
+    "check",
+    "forget",
+    "prune",
+    "copy",
+    "unlock",
+    "etcd_status",
+    "etcd_restore_dir",
+    "ObjectSelector",
+    "ObjectChange",
+    "summary",
+    "diff_manifests",
+    "is_manifests",
+    "stat",
+    "refresh",
+    "ForgetReport",
+    "repair_index",
     "repair_snapshots",
 ]
 
@@ -93,32 +117,54 @@ def find_snapshot(repo: Repository, ref: str) -> Snapshot:
     return repo.find_snapshot(ref)
 
 
-def snapshots(repo: Repository, *, tags: Iterable[str] = (), source: str | None = None,
-              kind: str | None = None, host: str | None = None) -> list[Snapshot]:
+def snapshots(
+    repo: Repository,
+    *,
+    tags: Iterable[str] = (),
+    source: str | None = None,
+    kind: str | None = None,
+    host: str | None = None,
+) -> list[Snapshot]:
     """Snapshots, oldest first, filtered: every tag in ``tags``, the source URI, the kind, the host.
     Damaged snapshot files are left out (``repo.damaged_snapshots`` names them, and
     ``repo.on_warning`` hears of each)."""
     wanted = set(tags)
-    return [s for s in repo.snapshots(skip_damaged=True)
-            if wanted <= set(s.tags)
-            and (source is None or s.uri == source or s.uri == f"fs:{source}")
-            and (kind is None or s.kind == kind)
-            and (host is None or s.source.get("host") == host or s.hostname == host)]
+    return [
+        s
+        for s in repo.snapshots(skip_damaged=True)
+        if wanted <= set(s.tags)
+        and (source is None or s.uri == source or s.uri == f"fs:{source}")
+        and (kind is None or s.kind == kind)
+        and (host is None or s.source.get("host") == host or s.hostname == host)
+    ]
 
 
-def backup(repo: Repository, source: str, *, tags: Iterable[str] = (), parent: str | None = None,
-           force: bool = False, progress: ProgressCallback | None = None,
-           options: dict[str, Any] | None = None) -> Snapshot:
+def backup(
+    repo: Repository,
+    source: str,
+    *,
+    tags: Iterable[str] = (),
+    parent: str | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    options: dict[str, Any] | None = None,
+) -> Snapshot:
     """Back up ``source`` (a connector URI or a path) into a new snapshot."""
     importer = connectors.open_importer(source, **(options or {}))
     with repo.lock(), importer:
         parent_snap = repo.find_snapshot(parent) if parent else None
-        return run_backup(repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force,
-                          progress=progress)
+        return run_backup(repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force, progress=progress)
 
 
-def restore(repo: Repository, ref: str, destination: str, *, include: NodeFilter | None = None,
-            options: dict[str, Any] | None = None, select: ObjectSelector | None = None) -> RestoreStats:
+def restore(
+    repo: Repository,
+    ref: str,
+    destination: str,
+    *,
+    include: NodeFilter | None = None,
+    options: dict[str, Any] | None = None,
+    select: ObjectSelector | None = None,
+) -> RestoreStats:
     """Restore ``SNAP[:PATH]`` to ``destination``. For manifests snapshots ``select`` picks
     objects (namespaces, kinds, names, labels) and ``options`` carries the restore options of the
     k8s:// exporter (docs/manifests.md); restored to fs: they become clean YAML unless
@@ -131,8 +177,10 @@ def restore(repo: Repository, ref: str, destination: str, *, include: NodeFilter
             exporter = _manifests_exporter(snap, destination, options)
             include = _all_of(include, _select_objects(repo, snap, path, select))
         elif select is not None and not select.empty():
-            raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot: object selection "
-                                    "(--namespace, --kind, --name, --selector) applies to manifests snapshots")
+            raise errors.UsageError(
+                f"snapshot {snap.short_id} is a {snap.kind} snapshot: object selection "
+                "(--namespace, --kind, --name, --selector) applies to manifests snapshots"
+            )
         else:
             exporter = connectors.open_exporter(destination, **options)
         with exporter:
@@ -208,8 +256,9 @@ def _subtree(repo: Repository, snap: Snapshot, path: str) -> bytes | None:
     return node.subtree
 
 
-def check(repo: Repository, *, read_data: bool = False,
-          progress: Callable[[str, int, int], None] | None = None) -> CheckReport:
+def check(
+    repo: Repository, *, read_data: bool = False, progress: Callable[[str, int, int], None] | None = None
+) -> CheckReport:
     with repo.lock():
         return run_check(repo, read_data=read_data, progress=progress)
 
@@ -232,9 +281,15 @@ class ForgetReport:
         return sum(1 for d in self.decisions if d.keep) + len(self.damaged_kept)
 
 
-def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str] = (),
-           group_by: tuple[str, ...] = ("host", "source"), tags: Iterable[str] = (),
-           dry_run: bool = False) -> ForgetReport:
+def forget(
+    repo: Repository,
+    policy: Policy | None = None,
+    *,
+    ids: Iterable[str] = (),
+    group_by: tuple[str, ...] = ("host", "source"),
+    tags: Iterable[str] = (),
+    dry_run: bool = False,
+) -> ForgetReport:
     """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter).
     A damaged snapshot file named by id (a unique prefix of its name) is removed unread."""
     ids = list(ids)
@@ -252,7 +307,8 @@ def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str]
                     report.decisions.append(Decision(repo.load_snapshot(name), False, ["named"]))
                 except errors.IntegrityError as exc:
                     report.damaged_removed.append(
-                        DamagedSnapshot(name, str(exc).removeprefix(f"snapshot {name[:8]}: ")))
+                        DamagedSnapshot(name, str(exc).removeprefix(f"snapshot {name[:8]}: "))
+                    )
         else:
             assert policy is not None
             groups: dict[tuple[str, ...], list[Snapshot]] = {}
@@ -270,34 +326,44 @@ def forget(repo: Repository, policy: Policy | None = None, *, ids: Iterable[str]
         return report
 
 
-def prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
-          progress: Callable[[str], None] | None = None) -> PruneReport:
+def prune(
+    repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> PruneReport:
     with repo.lock(exclusive=True):
         repo.snapshots(skip_damaged=True)
         if repo.damaged_snapshots:
             names = ", ".join(d.short_id for d in repo.damaged_snapshots.values())
             raise errors.IntegrityError(
                 f"{len(repo.damaged_snapshots)} snapshot file(s) are damaged ({names}): prune cannot tell what "
-                "they need; remove them with 'kubekeep forget ID' first (nothing was deleted)")
+                "they need; remove them with 'kubekeep forget ID' first (nothing was deleted)"
+            )
         repo.reload_index()
         if repo.damaged_index_files:
             # prune deletes packs no index file lists and replaces the index files: with one
             # unreadable it would lose what that file described
             raise errors.IntegrityError(
                 f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
-                "before pruning (nothing was deleted)")
+                "before pruning (nothing was deleted)"
+            )
         return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
 
 
-def repair_index(repo: Repository, *, dry_run: bool = False,
-                 progress: Callable[[str], None] | None = None) -> IndexRepairReport:
+def repair_index(
+    repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> IndexRepairReport:
     """Rebuild the index from the packs' headers: new index files first, then the old ones go."""
     with repo.lock(exclusive=True):
         return _repair.repair_index(repo, dry_run=dry_run, progress=progress)
 
 
-def repair_snapshots(repo: Repository, refs: Iterable[str] = (), *, forget: bool = False, dry_run: bool = False,
-                     progress: Callable[[str], None] | None = None) -> SnapshotsRepairReport:
+def repair_snapshots(
+    repo: Repository,
+    refs: Iterable[str] = (),
+    *,
+    forget: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> SnapshotsRepairReport:
     """Rewrite the snapshots ``refs`` (default: all) whose trees name data that is gone, dropping
     only that; ``forget`` removes the originals of repaired snapshots."""
     refs = list(refs)
@@ -306,8 +372,9 @@ def repair_snapshots(repo: Repository, refs: Iterable[str] = (), *, forget: bool
         return _repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
 
 
-def copy(src: Repository, dst: Repository, refs: Iterable[str] = (),
-         progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
+def copy(
+    src: Repository, dst: Repository, refs: Iterable[str] = (), progress: Callable[[Snapshot, str], None] | None = None
+) -> list[tuple[Snapshot, Snapshot | None]]:
     refs = list(refs)
     with src.lock(), dst.lock():
         snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots(skip_damaged=True)
@@ -337,7 +404,8 @@ def _etcd_file(repo: Repository, ref: str) -> tuple[Snapshot, str, Node]:
             raise
         raise errors.PathNotFound(
             f"snapshot {snap.short_id} ({snap.kind or 'unknown'} snapshot of {snap.uri}) has no "
-            f"/{ETCD_SNAPSHOT_PATH}: name the snapshot file as SNAPSHOT:PATH") from None
+            f"/{ETCD_SNAPSHOT_PATH}: name the snapshot file as SNAPSHOT:PATH"
+        ) from None
     if node.type != "file":
         raise errors.UsageError(f"/{path} in snapshot {snap.short_id} is a {node.type}, not an etcd snapshot file")
     return snap, "/" + path, node
@@ -359,16 +427,31 @@ def etcd_status(repo: Repository, ref: str) -> dict[str, Any]:
     recorded_sha = (recorded or {}).get("sha256")
     if recorded_sha and recorded_sha != info.sha256:
         raise errors.IntegrityError(
-            f"{path} in snapshot {snap.short_id} hashes to {info.sha256}, but the backup recorded "
-            f"{recorded_sha}")
-    return {"snapshot": snap.id, "short_id": snap.short_id, "path": path, "file": info.to_dict(),
-            "recorded": recorded, "matches_recorded": (recorded_sha == info.sha256) if recorded_sha else None}
+            f"{path} in snapshot {snap.short_id} hashes to {info.sha256}, but the backup recorded {recorded_sha}"
+        )
+    return {
+        "snapshot": snap.id,
+        "short_id": snap.short_id,
+        "path": path,
+        "file": info.to_dict(),
+        "recorded": recorded,
+        "matches_recorded": (recorded_sha == info.sha256) if recorded_sha else None,
+    }
 
 
-def etcd_restore_dir(repo: Repository, ref: str, data_dir: str | os.PathLike[str], *, name: str,
-                     initial_cluster: str | None = None, initial_advertise_peer_urls: str | None = None,
-                     initial_cluster_token: str | None = None, bump_revision: int | None = None,
-                     mark_compacted: bool = False, etcdutl: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def etcd_restore_dir(
+    repo: Repository,
+    ref: str,
+    data_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    initial_cluster: str | None = None,
+    initial_advertise_peer_urls: str | None = None,
+    initial_cluster_token: str | None = None,
+    bump_revision: int | None = None,
+    mark_compacted: bool = False,
+    etcdutl: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Turn a stored etcd snapshot file (``SNAP[:PATH]``) into a fresh data directory for member
     ``name`` with ``etcdutl snapshot restore`` (kubekeep.etcd.restore). Defaults as etcd's:
     peer URL ``http://localhost:2380``, initial cluster ``NAME=PEER_URLS``, token
@@ -395,8 +478,9 @@ def etcd_restore_dir(repo: Repository, ref: str, data_dir: str | os.PathLike[str
             with open(snapshot_file, "wb") as out:
                 for piece in repo.read_file(node):
                     out.write(piece)
-            result = restore_data_dir(snapshot_file, target, name, cluster, peer_urls, token,
-                                      bump_revision, mark_compacted, tool.path)
+            result = restore_data_dir(
+                snapshot_file, target, name, cluster, peer_urls, token, bump_revision, mark_compacted, tool.path
+            )
     report = result.to_dict()
     report.pop("output", None)
     # the temporary file is gone: name the stored file instead
@@ -422,8 +506,9 @@ def _manifests_exporter(snap: Snapshot, destination: str, options: dict[str, Any
     wrong = [k for k in given if k in _CLUSTER_ONLY or (raw and k in _FILES_OPTIONS)]
     if wrong:
         names = ", ".join("--" + k.replace("_", "-") for k in wrong)
-        raise errors.UsageError(f"{names} apply(ies) to restores into a cluster (k8s://)"
-                                + (", not to --raw file restores" if raw else ""))
+        raise errors.UsageError(
+            f"{names} apply(ies) to restores into a cluster (k8s://)" + (", not to --raw file restores" if raw else "")
+        )
     inner_options = {k: v for k, v in options.items() if k not in _FILES_OPTIONS}
     if scheme == "fs":
         inner_options["private"] = True  # the objects include Secrets: files 0600, directories 0700
@@ -431,6 +516,7 @@ def _manifests_exporter(snap: Snapshot, destination: str, options: dict[str, Any
     if raw or scheme != "fs":
         return inner
     from kubekeep.connectors.k8s import CleanFilesExporter  # only manifests restores need it
+
     return CleanFilesExporter(inner, **{k: v for k, v in options.items() if k in _FILES_OPTIONS})
 
 
@@ -452,8 +538,13 @@ def _select_objects(repo: Repository, snap: Snapshot, path: str, select: ObjectS
         names = {}
     chosen = [(rel, node) for rel, node in nodes if select.matches(node.attrs, names)]
     crds = {a.get("name") for a in with_crds([n.attrs for _, n in chosen], [n.attrs for _, n in nodes])}
-    chosen += [(rel, node) for rel, node in nodes if node.attrs.get("resource") == "customresourcedefinitions"
-               and node.attrs.get("name") in crds and (rel, node) not in chosen]
+    chosen += [
+        (rel, node)
+        for rel, node in nodes
+        if node.attrs.get("resource") == "customresourcedefinitions"
+        and node.attrs.get("name") in crds
+        and (rel, node) not in chosen
+    ]
     allowed: set[str] = set()
     for rel, _ in chosen:
         allowed.add(rel)
@@ -491,7 +582,7 @@ def summary(repo: Repository, ref: str, *, namespaces: Iterable[str] = ()) -> Cl
             node = repo.resolve(snap, root)
         except errors.PathNotFound:
             continue
-        for rel, child in repo.walk(node.subtree, root) if node.subtree is not None else ():
+        for _rel, child in repo.walk(node.subtree, root) if node.subtree is not None else ():
             attrs = child.attrs
             if child.type != FILE or layout.ref_of_attrs(attrs) is None:
                 continue
@@ -501,10 +592,16 @@ def summary(repo: Repository, ref: str, *, namespaces: Iterable[str] = ()) -> Cl
                 builder.add(attrs.get("group", ""), attrs["resource"], _read_object(repo, child))
     result = builder.build()
     extra = snap.source.get("extra") or {}
-    result.info = {"snapshot": snap.id, "short_id": snap.short_id, "time": snap.time, "source": snap.uri,
-                   "cluster": snap.source.get("host", ""), "server": extra.get("server", ""),
-                   "version": extra.get("version", ""),
-                   "objects": (snap.metadata.get("manifests") or {}).get("objects")}
+    result.info = {
+        "snapshot": snap.id,
+        "short_id": snap.short_id,
+        "time": snap.time,
+        "source": snap.uri,
+        "cluster": snap.source.get("host", ""),
+        "server": extra.get("server", ""),
+        "version": extra.get("version", ""),
+        "objects": (snap.metadata.get("manifests") or {}).get("objects"),
+    }
     return result
 
 
@@ -512,7 +609,7 @@ def summary(repo: Repository, ref: str, *, namespaces: Iterable[str] = ()) -> Cl
 class ObjectChange:
     """One object (or other file) that differs between two manifests snapshots."""
 
-    status: str                      # "+" added, "-" removed, "M" modified
+    status: str  # "+" added, "-" removed, "M" modified
     path: str
     kind: str = ""
     namespace: str = ""
@@ -520,11 +617,19 @@ class ObjectChange:
     fields: list[FieldChange] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "path": "/" + self.path, "kind": self.kind, "namespace": self.namespace,
-                "name": self.name, "fields": [f.to_dict() for f in self.fields]}
+        return {
+            "status": self.status,
+            "path": "/" + self.path,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "fields": [f.to_dict() for f in self.fields],
+        }
 
 
-def diff_manifests(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", churn: bool = False) -> list[ObjectChange]:
+def diff_manifests(
+    repo: Repository, ref_a: str, ref_b: str, *, path: str = "", churn: bool = False
+) -> list[ObjectChange]:
     """Objects added, removed and changed from snapshot ``a`` to ``b`` (below ``path``), with the
     fields that changed; objects whose only changes are churn (``manifests.fielddiff``) are left
     out unless ``churn``."""
@@ -533,12 +638,21 @@ def diff_manifests(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", 
     out: list[ObjectChange] = []
     for c in diff(repo, ref_a, ref_b, path=path, metadata=False):
         node = c.new or c.old
-        if node is None or node.type == DIR or (c.old is not None and c.old.type == DIR) or \
-                (c.new is not None and c.new.type == DIR):
+        if (
+            node is None
+            or node.type == DIR
+            or (c.old is not None and c.old.type == DIR)
+            or (c.new is not None and c.new.type == DIR)
+        ):
             continue
         attrs = node.attrs
-        change = ObjectChange("M" if c.status not in ("+", "-") else c.status, c.path, attrs.get("kind", ""),
-                              attrs.get("namespace", ""), attrs.get("name", ""))
+        change = ObjectChange(
+            "M" if c.status not in ("+", "-") else c.status,
+            c.path,
+            attrs.get("kind", ""),
+            attrs.get("namespace", ""),
+            attrs.get("name", ""),
+        )
         if change.status == "M":
             assert c.old is not None and c.new is not None
             old, new = _read_object(repo, c.old), _read_object(repo, c.new)

@@ -29,8 +29,9 @@ class SimApiError(RuntimeError):
         self.status = status
 
 
-def path_of(api_version: str, plural: str, namespace: str | None = None, name: str | None = None,
-            sub: str | None = None) -> str:
+def path_of(
+    api_version: str, plural: str, namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     if namespace:
         base += f"/namespaces/{quote(namespace, safe='')}"
@@ -53,15 +54,24 @@ class SimApi:
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
-    def request(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
-                content_type: str = "application/json", missing_ok: bool = False) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        missing_ok: bool = False,
+    ) -> Any:
         url = self.server + path + ("?" + urlencode(query) if query else "")
         data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json", "User-Agent": "kubekeep-simcsi"}
         if data is not None:
             headers["Content-Type"] = content_type
-        r = self._pool.request(method, url, body=data, headers=headers, retries=False,
-                               timeout=urllib3.Timeout(connect=5.0, read=30.0))
+        r = self._pool.request(
+            method, url, body=data, headers=headers, retries=False, timeout=urllib3.Timeout(connect=5.0, read=30.0)
+        )
         decoded = json.loads(r.data) if r.data else None
         if r.status == 404 and missing_ok:
             return None
@@ -84,39 +94,66 @@ class SimApi:
         return self.request("PATCH", path, patch, content_type="application/merge-patch+json", missing_ok=True)
 
     def apply(self, path: str, obj: Obj) -> Any:
-        return self.request("PATCH", path, obj, query={"fieldManager": "kubekeep-simcsi", "force": "true"},
-                            content_type="application/apply-patch+yaml")
+        return self.request(
+            "PATCH",
+            path,
+            obj,
+            query={"fieldManager": "kubekeep-simcsi", "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
 
     def delete(self, path: str, body: Obj | None = None) -> Any:
         return self.request("DELETE", path, body, missing_ok=True)
 
-    def event(self, obj: Obj, reason: str, message: str, *, warning: bool = False,
-              component: str = "simcsi") -> None:
+    def event(self, obj: Obj, reason: str, message: str, *, warning: bool = False, component: str = "simcsi") -> None:
         """Record an Event on ``obj`` as a controller or kubelet would."""
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         body = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
-            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
-                               "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-            "reason": reason, "message": message, "type": "Warning" if warning else "Normal",
-            "source": {"component": component}, "reportingComponent": component,
-            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "count": 1,
         }
         try:
             self.create(path_of("v1", "events", ns), body)
         except SimApiError:
             pass  # events are best effort, as in Kubernetes
 
-    def watch(self, path: str, resource_version: str, *, timeout_s: int = 240,
-              query: dict[str, Any] | None = None) -> Iterator[Obj]:
+    def watch(
+        self, path: str, resource_version: str, *, timeout_s: int = 240, query: dict[str, Any] | None = None
+    ) -> Iterator[Obj]:
         """Watch events until the server ends the watch; raises SimApiError(410) when too old."""
-        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(timeout_s), **(query or {})}
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+            **(query or {}),
+        }
         url = self.server + path + "?" + urlencode(params)
-        r = self._pool.request("GET", url, headers={"Accept": "application/json"}, preload_content=False,
-                               retries=False, timeout=urllib3.Timeout(connect=5.0, read=timeout_s + 30))
+        r = self._pool.request(
+            "GET",
+            url,
+            headers={"Accept": "application/json"},
+            preload_content=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=5.0, read=timeout_s + 30),
+        )
         try:
             if r.status >= 300:
                 raise SimApiError("WATCH", path, r.status, json.loads(r.data or b"null"))

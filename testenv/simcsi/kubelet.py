@@ -56,9 +56,20 @@ class PodState:
 class Kubelet(Controller):
     name = "kubelet"
 
-    def __init__(self, api: SimApi, stop: threading.Event, log: Callable[[str], None], *, node: str,
-                 node_ip: str, runtime: Runtime, store: BackingStore, drivers: set[str],
-                 images: dict[str, Image], settings: Any) -> None:
+    def __init__(
+        self,
+        api: SimApi,
+        stop: threading.Event,
+        log: Callable[[str], None],
+        *,
+        node: str,
+        node_ip: str,
+        runtime: Runtime,
+        store: BackingStore,
+        drivers: set[str],
+        images: dict[str, Image],
+        settings: Any,
+    ) -> None:
         super().__init__(api, stop, log)
         self.node = node
         self.node_ip = node_ip
@@ -71,8 +82,13 @@ class Kubelet(Controller):
         self.lock = threading.Lock()
 
     def sources(self) -> list[Source]:
-        return [Source("/api/v1/pods", lambda o: ("pod", meta(o)["namespace"], meta(o)["name"]),
-                       {"fieldSelector": f"spec.nodeName={self.node}"})]
+        return [
+            Source(
+                "/api/v1/pods",
+                lambda o: ("pod", meta(o)["namespace"], meta(o)["name"]),
+                {"fieldSelector": f"spec.nodeName={self.node}"},
+            )
+        ]
 
     def sandbox(self, namespace: str, name: str) -> Sandbox | None:
         with self.lock:
@@ -139,15 +155,24 @@ class Kubelet(Controller):
             image = missing[0]["image"]
             if reason == "ErrImagePull":
                 self.api.event(pod, "Pulling", f'Pulling image "{image}"', component="kubelet")
-                self.api.event(pod, "Failed", f'Failed to pull image "{image}": rpc error: code = NotFound '
-                               f'desc = failed to pull and unpack image "{image}": not found', warning=True,
-                               component="kubelet")
+                self.api.event(
+                    pod,
+                    "Failed",
+                    f'Failed to pull image "{image}": rpc error: code = NotFound '
+                    f'desc = failed to pull and unpack image "{image}": not found',
+                    warning=True,
+                    component="kubelet",
+                )
             else:
-                self.api.event(pod, "BackOff", f'Back-off pulling image "{image}"', warning=True,
-                               component="kubelet")
-            statuses = [self._waiting(c, reason if c in missing else "ContainerCreating",
-                                      f'Back-off pulling image "{c["image"]}"' if c in missing else "")
-                        for c in containers]
+                self.api.event(pod, "BackOff", f'Back-off pulling image "{image}"', warning=True, component="kubelet")
+            statuses = [
+                self._waiting(
+                    c,
+                    reason if c in missing else "ContainerCreating",
+                    f'Back-off pulling image "{c["image"]}"' if c in missing else "",
+                )
+                for c in containers
+            ]
             self._status(pod, state, "Pending", statuses)
             return 2.0
         try:
@@ -162,8 +187,9 @@ class Kubelet(Controller):
         except _NotReady as exc:
             self.runtime.ips.give(ip)
             self.api.event(pod, "Failed", f"Error: {exc}", warning=True, component="kubelet")
-            self._status(pod, state, "Pending", [self._waiting(c, "CreateContainerConfigError", str(exc))
-                                                 for c in containers])
+            self._status(
+                pod, state, "Pending", [self._waiting(c, "CreateContainerConfigError", str(exc)) for c in containers]
+            )
             return 1.0
         try:
             sandbox = self.runtime.create_sandbox(meta(pod)["uid"], specs, ip)
@@ -172,8 +198,9 @@ class Kubelet(Controller):
             raise
         state.sandbox = sandbox
         for c in containers:
-            self.api.event(pod, "Pulled", f'Container image "{c["image"]}" already present on machine',
-                           component="kubelet")
+            self.api.event(
+                pod, "Pulled", f'Container image "{c["image"]}" already present on machine', component="kubelet"
+            )
             self._run(pod, sandbox, c["name"])
         return self._sync(pod, state)
 
@@ -203,8 +230,10 @@ class Kubelet(Controller):
                 claim = volume["persistentVolumeClaim"]
                 pvc = self.api.get(path_of("v1", "persistentvolumeclaims", ns, claim["claimName"]))
                 if pvc is None or (pvc.get("status") or {}).get("phase") != "Bound":
-                    raise _NotReady(f'MountVolume.SetUp failed for volume "{name}": persistentvolumeclaim '
-                                    f'"{claim["claimName"]}" is not bound')
+                    raise _NotReady(
+                        f'MountVolume.SetUp failed for volume "{name}": persistentvolumeclaim '
+                        f'"{claim["claimName"]}" is not bound'
+                    )
                 pv = self.api.get(path_of("v1", "persistentvolumes", name=pvc["spec"]["volumeName"]))
                 out[name] = (self._pv_path(pv, name), bool(claim.get("readOnly")))
             elif "hostPath" in volume:
@@ -269,10 +298,19 @@ class Kubelet(Controller):
         if (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) and not uid:
             raise _NotReady("container has runAsNonRoot and image will run as root")
         return ContainerSpec(
-            name=c["name"], image=image, argv=argv, env=env, workdir=c.get("workingDir") or "/", mounts=mounts,
-            caps=capabilities(sc), uid=uid, gid=gid, no_new_privs=sc.get("allowPrivilegeEscalation") is False,
+            name=c["name"],
+            image=image,
+            argv=argv,
+            env=env,
+            workdir=c.get("workingDir") or "/",
+            mounts=mounts,
+            caps=capabilities(sc),
+            uid=uid,
+            gid=gid,
+            no_new_privs=sc.get("allowPrivilegeEscalation") is False,
             read_only_root=bool(sc.get("readOnlyRootFilesystem")),
-            ports=[int(p["containerPort"]) for p in c.get("ports") or () if p.get("protocol", "TCP") == "TCP"])
+            ports=[int(p["containerPort"]) for p in c.get("ports") or () if p.get("protocol", "TCP") == "TCP"],
+        )
 
     def _env_value(self, pod: Obj, item: Obj, ip: str, env: dict[str, str]) -> str:
         if "value" in item:
@@ -284,8 +322,11 @@ class Kubelet(Controller):
             secret = self.api.get(path_of("v1", "secrets", ns, ref["name"]))
             value = ((secret or {}).get("data") or {}).get(ref["key"])
             if value is None:
-                raise _NotReady(f'secret "{ref["name"]}" not found' if secret is None
-                                else f'couldn\'t find key {ref["key"]} in Secret {ns}/{ref["name"]}')
+                raise _NotReady(
+                    f'secret "{ref["name"]}" not found'
+                    if secret is None
+                    else f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}"
+                )
             return base64.b64decode(value).decode()
         if "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
@@ -295,9 +336,15 @@ class Kubelet(Controller):
                 raise _NotReady(f'configmap "{ref["name"]}" or its key {ref["key"]} not found')
             return str(value)
         if "fieldRef" in source:
-            fields = {"metadata.name": meta(pod)["name"], "metadata.namespace": ns, "metadata.uid": meta(pod)["uid"],
-                      "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-                      "status.podIP": ip, "status.hostIP": self.node_ip}
+            fields = {
+                "metadata.name": meta(pod)["name"],
+                "metadata.namespace": ns,
+                "metadata.uid": meta(pod)["uid"],
+                "spec.nodeName": self.node,
+                "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+                "status.podIP": ip,
+                "status.hostIP": self.node_ip,
+            }
             return str(fields.get(source["fieldRef"]["fieldPath"], ""))
         return ""
 
@@ -315,11 +362,16 @@ class Kubelet(Controller):
             if proc is not None and code is not None and container.exit_code is None:
                 container.exit_code = code
                 if policy == "Always" or (policy == "OnFailure" and code != 0):
-                    backoff = min(1.0 * 2 ** container.restarts, 10.0)
+                    backoff = min(1.0 * 2**container.restarts, 10.0)
                     state.restart_at[c["name"]] = time.monotonic() + backoff
-                    self.api.event(pod, "BackOff", f"Back-off restarting failed container {c['name']} in pod "
-                                   f"{meta(pod)['name']}_{meta(pod)['namespace']}({meta(pod)['uid']})",
-                                   warning=True, component="kubelet")
+                    self.api.event(
+                        pod,
+                        "BackOff",
+                        f"Back-off restarting failed container {c['name']} in pod "
+                        f"{meta(pod)['name']}_{meta(pod)['namespace']}({meta(pod)['uid']})",
+                        warning=True,
+                        component="kubelet",
+                    )
             restart_at = state.restart_at.get(c["name"])
             if restart_at is not None and time.monotonic() >= restart_at:
                 del state.restart_at[c["name"]]
@@ -339,30 +391,59 @@ class Kubelet(Controller):
         return next_check
 
     def _container_status(self, c: Obj, container: Any, *, waiting_backoff: bool) -> Obj:
-        base = {"name": c["name"], "image": c["image"], "imageID": f"simcsi://{c['image']}",
-                "restartCount": container.restarts,
-                "containerID": f"simcsi://{container.proc.pid if container.proc else 0}"}
+        base = {
+            "name": c["name"],
+            "image": c["image"],
+            "imageID": f"simcsi://{c['image']}",
+            "restartCount": container.restarts,
+            "containerID": f"simcsi://{container.proc.pid if container.proc else 0}",
+        }
         started = _ts(container.started_at)
         if waiting_backoff:
-            return {**base, "ready": False, "started": False,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                          "message": f"back-off restarting failed container {c['name']}"}},
-                    "lastState": {"terminated": {"exitCode": container.exit_code, "reason": "Error"}}}
+            return {
+                **base,
+                "ready": False,
+                "started": False,
+                "state": {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container {c['name']}",
+                    }
+                },
+                "lastState": {"terminated": {"exitCode": container.exit_code, "reason": "Error"}},
+            }
         if container.exit_code is not None:
-            return {**base, "ready": False, "started": False,
-                    "state": {"terminated": {"exitCode": container.exit_code,
-                                             "reason": "Completed" if container.exit_code == 0 else "Error",
-                                             "startedAt": started, "finishedAt": now()}}}
+            return {
+                **base,
+                "ready": False,
+                "started": False,
+                "state": {
+                    "terminated": {
+                        "exitCode": container.exit_code,
+                        "reason": "Completed" if container.exit_code == 0 else "Error",
+                        "startedAt": started,
+                        "finishedAt": now(),
+                    }
+                },
+            }
         return {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started}}}
 
     @staticmethod
     def _waiting(c: Obj, reason: str, message: str = "") -> Obj:
         waiting = {"reason": reason, **({"message": message} if message else {})}
-        return {"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
-                "restartCount": 0, "state": {"waiting": waiting}}
+        return {
+            "name": c["name"],
+            "image": c["image"],
+            "imageID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"waiting": waiting},
+        }
 
-    def _status(self, pod: Obj, state: PodState, phase: str, statuses: list[Obj], *,
-                sandbox: Sandbox | None = None) -> None:
+    def _status(
+        self, pod: Obj, state: PodState, phase: str, statuses: list[Obj], *, sandbox: Sandbox | None = None
+    ) -> None:
         ready = phase == "Running" and all(s.get("ready") for s in statuses)
         conditions: list[dict[str, Any]] = [
             {"type": "PodReadyToStartContainers", "status": "True" if sandbox else "False"},
@@ -371,8 +452,12 @@ class Kubelet(Controller):
             {"type": "ContainersReady", "status": "True" if ready else "False"},
             {"type": "PodScheduled", "status": "True"},
         ]
-        status: Obj = {"phase": phase, "hostIP": self.node_ip, "hostIPs": [{"ip": self.node_ip}],
-                       "containerStatuses": statuses}
+        status: Obj = {
+            "phase": phase,
+            "hostIP": self.node_ip,
+            "hostIPs": [{"ip": self.node_ip}],
+            "containerStatuses": statuses,
+        }
         if sandbox is not None:
             status["podIP"] = sandbox.ip
             status["podIPs"] = [{"ip": sandbox.ip}]
@@ -387,8 +472,9 @@ class Kubelet(Controller):
         status["conditions"] = conditions
         status["startTime"] = (pod.get("status") or {}).get("startTime") or now()
         try:
-            self.api.merge(path_of("v1", "pods", meta(pod)["namespace"], meta(pod)["name"], "status"),
-                           {"status": status})
+            self.api.merge(
+                path_of("v1", "pods", meta(pod)["namespace"], meta(pod)["name"], "status"), {"status": status}
+            )
             state.last_status = fingerprint
         except SimApiError as exc:
             if exc.status != 404:
@@ -408,6 +494,7 @@ def _ts(epoch: float) -> str:
 
 
 # -- the kubelet API ------------------------------------------------------------------------
+
 
 class KubeletServer:
     """HTTPS on the node's address: /exec, /portForward and /containerLogs for the apiserver."""
@@ -498,8 +585,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             proc = self.kubelet.runtime.exec(sandbox, container, command)
         except OSError as exc:
-            sock.sendall(ws.frame(b"\x03" + json.dumps({"metadata": {}, "status": "Failure",
-                                                        "message": str(exc)}).encode()))
+            sock.sendall(
+                ws.frame(b"\x03" + json.dumps({"metadata": {}, "status": "Failure", "message": str(exc)}).encode())
+            )
             return None
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         if query.get("input", ["0"])[0] not in ("1", "true"):
@@ -527,10 +615,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if code == 0:
             status = {"metadata": {}, "status": "Success"}
         else:
-            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                      "message": f"command terminated with non-zero exit code: error executing command "
-                                 f"{command}, exit code {code}",
-                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": f"command terminated with non-zero exit code: error executing command "
+                f"{command}, exit code {code}",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
         try:
             sock.sendall(ws.frame(b"\x03" + json.dumps(status).encode()))
             sock.sendall(ws.frame(b"", ws.OP_CLOSE))
@@ -551,9 +643,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             target = self.kubelet.runtime.connect(sandbox, port)
         except OSError as exc:
-            message = (f"an error occurred forwarding {port} -> {port}: error forwarding port {port} to pod "
-                       f"{sandbox.uid}: failed to connect to localhost:{port} inside namespace: "
-                       f"{exc.strerror or exc}")
+            message = (
+                f"an error occurred forwarding {port} -> {port}: error forwarding port {port} to pod "
+                f"{sandbox.uid}: failed to connect to localhost:{port} inside namespace: "
+                f"{exc.strerror or exc}"
+            )
             try:
                 sock.sendall(ws.frame(b"\x01" + message.encode()) + ws.frame(b"", ws.OP_CLOSE))
             except OSError:
@@ -588,7 +682,28 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     unless started with --kubelet-certificate-authority)."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "kubelet.crt", directory / "kubelet.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=simcsi-kubelet",
-                    "-addext", f"subjectAltName=IP:{host}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=simcsi-kubelet",
+            "-addext",
+            f"subjectAltName=IP:{host}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key

@@ -24,8 +24,17 @@ def _micro_now() -> str:
 
 
 class NodeAgent:
-    def __init__(self, api: SimApi, stop: threading.Event, log: Callable[[str], None], *, name: str, ip: str,
-                 kubelet_port: int, drivers: list[str]) -> None:
+    def __init__(
+        self,
+        api: SimApi,
+        stop: threading.Event,
+        log: Callable[[str], None],
+        *,
+        name: str,
+        ip: str,
+        kubelet_port: int,
+        drivers: list[str],
+    ) -> None:
         self.api = api
         self.stop = stop
         self.log = log
@@ -37,49 +46,114 @@ class NodeAgent:
 
     def register(self) -> None:
         node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.name, "labels": {
-                "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                TOPOLOGY_KEY: self.name, "kubekeep.test/simcsi": "true"}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    TOPOLOGY_KEY: self.name,
+                    "kubekeep.test/simcsi": "true",
+                },
+            },
             "spec": {"taints": [{"key": TAINT_KEY, "effect": "NoSchedule"}]},
         }
         self.api.create(path_of("v1", "nodes"), node, exist_ok=True)
         self._status()
         for driver in self.drivers:
-            self.api.apply(path_of("storage.k8s.io/v1", "csidrivers", name=driver), {
-                "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": driver},
-                "spec": {"attachRequired": False, "podInfoOnMount": True, "fsGroupPolicy": "File",
-                         "volumeLifecycleModes": ["Persistent"]}})
-        self.api.apply(path_of("storage.k8s.io/v1", "csinodes", name=self.name), {
-            "apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": self.name},
-            "spec": {"drivers": [{"name": d, "nodeID": self.name, "topologyKeys": [TOPOLOGY_KEY]}
-                                 for d in self.drivers]}})
+            self.api.apply(
+                path_of("storage.k8s.io/v1", "csidrivers", name=driver),
+                {
+                    "apiVersion": "storage.k8s.io/v1",
+                    "kind": "CSIDriver",
+                    "metadata": {"name": driver},
+                    "spec": {
+                        "attachRequired": False,
+                        "podInfoOnMount": True,
+                        "fsGroupPolicy": "File",
+                        "volumeLifecycleModes": ["Persistent"],
+                    },
+                },
+            )
+        self.api.apply(
+            path_of("storage.k8s.io/v1", "csinodes", name=self.name),
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "CSINode",
+                "metadata": {"name": self.name},
+                "spec": {
+                    "drivers": [{"name": d, "nodeID": self.name, "topologyKeys": [TOPOLOGY_KEY]} for d in self.drivers]
+                },
+            },
+        )
         self._lease()
         self._thread.start()
 
     def _status(self) -> None:
         stamp = now()
         conditions = [
-            {"type": t, "status": "False", "reason": f"KubeletHasSufficient{t.removesuffix('Pressure')}",
-             "message": "simulated", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+            {
+                "type": t,
+                "status": "False",
+                "reason": f"KubeletHasSufficient{t.removesuffix('Pressure')}",
+                "message": "simulated",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
             for t in ("MemoryPressure", "DiskPressure", "PIDPressure")
-        ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "simulated kubelet is ready",
-              "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}]
+        ] + [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "simulated kubelet is ready",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+        ]
         capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-        self.api.merge(path_of("v1", "nodes", name=self.name, sub="status"), {"status": {
-            "addresses": [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
-            "capacity": capacity, "allocatable": capacity, "conditions": conditions, "phase": "Running",
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "simcsi",
-                         "containerRuntimeVersion": "simcsi://1", "kernelVersion": "", "osImage": "simcsi",
-                         "bootID": "", "machineID": "", "systemUUID": "", "kubeProxyVersion": ""}}})
+        self.api.merge(
+            path_of("v1", "nodes", name=self.name, sub="status"),
+            {
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": self.ip},
+                        {"type": "Hostname", "address": self.name},
+                    ],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "conditions": conditions,
+                    "phase": "Running",
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                        "kubeletVersion": "simcsi",
+                        "containerRuntimeVersion": "simcsi://1",
+                        "kernelVersion": "",
+                        "osImage": "simcsi",
+                        "bootID": "",
+                        "machineID": "",
+                        "systemUUID": "",
+                        "kubeProxyVersion": "",
+                    },
+                }
+            },
+        )
 
     def _lease(self) -> None:
         path = path_of("coordination.k8s.io/v1", "leases", "kube-node-lease", self.name)
-        self.api.apply(path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                              "metadata": {"name": self.name, "namespace": "kube-node-lease"},
-                              "spec": {"holderIdentity": self.name, "leaseDurationSeconds": 40,
-                                       "renewTime": _micro_now()}})
+        self.api.apply(
+            path,
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": self.name, "leaseDurationSeconds": 40, "renewTime": _micro_now()},
+            },
+        )
 
     def _beat(self) -> None:
         while not self.stop.wait(HEARTBEAT_S):
@@ -91,9 +165,11 @@ class NodeAgent:
 
     def unregister(self) -> None:
         self._thread.join(timeout=2)
-        for path in (path_of("storage.k8s.io/v1", "csinodes", name=self.name),
-                     path_of("coordination.k8s.io/v1", "leases", "kube-node-lease", self.name),
-                     path_of("v1", "nodes", name=self.name)):
+        for path in (
+            path_of("storage.k8s.io/v1", "csinodes", name=self.name),
+            path_of("coordination.k8s.io/v1", "leases", "kube-node-lease", self.name),
+            path_of("v1", "nodes", name=self.name),
+        ):
             try:
                 self.api.delete(path)
             except (SimApiError, OSError):

@@ -38,8 +38,17 @@ def quantity_bytes(text: str) -> int:
 class Provisioner(Controller):
     name = "provisioner"
 
-    def __init__(self, api: SimApi, stop: threading.Event, log: Callable[[str], None], *, node: str,
-                 drivers: set[str], store: BackingStore, enabled_label: str) -> None:
+    def __init__(
+        self,
+        api: SimApi,
+        stop: threading.Event,
+        log: Callable[[str], None],
+        *,
+        node: str,
+        drivers: set[str],
+        store: BackingStore,
+        enabled_label: str,
+    ) -> None:
         super().__init__(api, stop, log)
         self.node = node
         self.drivers = drivers
@@ -89,33 +98,64 @@ class Provisioner(Controller):
             source, restore_size = found
             size = max(size, restore_size)
         elif data_source:
-            self.api.event(pvc, "ProvisioningFailed", f"data source kind {data_source.get('kind')} is not "
-                           "supported", warning=True, component=driver)
+            self.api.event(
+                pvc,
+                "ProvisioningFailed",
+                f"data source kind {data_source.get('kind')} is not supported",
+                warning=True,
+                component=driver,
+            )
             return None
-        self.api.event(pvc, "Provisioning", f'External provisioner is provisioning volume for claim "{ns}/{name}"',
-                       component=driver)
+        self.api.event(
+            pvc,
+            "Provisioning",
+            f'External provisioner is provisioning volume for claim "{ns}/{name}"',
+            component=driver,
+        )
         volume_id = str(uuid.uuid4())
         self.store.create_volume(volume_id, block=block, size=size, source=source)
         pv: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "PersistentVolume",
-            "metadata": {"name": pv_name, "annotations": {PROVISIONED_BY: driver,
-                                                          "volume.kubernetes.io/provisioner-deletion-secret-name": "",
-                                                          "volume.kubernetes.io/provisioner-deletion-secret-namespace": ""},
-                         "finalizers": [PV_FINALIZER]},
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": pv_name,
+                "annotations": {
+                    PROVISIONED_BY: driver,
+                    "volume.kubernetes.io/provisioner-deletion-secret-name": "",
+                    "volume.kubernetes.io/provisioner-deletion-secret-namespace": "",
+                },
+                "finalizers": [PV_FINALIZER],
+            },
             "spec": {
                 "capacity": {"storage": pvc["spec"]["resources"]["requests"]["storage"]},
                 "accessModes": pvc["spec"].get("accessModes") or ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy", "Delete"),
                 "storageClassName": pvc["spec"]["storageClassName"],
                 "volumeMode": "Block" if block else "Filesystem",
-                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": name,
-                             "uid": meta(pvc)["uid"], "resourceVersion": meta(pvc)["resourceVersion"]},
-                "csi": {"driver": driver, "volumeHandle": volume_id,
-                        "volumeAttributes": {"kind": "block" if block else "directory",
-                                             "storage.kubernetes.io/csiProvisionerIdentity": f"simcsi-{self.node}"},
-                        **({} if block else {"fsType": "ext4"})},
-                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": TOPOLOGY_KEY, "operator": "In", "values": [self.node]}]}]}},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": ns,
+                    "name": name,
+                    "uid": meta(pvc)["uid"],
+                    "resourceVersion": meta(pvc)["resourceVersion"],
+                },
+                "csi": {
+                    "driver": driver,
+                    "volumeHandle": volume_id,
+                    "volumeAttributes": {
+                        "kind": "block" if block else "directory",
+                        "storage.kubernetes.io/csiProvisionerIdentity": f"simcsi-{self.node}",
+                    },
+                    **({} if block else {"fsType": "ext4"}),
+                },
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": TOPOLOGY_KEY, "operator": "In", "values": [self.node]}]}
+                        ]
+                    }
+                },
             },
         }
         self.api.create(path_of("v1", "persistentvolumes"), pv, exist_ok=True)
@@ -127,18 +167,28 @@ class Provisioner(Controller):
         vs = self.api.get(path_of(SNAPSHOT_GROUP, "volumesnapshots", ns, snapshot))
         status = (vs or {}).get("status") or {}
         if vs is None or not status.get("readyToUse"):
-            self.api.event(pvc, "ProvisioningFailed", f'error getting handle for DataSource Type VolumeSnapshot by '
-                           f'Name {snapshot}: snapshot {snapshot} is not Ready', warning=True)
+            self.api.event(
+                pvc,
+                "ProvisioningFailed",
+                f"error getting handle for DataSource Type VolumeSnapshot by "
+                f"Name {snapshot}: snapshot {snapshot} is not Ready",
+                warning=True,
+            )
             return None
-        content = self.api.get(path_of(SNAPSHOT_GROUP, "volumesnapshotcontents",
-                                       name=status["boundVolumeSnapshotContentName"]))
+        content = self.api.get(
+            path_of(SNAPSHOT_GROUP, "volumesnapshotcontents", name=status["boundVolumeSnapshotContentName"])
+        )
         handle = ((content or {}).get("status") or {}).get("snapshotHandle")
         if handle is None:
             return None
         restore = quantity_bytes(status.get("restoreSize") or "0")
         if size < restore:
-            self.api.event(pvc, "ProvisioningFailed", f"requested volume size {size} is less than the size "
-                           f"{restore} for the source snapshot {snapshot}", warning=True)
+            self.api.event(
+                pvc,
+                "ProvisioningFailed",
+                f"requested volume size {size} is less than the size {restore} for the source snapshot {snapshot}",
+                warning=True,
+            )
             return None
         return self.store.snapshot_path(handle), restore
 
@@ -156,8 +206,9 @@ class Provisioner(Controller):
         self.store.delete_volume(pv["spec"]["csi"]["volumeHandle"])
         finalizers = [f for f in meta(pv).get("finalizers", []) if f != PV_FINALIZER]
         if finalizers != meta(pv).get("finalizers", []):
-            self.api.merge(path, {"metadata": {"finalizers": finalizers or None,
-                                               "resourceVersion": meta(pv)["resourceVersion"]}})
+            self.api.merge(
+                path, {"metadata": {"finalizers": finalizers or None, "resourceVersion": meta(pv)["resourceVersion"]}}
+            )
         if not meta(pv).get("deletionTimestamp"):
             self.api.delete(path)
         return None

@@ -33,8 +33,22 @@ _CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 #: what a container runtime grants when the security context does not say (containerd's list)
-DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
-                "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+DEFAULT_CAPS = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+)
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -48,8 +62,9 @@ class Image:
     env: tuple[tuple[str, str], ...] = ()
 
 
-def host_image(entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = (), *, python: bool = False,
-               extra: tuple[str, ...] = ()) -> Image:
+def host_image(
+    entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = (), *, python: bool = False, extra: tuple[str, ...] = ()
+) -> Image:
     """An image made of this machine's /usr and /etc (and its Python, with ``python``)."""
     paths = ["/usr", "/etc"]
     env = [("PATH", BASE_PATH)]
@@ -141,12 +156,17 @@ class Runtime:
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
         (base / "logs").mkdir()
-        spec = {"containers": [{
-            "rootfs": str(base / "rootfs" / c.name),
-            "image_paths": list(c.image.paths),
-            "mounts": [{"path": m.path, "host": m.host, "read_only": m.read_only} for m in c.mounts],
-            "read_only_root": c.read_only_root,
-        } for c in containers]}
+        spec = {
+            "containers": [
+                {
+                    "rootfs": str(base / "rootfs" / c.name),
+                    "image_paths": list(c.image.paths),
+                    "mounts": [{"path": m.path, "host": m.host, "read_only": m.read_only} for m in c.mounts],
+                    "read_only_root": c.read_only_root,
+                }
+                for c in containers
+            ]
+        }
         spec_file = base / "sandbox.json"
         spec_file.write_text(json.dumps(spec))
         argv = ["unshare", "--mount", "--net", "--propagation", "private"]
@@ -154,8 +174,15 @@ class Runtime:
             argv += ["--user", "--map-root-user"]
         argv += ["--", sys.executable, "-m", "testenv.simcsi.sandbox", str(spec_file)]
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-        holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=env, start_new_session=True)
+        holder = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         assert holder.stdout is not None
         line = holder.stdout.readline().strip()
         if line != "ready":
@@ -177,13 +204,26 @@ class Runtime:
         if spec.no_new_privs:
             priv.append("--no-new-privs")
         if spec.uid is not None:
-            priv += [f"--reuid={spec.uid}", f"--regid={spec.gid if spec.gid is not None else spec.uid}",
-                     "--clear-groups"]
+            priv += [
+                f"--reuid={spec.uid}",
+                f"--regid={spec.gid if spec.gid is not None else spec.uid}",
+                "--clear-groups",
+            ]
         ns = ["nsenter", f"--target={sandbox.holder.pid}", "--mount", "--net"]
         if self._userns:
             ns.append("--user")
-        return [*ns, "--", "chroot", str(container.rootfs), *priv, "--",
-                "/usr/bin/env", f"--chdir={workdir or '/'}", "--", *argv]
+        return [
+            *ns,
+            "--",
+            "chroot",
+            str(container.rootfs),
+            *priv,
+            "--",
+            "/usr/bin/env",
+            f"--chdir={workdir or '/'}",
+            "--",
+            *argv,
+        ]
 
     def start_container(self, sandbox: Sandbox, name: str) -> None:
         container = sandbox.containers[name]
@@ -191,8 +231,13 @@ class Runtime:
         log = open(container.log_path, "ab")  # noqa: SIM115 - owned by the process
         try:
             container.proc = subprocess.Popen(
-                self._enter(sandbox, container, spec.argv, spec.workdir), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log, env=spec.env, start_new_session=True)
+                self._enter(sandbox, container, spec.argv, spec.workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=spec.env,
+                start_new_session=True,
+            )
         finally:
             log.close()
         container.started_at = time.time()
@@ -200,9 +245,14 @@ class Runtime:
 
     def exec(self, sandbox: Sandbox, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         container = sandbox.containers[name]
-        return subprocess.Popen(self._enter(sandbox, container, argv, container.spec.workdir),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=container.spec.env, start_new_session=True)
+        return subprocess.Popen(
+            self._enter(sandbox, container, argv, container.spec.workdir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=container.spec.env,
+            start_new_session=True,
+        )
 
     def stop_container(self, container: Container, grace: float) -> None:
         proc = container.proc

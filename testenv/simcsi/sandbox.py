@@ -73,6 +73,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1]))
     except subprocess.CalledProcessError as exc:
-        print(f"sandbox setup failed: {' '.join(exc.cmd)}: {exc.stderr.decode(errors='replace').strip()}",
-              flush=True)
+        print(f"sandbox setup failed: {' '.join(exc.cmd)}: {exc.stderr.decode(errors='replace').strip()}", flush=True)
         sys.exit(1)

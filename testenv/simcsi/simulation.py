@@ -45,10 +45,10 @@ NODE_IP = "127.0.0.1"
 class Settings:
     """Failure modes and delays; tests change them while the simulation runs."""
 
-    pod_start_delay: float = 0.0      # pods stay ContainerCreating this long (a slow image pull)
-    snapshot_delay: float = 0.0       # snapshots become ready after this long
-    hold_snapshots: bool = False      # snapshots never become ready
-    snapshot_error: str = ""          # snapshots fail with this error
+    pod_start_delay: float = 0.0  # pods stay ContainerCreating this long (a slow image pull)
+    snapshot_delay: float = 0.0  # snapshots become ready after this long
+    hold_snapshots: bool = False  # snapshots never become ready
+    snapshot_error: str = ""  # snapshots fail with this error
 
 
 def kubekeep_source_root() -> str:
@@ -59,8 +59,7 @@ def kubekeep_source_root() -> str:
 
 
 class SimCSI:
-    def __init__(self, cluster: Cluster, *, agent_images: list[str], log: Any = None,
-                 root: Path | None = None) -> None:
+    def __init__(self, cluster: Cluster, *, agent_images: list[str], log: Any = None, root: Path | None = None) -> None:
         self.cluster = cluster
         self.node = f"simcsi-{uuid.uuid4().hex[:6]}"
         self.settings = Settings()
@@ -69,27 +68,52 @@ class SimCSI:
         self._root = root or Path(tempfile.mkdtemp(prefix="kubekeep-simcsi-"))
         self._own_root = root is None
         self.drivers = {bootstrap.CSI_DRIVER, NOSNAP_DRIVER}
-        agent = host_image(entrypoint=("python", "-m", "kubekeep.agent"), python=True,
-                           extra=(kubekeep_source_root(),))
-        self.images: dict[str, Image] = {name: agent for name in agent_images}
+        agent = host_image(entrypoint=("python", "-m", "kubekeep.agent"), python=True, extra=(kubekeep_source_root(),))
+        self.images: dict[str, Image] = dict.fromkeys(agent_images, agent)
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))
         # starts (the pod is Running for a moment), then dies: the agent crashing after its start
-        self.images[CRASH_IMAGE] = host_image(entrypoint=("sh", "-c", "sleep 1; echo 'fatal: simulated crash' >&2; exit 3"))
+        self.images[CRASH_IMAGE] = host_image(
+            entrypoint=("sh", "-c", "sleep 1; echo 'fatal: simulated crash' >&2; exit 3")
+        )
         self.store = BackingStore(self._root / "csi")
         self.stop_event = threading.Event()
         self.api = SimApi(cluster.api_client())
         self.runtime = Runtime(self._root / "pods", self.log)
-        self.kubelet = Kubelet(self.api, self.stop_event, self.log, node=self.node, node_ip=NODE_IP,
-                               runtime=self.runtime, store=self.store, drivers=self.drivers, images=self.images,
-                               settings=self.settings)
+        self.kubelet = Kubelet(
+            self.api,
+            self.stop_event,
+            self.log,
+            node=self.node,
+            node_ip=NODE_IP,
+            runtime=self.runtime,
+            store=self.store,
+            drivers=self.drivers,
+            images=self.images,
+            settings=self.settings,
+        )
         cert, key = self_signed(self._root / "pki", NODE_IP)
         self.server = KubeletServer(self.kubelet, NODE_IP, cert, key)
-        self.node_agent = NodeAgent(self.api, self.stop_event, self.log, name=self.node, ip=NODE_IP,
-                                    kubelet_port=self.server.port, drivers=sorted(self.drivers))
-        self.provisioner = Provisioner(self.api, self.stop_event, self.log, node=self.node, drivers=self.drivers,
-                                       store=self.store, enabled_label=ENABLED_LABEL)
-        self.snapshotter = Snapshotter(self.api, self.stop_event, self.log, drivers=self.drivers, store=self.store,
-                                       settings=self.settings)
+        self.node_agent = NodeAgent(
+            self.api,
+            self.stop_event,
+            self.log,
+            name=self.node,
+            ip=NODE_IP,
+            kubelet_port=self.server.port,
+            drivers=sorted(self.drivers),
+        )
+        self.provisioner = Provisioner(
+            self.api,
+            self.stop_event,
+            self.log,
+            node=self.node,
+            drivers=self.drivers,
+            store=self.store,
+            enabled_label=ENABLED_LABEL,
+        )
+        self.snapshotter = Snapshotter(
+            self.api, self.stop_event, self.log, drivers=self.drivers, store=self.store, settings=self.settings
+        )
 
     def log(self, message: str) -> None:
         self.messages.append(message)
@@ -97,9 +121,17 @@ class SimCSI:
             self._log_hook(message)
 
     def start(self) -> Self:
-        self.api.apply(path_of("storage.k8s.io/v1", "storageclasses", name=NOSNAP_STORAGE_CLASS), {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": NOSNAP_STORAGE_CLASS},
-            "provisioner": NOSNAP_DRIVER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
+        self.api.apply(
+            path_of("storage.k8s.io/v1", "storageclasses", name=NOSNAP_STORAGE_CLASS),
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": NOSNAP_STORAGE_CLASS},
+                "provisioner": NOSNAP_DRIVER,
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+            },
+        )
         self.server.start()
         self.node_agent.register()
         for controller in (self.kubelet, self.provisioner, self.snapshotter):

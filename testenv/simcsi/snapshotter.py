@@ -40,8 +40,16 @@ def _quantity(size: int) -> str:
 class Snapshotter(Controller):
     name = "snapshotter"
 
-    def __init__(self, api: SimApi, stop: threading.Event, log: Callable[[str], None], *, drivers: set[str],
-                 store: BackingStore, settings: Any) -> None:
+    def __init__(
+        self,
+        api: SimApi,
+        stop: threading.Event,
+        log: Callable[[str], None],
+        *,
+        drivers: set[str],
+        store: BackingStore,
+        settings: Any,
+    ) -> None:
         super().__init__(api, stop, log)
         self.drivers = drivers
         self.store = store
@@ -77,44 +85,71 @@ class Snapshotter(Controller):
         if not pvc_name:
             return None  # pre-provisioned snapshots are not simulated
         pvc = self.api.get(path_of("v1", "persistentvolumeclaims", ns, pvc_name))
-        pv = self.api.get(path_of("v1", "persistentvolumes", name=pvc["spec"]["volumeName"])) \
-            if pvc and pvc["spec"].get("volumeName") else None
+        pv = (
+            self.api.get(path_of("v1", "persistentvolumes", name=pvc["spec"]["volumeName"]))
+            if pvc and pvc["spec"].get("volumeName")
+            else None
+        )
         csi = ((pv or {}).get("spec") or {}).get("csi") or {}
         if csi.get("driver") not in self.drivers:
             if pvc is None or pv is None:
-                self._error(vs, path, f"failed to get input parameters to create snapshot {name}: the source "
-                                      f"PVC {pvc_name} is not bound" if pvc else f"PVC {pvc_name} not found")
+                self._error(
+                    vs,
+                    path,
+                    f"failed to get input parameters to create snapshot {name}: the source PVC {pvc_name} is not bound"
+                    if pvc
+                    else f"PVC {pvc_name} not found",
+                )
                 return 2.0
             return None  # another driver's volume
         assert pv is not None
         snap_class = self._class(vs, csi["driver"])
         if snap_class is None:
-            self._error(vs, path, f"failed to get snapshot class with error cannot find default snapshot class "
-                                  f"for driver {csi['driver']}")
+            self._error(
+                vs,
+                path,
+                f"failed to get snapshot class with error cannot find default snapshot class "
+                f"for driver {csi['driver']}",
+            )
             return 2.0
         if status.get("readyToUse") and status.get("boundVolumeSnapshotContentName"):
             return None
         vs = add_finalizers(self.api, path, vs, [VS_SOURCE_PROTECTION, VS_BOUND_PROTECTION])
         content = self.api.get(content_path)
         if content is None:
-            content = self.api.create(path_of(SNAPSHOT_GROUP, "volumesnapshotcontents"), {
-                "apiVersion": SNAPSHOT_GROUP, "kind": "VolumeSnapshotContent",
-                "metadata": {"name": content_name, "finalizers": [VSC_BOUND_PROTECTION]},
-                "spec": {"volumeSnapshotRef": {"apiVersion": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "namespace": ns,
-                                               "name": name, "uid": meta(vs)["uid"],
-                                               "resourceVersion": meta(vs)["resourceVersion"]},
-                         "source": {"volumeHandle": csi["volumeHandle"]}, "driver": csi["driver"],
-                         "deletionPolicy": snap_class.get("deletionPolicy", "Delete"),
-                         "volumeSnapshotClassName": meta(snap_class)["name"],
-                         "sourceVolumeMode": pv["spec"].get("volumeMode", "Filesystem")}}, exist_ok=True) \
-                or self.api.get(content_path)
-            self.api.merge(path + "/status", {"status": {"boundVolumeSnapshotContentName": content_name,
-                                                         "readyToUse": False}})
+            content = self.api.create(
+                path_of(SNAPSHOT_GROUP, "volumesnapshotcontents"),
+                {
+                    "apiVersion": SNAPSHOT_GROUP,
+                    "kind": "VolumeSnapshotContent",
+                    "metadata": {"name": content_name, "finalizers": [VSC_BOUND_PROTECTION]},
+                    "spec": {
+                        "volumeSnapshotRef": {
+                            "apiVersion": SNAPSHOT_GROUP,
+                            "kind": "VolumeSnapshot",
+                            "namespace": ns,
+                            "name": name,
+                            "uid": meta(vs)["uid"],
+                            "resourceVersion": meta(vs)["resourceVersion"],
+                        },
+                        "source": {"volumeHandle": csi["volumeHandle"]},
+                        "driver": csi["driver"],
+                        "deletionPolicy": snap_class.get("deletionPolicy", "Delete"),
+                        "volumeSnapshotClassName": meta(snap_class)["name"],
+                        "sourceVolumeMode": pv["spec"].get("volumeMode", "Filesystem"),
+                    },
+                },
+                exist_ok=True,
+            ) or self.api.get(content_path)
+            self.api.merge(
+                path + "/status", {"status": {"boundVolumeSnapshotContentName": content_name, "readyToUse": False}}
+            )
         # csi-snapshotter: CreateSnapshot, then report
         first = self._first_seen.setdefault(meta(vs)["uid"], time.monotonic())
         if self.settings.snapshot_error:
-            self._error(vs, path, f"failed to take snapshot of the volume {csi['volumeHandle']}: "
-                                  f"{self.settings.snapshot_error}")
+            self._error(
+                vs, path, f"failed to take snapshot of the volume {csi['volumeHandle']}: {self.settings.snapshot_error}"
+            )
             return 2.0
         wait = float(self.settings.snapshot_delay) - (time.monotonic() - first)
         if self.settings.hold_snapshots or wait > 0:
@@ -124,12 +159,30 @@ class Snapshotter(Controller):
             handle = content_status.get("snapshotHandle") or str(meta(vs)["uid"])
             _, size = self.store.create_snapshot(handle, csi["volumeHandle"])
             created = time.time_ns()
-            self.api.merge(content_path + "/status", {"status": {
-                "snapshotHandle": handle, "creationTime": created, "readyToUse": True, "restoreSize": size}})
+            self.api.merge(
+                content_path + "/status",
+                {
+                    "status": {
+                        "snapshotHandle": handle,
+                        "creationTime": created,
+                        "readyToUse": True,
+                        "restoreSize": size,
+                    }
+                },
+            )
             content_status = {"snapshotHandle": handle, "creationTime": created, "restoreSize": size}
-        self.api.merge(path + "/status", {"status": {
-            "boundVolumeSnapshotContentName": content_name, "creationTime": now(), "readyToUse": True,
-            "restoreSize": _quantity(int(content_status.get("restoreSize") or 0)), "error": None}})
+        self.api.merge(
+            path + "/status",
+            {
+                "status": {
+                    "boundVolumeSnapshotContentName": content_name,
+                    "creationTime": now(),
+                    "readyToUse": True,
+                    "restoreSize": _quantity(int(content_status.get("restoreSize") or 0)),
+                    "error": None,
+                }
+            },
+        )
         self.api.event(vs, "SnapshotReady", f"Snapshot {ns}/{name} is ready to use.", component="snapshot-controller")
         return None
 
@@ -146,15 +199,20 @@ class Snapshotter(Controller):
     def _error(self, vs: Obj, path: str, message: str) -> None:
         if ((vs.get("status") or {}).get("error") or {}).get("message") == message:
             return
-        self.api.merge(path + "/status", {"status": {"readyToUse": False, "error": {"message": message, "time": now()}}})
+        self.api.merge(
+            path + "/status", {"status": {"readyToUse": False, "error": {"message": message, "time": now()}}}
+        )
         self.api.event(vs, "SnapshotCreationFailed", message, warning=True, component="snapshot-controller")
 
     def _delete_snapshot(self, vs: Obj, path: str, content_path: str) -> float | None:
         ns = meta(vs)["namespace"]
         for pvc in self.api.get(path_of("v1", "persistentvolumeclaims", ns)).get("items", ()):
             source = pvc["spec"].get("dataSourceRef") or pvc["spec"].get("dataSource") or {}
-            if (source.get("kind") == "VolumeSnapshot" and source.get("name") == meta(vs)["name"]
-                    and not pvc["spec"].get("volumeName")):
+            if (
+                source.get("kind") == "VolumeSnapshot"
+                and source.get("name") == meta(vs)["name"]
+                and not pvc["spec"].get("volumeName")
+            ):
                 return 1.0  # still the source of a volume being provisioned
         content = self.api.get(content_path)
         if content is not None and content["spec"].get("deletionPolicy", "Delete") == "Delete":

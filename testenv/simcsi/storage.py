@@ -68,8 +68,9 @@ class BackingStore:
 
 
 def _copy(source: Path, target: Path) -> None:
-    subprocess.run(["cp", "-a", "--reflink=auto", "--sparse=always", str(source), str(target)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["cp", "-a", "--reflink=auto", "--sparse=always", str(source), str(target)], check=True, capture_output=True
+    )
 
 
 def _remove(path: Path) -> None:

@@ -21,8 +21,8 @@ Key = tuple[str, ...]
 
 @dataclass
 class Source:
-    path: str                                    # collection path (cluster-wide or namespaced)
-    key: Callable[[Obj], Key | None]             # which key an object maps to (None: ignore)
+    path: str  # collection path (cluster-wide or namespaced)
+    key: Callable[[Obj], Key | None]  # which key an object maps to (None: ignore)
     query: dict[str, str] = field(default_factory=dict)
 
 
@@ -133,7 +133,7 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - retried with backoff
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
-                delay = min(0.2 * 2 ** n, 5.0)
+                delay = min(0.2 * 2**n, 5.0)
                 detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 self.log(f"{self.name}: reconcile {'/'.join(key)} failed (attempt {n}): {detail}")
             if delay is not None and not self.stop.is_set():
@@ -148,8 +148,9 @@ def remove_finalizer(api: SimApi, path: str, obj: Obj, finalizer: str) -> None:
     """Drop one finalizer with an optimistic-concurrency JSON merge (retried by the caller)."""
     finalizers = [f for f in meta(obj).get("finalizers", []) if f != finalizer]
     if len(finalizers) != len(meta(obj).get("finalizers", [])):
-        api.merge(path, {"metadata": {"finalizers": finalizers or None,
-                                      "resourceVersion": meta(obj)["resourceVersion"]}})
+        api.merge(
+            path, {"metadata": {"finalizers": finalizers or None, "resourceVersion": meta(obj)["resourceVersion"]}}
+        )
 
 
 def add_finalizers(api: SimApi, path: str, obj: Obj, wanted: list[str]) -> Obj:
@@ -157,6 +158,7 @@ def add_finalizers(api: SimApi, path: str, obj: Obj, wanted: list[str]) -> Obj:
     missing = [f for f in wanted if f not in have]
     if not missing:
         return obj
-    updated = api.merge(path, {"metadata": {"finalizers": have + missing,
-                                            "resourceVersion": meta(obj)["resourceVersion"]}})
+    updated = api.merge(
+        path, {"metadata": {"finalizers": have + missing, "resourceVersion": meta(obj)["resourceVersion"]}}
+    )
     return updated if updated is not None else obj

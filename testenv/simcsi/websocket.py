@@ -70,7 +70,7 @@ class FrameParser:
             data_start = pos + (4 if masked else 0)
             payload = bytes(self.buf[data_start:end])
             if masked:
-                payload = _unmask(payload, bytes(self.buf[pos:pos + 4]))
+                payload = _unmask(payload, bytes(self.buf[pos : pos + 4]))
             del self.buf[:end]
             op = b0 & 0x0F
             if op >= OP_CLOSE:  # control frames are never fragmented
@@ -92,8 +92,14 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
 
 
-def pump(sock: ssl.SSLSocket | socket.socket, initial: bytes, sources: dict[int, int],
-         on_message: Callable[[int, bytes], bool], *, on_source_closed: Callable[[int], bool]) -> None:
+def pump(
+    sock: ssl.SSLSocket | socket.socket,
+    initial: bytes,
+    sources: dict[int, int],
+    on_message: Callable[[int, bytes], bool],
+    *,
+    on_source_closed: Callable[[int], bool],
+) -> None:
     """Relay until done: client messages go to ``on_message(opcode, payload)`` (False ends the
     loop); whatever is read from a source fd is sent as a message on its channel; when a
     source reaches its end, ``on_source_closed(fd)`` decides whether to stop."""

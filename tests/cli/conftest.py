@@ -16,8 +16,12 @@ from tests.support.s3server import S3Server
 def s3_spec(server: S3Server, bucket: str, prefix: str = "repo") -> RepoSpec:
     return RepoSpec(
         location=f"s3://{bucket}/{prefix}",
-        env={"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
-             "AWS_DEFAULT_REGION": server.region, "KUBEKEEP_S3_ENDPOINT": server.endpoint_url},
+        env={
+            "AWS_ACCESS_KEY_ID": server.access_key,
+            "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "AWS_DEFAULT_REGION": server.region,
+            "KUBEKEEP_S3_ENDPOINT": server.endpoint_url,
+        },
         backend_options=server.backend_options(),
     )
 
@@ -38,8 +42,13 @@ def any_repo(request: pytest.FixtureRequest, tmp_path: Path) -> RepoSpec:
 def make_kk(tmp_path: Path) -> Callable[..., KK]:
     """``make_kk(repo_spec, password=..., cache=name)``: a runner with its own cache dir."""
 
-    def factory(repo: RepoSpec, *, password: str = "correct horse", cache: str = "cache",
-                extra_env: dict[str, str] | None = None) -> KK:
+    def factory(
+        repo: RepoSpec,
+        *,
+        password: str = "correct horse",
+        cache: str = "cache",
+        extra_env: dict[str, str] | None = None,
+    ) -> KK:
         return KK(repo, password=password, cache_dir=tmp_path / cache, extra_env=extra_env)
 
     return factory

@@ -28,8 +28,7 @@ FAST_KDF: dict[str, int | str] = {"algorithm": "argon2id", "time_cost": 1, "memo
 
 def clean_env() -> dict[str, str]:
     """The test process's environment without anything that would steer kubekeep or boto3."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("KUBEKEEP_", "AWS_", "XDG_CACHE"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KUBEKEEP_", "AWS_", "XDG_CACHE"))}
 
 
 @dataclass
@@ -77,19 +76,27 @@ class RepoSpec:
 class KK:
     """Runs ``kubekeep`` against one repository with a fixed environment."""
 
-    def __init__(self, repo: RepoSpec, *, password: str = "correct horse", cache_dir: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        repo: RepoSpec,
+        *,
+        password: str = "correct horse",
+        cache_dir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.repo = repo
         self.password = password
         self.cache_dir = cache_dir
         self.env = clean_env()
         self.env.update(repo.env)
-        self.env.update({"KUBEKEEP_REPOSITORY": repo.location, "KUBEKEEP_PASSWORD": password,
-                         "KUBEKEEP_CACHE_DIR": str(cache_dir)})
+        self.env.update(
+            {"KUBEKEEP_REPOSITORY": repo.location, "KUBEKEEP_PASSWORD": password, "KUBEKEEP_CACHE_DIR": str(cache_dir)}
+        )
         self.env.update(extra_env or {})
 
-    def run(self, *args: str, expect: int | None = 0, env: dict[str, str | None] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *args: str, expect: int | None = 0, env: dict[str, str | None] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run ``kubekeep ARGS``; ``env`` adds variables to the runner's (None removes one)."""
         full_env = dict(self.env)
         for key, value in (env or {}).items():
@@ -98,15 +105,17 @@ class KK:
             else:
                 full_env[key] = value
         t0 = time.monotonic()
-        proc = subprocess.run([*KUBEKEEP, *args], env=full_env, capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [*KUBEKEEP, *args], env=full_env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         if os.environ.get("KK_TIMING"):
             print(f"{time.monotonic() - t0:6.2f}s kubekeep {' '.join(args)[:100]}", file=sys.stderr)
         if expect is not None and proc.returncode != expect:
             raise AssertionError(
                 f"kubekeep {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
                 f"stdout: {proc.stdout.decode(errors='replace')[-3000:]}\n"
-                f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}")
+                f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}"
+            )
         return proc
 
     def json(self, *args: str, expect: int | None = 0, env: dict[str, str | None] | None = None) -> Any:
@@ -118,8 +127,9 @@ class KK:
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         full_env = dict(self.env)
         full_env.update(env or {})
-        return subprocess.Popen([*KUBEKEEP, *args], env=full_env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [*KUBEKEEP, *args], env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def backup(self, source: Path | str, *extra: str, expect: int = 0) -> str:
         """Back up and return the new snapshot's full id."""
@@ -207,7 +217,7 @@ class Meta:
     gid: int
     mtime_ns: int
     size: int
-    digest: str   # sha256 of a file's content, a symlink's target, "" for directories
+    digest: str  # sha256 of a file's content, a symlink's target, "" for directories
 
 
 def manifest(root: Path) -> dict[str, Meta]:
@@ -224,8 +234,15 @@ def manifest(root: Path) -> dict[str, Meta]:
                 kind, digest = "dir", ""
             else:
                 kind, digest = "file", hashlib.sha256(p.read_bytes()).hexdigest()
-            out[rel] = Meta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                            st.st_size if kind == "file" else 0, digest)
+            out[rel] = Meta(
+                kind,
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                st.st_mtime_ns,
+                st.st_size if kind == "file" else 0,
+                digest,
+            )
     return out
 
 
@@ -235,16 +252,18 @@ def assert_same_tree(expected: dict[str, Meta], actual: dict[str, Meta]) -> None
     wrong = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
     details = [f"{p}: expected {expected[p]}, got {actual[p]}" for p in wrong[:10]]
     assert not (missing or extra or wrong), (
-        f"missing: {missing[:10]} extra: {extra[:10]} differing: {wrong[:10]}\n" + "\n".join(details))
+        f"missing: {missing[:10]} extra: {extra[:10]} differing: {wrong[:10]}\n" + "\n".join(details)
+    )
 
 
 def subtree(m: dict[str, Meta], prefix: str) -> dict[str, Meta]:
     """Entries of a manifest below ``prefix``, relative to it."""
     p = prefix.strip("/") + "/"
-    return {k[len(p):]: v for k, v in m.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in m.items() if k.startswith(p)}
 
 
 # -- processes ----------------------------------------------------------------------------------
+
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout

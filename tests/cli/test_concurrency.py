@@ -6,7 +6,17 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from tests.cli.helpers import KK, assert_same_tree, init_fast, kill_hard, manifest, open_api, stderr_line, subtree, wait_for
+from tests.cli.helpers import (
+    KK,
+    assert_same_tree,
+    init_fast,
+    kill_hard,
+    manifest,
+    open_api,
+    stderr_line,
+    subtree,
+    wait_for,
+)
 
 
 def _tree(root: Path) -> None:

@@ -70,7 +70,7 @@ def test_damaged_data_pack(damaged_setup: tuple[KK, Path, str], tmp_path: Path) 
     line = stderr_line(proc)
     assert "victim.bin" in line and "could not be restored" in line
     assert not (out / "victim.bin").exists()
-    assert not [p for p in out.rglob("*") if "kubekeep-" in p.name]   # no temp file left behind
+    assert not [p for p in out.rglob("*") if "kubekeep-" in p.name]  # no temp file left behind
     expected = {k: v for k, v in manifest(src).items() if k != "victim.bin"}
     assert_same_tree(expected, manifest(out))
 
@@ -167,7 +167,7 @@ def test_repair_snapshots_drops_only_what_is_gone(kk: KK, tmp_path: Path) -> Non
         (src / "z" / f"f{i:03d}.txt").write_text(f"{i}\n")
     backup_api(kk, src)
     (src / "a.bin").write_bytes(random.Random(1).randbytes(100_000))
-    broken = backup_api(kk, src)                          # a.bin's data in a pack of its own
+    broken = backup_api(kk, src)  # a.bin's data in a pack of its own
     name, _, _ = locate(kk, broken, "/a.bin")
     (Path(kk.repo.location) / name).unlink()
     expected = {k: v for k, v in manifest(src).items() if k != "a.bin"}
@@ -180,14 +180,14 @@ def test_repair_snapshots_drops_only_what_is_gone(kk: KK, tmp_path: Path) -> Non
     assert entry["removed_files"] == ["/a.bin"] and entry["new_id"] is None
     assert len([s for s in report["snapshots"] if s["status"] == "intact"]) == 1
 
-    kk.run("repair", "index")                             # forgets the missing pack
+    kk.run("repair", "index")  # forgets the missing pack
     proc = kk.run("repair", "snapshots", "--no-cache")
     err = proc.stderr.decode()
     assert "/a.bin" in err and broken[:8] in err
     new = [s for s in kk.json("snapshots", "--no-cache") if "repaired" in s["tags"]]
     assert len(new) == 1
     assert new[0]["metadata"]["repaired"]["original"] == broken
-    assert f"snapshots/{broken}" in kk.repo.objects("snapshots/")   # kept without --forget
+    assert f"snapshots/{broken}" in kk.repo.objects("snapshots/")  # kept without --forget
     out = tmp_path / "out"
     kk.run("restore", new[0]["id"], "--to", str(out), "--no-cache")
     assert_same_tree(expected, manifest(out))
@@ -201,8 +201,7 @@ def test_repair_snapshots_drops_only_what_is_gone(kk: KK, tmp_path: Path) -> Non
     kk.run("check", "--read-data")
 
 
-def test_repair_snapshots_empties_an_unreadable_directory(damaged_setup: tuple[KK, Path, str],
-                                                          tmp_path: Path) -> None:
+def test_repair_snapshots_empties_an_unreadable_directory(damaged_setup: tuple[KK, Path, str], tmp_path: Path) -> None:
     kk, src, snap = damaged_setup
     name, offset, length = locate(kk, snap, "/sub", tree=True)
     flip(kk, name, offset + length // 2)
@@ -252,11 +251,11 @@ def test_missing_data_pack(kk: KK, tmp_path: Path) -> None:
     init_fast(kk.repo, kk.password)
     src = tmp_path / "src"
     (src / "z").mkdir(parents=True)
-    for i in range(300):                                   # many files after the damaged one
+    for i in range(300):  # many files after the damaged one
         (src / "z" / f"f{i:03d}.txt").write_text(f"{i}\n")
     backup_api(kk, src)
     (src / "a.bin").write_bytes(random.Random(1).randbytes(100_000))
-    backup_api(kk, src)                                    # a.bin's data in a pack of its own
+    backup_api(kk, src)  # a.bin's data in a pack of its own
     name, _, _ = locate(kk, "latest", "/a.bin")
     (Path(kk.repo.location) / name).unlink()
 
@@ -272,6 +271,7 @@ def test_missing_data_pack(kk: KK, tmp_path: Path) -> None:
 
 # -- damage hides only what is damaged (issue #11) ----------------------------------------------
 
+
 def warnings_of(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
     err = proc.stderr.decode(errors="replace")
     assert "Traceback" not in err, err
@@ -283,12 +283,11 @@ def short_ids(kk: KK, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("cache", ["cold", "no-cache", "warm"])
-def test_damaged_snapshot_hides_only_itself(damaged_setup: tuple[KK, Path, str], tmp_path: Path,
-                                            cache: str) -> None:
+def test_damaged_snapshot_hides_only_itself(damaged_setup: tuple[KK, Path, str], tmp_path: Path, cache: str) -> None:
     kk, src, first = damaged_setup
     before = manifest(src)
     (src / "later.txt").write_text("a later file\n")
-    later = backup_api(kk, src)            # the newest snapshot is the damaged one
+    later = backup_api(kk, src)  # the newest snapshot is the damaged one
     flip(kk, f"snapshots/{later}", 50)
     extra: tuple[str, ...] = ("--no-cache",) if cache == "no-cache" else ()
     if cache == "cold":
@@ -313,7 +312,7 @@ def test_damaged_snapshot_hides_only_itself(damaged_setup: tuple[KK, Path, str],
     [warning] = warnings_of(proc)
     assert later in warning
     assert_same_tree(before, manifest(out))
-    assert "/later.txt" not in kk.out("ls", "latest", *extra)   # latest = newest readable
+    assert "/later.txt" not in kk.out("ls", "latest", *extra)  # latest = newest readable
     # a policy never removes a snapshot it cannot read, and says so
     proc = kk.run("forget", "--keep-last", "1", *extra)
     assert any(later in w for w in warnings_of(proc))
@@ -333,7 +332,7 @@ def test_policy_never_removes_a_damaged_snapshot(damaged_setup: tuple[KK, Path, 
     kk, src, first = damaged_setup
     (src / "later.txt").write_text("a later file\n")
     later = backup_api(kk, src)
-    flip(kk, f"snapshots/{first}", 50)     # the one --keep-last 1 would remove
+    flip(kk, f"snapshots/{first}", 50)  # the one --keep-last 1 would remove
     result = kk.json("forget", "--keep-last", "1", "--no-cache")
     assert [(d["id"], d["keep"]) for d in result if not d.get("damaged")] == [(later, True)]
     assert [d["id"] for d in result if d.get("damaged")] == [first]

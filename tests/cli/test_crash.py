@@ -56,8 +56,10 @@ def test_sigkilled_backups_leave_a_valid_repository(kk: KK, big_tree: Path) -> N
     assert snap["stats"]["files"] == 420
     kk.run("check", "--read-data")
     one = big_tree / "big" / "b07.bin"
-    assert hashlib.sha256(kk.run("cat", f"latest:/big/{one.name}").stdout).digest() == \
-        hashlib.sha256(one.read_bytes()).digest()
+    assert (
+        hashlib.sha256(kk.run("cat", f"latest:/big/{one.name}").stdout).digest()
+        == hashlib.sha256(one.read_bytes()).digest()
+    )
 
     # unlock removes the stale locks of the dead processes
     assert "removed 3 lock(s)" in stderr_line(kk.run("unlock"))

@@ -43,12 +43,19 @@ def _modify(src: Path) -> set[tuple[str, str]]:
     dangling.unlink()
     os.symlink("still/not/there", dangling)
     os.utime(dangling, ns=(t, t), follow_symlinks=False)
-    return {("M", "/a/b/c/d/deep.txt"), ("+", "/new.txt"), ("-", "/small/file_003.txt"),
-            ("U", "/script.sh"), ("T", "/empty"), ("M", "/link_dangling")}
+    return {
+        ("M", "/a/b/c/d/deep.txt"),
+        ("+", "/new.txt"),
+        ("-", "/small/file_003.txt"),
+        ("U", "/script.sh"),
+        ("T", "/empty"),
+        ("M", "/link_dangling"),
+    }
 
 
-def test_end_to_end(any_repo: RepoSpec, make_kk: Callable[..., KK], tmp_path: Path,
-                    request: pytest.FixtureRequest) -> None:
+def test_end_to_end(
+    any_repo: RepoSpec, make_kk: Callable[..., KK], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     server = request.getfixturevalue("s3_server")
     bucket = request.getfixturevalue("s3_bucket")
     kk = make_kk(any_repo)
@@ -90,8 +97,13 @@ def test_end_to_end(any_repo: RepoSpec, make_kk: Callable[..., KK], tmp_path: Pa
     assert set(by_path) == {"/" + p for p in m1}
     for rel, meta in m1.items():
         e = by_path["/" + rel]
-        assert (e["type"], e["mode"], e["mtime_ns"], e["uid"], e["gid"]) == \
-            (meta.type, meta.mode, meta.mtime_ns, meta.uid, meta.gid), rel
+        assert (e["type"], e["mode"], e["mtime_ns"], e["uid"], e["gid"]) == (
+            meta.type,
+            meta.mode,
+            meta.mtime_ns,
+            meta.uid,
+            meta.gid,
+        ), rel
         if meta.type == "file":
             assert e["size"] == meta.size, rel
         if meta.type == "symlink":
@@ -101,7 +113,7 @@ def test_end_to_end(any_repo: RepoSpec, make_kk: Callable[..., KK], tmp_path: Pa
     if full:
         big = kk.run("cat", f"{id1}:/big.bin").stdout
         assert big == (src / "big.bin").read_bytes()
-        assert kk.run("cat", "latest:/日本語/ファイル.txt").stdout == "unicode dir\n".encode()
+        assert kk.run("cat", "latest:/日本語/ファイル.txt").stdout == b"unicode dir\n"
         assert kk.run("cat", "latest:empty").stdout == b""
 
     # -- restore, whole and in parts ---------------------------------------------------------
@@ -138,8 +150,9 @@ def test_end_to_end(any_repo: RepoSpec, make_kk: Callable[..., KK], tmp_path: Pa
     before = any_repo.size("data/")
     kk.run("forget", "--keep-last", "1", "--prune")
     if any_repo.is_s3:  # the endpoint as an option instead of from the environment
-        listed = kk.json("snapshots", "--s3-endpoint", any_repo.env["KUBEKEEP_S3_ENDPOINT"],
-                         env={"KUBEKEEP_S3_ENDPOINT": None})
+        listed = kk.json(
+            "snapshots", "--s3-endpoint", any_repo.env["KUBEKEEP_S3_ENDPOINT"], env={"KUBEKEEP_S3_ENDPOINT": None}
+        )
     else:
         listed = kk.json("snapshots")
     assert [s["id"] for s in listed] == [id2]

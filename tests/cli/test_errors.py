@@ -31,8 +31,7 @@ def expect_error(kk: KK, code: int, *args: str, contains: str = "", env: dict[st
 
 def test_repository_errors(ready: KK, tmp_path: Path) -> None:
     kk = ready
-    line = expect_error(kk, 12, "snapshots", env={"KUBEKEEP_PASSWORD": "not the password"},
-                        contains="wrong password")
+    line = expect_error(kk, 12, "snapshots", env={"KUBEKEEP_PASSWORD": "not the password"}, contains="wrong password")
     assert line.startswith("error: ")
     expect_error(kk, 10, "snapshots", "-r", str(tmp_path / "nowhere"), contains="no repository")
     expect_error(kk, 2, "snapshots", "-r", "ftp://x", contains="ftp://x")
@@ -74,5 +73,12 @@ def test_s3_errors(s3_server, s3_bucket: str, make_kk: Callable[..., KK]) -> Non
     missing_bucket = RepoSpec("s3://kk-no-such-bucket/repo", env=kk.repo.env)
     expect_error(make_kk(missing_bucket), 10, "snapshots", contains="does not exist")
     bad_keys = s3_spec(s3_server, s3_bucket, "empty")
-    expect_error(make_kk(bad_keys), 15, "snapshots", "--s3-endpoint", "http://127.0.0.1:9",
-                 contains="cannot reach", env={"AWS_MAX_ATTEMPTS": "1"})
+    expect_error(
+        make_kk(bad_keys),
+        15,
+        "snapshots",
+        "--s3-endpoint",
+        "http://127.0.0.1:9",
+        contains="cannot reach",
+        env={"AWS_MAX_ATTEMPTS": "1"},
+    )

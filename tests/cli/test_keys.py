@@ -43,6 +43,7 @@ def test_key_add_list_remove(kk: KK, tmp_path: Path) -> None:
 
 # -- hostile and damaged key files (issue #11) -------------------------------------------------
 
+
 def _key_names(kk: KK) -> list[str]:
     return sorted(o.name for o in kk.repo.backend().list("keys/"))
 
@@ -63,16 +64,20 @@ def _add_second_key(kk: KK, tmp_path: Path) -> str:
     return first
 
 
-@pytest.mark.parametrize("change", [
-    {"kdf": {"algorithm": "argon2id", "time_cost": 1, "memory_kib": 4 * 1024 * 1024, "parallelism": 1}},
-    {"kdf": {"algorithm": "argon2id", "time_cost": 10**6, "memory_kib": 8192, "parallelism": 1}},
-    {"kdf": ["argon2id", 1, 8192, 1]},
-    {"kdf": {"algorithm": "argon2id", "time_cost": "1", "memory_kib": 8192, "parallelism": 1}},
-    {"kdf": {"algorithm": "scrypt", "n": 1}},
-    {"salt": 5},
-    {"data": "not base64 !"},
-    {"data": base64.b64encode(b"short").decode()},
-], ids=["argon2-4GiB", "time-cost", "kdf-list", "kdf-string", "kdf-other", "salt-int", "data-garbage", "data-short"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kdf": {"algorithm": "argon2id", "time_cost": 1, "memory_kib": 4 * 1024 * 1024, "parallelism": 1}},
+        {"kdf": {"algorithm": "argon2id", "time_cost": 10**6, "memory_kib": 8192, "parallelism": 1}},
+        {"kdf": ["argon2id", 1, 8192, 1]},
+        {"kdf": {"algorithm": "argon2id", "time_cost": "1", "memory_kib": 8192, "parallelism": 1}},
+        {"kdf": {"algorithm": "scrypt", "n": 1}},
+        {"salt": 5},
+        {"data": "not base64 !"},
+        {"data": base64.b64encode(b"short").decode()},
+    ],
+    ids=["argon2-4GiB", "time-cost", "kdf-list", "kdf-string", "kdf-other", "salt-int", "data-garbage", "data-short"],
+)
 def test_a_malformed_key_file_is_skipped_with_a_warning(kk: KK, tmp_path: Path, change: dict[str, object]) -> None:
     init_fast(kk.repo, kk.password)
     bad = _add_second_key(kk, tmp_path)

@@ -20,15 +20,27 @@ def test_no_plaintext_in_repository(kk: KK, tmp_path: Path) -> None:
     init_fast(kk.repo, kk.password)
     src = tmp_path / "source-marker-path-Lk5"
     (src / DIRNAME).mkdir(parents=True)
-    (src / DIRNAME / NAME).write_text(TOKEN * 2000)               # compresses extremely well
+    (src / DIRNAME / NAME).write_text(TOKEN * 2000)  # compresses extremely well
     (src / "prose.txt").write_text(PROSE * 5000)
-    (src / "tiny.txt").write_text(TINY)                              # too small to compress
+    (src / "tiny.txt").write_text(TINY)  # too small to compress
     (src / "random-then-token.bin").write_bytes(random.Random(1).randbytes(300_000) + TOKEN.encode())
     kk.backup(src, "--tag", "marker-tag-Rr8")
     kk.run("check", "--read-data")
 
-    markers = [TOKEN, TOKEN[:24], NAME, NAME[:20], DIRNAME, PROSE[:30], "kubekeep marker", TINY,
-               "source-marker-path-Lk5", "marker-tag-Rr8", "prose.txt", "random-then-token"]
+    markers = [
+        TOKEN,
+        TOKEN[:24],
+        NAME,
+        NAME[:20],
+        DIRNAME,
+        PROSE[:30],
+        "kubekeep marker",
+        TINY,
+        "source-marker-path-Lk5",
+        "marker-tag-Rr8",
+        "prose.txt",
+        "random-then-token",
+    ]
     files = [p for p in Path(kk.repo.location).rglob("*") if p.is_file()]
     names = {p.relative_to(kk.repo.location).parts[0] for p in files}
     assert {"config", "keys", "data", "index", "snapshots"} <= names, names

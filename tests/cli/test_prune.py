@@ -27,14 +27,14 @@ def test_prune_keeps_what_remaining_snapshots_need(kk: KK, tmp_path: Path) -> No
         return snap_id
 
     s1 = snap()
-    with open(src / "b.bin", "ab") as f:                  # b keeps its first chunks, gets a new tail
+    with open(src / "b.bin", "ab") as f:  # b keeps its first chunks, gets a new tail
         f.write(rnd.randbytes(300_000))
     (src / "c.bin").write_bytes(rnd.randbytes(1024 * 1024))
     s2 = snap()
     a = (src / "a.bin").read_bytes()
     (src / "a.bin").unlink()
     (src / "moved").mkdir()
-    (src / "moved" / "a-copy.bin").write_bytes(a[:1024 * 1024] + rnd.randbytes(500_000))
+    (src / "moved" / "a-copy.bin").write_bytes(a[: 1024 * 1024] + rnd.randbytes(500_000))
     (src / "docs" / "d3.txt").write_text("rewritten\n")
     s3 = snap()
     (src / "b.bin").write_bytes(rnd.randbytes(2 * 1024 * 1024))

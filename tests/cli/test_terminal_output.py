@@ -46,6 +46,7 @@ def test_errors_quoting_a_name_escape_it(kk: KK, tmp_path: Path) -> None:
 
 def test_summary_lines_escape_names(capsys: object) -> None:
     from kubekeep.cli.summary_cmd import _say
+
     _say("\nnamespace \x1b]0;owned\x07shop (3 objects)")
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert out == "\nnamespace \\x1b]0;owned\\x07shop (3 objects)\n"

@@ -27,20 +27,43 @@ def _touch(root: Path, *paths: str) -> None:
 
 
 TREE = [
-    "app.log", "keep.txt", "logfile.txt", "sub/deep/x.log", "sub/deep/x.log.txt",
-    "cache/big.bin", "sub/cache/c.bin", "sub2/cache", "cachet/in.txt",
-    "top-only/t.txt", "sub/top-only/t.txt",
-    "tmp/t.txt", "sub/tmp/t.txt", "sub/deep/tmp/t.txt", "sub/tmpfile", "sub/tmp.txt",
-    "docs/a.txt", "docs/inner/b.txt", "x/foo/y/z/bar", "foo/bar", "other/foo/bar/f",
+    "app.log",
+    "keep.txt",
+    "logfile.txt",
+    "sub/deep/x.log",
+    "sub/deep/x.log.txt",
+    "cache/big.bin",
+    "sub/cache/c.bin",
+    "sub2/cache",
+    "cachet/in.txt",
+    "top-only/t.txt",
+    "sub/top-only/t.txt",
+    "tmp/t.txt",
+    "sub/tmp/t.txt",
+    "sub/deep/tmp/t.txt",
+    "sub/tmpfile",
+    "sub/tmp.txt",
+    "docs/a.txt",
+    "docs/inner/b.txt",
+    "x/foo/y/z/bar",
+    "foo/bar",
+    "other/foo/bar/f",
 ]
 PATTERNS = ["*.log", "cache/", "/top-only", "**/tmp", "/docs/*.txt", "foo/**/bar"]
 EXCLUDED = {
-    "app.log", "sub/deep/x.log",                              # *.log at any depth
-    "cache", "sub/cache", "sub2/cache",                       # a trailing / is ignored (as restic)
-    "top-only",                                               # anchored at the backup root
-    "tmp", "sub/tmp", "sub/deep/tmp",                         # ** crosses directories
-    "docs/a.txt",                                             # * does not cross /
-    "x/foo/y/z/bar", "foo/bar", "other/foo/bar",              # unanchored: at any depth
+    "app.log",
+    "sub/deep/x.log",  # *.log at any depth
+    "cache",
+    "sub/cache",
+    "sub2/cache",  # a trailing / is ignored (as restic)
+    "top-only",  # anchored at the backup root
+    "tmp",
+    "sub/tmp",
+    "sub/deep/tmp",  # ** crosses directories
+    "docs/a.txt",  # * does not cross /
+    "x/foo/y/z/bar",
+    "foo/bar",
+    "other/foo/bar",  # unanchored: at any depth
 }
 
 
@@ -54,8 +77,17 @@ def test_exclude_patterns(tmp_path: Path) -> None:
     kept = _paths(tmp_path, PATTERNS)
     below_excluded = {p for p in everything if any(p.startswith(x + "/") for x in EXCLUDED)}
     assert kept == everything - EXCLUDED - below_excluded
-    assert {"logfile.txt", "sub/deep/x.log.txt", "cachet/in.txt", "sub/top-only/t.txt", "sub/tmpfile",
-            "sub/tmp.txt", "docs/inner/b.txt", "x/foo/y/z", "other/foo"} <= kept
+    assert {
+        "logfile.txt",
+        "sub/deep/x.log.txt",
+        "cachet/in.txt",
+        "sub/top-only/t.txt",
+        "sub/tmpfile",
+        "sub/tmp.txt",
+        "docs/inner/b.txt",
+        "x/foo/y/z",
+        "other/foo",
+    } <= kept
 
 
 def test_exclude_rules_match_whole_components() -> None:
@@ -91,7 +123,7 @@ def test_special_files_are_skipped_with_exit_code_3(kk: KK, tmp_path: Path) -> N
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(src / "a-socket"))
     try:
-        result = kk.json("backup", str(src), expect=3)   # a FIFO is never opened: no hang
+        result = kk.json("backup", str(src), expect=3)  # a FIFO is never opened: no hang
         assert any("a-fifo" in w and "special file" in w for w in result["warnings"])
         assert any("a-socket" in w for w in result["warnings"])
         assert result["id"]

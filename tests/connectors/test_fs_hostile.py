@@ -57,6 +57,7 @@ def _entry(path: str, kind: EntryType = EntryType.FILE, **kw: object) -> Entry:
 
 # -- hostile snapshots, through the CLI ---------------------------------------------------------
 
+
 def _kk_repo(kk: KK) -> Repository:
     return Repository.open(LocalBackend(Path(kk.repo.location)), kk.password, no_cache=True)
 
@@ -64,8 +65,10 @@ def _kk_repo(kk: KK) -> Repository:
 def test_restore_of_dot_dot_names_writes_nothing_outside(kk: KK, tmp_path: Path) -> None:
     init_fast(kk.repo, kk.password)
     repo = _kk_repo(kk)
-    snap, _ = hostile_snapshot(repo, [{"n": "../out-evil/x", "t": FILE, "m": 0o644, "mt": 0},
-                                      {"n": "fine.txt", "t": FILE, "m": 0o644, "mt": 0}])
+    snap, _ = hostile_snapshot(
+        repo,
+        [{"n": "../out-evil/x", "t": FILE, "m": 0o644, "mt": 0}, {"n": "fine.txt", "t": FILE, "m": 0o644, "mt": 0}],
+    )
     (tmp_path / "out-evil").mkdir()
     line = stderr_line(kk.run("restore", snap.id, "--to", str(tmp_path / "out"), expect=13))
     assert "out-evil" in line
@@ -78,16 +81,21 @@ def test_restore_never_writes_through_a_symlink_it_restored(kk: KK, tmp_path: Pa
     init_fast(kk.repo, kk.password)
     outside = _outside(tmp_path)
     repo = _kk_repo(kk)
-    snap, _ = hostile_snapshot(repo, [
-        {"n": "a", "t": SYMLINK, "m": 0o777, "mt": 0, "l": str(outside)},
-        {"n": "a/x", "t": FILE, "m": 0o4777, "mt": 0},
-        {"n": "a", "t": DIR, "m": 0o777, "mt": 0, "st": "inner"},
-    ], subtrees={"inner": [{"n": "x", "t": FILE, "m": 0o4777, "mt": 0}]})
+    snap, _ = hostile_snapshot(
+        repo,
+        [
+            {"n": "a", "t": SYMLINK, "m": 0o777, "mt": 0, "l": str(outside)},
+            {"n": "a/x", "t": FILE, "m": 0o4777, "mt": 0},
+            {"n": "a", "t": DIR, "m": 0o777, "mt": 0, "st": "inner"},
+        ],
+        subtrees={"inner": [{"n": "x", "t": FILE, "m": 0o4777, "mt": 0}]},
+    )
     kk.run("restore", snap.id, "--to", str(tmp_path / "out"), expect=13)
     _unchanged(outside)
 
 
 # -- the exporter on its own (defence in depth: paths it is handed) -----------------------------
+
 
 @pytest.mark.parametrize("path", ["../out-evil/x", "sub/../../out-evil/x", "/abs/x", "sub//x", "./x", "a\0b"])
 def test_exporter_refuses_paths_outside_its_root(tmp_path: Path, path: str) -> None:
@@ -95,9 +103,11 @@ def test_exporter_refuses_paths_outside_its_root(tmp_path: Path, path: str) -> N
     exporter = FsExporter(out)
     exporter.begin(SOURCE, {})
     exporter.directory(_entry("sub", EntryType.DIR, mode=0o755))
-    for call in (lambda: exporter.file(_entry(path, size=4), [b"evil"]),
-                 lambda: exporter.directory(_entry(path, EntryType.DIR)),
-                 lambda: exporter.symlink(_entry(path, EntryType.SYMLINK, target="/"))):
+    for call in (
+        lambda: exporter.file(_entry(path, size=4), [b"evil"]),
+        lambda: exporter.directory(_entry(path, EntryType.DIR)),
+        lambda: exporter.symlink(_entry(path, EntryType.SYMLINK, target="/")),
+    ):
         with pytest.raises(errors.ConnectorError):
             call()
     exporter.finish()
@@ -120,8 +130,9 @@ def test_exporter_never_follows_a_symlink_it_restored(tmp_path: Path) -> None:
 
 @ROOT_ONLY
 @pytest.mark.parametrize("cached", [True, False])
-def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           cached: bool) -> None:
+def test_a_directory_swapped_for_a_symlink_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
     """As root, restoring into a directory another user can write: after ``sub`` was created,
     the user swaps it for a symlink to a root-owned directory. Neither the files nor the
     directory metadata set at the end may reach through it."""
@@ -169,6 +180,7 @@ def test_temporary_files_have_unpredictable_names(tmp_path: Path) -> None:
 
 # -- one failure does not stop the restore ------------------------------------------------------
 
+
 class _Files(Importer):
     scheme = "test"
 
@@ -198,12 +210,20 @@ def test_a_file_that_cannot_be_written_fails_alone(kk: KK, tmp_path: Path) -> No
     assert (out / "d").stat().st_mtime_ns == 1_500_000_000_000_000_000  # directory metadata still set
 
 
-def test_a_full_disk_fails_the_files_not_the_run(repo: Repository, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_fails_the_files_not_the_run(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with repo.lock():
-        snap = run_backup(repo, _Files([_entry("d", EntryType.DIR, mode=0o750, mtime_ns=7),
-                                        _entry("d/big", size=3, data=b"big", mtime_ns=1),
-                                        _entry("d/small", size=2, data=b"ok", mtime_ns=1)]))
+        snap = run_backup(
+            repo,
+            _Files(
+                [
+                    _entry("d", EntryType.DIR, mode=0o750, mtime_ns=7),
+                    _entry("d/big", size=3, data=b"big", mtime_ns=1),
+                    _entry("d/small", size=2, data=b"ok", mtime_ns=1),
+                ]
+            ),
+        )
     real_write = os.write
 
     def write(fd: int, data: bytes) -> int:
@@ -224,6 +244,7 @@ def test_a_full_disk_fails_the_files_not_the_run(repo: Repository, tmp_path: Pat
 
 # -- holes, names, manifests ----------------------------------------------------------------------
 
+
 def test_holes_stay_holes(repo: Repository, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -232,7 +253,7 @@ def test_holes_stay_holes(repo: Repository, tmp_path: Path) -> None:
         f.write(b"head" * 1024)
         f.seek(size // 2)
         f.write(b"middle" * 1024)
-        f.truncate(size)                     # ends in a hole
+        f.truncate(size)  # ends in a hole
     snap = api.backup(repo, str(src))
     api.restore(repo, snap.id, str(tmp_path / "out"))
     restored = tmp_path / "out" / "sparse.img"
@@ -253,7 +274,7 @@ def test_names_that_are_not_utf8_come_back_exactly(kk: KK, tmp_path: Path) -> No
     with open(src + b"/dir-\xff/in\xfe", "wb") as f:
         f.write(b"inside")
     os.symlink(b"target-\xff", src + b"/odd-link")
-    snap = kk.backup(os.fsdecode(src))                       # exit 0: nothing skipped
+    snap = kk.backup(os.fsdecode(src))  # exit 0: nothing skipped
     kk.run("restore", snap, "--to", str(tmp_path / "out"))
     out = os.fsencode(tmp_path / "out")
     assert sorted(os.listdir(out)) == sorted([b"caf\xe9.txt", b"dir-\xff", b"odd-link"])
@@ -272,15 +293,27 @@ class _Manifests(Importer):
         return SourceInfo("k8s://test", "manifests", "cluster")
 
     def entries(self) -> Iterator[Entry]:
-        secret = (b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: web\n"
-                  b"data:\n  password: aHVudGVyMg==\n")
+        secret = (
+            b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: web\ndata:\n  password: aHVudGVyMg==\n"
+        )
         yield _entry("namespaces", EntryType.DIR, mode=0o755)
         yield _entry("namespaces/web", EntryType.DIR, mode=0o755)
         yield _entry("namespaces/web/core", EntryType.DIR, mode=0o755)
         yield _entry("namespaces/web/core/secrets", EntryType.DIR, mode=0o755)
-        yield _entry("namespaces/web/core/secrets/db.yaml", mode=0o644, size=len(secret), data=secret,
-                     attrs={"kind": "Secret", "apiVersion": "v1", "namespace": "web", "name": "db",
-                            "resource": "secrets", "group": ""})
+        yield _entry(
+            "namespaces/web/core/secrets/db.yaml",
+            mode=0o644,
+            size=len(secret),
+            data=secret,
+            attrs={
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "namespace": "web",
+                "name": "db",
+                "resource": "secrets",
+                "group": "",
+            },
+        )
 
 
 @pytest.mark.parametrize("raw", [False, True])
@@ -289,7 +322,7 @@ def test_manifests_restored_to_fs_are_private(repo: Repository, tmp_path: Path, 
         snap = run_backup(repo, _Manifests())
     out = tmp_path / "out"
     api.restore(repo, snap.id, str(out), options={"raw": raw})
-    found = [p for p in out.rglob("*")]
+    found = list(out.rglob("*"))
     assert any(p.name.endswith(".yaml") for p in found)
     for p in [out, *found]:
         mode = stat.S_IMODE(p.lstat().st_mode)
@@ -330,7 +363,11 @@ def test_names_that_are_not_utf8_cross_the_agent_protocol() -> None:
 
     name = b"dir-\xff/caf\xe9".decode("utf-8", "surrogateescape")
     target = b"t-\xfe".decode("utf-8", "surrogateescape")
-    for entry in (_entry(name, size=3), _entry("link", EntryType.SYMLINK, target=target), _entry("plain", EntryType.DIR)):
+    for entry in (
+        _entry(name, size=3),
+        _entry("link", EntryType.SYMLINK, target=target),
+        _entry("plain", EntryType.DIR),
+    ):
         back = p.entry_from_body(p.unpack(p.pack(p.entry_body(entry))))
         assert (back.path, back.target, back.type) == (entry.path, entry.target, entry.type)
 

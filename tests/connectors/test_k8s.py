@@ -24,10 +24,16 @@ from tests.cli.helpers import KK, RepoSpec
 from tests.support.k8s_fixtures import Seeded
 
 
-
-@pytest.mark.parametrize("uri, context", [("k8s://", None), ("k8s:", None), ("k8s://prod", "prod"),
-                                          ("k8s://arn:aws:eks:eu-west-1:1:cluster/prod", "arn:aws:eks:eu-west-1:1:cluster/prod"),
-                                          ("K8S://in-cluster/", "in-cluster")])
+@pytest.mark.parametrize(
+    "uri, context",
+    [
+        ("k8s://", None),
+        ("k8s:", None),
+        ("k8s://prod", "prod"),
+        ("k8s://arn:aws:eks:eu-west-1:1:cluster/prod", "arn:aws:eks:eu-west-1:1:cluster/prod"),
+        ("K8S://in-cluster/", "in-cluster"),
+    ],
+)
 def test_uri_names_the_context(uri: str, context: str | None) -> None:
     assert k8s.parse_uri(uri) == context
 
@@ -54,13 +60,21 @@ def _resource(group: str, resource: str, kind: str, verbs: tuple[str, ...] = ("l
 
 def test_resource_filters_noisy_defaults_and_aliases(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: "
-                          "{server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\n"
-                          "contexts: [{name: x, context: {cluster: c, user: u}}]\n")
-    disc = discovery.Discovery([_resource("", "events", "Event"), _resource("events.k8s.io", "events", "Event"),
-                                _resource("coordination.k8s.io", "leases", "Lease"), _resource("", "pods", "Pod"),
-                                _resource("", "bindings", "Binding", verbs=("create",)),
-                                _resource("apps", "deployments", "Deployment")])
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: "
+        "{server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    disc = discovery.Discovery(
+        [
+            _resource("", "events", "Event"),
+            _resource("events.k8s.io", "events", "Event"),
+            _resource("coordination.k8s.io", "leases", "Lease"),
+            _resource("", "pods", "Pod"),
+            _resource("", "bindings", "Binding", verbs=("create",)),
+            _resource("apps", "deployments", "Deployment"),
+        ]
+    )
 
     def chosen(**options: Any) -> list[str]:
         importer = k8s.K8sImporter(kubeconfig=str(kubeconfig), **options)
@@ -77,23 +91,48 @@ def test_resource_filters_noisy_defaults_and_aliases(tmp_path: Path) -> None:
 
 
 def test_entries_come_in_pre_order_with_their_directories() -> None:
-    files = [Entry(p, EntryType.FILE) for p in sorted(["namespaces/b/core/configmaps/x.yaml", "cluster/core/nodes/n.yaml",
-                                                       "namespaces/a/apps/deployments/d.yaml",
-                                                       "namespaces/a/core/configmaps/c.yaml"])]
+    files = [
+        Entry(p, EntryType.FILE)
+        for p in sorted(
+            [
+                "namespaces/b/core/configmaps/x.yaml",
+                "cluster/core/nodes/n.yaml",
+                "namespaces/a/apps/deployments/d.yaml",
+                "namespaces/a/core/configmaps/c.yaml",
+            ]
+        )
+    ]
     assert [(e.path, e.type) for e in with_directories(files)] == [
-        ("cluster", EntryType.DIR), ("cluster/core", EntryType.DIR), ("cluster/core/nodes", EntryType.DIR),
-        ("cluster/core/nodes/n.yaml", EntryType.FILE), ("namespaces", EntryType.DIR), ("namespaces/a", EntryType.DIR),
-        ("namespaces/a/apps", EntryType.DIR), ("namespaces/a/apps/deployments", EntryType.DIR),
-        ("namespaces/a/apps/deployments/d.yaml", EntryType.FILE), ("namespaces/a/core", EntryType.DIR),
-        ("namespaces/a/core/configmaps", EntryType.DIR), ("namespaces/a/core/configmaps/c.yaml", EntryType.FILE),
-        ("namespaces/b", EntryType.DIR), ("namespaces/b/core", EntryType.DIR),
-        ("namespaces/b/core/configmaps", EntryType.DIR), ("namespaces/b/core/configmaps/x.yaml", EntryType.FILE)]
+        ("cluster", EntryType.DIR),
+        ("cluster/core", EntryType.DIR),
+        ("cluster/core/nodes", EntryType.DIR),
+        ("cluster/core/nodes/n.yaml", EntryType.FILE),
+        ("namespaces", EntryType.DIR),
+        ("namespaces/a", EntryType.DIR),
+        ("namespaces/a/apps", EntryType.DIR),
+        ("namespaces/a/apps/deployments", EntryType.DIR),
+        ("namespaces/a/apps/deployments/d.yaml", EntryType.FILE),
+        ("namespaces/a/core", EntryType.DIR),
+        ("namespaces/a/core/configmaps", EntryType.DIR),
+        ("namespaces/a/core/configmaps/c.yaml", EntryType.FILE),
+        ("namespaces/b", EntryType.DIR),
+        ("namespaces/b/core", EntryType.DIR),
+        ("namespaces/b/core/configmaps", EntryType.DIR),
+        ("namespaces/b/core/configmaps/x.yaml", EntryType.FILE),
+    ]
 
 
 def _planned(kind: str, group: str, resource: str, uid: str, owner: str = "") -> PlannedObject:
     refs = [{"kind": "X", "name": "o", "uid": owner}] if owner else []
-    return PlannedObject(f"{resource}/{uid}", group, resource, {"kind": kind, "metadata": {"name": uid}},
-                         ordering.tier_of(group, resource), old_uid=uid, owner_references=refs)
+    return PlannedObject(
+        f"{resource}/{uid}",
+        group,
+        resource,
+        {"kind": kind, "metadata": {"name": uid}},
+        ordering.tier_of(group, resource),
+        old_uid=uid,
+        owner_references=refs,
+    )
 
 
 def test_owners_go_first_even_from_a_later_tier() -> None:
@@ -122,6 +161,7 @@ def test_legacy_discovery_finds_what_aggregated_discovery_finds(session: Session
     aggregated = discovery.discover(session)
     assert aggregated.method == "aggregated"
     legacy = discovery._legacy(session, session.get("/api"), workers=4)
+
     def key(d: discovery.Discovery) -> list[tuple[Any, ...]]:
         return sorted((r.group, r.version, r.resource, r.kind, r.namespaced, sorted(r.verbs)) for r in d.resources)
 
@@ -143,7 +183,9 @@ def test_small_pages_list_the_same_objects(session: Session) -> None:
 
 
 @pytest.mark.cluster
-def test_rejected_credentials_are_a_one_line_error(cluster: Cluster, tmp_path: Path, manifests_repo: Repository) -> None:
+def test_rejected_credentials_are_a_one_line_error(
+    cluster: Cluster, tmp_path: Path, manifests_repo: Repository
+) -> None:
     kubeconfig = serialization.load(cluster.kubeconfig.read_bytes())
     kubeconfig["users"][0]["user"] = {"token": "not-a-token"}
     path = tmp_path / "bad.kubeconfig"
@@ -154,7 +196,9 @@ def test_rejected_credentials_are_a_one_line_error(cluster: Cluster, tmp_path: P
 
 
 @pytest.mark.cluster
-def test_only_manifests_snapshots_restore_into_a_cluster(cluster: Cluster, manifests_repo: Repository, tmp_path: Path) -> None:
+def test_only_manifests_snapshots_restore_into_a_cluster(
+    cluster: Cluster, manifests_repo: Repository, tmp_path: Path
+) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "f").write_text("x")
     snap = api.backup(manifests_repo, str(tmp_path / "data"))
@@ -185,8 +229,12 @@ def test_status_managed_fields_and_update_policy(seeded: Seeded, manifests_repo:
     assert restored["status"] == original["status"]
     assert sorted(m["manager"] for m in restored["metadata"]["managedFields"]) == managers
 
-    client.request("PATCH", resource_path("example.kubekeep.test/v1", "widgets", namespace=ns, name="widget-1"),
-                   {"spec": {"color": "black"}}, content_type="application/merge-patch+json")
+    client.request(
+        "PATCH",
+        resource_path("example.kubekeep.test/v1", "widgets", namespace=ns, name="widget-1"),
+        {"spec": {"color": "black"}},
+        content_type="application/merge-patch+json",
+    )
     skipped = seeded.restore(manifests_repo, snap.id, select=select)
     assert [r["action"] for r in skipped if r["kind"] == "Widget"] == ["skipped"]
     assert _widget(client, ns, "widget-1")["spec"]["color"] == "black"
@@ -199,8 +247,11 @@ def test_status_managed_fields_and_update_policy(seeded: Seeded, manifests_repo:
 @pytest.mark.timeout(300)
 def test_cli_backup_summary_diff_and_dry_run(seeded: Seeded, tmp_path: Path) -> None:
     ns = seeded.namespaces[2]
-    kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache",
-            extra_env={"KUBECONFIG": str(seeded.cluster.kubeconfig)})
+    kk = KK(
+        RepoSpec(str(tmp_path / "repo")),
+        cache_dir=tmp_path / "cache",
+        extra_env={"KUBECONFIG": str(seeded.cluster.kubeconfig)},
+    )
     kk.run("init")
     first = kk.json("backup", "k8s://", "--include-namespace", ns)
     assert first["source"]["kind"] == "manifests" and first["warnings"] == []
@@ -213,8 +264,10 @@ def test_cli_backup_summary_diff_and_dry_run(seeded: Seeded, tmp_path: Path) -> 
     assert serialization.load(cm)["metadata"]["name"] == "config-0"
 
     name = f"cli-{uuid.uuid4().hex[:6]}"
-    seeded.rest().create(resource_path("v1", "configmaps", namespace=ns),
-                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}})
+    seeded.rest().create(
+        resource_path("v1", "configmaps", namespace=ns),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}},
+    )
     second = kk.json("backup", "k8s://", "--include-namespace", ns)
     diff = kk.out("diff", first["id"], second["id"], f"/namespaces/{ns}")
     assert f"+    /namespaces/{ns}/core/configmaps/{name}.yaml  (ConfigMap {ns}/{name})" in diff
@@ -224,8 +277,22 @@ def test_cli_backup_summary_diff_and_dry_run(seeded: Seeded, tmp_path: Path) -> 
     dry = kk.run("restore", first["id"], "--to", "k8s://", "-n", ns, "--existing", "update", "--dry-run")
     text = dry.stdout.decode()
     assert f"would update  ConfigMap {ns}/config-0" in text and "kubekeep.io/restored-from" in text
-    report = json.loads(kk.run("--json", "restore", first["id"], "--to", "k8s://", "-n", ns, "--kind", "cm",
-                               "--name", "config-*", "--dry-run").stdout)
+    report = json.loads(
+        kk.run(
+            "--json",
+            "restore",
+            first["id"],
+            "--to",
+            "k8s://",
+            "-n",
+            ns,
+            "--kind",
+            "cm",
+            "--name",
+            "config-*",
+            "--dry-run",
+        ).stdout
+    )
     assert {r["action"] for r in report["results"]} == {"would skip"}
     bad = kk.run("restore", first["id"], "--to", "k8s://", "--namespace-map", "x", expect=2)
     assert b"expected OLD=NEW" in bad.stderr

@@ -15,10 +15,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_end_to_end() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], capture_output=True, text=True,
-                          timeout=580, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=580,
+        stdin=subprocess.DEVNULL,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    for line in ("Layer 1: etcd", "Layer 2: manifests", "Layer 3: volumes", "holds the same files: True",
-                 "no errors were found", "data directory ready at", "demo finished in"):
+    for line in (
+        "Layer 1: etcd",
+        "Layer 2: manifests",
+        "Layer 3: volumes",
+        "holds the same files: True",
+        "no errors were found",
+        "data directory ready at",
+        "demo finished in",
+    ):
         assert line in out, f"{line!r} missing from the demo's output:\n{out[-4000:]}"

@@ -53,8 +53,8 @@ def test_identical_content_is_stored_once(repo: Repository, tmp_path: Path) -> N
     (src / "two" / "deeper").mkdir(parents=True)
     shutil.copyfile(src / "one" / "big.bin", src / "two" / "deeper" / "copy.bin")
     second = api.backup(repo, str(src))
-    assert second.stats["bytes_read"] == len(big)         # the copy is new to the parent ...
-    assert second.stats["bytes_new"] < 10_000              # ... but its chunks are not (trees only)
+    assert second.stats["bytes_read"] == len(big)  # the copy is new to the parent ...
+    assert second.stats["bytes_new"] < 10_000  # ... but its chunks are not (trees only)
     assert second.stats["bytes_stored"] < 20_000
 
     # the same data under another source path dedups too

@@ -16,8 +16,8 @@ import pytest
 from pyfastcdc.py.constants import GEAR
 
 from kubekeep import api, errors
-from kubekeep.engine import objects
 from kubekeep.engine import format as fmt
+from kubekeep.engine import objects
 from kubekeep.engine._gearcdc import GearCDC
 from kubekeep.engine.chunker import KEYED_GEAR, SEEDED, Chunker, gear_table
 from kubekeep.engine.pack import read_header
@@ -28,8 +28,13 @@ from tests.cli.helpers import FAST_KDF
 
 KEY = bytes(range(32))
 SMALL = {"algorithm": KEYED_GEAR, "min": 16384, "avg": 65536, "max": 262144, "normalization": 1}
-DEFAULT = {"algorithm": KEYED_GEAR, "min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG, "max": fmt.CHUNK_MAX,
-           "normalization": 1}
+DEFAULT = {
+    "algorithm": KEYED_GEAR,
+    "min": fmt.CHUNK_MIN,
+    "avg": fmt.CHUNK_AVG,
+    "max": fmt.CHUNK_MAX,
+    "normalization": 1,
+}
 
 
 def _lengths(chunker: Chunker, data: bytes) -> list[int]:
@@ -44,16 +49,61 @@ def test_vectors() -> None:
     assert table == blake3.blake3(KEY, derive_key_context="kubekeep 2026 chunker gear table v1").digest(2048)
     data = random.Random(11).randbytes(2 * 1024 * 1024)
     assert _lengths(Chunker(SMALL, KEY), data) == [
-        63988, 30041, 115507, 71113, 47520, 124104, 54404, 99122, 131609, 93773, 127686, 77910, 78973,
-        74773, 92950, 23421, 168579, 18287, 72377, 115109, 20609, 84894, 49609, 95779, 56499, 33609,
-        69799, 5108]
+        63988,
+        30041,
+        115507,
+        71113,
+        47520,
+        124104,
+        54404,
+        99122,
+        131609,
+        93773,
+        127686,
+        77910,
+        78973,
+        74773,
+        92950,
+        23421,
+        168579,
+        18287,
+        72377,
+        115109,
+        20609,
+        84894,
+        49609,
+        95779,
+        56499,
+        33609,
+        69799,
+        5108,
+    ]
     data = random.Random(12).randbytes(12 * 1024 * 1024)
     assert _lengths(Chunker(DEFAULT, KEY), data) == [
-        968650, 1534811, 1669567, 842071, 2099125, 2017284, 1049092, 1008448, 1151940, 241924]
+        968650,
+        1534811,
+        1669567,
+        842071,
+        2099125,
+        2017284,
+        1049092,
+        1008448,
+        1151940,
+        241924,
+    ]
 
 
-@pytest.mark.parametrize("sizes", [(262144, 786432, 8388608, 1), (16384, 65536, 262144, 1), (64, 256, 1024, 2),
-                                   (2048, 8192, 65536, 0), (4096, 16384, 65536, 3), (1000, 3000, 9001, 1)])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (262144, 786432, 8388608, 1),
+        (16384, 65536, 262144, 1),
+        (64, 256, 1024, 2),
+        (2048, 8192, 65536, 0),
+        (4096, 16384, 65536, 3),
+        (1000, 3000, 9001, 1),
+    ],
+)
 def test_cut_rule_is_pyfastcdcs(sizes: tuple[int, int, int, int]) -> None:
     """Given pyfastcdc's own (seeded) table, the C module cuts exactly where pyfastcdc does."""
     mn, avg, mx, nc = sizes
@@ -62,8 +112,15 @@ def test_cut_rule_is_pyfastcdcs(sizes: tuple[int, int, int, int]) -> None:
     ours = GearCDC(table, mn, avg, mx, nc)
     ref = pyfastcdc.FastCDC(avg, min_size=mn, max_size=mx, normalized_chunking=nc, seed=seed)  # type: ignore[arg-type]
     rnd = random.Random(mn)
-    for data in (rnd.randbytes(3 * 1024 * 1024 + 7), rnd.randbytes(mn), rnd.randbytes(mn + 1),
-                 rnd.randbytes(avg - 1), rnd.randbytes(mx + 3), bytes(2 * mx + 5), b"x"):
+    for data in (
+        rnd.randbytes(3 * 1024 * 1024 + 7),
+        rnd.randbytes(mn),
+        rnd.randbytes(mn + 1),
+        rnd.randbytes(avg - 1),
+        rnd.randbytes(mx + 3),
+        bytes(2 * mx + 5),
+        b"x",
+    ):
         assert ours.cut_buf(data) == [c.offset + c.length for c in ref.cut_buf(data)]
 
 
@@ -73,7 +130,7 @@ def test_min_and_max_are_respected() -> None:
     lengths = _lengths(chunker, data)
     assert sum(lengths) == len(data)
     assert all(SMALL["min"] <= n <= SMALL["max"] for n in lengths[:-1]) and 0 < lengths[-1] <= SMALL["max"]
-    assert SMALL["max"] in lengths                         # the zero run is cut at max
+    assert SMALL["max"] in lengths  # the zero run is cut at max
     assert _lengths(chunker, b"short") == [5] and _lengths(chunker, b"") == []
 
 
@@ -106,7 +163,7 @@ def test_bad_parameters_are_refused() -> None:
     with pytest.raises(errors.RepositoryError, match="out of range"):
         Chunker({**SMALL, "min": 10}, KEY)
     with pytest.raises(errors.RepositoryError, match="out of range"):
-        Chunker({**SMALL, "min": (1 << 64) + 16384}, KEY)   # would wrap to 16384 in C
+        Chunker({**SMALL, "min": (1 << 64) + 16384}, KEY)  # would wrap to 16384 in C
     with pytest.raises(errors.RepositoryError, match="malformed"):
         Chunker({**SMALL, "max": "lots"}, KEY)
     with pytest.raises(errors.RepositoryError, match="malformed"):
@@ -143,10 +200,12 @@ def test_version_1_repository_keeps_its_cuts_and_dedups_against_old_snapshots(tm
     first = api.backup(repo, str(src))
 
     # cut as kubekeep 0.1 cut it: pyfastcdc, seed from the identity key as 0.1 derived it
-    seed = (int.from_bytes(blake3.blake3(b"kubekeep chunker seed", key=repo.master.identity).digest(8),
-                           "little") >> 2) or 1
-    ref = pyfastcdc.FastCDC(fmt.CHUNK_AVG, min_size=fmt.CHUNK_MIN, max_size=fmt.CHUNK_MAX,
-                            normalized_chunking=1, seed=seed)  # type: ignore[arg-type]
+    seed = (
+        int.from_bytes(blake3.blake3(b"kubekeep chunker seed", key=repo.master.identity).digest(8), "little") >> 2
+    ) or 1
+    ref = pyfastcdc.FastCDC(
+        fmt.CHUNK_AVG, min_size=fmt.CHUNK_MIN, max_size=fmt.CHUNK_MAX, normalized_chunking=1, seed=seed
+    )  # type: ignore[arg-type]
     assert _file_chunk_lengths(repo, bytes.fromhex(first.tree), "big.bin") == [c.length for c in ref.cut_buf(big)]
     # version-1 packs keep version 1's unpadded headers (kubekeep 0.1 reads them)
     pack = next(o.name for o in repo.backend.list("data/"))

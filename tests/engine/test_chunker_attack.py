@@ -50,8 +50,8 @@ def _cut_windows(data: bytes, lengths: list[int], params: dict[str, Any]) -> tup
     mask_s, mask_l = _masks(params)
     rows, masks = [], []
     start = 0
-    for length in lengths[:-1]:                      # the last chunk ends with the data
-        if length < int(params["max"]):                # a chunk of max length was forced
+    for length in lengths[:-1]:  # the last chunk ends with the data
+        if length < int(params["max"]):  # a chunk of max length was forced
             center = min(int(params["avg"]), len(data) - start)
             masks.append(mask_s if length < (center // 2) * 2 else mask_l)
             pos = start + length
@@ -71,7 +71,7 @@ def recover_seed(data: bytes, lengths: list[int], params: dict[str, Any]) -> lis
         if tested:
             w = windows[tested, : k + 1]
             h = np.zeros((len(cands), len(tested)), dtype=np.uint64)
-            for j in range(k + 1):   # bit k of sum_j (gear ^ seed) << j; uint64 wraps like the hash
+            for j in range(k + 1):  # bit k of sum_j (gear ^ seed) << j; uint64 wraps like the hash
                 h += (w[None, :, j] ^ cands[:, None]) << np.uint64(j)
             cands = cands[((h >> np.uint64(k)) & np.uint64(1) == 0).all(axis=1)]
         assert len(cands) <= MAX_CANDIDATES
@@ -84,9 +84,13 @@ def _predicted_lengths(seed_bits: int, data: bytes, params: dict[str, Any]) -> l
     """The attacker's forecast: pyfastcdc with the recovered bits (higher bits do not matter)."""
     import pyfastcdc
 
-    cdc = pyfastcdc.FastCDC(int(params["avg"]), min_size=int(params["min"]), max_size=int(params["max"]),
-                            normalized_chunking=int(params.get("normalization", 1)),
-                            seed=seed_bits or (1 << 63))  # type: ignore[arg-type]
+    cdc = pyfastcdc.FastCDC(
+        int(params["avg"]),
+        min_size=int(params["min"]),
+        max_size=int(params["max"]),
+        normalized_chunking=int(params.get("normalization", 1)),
+        seed=seed_bits or (1 << 63),
+    )  # type: ignore[arg-type]
     return [c.length for c in cdc.cut_buf(data)]
 
 
@@ -106,7 +110,8 @@ def _repo_chunker(tmp_path: Any, version: int) -> tuple[Chunker, dict[str, Any],
 
 
 def test_version_1_seed_is_recovered_from_known_plaintext_and_fingerprints_other_files(
-        tmp_path: Any, known_files: tuple[bytes, bytes]) -> None:
+    tmp_path: Any, known_files: tuple[bytes, bytes]
+) -> None:
     known, other = known_files
     chunker, params, id_key = _repo_chunker(tmp_path, 1)
     candidates = recover_seed(known, _lengths(chunker, known), params)
@@ -122,7 +127,7 @@ def test_keyed_gear_table_defeats_the_seed_recovery(tmp_path: Any, known_files: 
     chunker, params, _ = _repo_chunker(tmp_path, 2)
     assert params["algorithm"] != SEEDED
     candidates = recover_seed(known, _lengths(chunker, known), params)
-    assert candidates == []                          # no seed of version 1's form fits the cuts
+    assert candidates == []  # no seed of version 1's form fits the cuts
     actual = _lengths(chunker, other)
     assert not any(_predicted_lengths(c, other, params) == actual for c in candidates)
     # and the cuts themselves differ from any other repository's

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.engine import compression
-from kubekeep.engine import keyfile
+from kubekeep.engine import compression, keyfile
 from kubekeep.engine.crypto import Cipher, MasterKey
 from kubekeep.engine.keyfile import KeyFile
 from kubekeep.engine.pack import DATA, TREE, PackWriter, blob_aad, read_header, verify_pack_id
@@ -87,7 +86,7 @@ def test_pack_header_roundtrip() -> None:
     assert [e.id for e in header] == [b for b, _ in blobs]
     for e, (blob_id, plain) in zip(header, blobs, strict=True):
         assert e.type == DATA and e.raw_length == len(plain)
-        raw = data[e.offset:e.offset + e.length]
+        raw = data[e.offset : e.offset + e.length]
         assert cipher.decrypt(raw, blob_aad(DATA, blob_id), "blob") == plain
         with pytest.raises(errors.IntegrityError):  # a data blob cannot pass as a tree blob
             cipher.decrypt(raw, blob_aad(TREE, blob_id), "blob")
@@ -101,11 +100,11 @@ def test_pack_tamper_detection() -> None:
         assert not verify_pack_id(pack_id, bytes(bad))
     hlen = struct.unpack("<I", data[-4:])[0]
     bad = bytearray(data)
-    bad[len(data) - 4 - hlen // 2] ^= 1        # inside the encrypted header
+    bad[len(data) - 4 - hlen // 2] ^= 1  # inside the encrypted header
     with pytest.raises(errors.IntegrityError, match="header"):
         read_header(bytes(bad), cipher, "pack")
     with pytest.raises(errors.IntegrityError, match="out of range"):
-        read_header(data[-4 - hlen + 5:], cipher, "pack")
+        read_header(data[-4 - hlen + 5 :], cipher, "pack")
     with pytest.raises(errors.IntegrityError, match="truncated"):
         read_header(b"\x01", cipher, "pack")
     with pytest.raises(errors.IntegrityError):
@@ -121,7 +120,7 @@ def test_compression_only_when_it_pays() -> None:
     assert packed[0] == compression.ZSTD and len(packed) < len(text) // 20
     assert compression.unpack_payload(packed, len(text), "blob") == text
     assert compression.pack_payload(b"short", 3)[0] == compression.NONE  # below 64 bytes
-    assert compression.pack_payload(text, 0)[0] == compression.NONE      # level 0: disabled
+    assert compression.pack_payload(text, 0)[0] == compression.NONE  # level 0: disabled
     with pytest.raises(errors.IntegrityError, match="compression method"):
         compression.unpack_payload(b"\x07abc", 3, "blob")
     with pytest.raises(errors.IntegrityError, match="decompress"):
@@ -163,7 +162,7 @@ def test_pack_header_length_does_not_tell_the_blob_count() -> None:
     one, twenty, sixty = (_pack_of(cipher, n) for n in (1, 20, 60))
     assert _header_length(one) == _header_length(twenty) == _header_length(sixty) == 4096 + 28
     assert len(read_header(one, cipher, "pack")) == 1 and len(read_header(sixty, cipher, "pack")) == 60
-    many = _pack_of(cipher, 300)                 # past the first bucket: the next power of two
+    many = _pack_of(cipher, 300)  # past the first bucket: the next power of two
     assert _header_length(many) == 16384 + 28 and len(read_header(many, cipher, "pack")) == 300
 
 
@@ -172,8 +171,8 @@ def test_unpadded_version_1_headers_still_read_and_bad_padding_is_refused() -> N
     old = _pack_of(cipher, 3, pad_header=False)
     assert _header_length(old) < 300 and len(read_header(old, cipher, "pack")) == 3
     # padding that is not zero bytes (only a key holder could write it) is a malformed header
-    body = old[:-4 - _header_length(old)]
-    header = cipher.decrypt(old[-4 - _header_length(old):-4], b"pack header", "h") + b"\x00\x01"
+    body = old[: -4 - _header_length(old)]
+    header = cipher.decrypt(old[-4 - _header_length(old) : -4], b"pack header", "h") + b"\x00\x01"
     enc = cipher.encrypt(header, b"pack header")
     with pytest.raises(errors.IntegrityError, match="malformed"):
         read_header(body + bytes(enc) + struct.pack("<I", len(enc)), cipher, "pack")
@@ -185,5 +184,5 @@ def test_version_2_repository_writes_padded_headers(repo: Repository, tmp_path: 
     (tmp_path / "src" / "f").write_bytes(os.urandom(5000))
     api.backup(repo, str(tmp_path / "src"))
     packs = [repo.backend.load(o.name) for o in repo.backend.list("data/")]
-    assert len(packs) == 2                                 # one data pack, one tree pack
+    assert len(packs) == 2  # one data pack, one tree pack
     assert all(_header_length(p) == 4096 + 28 for p in packs)

@@ -16,7 +16,7 @@ from kubekeep.engine.repository import Repository
 
 @pytest.fixture
 def stored(repo: Repository, tmp_path: Path) -> tuple[Repository, bytes]:
-    data = random.Random(5).randbytes(6 * 1024 * 1024)       # several ~1 MiB chunks
+    data = random.Random(5).randbytes(6 * 1024 * 1024)  # several ~1 MiB chunks
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(data)
@@ -33,7 +33,7 @@ def test_sequential_read_loads_each_blob_once(stored: tuple[Repository, bytes]) 
         assert view.seekable() and view.size == len(data)
         assert view.read() == data
         assert view.blob_loads == len(node.content)
-        assert view.read(10) == b""                           # at the end
+        assert view.read(10) == b""  # at the end
 
 
 def test_seek_and_read_across_blob_boundaries(stored: tuple[Repository, bytes]) -> None:
@@ -50,15 +50,15 @@ def test_seek_and_read_across_blob_boundaries(stored: tuple[Repository, bytes]) 
         assert view.read() == data[-100:]
         view.seek(10)
         assert view.seek(5, os.SEEK_CUR) == 15
-        assert view.seek(len(data) + 10) == len(data) + 10    # past the end reads nothing
+        assert view.seek(len(data) + 10) == len(data) + 10  # past the end reads nothing
         assert view.read(5) == b""
         with pytest.raises(ValueError):
             view.seek(-1)
-        buffered = io.BufferedReader(view)                    # usable as a normal binary file
+        buffered = io.BufferedReader(view)  # usable as a normal binary file
         buffered.seek(1000)
         assert buffered.read(5000) == data[1000:6000]
     with pytest.raises(ValueError):
-        view.read(1)                                          # closed
+        view.read(1)  # closed
 
 
 def test_refuses_directories_and_size_mismatch(stored: tuple[Repository, bytes]) -> None:

@@ -21,8 +21,8 @@ def _pack(n: int, blob_type: int = DATA) -> tuple[bytes, list[BlobEntry]]:
 
 def test_many_entries_lookup_and_merge() -> None:
     idx = Index()
-    packs = [_pack(100) for _ in range(1500)]          # 150,000 blobs through add_pack (merges)
-    bulk = [_pack(100) for _ in range(1000)]            # 100,000 more through add_bulk
+    packs = [_pack(100) for _ in range(1500)]  # 150,000 blobs through add_pack (merges)
+    bulk = [_pack(100) for _ in range(1000)]  # 100,000 more through add_bulk
     started = time.monotonic()
     for pack_id, entries in packs:
         idx.add_pack(pack_id, entries)
@@ -32,8 +32,13 @@ def test_many_entries_lookup_and_merge() -> None:
         for e in entries[::3]:
             loc = idx.lookup(e.id)
             assert loc is not None
-            assert (loc.pack_id, loc.type, loc.offset, loc.length, loc.raw_length) == \
-                (pack_id, e.type, e.offset, e.length, e.raw_length)
+            assert (loc.pack_id, loc.type, loc.offset, loc.length, loc.raw_length) == (
+                pack_id,
+                e.type,
+                e.offset,
+                e.length,
+                e.raw_length,
+            )
     for _ in range(2000):
         missing = os.urandom(32)
         assert idx.lookup(missing) is None and missing not in idx
@@ -49,7 +54,7 @@ def test_empty_index_and_pending_lookups() -> None:
     idx = Index()
     assert idx.lookup(os.urandom(32)) is None and len(idx) == 0
     pack_id, entries = _pack(3, TREE)
-    idx.add_pack(pack_id, entries)          # below the merge threshold: still pending
+    idx.add_pack(pack_id, entries)  # below the merge threshold: still pending
     assert all(e.id in idx for e in entries)
     assert idx.lookup(entries[1].id).type == TREE  # type: ignore[union-attr]
 
@@ -86,7 +91,7 @@ def _row_pack() -> tuple[bytes, list[list[object]]]:
 
 
 def test_lookups_during_concurrent_adds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_mod, "_MERGE_AT", 500)   # merge often while readers look up
+    monkeypatch.setattr(index_mod, "_MERGE_AT", 500)  # merge often while readers look up
     idx = Index()
     added: list[bytes] = []
     stop = threading.Event()
@@ -127,14 +132,18 @@ def test_index_file_body_roundtrip_and_validation() -> None:
 def test_lookup_many_agrees_with_lookup() -> None:
     idx = Index()
     prefix = os.urandom(8)
-    twins = [prefix + os.urandom(24) for _ in range(5)]          # share their 8-byte key
+    twins = [prefix + os.urandom(24) for _ in range(5)]  # share their 8-byte key
     idx.add_bulk([(os.urandom(32), [[DATA, b, i * 10, 10, 5] for i, b in enumerate(twins)])])
     packs = [_pack(50) for _ in range(20)]
     idx.add_bulk((pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]) for pid, ents in packs)
     pending_id, pending = _pack(3, TREE)
-    idx.add_pack(pending_id, pending)                            # not merged yet
-    want = ([e.id for _, ents in packs for e in ents[::4]] + twins[::-1] + [e.id for e in pending]
-            + [os.urandom(32), prefix + os.urandom(24)])
+    idx.add_pack(pending_id, pending)  # not merged yet
+    want = (
+        [e.id for _, ents in packs for e in ents[::4]]
+        + twins[::-1]
+        + [e.id for e in pending]
+        + [os.urandom(32), prefix + os.urandom(24)]
+    )
     assert idx.lookup_many(want) == [idx.lookup(b) for b in want]
     assert idx.lookup_many(want)[-2:] == [None, None]
     assert Index().lookup_many(want[:3]) == [None, None, None] and idx.lookup_many([]) == []

@@ -33,19 +33,20 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 def test_writes_stop_once_the_lock_is_too_old(repo: Repository, clock: Clock) -> None:
     with repo.lock():
-        repo.backend.store("data/00/fresh", b"x")              # refreshed just now: fine
+        repo.backend.store("data/00/fresh", b"x")  # refreshed just now: fine
         clock.now += locks.SAFE_S + 1
         with pytest.raises(errors.LockLost):
             repo.backend.store("data/00/late", b"x")
         with pytest.raises(errors.LockLost):
             repo.backend.delete("data/00/fresh")
-        repo.backend.store("locks/own-refresh", b"x")           # the lock's own files still go
+        repo.backend.store("locks/own-refresh", b"x")  # the lock's own files still go
     assert repo.backend.exists("data/00/fresh") and not repo.backend.exists("data/00/late")
-    assert not isinstance(repo.backend, locks.LockGuard)        # released: the plain backend again
+    assert not isinstance(repo.backend, locks.LockGuard)  # released: the plain backend again
 
 
-def test_a_successful_refresh_keeps_writes_going(repo: Repository, clock: Clock,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_successful_refresh_keeps_writes_going(
+    repo: Repository, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(locks, "REFRESH_S", 0.02)
     with repo.lock() as lock:
         clock.now += locks.SAFE_S + 1
@@ -74,8 +75,9 @@ def test_failed_refreshes_stop_writes(repo: Repository, clock: Clock, monkeypatc
             repo.backend.store("data/00/x", b"x")
 
 
-def test_a_backup_whose_lock_lapsed_writes_no_snapshot(repo: Repository, clock: Clock, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_backup_whose_lock_lapsed_writes_no_snapshot(
+    repo: Repository, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_bytes(b"data" * 1000)

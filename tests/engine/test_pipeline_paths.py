@@ -38,7 +38,7 @@ class _Trickle(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:  # type: ignore[override]
         n = min(len(b), self._step, len(self._data) - self._pos)
-        b[:n] = self._data[self._pos:self._pos + n]
+        b[:n] = self._data[self._pos : self._pos + n]
         self._pos += n
         return n
 
@@ -63,10 +63,10 @@ def test_stream_paths_cut_like_the_whole_buffer(monkeypatch: pytest.MonkeyPatch,
     whole = _cuts(chunker.buffer(data))
     assert len(whole) > 40
     assert _cuts(chunker.stream(_Trickle(data, 70_001), size_hint=len(data))) == whole  # reused buffer, short reads
-    assert _cuts(chunker.stream(io.BytesIO(data), size_hint=len(data))) == whole     # reused buffer
-    assert _cuts(chunker.stream(_Trickle(data, 70_001))) == whole                    # unsized: blocks, short reads
-    assert _cuts(chunker.stream(_NoReadinto(data))) == whole                         # blocks joined
-    assert _cuts(chunker.stream(io.BytesIO(data), size_hint=1000)) == whole          # sized as small
+    assert _cuts(chunker.stream(io.BytesIO(data), size_hint=len(data))) == whole  # reused buffer
+    assert _cuts(chunker.stream(_Trickle(data, 70_001))) == whole  # unsized: blocks, short reads
+    assert _cuts(chunker.stream(_NoReadinto(data))) == whole  # blocks joined
+    assert _cuts(chunker.stream(io.BytesIO(data), size_hint=1000)) == whole  # sized as small
     assert _cuts(chunker.stream(io.BytesIO(b""))) == []
 
 
@@ -82,8 +82,14 @@ class _StreamImporter(Importer):
     def entries(self) -> Iterator[Entry]:
         yield Entry("d", EntryType.DIR, mode=0o755, mtime_ns=1)
         for name, data in self.files.items():
-            yield Entry(f"d/{name}", EntryType.FILE, mode=0o644, mtime_ns=1, size=len(data),
-                        opener=lambda data=data, name=name: self._open(name, data))
+            yield Entry(
+                f"d/{name}",
+                EntryType.FILE,
+                mode=0o644,
+                mtime_ns=1,
+                size=len(data),
+                opener=lambda data=data, name=name: self._open(name, data),
+            )
 
     def _open(self, name: str, data: bytes) -> Any:
         if name != self.fail:
@@ -100,13 +106,15 @@ class _StreamImporter(Importer):
         return stream
 
 
-def test_large_streams_are_sealed_in_a_pool(repo: Repository, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup_mod, "LARGE_STREAM", 1)        # every file takes the pool path
+def test_large_streams_are_sealed_in_a_pool(repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backup_mod, "LARGE_STREAM", 1)  # every file takes the pool path
     monkeypatch.setattr(chunker_mod, "READ_BLOCK", 1024 * 1024)
     rnd = random.Random(9)
-    files = {"a.bin": rnd.randbytes(3 * 1024 * 1024), "b.txt": b"compressible line\n" * 200_000,
-             "c.bin": rnd.randbytes(2 * 1024 * 1024)}
+    files = {
+        "a.bin": rnd.randbytes(3 * 1024 * 1024),
+        "b.txt": b"compressible line\n" * 200_000,
+        "c.bin": rnd.randbytes(2 * 1024 * 1024),
+    }
     files["copy.bin"] = files["a.bin"]
     with repo.lock():
         snap = run_backup(repo, _StreamImporter(files))
@@ -119,8 +127,9 @@ def test_large_streams_are_sealed_in_a_pool(repo: Repository, tmp_path: Path,
 
     # a stream failing half-way with chunks still in the pool: the file is skipped, others land
     with repo.lock():
-        broken = run_backup(repo, _StreamImporter({"ok.bin": rnd.randbytes(1 << 20), "bad.bin": rnd.randbytes(4 << 20)},
-                                                  fail="bad.bin"))
+        broken = run_backup(
+            repo, _StreamImporter({"ok.bin": rnd.randbytes(1 << 20), "bad.bin": rnd.randbytes(4 << 20)}, fail="bad.bin")
+        )
     assert any("bad.bin" in w and "read failed" in w for w in broken.warnings)
     assert [n.name for n in repo.load_tree(repo.resolve(broken, "d").subtree)] == ["ok.bin"]
     assert api.check(repo).ok
@@ -137,8 +146,9 @@ class _CountingLoads:
         return self._load(name, offset, length)
 
 
-def test_restore_reads_runs_of_blobs_and_fails_only_the_damaged_file(repo: Repository, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_reads_runs_of_blobs_and_fails_only_the_damaged_file(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     (src / "many").mkdir(parents=True)
     rnd = random.Random(3)

@@ -66,7 +66,7 @@ def _open(tmp_path: Path) -> tuple[Repository, RecordingBackend]:
 def test_missing_blobs_are_found_from_pack_headers_alone(repo: Repository, tmp_path: Path) -> None:
     src, snap_id = _setup(repo, tmp_path)
     (src / "other.bin").write_bytes(random.Random(12).randbytes(300_000))
-    api.backup(repo, str(src))                              # packs the read below does not need
+    api.backup(repo, str(src))  # packs the read below does not need
     for info in list(repo.backend.list("index/")):
         repo.backend.delete(info.name)
     fresh, backend = _open(tmp_path)
@@ -83,14 +83,14 @@ def test_missing_blobs_are_found_from_pack_headers_alone(repo: Repository, tmp_p
         loc = fresh.index.lookup(blob)  # type: ignore[arg-type]
         assert loc is not None
         needed.add(pack_name(loc.pack_id))
-    assert set(sizes) - needed                               # some packs held nothing we read
+    assert set(sizes) - needed  # some packs held nothing we read
     for name, size in sizes.items():
         reads = [(off, ln) for n, off, ln in header_reads if n == name]
         assert reads and all(ln is not None for _, ln in reads), (name, reads)
         off, ln = reads[0]
-        assert ln is not None and off + ln == size and ln <= FIRST_READ    # the end, first
+        assert ln is not None and off + ln == size and ln <= FIRST_READ  # the end, first
         if name not in needed:
-            assert len(reads) == 1, (name, reads)           # and nothing else
+            assert len(reads) == 1, (name, reads)  # and nothing else
     assert any("repair index" in w for w in warnings), warnings
     fresh.close()
 
@@ -102,7 +102,7 @@ def test_repair_index_stores_before_it_deletes(repo: Repository, tmp_path: Path)
     backend.fail_index_stores = True
     with pytest.raises(errors.StorageError):
         repair_index(fresh, dry_run=False)
-    assert {o.name for o in backend.list("index/")} == old       # nothing deleted
+    assert {o.name for o in backend.list("index/")} == old  # nothing deleted
     backend.fail_index_stores = False
     backend.ops.clear()
     report = repair_index(fresh, dry_run=False)
@@ -115,7 +115,8 @@ def test_repair_index_stores_before_it_deletes(repo: Repository, tmp_path: Path)
 
 
 def test_repair_index_keeps_what_an_old_index_knows_of_a_pack_whose_header_is_damaged(
-        repo: Repository, tmp_path: Path) -> None:
+    repo: Repository, tmp_path: Path
+) -> None:
     src, snap_id = _setup(repo, tmp_path)
     fresh, backend = _open(tmp_path)
     node = fresh.resolve(fresh.find_snapshot(snap_id), "/d/f0.bin")
@@ -123,7 +124,7 @@ def test_repair_index_keeps_what_an_old_index_knows_of_a_pack_whose_header_is_da
     assert loc is not None
     path = tmp_path / "repo" / pack_name(loc.pack_id)
     data = bytearray(path.read_bytes())
-    data[-10] ^= 1                                          # inside the encrypted header
+    data[-10] ^= 1  # inside the encrypted header
     path.chmod(0o644)
     path.write_bytes(bytes(data))
     report = repair_index(fresh, dry_run=False)
@@ -139,6 +140,7 @@ def test_prune_refuses_while_an_index_file_is_damaged(repo: Repository, tmp_path
     _setup(repo, tmp_path)
     _damage_the_index(repo, tmp_path)
     fresh, backend = _open(tmp_path)
+
     def stored() -> set[str]:
         return {o.name for o in backend.list("") if not o.name.startswith("locks/")}
 
@@ -200,7 +202,7 @@ def test_a_snapshot_whose_root_tree_is_gone_is_left_alone(repo: Repository, tmp_
     fresh, backend = _open(tmp_path)
     loc = fresh.index.lookup(bytes.fromhex(fresh.find_snapshot(snap_id).tree))
     assert loc is not None
-    backend.delete(pack_name(loc.pack_id))                  # the tree pack
+    backend.delete(pack_name(loc.pack_id))  # the tree pack
     fresh.close()
     fresh, backend = _open(tmp_path)
     before = {o.name for o in backend.list("snapshots/")}
@@ -219,17 +221,17 @@ def test_threads_that_miss_while_headers_are_read_find_their_blobs(repo: Reposit
         repo.backend.delete(info.name)
     fresh, backend = _open(tmp_path)
     snap = fresh.find_snapshot(snap_id)
-    nodes = [fresh.resolve(snap, f"/d/f{i}.bin") for i in range(6)]   # trees found from headers
+    nodes = [fresh.resolve(snap, f"/d/f{i}.bin") for i in range(6)]  # trees found from headers
     fresh.close()
     fresh, backend = _open(tmp_path)
-    backend.delay = 0.05                                    # slow storage: the reads overlap
+    backend.delay = 0.05  # slow storage: the reads overlap
     start = threading.Barrier(len(nodes))
     results: dict[int, bytes | Exception] = {}
 
     def read(i: int) -> None:
         start.wait()
         try:
-            first = fresh.load_blob(nodes[i].content[0])    # one lookup, then the headers
+            first = fresh.load_blob(nodes[i].content[0])  # one lookup, then the headers
             results[i] = first + b"".join(fresh.read_blobs(nodes[i].content[1:]))
         except Exception as exc:  # noqa: BLE001 - reported below
             results[i] = exc

@@ -15,7 +15,7 @@ from kubekeep.engine.snapshot import Snapshot
 def snap(when: dt.datetime | str, tags: tuple[str, ...] = (), host: str = "h", uri: str = "fs:/x") -> Snapshot:
     if isinstance(when, str):
         when = dt.datetime.fromisoformat(when)
-    t = when.replace(tzinfo=dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    t = when.replace(tzinfo=dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     s = Snapshot(time=t, tree="00" * 32, source={"uri": uri, "host": host}, tags=list(tags))
     s.id = t
     return s
@@ -36,7 +36,11 @@ def daily(first: dt.date, last: dt.date, hour: int = 11) -> list[Snapshot]:
 def test_restic_example_twelve_sundays_keep_daily_4() -> None:
     sundays = [snap(dt.datetime(2019, 9, 1, 11) + dt.timedelta(weeks=i)) for i in range(12)]
     assert kept(sundays, Policy(daily=4)) == [
-        "2019-10-27T11:00:00", "2019-11-03T11:00:00", "2019-11-10T11:00:00", "2019-11-17T11:00:00"]
+        "2019-10-27T11:00:00",
+        "2019-11-03T11:00:00",
+        "2019-11-10T11:00:00",
+        "2019-11-17T11:00:00",
+    ]
 
 
 def test_keep_last_and_newest_of_each_day() -> None:
@@ -45,7 +49,11 @@ def test_keep_last_and_newest_of_each_day() -> None:
     assert kept(snaps, Policy(daily=2)) == ["2020-03-02T20:00:00", "2020-03-03T20:00:00"]
     # ORed: the newest two plus the newest of each of three days
     assert kept(snaps, Policy(last=2, daily=3)) == [
-        "2020-03-01T20:00:00", "2020-03-02T20:00:00", "2020-03-03T12:00:00", "2020-03-03T20:00:00"]
+        "2020-03-01T20:00:00",
+        "2020-03-02T20:00:00",
+        "2020-03-03T12:00:00",
+        "2020-03-03T20:00:00",
+    ]
 
 
 def test_oldest_snapshot_kept_while_counts_are_left() -> None:
@@ -79,34 +87,56 @@ def test_restic_daily_weekly_monthly_yearly_example() -> None:
     # here over three calendar years ending on Tuesday 2019-12-31
     snaps = daily(dt.date(2017, 1, 1), dt.date(2019, 12, 31))
     result = kept(snaps, Policy(daily=7, weekly=5, monthly=12, yearly=75))
-    days = [f"2019-12-{d}" for d in range(25, 32)]                       # 7 daily
-    weeks = ["2019-12-08", "2019-12-15", "2019-12-22"]                  # weekly beyond the dailies
-    months = [f"2019-{m:02d}-{d}" for m, d in
-              [(1, 31), (2, 28), (3, 31), (4, 30), (5, 31), (6, 30), (7, 31), (8, 31), (9, 30),
-               (10, 31), (11, 30)]]                                      # 11 monthly beyond Dec 31
-    years = ["2017-12-31", "2018-12-31"]                                 # yearly beyond 2019
-    oldest = ["2017-01-01"]                                              # yearly counts are left
+    days = [f"2019-12-{d}" for d in range(25, 32)]  # 7 daily
+    weeks = ["2019-12-08", "2019-12-15", "2019-12-22"]  # weekly beyond the dailies
+    months = [
+        f"2019-{m:02d}-{d}"
+        for m, d in [
+            (1, 31),
+            (2, 28),
+            (3, 31),
+            (4, 30),
+            (5, 31),
+            (6, 30),
+            (7, 31),
+            (8, 31),
+            (9, 30),
+            (10, 31),
+            (11, 30),
+        ]
+    ]  # 11 monthly beyond Dec 31
+    years = ["2017-12-31", "2018-12-31"]  # yearly beyond 2019
+    oldest = ["2017-01-01"]  # yearly counts are left
     assert result == sorted(f"{d}T11:00:00" for d in days + weeks + months + years + oldest)
 
 
 def test_unlimited_keeps_every_bucket() -> None:
     snaps = [snap(f"2020-03-0{d}T{h:02d}:00:00") for d in (1, 2, 3) for h in (8, 20)]
     assert kept(snaps, Policy(daily=-1)) == [
-        "2020-03-01T08:00:00", "2020-03-01T20:00:00", "2020-03-02T20:00:00", "2020-03-03T20:00:00"]
+        "2020-03-01T08:00:00",
+        "2020-03-01T20:00:00",
+        "2020-03-02T20:00:00",
+        "2020-03-03T20:00:00",
+    ]
 
 
 def test_keep_within_is_relative_to_the_newest_snapshot() -> None:
     newest = snap("2020-01-10T12:00:00")
-    on_edge = snap("2020-01-08T12:00:00")        # exactly 2 days older: restic does not keep it
+    on_edge = snap("2020-01-08T12:00:00")  # exactly 2 days older: restic does not keep it
     inside = snap("2020-01-08T12:00:01")
     old = snap("2019-12-01T00:00:00")
     assert kept([newest, on_edge, inside, old], Policy(within=dt.timedelta(days=2))) == [
-        "2020-01-08T12:00:01", "2020-01-10T12:00:00"]
+        "2020-01-08T12:00:01",
+        "2020-01-10T12:00:00",
+    ]
 
 
 def test_keep_tag_and_empty_policy() -> None:
-    snaps = [snap("2020-01-01T00:00:00", ("monthly-archive",)), snap("2020-01-02T00:00:00"),
-             snap("2020-01-03T00:00:00", ("other",))]
+    snaps = [
+        snap("2020-01-01T00:00:00", ("monthly-archive",)),
+        snap("2020-01-02T00:00:00"),
+        snap("2020-01-03T00:00:00", ("other",)),
+    ]
     assert kept(snaps, Policy(keep_tags=["monthly-archive"], last=1)) == ["2020-01-01T00:00:00", "2020-01-03T00:00:00"]
     both = snap("2020-01-04T00:00:00", ("a", "b"))
     assert kept([*snaps, both], Policy(keep_tags=["a,b"])) == ["2020-01-04T00:00:00"]

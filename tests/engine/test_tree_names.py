@@ -20,9 +20,13 @@ def raw_tree(nodes: list[dict[str, Any]]) -> bytes:
     return msgpack.packb({"v": 1, "nodes": nodes}, use_bin_type=True)
 
 
-def hostile_snapshot(repo: Repository, root: list[dict[str, Any]], *,
-                     subtrees: dict[str, list[dict[str, Any]]] | None = None,
-                     data: bytes = b"written by the attacker\n") -> tuple[Snapshot, bytes]:
+def hostile_snapshot(
+    repo: Repository,
+    root: list[dict[str, Any]],
+    *,
+    subtrees: dict[str, list[dict[str, Any]]] | None = None,
+    data: bytes = b"written by the attacker\n",
+) -> tuple[Snapshot, bytes]:
     """Store ``root`` (wire nodes; a file node without ``c`` gets ``data`` as content, a dir node
     whose ``st`` is a key of ``subtrees`` gets that tree) through the engine's writer and save a
     snapshot of it. Returns the snapshot and the id of ``data``'s blob."""
@@ -39,8 +43,11 @@ def hostile_snapshot(repo: Repository, root: list[dict[str, Any]], *,
 
         tree = store(root)
         writer.flush()
-        snap = Snapshot(time=now_rfc3339(), tree=tree.hex(), source={"uri": "test:hostile", "kind": "fs",
-                                                                     "host": "attacker", "extra": {}})
+        snap = Snapshot(
+            time=now_rfc3339(),
+            tree=tree.hex(),
+            source={"uri": "test:hostile", "kind": "fs", "host": "attacker", "extra": {}},
+        )
         repo.save_snapshot(snap)
     return snap, blob
 
@@ -61,10 +68,17 @@ def test_decoding_rejects_names_no_directory_can_hold(name: Any) -> None:
 def test_decoding_rejects_duplicates_and_bad_nodes() -> None:
     with pytest.raises(errors.UnsafeTree, match="twice"):
         decode_tree(raw_tree([_file("x"), _file("y"), _file("x")]), "t")
-    with pytest.raises(errors.UnsafeTree, match="twice"):   # one name as text, once as bytes
+    with pytest.raises(errors.UnsafeTree, match="twice"):  # one name as text, once as bytes
         decode_tree(raw_tree([_file("x"), _file(b"x")]), "t")
-    for bad in ({"t": "fifo"}, {"m": "rwx"}, {"c": [1, 2]}, {"l": "a\0b", "t": SYMLINK}, {"l": "", "t": SYMLINK},
-                {"st": 5, "t": DIR}, {"a": [1]}):
+    for bad in (
+        {"t": "fifo"},
+        {"m": "rwx"},
+        {"c": [1, 2]},
+        {"l": "a\0b", "t": SYMLINK},
+        {"l": "", "t": SYMLINK},
+        {"st": 5, "t": DIR},
+        {"a": [1]},
+    ):
         with pytest.raises(errors.IntegrityError):
             decode_tree(raw_tree([{**_file("n"), **bad}]), "t")
     assert [n.name for n in decode_tree(raw_tree([_file("b"), _file("a")]), "t")] == ["b", "a"]
@@ -72,20 +86,24 @@ def test_decoding_rejects_duplicates_and_bad_nodes() -> None:
 
 def test_names_that_are_not_utf8_round_trip_as_bytes() -> None:
     latin = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
-    nodes = [Node(name=latin, type=FILE), Node(name="plain", type=FILE),
-             Node(name="link", type=SYMLINK, target=b"to-\xff".decode("utf-8", "surrogateescape")),
-             Node(name="\U0001f600", type=FILE), Node(name="\ue000", type=FILE)]
+    nodes = [
+        Node(name=latin, type=FILE),
+        Node(name="plain", type=FILE),
+        Node(name="link", type=SYMLINK, target=b"to-\xff".decode("utf-8", "surrogateescape")),
+        Node(name="\U0001f600", type=FILE),
+        Node(name="\ue000", type=FILE),
+    ]
     data = encode_tree(nodes)
     wire = msgpack.unpackb(data, raw=False)["nodes"]
     by_name = {w["n"]: w for w in wire}
-    assert b"caf\xe9.txt" in by_name and "plain" in by_name      # bytes only where needed
+    assert b"caf\xe9.txt" in by_name and "plain" in by_name  # bytes only where needed
     assert by_name["link"]["l"] == b"to-\xff"
     # sorted by the bytes of the name (for UTF-8 names the same as by code point)
     keys = [w["n"] if isinstance(w["n"], bytes) else w["n"].encode() for w in wire]
     assert keys == sorted(keys)
     back = decode_tree(data, "t")
     assert sorted((n.name, n.target) for n in back) == sorted((n.name, n.target) for n in nodes)
-    assert encode_tree(back) == data                             # deterministic: dedup holds
+    assert encode_tree(back) == data  # deterministic: dedup holds
 
 
 def test_version_1_trees_of_text_names_decode_as_before() -> None:
@@ -97,15 +115,19 @@ def test_version_1_trees_of_text_names_decode_as_before() -> None:
 
 def test_check_reports_trees_with_unsafe_names(repo: Repository) -> None:
     assert api.check(repo).ok
-    hostile_snapshot(repo, [{"n": "d", "t": DIR, "m": 0o755, "mt": 0, "st": "inner"}],
-                     subtrees={"inner": [_file("../../out-evil/x")]})
+    hostile_snapshot(
+        repo,
+        [{"n": "d", "t": DIR, "m": 0o755, "mt": 0, "st": "inner"}],
+        subtrees={"inner": [_file("../../out-evil/x")]},
+    )
     report = api.check(repo)
     assert not report.ok
     assert any("/d" in e and "out-evil" in e for e in report.errors), report.errors
 
 
-def test_a_version_1_repository_still_skips_names_that_are_not_utf8(tmp_path: Any,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_1_repository_still_skips_names_that_are_not_utf8(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Version-1 readers take tree names as text: such a repository keeps getting text only."""
     import os
 

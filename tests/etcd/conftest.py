@@ -16,10 +16,10 @@ from .etcdserver import EtcdServer, NoEtcdBinary, Pki, Tools, find_tools, make_p
 
 PREFIX = b"/registry/kubekeep-test/"
 N_KEYS = 2000
-N_UPDATED = 100      # keys written a second time
-N_DELETED = 50       # keys deleted at the end
+N_UPDATED = 100  # keys written a second time
+N_DELETED = 50  # keys deleted at the end
 BIG_KEY = PREFIX + b"big"
-BIG_VALUE = bytes(range(256)) * 80   # 20 KiB: spans bbolt overflow pages
+BIG_VALUE = bytes(range(256)) * 80  # 20 KiB: spans bbolt overflow pages
 EXPECTED_LIVE = N_KEYS - N_DELETED + 1
 EXPECTED_REVISIONS = N_KEYS + N_UPDATED + N_DELETED + 1
 
@@ -35,8 +35,8 @@ def value_of(i: int, generation: int = 0) -> bytes:
 @dataclass(frozen=True)
 class Loaded:
     server: EtcdServer
-    revision: int           # store revision after loading
-    live_keys: int          # keys etcd counts over the whole keyspace
+    revision: int  # store revision after loading
+    live_keys: int  # keys etcd counts over the whole keyspace
 
 
 @pytest.fixture(scope="session")

@@ -90,8 +90,7 @@ def find_tools() -> Tools:
             if not found:
                 raise NoEtcdBinary(
                     "no etcd binary for tests/etcd: set $KUBEKEEP_ETCD_BIN, build testenv's "
-                    "binaries, or install etcd (apt-get install etcd-server etcd-client); "
-                    + "; ".join(notes)
+                    "binaries, or install etcd (apt-get install etcd-server etcd-client); " + "; ".join(notes)
                 )
             etcd, origin = Path(found), "PATH"
     return Tools(
@@ -119,8 +118,8 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
-    other_ca: Path          # a CA that signed none of the above
-    nobody_cert: Path       # a valid client certificate for user "nobody" (no such etcd user)
+    other_ca: Path  # a CA that signed none of the above
+    nobody_cert: Path  # a valid client certificate for user "nobody" (no such etcd user)
     nobody_key: Path
 
 
@@ -149,7 +148,7 @@ def _cert(
     server: bool = False,
     client: bool = False,
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     b = (
         x509.CertificateBuilder()
@@ -162,9 +161,7 @@ def _cert(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if ca:
-        b = b.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
     else:
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
@@ -247,9 +244,7 @@ class EtcdServer:
 
     def client(self, **kw: object) -> EtcdClient:
         endpoints = kw.pop("endpoints", self.endpoint)
-        opts: dict[str, object] = dict(
-            cacert=self.pki.ca, cert=self.pki.client_cert, key=self.pki.client_key
-        )
+        opts: dict[str, object] = {"cacert": self.pki.ca, "cert": self.pki.client_cert, "key": self.pki.client_key}
         opts.update(kw)
         return EtcdClient(endpoints, **opts)  # type: ignore[arg-type]
 
@@ -361,9 +356,7 @@ class CuttingProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             self._socks += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(upstream, client, self.cut_after), daemon=True
-            ).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.cut_after), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0

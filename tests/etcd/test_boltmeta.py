@@ -37,7 +37,7 @@ def test_meta_members_and_versions_match_status(loaded: Loaded, snapshot_file: P
     assert info.consistent_index is not None
     assert 0 < info.consistent_index <= st.raft_applied_index
     if loaded.server.tools.version >= (3, 5, 0):
-        assert info.term == st.raft_term            # the meta bucket records the term since 3.5
+        assert info.term == st.raft_term  # the meta bucket records the term since 3.5
     assert info.cluster_version is not None
     assert info.cluster_version.split(".")[:2] == st.version.split(".")[:2]
     assert [(m["id"], m["name"], m["peer_urls"]) for m in info.members] == [
@@ -59,7 +59,7 @@ def test_agrees_with_etcdutl_status(loaded: Loaded, snapshot_file: Path) -> None
     info = read_snapshot_info(snapshot_file)
     assert status["revision"] == info.revision
     assert status["totalSize"] == info.db_size
-    assert status["totalKey"] == info.live_keys        # etcdutl 3.6 counts live keys
+    assert status["totalKey"] == info.live_keys  # etcdutl 3.6 counts live keys
 
 
 def test_agrees_with_etcdctl_snapshot_save(loaded: Loaded, tmp_path: Path) -> None:
@@ -93,17 +93,16 @@ def test_input_forms(snapshot_file: Path) -> None:
     assert read_snapshot_info(data).to_dict() == by_path
     with open(snapshot_file, "rb") as fh:
         assert read_snapshot_info(fh).to_dict() == by_path
-        assert not fh.closed                       # a caller's file stays open
+        assert not fh.closed  # a caller's file stays open
     r, w = os.pipe()
-    with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
-        with pytest.raises(UsageError, match="seekable"):
-            read_snapshot_info(pipe)
+    with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"), pytest.raises(UsageError, match="seekable"):
+        read_snapshot_info(pipe)
     with pytest.raises(UsageError, match="cannot open"):
         read_snapshot_info(snapshot_file.parent / "missing.db")
 
 
 def test_file_without_trailer(snapshot_file: Path) -> None:
-    raw = snapshot_file.read_bytes()[:-32]         # like a copied member/snap/db
+    raw = snapshot_file.read_bytes()[:-32]  # like a copied member/snap/db
     info = read_snapshot_info(raw)
     assert (info.has_hash, info.hash_ok) == (False, None)
     assert info.revision == read_snapshot_info(snapshot_file).revision
@@ -130,10 +129,10 @@ def test_corrupted_page_header_is_detected_without_hash(snapshot_file: Path) -> 
 def test_meta_page_fallback_and_both_bad(snapshot_file: Path) -> None:
     data = bytearray(snapshot_file.read_bytes())
     good = read_snapshot_info(bytes(data), check_hash=False)
-    data[16] ^= 0xFF                               # magic of meta page 0
+    data[16] ^= 0xFF  # magic of meta page 0
     fallback = read_snapshot_info(bytes(data), check_hash=False)
-    assert fallback.revision == good.revision      # meta page 1 (txid - 1) is still valid
-    data[good.page_size + 16] ^= 0xFF              # magic of meta page 1
+    assert fallback.revision == good.revision  # meta page 1 (txid - 1) is still valid
+    data[good.page_size + 16] ^= 0xFF  # magic of meta page 1
     with pytest.raises(IntegrityError, match="no valid bbolt meta page"):
         read_snapshot_info(bytes(data), check_hash=False)
 
@@ -146,4 +145,3 @@ def test_truncated_and_foreign_files(snapshot_file: Path) -> None:
         read_snapshot_info(io.BytesIO(os.urandom(64 * 1024)))
     with pytest.raises(IntegrityError, match="too small"):
         read_snapshot_info(b"tiny")
-

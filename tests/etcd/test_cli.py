@@ -36,8 +36,13 @@ def tls_flags(srv: EtcdServer) -> list[str]:
 
 
 def etcdutl_status(etcdutl: Path, path: Path) -> dict[str, Any]:
-    out = subprocess.run([str(etcdutl), "snapshot", "status", str(path), "-w", "json"],
-                         capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [str(etcdutl), "snapshot", "status", str(path), "-w", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return json.loads(out.stdout.strip().splitlines()[0])  # type: ignore[no-any-return]
 
 
@@ -51,8 +56,9 @@ def test_backup_status_cat_restore_and_restore_dir(loaded: Loaded, kk: KK, tmp_p
     srv = loaded.server
     tool = find_restore_tool(srv.tools.etcdutl or srv.tools.etcdctl)  # etcd 3.4: its etcdctl
     dead = f"127.0.0.1:{free_port()}"
-    result = kk.json("backup", f"etcd://{dead},{srv.endpoint}", *tls_flags(srv), "--tag", "etcd",
-                     "--etcd-server-name", "localhost")           # a name in the server certificate
+    result = kk.json(
+        "backup", f"etcd://{dead},{srv.endpoint}", *tls_flags(srv), "--tag", "etcd", "--etcd-server-name", "localhost"
+    )  # a name in the server certificate
     assert result["source"]["kind"] == "etcd" and result["source"]["extra"]["endpoint"] == srv.endpoint
     [snap] = kk.json("snapshots")
     recorded = snap["metadata"]["etcd"]
@@ -74,7 +80,11 @@ def test_backup_status_cat_restore_and_restore_dir(loaded: Loaded, kk: KK, tmp_p
     if srv.tools.etcdutl is not None:
         theirs = etcdutl_status(srv.tools.etcdutl, restored)
         assert (f["revision"], f["live_keys"], f["db_size"], f["storage_version"]) == (
-            theirs["revision"], theirs["totalKey"], theirs["totalSize"], theirs["version"])
+            theirs["revision"],
+            theirs["totalKey"],
+            theirs["totalSize"],
+            theirs["version"],
+        )
     assert f["live_keys"] == loaded.live_keys == EXPECTED_LIVE
 
     text = kk.out("etcd", "status", snap["short_id"])
@@ -83,10 +93,24 @@ def test_backup_status_cat_restore_and_restore_dir(loaded: Loaded, kk: KK, tmp_p
     # restore-dir: a data directory a new member boots from, with the revision bumped
     new = EtcdServer(srv.tools, srv.pki, tmp_path / "restored", name="kk-restored")
     bump = 1000 if tool.supports_bump else 0
-    out = kk.json("etcd", "restore-dir", "latest", "--data-dir", str(new.data_dir), "--name", new.name,
-                  "--initial-cluster", new.initial_cluster, "--initial-advertise-peer-urls", new.peer_url,
-                  "--initial-cluster-token", "restored", "--etcdutl", tool.path,
-                  *(["--bump-revision", str(bump), "--mark-compacted"] if bump else []))
+    out = kk.json(
+        "etcd",
+        "restore-dir",
+        "latest",
+        "--data-dir",
+        str(new.data_dir),
+        "--name",
+        new.name,
+        "--initial-cluster",
+        new.initial_cluster,
+        "--initial-advertise-peer-urls",
+        new.peer_url,
+        "--initial-cluster-token",
+        "restored",
+        "--etcdutl",
+        tool.path,
+        *(["--bump-revision", str(bump), "--mark-compacted"] if bump else []),
+    )
     assert out["snapshot_revision"] == loaded.revision and out["data_dir"] == str(new.data_dir)
     assert out["command"][:4] == [tool.path, "snapshot", "restore", f"{snap['short_id']}:/etcd/snapshot.db"]
     assert ("--bump-revision" in out["command"] and "--mark-compacted" in out["command"]) == bool(bump)
@@ -123,14 +147,14 @@ class RelayEtcd:
         cluster = rpc_pb2_grpc.ClusterStub(chan)
 
         class Maintenance(rpc_pb2_grpc.MaintenanceServicer):
-            def Status(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC names
+            def Status(self, request: Any, context: Any) -> Any:
                 return maintenance.Status(request, timeout=10)
 
-            def Snapshot(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
+            def Snapshot(self, request: Any, context: Any) -> Iterator[Any]:
                 yield from mangle(iter(maintenance.Snapshot(request)))
 
         class Cluster(rpc_pb2_grpc.ClusterServicer):
-            def MemberList(self, request: Any, context: Any) -> Any:  # noqa: N802
+            def MemberList(self, request: Any, context: Any) -> Any:
                 return cluster.MemberList(request, timeout=10)
 
         self.server = grpc.server(ThreadPoolExecutor(4))
@@ -156,21 +180,24 @@ def flip_a_byte(responses: Iterator[Any]) -> Iterator[Any]:
 def end_early(responses: Iterator[Any]) -> Iterator[Any]:
     for n, resp in enumerate(responses):
         if n == 3:
-            return                      # a clean end of stream, before the database is complete
+            return  # a clean end of stream, before the database is complete
         yield resp
 
 
 def assert_nothing_stored(kk: KK, before: list[dict[str, Any]]) -> None:
     assert kk.json("snapshots") == before
-    kk.run("check")                     # exit 0: no damage, nothing half-written in use
+    kk.run("check")  # exit 0: no damage, nothing half-written in use
 
 
 @pytest.mark.parametrize(("mangle", "message"), [(flip_a_byte, "SHA-256 mismatch"), (end_early, "truncated")])
 def test_corrupted_or_truncated_stream_fails_the_backup(
-    loaded: Loaded, kk: KK, snapshot_file: Path, mangle: Callable[[Iterator[Any]], Iterator[Any]],
+    loaded: Loaded,
+    kk: KK,
+    snapshot_file: Path,
+    mangle: Callable[[Iterator[Any]], Iterator[Any]],
     message: str,
 ) -> None:
-    kk.json("backup", str(snapshot_file))          # an unrelated snapshot that must survive
+    kk.json("backup", str(snapshot_file))  # an unrelated snapshot that must survive
     before = kk.json("snapshots")
     relay = RelayEtcd(loaded, mangle)
     try:
@@ -184,8 +211,9 @@ def test_connection_cut_mid_stream_fails_the_backup(loaded: Loaded, kk: KK) -> N
     before = kk.json("snapshots")
     proxy = CuttingProxy(loaded.server.client_port, cut_after=400_000)
     try:
-        expect_error(kk, 13, "backup", f"etcd://127.0.0.1:{proxy.port}", *tls_flags(loaded.server),
-                     contains="broke after")
+        expect_error(
+            kk, 13, "backup", f"etcd://127.0.0.1:{proxy.port}", *tls_flags(loaded.server), contains="broke after"
+        )
     finally:
         proxy.close()
     assert_nothing_stored(kk, before)
@@ -199,29 +227,84 @@ def test_errors_are_one_line(loaded: Loaded, kk: KK, snapshot_file: Path, tmp_pa
     flags = tls_flags(srv)
     closed = f"127.0.0.1:{free_port()}"
     expect_error(kk, 17, "backup", f"etcd://{closed}", *flags, contains="no etcd endpoint answered")
-    expect_error(kk, 2, "backup", f"etcd://{srv.endpoint}", "--cacert", str(srv.pki.ca),
-                 "--cert", str(tmp_path / "missing.crt"), "--key", str(srv.pki.client_key),
-                 contains="missing.crt")
+    expect_error(
+        kk,
+        2,
+        "backup",
+        f"etcd://{srv.endpoint}",
+        "--cacert",
+        str(srv.pki.ca),
+        "--cert",
+        str(tmp_path / "missing.crt"),
+        "--key",
+        str(srv.pki.client_key),
+        contains="missing.crt",
+    )
     expect_error(kk, 2, "backup", str(snapshot_file), *flags, contains="etcd:// sources only")
     expect_error(kk, 2, "backup", f"etcd://{srv.endpoint}", *flags, "--exclude", "x", contains="exclude")
-    expect_error(kk, 16, "backup", f"etcd://{srv.endpoint}", *flags, "--etcd-server-name", "other.invalid",
-                 contains="host name")
-    expect_error(kk, 16, "backup", f"etcds://{srv.endpoint}", "--cacert", str(srv.pki.other_ca),
-                 "--cert", str(srv.pki.client_cert), "--key", str(srv.pki.client_key), contains="not trusted")
+    expect_error(
+        kk, 16, "backup", f"etcd://{srv.endpoint}", *flags, "--etcd-server-name", "other.invalid", contains="host name"
+    )
+    expect_error(
+        kk,
+        16,
+        "backup",
+        f"etcds://{srv.endpoint}",
+        "--cacert",
+        str(srv.pki.other_ca),
+        "--cert",
+        str(srv.pki.client_cert),
+        "--key",
+        str(srv.pki.client_key),
+        contains="not trusted",
+    )
     assert kk.json("snapshots") == []
 
     kk.json("backup", f"etcd://{srv.endpoint}", *flags)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "member").mkdir()
-    expect_error(kk, 2, "etcd", "restore-dir", "latest", "--data-dir", str(busy), "--name", "m",
-                 contains="not an empty directory")
+    expect_error(
+        kk,
+        2,
+        "etcd",
+        "restore-dir",
+        "latest",
+        "--data-dir",
+        str(busy),
+        "--name",
+        "m",
+        contains="not an empty directory",
+    )
     no_tools = tmp_path / "empty-path"
     no_tools.mkdir()
-    expect_error(kk, 2, "etcd", "restore-dir", "latest", "--data-dir", str(tmp_path / "new"), "--name", "m",
-                 env={"PATH": str(no_tools)}, contains="etcdutl not found")
-    expect_error(kk, 2, "etcd", "restore-dir", "latest", "--data-dir", str(tmp_path / "new"), "--name", "m",
-                 "--bump-revision", "10", contains="go together")
+    expect_error(
+        kk,
+        2,
+        "etcd",
+        "restore-dir",
+        "latest",
+        "--data-dir",
+        str(tmp_path / "new"),
+        "--name",
+        "m",
+        env={"PATH": str(no_tools)},
+        contains="etcdutl not found",
+    )
+    expect_error(
+        kk,
+        2,
+        "etcd",
+        "restore-dir",
+        "latest",
+        "--data-dir",
+        str(tmp_path / "new"),
+        "--name",
+        "m",
+        "--bump-revision",
+        "10",
+        contains="go together",
+    )
     assert not (tmp_path / "new").exists()
     expect_error(kk, 14, "etcd", "status", "latest:/etcd/nothing.db", contains="nothing.db")
     expect_error(kk, 2, "etcd", "status", "latest:/etcd", contains="not an etcd snapshot file")

@@ -113,14 +113,12 @@ def test_plaintext_client_on_tls_port_fails_cleanly(loaded: Loaded) -> None:
         EtcdClient(f"http://{loaded.server.endpoint}", connect_timeout=3).connect()
 
 
-def test_auth_refusal_is_a_connector_error(
-    etcd_tools: Tools, pki: Pki, tmp_path: Path
-) -> None:
+def test_auth_refusal_is_a_connector_error(etcd_tools: Tools, pki: Pki, tmp_path: Path) -> None:
     srv = EtcdServer(etcd_tools, pki, tmp_path / "auth").start()
     try:
         srv.etcdctl("user", "add", "root", "--no-password")
         srv.etcdctl("auth", "enable")
-        with srv.client() as root:                              # CN=root: the root user
+        with srv.client() as root:  # CN=root: the root user
             assert root.status().revision >= 1
         # etcd answers Status and MemberList to any authenticated TLS client, but a snapshot
         # needs the root role: CN=nobody is no etcd user at all.

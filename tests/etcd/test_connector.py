@@ -45,9 +45,11 @@ def test_uri_normalised_and_endpoints_from_env(loaded: Loaded, monkeypatch: pyte
         info = imp.source()
     assert info.uri == f"etcd://{srv.endpoint}" and info.kind == "etcd"
     # Keyword options win over the environment: a wrong CA must now fail.
-    with pytest.raises(Exception, match="not trusted"):
-        with open_importer(f"etcds://{srv.endpoint}", cacert=str(srv.pki.other_ca)) as imp:
-            imp.source()
+    with (
+        pytest.raises(Exception, match="not trusted"),
+        open_importer(f"etcds://{srv.endpoint}", cacert=str(srv.pki.other_ca)) as imp,
+    ):
+        imp.source()
 
 
 def test_no_endpoint_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +91,7 @@ def test_import_end_to_end(loaded: Loaded, tmp_path: Path) -> None:
     assert meta["members"] == [
         {"id": meta["member_id"], "name": srv.name, "peer_urls": [srv.peer_url], "client_urls": [srv.client_url]}
     ]
-    assert meta["version"].startswith("%d.%d." % srv.tools.version[:2])
+    assert meta["version"].startswith("{}.{}.".format(*srv.tools.version[:2]))
     info = read_snapshot_info(target)
     assert info.revision == meta["revision"] and info.hash_ok
 

@@ -52,7 +52,7 @@ spec:
       containers: [{{name: web, image: "registry.invalid/web:1"}}]
 """ + "".join(
     f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: {NS}}}\n"
-    f"data: {{index: \"{i}\", payload: \"{'x' * (100 * i)}\"}}\n"
+    f'data: {{index: "{i}", payload: "{"x" * (100 * i)}"}}\n'
     for i in range(10)
 )
 
@@ -60,8 +60,11 @@ spec:
 def objects(kubectl: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """(kind, name) -> object for everything of interest in the test namespace."""
     out = kubectl("get", "configmaps,secrets,deployments,replicasets,pods", "-n", NS, "-o", "json").stdout
-    return {(o["kind"], o["metadata"]["name"]): o for o in json.loads(out)["items"]
-            if not o["metadata"]["name"].startswith("kube-root-ca")}
+    return {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in json.loads(out)["items"]
+        if not o["metadata"]["name"].startswith("kube-root-ca")
+    }
 
 
 def start(name: str, argv: list[str], logs: Path, procs: list[ManagedProcess]) -> ManagedProcess:
@@ -88,14 +91,24 @@ def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> 
         assert sum(k == "Pod" for k, _ in before) == 2
         etcd = cluster.etcd
         host_port = etcd.endpoints[0].removeprefix("https://")
-        result = kk.json("backup", f"etcd://{host_port}", "--cacert", str(etcd.ca_file),
-                         "--cert", str(etcd.cert_file), "--key", str(etcd.key_file), "--tag", "dr")
+        result = kk.json(
+            "backup",
+            f"etcd://{host_port}",
+            "--cacert",
+            str(etcd.ca_file),
+            "--cert",
+            str(etcd.cert_file),
+            "--key",
+            str(etcd.key_file),
+            "--tag",
+            "dr",
+        )
         cluster.kubectl("create", "configmap", "after-backup", "-n", NS, "--from-literal=k=v")
     finally:
         cluster.stop()
     bins, pki = cluster.binaries, cluster._pki
     assert pki is not None
-    shutil.rmtree(run_dir / "etcd-data")            # the disaster: etcd's data is gone
+    shutil.rmtree(run_dir / "etcd-data")  # the disaster: etcd's data is gone
 
     status = kk.json("etcd", "status", result["id"][:12])
     revision = status["file"]["revision"]
@@ -108,14 +121,32 @@ def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> 
     etcd_port, peer_port = free_ports(2)
     peer_url = f"https://127.0.0.1:{peer_port}"
     data_dir = tmp_path / "restored-etcd"
-    kk.json("etcd", "restore-dir", "latest", "--data-dir", str(data_dir), "--name", "testenv",
-            "--initial-cluster", f"testenv={peer_url}", "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster-token", "kubekeep-restored", "--bump-revision", str(BUMP), "--mark-compacted",
-            "--etcdutl", str(bins["etcdutl"]))
+    kk.json(
+        "etcd",
+        "restore-dir",
+        "latest",
+        "--data-dir",
+        str(data_dir),
+        "--name",
+        "testenv",
+        "--initial-cluster",
+        f"testenv={peer_url}",
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster-token",
+        "kubekeep-restored",
+        "--bump-revision",
+        str(BUMP),
+        "--mark-compacted",
+        "--etcdutl",
+        str(bins["etcdutl"]),
+    )
 
     # -- etcd and kube-apiserver on it, with the cluster's certificates ----------------------
-    etcd_argv = [f"--data-dir={data_dir}" if a.startswith("--data-dir=") else a
-                 for a in cluster._etcd_argv(bins["etcd"], etcd_port, peer_port)]
+    etcd_argv = [
+        f"--data-dir={data_dir}" if a.startswith("--data-dir=") else a
+        for a in cluster._etcd_argv(bins["etcd"], etcd_port, peer_port)
+    ]
     assert f"--data-dir={data_dir}" in etcd_argv
     api_port = int(cluster.server.rsplit(":", 1)[1])
     procs: list[ManagedProcess] = []
@@ -123,16 +154,24 @@ def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> 
     try:
         etcd_proc = start("etcd", etcd_argv, logs, procs)
         etcd_tls = tls_context(pki.etcd_ca.cert, pki.etcd_client.cert, pki.etcd_client.key)
-        wait_for("restored etcd /health",
-                 lambda: True if '"health":"true"' in https_get(
-                     f"https://127.0.0.1:{etcd_port}/health", etcd_tls)[1].replace(" ", "") else None,
-                 timeout=60, watch=[etcd_proc])
-        api = start("kube-apiserver", cluster._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port),
-                    logs, procs)
+        wait_for(
+            "restored etcd /health",
+            lambda: (
+                True
+                if '"health":"true"' in https_get(f"https://127.0.0.1:{etcd_port}/health", etcd_tls)[1].replace(" ", "")
+                else None
+            ),
+            timeout=60,
+            watch=[etcd_proc],
+        )
+        api = start("kube-apiserver", cluster._apiserver_argv(bins["kube-apiserver"], api_port, etcd_port), logs, procs)
         api_tls = tls_context(pki.ca.cert, pki.admin.cert, pki.admin.key)
-        wait_for("kube-apiserver /readyz on the restored etcd",
-                 lambda: True if https_get(f"{cluster.server}/readyz", api_tls)[0] == 200 else None,
-                 timeout=120, watch=[api, etcd_proc])
+        wait_for(
+            "kube-apiserver /readyz on the restored etcd",
+            lambda: True if https_get(f"{cluster.server}/readyz", api_tls)[0] == 200 else None,
+            timeout=120,
+            watch=[api, etcd_proc],
+        )
 
         # the objects that existed at backup time, the same objects (uids), same content
         after = objects(cluster.kubectl)
@@ -144,18 +183,33 @@ def test_backup_stop_everything_restore_and_find_the_objects(tmp_path: Path) -> 
         assert missing.returncode != 0 and "NotFound" in missing.stderr
 
         # revisions continue above the bump; the old ones are compacted for readers and watchers
-        created = json.loads(cluster.kubectl("create", "configmap", "after-restore", "-n", NS,
-                                             "--from-literal=k=v", "-o", "json").stdout)
+        created = json.loads(
+            cluster.kubectl("create", "configmap", "after-restore", "-n", NS, "--from-literal=k=v", "-o", "json").stdout
+        )
         assert int(created["metadata"]["resourceVersion"]) > revision + BUMP
         old_rv = before[("ConfigMap", "cm-0")]["metadata"]["resourceVersion"]
-        watch = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/configmaps?watch=1"
-                                f"&resourceVersion={old_rv}&timeoutSeconds=2", check=False)
+        watch = cluster.kubectl(
+            "get",
+            "--raw",
+            f"/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={old_rv}&timeoutSeconds=2",
+            check=False,
+        )
         assert '"code":410' in watch.stdout.replace(" ", ""), watch.stdout + watch.stderr
         old_read = subprocess.run(
-            [str(bins["etcdctl"]), f"--endpoints=https://127.0.0.1:{etcd_port}", f"--cacert={pki.etcd_ca.cert}",
-             f"--cert={pki.etcd_client.cert}", f"--key={pki.etcd_client.key}",
-             "get", f"/registry/configmaps/{NS}/cm-0", f"--rev={revision}"],
-            capture_output=True, text=True, timeout=60)
+            [
+                str(bins["etcdctl"]),
+                f"--endpoints=https://127.0.0.1:{etcd_port}",
+                f"--cacert={pki.etcd_ca.cert}",
+                f"--cert={pki.etcd_client.cert}",
+                f"--key={pki.etcd_client.key}",
+                "get",
+                f"/registry/configmaps/{NS}/cm-0",
+                f"--rev={revision}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert old_read.returncode != 0 and "compacted" in old_read.stderr, old_read.stderr
     finally:
         for proc in reversed(procs):

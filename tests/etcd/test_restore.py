@@ -21,9 +21,7 @@ def _tool(tools: Tools) -> Path:
     return tool
 
 
-def _restore_and_boot(
-    loaded: Loaded, snapshot: Path, where: Path, **kw: object
-) -> tuple[EtcdServer, object]:
+def _restore_and_boot(loaded: Loaded, snapshot: Path, where: Path, **kw: object) -> tuple[EtcdServer, object]:
     srv = EtcdServer(loaded.server.tools, loaded.server.pki, where / "data", name="restored")
     result = restore_data_dir(
         snapshot, srv.data_dir, srv.name, srv.initial_cluster, srv.peer_url,
@@ -41,7 +39,7 @@ def test_restore_then_read_back(loaded: Loaded, snapshot_file: Path, tmp_path: P
         with srv.client() as c:
             assert c.range(key_of(0)).kvs[0].value == value_of(0, 1)
             assert c.range(key_of(2)).kvs[0].value == value_of(2)
-            assert c.range(key_of(1)).count == 0                   # deleted before the snapshot
+            assert c.range(key_of(1)).count == 0  # deleted before the snapshot
             assert c.range(BIG_KEY).kvs[0].value == BIG_VALUE
             assert c.range(b"\0", b"\0", count_only=True).count == EXPECTED_LIVE
             st = c.status()
@@ -71,7 +69,7 @@ def test_bump_revision_and_mark_compacted(loaded: Loaded, snapshot_file: Path, t
             kv = rpc_pb2_grpc.KVStub(c._chan())
             with pytest.raises(grpc.RpcError) as err:
                 kv.Range(rpc_pb2.RangeRequest(key=key_of(0), revision=loaded.revision), timeout=10)
-            assert "compacted" in (err.value.details() or "")      # type: ignore[attr-defined]
+            assert "compacted" in (err.value.details() or "")  # type: ignore[attr-defined]
     finally:
         srv.stop()
 

@@ -34,11 +34,11 @@ def test_stream_is_etcdctl_format_and_verified(loaded: Loaded, tmp_path: Any) ->
         data = b"".join(pieces)
         assert stream.complete
     db, trailer = data[:-32], data[-32:]
-    assert len(data) % 512 == 32                       # etcdctl/etcdutl's "has hash" rule
+    assert len(data) % 512 == 32  # etcdctl/etcdutl's "has hash" rule
     assert stream.size == len(data) and stream.db_size == len(db)
     assert hashlib.sha256(db).digest() == trailer
     assert stream.sha256 == trailer.hex()
-    assert stream.messages > 2                         # really streamed, not one blob
+    assert stream.messages > 2  # really streamed, not one blob
     path = tmp_path / "snap.db"
     path.write_bytes(data)
     info = read_snapshot_info(path)
@@ -85,7 +85,7 @@ def test_stream_without_trailer_raises(loaded: Loaded) -> None:
         for resp in call:
             yield resp
             if resp.remaining_bytes == 0:
-                return                        # drop the final SHA-256 message
+                return  # drop the final SHA-256 message
 
     with c:
         stream = SnapshotStream(without_trailer(), source="test", cancel=call.cancel)
@@ -107,12 +107,12 @@ def test_corrupted_byte_raises_at_end(loaded: Loaded) -> None:
 
     with c:
         stream = SnapshotStream(corrupt(), source="test")
-        first = stream.read(200_000)               # corrupted data is handed out ...
+        first = stream.read(200_000)  # corrupted data is handed out ...
         assert len(first) == 200_000
         with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
-            stream.read()                          # ... but the stream never ends cleanly
+            stream.read()  # ... but the stream never ends cleanly
         with pytest.raises(IntegrityError):
-            stream.read(10)                        # and stays failed
+            stream.read(10)  # and stays failed
 
 
 def test_extra_data_after_trailer_raises() -> None:
@@ -158,8 +158,8 @@ def test_snapshot_on_unreachable_member_is_not_an_integrity_error(loaded: Loaded
     proxy = CuttingProxy(loaded.server.client_port)
     c = loaded.server.client(endpoints=f"127.0.0.1:{proxy.port}")
     c.connect()
-    proxy.close()                                  # the member vanishes after connect
+    proxy.close()  # the member vanishes after connect
     with c:
         with pytest.raises(ConnectorError) as err:
-            c.snapshot()                           # the first message is awaited on open
+            c.snapshot()  # the first message is awaited on open
         assert isinstance(err.value, SourceUnreachable), err.value

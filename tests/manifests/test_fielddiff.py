@@ -9,13 +9,22 @@ def _deploy(image: str = "app:1", replicas: int = 2, rv: str = "1", extra_contai
     containers = [{"name": "app", "image": image, "ports": [{"containerPort": 80}]}]
     if extra_container:
         containers.insert(0, {"name": "sidecar", "image": "proxy:1"})
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "api", "resourceVersion": rv, "generation": int(rv),
-                         "labels": {"app.kubernetes.io/name": "api"},
-                         "managedFields": [{"manager": "m", "time": rv}]},
-            "spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}},
-            "status": {"observedGeneration": int(rv), "conditions": [
-                {"type": "Available", "status": "True", "lastUpdateTime": rv, "lastTransitionTime": "t0"}]}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "api",
+            "resourceVersion": rv,
+            "generation": int(rv),
+            "labels": {"app.kubernetes.io/name": "api"},
+            "managedFields": [{"manager": "m", "time": rv}],
+        },
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}},
+        "status": {
+            "observedGeneration": int(rv),
+            "conditions": [{"type": "Available", "status": "True", "lastUpdateTime": rv, "lastTransitionTime": "t0"}],
+        },
+    }
 
 
 def test_identical_objects_and_churn_only_changes_report_nothing() -> None:
@@ -25,8 +34,13 @@ def test_identical_objects_and_churn_only_changes_report_nothing() -> None:
 
 def test_churn_is_reported_when_asked() -> None:
     paths = {c.path for c in diff_objects(_deploy(rv="1"), _deploy(rv="2"), churn=True)}
-    assert paths == {"metadata.resourceVersion", "metadata.generation", "metadata.managedFields[0].time",
-                     "status.observedGeneration", "status.conditions[type=Available].lastUpdateTime"}
+    assert paths == {
+        "metadata.resourceVersion",
+        "metadata.generation",
+        "metadata.managedFields[0].time",
+        "status.observedGeneration",
+        "status.conditions[type=Available].lastUpdateTime",
+    }
 
 
 def test_changes_have_readable_paths() -> None:

@@ -22,8 +22,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_only_kube_imports_the_kubernetes_client() -> None:
-    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-                 if p.parent.name != "kube" and any(n.split(".")[0] == "kubernetes" for n in _imports(p))]
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.parent.name != "kube" and any(n.split(".")[0] == "kubernetes" for n in _imports(p))
+    ]
     assert offenders == []
 
 
@@ -35,4 +38,11 @@ def test_manifests_is_pure_logic() -> None:
                 assert name == "kubekeep.errors" or name.startswith("kubekeep.manifests"), (path.name, name)
             else:
                 assert name.split(".")[0] in allowed or name.split(".")[0] in {
-                    "__future__", "collections", "dataclasses", "typing", "re", "math", "fnmatch"}, (path.name, name)
+                    "__future__",
+                    "collections",
+                    "dataclasses",
+                    "typing",
+                    "re",
+                    "math",
+                    "fnmatch",
+                }, (path.name, name)

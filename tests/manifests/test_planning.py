@@ -9,8 +9,9 @@ from kubekeep.manifests.cleaning import CleanOptions
 from kubekeep.manifests.planning import RESTORED_FROM_LABEL, StoredObject, cluster_owned, plan
 
 
-def _stored(api_version: str, kind: str, resource: str, name: str, ns: str = "", uid: str = "",
-            **extra: Any) -> StoredObject:
+def _stored(
+    api_version: str, kind: str, resource: str, name: str, ns: str = "", uid: str = "", **extra: Any
+) -> StoredObject:
     meta: dict[str, Any] = {"name": name, "uid": uid or f"uid-{kind}-{name}"}
     if ns:
         meta["namespace"] = ns
@@ -21,12 +22,33 @@ def _stored(api_version: str, kind: str, resource: str, name: str, ns: str = "",
 
 
 def test_tiers_put_definitions_first_and_admission_last() -> None:
-    order = [ordering.tier_of(g, r).name for g, r in [
-        ("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces"), ("storage.k8s.io", "storageclasses"),
-        ("", "persistentvolumeclaims"), ("", "configmaps"), ("rbac.authorization.k8s.io", "roles"), ("", "services"),
-        ("apps", "deployments"), ("example.com", "widgets"), ("admissionregistration.k8s.io", "validatingwebhookconfigurations")]]
-    assert order == ["definitions", "definitions", "cluster-config", "storage", "config", "rbac", "services",
-                     "workloads", "custom", "admission"]
+    order = [
+        ordering.tier_of(g, r).name
+        for g, r in [
+            ("apiextensions.k8s.io", "customresourcedefinitions"),
+            ("", "namespaces"),
+            ("storage.k8s.io", "storageclasses"),
+            ("", "persistentvolumeclaims"),
+            ("", "configmaps"),
+            ("rbac.authorization.k8s.io", "roles"),
+            ("", "services"),
+            ("apps", "deployments"),
+            ("example.com", "widgets"),
+            ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+        ]
+    ]
+    assert order == [
+        "definitions",
+        "definitions",
+        "cluster-config",
+        "storage",
+        "config",
+        "rbac",
+        "services",
+        "workloads",
+        "custom",
+        "admission",
+    ]
     assert [ordering.tier_of(g, r).rank for g, r in [("", "namespaces"), ("x.io", "y")]] == [0, ordering.CUSTOM]
 
 
@@ -38,33 +60,69 @@ def test_cluster_owned_objects() -> None:
     assert cluster_owned({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}}, "", "pods")
     assert cluster_owned({"metadata": {"name": "kube-root-ca.crt", "namespace": "web"}}, "", "configmaps")
     assert cluster_owned({"metadata": {"name": "kubernetes", "namespace": "default"}}, "", "services")
-    assert cluster_owned({"metadata": {"labels": {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}}},
-                         "", "endpoints")
+    assert cluster_owned(
+        {"metadata": {"labels": {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}}}, "", "endpoints"
+    )
     assert cluster_owned({"metadata": {"name": "manual"}}, "", "endpoints") is None
-    bootstrap = {"metadata": {"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-                              "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}}
+    bootstrap = {
+        "metadata": {
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        }
+    }
     assert cluster_owned(bootstrap, "rbac.authorization.k8s.io", "clusterroles")
     bootstrap["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] = "false"
     assert cluster_owned(bootstrap, "rbac.authorization.k8s.io", "clusterroles") is None
-    assert cluster_owned({"metadata": {"labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}}},
-                         "apiregistration.k8s.io", "apiservices")
+    assert cluster_owned(
+        {"metadata": {"labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}}},
+        "apiregistration.k8s.io",
+        "apiservices",
+    )
 
 
 def test_plan_skips_children_of_restored_controllers_and_orders_by_tier() -> None:
     deploy = _stored("apps/v1", "Deployment", "deployments", "api", "web", uid="d1")
-    rs = _stored("apps/v1", "ReplicaSet", "replicasets", "api-1", "web", uid="r1",
-                 meta={"ownerReferences": [{"kind": "Deployment", "name": "api", "uid": "d1", "controller": True}]})
-    pod = _stored("v1", "Pod", "pods", "api-1-x", "web", uid="p1",
-                  meta={"ownerReferences": [{"kind": "ReplicaSet", "name": "api-1", "uid": "r1", "controller": True}]})
-    orphan = _stored("v1", "Pod", "pods", "lonely", "web",
-                     meta={"ownerReferences": [{"kind": "ReplicaSet", "name": "gone", "uid": "zz", "controller": True}]})
-    claim = _stored("v1", "PersistentVolumeClaim", "persistentvolumeclaims", "data-db-0", "web",
-                    meta={"ownerReferences": [{"kind": "StatefulSet", "name": "db", "uid": "s1", "controller": True}]})
+    rs = _stored(
+        "apps/v1",
+        "ReplicaSet",
+        "replicasets",
+        "api-1",
+        "web",
+        uid="r1",
+        meta={"ownerReferences": [{"kind": "Deployment", "name": "api", "uid": "d1", "controller": True}]},
+    )
+    pod = _stored(
+        "v1",
+        "Pod",
+        "pods",
+        "api-1-x",
+        "web",
+        uid="p1",
+        meta={"ownerReferences": [{"kind": "ReplicaSet", "name": "api-1", "uid": "r1", "controller": True}]},
+    )
+    orphan = _stored(
+        "v1",
+        "Pod",
+        "pods",
+        "lonely",
+        "web",
+        meta={"ownerReferences": [{"kind": "ReplicaSet", "name": "gone", "uid": "zz", "controller": True}]},
+    )
+    claim = _stored(
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "data-db-0",
+        "web",
+        meta={"ownerReferences": [{"kind": "StatefulSet", "name": "db", "uid": "s1", "controller": True}]},
+    )
     sts = _stored("apps/v1", "StatefulSet", "statefulsets", "db", "web", uid="s1")
     ns = _stored("v1", "Namespace", "namespaces", "web")
     node = _stored("v1", "Node", "nodes", "n1")
     widget = _stored("example.com/v1", "Widget", "widgets", "w", "web", status={"phase": "Ready"})
-    result = plan([widget, pod, rs, deploy, orphan, claim, sts, ns, node], CleanOptions(), label=(RESTORED_FROM_LABEL, "abc"))
+    result = plan(
+        [widget, pod, rs, deploy, orphan, claim, sts, ns, node], CleanOptions(), label=(RESTORED_FROM_LABEL, "abc")
+    )
     by_name = {p.name: p for p in result}
     assert by_name["api-1"].skip == "recreated by its controller Deployment api"
     assert by_name["api-1-x"].skip == "recreated by its controller ReplicaSet api-1"
@@ -72,7 +130,13 @@ def test_plan_skips_children_of_restored_controllers_and_orders_by_tier() -> Non
     assert by_name["data-db-0"].skip is None
     assert by_name["n1"].skip == "nodes register themselves"
     assert [p.tier.name for p in result if p.skip is None] == [
-        "definitions", "storage", "workloads", "workloads", "workloads", "custom"]
+        "definitions",
+        "storage",
+        "workloads",
+        "workloads",
+        "workloads",
+        "custom",
+    ]
     api = by_name["api"]
     assert api.obj["metadata"] == {"name": "api", "namespace": "web", "labels": {RESTORED_FROM_LABEL: "abc"}}
     assert api.old_uid == "d1" and api.describe() == "Deployment web/api" and api.version == "v1"

@@ -9,22 +9,25 @@ from kubekeep.manifests import selection
 from kubekeep.manifests.selection import ObjectSelector, ResourceMatcher, parse_label_selector
 
 
-@pytest.mark.parametrize("text, labels, expected", [
-    ("app=web", {"app": "web"}, True),
-    ("app==web", {"app": "db"}, False),
-    ("app!=web", {}, True),
-    ("app!=web", {"app": "web"}, False),
-    ("app", {"app": ""}, True),
-    ("!app", {"app": "x"}, False),
-    ("!app", {}, True),
-    ("env in (prod, staging)", {"env": "staging"}, True),
-    ("env in (prod,staging)", {}, False),
-    ("env notin (prod)", {}, True),
-    ("env notin (prod)", {"env": "prod"}, False),
-    ("app=web,tier in (a,b),!legacy", {"app": "web", "tier": "b"}, True),
-    ("app=web,tier in (a,b),!legacy", {"app": "web", "tier": "b", "legacy": "1"}, False),
-    ("app.kubernetes.io/name=web", {"app.kubernetes.io/name": "web"}, True),
-])
+@pytest.mark.parametrize(
+    "text, labels, expected",
+    [
+        ("app=web", {"app": "web"}, True),
+        ("app==web", {"app": "db"}, False),
+        ("app!=web", {}, True),
+        ("app!=web", {"app": "web"}, False),
+        ("app", {"app": ""}, True),
+        ("!app", {"app": "x"}, False),
+        ("!app", {}, True),
+        ("env in (prod, staging)", {"env": "staging"}, True),
+        ("env in (prod,staging)", {}, False),
+        ("env notin (prod)", {}, True),
+        ("env notin (prod)", {"env": "prod"}, False),
+        ("app=web,tier in (a,b),!legacy", {"app": "web", "tier": "b"}, True),
+        ("app=web,tier in (a,b),!legacy", {"app": "web", "tier": "b", "legacy": "1"}, False),
+        ("app.kubernetes.io/name=web", {"app.kubernetes.io/name": "web"}, True),
+    ],
+)
 def test_label_selector(text: str, labels: dict[str, str], expected: bool) -> None:
     assert parse_label_selector(text).matches(labels) is expected
 
@@ -91,8 +94,9 @@ def test_dimensions_combine() -> None:
 
 
 def test_short_names_from_discovery() -> None:
-    names = selection.resource_names({"resources": [
-        {"group": "", "resource": "configmaps", "shortNames": ["cm"], "singular": "configmap"}]})
+    names = selection.resource_names(
+        {"resources": [{"group": "", "resource": "configmaps", "shortNames": ["cm"], "singular": "configmap"}]}
+    )
     sel = ObjectSelector.build(kinds=["cm"])
     assert sel.matches(CM, names) and not sel.matches(CM)
     assert not sel.matches(DEPLOY, names)

@@ -12,19 +12,109 @@ import yaml
 from kubekeep.manifests import serialization, yaml_reader
 
 TRICKY_STRINGS = [
-    "", " ", "  lead", "trail ", "yes", "No", "on", "OFF", "y", "n", "null", "~", "true", "False",
-    "0755", "1.5", "1e3", ".5", ".inf", "-.inf", ".nan", "0x1f", "1_000", "12:30", "2026-01-01",
-    "2026-01-01T00:00:00Z", "-", "- item", "? q", ": c", "a: b", "a:", "a #b", "#c", "&a", "*a",
-    "!tag", "|", ">", "'", '"', "%x", "@x", "`x", "{a}", "[a]", "a,b", "<<", "=", "a\tb",
-    "multi\nline\n", "multi\nline", "\nleading newline", "  indented\nblock\n", "\tindented\n",
-    "trailing blank\n\n", "ends with spaces   \nnext\n", "line\n   \nwith blank-ish\n", "cr\r\nlf",
-    "nel\x85x", "ls\u2028x", "ps\u2029x", "bom\ufeffx", "del\x7fx", "c1\x9bx", "nul\x00x",
-    "bell\x07", "nonchar\ufffex", "unicode é ✓ 😀", "back\\slash", "quote\"d", "k:{\"port\":80}",
-    "registry.example/app:1.0", "system:masters", "f:metadata", "app.kubernetes.io/name", "/etc/x",
-    "x" * 2000, "word with  two spaces", "a - b", "-1", "+1", "0", "00", "0o17", "0b101", "1:2:3",
+    "",
+    " ",
+    "  lead",
+    "trail ",
+    "yes",
+    "No",
+    "on",
+    "OFF",
+    "y",
+    "n",
+    "null",
+    "~",
+    "true",
+    "False",
+    "0755",
+    "1.5",
+    "1e3",
+    ".5",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "0x1f",
+    "1_000",
+    "12:30",
+    "2026-01-01",
+    "2026-01-01T00:00:00Z",
+    "-",
+    "- item",
+    "? q",
+    ": c",
+    "a: b",
+    "a:",
+    "a #b",
+    "#c",
+    "&a",
+    "*a",
+    "!tag",
+    "|",
+    ">",
+    "'",
+    '"',
+    "%x",
+    "@x",
+    "`x",
+    "{a}",
+    "[a]",
+    "a,b",
+    "<<",
+    "=",
+    "a\tb",
+    "multi\nline\n",
+    "multi\nline",
+    "\nleading newline",
+    "  indented\nblock\n",
+    "\tindented\n",
+    "trailing blank\n\n",
+    "ends with spaces   \nnext\n",
+    "line\n   \nwith blank-ish\n",
+    "cr\r\nlf",
+    "nel\x85x",
+    "ls\u2028x",
+    "ps\u2029x",
+    "bom\ufeffx",
+    "del\x7fx",
+    "c1\x9bx",
+    "nul\x00x",
+    "bell\x07",
+    "nonchar\ufffex",
+    "unicode é ✓ 😀",
+    "back\\slash",
+    'quote"d',
+    'k:{"port":80}',
+    "registry.example/app:1.0",
+    "system:masters",
+    "f:metadata",
+    "app.kubernetes.io/name",
+    "/etc/x",
+    "x" * 2000,
+    "word with  two spaces",
+    "a - b",
+    "-1",
+    "+1",
+    "0",
+    "00",
+    "0o17",
+    "0b101",
+    "1:2:3",
 ]
-KEYS = ["a", "app.kubernetes.io/name", "f:spec", ".", "k:{\"port\":80,\"protocol\":\"TCP\"}", "yes",
-        "1", "", " sp", "with space", "x" * 1500, "line\nbreak", "é"]
+KEYS = [
+    "a",
+    "app.kubernetes.io/name",
+    "f:spec",
+    ".",
+    'k:{"port":80,"protocol":"TCP"}',
+    "yes",
+    "1",
+    "",
+    " sp",
+    "with space",
+    "x" * 1500,
+    "line\nbreak",
+    "é",
+]
 
 
 def _random_value(rng: random.Random, depth: int) -> Any:
@@ -42,7 +132,9 @@ def _random_value(rng: random.Random, depth: int) -> Any:
     if kind == 5:
         return rng.choice(KEYS)
     if kind in (6, 7):
-        return {rng.choice(KEYS + TRICKY_STRINGS[:20]): _random_value(rng, depth + 1) for _ in range(rng.randrange(1, 5))}
+        return {
+            rng.choice(KEYS + TRICKY_STRINGS[:20]): _random_value(rng, depth + 1) for _ in range(rng.randrange(1, 5))
+        }
     return [_random_value(rng, depth + 1) for _ in range(rng.randrange(1, 4))]
 
 
@@ -63,10 +155,13 @@ def test_random_documents_round_trip() -> None:
 
 
 def test_output_reads_like_kubectl() -> None:
-    obj = {"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "app", "labels": {"app.kubernetes.io/name": "web", "enabled": "true"}},
-           "data": {"app.properties": "a = 1\nb = 2\n", "LOG": "info", "empty": ""},
-           "spec": {"ports": [{"port": 80, "name": "http"}], "tags": [], "sel": {}}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "app", "labels": {"app.kubernetes.io/name": "web", "enabled": "true"}},
+        "data": {"app.properties": "a = 1\nb = 2\n", "LOG": "info", "empty": ""},
+        "spec": {"ports": [{"port": 80, "name": "http"}], "tags": [], "sel": {}},
+    }
     assert serialization.dump(obj).decode() == (
         "apiVersion: v1\n"
         "kind: ConfigMap\n"
@@ -86,7 +181,8 @@ def test_output_reads_like_kubectl() -> None:
         "  - port: 80\n"
         "    name: http\n"
         "  tags: []\n"
-        "  sel: {}\n")
+        "  sel: {}\n"
+    )
 
 
 def test_scalars_at_top_level_and_refusal_of_non_json_types() -> None:
@@ -111,14 +207,23 @@ def test_the_fast_reader_agrees_with_libyaml_on_what_dump_writes() -> None:
     assert read > 800  # the rest are mostly top-level scalars
 
 
-@pytest.mark.parametrize("text", [
-    "a:\n  - 1\n  - 2\n",                # indented sequence (kubectl writes these)
-    "a: {b: 1}\n",                       # flow mapping
-    "# comment\na: 1\n",
-    "a: 2026-01-01\n",                   # a date: libyaml makes it a date, we must not say "str"
-    "a: 0o17\n", "a: yes\n", "a: 'single'\n", "a: >\n  folded\n", "a: &x 1\nb: *x\n", "a: 1",
-    'a: "\\/"\n', "---\na: 1\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n  - 1\n  - 2\n",  # indented sequence (kubectl writes these)
+        "a: {b: 1}\n",  # flow mapping
+        "# comment\na: 1\n",
+        "a: 2026-01-01\n",  # a date: libyaml makes it a date, we must not say "str"
+        "a: 0o17\n",
+        "a: yes\n",
+        "a: 'single'\n",
+        "a: >\n  folded\n",
+        "a: &x 1\nb: *x\n",
+        "a: 1",
+        'a: "\\/"\n',
+        "---\na: 1\n",
+    ],
+)
 def test_other_yaml_is_left_to_libyaml(text: str) -> None:
     with pytest.raises(yaml_reader.NotOurs):
         yaml_reader.read(text)

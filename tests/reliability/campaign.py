@@ -57,10 +57,12 @@ class Figures:
 
     def line(self) -> str:
         clean = f", commands failing cleanly {self.clean_failures}" if self.clean_failures else ""
-        return (f"{self.name}: seed {self.seed}, runs {self.runs}, faults injected {self.faults}{clean}, "
-                f"repositories failing check {self.check_failures}, restores with a wrong byte "
-                f"{self.wrong_restores}, damage undetected {self.undetected}, other failures "
-                f"{self.other_failures} ({self.seconds:.0f} s)")
+        return (
+            f"{self.name}: seed {self.seed}, runs {self.runs}, faults injected {self.faults}{clean}, "
+            f"repositories failing check {self.check_failures}, restores with a wrong byte "
+            f"{self.wrong_restores}, damage undetected {self.undetected}, other failures "
+            f"{self.other_failures} ({self.seconds:.0f} s)"
+        )
 
 
 #: every campaign of this session, for the terminal summary (tests/reliability/conftest.py)
@@ -106,21 +108,20 @@ class Campaign:
                 except RunFailed as exc:
                     setattr(f, exc.kind, getattr(f, exc.kind) + 1)
                     f.failures.append(f"seed {seed}: {exc}")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - every other failure is counted
                     f.other_failures += 1
                     f.failures.append(f"seed {seed}: {type(exc).__name__}: {exc}")
         finally:
             f.seconds = time.monotonic() - started
         if f.failures:
             shown = "\n".join(message[:600] for message in f.failures[:10])
-            replay = (f"{SEED_ENV}=<seed> {RUNS_ENV}=1 pytest -p no:cacheprovider "
-                      f"'{self.nodeid or 'tests/reliability'}'")
-            raise AssertionError(f"{f.line()}\n{len(f.failures)} run(s) failed:\n{shown}\n"
-                                 f"replay one with: {replay}")
+            replay = f"{SEED_ENV}=<seed> {RUNS_ENV}=1 pytest -p no:cacheprovider '{self.nodeid or 'tests/reliability'}'"
+            raise AssertionError(f"{f.line()}\n{len(f.failures)} run(s) failed:\n{shown}\nreplay one with: {replay}")
         return f
 
 
 # -- data ----------------------------------------------------------------------------------------
+
 
 def make_dataset(root: Path, seed: int, *, variant: int = 0, big_kib: int = 1536) -> Path:
     """A small tree (~2-3 MB): a multi-chunk random file, mid-sized random and compressible
@@ -146,7 +147,7 @@ def make_dataset(root: Path, seed: int, *, variant: int = 0, big_kib: int = 1536
             (root / f"new{variant}_{i}.bin").write_bytes(vr.randbytes(vr.randint(20_000, 400_000)))
         big = bytearray((root / "big.bin").read_bytes())
         at = vr.randrange(len(big) - 4096)
-        big[at:at + 4096] = vr.randbytes(4096)
+        big[at : at + 4096] = vr.randbytes(4096)
         (root / "big.bin").write_bytes(bytes(big))
         (root / f"dir{variant % 4}" / "sub" / "f03.txt").unlink()
         (root / "text.log").write_text((root / "text.log").read_text() + f"variant {variant}\n")

@@ -15,8 +15,7 @@ def campaign_id(request: pytest.FixtureRequest) -> Iterator[str]:
     yield request.node.nodeid
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
-                            config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     if not FIGURES:
         return
     terminalreporter.section("reliability campaigns")
@@ -27,4 +26,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         f"total: {sum(f.runs for f in FIGURES)} runs, {sum(f.faults for f in FIGURES)} faults injected, "
         f"{sum(f.check_failures for f in FIGURES)} repositories failing check, "
         f"{sum(f.wrong_restores for f in FIGURES)} restores with a wrong byte, {broken} broken runs "
-        f"(a long campaign: {RUNS_ENV}=500 pytest -m campaign tests/reliability)")
+        f"(a long campaign: {RUNS_ENV}=500 pytest -m campaign tests/reliability)"
+    )

@@ -51,7 +51,7 @@ def open_repo(location: Path) -> Repository:
 class Template:
     repo: Path
     ids: list[str]
-    digests: dict[str, dict[str, str]]   # snapshot id -> its source's file digests
+    digests: dict[str, dict[str, str]]  # snapshot id -> its source's file digests
     files: dict[str, dict[str, list[bytes]]]  # snapshot id -> file path -> its data blob ids
 
 
@@ -70,8 +70,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             snap = api.backup(repo, str(src))
             t.ids.append(snap.id)
             t.digests[snap.id] = file_digests(src)
-            t.files[snap.id] = {rel.lstrip("/"): list(node.content) for rel, node in api.ls(repo, snap.id, recursive=True)
-                                if node.type == FILE}
+            t.files[snap.id] = {
+                rel.lstrip("/"): list(node.content)
+                for rel, node in api.ls(repo, snap.id, recursive=True)
+                if node.type == FILE
+            }
     finally:
         repo.close()
     return t
@@ -186,10 +189,14 @@ def one_run(t: Template, tmp: Path) -> Callable[[random.Random, Figures], None]:
                 if failed:
                     raise fail("other_failures", f"{what}: another snapshot no longer restores: {failed}")
                 listed = KK(RepoSpec(str(location)), password=PASSWORD, cache_dir=work / "cache").run(
-                    "--json", "snapshots", expect=None)
+                    "--json", "snapshots", expect=None
+                )
                 if listed.returncode != 0 or any(s not in listed.stdout.decode() for s in others):
-                    raise fail("other_failures", f"{what}: 'snapshots' exited {listed.returncode} and listed "
-                                                 f"{listed.stdout.decode()[:200]!r}: {listed.stderr.decode()[-300:]}")
+                    raise fail(
+                        "other_failures",
+                        f"{what}: 'snapshots' exited {listed.returncode} and listed "
+                        f"{listed.stdout.decode()[:200]!r}: {listed.stderr.decode()[-300:]}",
+                    )
                 # forget removes it by name, without decrypting it; then the repository is whole
                 repair(work, location, what, "forget", damaged)
             else:
@@ -200,7 +207,9 @@ def one_run(t: Template, tmp: Path) -> Callable[[random.Random, Figures], None]:
                     spared = {rel for rel, blobs in t.files[snap_id].items() if not hit & set(blobs)}
                     lost = sorted(spared & set(missing_files(t.digests[snap_id], work / f"out-{snap_id[:8]}")))
                     if lost and hit <= data_blobs(t):
-                        raise fail("other_failures", f"{what}: restore of {snap_id[:8]} lost undamaged files {lost[:5]}")
+                        raise fail(
+                            "other_failures", f"{what}: restore of {snap_id[:8]} lost undamaged files {lost[:5]}"
+                        )
         shutil.rmtree(work)
 
     return run
@@ -211,16 +220,21 @@ def repair(work: Path, location: Path, what: str, *command: str) -> None:
     kk = KK(RepoSpec(str(location)), password=PASSWORD, cache_dir=work / "cache")
     proc = kk.run(*command, expect=None)
     if proc.returncode != 0:
-        raise fail("other_failures", f"{what}: 'kubekeep {' '.join(command)}' exited {proc.returncode}: "
-                                     f"{proc.stderr.decode(errors='replace')[-300:]}")
+        raise fail(
+            "other_failures",
+            f"{what}: 'kubekeep {' '.join(command)}' exited {proc.returncode}: "
+            f"{proc.stderr.decode(errors='replace')[-300:]}",
+        )
     repo = open_repo(location)
     try:
         report = api.check(repo, read_data=True)
     finally:
         repo.close()
     if not report.ok:
-        raise fail("check_failures", f"{what}: after 'kubekeep {' '.join(command)}' check --read-data: "
-                                     f"{'; '.join(report.errors[:3])}")
+        raise fail(
+            "check_failures",
+            f"{what}: after 'kubekeep {' '.join(command)}' check --read-data: {'; '.join(report.errors[:3])}",
+        )
 
 
 def data_blobs(t: Template) -> set[bytes]:
@@ -244,7 +258,9 @@ def check_key(location: Path, work: Path, spare_key: bool, what: str) -> None:
     proc = kk.run("snapshots", expect=None)
     err = proc.stderr.decode(errors="replace")
     if proc.returncode != 0 or "Traceback" in err:
-        raise fail("other_failures", f"{what}: with a second, intact key 'snapshots' exited {proc.returncode}: {err[-300:]}")
+        raise fail(
+            "other_failures", f"{what}: with a second, intact key 'snapshots' exited {proc.returncode}: {err[-300:]}"
+        )
     if "warning" not in err.lower() or "key" not in err.lower():
         raise fail("undetected", f"{what}: opened through the other key without a warning about the damaged one")
 

@@ -35,8 +35,11 @@ def small_fs(tmp_path: Path) -> Iterator[MountSmall]:
         where.mkdir()
         if os.geteuid() != 0:
             pytest.skip("a full file system needs a small tmpfs, and mounting one needs root")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-                              capture_output=True, timeout=30)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+            capture_output=True,
+            timeout=30,
+        )
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
         mounted.append(where)
@@ -70,7 +73,7 @@ def test_backup_into_a_full_file_system(small_fs: MountSmall, tmp_path: Path) ->
     big = tmp_path / "big"
     big.mkdir()
     rnd = random.Random(32)
-    for i in range(5):   # 40 MB that does not compress: two packs fit, the third does not
+    for i in range(5):  # 40 MB that does not compress: two packs fit, the third does not
         (big / f"part{i}.bin").write_bytes(rnd.randbytes(8 * 1024 * 1024))
     proc = kk.run("backup", str(big), expect=None)
     assert proc.returncode != 0
@@ -107,7 +110,7 @@ def test_restore_into_a_full_file_system(small_fs: MountSmall, tmp_path: Path) -
     rnd = random.Random(41)
     src.mkdir()
     (src / "a_first.bin").write_bytes(rnd.randbytes(900_000))
-    (src / "m_huge.bin").write_bytes(rnd.randbytes(10 * 1024 * 1024))   # more than the target holds
+    (src / "m_huge.bin").write_bytes(rnd.randbytes(10 * 1024 * 1024))  # more than the target holds
     (src / "z").mkdir()
     for i in range(30):
         (src / "z" / f"small{i:02d}.txt").write_text(f"small {i}\n" * rnd.randint(1, 2000))

@@ -58,11 +58,11 @@ def init_in_process(location: Path) -> None:
 @dataclass
 class Template:
     root: Path
-    repo: Path              # three snapshots: ids[0] of sources[0], ...
+    repo: Path  # three snapshots: ids[0] of sources[0], ...
     ids: list[str]
     sources: list[Path]
-    next_source: Path       # what the killed backup and the next backup store
-    dest: Path              # a second repository with one snapshot of its own, for copy
+    next_source: Path  # what the killed backup and the next backup store
+    dest: Path  # a second repository with one snapshot of its own, for copy
     dest_id: str
     password_file: Path
     #: seconds each operation runs from taking its lock to its end
@@ -101,7 +101,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         kk, args = prepare(t, work, op)
         proc = kk.popen(*args)
         try:
-            assert wait_for(lambda: has_lock(kk) or proc.poll() is not None, timeout=60, interval=0.005)
+            assert wait_for(
+                lambda kk=kk, proc=proc: has_lock(kk) or proc.poll() is not None, timeout=60, interval=0.005
+            )
             locked = time.monotonic()
             assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
             t.window_s[op] = time.monotonic() - locked
@@ -195,7 +197,9 @@ def one_run(t: Template, tmp: Path, op: str) -> Callable[..., None]:
                 finally:
                     src.close()
                 if len(repo.snapshot_ids()) != 1 + len(t.ids):
-                    raise fail("other_failures", f"{where}: the copy run again left {len(repo.snapshot_ids())} snapshots")
+                    raise fail(
+                        "other_failures", f"{where}: the copy run again left {len(repo.snapshot_ids())} snapshots"
+                    )
             try:
                 snap = api.backup(repo, str(t.next_source)).id
             except Exception as exc:

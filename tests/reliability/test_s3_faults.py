@@ -42,8 +42,12 @@ CI_RUNS = 3
 def spec(server: S3Server, bucket: str, prefix: str, endpoint: str) -> RepoSpec:
     return RepoSpec(
         location=f"s3://{bucket}/{prefix}",
-        env={"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
-             "AWS_DEFAULT_REGION": server.region, "KUBEKEEP_S3_ENDPOINT": endpoint},
+        env={
+            "AWS_ACCESS_KEY_ID": server.access_key,
+            "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "AWS_DEFAULT_REGION": server.region,
+            "KUBEKEEP_S3_ENDPOINT": endpoint,
+        },
         backend_options={**server.backend_options(), "endpoint_url": endpoint},
     )
 
@@ -62,6 +66,7 @@ def backend(proxy: FaultProxy, s3_server: S3Server, s3_bucket: str) -> Iterator[
 
 
 # -- the backend, one fault at a time --------------------------------------------------------------
+
 
 def test_a_lost_answer_to_an_exclusive_store_is_not_a_conflict(backend: S3Backend, proxy: FaultProxy) -> None:
     """The server stores the key file, the answer is lost, botocore retries with If-None-Match
@@ -112,8 +117,10 @@ def test_a_body_cut_short_without_framing_is_retried(backend: S3Backend, proxy: 
     assert proxy.injected[Fault.CUT_UNFRAMED] == 3
 
 
-@pytest.mark.parametrize("fault", [Fault.RESET_BEFORE, Fault.RESET_AFTER, Fault.ERROR_500, Fault.ERROR_503,
-                                   Fault.DELAY, Fault.SLOW, Fault.TRUNCATE])
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.RESET_BEFORE, Fault.RESET_AFTER, Fault.ERROR_500, Fault.ERROR_503, Fault.DELAY, Fault.SLOW, Fault.TRUNCATE],
+)
 def test_each_operation_is_retried(backend: S3Backend, proxy: FaultProxy, fault: Fault) -> None:
     payload = b"x" * 100_000
     proxy.schedule(fault)
@@ -137,13 +144,14 @@ def test_a_stalled_answer_times_out_and_is_retried(proxy: FaultProxy, s3_server:
         proxy.schedule(Fault.STALL)
         started = time.monotonic()
         assert b.load("snapshots/s") == b"snapshot"
-        assert time.monotonic() - started < 3.0   # the timeout, not the stall, ended the first try
+        assert time.monotonic() - started < 3.0  # the timeout, not the stall, ended the first try
         assert proxy.injected[Fault.STALL] == 1
     finally:
         b.close()
 
 
 # -- the campaign ----------------------------------------------------------------------------------
+
 
 def clean_failure(proc: Any, what: str, figures: Figures) -> None:
     """A failed command must say why in one line, its last, with no traceback (what it did before
@@ -163,8 +171,9 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
         attempts = rng.choice([1, 2, 5])
         prefix = f"run-{figures.runs}-{rng.randrange(10**6)}"
         work = tmp / prefix
-        with FaultProxy(server.endpoint_url, seed=rng.randrange(2**32), rates=FaultRates.uniform(rate),
-                        max_delay_s=0.3) as proxy:
+        with FaultProxy(
+            server.endpoint_url, seed=rng.randrange(2**32), rates=FaultRates.uniform(rate), max_delay_s=0.3
+        ) as proxy:
             faulty = spec(server, bucket, prefix, proxy.url)
             direct = spec(server, bucket, prefix, server.endpoint_url)
             try:
@@ -177,10 +186,9 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
                 direct = spec(server, bucket, prefix, server.endpoint_url)
                 with proxy.paused():
                     Repository.init(faulty.backend(), PASSWORD, kdf=FAST_KDF, no_cache=True).close()
-            kk = KK(faulty, password=PASSWORD, cache_dir=work / "cache",
-                    extra_env={"AWS_MAX_ATTEMPTS": str(attempts)})
+            kk = KK(faulty, password=PASSWORD, cache_dir=work / "cache", extra_env={"AWS_MAX_ATTEMPTS": str(attempts)})
             created: list[str] = []
-            latest: Path | None = None   # the source of the newest snapshot
+            latest: Path | None = None  # the source of the newest snapshot
             for src in sources:
                 proc = kk.run("--json", "backup", str(src), expect=None)
                 if proc.returncode == 0:
@@ -213,10 +221,15 @@ def one_run(server: S3Server, bucket: str, sources: list[Path], tmp: Path) -> Ca
         try:
             report = api.check(repo, read_data=True)
             if not report.ok:
-                raise fail("check_failures", f"fault rate {rate}, {attempts} attempts: check --read-data: {'; '.join(report.errors[:3])}")
+                raise fail(
+                    "check_failures",
+                    f"fault rate {rate}, {attempts} attempts: check --read-data: {'; '.join(report.errors[:3])}",
+                )
             lost = set(created) - forgotten - set(repo.snapshot_ids())
             if lost:
-                raise fail("other_failures", f"fault rate {rate}, {attempts} attempts: snapshot(s) lost: {sorted(lost)}")
+                raise fail(
+                    "other_failures", f"fault rate {rate}, {attempts} attempts: snapshot(s) lost: {sorted(lost)}"
+                )
         finally:
             repo.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -232,4 +245,5 @@ def test_s3_fault_campaign(s3_server: S3Server, s3_bucket: str, tmp_path: Path, 
     shutil.copytree(src0, src1, symlinks=True)
     make_dataset(src1, seed=51, variant=1, big_kib=1024)
     Campaign("faulty network in front of S3", CI_RUNS, campaign_id).run(
-        one_run(s3_server, s3_bucket, [src0, src1], tmp_path))
+        one_run(s3_server, s3_bucket, [src0, src1], tmp_path)
+    )

@@ -156,11 +156,7 @@ def test_large_object(backend: Backend) -> None:
 
 
 def test_concurrent_stores(backend: Backend) -> None:
-    expected = {
-        f"data/{t:02x}/obj-{t}-{i}": blob(f"{t}-{i}", 1000 + 97 * i)
-        for t in range(8)
-        for i in range(6)
-    }
+    expected = {f"data/{t:02x}/obj-{t}-{i}": blob(f"{t}-{i}", 1000 + 97 * i) for t in range(8) for i in range(6)}
     barrier = threading.Barrier(8)
 
     def worker(t: int) -> None:
@@ -174,7 +170,7 @@ def test_concurrent_stores(backend: Backend) -> None:
             future.result()
     assert listing(backend, "data/") == {n: len(d) for n, d in expected.items()}
     with ThreadPoolExecutor(8) as pool:
-        loaded = dict(zip(expected, pool.map(backend.load, expected)))
+        loaded = dict(zip(expected, pool.map(backend.load, expected), strict=True))
     assert loaded == expected
 
 

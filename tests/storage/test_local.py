@@ -91,9 +91,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("had_old_version", [False, True])
-def test_kill_during_store_leaves_no_partial_object(
-    root: Path, backend: LocalBackend, had_old_version: bool
-) -> None:
+def test_kill_during_store_leaves_no_partial_object(root: Path, backend: LocalBackend, had_old_version: bool) -> None:
     name = "data/ab/big"
     if had_old_version:
         backend.store(name, b"old version")
@@ -121,9 +119,7 @@ def test_kill_during_store_leaves_no_partial_object(
 
 
 @pytest.mark.timeout(60)
-def test_kill_at_random_moment_keeps_every_visible_object_whole(
-    root: Path, backend: LocalBackend
-) -> None:
+def test_kill_at_random_moment_keeps_every_visible_object_whole(root: Path, backend: LocalBackend) -> None:
     proc = start_child(_CHILD_STORE_LOOP, str(root))
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
@@ -189,9 +185,7 @@ def test_exclusive_store_race_has_exactly_one_winner(root: Path, backend: LocalB
     assert temp_files(root) == []
 
 
-def test_exclusive_store_without_hard_links(
-    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_exclusive_store_without_hard_links(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_links(src: object, dst: object) -> None:
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
@@ -202,9 +196,7 @@ def test_exclusive_store_without_hard_links(
     assert backend.load("locks/x") == b"first"
 
 
-def test_files_and_directories_are_not_group_or_world_writable(
-    root: Path, backend: LocalBackend
-) -> None:
+def test_files_and_directories_are_not_group_or_world_writable(root: Path, backend: LocalBackend) -> None:
     backend.store("data/ab/obj", b"x")
     backend.store("config", b"c")
     for path in (root / "data" / "ab" / "obj", root / "config"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -26,9 +26,7 @@ def backend(s3_server: S3Server, s3_bucket: str) -> Iterator[S3Backend]:
 def count_requests(backend: S3Backend, operation: str) -> list[str]:
     """Record the names of requests of ``operation`` this backend sends from now on."""
     seen: list[str] = []
-    backend._client.meta.events.register(
-        f"before-send.s3.{operation}", lambda request, **_: seen.append(request.url)
-    )
+    backend._client.meta.events.register(f"before-send.s3.{operation}", lambda request, **_: seen.append(request.url))
     return seen
 
 
@@ -62,12 +60,8 @@ def test_exclusive_store_uses_conditional_write(backend: S3Backend) -> None:
     assert backend.load("locks/l") == b"mine"
 
 
-def test_exclusive_store_fallback_checks_with_head(
-    s3_server: S3Server, s3_bucket: str
-) -> None:
-    backend = S3Backend(
-        s3_bucket, "repo", conditional_writes=False, **s3_server.backend_options()
-    )
+def test_exclusive_store_fallback_checks_with_head(s3_server: S3Server, s3_bucket: str) -> None:
+    backend = S3Backend(s3_bucket, "repo", conditional_writes=False, **s3_server.backend_options())
     heads = count_requests(backend, "HeadObject")
     backend.store("locks/l", b"mine", exclusive=True)
     with pytest.raises(StorageError, match="already exists"):
@@ -89,9 +83,7 @@ def test_missing_bucket_is_repository_not_found(s3_server: S3Server) -> None:
     assert not backend.exists("config")
 
 
-def test_create_makes_the_bucket_then_refuses_an_existing_repository(
-    s3_server: S3Server, s3_admin: Any
-) -> None:
+def test_create_makes_the_bucket_then_refuses_an_existing_repository(s3_server: S3Server, s3_admin: Any) -> None:
     bucket = f"kk-create-{time.time_ns()}"
     backend = S3Backend(bucket, "repo", **s3_server.backend_options())
     try:

@@ -79,7 +79,7 @@ class FaultRates:
 @dataclass(frozen=True)
 class Request:
     method: str
-    path: str          # without the query string
+    path: str  # without the query string
     query: str
     headers: dict[str, str]  # lower-case names
 
@@ -172,9 +172,16 @@ _ERROR_BODY = {
 class FaultProxy:
     """A threaded HTTP proxy from ``url`` to ``upstream`` that injects faults."""
 
-    def __init__(self, upstream: str, *, seed: int = 0, rates: FaultRates | None = None,
-                 max_delay_s: float = 0.4, stall_s: float = 5.0,
-                 applies_to: Callable[[Request], bool] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        seed: int = 0,
+        rates: FaultRates | None = None,
+        max_delay_s: float = 0.4,
+        stall_s: float = 5.0,
+        applies_to: Callable[[Request], bool] | None = None,
+    ) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
             raise ValueError(f"upstream must be http://HOST:PORT, not {upstream!r}")
@@ -219,8 +226,7 @@ class FaultProxy:
     def __enter__(self) -> FaultProxy:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     def schedule(self, *faults: Fault | None) -> None:
@@ -313,8 +319,10 @@ class FaultProxy:
                 no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
                 rbody = b"" if no_body else _read_body(up_in, rheaders, until_close=True)
                 server_closes = (_header(rheaders, "connection") or "").lower() == "close" or (
-                    not no_body and _header(rheaders, "content-length") is None
-                    and (_header(rheaders, "transfer-encoding") or "").lower() != "chunked")
+                    not no_body
+                    and _header(rheaders, "content-length") is None
+                    and (_header(rheaders, "transfer-encoding") or "").lower() != "chunked"
+                )
                 if server_closes:
                     with self._lock:
                         self._open.discard(upstream)
@@ -335,8 +343,10 @@ class FaultProxy:
                 if fault is Fault.CUT_UNFRAMED and rbody and (_header(rheaders, "transfer-encoding") or "") == "":
                     self._count(fault)
                     unframed = [(n, v) for n, v in rheaders if n.lower() not in ("content-length", "connection")]
-                    client.sendall(_build_head(status_line, [*unframed, ("Connection", "close")])
-                                   + rbody[: int(detail * len(rbody))])
+                    client.sendall(
+                        _build_head(status_line, [*unframed, ("Connection", "close")])
+                        + rbody[: int(detail * len(rbody))]
+                    )
                     with contextlib.suppress(OSError):
                         client.shutdown(socket.SHUT_RDWR)
                     return
@@ -353,7 +363,7 @@ class FaultProxy:
                     pieces = max(2, min(20, len(rbody) // 1024))
                     step = -(-len(rbody) // pieces)
                     for at in range(0, len(rbody), step):
-                        client.sendall(rbody[at:at + step])
+                        client.sendall(rbody[at : at + step])
                         time.sleep(self.max_delay_s / pieces)
                 else:
                     client.sendall(rhead + rbody)
@@ -372,9 +382,19 @@ class FaultProxy:
     @staticmethod
     def _answer_error(client: socket.socket, status: int) -> None:
         code, message = _ERROR_BODY[status]
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                f"<Message>{message}</Message><RequestId>faultproxy</RequestId></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>faultproxy</RequestId></Error>"
+        ).encode()
         reason = "Internal Server Error" if status == 500 else "Service Unavailable"
-        client.sendall(_build_head(f"HTTP/1.1 {status} {reason}", [
-            ("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
-            ("x-amz-request-id", "faultproxy")]) + body)
+        client.sendall(
+            _build_head(
+                f"HTTP/1.1 {status} {reason}",
+                [
+                    ("Content-Type", "application/xml"),
+                    ("Content-Length", str(len(body))),
+                    ("x-amz-request-id", "faultproxy"),
+                ],
+            )
+            + body
+        )

@@ -50,10 +50,12 @@ class Seeded:
         kubeconfig = self.cluster.readonly_kubeconfig if readonly else self.cluster.kubeconfig
         return api.backup(repo, "k8s://", options={"kubeconfig": str(kubeconfig), **options})
 
-    def restore(self, repo: Repository, ref: str, *, select: api.ObjectSelector | None = None,
-                **options: Any) -> list[dict[str, Any]]:
-        stats = api.restore(repo, ref, "k8s://", select=select,
-                            options={"kubeconfig": str(self.cluster.kubeconfig), **options})
+    def restore(
+        self, repo: Repository, ref: str, *, select: api.ObjectSelector | None = None, **options: Any
+    ) -> list[dict[str, Any]]:
+        stats = api.restore(
+            repo, ref, "k8s://", select=select, options={"kubeconfig": str(self.cluster.kubeconfig), **options}
+        )
         return stats.results
 
 

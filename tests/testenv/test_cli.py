@@ -45,9 +45,7 @@ def test_up_env_status_down_leave_nothing_behind(tmp_path: Path) -> None:
         exports = _cli("env", env=env)
         assert exports.returncode == 0
         lines = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in exports.stdout.splitlines()
-            if "PATH" not in line
+            line.removeprefix("export ").split("=", 1) for line in exports.stdout.splitlines() if "PATH" not in line
         )
         assert lines["KUBECONFIG"] == str(run_dir / "admin.kubeconfig")
         assert lines["KUBEKEEP_TESTENV_ETCD_ENDPOINTS"].startswith("https://127.0.0.1:")

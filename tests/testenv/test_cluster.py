@@ -74,9 +74,7 @@ def test_readonly_user_cannot_read_secrets(
     namespace: str, kube_client: ApiClient, readonly_kube_client: ApiClient, cluster: Cluster
 ) -> None:
     admin = k8s.CoreV1Api(kube_client)
-    admin.create_namespaced_secret(
-        namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="s"), string_data={"a": "b"})
-    )
+    admin.create_namespaced_secret(namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="s"), string_data={"a": "b"}))
     ro = k8s.CoreV1Api(readonly_kube_client)
     assert ro.list_namespaced_config_map(namespace).items is not None
     assert ro.list_config_map_for_all_namespaces(limit=5).items
@@ -85,16 +83,12 @@ def test_readonly_user_cannot_read_secrets(
         lambda: ro.list_namespaced_secret(namespace),
         lambda: ro.list_secret_for_all_namespaces(),
         lambda: ro.read_namespaced_secret("s", namespace),
-        lambda: ro.create_namespaced_config_map(
-            namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="x"))
-        ),
+        lambda: ro.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="x"))),
     ):
         with pytest.raises(ApiException) as info:
             call()
         assert info.value.status == 403
-    assert (
-        cluster.kubectl("auth", "can-i", "list", "secrets", readonly=True, check=False).stdout.strip() == "no"
-    )
+    assert cluster.kubectl("auth", "can-i", "list", "secrets", readonly=True, check=False).stdout.strip() == "no"
     assert cluster.kubectl("auth", "can-i", "watch", "configmaps", readonly=True).stdout.strip() == "yes"
 
 
@@ -134,9 +128,7 @@ def test_service_account_tokens_work(cluster: Cluster, namespace: str, kube_clie
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(
-        request, context=ssl.create_default_context(cafile=str(cluster.ca_file))
-    ) as resp:
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(cluster.ca_file))) as resp:
         review = json.load(resp)
     user = review["status"]["userInfo"]
     assert user["username"] == f"system:serviceaccount:{namespace}:robot"
@@ -152,9 +144,7 @@ def test_etcd_requires_client_certificates(cluster: Cluster, namespace: str) -> 
                                 cluster.etcd.cert_file, cluster.etcd.key_file)) as resp:  # fmt: skip
         assert json.load(resp)["health"] == "true"
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        urllib.request.urlopen(
-            f"{endpoint}/health", context=tls_context(cluster.etcd.ca_file), timeout=5
-        ).read()
+        urllib.request.urlopen(f"{endpoint}/health", context=tls_context(cluster.etcd.ca_file), timeout=5).read()
 
 
 def test_seeded_deployments_run_on_kwok_nodes(cluster: Cluster, kube_client: ApiClient) -> None:
@@ -170,9 +160,7 @@ def test_seeded_deployments_run_on_kwok_nodes(cluster: Cluster, kube_client: Api
         assert pod.status.phase == "Running"
         assert pod.spec.node_name in cluster.node_names
         assert pod.status.pod_ip
-    widgets = k8s.CustomObjectsApi(kube_client).list_namespaced_custom_object(
-        seed.WIDGET_GROUP, "v1", ns, "widgets"
-    )
+    widgets = k8s.CustomObjectsApi(kube_client).list_namespaced_custom_object(seed.WIDGET_GROUP, "v1", ns, "widgets")
     assert len(widgets["items"]) == seed.DEFAULT_MIX.widgets
     assert all(w["status"]["phase"] == "Ready" for w in widgets["items"])
     services = {s.spec.type for s in core.list_namespaced_service(ns).items}
@@ -190,8 +178,6 @@ def test_proxy_to_simulated_addresses_is_denied(cluster: Cluster, namespace: str
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}  # fmt: skip
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(svc))
-    proxied = cluster.kubectl(
-        "get", "--raw", f"/api/v1/namespaces/{namespace}/services/web:80/proxy/", check=False
-    )
+    proxied = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/services/web:80/proxy/", check=False)
     assert proxied.returncode != 0
     assert bootstrap.NO_PROXY_POLICY in proxied.stderr

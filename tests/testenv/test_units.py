@@ -94,10 +94,7 @@ def test_free_ports_are_bindable() -> None:
 
 def test_process_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     script = (
-        "import signal, time\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print('up', flush=True)\n"
-        "time.sleep(60)\n"
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
     )
     proc = processes.ManagedProcess("stubborn", [sys.executable, "-c", script], tmp_path / "stubborn.log")
     proc.start()

@@ -22,8 +22,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "test-token-0123456789abcdefghijklmnop"
 
 
@@ -41,8 +49,9 @@ class UIServer:
     def login_url(self) -> str:
         return f"{self.base}/?token={self.token}"
 
-    def get(self, path: str, *, token: bool = True, headers: dict[str, str] | None = None,
-            data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    def get(
+        self, path: str, *, token: bool = True, headers: dict[str, str] | None = None, data: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """``(status, headers, body)`` of one request, redirects not followed."""
         request = urllib.request.Request(self.base + path, data=data, headers=dict(headers or {}))
         if token:
@@ -65,8 +74,9 @@ def ui_server() -> Iterator[Callable[..., UIServer]]:
     """``ui_server(repo, allow_restore=False, kubeconfig=None)``: a UI on a free loopback port."""
     started: list[UIServer] = []
 
-    def start(repo: Repository, *, allow_restore: bool = False, kubeconfig: str | None = None,
-              location: str = "test-repo") -> UIServer:
+    def start(
+        repo: Repository, *, allow_restore: bool = False, kubeconfig: str | None = None, location: str = "test-repo"
+    ) -> UIServer:
         sock = bind("127.0.0.1:0")
         port = sock.getsockname()[1]
         app = create_app(repo, token=TOKEN, location=location, allow_restore=allow_restore, kubeconfig=kubeconfig)

@@ -27,11 +27,25 @@ def ui(make_repo: Callable[[str], Repository], ui_server: Callable[..., UIServer
     return ui_server(repo)
 
 
-@pytest.mark.parametrize("path", ["/", "/static/ui.css", "/static/pygments.css", "/s/latest/tree/secret.txt",
-                                  "/s/latest/raw/secret.txt", "/diff?a=latest&b=latest", "/no-such-page"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/static/ui.css",
+        "/static/pygments.css",
+        "/s/latest/tree/secret.txt",
+        "/s/latest/raw/secret.txt",
+        "/diff?a=latest&b=latest",
+        "/no-such-page",
+    ],
+)
 def test_every_path_needs_the_token(ui: UIServer, path: str) -> None:
-    for headers in ({}, {"Cookie": "kubekeep_ui=wrong"}, {"Authorization": "Bearer wrong"},
-                    {"Cookie": f"other_cookie={TOKEN}"}):
+    for headers in (
+        {},
+        {"Cookie": "kubekeep_ui=wrong"},
+        {"Authorization": "Bearer wrong"},
+        {"Cookie": f"other_cookie={TOKEN}"},
+    ):
         status, _, body = ui.get(path, token=False, headers=headers)
         assert status == 403, (path, headers)
         assert b"top secret" not in body and b"access denied" in body
@@ -83,14 +97,21 @@ def test_host_header_must_be_loopback(ui: UIServer) -> None:
 def test_posts_need_the_origin_and_the_csrf_token(ui: UIServer) -> None:
     snap = "latest"
     form = {"csrf": csrf_token(TOKEN), "namespace": "web"}
-    status, _, body = ui.get(f"/s/{snap}/restore", data=urllib.parse.urlencode(form).encode(),
-                             headers={**FORM, "Origin": "http://attacker.example"})
+    status, _, body = ui.get(
+        f"/s/{snap}/restore",
+        data=urllib.parse.urlencode(form).encode(),
+        headers={**FORM, "Origin": "http://attacker.example"},
+    )
     assert status == 403 and b"cross-origin" in body
-    status, _, body = ui.get(f"/s/{snap}/restore", data=urllib.parse.urlencode({**form, "csrf": "nope"}).encode(),
-                             headers={**FORM, "Origin": ui.base})
+    status, _, body = ui.get(
+        f"/s/{snap}/restore",
+        data=urllib.parse.urlencode({**form, "csrf": "nope"}).encode(),
+        headers={**FORM, "Origin": ui.base},
+    )
     assert status == 403 and b"CSRF" in body
-    status, _, body = ui.get(f"/s/{snap}/restore", data=urllib.parse.urlencode(form).encode(),
-                             headers={**FORM, "Origin": ui.base})
+    status, _, body = ui.get(
+        f"/s/{snap}/restore", data=urllib.parse.urlencode(form).encode(), headers={**FORM, "Origin": ui.base}
+    )
     assert status == 400 and b"only manifests snapshots" in body  # past the checks
 
 

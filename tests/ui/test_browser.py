@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 PREFIX = "ui-"
 NS = f"{PREFIX}payments"
 DEPLOYMENT = f"namespaces/{NS}/apps/deployments/web-0.yaml"
-DELETED = ("config-1", "config-2")      # ConfigMaps deleted between the snapshots
+DELETED = ("config-1", "config-2")  # ConfigMaps deleted between the snapshots
 
 
 @dataclass
@@ -53,10 +53,17 @@ def incident(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         repo = api.init_repository(opts, kdf=FAST_KDF)
         source = {"kubeconfig": str(cluster.kubeconfig), "include_namespaces": result.namespaces}
         before = api.backup(repo, "k8s://", tags=["before"], options=source)
-        client.request("PATCH", resource_path("apps/v1", "deployments", namespace=NS, name="web-0"),
-                       {"spec": {"replicas": 3, "template": {"spec": {"containers": [
-                           {"name": "app", "image": "registry.kubekeep.test/app:2.0"}]}}}},
-                       content_type="application/strategic-merge-patch+json")
+        client.request(
+            "PATCH",
+            resource_path("apps/v1", "deployments", namespace=NS, name="web-0"),
+            {
+                "spec": {
+                    "replicas": 3,
+                    "template": {"spec": {"containers": [{"name": "app", "image": "registry.kubekeep.test/app:2.0"}]}},
+                }
+            },
+            content_type="application/strategic-merge-patch+json",
+        )
         for name in DELETED:
             client.delete(resource_path("v1", "configmaps", namespace=NS, name=name))
         after = api.backup(repo, "k8s://", tags=["after"], options=source)
@@ -98,21 +105,22 @@ def _configmap_exists(cluster: Cluster, name: str) -> bool:
         client.close()
 
 
-def test_list_open_snapshot_and_deployment_manifest(incident: Incident, ui_server: Callable[..., UIServer],
-                                                    open_ui: Callable[[UIServer], Page]) -> None:
+def test_list_open_snapshot_and_deployment_manifest(
+    incident: Incident, ui_server: Callable[..., UIServer], open_ui: Callable[[UIServer], Page]
+) -> None:
     ui = ui_server(incident.repo)
     page = open_ui(ui)
     rows = page.locator("#snapshots tbody tr")
     expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text(incident.after.short_id)   # newest first
+    expect(rows.nth(0)).to_contain_text(incident.after.short_id)  # newest first
     expect(rows.nth(0)).to_contain_text("manifests")
     expect(rows.nth(0)).to_contain_text("after")
     expect(rows.nth(1)).to_contain_text(incident.before.short_id)
     screenshot(page, "snapshot-list")
 
-    page.fill('input[name="q"]', "before")                        # live filter on the page
+    page.fill('input[name="q"]', "before")  # live filter on the page
     expect(page.locator("#snapshots tbody tr:visible")).to_have_count(1)
-    page.press('input[name="q"]', "Enter")                         # and the server-side filter
+    page.press('input[name="q"]', "Enter")  # and the server-side filter
     expect(page).to_have_url(re.compile(r"\?q=before"))
     expect(rows).to_have_count(1)
 
@@ -137,8 +145,9 @@ def test_list_open_snapshot_and_deployment_manifest(incident: Incident, ui_serve
     assert page.js_errors == []  # type: ignore[attr-defined]
 
 
-def test_cluster_dashboard_and_timeline(incident: Incident, ui_server: Callable[..., UIServer],
-                                        open_ui: Callable[[UIServer], Page]) -> None:
+def test_cluster_dashboard_and_timeline(
+    incident: Incident, ui_server: Callable[..., UIServer], open_ui: Callable[[UIServer], Page]
+) -> None:
     ui = ui_server(incident.repo)
     page = open_ui(ui)
     page.goto(f"{ui.base}/s/{incident.after.id}/cluster")
@@ -148,23 +157,24 @@ def test_cluster_dashboard_and_timeline(incident: Incident, ui_server: Callable[
     expect(page.locator("section.timeline li.current")).to_contain_text(incident.after.time[:10])
     screenshot(page, "cluster-dashboard", full_page=True)
 
-    page.select_option('select[name="ns"]', NS)                   # submits the form
+    page.select_option('select[name="ns"]', NS)  # submits the form
     expect(page).to_have_url(re.compile(rf"ns={NS}"))
     web0 = page.locator("#workloads tr", has_text="web-0")
-    expect(web0.locator("td").nth(2)).to_have_text("3")           # desired after the scale-up
+    expect(web0.locator("td").nth(2)).to_have_text("3")  # desired after the scale-up
     screenshot(page, "cluster-namespace", full_page=True)
-    page.keyboard.press("ArrowLeft")                               # one step back in the timeline
+    page.keyboard.press("ArrowLeft")  # one step back in the timeline
     expect(page).to_have_url(f"{ui.base}/s/{incident.before.id}/cluster?ns={NS}")
     expect(web0.locator("td").nth(2)).to_have_text("2")
-    expect(web0.locator("td").nth(3)).to_have_text("2")           # ready, as seeded
+    expect(web0.locator("td").nth(3)).to_have_text("2")  # ready, as seeded
     expect(page.locator("#pods")).to_contain_text("Running")
     expect(page.locator("#claims tbody tr")).to_have_count(2)
     page.keyboard.press("ArrowRight")
     expect(page).to_have_url(f"{ui.base}/s/{incident.after.id}/cluster?ns={NS}")
 
 
-def test_compare_two_snapshots_shows_the_changed_field(incident: Incident, ui_server: Callable[..., UIServer],
-                                                       open_ui: Callable[[UIServer], Page]) -> None:
+def test_compare_two_snapshots_shows_the_changed_field(
+    incident: Incident, ui_server: Callable[..., UIServer], open_ui: Callable[[UIServer], Page]
+) -> None:
     ui = ui_server(incident.repo)
     page = open_ui(ui)
     compare = page.locator("#compare")
@@ -177,8 +187,9 @@ def test_compare_two_snapshots_shows_the_changed_field(incident: Incident, ui_se
     deployment = page.locator(f'#changes tr.st-mod[data-path="{DEPLOYMENT}"]')
     expect(deployment).to_contain_text("spec.replicas")
     for name in DELETED:
-        expect(page.locator(f'#changes tr.st-del[data-path="namespaces/{NS}/core/configmaps/{name}.yaml"]')
-               ).to_contain_text("ConfigMap")
+        expect(
+            page.locator(f'#changes tr.st-del[data-path="namespaces/{NS}/core/configmaps/{name}.yaml"]')
+        ).to_contain_text("ConfigMap")
     screenshot(page, "diff")
 
     deployment.locator("a", has_text="web-0").click()
@@ -189,9 +200,11 @@ def test_compare_two_snapshots_shows_the_changed_field(incident: Incident, ui_se
     image = page.locator("#fields tr", has_text="spec.template.spec.containers[name=app].image")
     expect(image).to_contain_text("registry.kubekeep.test/app:1.0")
     expect(image).to_contain_text("registry.kubekeep.test/app:2.0")
-    aligned = page.locator("#side-by-side tr.changed").filter(
-        has=page.locator("td.old", has_text=re.compile(r"^\s*replicas: 2$"))).filter(
-        has=page.locator("td.new", has_text=re.compile(r"^\s*replicas: 3$")))
+    aligned = (
+        page.locator("#side-by-side tr.changed")
+        .filter(has=page.locator("td.old", has_text=re.compile(r"^\s*replicas: 2$")))
+        .filter(has=page.locator("td.new", has_text=re.compile(r"^\s*replicas: 3$")))
+    )
     expect(aligned.first).to_be_visible()
     screenshot(page, "object-diff")
 
@@ -209,8 +222,9 @@ def _dry_run_in_dialog(page: Page, ui: UIServer, snap: Snapshot, configmap: str)
     expect(row).to_contain_text("would create")
 
 
-def test_restore_dry_run_in_the_dialog(incident: Incident, ui_server: Callable[..., UIServer],
-                                       open_ui: Callable[[UIServer], Page]) -> None:
+def test_restore_dry_run_in_the_dialog(
+    incident: Incident, ui_server: Callable[..., UIServer], open_ui: Callable[[UIServer], Page]
+) -> None:
     ui = ui_server(incident.repo, kubeconfig=incident.kubeconfig)
     page = open_ui(ui)
     _dry_run_in_dialog(page, ui, incident.before, DELETED[0])
@@ -221,8 +235,9 @@ def test_restore_dry_run_in_the_dialog(incident: Incident, ui_server: Callable[.
     assert not _configmap_exists(incident.cluster, DELETED[0]), "a dry run must not create anything"
 
 
-def test_confirmed_restore_recreates_the_object_once(incident: Incident, ui_server: Callable[..., UIServer],
-                                                     open_ui: Callable[[UIServer], Page]) -> None:
+def test_confirmed_restore_recreates_the_object_once(
+    incident: Incident, ui_server: Callable[..., UIServer], open_ui: Callable[[UIServer], Page]
+) -> None:
     ui = ui_server(incident.repo, allow_restore=True, kubeconfig=incident.kubeconfig)
     page = open_ui(ui)
     expect(page.locator("header .badge.danger")).to_have_text("restores enabled")
@@ -233,7 +248,7 @@ def test_confirmed_restore_recreates_the_object_once(incident: Incident, ui_serv
     plan_url = form.get_attribute("action")
     assert plan_url and plan_url.startswith("/restore/")
     assert not _configmap_exists(incident.cluster, DELETED[1])
-    restore.click()                      # the confirmation box is required
+    restore.click()  # the confirmation box is required
     expect(dialog.locator("#restore-result")).to_contain_text("would create")
     dialog.locator("#confirm").check()
     restore.click()
@@ -246,14 +261,18 @@ def test_confirmed_restore_recreates_the_object_once(incident: Incident, ui_serv
     assert status == 400 and b"already carried out" in body
 
 
-def test_requests_without_the_token_are_refused(incident: Incident, ui_server: Callable[..., UIServer],
-                                                browser: Browser) -> None:
+def test_requests_without_the_token_are_refused(
+    incident: Incident, ui_server: Callable[..., UIServer], browser: Browser
+) -> None:
     ui = ui_server(incident.repo)
     context = browser.new_context()
     try:
         page = context.new_page()
-        for url in (f"{ui.base}/", f"{ui.base}/s/{incident.before.id}/tree/{DEPLOYMENT}",
-                    f"{ui.base}/?token=wrong-{TOKEN}"):
+        for url in (
+            f"{ui.base}/",
+            f"{ui.base}/s/{incident.before.id}/tree/{DEPLOYMENT}",
+            f"{ui.base}/?token=wrong-{TOKEN}",
+        ):
             response = page.goto(url)
             assert response is not None and response.status == 403, url
             expect(page.locator("h1")).to_have_text("403: access denied")

@@ -35,8 +35,8 @@ def test_lru_computes_once_for_concurrent_callers_and_evicts_the_oldest() -> Non
         t.join()
     assert results == ["value"] * 5 and calls == ["x"]
     cache.get("b", lambda: "b")
-    cache.get("a", lambda: "recomputed")      # a is now the most recent
-    cache.get("c", lambda: "c")               # evicts b
+    cache.get("a", lambda: "recomputed")  # a is now the most recent
+    cache.get("c", lambda: "c")  # evicts b
     assert cache.peek("a") == "value" and cache.peek("b") is None and cache.peek("c") == "c"
 
 
@@ -51,8 +51,9 @@ def test_lru_does_not_keep_failures() -> None:
     assert cache.get("k", lambda: 7) == 7
 
 
-def test_catalog_sees_snapshots_other_processes_add(make_repo: Callable[[str], Repository], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_catalog_sees_snapshots_other_processes_add(
+    make_repo: Callable[[str], Repository], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(catalog, "REFRESH_SECONDS", 0.0)
     repo = make_repo("repo")
     src = tmp_path / "src"
@@ -69,7 +70,7 @@ def test_catalog_sees_snapshots_other_processes_add(make_repo: Callable[[str], R
         second = api.backup(other, str(src))
         other.close()
         assert [s.id for s in ui.snapshots()] == [first.id, second.id]
-        assert ui.read(ui.snapshot(second.id), "d/two.txt", 100) == b"two\n"   # its blobs are in the reloaded index
+        assert ui.read(ui.snapshot(second.id), "d/two.txt", 100) == b"two\n"  # its blobs are in the reloaded index
         assert ui.stat(second, "d").type == "dir" and ui.stat(second, "d/two.txt").size == 4
         with pytest.raises(errors.PathNotFound):
             ui.stat(second, "d/three.txt")
@@ -89,8 +90,8 @@ def test_api_stat_and_refresh(make_repo: Callable[[str], Repository], tmp_path: 
         api.stat(repo, f"{snap.id}:missing")
     viewer = api.open_repository(api.RepositoryOptions(str(tmp_path / "repo"), "pw", no_cache=True))
     try:
-        assert b"".join(api.cat(viewer, f"{snap.id}:f")) == b"12345"          # reads the index
-        assert api.refresh(viewer) is False                                   # nothing new
+        assert b"".join(api.cat(viewer, f"{snap.id}:f")) == b"12345"  # reads the index
+        assert api.refresh(viewer) is False  # nothing new
         (src / "g").write_bytes(b"new content")
         newer = api.backup(repo, str(src))
         # its blob is not in the index viewer read: it is found from the new pack's header

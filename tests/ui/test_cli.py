@@ -28,13 +28,23 @@ def env(make_repo: Callable[[str], Repository], tmp_path: Path) -> dict[str, str
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "hello.txt").write_text("hello from the snapshot\n")
     api.backup(repo, str(tmp_path / "src"))
-    return {**clean_env(), "KUBEKEEP_REPOSITORY": str(tmp_path / "repo"), "KUBEKEEP_PASSWORD": "pw",
-            "KUBEKEEP_CACHE_DIR": str(tmp_path / "cli-cache")}
+    return {
+        **clean_env(),
+        "KUBEKEEP_REPOSITORY": str(tmp_path / "repo"),
+        "KUBEKEEP_PASSWORD": "pw",
+        "KUBEKEEP_CACHE_DIR": str(tmp_path / "cli-cache"),
+    }
 
 
 def test_ui_prints_a_token_url_serves_it_and_stops_on_ctrl_c(env: dict[str, str]) -> None:
-    proc = subprocess.Popen([*KUBEKEEP, "ui", "--listen", "127.0.0.1:0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*KUBEKEEP, "ui", "--listen", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -46,7 +56,7 @@ def test_ui_prints_a_token_url_serves_it_and_stops_on_ctrl_c(env: dict[str, str]
             urllib.request.urlopen(base + "/s/latest/tree/hello.txt", timeout=30)
         assert refused.value.code == 403
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        with opener.open(url, timeout=30) as first:                   # redirect, cookie set
+        with opener.open(url, timeout=30) as first:  # redirect, cookie set
             assert first.url == base + "/" and b"Snapshots" in first.read()
         with opener.open(base + "/s/latest/tree/hello.txt", timeout=30) as page:
             assert b"hello from the snapshot" in page.read()
@@ -61,15 +71,27 @@ def test_ui_prints_a_token_url_serves_it_and_stops_on_ctrl_c(env: dict[str, str]
 
 
 def test_bad_and_busy_addresses(env: dict[str, str]) -> None:
-    bad = subprocess.run([*KUBEKEEP, "ui", "--listen", "127.0.0.1:70000"], env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
+    bad = subprocess.run(
+        [*KUBEKEEP, "ui", "--listen", "127.0.0.1:70000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 2 and "port from 0 to 65535" in bad.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = subprocess.run([*KUBEKEEP, "ui", "--listen", f"127.0.0.1:{port}"], env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        busy = subprocess.run(
+            [*KUBEKEEP, "ui", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
 
 
@@ -80,9 +102,14 @@ def test_open_keeps_the_token_off_the_browser_command_line(env: dict[str, str], 
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
     browser.chmod(0o755)
-    proc = subprocess.Popen([*KUBEKEEP, "ui", "--listen", "127.0.0.1:0", "--open"],
-                            env={**env, "BROWSER": f"{browser} %s"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*KUBEKEEP, "ui", "--listen", "127.0.0.1:0", "--open"],
+        env={**env, "BROWSER": f"{browser} %s"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[1]

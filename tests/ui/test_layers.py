@@ -33,8 +33,11 @@ def test_ui_imports_only_the_api_at_run_time() -> None:
     root = Path(kubekeep.ui.__file__).parent
     wrong = {}
     for path in sorted(root.glob("*.py")):
-        bad = [m for m in _runtime_imports(ast.parse(path.read_text()))
-               if m.startswith("kubekeep") and not m.startswith(ALLOWED) and m != "kubekeep.__version__"]
+        bad = [
+            m
+            for m in _runtime_imports(ast.parse(path.read_text()))
+            if m.startswith("kubekeep") and not m.startswith(ALLOWED) and m != "kubekeep.__version__"
+        ]
         if bad:
             wrong[path.name] = bad
     assert not wrong, f"the UI must go through kubekeep.api: {wrong}"

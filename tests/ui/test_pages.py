@@ -26,8 +26,9 @@ def _html(ui: UIServer, path: str, status: int = 200) -> str:
 
 
 @pytest.fixture
-def files(make_repo: Callable[[str], Repository], ui_server: Callable[..., UIServer],
-          tmp_path: Path) -> tuple[UIServer, str, str]:
+def files(
+    make_repo: Callable[[str], Repository], ui_server: Callable[..., UIServer], tmp_path: Path
+) -> tuple[UIServer, str, str]:
     src = tmp_path / "src"
     many = src / "many"
     many.mkdir(parents=True)
@@ -56,8 +57,8 @@ def test_directory_pages_and_filter(files: tuple[UIServer, str, str]) -> None:
     page3 = _html(ui, f"/s/{first}/tree/many/?page=3")
     assert len(ROW.findall(page3.encode())) == 50 and "f449.txt" in page3
     filtered = _html(ui, f"/s/{first}/tree/many/?q=f12")
-    assert len(ROW.findall(filtered.encode())) == 10        # f120..f129
-    assert _html(ui, f"/s/{first[:10]}", 303) == ""          # an id prefix redirects to the tree
+    assert len(ROW.findall(filtered.encode())) == 10  # f120..f129
+    assert _html(ui, f"/s/{first[:10]}", 303) == ""  # an id prefix redirects to the tree
 
 
 def test_file_views(files: tuple[UIServer, str, str]) -> None:
@@ -84,8 +85,11 @@ def test_file_snapshot_diff(files: tuple[UIServer, str, str]) -> None:
     assert re.search(r'data-path="notes.txt".*?>M<', page, re.DOTALL)
     assert re.search(r'data-path="many/f000.txt".*?>-<', page, re.DOTALL)
     sbs = _html(ui, f"/diff/object?a={first}&b={second}&path=notes.txt")
-    assert re.search(r'<tr class="changed"><td class="ln">2</td><td class="old">line two</td>'
-                     r'<td class="ln">2</td><td class="new">line 2</td></tr>', sbs)
+    assert re.search(
+        r'<tr class="changed"><td class="ln">2</td><td class="old">line two</td>'
+        r'<td class="ln">2</td><td class="new">line 2</td></tr>',
+        sbs,
+    )
     code, headers, _ = ui.get(f"/compare?s={second}&s={first}")
     assert code == 303 and headers["location"] == f"/diff?a={first}&b={second}"
 
@@ -100,8 +104,9 @@ def test_errors_are_one_line_pages(files: tuple[UIServer, str, str]) -> None:
 
 
 @pytest.fixture
-def manifests(synthetic: None, make_repo: Callable[[str], Repository],
-              ui_server: Callable[..., UIServer]) -> tuple[UIServer, str, str]:
+def manifests(
+    synthetic: None, make_repo: Callable[[str], Repository], ui_server: Callable[..., UIServer]
+) -> tuple[UIServer, str, str]:
     repo = make_repo("repo")
     older = api.backup(repo, "synthetic://2")
     newer = api.backup(repo, "synthetic://2?generation=1")
@@ -121,7 +126,7 @@ def test_secret_values_are_hidden_in_diffs_until_asked_for(manifests: tuple[UISe
     ui, older, newer = manifests
     path = "namespaces/team-000/core/secrets/credentials-0.yaml"
     page = _html(ui, f"/diff/object?a={older}&b={newer}&path={path}")
-    assert "<code>data.password</code>" in page               # the field that changed is named ...
+    assert "<code>data.password</code>" in page  # the field that changed is named ...
     assert "c2VjcmV0" not in page and "bmV3c2VjcmV0" not in page and "&lt;hidden:" in page  # ... not its values
     assert "The values of this Secret are hidden" in page
     shown = _html(ui, f"/diff/object?a={older}&b={newer}&path={path}&reveal=1")
@@ -132,10 +137,13 @@ def test_cluster_view_of_a_namespace_and_the_overview(manifests: tuple[UIServer,
     ui, older, newer = manifests
     overview = _html(ui, f"/s/{newer}/cluster")
     assert "team-000" in overview and "team-001" in overview and "node-2" in overview
-    assert re.search(r'<tr class="bad">\s*<td><a href="\?ns=team-000">', overview)   # web-1 is not ready
+    assert re.search(r'<tr class="bad">\s*<td><a href="\?ns=team-000">', overview)  # web-1 is not ready
     ns = _html(ui, f"/s/{newer}/cluster?ns=team-000")
-    assert re.search(r'<tr class="bad">\s*<td>Deployment</td>\s*<td><a [^>]*>web-1</a></td>\s*'
-                     r'<td class="num">3</td><td class="num">0</td>', ns)
+    assert re.search(
+        r'<tr class="bad">\s*<td>Deployment</td>\s*<td><a [^>]*>web-1</a></td>\s*'
+        r'<td class="num">3</td><td class="num">0</td>',
+        ns,
+    )
     assert f'href="/s/{older}/cluster?ns=team-000"' in ns and 'id="timeline-prev"' in ns
     assert "namespace nowhere is not in snapshot" in _html(ui, f"/s/{newer}/cluster?ns=nowhere", 404)
 
@@ -144,13 +152,20 @@ def test_manifests_diff_and_churn(manifests: tuple[UIServer, str, str]) -> None:
     ui, older, newer = manifests
     page = _html(ui, f"/diff?a={older}&b={newer}")
     assert ">Added 1<" in page and ">Removed 1<" in page
-    assert re.search(r'data-path="namespaces/team-000/apps/deployments/web-0.yaml".*?'
-                     r"spec.template.spec.containers\[name=app\].image", page, re.DOTALL)
+    assert re.search(
+        r'data-path="namespaces/team-000/apps/deployments/web-0.yaml".*?'
+        r"spec.template.spec.containers\[name=app\].image",
+        page,
+        re.DOTALL,
+    )
     only_changed = _html(ui, f"/diff?a={older}&b={newer}&status=M&q=web-1")
     assert "deployments/web-1.yaml" in only_changed and "config-new" not in only_changed
     fields = _html(ui, f"/diff/object?a={older}&b={newer}&path=namespaces/team-000/apps/deployments/web-1.yaml")
-    assert re.search(r"<code>spec.replicas</code></td>\s*<td>changed</td>\s*"
-                     r'<td><pre class="value">1</pre></td>\s*<td><pre class="value">3</pre></td>', fields)
+    assert re.search(
+        r"<code>spec.replicas</code></td>\s*<td>changed</td>\s*"
+        r'<td><pre class="value">1</pre></td>\s*<td><pre class="value">3</pre></td>',
+        fields,
+    )
     restore = _html(ui, f"/s/{older}/restore?path=namespaces/team-000/apps/deployments/web-1.yaml")
     assert 'name="csrf"' in restore and "Dry run" in restore
 
@@ -158,6 +173,7 @@ def test_manifests_diff_and_churn(manifests: tuple[UIServer, str, str]) -> None:
 def test_restore_reports_hide_a_secrets_field_values() -> None:
     """The restore dialog lists what differs from the live object; for a Secret not the values."""
     from kubekeep.ui.rendering import secret_value
+
     assert secret_value("c2VjcmV0", "Secret", "data.password") == "<hidden: 8 characters>"
     assert secret_value({"a": "eA=="}, "Secret", "stringData") == {"a": "<hidden: 4 characters>"}
     assert secret_value("Opaque", "Secret", "type") == "Opaque"
@@ -169,7 +185,15 @@ def test_restore_reports_hide_a_secrets_field_values() -> None:
 def test_kubectls_copy_of_a_secret_is_hidden_too() -> None:
     from kubekeep.manifests import serialization
     from kubekeep.ui.rendering import hide_secret_values
-    secret = {"apiVersion": "v1", "kind": "Secret", "data": {"p": "c2VjcmV0"}, "metadata": {"name": "s", "annotations": {
-        "kubectl.kubernetes.io/last-applied-configuration": '{"data":{"p":"c2VjcmV0"}}'}}}
+
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "data": {"p": "c2VjcmV0"},
+        "metadata": {
+            "name": "s",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": '{"data":{"p":"c2VjcmV0"}}'},
+        },
+    }
     shown, hidden = hide_secret_values(serialization.dump(secret))
     assert b"c2VjcmV0" not in shown and hidden == 2

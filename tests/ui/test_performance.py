@@ -22,8 +22,8 @@ from tests.ui.conftest import UIServer
 
 pytestmark = pytest.mark.timeout(300)
 
-SOURCE = "synthetic://90?bulk=1000"     # 3 nodes + 90 namespaces x 100 objects + 1,001 in "bulk"
-FIRST_VIEW_LIMIT = 1.0                  # seconds, every page but the whole-cluster dashboard
+SOURCE = "synthetic://90?bulk=1000"  # 3 nodes + 90 namespaces x 100 objects + 1,001 in "bulk"
+FIRST_VIEW_LIMIT = 1.0  # seconds, every page but the whole-cluster dashboard
 CACHED_LIMIT = 0.5
 BROWSER_LIMIT = 1.0
 DEPLOYMENT = "namespaces/team-000/apps/deployments/web-1.yaml"
@@ -62,8 +62,9 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigRepository]:
     root = tmp_path_factory.mktemp("big")
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(connectors.IMPORTERS, "synthetic", "tests.ui.synthetic")
-        repo = api.init_repository(api.RepositoryOptions(str(root / "repo"), "pw", cache_dir=root / "backup-cache"),
-                                   kdf=FAST_KDF)
+        repo = api.init_repository(
+            api.RepositoryOptions(str(root / "repo"), "pw", cache_dir=root / "backup-cache"), kdf=FAST_KDF
+        )
         older = api.backup(repo, SOURCE)
         newer = api.backup(repo, SOURCE + "&generation=1")
         repo.close()
@@ -78,8 +79,9 @@ def _timed(ui: UIServer, path: str) -> float:
     return elapsed
 
 
-def test_first_and_cached_page_loads(big: BigRepository, ui_server: Callable[..., UIServer],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_first_and_cached_page_loads(
+    big: BigRepository, ui_server: Callable[..., UIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each page on a freshly started UI (empty caches, its own empty local cache directory,
     no background warm-up), then again from the caches."""
     assert big.objects >= 10_000
@@ -97,8 +99,11 @@ def test_first_and_cached_page_loads(big: BigRepository, ui_server: Callable[...
     print(f"\npage loads over a {big.objects}-object snapshot (server time, first view / cached):")
     for name, (cold, cached) in figures.items():
         print(f"  {name:40} {cold * 1000:7.0f} ms {cached * 1000:7.0f} ms")
-    slow = {n: f for n, f in figures.items() if f[1] > CACHED_LIMIT
-            or (n != "dashboard: whole cluster" and f[0] > FIRST_VIEW_LIMIT)}
+    slow = {
+        n: f
+        for n, f in figures.items()
+        if f[1] > CACHED_LIMIT or (n != "dashboard: whole cluster" and f[0] > FIRST_VIEW_LIMIT)
+    }
     assert not slow, f"slow pages: {slow}"
 
 
@@ -116,8 +121,10 @@ def test_whole_cluster_dashboard_is_built_ahead(big: BigRepository, ui_server: C
             time.sleep(0.05)
         built = time.perf_counter() - started
         shown = _timed(ui, f"/s/{big.newer.id}/cluster")
-        print(f"\nwhole-cluster summary built in the background in {built * 1000:.0f} ms; "
-              f"dashboard then served in {shown * 1000:.0f} ms")
+        print(
+            f"\nwhole-cluster summary built in the background in {built * 1000:.0f} ms; "
+            f"dashboard then served in {shown * 1000:.0f} ms"
+        )
         assert shown < CACHED_LIMIT
     finally:
         repo.close()
@@ -129,7 +136,7 @@ def test_browser_page_loads(big: BigRepository, ui_server: Callable[..., UIServe
     try:
         ui = ui_server(repo)
         for _, template in PAGES:
-            ui.get(big.url(template))   # fill the caches
+            ui.get(big.url(template))  # fill the caches
         context = browser.new_context()
         page = context.new_page()
         page.goto(ui.login_url)

@@ -47,16 +47,32 @@ class Kube:
         self.ns = namespace
         self.rest: RestClient = cluster.rest()
 
-    def claim(self, name: str, *, size: str = "1Gi", block: bool = False,
-              storage_class: str = bootstrap.STORAGE_CLASS, wait: bool = True) -> Path | None:
+    def claim(
+        self,
+        name: str,
+        *,
+        size: str = "1Gi",
+        block: bool = False,
+        storage_class: str = bootstrap.STORAGE_CLASS,
+        wait: bool = True,
+    ) -> Path | None:
         """Create a claim and wait until it is bound; its data directory (or image file)."""
-        spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                                "resources": {"requests": {"storage": size}}}
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "resources": {"requests": {"storage": size}},
+        }
         if block:
             spec["volumeMode"] = "Block"
-        self.rest.create(resource_path("v1", "persistentvolumeclaims", self.ns),
-                         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                          "metadata": {"name": name, "namespace": self.ns}, "spec": spec})
+        self.rest.create(
+            resource_path("v1", "persistentvolumeclaims", self.ns),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": self.ns},
+                "spec": spec,
+            },
+        )
         if not wait:
             return None
         assert wait_for(lambda: self.phase(name) == "Bound", timeout=30), f"claim {name} not bound"
@@ -69,18 +85,37 @@ class Kube:
             return ""
         return str((obj.get("status") or {}).get("phase", ""))
 
-    def pod(self, name: str, claim: str, *, image: str, annotations: dict[str, str] | None = None,
-            command: list[str] | None = None) -> dict[str, Any]:
+    def pod(
+        self,
+        name: str,
+        claim: str,
+        *,
+        image: str,
+        annotations: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> dict[str, Any]:
         """An application pod using ``claim`` at /data; waits until it runs."""
-        container: dict[str, Any] = {"name": "app", "image": image,
-                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+        container: dict[str, Any] = {
+            "name": "app",
+            "image": image,
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        }
         if command:
             container["command"] = command
-        self.rest.create(resource_path("v1", "pods", self.ns), {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.ns, "annotations": annotations or {}},
-            "spec": {"automountServiceAccountToken": False, "containers": [container], "tolerations": [TOLERATION],
-                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
+        self.rest.create(
+            resource_path("v1", "pods", self.ns),
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": self.ns, "annotations": annotations or {}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "tolerations": [TOLERATION],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        )
         assert wait_for(lambda: self.get("pods", name).get("status", {}).get("phase") == "Running", timeout=30)
         return self.get("pods", name)
 
@@ -98,19 +133,30 @@ class Kube:
     def labelled(self) -> list[str]:
         """Every object a kubekeep run created that still exists (in this namespace, plus PVs)."""
         found = []
-        for api, plural, namespaced in (("v1", "pods", True), ("v1", "secrets", True),
-                                        ("v1", "persistentvolumeclaims", True), (SNAP, "volumesnapshots", True),
-                                        ("v1", "persistentvolumes", False)):
-            items = self.rest.get(resource_path(api, plural, self.ns if namespaced else None),
-                                  labelSelector=cleanup.RUN_LABEL)["items"]
-            found += [f"{plural}/{i['metadata']['name']}" for i in items
-                      if namespaced or (i["spec"].get("claimRef") or {}).get("namespace") == self.ns]
+        for api, plural, namespaced in (
+            ("v1", "pods", True),
+            ("v1", "secrets", True),
+            ("v1", "persistentvolumeclaims", True),
+            (SNAP, "volumesnapshots", True),
+            ("v1", "persistentvolumes", False),
+        ):
+            items = self.rest.get(
+                resource_path(api, plural, self.ns if namespaced else None), labelSelector=cleanup.RUN_LABEL
+            )["items"]
+            found += [
+                f"{plural}/{i['metadata']['name']}"
+                for i in items
+                if namespaced or (i["spec"].get("claimRef") or {}).get("namespace") == self.ns
+            ]
         return found
 
     def snapshot_contents(self) -> list[str]:
         items = self.rest.get(resource_path(SNAP, "volumesnapshotcontents"))["items"]
-        return [i["metadata"]["name"] for i in items
-                if (i["spec"].get("volumeSnapshotRef") or {}).get("namespace") == self.ns]
+        return [
+            i["metadata"]["name"]
+            for i in items
+            if (i["spec"].get("volumeSnapshotRef") or {}).get("namespace") == self.ns
+        ]
 
     def wait_clean(self, timeout: float = 30) -> None:
         """Until nothing of a kubekeep run is left here (objects, snapshot contents)."""
@@ -124,10 +170,17 @@ def kube(cluster: Cluster, simcsi: SimCSI, request: pytest.FixtureRequest) -> It
     base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")[:30].strip("-")
     name = f"v-{base}-{uuid.uuid4().hex[:5]}"
     rest = cluster.rest()
-    rest.create(resource_path("v1", "namespaces"), {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"kubekeep.test/test-namespace": "true",
-                                              "simcsi.kubekeep.test/enabled": "true"}}})
+    rest.create(
+        resource_path("v1", "namespaces"),
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"kubekeep.test/test-namespace": "true", "simcsi.kubekeep.test/enabled": "true"},
+            },
+        },
+    )
     k = Kube(cluster, simcsi, name)
     try:
         yield k
@@ -142,5 +195,9 @@ def kk(tmp_path: Path, cluster: Cluster) -> KK:
     """A ``kubekeep`` runner on a fresh local repository, with the cluster's kubeconfig."""
     spec = RepoSpec(str(tmp_path / "repo"))
     init_fast(spec, "pw")
-    return KK(spec, password="pw", cache_dir=tmp_path / "cache",
-              extra_env={"KUBECONFIG": str(cluster.kubeconfig), "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY})
+    return KK(
+        spec,
+        password="pw",
+        cache_dir=tmp_path / "cache",
+        extra_env={"KUBECONFIG": str(cluster.kubeconfig), "KUBEKEEP_HELPER_TOLERATIONS": TAINT_KEY},
+    )

@@ -34,7 +34,10 @@ class Agent:
         flag = "--device" if source.is_file() else "--root"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubekeep.agent", flag, str(source), "--listen", "127.0.0.1:0", *args],
-            env={**os.environ, p.SECRET_ENV: self.secret.hex()}, stderr=subprocess.PIPE, text=True)
+            env={**os.environ, p.SECRET_ENV: self.secret.hex()},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
         match = re.search(r" on 127\.0\.0\.1:(\d+)", line)
@@ -237,8 +240,11 @@ def test_block_device_is_one_image_both_ways(repo: Repository, tmp_path: Path) -
     small = tmp_path / "small.img"
     small.write_bytes(bytes(1024 * 1024))
     agent = Agent(small, "--write")
-    with pytest.raises(errors.ConnectorError, match="does not fit the block device"), repo.lock(), \
-            AgentDestination(agent) as exporter:
+    with (
+        pytest.raises(errors.ConnectorError, match="does not fit the block device"),
+        repo.lock(),
+        AgentDestination(agent) as exporter,
+    ):
         run_restore(repo, snap, exporter)
     assert small.read_bytes() == bytes(1024 * 1024)
     agent.stop()
@@ -324,11 +330,18 @@ def test_agent_image_installs_what_the_agent_imports() -> None:
                     todo.append(re.split(r"[ ;<>=!\[(~]", req, maxsplit=1)[0].lower().replace("_", "-"))
         return seen
 
-    script = ("import sys; before = set(sys.modules); import kubekeep.agent.__main__, kubekeep.agent.server; "
-              "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
+    script = (
+        "import sys; before = set(sys.modules); import kubekeep.agent.__main__, kubekeep.agent.server; "
+        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    )
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     owners = md.packages_distributions()
-    third_party = {d.lower().replace("_", "-") for m in loaded if m not in sys.stdlib_module_names
-                   for d in owners.get(m, ()) if d.lower() != "kubekeep"}
+    third_party = {
+        d.lower().replace("_", "-")
+        for m in loaded
+        if m not in sys.stdlib_module_names
+        for d in owners.get(m, ())
+        if d.lower() != "kubekeep"
+    }
     assert third_party, "the agent imports its dependencies (otherwise this test checks nothing)"
     assert third_party <= closure(listed), f"not installed in the agent image: {third_party - closure(listed)}"

@@ -79,6 +79,7 @@ def _connect_with_timeout(port: int, timeout: float) -> Callable[[], p.Transport
         except OSError as exc:
             raise errors.SourceUnreachable(str(exc)) from None
         return p.SocketTransport(sock)
+
     return connect
 
 
@@ -116,7 +117,7 @@ def _refused(sock: socket.socket, within: float) -> None:
     assert time.monotonic() - started < within
 
 
-def _small_backup(agent: Agent, repo: Repository, src: Path) -> None:
+def _small_backup(agent: Agent, repo: Repository, src: Path) -> None:  # noqa: F811
     importer = AgentSource(agent)
     with repo.lock(), importer:
         snap = run_backup(repo, importer)
@@ -173,7 +174,7 @@ BAD_AUTH_BODIES = {
 def test_no_auth_body_stops_the_agent(src: Path, repo: Repository) -> None:  # noqa: F811
     agent = WatchedAgent(src)
     try:
-        for name, body in BAD_AUTH_BODIES.items():
+        for _name, body in BAD_AUTH_BODIES.items():
             with _raw(agent.port) as sock:
                 assert _read_frame(sock)[0] == p.HELLO
                 sock.sendall(_frame(p.AUTH, body))
@@ -188,9 +189,16 @@ def test_no_other_message_before_auth(src: Path, repo: Repository) -> None:  # n
     agent = WatchedAgent(src, "--write")
     try:
         backup = p.pack({"chunker": {}, "id_key": bytes(32)})
-        for kind, body in [(p.BACKUP, backup), (p.RESTORE, p.pack({"owners": None})), (p.WELCOME, p.pack({"mac": M})),
-                           (p.HELLO, p.pack({"v": 1, "nonce": N})), (p.ERROR, p.pack({"message": "x"})),
-                           (p.BYE, p.pack(None)), (255, b""), (0, b"")]:
+        for kind, body in [
+            (p.BACKUP, backup),
+            (p.RESTORE, p.pack({"owners": None})),
+            (p.WELCOME, p.pack({"mac": M})),
+            (p.HELLO, p.pack({"v": 1, "nonce": N})),
+            (p.ERROR, p.pack({"message": "x"})),
+            (p.BYE, p.pack(None)),
+            (255, b""),
+            (0, b""),
+        ]:
             with _raw(agent.port) as sock:
                 assert _read_frame(sock)[0] == p.HELLO
                 sock.sendall(_frame(kind, body))
@@ -201,7 +209,7 @@ def test_no_other_message_before_auth(src: Path, repo: Repository) -> None:  # n
         agent.stop()
 
 
-def _restore_through(agent: Agent, repo: Repository, src: Path) -> None:
+def _restore_through(agent: Agent, repo: Repository, src: Path) -> None:  # noqa: F811
     """Back ``src`` up locally and restore it through ``agent`` (which serves a --write root)."""
     from kubekeep.connectors.fs import FsImporter
 
@@ -319,6 +327,7 @@ def test_the_session_is_not_taken_by_a_refused_peer(src: Path, repo: Repository)
 
 # -- the client against a hostile agent -----------------------------------------------------
 
+
 class FakeAgent:
     """A listening socket whose one connection is handled by ``script`` (a hostile agent)."""
 
@@ -350,8 +359,14 @@ class FakeAgent:
         return p.Channel(p.SocketTransport(sock), peer="agent")
 
 
-GOOD_HELLO: dict[str, Any] = {"v": p.VERSION, "nonce": N, "modes": ["backup"], "source": "dir",
-                              "agent": "x", "writers": 8}
+GOOD_HELLO: dict[str, Any] = {
+    "v": p.VERSION,
+    "nonce": N,
+    "modes": ["backup"],
+    "source": "dir",
+    "agent": "x",
+    "writers": 8,
+}
 BAD_HELLOS: dict[str, Any] = {
     "list": [1, 2],
     "int": 3,
@@ -408,6 +423,7 @@ def test_client_refuses_a_malformed_welcome(answer: tuple[int, Any]) -> None:
         ch.send(p.HELLO, GOOD_HELLO)
         ch.recv()
         ch.send(*answer)
+
     fake = FakeAgent(script)
     channel = fake.channel()
     with pytest.raises(errors.ConnectorError, match="agent"):
@@ -421,6 +437,7 @@ def test_client_refuses_a_big_frame_from_the_agent_before_auth() -> None:
     def script(ch: p.Channel) -> None:
         ch.transport.sendall(struct.pack(">I", 64 * 1024 * 1024) + bytes([p.HELLO]) + bytes(1000))
         time.sleep(1)
+
     fake = FakeAgent(script)
     channel = fake.channel()
     with pytest.raises(errors.ConnectorError, match="too large"):
@@ -475,8 +492,24 @@ def test_client_caps_decompression_at_the_announced_length(repo: Repository, con
         kind, payload = ch.recv()
         request = p.unpack(payload)
         chunk_id = blake3.blake3(announced, key=bytes(request["id_key"])).digest()
-        ch.send(p.FILE, {"s": 0, "f": 0, "p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 0,
-                         "z": len(announced), "o": 0, "ids": chunk_id, "n": [len(announced)], "end": len(announced)})
+        ch.send(
+            p.FILE,
+            {
+                "s": 0,
+                "f": 0,
+                "p": "f",
+                "t": "file",
+                "m": 0o644,
+                "u": 0,
+                "g": 0,
+                "mt": 0,
+                "z": len(announced),
+                "o": 0,
+                "ids": chunk_id,
+                "n": [len(announced)],
+                "end": len(announced),
+            },
+        )
         ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
         while True:
             kind, payload = ch.recv()
@@ -522,10 +555,14 @@ def test_agent_writes_no_more_than_a_files_announced_size(tmp_path: Path) -> Non
             agent.stop()
 
 
-GOOD_BACKUP: dict[str, Any] = {"chunker": {"algorithm": "fastcdc2020-keyed-gear", "min": 256 * 1024,
-                                           "avg": 768 * 1024, "max": 8 * 1024 * 1024},
-                               "id_key": bytes(32), "compress": "zstd", "excludes": [],
-                               "window_bytes": 1 << 20, "window_records": 16}
+GOOD_BACKUP: dict[str, Any] = {
+    "chunker": {"algorithm": "fastcdc2020-keyed-gear", "min": 256 * 1024, "avg": 768 * 1024, "max": 8 * 1024 * 1024},
+    "id_key": bytes(32),
+    "compress": "zstd",
+    "excludes": [],
+    "window_bytes": 1 << 20,
+    "window_records": 16,
+}
 BAD_BACKUPS: dict[str, Any] = {
     "list": [1],
     "id_key str": {**GOOD_BACKUP, "id_key": "k" * 32},
@@ -588,7 +625,9 @@ def test_client_refuses_a_malformed_entry(repo: Repository, body: Any) -> None: 
     assert repo.snapshots() == []
 
 
-@pytest.mark.parametrize("lengths", [[2**40], [0], [-1], ["8"], [True]], ids=["huge", "zero", "negative", "str", "bool"])
+@pytest.mark.parametrize(
+    "lengths", [[2**40], [0], [-1], ["8"], [True]], ids=["huge", "zero", "negative", "str", "bool"]
+)
 def test_client_refuses_chunk_lengths_beyond_the_chunker(repo: Repository, lengths: list[Any]) -> None:  # noqa: F811
     """An announced length is where decompression stops: it may not exceed the largest chunk."""
     secret = p.new_secret()
@@ -596,8 +635,24 @@ def test_client_refuses_chunk_lengths_beyond_the_chunker(repo: Repository, lengt
     def script(ch: p.Channel) -> None:
         assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
         ch.recv()
-        ch.send(p.FILE, {"s": 0, "f": 0, "p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 0, "z": 1,
-                         "o": 0, "ids": os.urandom(32), "n": lengths, "end": 1})
+        ch.send(
+            p.FILE,
+            {
+                "s": 0,
+                "f": 0,
+                "p": "f",
+                "t": "file",
+                "m": 0o644,
+                "u": 0,
+                "g": 0,
+                "mt": 0,
+                "z": 1,
+                "o": 0,
+                "ids": os.urandom(32),
+                "n": lengths,
+                "end": 1,
+            },
+        )
         ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
         while ch.recv()[0] != p.BYE:
             pass

@@ -29,20 +29,20 @@ def test_block_claim_is_one_image_with_chunk_dedup(kube: Kube, kk: KK) -> None:
     assert image is not None and image.is_file()
     rnd = random.Random(7)
     with open(image, "r+b") as f:
-        f.write(rnd.randbytes(40 * 1024 * 1024))          # the last 8 MiB stay zero
+        f.write(rnd.randbytes(40 * 1024 * 1024))  # the last 8 MiB stay zero
     first = kk.backup(f"pvc://{kube.ns}/disk")
     listing = kk.json("ls", first)
     assert [(e["path"], e["size"]) for e in listing] == [("/volume.img", 48 * 1024 * 1024)]
     assert volume(kk, first)["claim"]["volumeMode"] == "Block"
 
-    with open(image, "r+b") as f:                         # a filesystem changing one block
+    with open(image, "r+b") as f:  # a filesystem changing one block
         f.seek(20 * 1024 * 1024)
         f.write(b"\xff" * 4096)
     second = kk.backup(f"pvc://{kube.ns}/disk")
     transfer = volume(kk, second)["transfer"]
     assert transfer["chunks_fetched"] <= 2 < transfer["chunks_total"]
 
-    kk.run("restore", second, "--to", f"pvc://{kube.ns}/disk-copy")   # a new block claim, as recorded
+    kk.run("restore", second, "--to", f"pvc://{kube.ns}/disk-copy")  # a new block claim, as recorded
     claim = kube.get("persistentvolumeclaims", "disk-copy")
     assert claim["spec"]["volumeMode"] == "Block"
     copy = kube.sim.volume_path(kube.ns, "disk-copy")
@@ -60,7 +60,7 @@ def test_claim_without_snapshot_class_needs_live(kube: Kube, kk: KK) -> None:
     (data / "db.sqlite").write_bytes(os.urandom(100_000))
     line = stderr_line(kk.run("-q", "backup", f"pvc://{kube.ns}/data", expect=16))
     assert "has no VolumeSnapshotClass" in line and "--live" in line
-    proc = kk.run("backup", f"pvc://{kube.ns}/data", "--live", expect=3)   # done, with a warning
+    proc = kk.run("backup", f"pvc://{kube.ns}/data", "--live", expect=3)  # done, with a warning
     assert "crash-consistent at best" in proc.stderr.decode()
     [snap] = kk.json("snapshots")
     assert snap["metadata"]["volume"]["mode"] == "live"
@@ -73,17 +73,47 @@ def test_non_csi_claim_is_copied_live_beside_its_user(kube: Kube, kk: KK, tmp_pa
     host_dir.mkdir()
     (host_dir / "index.html").write_text("<h1>hello</h1>\n")
     pv = f"hostpath-{uuid.uuid4().hex[:6]}"
-    kube.rest.create(resource_path("v1", "persistentvolumes"), {
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(host_dir)},
-                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                     {"key": "kubernetes.io/hostname", "operator": "In", "values": [kube.sim.node]}]}]}}}})
+    kube.rest.create(
+        resource_path("v1", "persistentvolumes"),
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(host_dir)},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [kube.sim.node]}
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+    )
     try:
-        kube.rest.create(resource_path("v1", "persistentvolumeclaims", kube.ns), {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "web", "namespace": kube.ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                     "resources": {"requests": {"storage": "1Gi"}}}})
+        kube.rest.create(
+            resource_path("v1", "persistentvolumeclaims", kube.ns),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "web", "namespace": kube.ns},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         assert wait_for(lambda: kube.phase("web") == "Bound", timeout=30)
         kube.pod("web", "web", image=SHELL_IMAGE)
         line = stderr_line(kk.run("-q", "backup", f"pvc://{kube.ns}/web", expect=16))

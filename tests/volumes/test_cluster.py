@@ -28,20 +28,42 @@ def test_namespace_with_volumes_backed_up_and_brought_back(kube: Kube, kk: KK, t
     host_dir = tmp_path / "legacy"
     host_dir.mkdir()
     pv = f"legacy-{uuid.uuid4().hex[:6]}"
-    kube.rest.create(resource_path("v1", "persistentvolumes"), {
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(host_dir)}}})
+    kube.rest.create(
+        resource_path("v1", "persistentvolumes"),
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(host_dir)},
+            },
+        },
+    )
     clone = f"{kube.ns}-clone"
     try:
-        kube.rest.create(resource_path("v1", "persistentvolumeclaims", kube.ns), {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "legacy", "namespace": kube.ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                     "resources": {"requests": {"storage": "1Gi"}}}})
+        kube.rest.create(
+            resource_path("v1", "persistentvolumeclaims", kube.ns),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "legacy", "namespace": kube.ns},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         assert wait_for(lambda: kube.phase("legacy") == "Bound", timeout=30)
 
-        proc = kk.run("backup", "k8s://", "--include-namespace", kube.ns, "--volumes", "--volume-parallel", "2",
-                      expect=3)  # done, with a warning: one claim was skipped
+        proc = kk.run(
+            "backup", "k8s://", "--include-namespace", kube.ns, "--volumes", "--volume-parallel", "2", expect=3
+        )  # done, with a warning: one claim was skipped
         assert f"volume {kube.ns}/legacy skipped" in proc.stderr.decode()
         [snap] = kk.json("snapshots")
         volumes = snap["metadata"]["volumes"]
@@ -55,8 +77,7 @@ def test_namespace_with_volumes_backed_up_and_brought_back(kube: Kube, kk: KK, t
         kube.wait_clean()
 
         # bring the namespace back (as a copy: the original may take a while to be deleted)
-        kk.run("restore", snap["id"], "--to", "k8s://", "--namespace", kube.ns, "--namespace-map",
-               f"{kube.ns}={clone}")
+        kk.run("restore", snap["id"], "--to", "k8s://", "--namespace", kube.ns, "--namespace-map", f"{kube.ns}={clone}")
         copy = Kube(kube.cluster, kube.sim, clone)
         assert wait_for(lambda: copy.phase("db") == "Bound" and copy.phase("logs") == "Bound", timeout=60)
         kk.run("restore", f"{snap['id']}:/volumes/{kube.ns}", "--to", f"pvc://{clone}")

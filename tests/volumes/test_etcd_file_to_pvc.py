@@ -18,8 +18,15 @@ pytestmark = pytest.mark.cluster
 
 def test_etcd_snapshot_file_restored_into_a_claim(cluster: Cluster, kube: Kube, kk: KK) -> None:
     etcd = cluster.etcd
-    snap = kk.backup(f"etcd://{etcd.endpoints[0].removeprefix('https://')}", "--cacert", str(etcd.ca_file),
-                     "--cert", str(etcd.cert_file), "--key", str(etcd.key_file))
+    snap = kk.backup(
+        f"etcd://{etcd.endpoints[0].removeprefix('https://')}",
+        "--cacert",
+        str(etcd.ca_file),
+        "--cert",
+        str(etcd.cert_file),
+        "--key",
+        str(etcd.key_file),
+    )
     status = kk.json("etcd", "status", snap)
     target = kube.claim("etcd-restore")
     assert target is not None

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.cluster
 
 def fails_fast(kk: KK, kube: Kube, *args: str) -> str:
     started = time.monotonic()
-    line = stderr_line(kk.run("-q", "backup", f"pvc://{kube.ns}/data", *args, "--helper-start-timeout", "120s",
-                              expect=16))
+    line = stderr_line(
+        kk.run("-q", "backup", f"pvc://{kube.ns}/data", *args, "--helper-start-timeout", "120s", expect=16)
+    )
     assert time.monotonic() - started < 40, "a hopeless helper pod must fail long before its start timeout"
     kube.wait_clean()
     return line
@@ -41,15 +42,32 @@ def test_crashing_agent_fails_fast_with_its_log(kube: Kube, kk: KK) -> None:
 
 def test_unschedulable_helper_fails_fast_with_the_schedulers_reason(kube: Kube, kk: KK) -> None:
     kube.claim("data")
-    line = fails_fast(kk, kube, "--helper-node-selector", "kubekeep.test/no-such=node",
-                      "--helper-toleration", "dedicated=backup:NoSchedule")
+    line = fails_fast(
+        kk,
+        kube,
+        "--helper-node-selector",
+        "kubekeep.test/no-such=node",
+        "--helper-toleration",
+        "dedicated=backup:NoSchedule",
+    )
     assert "cannot be scheduled" in line and "node" in line, line
 
 
 def test_helper_pod_is_locked_down() -> None:
-    manifest = pods.helper_manifest("h", "ns", "claim", secret_name="s", options=pods.HelperOptions(
-        node_selector={"pool": "backup"}, tolerations=[{"key": "dedicated", "operator": "Exists"}],
-        requests={"cpu": "50m", "memory": "64Mi"}), metadata={"labels": {"a": "b"}}, write=False, block=False)
+    manifest = pods.helper_manifest(
+        "h",
+        "ns",
+        "claim",
+        secret_name="s",
+        options=pods.HelperOptions(
+            node_selector={"pool": "backup"},
+            tolerations=[{"key": "dedicated", "operator": "Exists"}],
+            requests={"cpu": "50m", "memory": "64Mi"},
+        ),
+        metadata={"labels": {"a": "b"}},
+        write=False,
+        block=False,
+    )
     spec = manifest["spec"]
     [container] = spec["containers"]
     sc = container["securityContext"]
@@ -63,8 +81,14 @@ def test_helper_pod_is_locked_down() -> None:
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "secret"}
     assert spec["nodeSelector"] == {"pool": "backup"} and spec["tolerations"][0]["key"] == "dedicated"
     assert container["resources"]["requests"] == {"cpu": "50m", "memory": "64Mi"}
-    writer = pods.helper_manifest("h", "ns", "claim", secret_name="s", options=pods.HelperOptions(),
-                                  metadata={}, write=True, block=True)["spec"]
+    writer = pods.helper_manifest(
+        "h", "ns", "claim", secret_name="s", options=pods.HelperOptions(), metadata={}, write=True, block=True
+    )["spec"]
     assert set(writer["containers"][0]["securityContext"]["capabilities"]["add"]) == {
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"}
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+    }
     assert writer["containers"][0]["volumeDevices"] == [{"name": "volume", "devicePath": pods.DEVICE_PATH}]

@@ -44,8 +44,7 @@ def _stage(kube: Kube, kk: KK, sim: SimCSI, stage: str) -> Callable[[], bool]:
 
 
 @pytest.mark.parametrize("stage", ["snapshot pending", "helper starting", "transfer"])
-def test_sigkill_at_each_stage_leaves_only_what_cleanup_removes(stage: str, kube: Kube, kk: KK,
-                                                                 simcsi: SimCSI) -> None:
+def test_sigkill_at_each_stage_leaves_only_what_cleanup_removes(stage: str, kube: Kube, kk: KK, simcsi: SimCSI) -> None:
     data = kube.claim("data")
     assert data is not None
     size = 160 if stage == "transfer" else 1
@@ -60,8 +59,8 @@ def test_sigkill_at_each_stage_leaves_only_what_cleanup_removes(stage: str, kube
     left = kube.labelled()
     assert left, "a killed run leaves its objects behind (otherwise this test proves nothing)"
 
-    assert kk.json("snapshots") == []                       # no half snapshot
-    kk.run("check")                                          # and a valid repository
+    assert kk.json("snapshots") == []  # no half snapshot
+    kk.run("check")  # and a valid repository
 
     out = kk.run("cleanup", "--namespace", kube.ns).stdout.decode()
     assert all(f"{name.split('/')[1]}" in out for name in left if not name.startswith("persistentvolumes/")), out
@@ -70,8 +69,7 @@ def test_sigkill_at_each_stage_leaves_only_what_cleanup_removes(stage: str, kube
 
 
 @pytest.mark.parametrize("sig, stage", [(signal.SIGINT, "snapshot pending"), (signal.SIGTERM, "helper starting")])
-def test_interrupted_run_removes_its_objects_itself(sig: int, stage: str, kube: Kube, kk: KK,
-                                                    simcsi: SimCSI) -> None:
+def test_interrupted_run_removes_its_objects_itself(sig: int, stage: str, kube: Kube, kk: KK, simcsi: SimCSI) -> None:
     data = kube.claim("data")
     assert data is not None
     (data / "f.txt").write_text("x")
@@ -92,7 +90,7 @@ def test_snapshot_timeout_fails_with_progress_and_cleans_up(kube: Kube, kk: KK, 
     simcsi.settings.hold_snapshots = True
     proc = kk.run("backup", f"pvc://{kube.ns}/data", "--snapshot-timeout", "6s", expect=16)
     err = proc.stderr.decode()
-    assert "waiting for VolumeSnapshot" in err                 # progress while waiting
+    assert "waiting for VolumeSnapshot" in err  # progress while waiting
     assert "was not ready after 6s" in err.splitlines()[-1]
     kube.wait_clean()
 

@@ -20,16 +20,32 @@ pytestmark = pytest.mark.cluster
 
 def test_etcd_snapshot_restored_into_a_claim(cluster: Cluster, kube: Kube, kk: KK) -> None:
     etcd = cluster.etcd
-    result = kk.json("backup", etcd.endpoints[0].replace("https://", "etcds://"), "--cacert", str(etcd.ca_file),
-                     "--cert", str(etcd.cert_file), "--key", str(etcd.key_file))
+    result = kk.json(
+        "backup",
+        etcd.endpoints[0].replace("https://", "etcds://"),
+        "--cacert",
+        str(etcd.ca_file),
+        "--cert",
+        str(etcd.cert_file),
+        "--key",
+        str(etcd.key_file),
+    )
     assert result["source"]["kind"] == "etcd"
     stored = kk.run("cat", f"{result['id']}:/etcd/snapshot.db").stdout
 
     line = stderr_line(kk.run("-q", "restore", result["id"], "--to", f"pvc://{kube.ns}/etcd-backup", expect=2))
     assert "give --size" in line  # an etcd snapshot records no claim to copy the size from
 
-    kk.run("restore", f"{result['id']}:/etcd", "--to", f"pvc://{kube.ns}/etcd-backup", "--size", "2Gi",
-           "--storage-class", "kubekeep-hostpath")
+    kk.run(
+        "restore",
+        f"{result['id']}:/etcd",
+        "--to",
+        f"pvc://{kube.ns}/etcd-backup",
+        "--size",
+        "2Gi",
+        "--storage-class",
+        "kubekeep-hostpath",
+    )
     claim = kube.get("persistentvolumeclaims", "etcd-backup")
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     written = kube.sim.volume_path(kube.ns, "etcd-backup") / "snapshot.db"
@@ -37,12 +53,16 @@ def test_etcd_snapshot_restored_into_a_claim(cluster: Cluster, kube: Kube, kk: K
     kube.wait_clean()
 
 
-def test_claim_files_exported_to_an_s3_bucket(kube: Kube, kk: KK, s3_server: S3Server, s3_bucket: str,
-                                              s3_admin: Any) -> None:
+def test_claim_files_exported_to_an_s3_bucket(
+    kube: Kube, kk: KK, s3_server: S3Server, s3_bucket: str, s3_admin: Any
+) -> None:
     data = kube.claim("data")
     assert data is not None
-    files = {"report.csv": b"a,b\n1,2\n", "nested/deeper/blob.bin": bytes(range(256)) * 200_000,  # multipart
-             "empty": b""}
+    files = {
+        "report.csv": b"a,b\n1,2\n",
+        "nested/deeper/blob.bin": bytes(range(256)) * 200_000,  # multipart
+        "empty": b"",
+    }
     for rel, content in files.items():
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         (data / rel).write_bytes(content)
@@ -50,8 +70,12 @@ def test_claim_files_exported_to_an_s3_bucket(kube: Kube, kk: KK, s3_server: S3S
     (data / "link").symlink_to("report.csv")
     snap = kk.backup(f"pvc://{kube.ns}/data")
 
-    env = {"AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-           "AWS_DEFAULT_REGION": s3_server.region, "KUBEKEEP_S3_ENDPOINT": s3_server.endpoint_url}
+    env = {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+        "KUBEKEEP_S3_ENDPOINT": s3_server.endpoint_url,
+    }
     proc = kk.run("restore", snap, "--to", f"s3://{s3_bucket}/exports/data", env=env)
     assert "1 symlink(s) not written" in proc.stderr.decode()
 

@@ -20,9 +20,15 @@ pytestmark = pytest.mark.cluster
 
 
 def enforce(kube: Kube, level: str) -> None:
-    kube.rest.apply(resource_path("v1", "namespaces", name=kube.ns), {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": kube.ns, "labels": {pods.POD_SECURITY_LABEL: level}}}, manager="pod-security-test")
+    kube.rest.apply(
+        resource_path("v1", "namespaces", name=kube.ns),
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": kube.ns, "labels": {pods.POD_SECURITY_LABEL: level}},
+        },
+        manager="pod-security-test",
+    )
 
 
 @pytest.mark.parametrize("level", ["baseline", "restricted"])
@@ -59,8 +65,9 @@ def test_a_non_root_helper_backs_up_and_restores_in_a_restricted_namespace(kube:
 def test_the_non_root_helper_is_what_restricted_asks_for() -> None:
     options = pods.HelperOptions(run_as=(65532, 65533), fs_group=65533)
     for write in (False, True):
-        spec = pods.helper_manifest("h", "ns", "claim", secret_name="s", options=options, metadata={},
-                                    write=write, block=False)["spec"]
+        spec = pods.helper_manifest(
+            "h", "ns", "claim", secret_name="s", options=options, metadata={}, write=write, block=False
+        )["spec"]
         sc = spec["containers"][0]["securityContext"]
         assert sc["runAsUser"] == 65532 and sc["runAsGroup"] == 65533 and sc["runAsNonRoot"] is True
         assert sc["capabilities"] == {"drop": ["ALL"]}

@@ -45,9 +45,11 @@ def test_backup_change_backup_delete_restore_byte_for_byte(kube: Kube, kk: KK) -
 
     second = kk.backup(f"pvc://{kube.ns}/data", "--agent-connect", "pod-ip")  # the in-cluster path
     changed = volume_report(kk, second)["transfer"]
-    print(f"\nre-backup after a 100-byte change: fetched {changed['chunks_fetched']} of "
-          f"{changed['chunks_total']} chunks, {changed['bytes_fetched']} of {changed['bytes_total']} bytes, "
-          f"{changed['bytes_on_wire']} bytes on the wire")
+    print(
+        f"\nre-backup after a 100-byte change: fetched {changed['chunks_fetched']} of "
+        f"{changed['chunks_total']} chunks, {changed['bytes_fetched']} of {changed['bytes_total']} bytes, "
+        f"{changed['bytes_on_wire']} bytes on the wire"
+    )
     assert 1 <= changed["chunks_fetched"] <= 4  # the changed chunk(s) of big.bin and the new file
     assert changed["bytes_fetched"] < 16 * 1024 * 1024 < changed["bytes_total"]
 

@@ -17,14 +17,28 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--device", help="block device to serve (a raw block volume)")
     parser.add_argument("--listen", default=":8765", help="HOST:PORT to listen on (default :8765)")
     parser.add_argument("--write", action="store_true", help="also accept restore sessions")
-    parser.add_argument("--idle-timeout", type=float, default=600.0,
-                        help="exit if no session started within this many seconds (default 600)")
-    parser.add_argument("--handshake-timeout", type=float, default=p.HANDSHAKE_TIMEOUT,
-                        help=f"seconds a connection has to authenticate (default {p.HANDSHAKE_TIMEOUT:.0f})")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="exit if no session started within this many seconds (default 600)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=p.HANDSHAKE_TIMEOUT,
+        help=f"seconds a connection has to authenticate (default {p.HANDSHAKE_TIMEOUT:.0f})",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.root or args.device, block=bool(args.device), write=args.write, listen=args.listen,
-                   idle_timeout=args.idle_timeout, handshake_timeout=args.handshake_timeout)
+        return run(
+            args.root or args.device,
+            block=bool(args.device),
+            write=args.write,
+            listen=args.listen,
+            idle_timeout=args.idle_timeout,
+            handshake_timeout=args.handshake_timeout,
+        )
     except errors.KubekeepError as exc:
         print(f"kubekeep-agent: error: {exc}", file=sys.stderr)
         return exc.exit_code

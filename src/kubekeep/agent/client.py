@@ -28,6 +28,7 @@ Connect = Callable[[], p.Transport]
 
 def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
     """A :data:`Connect` for a direct TCP connection (the pod's address, from inside the cluster)."""
+
     def connect() -> p.Transport:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -35,11 +36,19 @@ def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
             raise errors.SourceUnreachable(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         sock.settimeout(None)
         return p.SocketTransport(sock)
+
     return connect
 
 
-def open_session(connect: Connect, secret: bytes, mode: str, *, timeout: float = 60.0, peer: str = "agent",
-                 alive: Callable[[], None] | None = None) -> tuple[p.Channel, p.Hello]:
+def open_session(
+    connect: Connect,
+    secret: bytes,
+    mode: str,
+    *,
+    timeout: float = 60.0,
+    peer: str = "agent",
+    alive: Callable[[], None] | None = None,
+) -> tuple[p.Channel, p.Hello]:
     """Connect and authenticate, retrying while the agent is not listening yet; ``alive``
     (called between attempts) raises if the agent is gone for good, which ends the retries."""
     deadline = time.monotonic() + timeout
@@ -69,16 +78,21 @@ class TransferStats:
     """What crossed the connection in a backup session."""
 
     chunks_total: int = 0
-    chunks_fetched: int = 0       # chunk data frames received
-    bytes_total: int = 0          # logical bytes of all files
-    bytes_fetched: int = 0        # plaintext bytes of the chunks received
-    bytes_on_wire: int = 0        # bytes received, framing, compression and sealing included
+    chunks_fetched: int = 0  # chunk data frames received
+    bytes_total: int = 0  # logical bytes of all files
+    bytes_fetched: int = 0  # plaintext bytes of the chunks received
+    bytes_on_wire: int = 0  # bytes received, framing, compression and sealing included
     agent: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chunks_total": self.chunks_total, "chunks_fetched": self.chunks_fetched,
-                "bytes_total": self.bytes_total, "bytes_fetched": self.bytes_fetched,
-                "bytes_on_wire": self.bytes_on_wire, "agent": self.agent}
+        return {
+            "chunks_total": self.chunks_total,
+            "chunks_fetched": self.chunks_fetched,
+            "bytes_total": self.bytes_total,
+            "bytes_fetched": self.bytes_fetched,
+            "bytes_on_wire": self.bytes_on_wire,
+            "agent": self.agent,
+        }
 
 
 class _Failure:
@@ -95,11 +109,11 @@ class _Request:
     def __init__(self, number: int, ids: list[bytes], lengths: dict[bytes, int]) -> None:
         self.number = number
         self.ids = ids
-        self.lengths = lengths    # the announced length of each chunk: decompression stops there
+        self.lengths = lengths  # the announced length of each chunk: decompression stops there
         self.wanted = set(ids)
         self.queue: queue.Queue[Any] = queue.Queue()
         self.got: dict[bytes, tuple[int, memoryview]] = {}
-        self.taken = 0            # frames moved from the queue into ``got``
+        self.taken = 0  # frames moved from the queue into ``got``
         self.remaining = len(ids)  # frames the reader still expects
         self.abandoned = False
 
@@ -115,7 +129,7 @@ class _Batch:
 
 @dataclass
 class _FileEnd:
-    seq: int | None       # None: part of a single-record file, acknowledged with its batch
+    seq: int | None  # None: part of a single-record file, acknowledged with its batch
     error: str
 
 
@@ -129,9 +143,17 @@ class RemoteBackup:
     is simply not used) costs one extra request.
     """
 
-    def __init__(self, channel: p.Channel, spec: ChunkSpec, *, prefix: str = "", compress: bool = True,
-                 excludes: Iterable[str] = (), window_bytes: int = 96 * 1024 * 1024,
-                 window_records: int = 4096) -> None:
+    def __init__(
+        self,
+        channel: p.Channel,
+        spec: ChunkSpec,
+        *,
+        prefix: str = "",
+        compress: bool = True,
+        excludes: Iterable[str] = (),
+        window_bytes: int = 96 * 1024 * 1024,
+        window_records: int = 4096,
+    ) -> None:
         self.channel = channel
         self.prefix = prefix.strip("/")
         self.stats = TransferStats()
@@ -150,9 +172,17 @@ class RemoteBackup:
         self._closed = False
         self._dctx = threading.local()
         self._outbox: queue.Queue[Any] = queue.Queue()
-        channel.send(p.BACKUP, {"chunker": spec.params, "id_key": spec.id_key,
-                                "compress": "zstd" if compress else "none", "excludes": list(excludes),
-                                "window_bytes": window_bytes, "window_records": window_records})
+        channel.send(
+            p.BACKUP,
+            {
+                "chunker": spec.params,
+                "id_key": spec.id_key,
+                "compress": "zstd" if compress else "none",
+                "excludes": list(excludes),
+                "window_bytes": window_bytes,
+                "window_records": window_records,
+            },
+        )
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
         self._reader.start()
         # the reader never sends (a send can block, and then nothing would read the answers)
@@ -277,8 +307,9 @@ class RemoteBackup:
                             self._requests.pop(req.number, None)
                             req = None
                     if req is not None:
-                        req.queue.put(_Failure(errors.ConnectorError(
-                            f"the agent could not send chunks: {body.get('error')}")))
+                        req.queue.put(
+                            _Failure(errors.ConnectorError(f"the agent could not send chunks: {body.get('error')}"))
+                        )
                 elif kind == p.DONE:
                     self.warnings.extend(str(w) for w in body.get("warnings", ()))
                     self.stats.agent = dict(body.get("stats") or {})
@@ -392,7 +423,7 @@ class RemoteFile(PreChunked):
         offsets: dict[bytes, int] = {}
         chunks: list[tuple[bytes, int]] = []
         for i, length in enumerate(lengths):
-            blob_id = ids_blob[32 * i:32 * i + 32]
+            blob_id = ids_blob[32 * i : 32 * i + 32]
             offsets.setdefault(blob_id, offset)
             chunks.append((blob_id, length))
             offset += length
@@ -429,8 +460,7 @@ class RemoteFile(PreChunked):
 class RemoteRestore:
     """Writes entries through an agent restore session; shaped like an exporter."""
 
-    def __init__(self, channel: p.Channel, *, writers: int, compress: bool = False,
-                 owners: bool | None = None) -> None:
+    def __init__(self, channel: p.Channel, *, writers: int, compress: bool = False, owners: bool | None = None) -> None:
         self.channel = channel
         self.compress = compress
         self._slots = threading.BoundedSemaphore(max(1, writers))

@@ -66,7 +66,7 @@ RESTORE, MKDIR, SYMLINK, WFILE, WDATA, WEND, WABORT, FINISH, FILE_FAILED, FINISH
 FLAG_ZSTD = 1
 
 _LEN = struct.Struct(">I")
-_DATA_HEAD = struct.Struct(">QB")     # request or file number, flags
+_DATA_HEAD = struct.Struct(">QB")  # request or file number, flags
 
 
 class Transport(Protocol):
@@ -138,8 +138,10 @@ def decode_hello(data: bytes | memoryview) -> Hello:
     body = unpack_map(data, "HELLO")
     version = require(body, "v", int, "HELLO")
     if version != VERSION:
-        raise errors.ConnectorError(f"the agent speaks protocol version {version}, this kubekeep "
-                                    f"speaks {VERSION}: use the agent image of the same kubekeep version")
+        raise errors.ConnectorError(
+            f"the agent speaks protocol version {version}, this kubekeep "
+            f"speaks {VERSION}: use the agent image of the same kubekeep version"
+        )
     modes = require(body, "modes", list, "HELLO")
     if len(modes) > len(MODES) or not all(isinstance(m, str) and m in MODES for m in modes):
         raise errors.ConnectorError(f"agent protocol: malformed HELLO: modes {modes!r:.80}")
@@ -149,8 +151,14 @@ def decode_hello(data: bytes | memoryview) -> Hello:
     writers = require(body, "writers", int, "HELLO")
     if not 1 <= writers <= MAX_WRITERS:
         raise errors.ConnectorError(f"agent protocol: malformed HELLO: writers {writers} (1 to {MAX_WRITERS})")
-    return Hello(v=version, nonce=_sized(body, "nonce", NONCE_SIZE, "HELLO"), modes=list(modes), source=source,
-                 agent=require(body, "agent", str, "HELLO")[:64], writers=writers)
+    return Hello(
+        v=version,
+        nonce=_sized(body, "nonce", NONCE_SIZE, "HELLO"),
+        modes=list(modes),
+        source=source,
+        agent=require(body, "agent", str, "HELLO")[:64],
+        writers=writers,
+    )
 
 
 def decode_auth(data: bytes | memoryview) -> Auth:
@@ -174,23 +182,26 @@ def error_message(data: bytes | memoryview) -> str:
     return message[:500].encode("unicode_escape").decode("ascii") if not message.isprintable() else message[:500]
 
 
-def decompress(dctx: zstandard.ZstdDecompressor, data: bytes | memoryview, limit: int, *,
-               exact: bool = True) -> bytes:
+def decompress(dctx: zstandard.ZstdDecompressor, data: bytes | memoryview, limit: int, *, exact: bool = True) -> bytes:
     """Decompress a chunk that was announced as ``limit`` bytes (or, ``exact=False``, at most
     that), never producing or allocating more: a frame that claims or yields more is refused."""
     try:
         declared = zstandard.frame_content_size(data)
         if declared > limit:
-            raise errors.ConnectorError(f"agent protocol: a compressed chunk of {declared} bytes is larger than "
-                                        f"its announced length ({limit})")
+            raise errors.ConnectorError(
+                f"agent protocol: a compressed chunk of {declared} bytes is larger than its announced length ({limit})"
+            )
         # with the size in the frame header that is what is allocated; without, at most limit
         out: bytes = dctx.decompress(data, max_output_size=limit)
     except zstandard.ZstdError as exc:
-        raise errors.ConnectorError(f"agent protocol: a compressed chunk is damaged or larger than its "
-                                    f"announced length of {limit} bytes ({exc})") from None
+        raise errors.ConnectorError(
+            f"agent protocol: a compressed chunk is damaged or larger than its "
+            f"announced length of {limit} bytes ({exc})"
+        ) from None
     if len(out) > limit or (exact and len(out) != limit):
-        raise errors.ConnectorError(f"agent protocol: a compressed chunk decompressed to {len(out)} bytes, "
-                                    f"not its announced length of {limit}")
+        raise errors.ConnectorError(
+            f"agent protocol: a compressed chunk decompressed to {len(out)} bytes, not its announced length of {limit}"
+        )
     return out
 
 
@@ -200,13 +211,19 @@ def data_head(number: int, flags: int) -> bytes:
 
 def split_data(payload: memoryview) -> tuple[int, int, memoryview]:
     number, flags = _DATA_HEAD.unpack_from(payload)
-    return number, flags, payload[_DATA_HEAD.size:]
+    return number, flags, payload[_DATA_HEAD.size :]
 
 
 def entry_body(entry: Entry) -> dict[str, Any]:
     """An entry's metadata as sent in ENTRY/FILE (backup) and MKDIR/SYMLINK/WFILE (restore)."""
-    body: dict[str, Any] = {"p": _wire_name(entry.path), "t": entry.type.value, "m": entry.mode, "u": entry.uid,
-                            "g": entry.gid, "mt": entry.mtime_ns}
+    body: dict[str, Any] = {
+        "p": _wire_name(entry.path),
+        "t": entry.type.value,
+        "m": entry.mode,
+        "u": entry.uid,
+        "g": entry.gid,
+        "mt": entry.mtime_ns,
+    }
     if entry.type == EntryType.FILE:
         body["z"] = entry.size
     elif entry.type == EntryType.SYMLINK:
@@ -236,17 +253,32 @@ def entry_from_body(body: dict[str, Any]) -> Entry:
         raise errors.ConnectorError(f"agent protocol: malformed entry: type {kind!r:.40}") from None
     path = _name(require(body, "p", (str, bytes), "entry"))
     target = _name(require(body, "l", (str, bytes), "entry")) if entry_type == EntryType.SYMLINK else ""
-    numbers = {key: require(body, key, int, "entry") if key in body else default
-               for key, default in (("m", 0o644), ("u", 0), ("g", 0), ("mt", 0), ("z", 0))}
+    numbers = {
+        key: require(body, key, int, "entry") if key in body else default
+        for key, default in (("m", 0o644), ("u", 0), ("g", 0), ("mt", 0), ("z", 0))
+    }
     for key, (low, high) in _ENTRY_RANGES.items():
         if not low <= numbers[key] <= high:
             raise errors.ConnectorError(f"agent protocol: malformed entry: {key!r} = {numbers[key]} out of range")
-    return Entry(path=path, type=entry_type, mode=numbers["m"], uid=numbers["u"], gid=numbers["g"],
-                 mtime_ns=numbers["mt"], size=numbers["z"], target=target)
+    return Entry(
+        path=path,
+        type=entry_type,
+        mode=numbers["m"],
+        uid=numbers["u"],
+        gid=numbers["g"],
+        mtime_ns=numbers["mt"],
+        size=numbers["z"],
+        target=target,
+    )
 
 
-_ENTRY_RANGES = {"m": (0, 0o177777), "u": (0, 2**32 - 1), "g": (0, 2**32 - 1), "mt": (-(2**63), 2**63 - 1),
-                 "z": (0, 2**63 - 1)}
+_ENTRY_RANGES = {
+    "m": (0, 0o177777),
+    "u": (0, 2**32 - 1),
+    "g": (0, 2**32 - 1),
+    "mt": (-(2**63), 2**63 - 1),
+    "z": (0, 2**63 - 1),
+}
 
 
 def mac(secret: bytes, role: bytes, nonce_a: bytes, nonce_c: bytes) -> bytes:
@@ -255,8 +287,10 @@ def mac(secret: bytes, role: bytes, nonce_a: bytes, nonce_c: bytes) -> bytes:
 
 def session_keys(secret: bytes, nonce_a: bytes, nonce_c: bytes) -> tuple[bytes, bytes]:
     """``(client-to-agent key, agent-to-client key)``."""
+
     def derive(info: bytes) -> bytes:
         return HKDF(hashes.SHA256(), 32, nonce_a + nonce_c, b"kubekeep-agent-v1 " + info).derive(secret)
+
     return derive(b"c2a"), derive(b"a2c")
 
 
@@ -300,8 +334,7 @@ class Channel:
         self._fill(0, room=1024 * 1024)
 
     # -- sending ------------------------------------------------------------------------------
-    def send(self, kind: int, body: Any = None, *, raw: bytes | memoryview | None = None,
-             head: bytes = b"") -> None:
+    def send(self, kind: int, body: Any = None, *, raw: bytes | memoryview | None = None, head: bytes = b"") -> None:
         """Send a message: ``body`` msgpack-encoded, or ``head + raw`` as is (DATA frames)."""
         payload = bytes([kind]) + head + raw if raw is not None else bytes([kind]) + pack(body)
         with self._send_lock:
@@ -331,17 +364,17 @@ class Channel:
             return
         if need > len(self._buf) or room > len(self._buf):
             grown = bytearray(max(need, room, 2 * len(self._buf)))
-            grown[: self._end - self._start] = self._view[self._start:self._end]
+            grown[: self._end - self._start] = self._view[self._start : self._end]
             self._buf, self._view = grown, memoryview(grown)
             self._end -= self._start
             self._start = 0
         elif len(self._buf) - self._start < need:
             size = self._end - self._start
-            self._view[:size] = self._view[self._start:self._end]
+            self._view[:size] = self._view[self._start : self._end]
             self._start, self._end = 0, size
         while self._end - self._start < need:
             try:
-                n = self.transport.recv_into(self._view[self._end:])
+                n = self.transport.recv_into(self._view[self._end :])
             except OSError as exc:
                 raise errors.SourceUnreachable(f"connection to the {self.peer} lost: {exc.strerror or exc}") from None
             if n == 0:
@@ -355,20 +388,22 @@ class Channel:
         if length == 0:
             raise errors.ConnectorError(f"agent protocol: an empty frame from the {self.peer}")
         if length > self._max_frame:  # refused before reading or allocating any of it
-            raise errors.ConnectorError(f"agent protocol: a frame of {length} bytes from the {self.peer} is too "
-                                        f"large (at most {self._max_frame}"
-                                        + (" before authentication)" if self._open is None else ")"))
+            raise errors.ConnectorError(
+                f"agent protocol: a frame of {length} bytes from the {self.peer} is too "
+                f"large (at most {self._max_frame}" + (" before authentication)" if self._open is None else ")")
+            )
         self._start += _LEN.size
         self._fill(length)
-        frame = self._view[self._start:self._start + length]
+        frame = self._view[self._start : self._start + length]
         self._start += length
         self.bytes_received += length + _LEN.size
         if self._open is not None:
             try:
                 plain = self._open.decrypt(self._nonce(self._received), frame, None)
             except InvalidTag:
-                raise errors.ConnectorError(f"agent protocol: a frame from the {self.peer} failed "
-                                            "authentication") from None
+                raise errors.ConnectorError(
+                    f"agent protocol: a frame from the {self.peer} failed authentication"
+                ) from None
             self._received += 1
             frame = memoryview(plain)
         else:
@@ -443,8 +478,9 @@ def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
     """Authenticate to the agent and switch to sealed frames; returns the agent's HELLO."""
     hello = decode_hello(_expect(channel, HELLO, "expected HELLO, got message {got}"))
     if mode not in hello["modes"]:
-        raise errors.ConnectorError(f"the agent does not allow {mode} sessions (it allows "
-                                    f"{', '.join(hello['modes']) or 'none'})")
+        raise errors.ConnectorError(
+            f"the agent does not allow {mode} sessions (it allows {', '.join(hello['modes']) or 'none'})"
+        )
     nonce_a = hello["nonce"]
     nonce_c = os.urandom(NONCE_SIZE)
     channel.send(AUTH, {"nonce": nonce_c, "mac": mac(secret, b"client", nonce_a, nonce_c)})

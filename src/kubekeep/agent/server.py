@@ -161,8 +161,9 @@ class Agent:
                 oldest = next(iter(self._pending))
                 _drop(self._pending.pop(oldest))
             self._pending[key] = conn
-        threading.Thread(target=self._handshake, args=(key, conn, str(peer[0])), name="kubekeep-agent-auth",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._handshake, args=(key, conn, str(peer[0])), name="kubekeep-agent-auth", daemon=True
+        ).start()
 
     def _handshake(self, key: int, conn: socket.socket, peer: str) -> None:
         """One connection's handshake; whatever it sends costs one log line and the connection."""
@@ -170,8 +171,12 @@ class Agent:
         transport.deadline = time.monotonic() + self.config.handshake_timeout
         channel = p.Channel(transport, peer="kubekeep client")
         modes = ["backup", "restore"] if self.config.write else ["backup"]
-        hello = {"modes": modes, "source": "block" if self.config.block else "dir", "agent": __version__,
-                 "writers": WRITERS}
+        hello = {
+            "modes": modes,
+            "source": "block" if self.config.block else "dir",
+            "agent": __version__,
+            "writers": WRITERS,
+        }
         try:
             ok = p.agent_handshake(channel, self.config.secret, hello)
         except errors.ConnectorError as exc:
@@ -227,8 +232,9 @@ class Agent:
             return 1
         finally:
             channel.close()
-        self.log(f"session done in {time.monotonic() - started:.1f}s: "
-                 + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        self.log(
+            f"session done in {time.monotonic() - started:.1f}s: " + ", ".join(f"{k} {v}" for k, v in stats.items())
+        )
         return 0
 
 
@@ -241,6 +247,7 @@ def _drop(sock: socket.socket) -> None:
 
 
 # -- backup -----------------------------------------------------------------------------------
+
 
 @dataclass
 class _Window:
@@ -267,8 +274,10 @@ class BackupSession:
         records = p.require(request, "window_records", int, what) if "window_records" in request else 4096
         size = p.require(request, "window_bytes", int, what) if "window_bytes" in request else 128 * 1024 * 1024
         if not (1 <= records <= MAX_WINDOW_RECORDS and 1 <= size <= MAX_WINDOW_BYTES):
-            raise errors.ConnectorError(f"agent protocol: malformed BACKUP: window of {records} records, "
-                                        f"{size} bytes (at most {MAX_WINDOW_RECORDS}, {MAX_WINDOW_BYTES})")
+            raise errors.ConnectorError(
+                f"agent protocol: malformed BACKUP: window of {records} records, "
+                f"{size} bytes (at most {MAX_WINDOW_RECORDS}, {MAX_WINDOW_BYTES})"
+            )
         self.window = _Window(records, size)
         excludes = p.require(request, "excludes", list, what) if "excludes" in request else []
         if not all(isinstance(x, str) for x in excludes):
@@ -281,8 +290,15 @@ class BackupSession:
         self.seq = 0
         self._next_file = 0
         self.warnings: list[str] = []
-        self.stats = {"files": 0, "dirs": 0, "symlinks": 0, "bytes_read": 0, "chunks": 0,
-                      "chunks_sent": 0, "bytes_sent": 0}
+        self.stats = {
+            "files": 0,
+            "dirs": 0,
+            "symlinks": 0,
+            "bytes_read": 0,
+            "chunks": 0,
+            "chunks_sent": 0,
+            "bytes_sent": 0,
+        }
         self._walk_error: BaseException | None = None
 
     def run(self) -> dict[str, Any]:
@@ -334,8 +350,13 @@ class BackupSession:
     def _entries(self) -> Iterator[Entry]:
         source = self.config.source
         if self.config.block:
-            yield Entry(BLOCK_IMAGE, EntryType.FILE, mode=0o600, size=_device_size(source),
-                        opener=lambda: open(source, "rb", buffering=0))  # noqa: SIM115
+            yield Entry(
+                BLOCK_IMAGE,
+                EntryType.FILE,
+                mode=0o600,
+                size=_device_size(source),
+                opener=lambda: open(source, "rb", buffering=0),  # noqa: SIM115 - the engine closes it
+            )
             return
         importer = FsImporter(source, excludes=self.excludes)
         yield from importer.entries()
@@ -375,8 +396,9 @@ class BackupSession:
         self.stats["bytes_read"] += offset
         if not announced and not error:
             self.stats["chunks"] += len(ids)
-            self._send_record(p.FILE, {**head, "o": 0, "ids": b"".join(ids), "n": lengths, "end": offset},
-                              data=data, size=offset)
+            self._send_record(
+                p.FILE, {**head, "o": 0, "ids": b"".join(ids), "n": lengths, "end": offset}, data=data, size=offset
+            )
             return
         if not announced:
             self._send_record(p.FILE, head)
@@ -384,18 +406,30 @@ class BackupSession:
             self._send_batch(number, start, ids, lengths, data)
         self._send_record(p.FILE_END, {"f": number, "error": error, "size": offset})
 
-    def _send_batch(self, number: int, start: int, ids: list[bytes], lengths: list[int],
-                    data: dict[int, bytes]) -> None:
+    def _send_batch(
+        self, number: int, start: int, ids: list[bytes], lengths: list[int], data: dict[int, bytes]
+    ) -> None:
         self.stats["chunks"] += len(ids)
-        self._send_record(p.CHUNKS, {"f": number, "o": start, "ids": b"".join(ids), "n": lengths},
-                          data=data, size=sum(lengths))
+        self._send_record(
+            p.CHUNKS, {"f": number, "o": start, "ids": b"".join(ids), "n": lengths}, data=data, size=sum(lengths)
+        )
 
-    def _send_record(self, kind: int, body: dict[str, Any], *, counted: bool = True,
-                     data: dict[int, bytes] | None = None, size: int = 0) -> None:
+    def _send_record(
+        self,
+        kind: int,
+        body: dict[str, Any],
+        *,
+        counted: bool = True,
+        data: dict[int, bytes] | None = None,
+        size: int = 0,
+    ) -> None:
         w = self.window
         with w.cond:
-            while not w.closed and counted and (w.open_records >= w.max_records
-                                                or (w.open_bytes and w.open_bytes + size > w.max_bytes)):
+            while (
+                not w.closed
+                and counted
+                and (w.open_records >= w.max_records or (w.open_bytes and w.open_bytes + size > w.max_bytes))
+            ):
                 w.cond.wait()
             if w.closed:
                 raise _Closed()
@@ -595,8 +629,7 @@ class RestoreSession:
         device = self.config.source
         size = _device_size(device)
         if entry.size > size:
-            raise errors.ConnectorError(f"the image ({entry.size} bytes) does not fit the block device "
-                                        f"({size} bytes)")
+            raise errors.ConnectorError(f"the image ({entry.size} bytes) does not fit the block device ({size} bytes)")
         try:
             fd = os.open(device, os.O_WRONLY)
         except OSError as exc:
@@ -605,7 +638,7 @@ class RestoreSession:
             for piece in data:
                 view = memoryview(piece)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 os.fsync(fd)
         except OSError as exc:
@@ -637,9 +670,16 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def run(source: str, *, block: bool = False, write: bool = False, listen: str = ":8765",
-        idle_timeout: float = 600.0, handshake_timeout: float = p.HANDSHAKE_TIMEOUT,
-        secret: bytes | None = None) -> int:
+def run(
+    source: str,
+    *,
+    block: bool = False,
+    write: bool = False,
+    listen: str = ":8765",
+    idle_timeout: float = 600.0,
+    handshake_timeout: float = p.HANDSHAKE_TIMEOUT,
+    secret: bytes | None = None,
+) -> int:
     """Serve a directory (or a block device) to one authenticated kubekeep session, then exit.
     The secret comes from $KUBEKEEP_AGENT_SECRET (64 hex digits) unless given."""
     if secret is None:
@@ -652,6 +692,15 @@ def run(source: str, *, block: bool = False, write: bool = False, listen: str = 
         _device_size(path)  # fail now, not in the session
     elif not path.is_dir():
         raise errors.UsageError(f"{path} is not a directory")
-    agent = Agent(AgentConfig(path, secret, parse_listen(listen), block=block, write=write,
-                              idle_timeout=idle_timeout, handshake_timeout=handshake_timeout))
+    agent = Agent(
+        AgentConfig(
+            path,
+            secret,
+            parse_listen(listen),
+            block=block,
+            write=write,
+            idle_timeout=idle_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+    )
     return agent.serve()

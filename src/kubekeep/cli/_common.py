@@ -53,26 +53,69 @@ def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
             else:
                 setattr(s, attr, value)
         return value
+
     return callback
 
 
 def global_options(f: F) -> F:
     """Options accepted before or after the verb (``kubekeep -r R backup`` and ``kubekeep backup -r R``)."""
     opts = [
-        click.option("-r", "--repo", envvar="KUBEKEEP_REPOSITORY", show_envvar=True, expose_value=False,
-                     callback=_store("repo"), help="Repository: a path, fs:PATH or s3://BUCKET/PREFIX."),
-        click.option("--password-file", "-p", envvar="KUBEKEEP_PASSWORD_FILE", show_envvar=True, expose_value=False,
-                     callback=_store("password_file"), help="Read the repository password from this file."),
-        click.option("--cache-dir", envvar="KUBEKEEP_CACHE_DIR", show_envvar=True, expose_value=False,
-                     callback=_store("cache_dir"), help="Local cache directory (default: $XDG_CACHE_HOME/kubekeep)."),
-        click.option("--no-cache", is_flag=True, expose_value=False, callback=_store("no_cache"),
-                     help="Do not use a local cache."),
-        click.option("--json", "json_", is_flag=True, expose_value=False, callback=_store("json"),
-                     help="Print machine-readable JSON."),
-        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_store("quiet"),
-                     help="Print only errors (and requested output)."),
-        click.option("--s3-endpoint", envvar="KUBEKEEP_S3_ENDPOINT", expose_value=False,
-                     callback=_store("s3.endpoint_url"), help="S3 endpoint URL (for S3-compatible servers)."),
+        click.option(
+            "-r",
+            "--repo",
+            envvar="KUBEKEEP_REPOSITORY",
+            show_envvar=True,
+            expose_value=False,
+            callback=_store("repo"),
+            help="Repository: a path, fs:PATH or s3://BUCKET/PREFIX.",
+        ),
+        click.option(
+            "--password-file",
+            "-p",
+            envvar="KUBEKEEP_PASSWORD_FILE",
+            show_envvar=True,
+            expose_value=False,
+            callback=_store("password_file"),
+            help="Read the repository password from this file.",
+        ),
+        click.option(
+            "--cache-dir",
+            envvar="KUBEKEEP_CACHE_DIR",
+            show_envvar=True,
+            expose_value=False,
+            callback=_store("cache_dir"),
+            help="Local cache directory (default: $XDG_CACHE_HOME/kubekeep).",
+        ),
+        click.option(
+            "--no-cache",
+            is_flag=True,
+            expose_value=False,
+            callback=_store("no_cache"),
+            help="Do not use a local cache.",
+        ),
+        click.option(
+            "--json",
+            "json_",
+            is_flag=True,
+            expose_value=False,
+            callback=_store("json"),
+            help="Print machine-readable JSON.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            expose_value=False,
+            callback=_store("quiet"),
+            help="Print only errors (and requested output).",
+        ),
+        click.option(
+            "--s3-endpoint",
+            envvar="KUBEKEEP_S3_ENDPOINT",
+            expose_value=False,
+            callback=_store("s3.endpoint_url"),
+            help="S3 endpoint URL (for S3-compatible servers).",
+        ),
         click.option("--s3-region", expose_value=False, callback=_store("s3.region"), help="S3 region."),
     ]
     for opt in reversed(opts):
@@ -108,9 +151,13 @@ def repository_options(location: str | None = None, pw: str | None = None) -> ap
     # S3 settings (often from the environment) apply only to S3 locations: a local repository
     # must stay usable with KUBEKEEP_S3_ENDPOINT set, e.g. as the other side of ``copy``
     backend_options = dict(s.s3) if loc.startswith("s3://") else {}
-    return api.RepositoryOptions(location=loc, password=pw if pw is not None else password(),
-                                 cache_dir=Path(s.cache_dir) if s.cache_dir else None,
-                                 no_cache=s.no_cache, backend_options=backend_options)
+    return api.RepositoryOptions(
+        location=loc,
+        password=pw if pw is not None else password(),
+        cache_dir=Path(s.cache_dir) if s.cache_dir else None,
+        no_cache=s.no_cache,
+        backend_options=backend_options,
+    )
 
 
 def with_repository(f: F) -> F:
@@ -166,7 +213,7 @@ def mode_string(node_type: str, mode: int) -> str:
 
 def local_time(ns_or_iso: int | str) -> str:
     if isinstance(ns_or_iso, int):
-        t = dt.datetime.fromtimestamp(ns_or_iso / 1e9, dt.timezone.utc)
+        t = dt.datetime.fromtimestamp(ns_or_iso / 1e9, dt.UTC)
     else:
         t = dt.datetime.fromisoformat(ns_or_iso.replace("Z", "+00:00"))
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -11,8 +11,15 @@ import orjson
 
 from kubekeep.cli.terminal import safe
 
-_COLORS = {"created": "green", "updated": "green", "written": "green", "failed": "red", "would fail": "red",
-           "would create": "green", "would update": "yellow"}
+_COLORS = {
+    "created": "green",
+    "updated": "green",
+    "written": "green",
+    "failed": "red",
+    "would fail": "red",
+    "would create": "green",
+    "would update": "yellow",
+}
 
 
 def value(v: Any, limit: int = 80) -> str:

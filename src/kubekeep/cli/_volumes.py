@@ -69,76 +69,163 @@ def parse_toleration(text: str) -> dict[str, Any]:
 
 
 _OPTIONS = [
-    click.option("--live", is_flag=True, default=None,
-                 help="Volumes: copy claims that cannot be snapshotted (not CSI, no snapshot class) while in use; "
-                      "crash-consistent at best."),
+    click.option(
+        "--live",
+        is_flag=True,
+        default=None,
+        help="Volumes: copy claims that cannot be snapshotted (not CSI, no snapshot class) while in use; "
+        "crash-consistent at best.",
+    ),
     click.option("--snapshot-class", help="Volumes: VolumeSnapshotClass to use (default: the driver's default)."),
     click.option("--snapshot-timeout", help="Volumes: how long a snapshot may take to be ready (default 10m)."),
-    click.option("--pre-hook", "pre_hooks", multiple=True, metavar="CMD",
-                 help="Volumes: run CMD (shell string or JSON array) in the pods using the claim just before the "
-                      "snapshot (repeatable)."),
-    click.option("--post-hook", "post_hooks", multiple=True, metavar="CMD",
-                 help="Volumes: run CMD in those pods just after the snapshot is taken (repeatable)."),
+    click.option(
+        "--pre-hook",
+        "pre_hooks",
+        multiple=True,
+        metavar="CMD",
+        help="Volumes: run CMD (shell string or JSON array) in the pods using the claim just before the "
+        "snapshot (repeatable).",
+    ),
+    click.option(
+        "--post-hook",
+        "post_hooks",
+        multiple=True,
+        metavar="CMD",
+        help="Volumes: run CMD in those pods just after the snapshot is taken (repeatable).",
+    ),
     click.option("--hook-container", help="Volumes: container the hooks run in (default: the pod's first)."),
     click.option("--hook-timeout", help="Volumes: time limit of each hook (default 30s)."),
-    click.option("--hook-on-error", type=click.Choice(["fail", "continue"]), default=None,
-                 help="Volumes: a failing hook fails the backup (fail, the default) or is a warning."),
-    click.option("--no-annotation-hooks", is_flag=True, default=None,
-                 help="Volumes: ignore hooks.kubekeep.io/* pod annotations."),
-    click.option("--agent-image", envvar="KUBEKEEP_AGENT_IMAGE", show_envvar=True,
-                 help="Volumes: image of the helper pods (the kubekeep agent)."),
-    click.option("--agent-connect", type=click.Choice(["auto", "port-forward", "pod-ip"]), default=None,
-                 help="Volumes: reach the agent through the API server (port-forward), at the pod's address "
-                      "(pod-ip, from inside the cluster), or pick (auto)."),
-    click.option("--agent-compression/--no-agent-compression", default=None,
-                 help="Volumes: compress chunk data between agent and kubekeep (default on)."),
-    click.option("--helper-node-selector", "node_selector", multiple=True, metavar="KEY=VALUE",
-                 envvar="KUBEKEEP_HELPER_NODE_SELECTOR", show_envvar=True,
-                 help="Volumes: run helper pods on nodes with this label (repeatable; the variable takes a "
-                      "space-separated list)."),
-    click.option("--helper-toleration", "tolerations", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
-                 envvar="KUBEKEEP_HELPER_TOLERATIONS", show_envvar=True,
-                 help="Volumes: let helper pods run on tainted nodes (repeatable, or a JSON toleration; the "
-                      "variable takes a space-separated list)."),
+    click.option(
+        "--hook-on-error",
+        type=click.Choice(["fail", "continue"]),
+        default=None,
+        help="Volumes: a failing hook fails the backup (fail, the default) or is a warning.",
+    ),
+    click.option(
+        "--no-annotation-hooks", is_flag=True, default=None, help="Volumes: ignore hooks.kubekeep.io/* pod annotations."
+    ),
+    click.option(
+        "--agent-image",
+        envvar="KUBEKEEP_AGENT_IMAGE",
+        show_envvar=True,
+        help="Volumes: image of the helper pods (the kubekeep agent).",
+    ),
+    click.option(
+        "--agent-connect",
+        type=click.Choice(["auto", "port-forward", "pod-ip"]),
+        default=None,
+        help="Volumes: reach the agent through the API server (port-forward), at the pod's address "
+        "(pod-ip, from inside the cluster), or pick (auto).",
+    ),
+    click.option(
+        "--agent-compression/--no-agent-compression",
+        default=None,
+        help="Volumes: compress chunk data between agent and kubekeep (default on).",
+    ),
+    click.option(
+        "--helper-node-selector",
+        "node_selector",
+        multiple=True,
+        metavar="KEY=VALUE",
+        envvar="KUBEKEEP_HELPER_NODE_SELECTOR",
+        show_envvar=True,
+        help="Volumes: run helper pods on nodes with this label (repeatable; the variable takes a "
+        "space-separated list).",
+    ),
+    click.option(
+        "--helper-toleration",
+        "tolerations",
+        multiple=True,
+        metavar="KEY[=VALUE][:EFFECT]",
+        envvar="KUBEKEEP_HELPER_TOLERATIONS",
+        show_envvar=True,
+        help="Volumes: let helper pods run on tainted nodes (repeatable, or a JSON toleration; the "
+        "variable takes a space-separated list).",
+    ),
     click.option("--helper-cpu", help="Volumes: CPU request of helper pods (default 100m)."),
     click.option("--helper-memory", help="Volumes: memory request of helper pods (default 256Mi)."),
     click.option("--helper-memory-limit", help="Volumes: memory limit of helper pods (default 1Gi)."),
     click.option("--helper-start-timeout", help="Volumes: how long a helper pod may take to start (default 5m)."),
-    click.option("--helper-user", metavar="UID[:GID]",
-                 help="Volumes: run helper pods as this non-root user, with no capabilities (admitted by Pod "
-                      "Security 'restricted'); for volumes whose files it can read. Restores cannot set owners."),
-    click.option("--helper-fs-group", type=click.IntRange(0, 2**31 - 1), default=None, metavar="GID",
-                 help="Volumes: fsGroup of helper pods (the volume's files made accessible to that group, where "
-                      "the storage driver supports it)."),
+    click.option(
+        "--helper-user",
+        metavar="UID[:GID]",
+        help="Volumes: run helper pods as this non-root user, with no capabilities (admitted by Pod "
+        "Security 'restricted'); for volumes whose files it can read. Restores cannot set owners.",
+    ),
+    click.option(
+        "--helper-fs-group",
+        type=click.IntRange(0, 2**31 - 1),
+        default=None,
+        metavar="GID",
+        help="Volumes: fsGroup of helper pods (the volume's files made accessible to that group, where "
+        "the storage driver supports it).",
+    ),
 ]
 _CLUSTER_OPTIONS = [
-    click.option("--volumes", "cluster_volumes", is_flag=True,
-                 help="k8s://: also back up the files of the claims (of --include-namespace, if given) under "
-                      "volumes/<namespace>/<claim>/; claims that cannot be snapshotted are skipped (or --live)."),
+    click.option(
+        "--volumes",
+        "cluster_volumes",
+        is_flag=True,
+        help="k8s://: also back up the files of the claims (of --include-namespace, if given) under "
+        "volumes/<namespace>/<claim>/; claims that cannot be snapshotted are skipped (or --live).",
+    ),
     click.option("--volume-selector", metavar="SELECTOR", help="k8s:// --volumes: only claims with these labels."),
-    click.option("--volume-parallel", type=click.IntRange(1, 32), default=None,
-                 help="k8s:// --volumes: claims prepared (snapshot, helper pod) at once (default 2)."),
+    click.option(
+        "--volume-parallel",
+        type=click.IntRange(1, 32),
+        default=None,
+        help="k8s:// --volumes: claims prepared (snapshot, helper pod) at once (default 2).",
+    ),
 ]
 _RESTORE_OPTIONS = [
     click.option("--size", help="pvc:// restore: size of a claim that does not exist yet (default: as recorded)."),
     click.option("--storage-class", help="pvc:// restore: storage class of a new claim (default: as recorded)."),
 ]
-_NAMES = ["live", "snapshot_class", "snapshot_timeout", "pre_hooks", "post_hooks", "hook_container", "hook_timeout",
-          "hook_on_error", "no_annotation_hooks", "agent_image", "agent_connect", "agent_compression",
-          "node_selector", "tolerations", "helper_cpu", "helper_memory", "helper_memory_limit",
-          "helper_start_timeout", "helper_user", "helper_fs_group"]
+_NAMES = [
+    "live",
+    "snapshot_class",
+    "snapshot_timeout",
+    "pre_hooks",
+    "post_hooks",
+    "hook_container",
+    "hook_timeout",
+    "hook_on_error",
+    "no_annotation_hooks",
+    "agent_image",
+    "agent_connect",
+    "agent_compression",
+    "node_selector",
+    "tolerations",
+    "helper_cpu",
+    "helper_memory",
+    "helper_memory_limit",
+    "helper_start_timeout",
+    "helper_user",
+    "helper_fs_group",
+]
 
 
 def _build(given: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    simple = {"live": "live", "snapshot_class": "snapshot_class", "hook_container": "hook_container",
-              "hook_on_error": "hook_on_error", "agent_image": "image", "agent_connect": "connect",
-              "agent_compression": "compress", "size": "size", "storage_class": "storage_class"}
+    simple = {
+        "live": "live",
+        "snapshot_class": "snapshot_class",
+        "hook_container": "hook_container",
+        "hook_on_error": "hook_on_error",
+        "agent_image": "image",
+        "agent_connect": "connect",
+        "agent_compression": "compress",
+        "size": "size",
+        "storage_class": "storage_class",
+    }
     for name, key in simple.items():
         if given.get(name) is not None:
             out[key] = given[name]
-    for name, key in (("snapshot_timeout", "snapshot_timeout"), ("hook_timeout", "hook_timeout"),
-                      ("helper_start_timeout", "start_timeout")):
+    for name, key in (
+        ("snapshot_timeout", "snapshot_timeout"),
+        ("hook_timeout", "hook_timeout"),
+        ("helper_start_timeout", "start_timeout"),
+    ):
         if given.get(name):
             out[key] = parse_duration(given[name])
     for name in ("pre_hooks", "post_hooks"):
@@ -180,8 +267,9 @@ def _status_printer() -> Callable[[str], None]:
 
 def volume_options(*, restore: bool = False) -> Callable[[F], F]:
     """Add the volume options to a command; it receives them as ``volume`` (a dict)."""
-    names = _NAMES + (["size", "storage_class"] if restore else
-                      ["cluster_volumes", "volume_selector", "volume_parallel"])
+    names = _NAMES + (
+        ["size", "storage_class"] if restore else ["cluster_volumes", "volume_selector", "volume_parallel"]
+    )
     options = _OPTIONS + (_RESTORE_OPTIONS if restore else _CLUSTER_OPTIONS)
 
     def decorate(f: F) -> F:

@@ -15,16 +15,35 @@ from kubekeep.agent.server import run
 @click.option("--device", type=click.Path(dir_okay=False), help="Block device to serve (a raw block volume).")
 @click.option("--listen", default=":8765", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--write", is_flag=True, help="Also accept a restore session (writes into the volume).")
-@click.option("--idle-timeout", type=float, default=600.0, show_default=True,
-              help="Exit if no session started within this many seconds.")
-@click.option("--handshake-timeout", type=float, default=HANDSHAKE_TIMEOUT, show_default=True,
-              help="Seconds a connection has to authenticate.")
-def command(root: str | None, device: str | None, listen: str, write: bool, idle_timeout: float,
-            handshake_timeout: float) -> None:
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Exit if no session started within this many seconds.",
+)
+@click.option(
+    "--handshake-timeout",
+    type=float,
+    default=HANDSHAKE_TIMEOUT,
+    show_default=True,
+    help="Seconds a connection has to authenticate.",
+)
+def command(
+    root: str | None, device: str | None, listen: str, write: bool, idle_timeout: float, handshake_timeout: float
+) -> None:
     """Serve ROOT (or DEVICE) to the first client that proves it holds the session secret in
     $KUBEKEEP_AGENT_SECRET, for one backup (or, with --write, restore) session; then exit.
     kubekeep starts this itself in a helper pod; see docs/volumes.md."""
     if (root is None) == (device is None):
         raise click.UsageError("give exactly one of --root and --device")
-    sys.exit(run(root or device or "", block=device is not None, write=write, listen=listen,
-                 idle_timeout=idle_timeout, handshake_timeout=handshake_timeout))
+    sys.exit(
+        run(
+            root or device or "",
+            block=device is not None,
+            write=write,
+            listen=listen,
+            idle_timeout=idle_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+    )

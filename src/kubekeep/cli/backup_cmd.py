@@ -9,8 +9,17 @@ from typing import Any
 import click
 
 from kubekeep import api, connectors, errors
-from kubekeep.cli._common import (EXIT_INCOMPLETE, emit_json, global_options, human_size, info, settings,
-                                  show_progress, warn, with_repository)
+from kubekeep.cli._common import (
+    EXIT_INCOMPLETE,
+    emit_json,
+    global_options,
+    human_size,
+    info,
+    settings,
+    show_progress,
+    warn,
+    with_repository,
+)
 from kubekeep.cli._volumes import volume_options
 from kubekeep.cli.progress import BackupProgress
 from kubekeep.engine.repository import Repository
@@ -20,8 +29,12 @@ from kubekeep.engine.repository import Repository
 @click.argument("source")
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option("--exclude", "-e", "excludes", multiple=True, help="Exclude a glob pattern (fs:, repeatable).")
-@click.option("--exclude-file", type=click.Path(exists=True, dir_okay=False), multiple=True,
-              help="Read exclude patterns from a file, one per line.")
+@click.option(
+    "--exclude-file",
+    type=click.Path(exists=True, dir_okay=False),
+    multiple=True,
+    help="Read exclude patterns from a file, one per line.",
+)
 @click.option("--parent", help="Compare against this snapshot instead of the latest of the same source.")
 @click.option("--force", is_flag=True, help="Read every file even if unchanged since the parent snapshot.")
 @click.option("--cacert", help="etcd://: CA certificate that signed etcd's server certificate (as etcdctl).")
@@ -30,45 +43,91 @@ from kubekeep.engine.repository import Repository
 @click.option("--etcd-server-name", help="etcd://: name to check the server certificate against.")
 @click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="k8s://: kubeconfig file (default: KUBECONFIG).")
-@click.option("--include-namespace", "include_namespaces", multiple=True, metavar="NS",
-              help="k8s://: only these namespaces (repeatable); cluster-scoped objects are still taken.")
-@click.option("--exclude-namespace", "exclude_namespaces", multiple=True, metavar="NS",
-              help="k8s://: leave these namespaces out (repeatable).")
-@click.option("--include-resource", "include_resources", multiple=True, metavar="RESOURCE",
-              help="k8s://: only these resources: deployments, deployments.apps, Deployment, deploy, "
-                   "*.example.com (repeatable).")
-@click.option("--exclude-resource", "exclude_resources", multiple=True, metavar="RESOURCE",
-              help="k8s://: leave these resources out (repeatable).")
+@click.option(
+    "--include-namespace",
+    "include_namespaces",
+    multiple=True,
+    metavar="NS",
+    help="k8s://: only these namespaces (repeatable); cluster-scoped objects are still taken.",
+)
+@click.option(
+    "--exclude-namespace",
+    "exclude_namespaces",
+    multiple=True,
+    metavar="NS",
+    help="k8s://: leave these namespaces out (repeatable).",
+)
+@click.option(
+    "--include-resource",
+    "include_resources",
+    multiple=True,
+    metavar="RESOURCE",
+    help="k8s://: only these resources: deployments, deployments.apps, Deployment, deploy, *.example.com (repeatable).",
+)
+@click.option(
+    "--exclude-resource",
+    "exclude_resources",
+    multiple=True,
+    metavar="RESOURCE",
+    help="k8s://: leave these resources out (repeatable).",
+)
 @click.option("--selector", "-l", help="k8s://: only objects matching this label selector.")
-@click.option("--include-noisy", is_flag=True,
-              help="k8s://: also take events and leases (left out by default).")
+@click.option("--include-noisy", is_flag=True, help="k8s://: also take events and leases (left out by default).")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="k8s://: list requests in flight (default 8).")
 @volume_options()
 @global_options
 @with_repository
-def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tuple[str, ...],
-            exclude_file: tuple[str, ...], parent: str | None, force: bool, cacert: str | None,
-            cert: str | None, key: str | None, etcd_server_name: str | None, context: str | None,
-            kubeconfig: str | None, include_namespaces: tuple[str, ...], exclude_namespaces: tuple[str, ...],
-            include_resources: tuple[str, ...], exclude_resources: tuple[str, ...], selector: str | None,
-            include_noisy: bool, concurrency: int | None, volume: dict[str, Any]) -> None:
+def command(
+    repo: Repository,
+    source: str,
+    tags: tuple[str, ...],
+    excludes: tuple[str, ...],
+    exclude_file: tuple[str, ...],
+    parent: str | None,
+    force: bool,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
+    etcd_server_name: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    include_namespaces: tuple[str, ...],
+    exclude_namespaces: tuple[str, ...],
+    include_resources: tuple[str, ...],
+    exclude_resources: tuple[str, ...],
+    selector: str | None,
+    include_noisy: bool,
+    concurrency: int | None,
+    volume: dict[str, Any],
+) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
     for f in exclude_file:
         patterns.extend(line.strip() for line in Path(f).read_text().splitlines())
     options: dict[str, Any] = {"excludes": patterns}
-    etcd_tls = {k: v for k, v in (("cacert", cacert), ("cert", cert), ("key", key),
-                                  ("server_name", etcd_server_name)) if v}
+    etcd_tls = {
+        k: v for k, v in (("cacert", cacert), ("cert", cert), ("key", key), ("server_name", etcd_server_name)) if v
+    }
     if etcd_tls:
         if connectors.scheme_of(source) not in ("etcd", "etcds"):
             raise errors.UsageError("--cacert/--cert/--key/--etcd-server-name apply to etcd:// sources only")
         options.update(etcd_tls)
-    k8s = {k: v for k, v in (("context", context), ("kubeconfig", kubeconfig),
-                             ("include_namespaces", include_namespaces), ("exclude_namespaces", exclude_namespaces),
-                             ("include_resources", include_resources), ("exclude_resources", exclude_resources),
-                             ("selector", selector), ("include_noisy", include_noisy),
-                             ("concurrency", concurrency)) if v}
+    k8s = {
+        k: v
+        for k, v in (
+            ("context", context),
+            ("kubeconfig", kubeconfig),
+            ("include_namespaces", include_namespaces),
+            ("exclude_namespaces", exclude_namespaces),
+            ("include_resources", include_resources),
+            ("exclude_resources", exclude_resources),
+            ("selector", selector),
+            ("include_noisy", include_noisy),
+            ("concurrency", concurrency),
+        )
+        if v
+    }
     cluster_volumes = volume.pop("cluster", None)
     if cluster_volumes is not None:
         if connectors.scheme_of(source) != "k8s":
@@ -79,29 +138,43 @@ def command(repo: Repository, source: str, tags: tuple[str, ...], excludes: tupl
         options.update({k: v for k, v in (("context", context), ("kubeconfig", kubeconfig)) if v})
     elif k8s:
         if connectors.scheme_of(source) != "k8s":
-            raise errors.UsageError("--include-*/--exclude-namespace/resource, --selector, --include-noisy and "
-                                    "--concurrency apply to k8s:// sources only")
+            raise errors.UsageError(
+                "--include-*/--exclude-namespace/resource, --selector, --include-noisy and "
+                "--concurrency apply to k8s:// sources only"
+            )
         options.update(k8s)
     with BackupProgress(enabled=show_progress()) as progress:
-        snap = api.backup(repo, source, tags=tags, parent=parent, force=force,
-                          progress=progress.update, options=options)
+        snap = api.backup(
+            repo, source, tags=tags, parent=parent, force=force, progress=progress.update, options=options
+        )
     st = snap.stats
     if settings().json:
-        emit_json({"id": snap.id, "short_id": snap.short_id, "time": snap.time, "source": snap.source,
-                   "stats": st, "warnings": snap.warnings})
+        emit_json(
+            {
+                "id": snap.id,
+                "short_id": snap.short_id,
+                "time": snap.time,
+                "source": snap.source,
+                "stats": st,
+                "warnings": snap.warnings,
+            }
+        )
     else:
         for w in snap.warnings:
             warn(w)
         manifests = snap.metadata.get("manifests") if snap.kind == "manifests" else None
         if manifests:
-            info(f"objects: {manifests['objects']} of {manifests['resources']} resources in "
-                 f"{manifests['namespaces']} namespaces")
-        info(f"files: {st['files']} ({st['files_unchanged']} unchanged), dirs: {st['dirs']}, "
-             f"symlinks: {st['symlinks']}")
-        info(f"processed {human_size(st['bytes_total'])}, read {human_size(st['bytes_read'])}, "
-             f"added {human_size(st['bytes_stored'])} to the repository in {st['duration_s']:.2f} s")
+            info(
+                f"objects: {manifests['objects']} of {manifests['resources']} resources in "
+                f"{manifests['namespaces']} namespaces"
+            )
+        info(
+            f"files: {st['files']} ({st['files_unchanged']} unchanged), dirs: {st['dirs']}, symlinks: {st['symlinks']}"
+        )
+        info(
+            f"processed {human_size(st['bytes_total'])}, read {human_size(st['bytes_read'])}, "
+            f"added {human_size(st['bytes_stored'])} to the repository in {st['duration_s']:.2f} s"
+        )
         click.echo(f"snapshot {snap.short_id} saved")
     if snap.warnings:
         sys.exit(EXIT_INCOMPLETE)
-
-

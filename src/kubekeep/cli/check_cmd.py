@@ -26,8 +26,10 @@ def command(repo: Repository, read_data: bool) -> None:
             info(note)
         for err in report.errors:
             click.secho(f"error: {err}", err=True, fg="red")
-        info(f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
-             + (f", read {report.packs_read} packs and {report.blobs_read} blobs" if read_data else ""))
+        info(
+            f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
+            + (f", read {report.packs_read} packs and {report.blobs_read} blobs" if read_data else "")
+        )
     if not report.ok:
         raise errors.IntegrityError(f"{len(report.errors)} problem(s) found in the repository")
     if not settings().json:

@@ -14,15 +14,32 @@ from kubekeep.kube.durations import parse_duration
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig file (default: KUBECONFIG).")
 @click.option("--namespace", "-n", default="", help="Only this namespace (default: all).")
 @click.option("--run", "run_id", default="", help="Only the objects of this run (whatever its state).")
-@click.option("--older-than", metavar="DURATION",
-              help="Also objects of runs on other hosts created longer ago than this (e.g. 6h).")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Also objects of runs on other hosts created longer ago than this (e.g. 6h).",
+)
 @click.option("--all", "everything", is_flag=True, help="Every kubekeep object, even of runs still going.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.option("--wait", "wait_s", default="60s", show_default=True, metavar="DURATION",
-              help="Wait this long for the objects to be gone (0 to not wait).")
+@click.option(
+    "--wait",
+    "wait_s",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="Wait this long for the objects to be gone (0 to not wait).",
+)
 @global_options
-def command(context: str | None, kubeconfig: str | None, namespace: str, run_id: str, older_than: str | None,
-            everything: bool, dry_run: bool, wait_s: str) -> None:
+def command(
+    context: str | None,
+    kubeconfig: str | None,
+    namespace: str,
+    run_id: str,
+    older_than: str | None,
+    everything: bool,
+    dry_run: bool,
+    wait_s: str,
+) -> None:
     """Find the helper pods, temporary claims, snapshots and secrets that volume backups and
     restores create (label kubekeep.io/run) and remove those of runs that are over: their
     process on this host is gone, or (--older-than) they are old. A run in progress cleans up
@@ -33,8 +50,13 @@ def command(context: str | None, kubeconfig: str | None, namespace: str, run_id:
 
     session = Session(config.connect(context, kubeconfig))
     try:
-        found = cleanup.find(session, namespace=namespace, run=run_id, everything=everything,
-                             older_than=parse_duration(older_than) if older_than else None)
+        found = cleanup.find(
+            session,
+            namespace=namespace,
+            run=run_id,
+            everything=everything,
+            older_than=parse_duration(older_than) if older_than else None,
+        )
         problems = [] if dry_run else cleanup.remove(session, found, wait=parse_duration(wait_s))
     finally:
         session.close()

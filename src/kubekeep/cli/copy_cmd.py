@@ -12,8 +12,9 @@ from kubekeep.engine.repository import Repository
 @click.command(short_help="Copy snapshots from another repository.")
 @click.argument("snapshots", nargs=-1)
 @click.option("--from-repo", required=True, envvar="KUBEKEEP_FROM_REPOSITORY", help="Source repository.")
-@click.option("--from-password-file", envvar="KUBEKEEP_FROM_PASSWORD_FILE",
-              help="Password file of the source repository.")
+@click.option(
+    "--from-password-file", envvar="KUBEKEEP_FROM_PASSWORD_FILE", help="Password file of the source repository."
+)
 @global_options
 @with_repository
 def command(repo: Repository, snapshots: tuple[str, ...], from_repo: str, from_password_file: str | None) -> None:

@@ -7,9 +7,9 @@ import click
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, settings, with_repository
 from kubekeep.cli._manifests import field_lines
+from kubekeep.cli.terminal import safe
 from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED
 from kubekeep.engine.repository import Repository
-from kubekeep.cli.terminal import safe
 
 
 @click.command(short_help="Show differences between two snapshots.")
@@ -17,8 +17,9 @@ from kubekeep.cli.terminal import safe
 @click.argument("snap2")
 @click.argument("path", required=False, default="")
 @click.option("--metadata/--no-metadata", default=True, help="Report mode/owner/mtime-only changes (U).")
-@click.option("--churn", is_flag=True,
-              help="Manifests: also report resourceVersion, managedFields, generation and other churn.")
+@click.option(
+    "--churn", is_flag=True, help="Manifests: also report resourceVersion, managedFields, generation and other churn."
+)
 @global_options
 @with_repository
 def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool, churn: bool) -> None:
@@ -32,19 +33,29 @@ def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool,
         return
     changes = api.diff(repo, snap1, snap2, path=path, metadata=metadata)
     if settings().json:
-        emit_json([{"status": c.status, "path": "/" + c.path,
+        emit_json(
+            [
+                {
+                    "status": c.status,
+                    "path": "/" + c.path,
                     "type": (c.new or c.old).type if (c.new or c.old) else None,
-                    "old_size": c.old.size if c.old else None, "new_size": c.new.size if c.new else None}
-                   for c in changes])
+                    "old_size": c.old.size if c.old else None,
+                    "new_size": c.new.size if c.new else None,
+                }
+                for c in changes
+            ]
+        )
         return
-    counts = {s: 0 for s in (ADDED, REMOVED, MODIFIED, TYPE_CHANGED, METADATA)}
+    counts = dict.fromkeys((ADDED, REMOVED, MODIFIED, TYPE_CHANGED, METADATA), 0)
     for c in changes:
         counts[c.status] += 1
         node = c.new or c.old
         slash = "/" if node is not None and node.type == "dir" else ""
         click.echo(f"{c.status}    /{safe(c.path)}{slash}")
-    click.echo(f"\n{counts[ADDED]} added, {counts[REMOVED]} removed, {counts[MODIFIED]} modified, "
-               f"{counts[TYPE_CHANGED]} changed type, {counts[METADATA]} metadata only")
+    click.echo(
+        f"\n{counts[ADDED]} added, {counts[REMOVED]} removed, {counts[MODIFIED]} modified, "
+        f"{counts[TYPE_CHANGED]} changed type, {counts[METADATA]} metadata only"
+    )
 
 
 def _manifests(repo: Repository, snap1: str, snap2: str, path: str, churn: bool) -> None:

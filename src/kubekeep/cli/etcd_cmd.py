@@ -60,8 +60,10 @@ def status(repo: Repository, ref: str) -> None:
             f"cluster id {rec.get('cluster_id') or '-'}, member id {rec.get('member_id') or '-'}",
             f"  revision    {span}",
         ]
-        lines += [f"  member      {m['name'] or '-'} ({m['id']}) {','.join(m['client_urls'])}"
-                  for m in rec.get("members") or []]
+        lines += [
+            f"  member      {m['name'] or '-'} ({m['id']}) {','.join(m['client_urls'])}"
+            for m in rec.get("members") or []
+        ]
     click.echo("\n".join(lines))
 
 
@@ -72,26 +74,48 @@ def status(repo: Repository, ref: str) -> None:
 @click.option("--initial-cluster", help="NAME=PEER_URL,... of the new cluster (default: NAME=PEER_URLS).")
 @click.option("--initial-advertise-peer-urls", help="This member's peer URLs (default: http://localhost:2380).")
 @click.option("--initial-cluster-token", help="Token of the new cluster (default: etcd-cluster).")
-@click.option("--bump-revision", type=click.IntRange(min=1),
-              help="Raise the revision by N (with --mark-compacted), so watchers never see it go back.")
+@click.option(
+    "--bump-revision",
+    type=click.IntRange(min=1),
+    help="Raise the revision by N (with --mark-compacted), so watchers never see it go back.",
+)
 @click.option("--mark-compacted", is_flag=True, help="Mark the bumped revision compacted (with --bump-revision).")
 @click.option("--etcdutl", help="etcdutl to run (default: etcdutl on PATH, then etcd 3.4/3.5's etcdctl).")
 @global_options
 @with_repository
-def restore_dir(repo: Repository, ref: str, data_dir: str, name: str, initial_cluster: str | None,
-                initial_advertise_peer_urls: str | None, initial_cluster_token: str | None,
-                bump_revision: int | None, mark_compacted: bool, etcdutl: str | None) -> None:
+def restore_dir(
+    repo: Repository,
+    ref: str,
+    data_dir: str,
+    name: str,
+    initial_cluster: str | None,
+    initial_advertise_peer_urls: str | None,
+    initial_cluster_token: str | None,
+    bump_revision: int | None,
+    mark_compacted: bool,
+    etcdutl: str | None,
+) -> None:
     """Write the stored etcd snapshot out and run `etcdutl snapshot restore` on it, creating
     a data directory for a new member, as etcdutl does. For a Kubernetes cluster use
     --bump-revision (e.g. 1000000000) with --mark-compacted. SNAPSHOT[:PATH]: an etcd://
     snapshot (its /etcd/snapshot.db), or any stored snapshot file at PATH."""
     report = api.etcd_restore_dir(
-        repo, ref, data_dir, name=name, initial_cluster=initial_cluster,
-        initial_advertise_peer_urls=initial_advertise_peer_urls, initial_cluster_token=initial_cluster_token,
-        bump_revision=bump_revision, mark_compacted=mark_compacted, etcdutl=etcdutl)
+        repo,
+        ref,
+        data_dir,
+        name=name,
+        initial_cluster=initial_cluster,
+        initial_advertise_peer_urls=initial_advertise_peer_urls,
+        initial_cluster_token=initial_cluster_token,
+        bump_revision=bump_revision,
+        mark_compacted=mark_compacted,
+        etcdutl=etcdutl,
+    )
     if settings().json:
         emit_json(report)
         return
     info(f"ran: {shlex.join(report['command'])}")
-    click.echo(f"restored {report['short_id']}:{report['path']} (revision {report['snapshot_revision']}) "
-               f"into {report['data_dir']} with {report['tool']} {report['tool_version']}")
+    click.echo(
+        f"restored {report['short_id']}:{report['path']} (revision {report['snapshot_revision']}) "
+        f"into {report['data_dir']} with {report['tool']} {report['tool_version']}"
+    )

@@ -22,16 +22,32 @@ from kubekeep.engine.retention import Policy, parse_duration
 @click.option("--keep-within", help="Keep snapshots within this duration of the newest (e.g. 7d, 1y6m).")
 @click.option("--keep-tag", multiple=True, help="Keep snapshots with this tag.")
 @click.option("--tag", "tags", multiple=True, help="Only consider snapshots with this tag.")
-@click.option("--group-by", default="host,source", show_default=True,
-              help="Apply the policy per group of: host, source, kind, tags (comma-separated).")
+@click.option(
+    "--group-by",
+    default="host,source",
+    show_default=True,
+    help="Apply the policy per group of: host, source, kind, tags (comma-separated).",
+)
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be removed.")
 @click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards.")
 @global_options
 @with_repository
-def command(repo: Repository, ids: tuple[str, ...], keep_last: int, keep_hourly: int, keep_daily: int,
-            keep_weekly: int, keep_monthly: int, keep_yearly: int, keep_within: str | None,
-            keep_tag: tuple[str, ...], tags: tuple[str, ...], group_by: str, dry_run: bool,
-            then_prune: bool) -> None:
+def command(
+    repo: Repository,
+    ids: tuple[str, ...],
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    keep_yearly: int,
+    keep_within: str | None,
+    keep_tag: tuple[str, ...],
+    tags: tuple[str, ...],
+    group_by: str,
+    dry_run: bool,
+    then_prune: bool,
+) -> None:
     """Remove the snapshots IDS, or those a --keep-* policy does not keep. Data is deleted only
     by prune (or --prune)."""
     try:
@@ -42,21 +58,30 @@ def command(repo: Repository, ids: tuple[str, ...], keep_last: int, keep_hourly:
     bad = set(groups) - {"host", "source", "kind", "tags"}
     if bad:
         raise errors.UsageError(f"--group-by: unknown field(s) {', '.join(sorted(bad))}")
-    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
-                    list(keep_tag))
+    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within, list(keep_tag))
     report = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
     if settings().json:
-        emit_json([{"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
-                   for d in report.decisions]
-                  + [{"id": d.id, "time": None, "keep": False, "reasons": ["named"], "damaged": True,
-                      "error": d.reason} for d in report.damaged_removed]
-                  + [{"id": d.id, "time": None, "keep": True, "reasons": ["damaged"], "damaged": True,
-                      "error": d.reason} for d in report.damaged_kept])
+        emit_json(
+            [
+                {"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
+                for d in report.decisions
+            ]
+            + [
+                {"id": d.id, "time": None, "keep": False, "reasons": ["named"], "damaged": True, "error": d.reason}
+                for d in report.damaged_removed
+            ]
+            + [
+                {"id": d.id, "time": None, "keep": True, "reasons": ["damaged"], "damaged": True, "error": d.reason}
+                for d in report.damaged_kept
+            ]
+        )
     else:
         for d in report.decisions:
             verb = "keep  " if d.keep else ("would remove" if dry_run else "remove")
-            info(f"{verb} {d.snapshot.short_id} {local_time(d.snapshot.time)} {d.snapshot.uri} "
-                 f"{'(' + ', '.join(d.reasons) + ')' if d.keep else ''}")
+            info(
+                f"{verb} {d.snapshot.short_id} {local_time(d.snapshot.time)} {d.snapshot.uri} "
+                f"{'(' + ', '.join(d.reasons) + ')' if d.keep else ''}"
+            )
         for damaged in report.damaged_removed:
             verb = "would remove" if dry_run else "remove"
             info(f"{verb} {damaged.short_id} (damaged snapshot file, removed unread)")

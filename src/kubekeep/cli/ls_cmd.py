@@ -6,8 +6,8 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, local_time, mode_string, settings, with_repository
-from kubekeep.engine.repository import Repository
 from kubekeep.cli.terminal import safe
+from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="List files in a snapshot.")
@@ -20,14 +20,30 @@ def command(repo: Repository, ref: str, long_: bool, recursive: bool) -> None:
     """List the entries under PATH (default: the root) of a snapshot (an id prefix or 'latest')."""
     entries = api.ls(repo, ref, recursive=recursive)
     if settings().json:
-        emit_json([{"path": p, "type": n.type, "mode": n.mode, "size": n.size, "mtime_ns": n.mtime_ns,
-                    "uid": n.uid, "gid": n.gid, "target": n.target or None, "attrs": n.attrs} for p, n in entries])
+        emit_json(
+            [
+                {
+                    "path": p,
+                    "type": n.type,
+                    "mode": n.mode,
+                    "size": n.size,
+                    "mtime_ns": n.mtime_ns,
+                    "uid": n.uid,
+                    "gid": n.gid,
+                    "target": n.target or None,
+                    "attrs": n.attrs,
+                }
+                for p, n in entries
+            ]
+        )
         return
     for path, node in entries:
         suffix = f" -> {safe(node.target)}" if node.type == "symlink" else ("/" if node.type == "dir" else "")
         path = safe(path)
         if long_:
-            click.echo(f"{mode_string(node.type, node.mode)} {node.uid:>5} {node.gid:>5} {node.size:>12} "
-                       f"{local_time(node.mtime_ns)} {path}{suffix}")
+            click.echo(
+                f"{mode_string(node.type, node.mode)} {node.uid:>5} {node.gid:>5} {node.size:>12} "
+                f"{local_time(node.mtime_ns)} {path}{suffix}"
+            )
         else:
             click.echo(f"{path}{suffix}")

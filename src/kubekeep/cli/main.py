@@ -15,15 +15,32 @@ from kubekeep import process
 
 process.tune()  # before numpy is imported (by the command modules below)
 
-import click
+import click  # noqa: E402
 
-from kubekeep import __version__, errors
-from kubekeep.cli._common import global_options
-from kubekeep.cli.terminal import safe
+from kubekeep import __version__, errors  # noqa: E402
+from kubekeep.cli._common import global_options  # noqa: E402
+from kubekeep.cli.terminal import safe  # noqa: E402
 
 COMMANDS = [
-    "init", "backup", "snapshots", "ls", "cat", "diff", "restore", "check", "forget", "prune",
-    "key", "copy", "unlock", "etcd", "summary", "ui", "agent", "cleanup", "repair",
+    "init",
+    "backup",
+    "snapshots",
+    "ls",
+    "cat",
+    "diff",
+    "restore",
+    "check",
+    "forget",
+    "prune",
+    "key",
+    "copy",
+    "unlock",
+    "etcd",
+    "summary",
+    "ui",
+    "agent",
+    "cleanup",
+    "repair",
 ]
 
 

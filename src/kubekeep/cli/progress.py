@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from kubekeep.engine.backup import Progress as BackupCounters
 
@@ -19,9 +27,15 @@ class BackupProgress:
     def __enter__(self) -> BackupProgress:
         if self.enabled:
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.fields[files]} files"), DownloadColumn(),
-                TransferSpeedColumn(), TimeElapsedColumn(), TextColumn("[dim]{task.fields[current]}"),
-                console=Console(stderr=True), transient=True)
+                SpinnerColumn(),
+                TextColumn("{task.fields[files]} files"),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                TextColumn("[dim]{task.fields[current]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._progress.__enter__()
             self._task = self._progress.add_task("backup", total=None, files=0, current="")
         return self
@@ -47,9 +61,15 @@ class CountProgress:
 
     def __enter__(self) -> CountProgress:
         if self.enabled:
-            self._progress = Progress(SpinnerColumn(), TextColumn(self.description), BarColumn(),
-                                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                      console=Console(stderr=True), transient=True)
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn(self.description),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=None)
         return self

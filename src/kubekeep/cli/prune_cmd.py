@@ -25,14 +25,15 @@ def prune_and_report(repo: Repository, *, max_unused: float, dry_run: bool) -> N
         emit_json(report.to_dict())
         return
     prefix = "would " if dry_run else ""
-    info(f"{prefix}delete {report.packs_deleted} pack(s), {prefix}repack {report.packs_repacked}, "
-         f"keep {report.packs_kept}; {report.blobs_removed} unused blob(s); "
-         f"{prefix}free {human_size(report.bytes_freed)}")
+    info(
+        f"{prefix}delete {report.packs_deleted} pack(s), {prefix}repack {report.packs_repacked}, "
+        f"keep {report.packs_kept}; {report.blobs_removed} unused blob(s); "
+        f"{prefix}free {human_size(report.bytes_freed)}"
+    )
 
 
 @click.command(short_help="Remove unreferenced data from the repository.")
-@click.option("--max-unused", default="10%", show_default=True,
-              help="Repack packs whose unused share exceeds this.")
+@click.option("--max-unused", default="10%", show_default=True, help="Repack packs whose unused share exceeds this.")
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be done.")
 @global_options
 @with_repository

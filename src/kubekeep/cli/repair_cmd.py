@@ -34,9 +34,11 @@ def index(repo: Repository, dry_run: bool) -> None:
     if report.packs_missing:
         info(f"{len(report.packs_missing)} pack(s) the old index listed are missing from storage")
     prefix = "would " if dry_run else ""
-    info(f"read {report.packs_read} of {report.packs} pack header(s), {report.blobs} blob(s); "
-         f"{prefix}write {report.index_files_written if not dry_run else 'new'} index file(s), "
-         f"{prefix}delete {report.index_files_deleted if not dry_run else 'the old'} index file(s)")
+    info(
+        f"read {report.packs_read} of {report.packs} pack header(s), {report.blobs} blob(s); "
+        f"{prefix}write {report.index_files_written if not dry_run else 'new'} index file(s), "
+        f"{prefix}delete {report.index_files_deleted if not dry_run else 'the old'} index file(s)"
+    )
 
 
 @command.command("snapshots", short_help="Rewrite snapshots without the data that is gone.")
@@ -60,8 +62,10 @@ def snapshots(repo: Repository, snapshots: tuple[str, ...], forget: bool, dry_ru
         if entry.status == "unrepairable":
             warn(f"snapshot {entry.id[:8]} cannot be repaired: {entry.error}")
         elif entry.status == "already repaired":
-            info(f"snapshot {entry.id[:8]}: already repaired as {str(entry.new_id)[:8]}"
-                 + ("; removed" if entry.forgotten else ""))
+            info(
+                f"snapshot {entry.id[:8]}: already repaired as {str(entry.new_id)[:8]}"
+                + ("; removed" if entry.forgotten else "")
+            )
         elif entry.forgotten:
             info(f"snapshot {entry.id[:8]}: removed")
     counts: dict[str, int] = {}

@@ -18,24 +18,57 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 
 @click.command(short_help="Restore a snapshot to a destination.")
 @click.argument("ref", metavar="SNAPSHOT[:PATH]")
-@click.option("--to", "--target", "-t", "destination", required=True,
-              help="Destination: a directory (or fs:PATH), or a connector URI.")
+@click.option(
+    "--to",
+    "--target",
+    "-t",
+    "destination",
+    required=True,
+    help="Destination: a directory (or fs:PATH), or a connector URI.",
+)
 @click.option("--include", "includes", multiple=True, help="Restore only paths matching this glob (repeatable).")
 @click.option("--exclude", "excludes", multiple=True, help="Skip paths matching this glob (repeatable).")
-@click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
-              help="Manifests: objects in this namespace and the Namespace itself (repeatable).")
-@click.option("--kind", "kinds", multiple=True, metavar="KIND",
-              help="Manifests: objects of this kind or resource (Deployment, deployments.apps, deploy; repeatable).")
-@click.option("--name", "names", multiple=True, metavar="NAME", help="Manifests: objects with this name or glob (repeatable).")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Manifests: objects in this namespace and the Namespace itself (repeatable).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help="Manifests: objects of this kind or resource (Deployment, deployments.apps, deploy; repeatable).",
+)
+@click.option(
+    "--name", "names", multiple=True, metavar="NAME", help="Manifests: objects with this name or glob (repeatable)."
+)
 @click.option("--selector", "-l", help="Manifests: objects matching this label selector.")
-@click.option("--namespace-map", "namespace_map", multiple=True, metavar="OLD=NEW",
-              help="Manifests: restore namespace OLD as NEW (repeatable).")
-@click.option("--existing", type=click.Choice(["skip", "update"]), default=None,
-              help="k8s://: leave objects that exist alone (skip, the default) or apply the snapshot over them (update).")
+@click.option(
+    "--namespace-map",
+    "namespace_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Manifests: restore namespace OLD as NEW (repeatable).",
+)
+@click.option(
+    "--existing",
+    type=click.Choice(["skip", "update"]),
+    default=None,
+    help="k8s://: leave objects that exist alone (skip, the default) or apply the snapshot over them (update).",
+)
 @click.option("--dry-run", is_flag=True, help="k8s://: show what would happen (server-side dry run); change nothing.")
-@click.option("--restore-status", is_flag=True, help="Manifests: restore status fields too (controllers recompute them).")
-@click.option("--keep-managed-fields", is_flag=True,
-              help="Manifests: restore managedFields (field ownership) as in the snapshot; one more request per object.")
+@click.option(
+    "--restore-status", is_flag=True, help="Manifests: restore status fields too (controllers recompute them)."
+)
+@click.option(
+    "--keep-managed-fields",
+    is_flag=True,
+    help="Manifests: restore managedFields (field ownership) as in the snapshot; one more request per object.",
+)
 @click.option("--raw", is_flag=True, help="Manifests to fs:: write the snapshot's files as stored, not clean YAML.")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="k8s://: requests in flight (default 64).")
 @click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
@@ -43,27 +76,59 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 @volume_options(restore=True)
 @global_options
 @with_repository
-def command(repo: Repository, ref: str, destination: str, includes: tuple[str, ...],
-            excludes: tuple[str, ...], namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
-            selector: str | None, namespace_map: tuple[str, ...], existing: str | None, dry_run: bool,
-            restore_status: bool, keep_managed_fields: bool, raw: bool, concurrency: int | None,
-            context: str | None, kubeconfig: str | None, volume: dict[str, Any]) -> None:
+def command(
+    repo: Repository,
+    ref: str,
+    destination: str,
+    includes: tuple[str, ...],
+    excludes: tuple[str, ...],
+    namespaces: tuple[str, ...],
+    kinds: tuple[str, ...],
+    names: tuple[str, ...],
+    selector: str | None,
+    namespace_map: tuple[str, ...],
+    existing: str | None,
+    dry_run: bool,
+    restore_status: bool,
+    keep_managed_fields: bool,
+    raw: bool,
+    concurrency: int | None,
+    context: str | None,
+    kubeconfig: str | None,
+    volume: dict[str, Any],
+) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest'), or only PATH within it, to DEST. The
     contents of a directory PATH land directly in DEST.
 
     A manifests snapshot (taken from k8s://) restores into a cluster (--to k8s://[CONTEXT]) in
     dependency order, or to a directory as clean YAML for kubectl apply; --namespace, --kind,
     --name and --selector pick objects (docs/manifests.md)."""
-    options: dict[str, Any] = {k: v for k, v in (
-        ("existing", existing), ("dry_run", dry_run), ("restore_status", restore_status),
-        ("keep_managed_fields", keep_managed_fields), ("raw", raw), ("context", context), ("kubeconfig", kubeconfig),
-        ("concurrency", concurrency),
-        ("namespace_map", parse_namespace_map(namespace_map))) if v}
+    options: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("existing", existing),
+            ("dry_run", dry_run),
+            ("restore_status", restore_status),
+            ("keep_managed_fields", keep_managed_fields),
+            ("raw", raw),
+            ("context", context),
+            ("kubeconfig", kubeconfig),
+            ("concurrency", concurrency),
+            ("namespace_map", parse_namespace_map(namespace_map)),
+        )
+        if v
+    }
     if connectors.scheme_of(destination) == "pvc":
         options.update(volume)
     select = ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
-    stats = api.restore(repo, ref, destination, include=_filter(includes, excludes), options=options,
-                        select=None if select.empty() else select)
+    stats = api.restore(
+        repo,
+        ref,
+        destination,
+        include=_filter(includes, excludes),
+        options=options,
+        select=None if select.empty() else select,
+    )
     failed = [r for r in stats.results if r["action"] in ("failed", "would fail")]
     if settings().json:
         emit_json(stats.to_dict())
@@ -72,14 +137,19 @@ def command(repo: Repository, ref: str, destination: str, includes: tuple[str, .
             warn(w)
         if stats.results:
             counts = print_report(stats.results, quiet=settings().quiet)
-            info(", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-                 + f" in {stats.duration_s:.2f} s" + (" (dry run: nothing was changed)" if dry_run else ""))
+            info(
+                ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+                + f" in {stats.duration_s:.2f} s"
+                + (" (dry run: nothing was changed)" if dry_run else "")
+            )
     if failed:
         raise errors.ConnectorError(f"{len(failed)} of {len(stats.results)} objects could not be restored")
     if settings().json or stats.results:
         return
-    info(f"restored {stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks, "
-         f"{human_size(stats.bytes)} in {stats.duration_s:.2f} s to {destination}")
+    info(
+        f"restored {stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks, "
+        f"{human_size(stats.bytes)} in {stats.duration_s:.2f} s to {destination}"
+    )
 
 
 def _filter(includes: tuple[str, ...], excludes: tuple[str, ...]) -> Any:

@@ -23,8 +23,9 @@ from kubekeep.engine.repository import Repository
 @click.option("--latest", type=int, default=0, help="Only the N most recent.")
 @global_options
 @with_repository
-def command(repo: Repository, tags: tuple[str, ...], source: str | None, kind: str | None,
-            host: str | None, latest: int) -> None:
+def command(
+    repo: Repository, tags: tuple[str, ...], source: str | None, kind: str | None, host: str | None, latest: int
+) -> None:
     """List the repository's snapshots, oldest first."""
     snaps = api.snapshots(repo, tags=tags, source=source, kind=kind, host=host)
     if latest:
@@ -34,11 +35,19 @@ def command(repo: Repository, tags: tuple[str, ...], source: str | None, kind: s
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("ID", "Time", "Host", "Kind", "Source", "Tags", "Size"):
-        table.add_column(col, justify="right" if col == "Size" else "left",
-                         no_wrap=col not in ("Source", "Tags"), overflow="fold")
+        table.add_column(
+            col, justify="right" if col == "Size" else "left", no_wrap=col not in ("Source", "Tags"), overflow="fold"
+        )
     for s in snaps:
-        cells = (s.short_id, local_time(s.time), s.source.get("host") or s.hostname, s.kind, s.uri,
-                 ",".join(s.tags), human_size(s.stats.get("bytes_total", 0)))
+        cells = (
+            s.short_id,
+            local_time(s.time),
+            s.source.get("host") or s.hostname,
+            s.kind,
+            s.uri,
+            ",".join(s.tags),
+            human_size(s.stats.get("bytes_total", 0)),
+        )
         table.add_row(*(Text(safe(c)) for c in cells))  # Text: no rich markup from a tag or host
     # piped output keeps whole lines (like restic); a terminal wraps long sources
     Console(width=None if sys.stdout.isatty() else 400).print(table)

@@ -25,7 +25,7 @@ def safe(text: object) -> str:
     """``text`` as it may be shown on a terminal."""
     s = str(text)
     try:
-        raw = s.encode("utf-8", "surrogateescape")   # names that are not UTF-8 (os.fsdecode)
+        raw = s.encode("utf-8", "surrogateescape")  # names that are not UTF-8 (os.fsdecode)
     except UnicodeEncodeError:
         raw = s.encode("utf-8", "backslashreplace")
     return _UNSAFE.sub(_escape, raw.decode("utf-8", "backslashreplace"))

@@ -94,9 +94,9 @@ class Entry:
 class SourceInfo:
     """What a snapshot was taken from; stored in the snapshot's metadata."""
 
-    uri: str            # normalised source URI, e.g. "fs:/srv/data", "k8s://prod", "etcd://10.0.0.1:2379"
-    kind: str           # layer: "fs", "manifests", "etcd", "volume", ...
-    host: str = ""      # host name or cluster name the data came from
+    uri: str  # normalised source URI, e.g. "fs:/srv/data", "k8s://prod", "etcd://10.0.0.1:2379"
+    kind: str  # layer: "fs", "manifests", "etcd", "volume", ...
+    host: str = ""  # host name or cluster name the data came from
     extra: dict[str, Any] = field(default_factory=dict)
 
 

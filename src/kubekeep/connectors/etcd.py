@@ -142,9 +142,7 @@ class EtcdImporter(Importer):
             for err in self._status.errors:
                 self._warnings.append(f"etcd at {self._status.endpoint} reports: {err}")
             if self._status.leader in ("", "0"):
-                self._warnings.append(
-                    f"etcd at {self._status.endpoint} has no leader; its snapshot may be stale"
-                )
+                self._warnings.append(f"etcd at {self._status.endpoint} has no leader; its snapshot may be stale")
         st = self._status
         cluster = st.cluster_id if st.cluster_id not in ("", "0") else ""
         return SourceInfo(

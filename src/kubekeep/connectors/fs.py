@@ -75,15 +75,15 @@ def _component_regex(part: str) -> str:
             out += "[^/]"
         elif c == "[":
             j = i + 1
-            if part[j:j + 1] == "!":
+            if part[j : j + 1] == "!":
                 j += 1
-            if part[j:j + 1] == "]":
+            if part[j : j + 1] == "]":
                 j += 1
             j = part.find("]", j)
             if j < 0:
                 out += re.escape(c)  # no closing bracket: a literal "["
             else:
-                body = part[i + 1:j].replace("\\", "\\\\")
+                body = part[i + 1 : j].replace("\\", "\\\\")
                 out += "[^/" + body[1:] + "]" if body.startswith("!") else "[" + body + "]"
                 i = j
         else:
@@ -145,8 +145,12 @@ class FsImporter(Importer):
                 yield from self._walk(item.path, rel)
 
     def _entry(self, path: str, rel: str, st: os.stat_result) -> Entry | None:
-        common: dict[str, Any] = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-                                      mtime_ns=st.st_mtime_ns)
+        common: dict[str, Any] = {
+            "mode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "mtime_ns": st.st_mtime_ns,
+        }
         if stat.S_ISDIR(st.st_mode):
             return Entry(rel, EntryType.DIR, **common)
         if stat.S_ISLNK(st.st_mode):
@@ -158,8 +162,14 @@ class FsImporter(Importer):
             return Entry(rel, EntryType.SYMLINK, target=target, **common)
         if stat.S_ISREG(st.st_mode):
             key = _REUSE.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            return Entry(rel, EntryType.FILE, size=st.st_size, reuse_key=key,
-                         opener=lambda p=path: open(p, "rb", buffering=0), **common)  # type: ignore[misc]
+            return Entry(
+                rel,
+                EntryType.FILE,
+                size=st.st_size,
+                reuse_key=key,
+                opener=lambda p=path: open(p, "rb", buffering=0),
+                **common,
+            )  # type: ignore[misc]
         self._warnings.append(f"{_printable(rel)}: special file (socket, FIFO or device) skipped")
         return None
 
@@ -183,7 +193,7 @@ class FsExporter(Exporter):
         self.root = root
         self.owners = os.geteuid() == 0 if owners is None else owners
         self.private = private
-        self._dirs: list[tuple[Entry, int, int]] = []     # restored directories, their (dev, ino)
+        self._dirs: list[tuple[Entry, int, int]] = []  # restored directories, their (dev, ino)
         self._warnings: list[str] = []
         self._lock = threading.Lock()
         self._umask = _current_umask()
@@ -223,11 +233,14 @@ class FsExporter(Exporter):
                 try:
                     fd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    why = "a symlink or a file is in the way" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
+                    why = (
+                        "a symlink or a file is in the way"
+                        if exc.errno in (errno.ELOOP, errno.ENOTDIR)
                         else exc.strerror
-                    at_part = _printable("/".join(parts[:i + 1]))
+                    )
+                    at_part = _printable("/".join(parts[: i + 1]))
                     raise errors.EntryFailed(f"{_printable(path)}: cannot open directory {at_part}: {why}") from None
-                self._open["/".join(parts[:i + 1])] = [fd, 0]
+                self._open["/".join(parts[: i + 1])] = [fd, 0]
             self._open[path][1] = 1
             self._evict()
             return fd
@@ -321,8 +334,9 @@ class FsExporter(Exporter):
             except OSError as exc:
                 raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
             if in_the_way:
-                raise errors.EntryFailed(f"{_printable(entry.path)}: cannot restore the file: "
-                                         "a directory is in the way") from None
+                raise errors.EntryFailed(
+                    f"{_printable(entry.path)}: cannot restore the file: a directory is in the way"
+                ) from None
         except OSError as exc:
             raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
         try:
@@ -354,8 +368,9 @@ class FsExporter(Exporter):
                 os.symlink(entry.target, name, dir_fd=pfd)
             except FileExistsError:
                 if stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
-                    raise errors.EntryFailed(f"{_printable(entry.path)}: cannot create the symlink: "
-                                             "a directory is in the way") from None
+                    raise errors.EntryFailed(
+                        f"{_printable(entry.path)}: cannot create the symlink: a directory is in the way"
+                    ) from None
                 os.unlink(name, dir_fd=pfd)
                 os.symlink(entry.target, name, dir_fd=pfd)
             self._symlink_metadata(pfd, name, entry)
@@ -456,8 +471,8 @@ def _write_sparse(fd: int, data: Iterable[bytes]) -> None:
             continue
         if type(piece) is not bytes:
             piece = bytes(piece)
-        start = 0                       # of what is still to be written
-        at = -pos % _HOLE               # the first block boundary within the piece
+        start = 0  # of what is still to be written
+        at = -pos % _HOLE  # the first block boundary within the piece
         while at + _HOLE <= n:
             if not _zero_block(piece, at):
                 at += _HOLE
@@ -484,7 +499,7 @@ def _zero_block(piece: bytes, at: int) -> bool:
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _current_umask() -> int:

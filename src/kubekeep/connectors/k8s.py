@@ -66,11 +66,21 @@ def _mtime_ns(timestamp: str | None, default: int) -> int:
 class K8sImporter(Importer):
     scheme = SCHEME
 
-    def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
-                 include_namespaces: Iterable[str] = (), exclude_namespaces: Iterable[str] = (),
-                 include_resources: Iterable[str] = (), exclude_resources: Iterable[str] = (),
-                 selector: str | None = None, include_noisy: bool = False, concurrency: int = 8,
-                 page_size: int = listing.PAGE_SIZE, volumes: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        *,
+        include_namespaces: Iterable[str] = (),
+        exclude_namespaces: Iterable[str] = (),
+        include_resources: Iterable[str] = (),
+        exclude_resources: Iterable[str] = (),
+        selector: str | None = None,
+        include_noisy: bool = False,
+        concurrency: int = 8,
+        page_size: int = listing.PAGE_SIZE,
+        volumes: dict[str, Any] | None = None,
+    ) -> None:
         self.include_namespaces = sorted(set(include_namespaces))
         self.exclude_namespaces = frozenset(exclude_namespaces)
         self.include_resources = ResourceMatcher.of(include_resources)
@@ -89,8 +99,10 @@ class K8sImporter(Importer):
         self._volumes: ClusterVolumes | None = None
         if volumes is not None:
             from kubekeep.connectors.pvc import cluster_volumes  # the agent's client: only when asked for
-            self._volumes = cluster_volumes(self.session, volumes, namespaces=self.include_namespaces,
-                                            exclude_namespaces=self.exclude_namespaces)
+
+            self._volumes = cluster_volumes(
+                self.session, volumes, namespaces=self.include_namespaces, exclude_namespaces=self.exclude_namespaces
+            )
 
     def close(self) -> None:
         if self._volumes is not None:
@@ -107,8 +119,12 @@ class K8sImporter(Importer):
         return self._version
 
     def source(self) -> SourceInfo:
-        return SourceInfo(uri=f"k8s://{self.session.context}", kind="manifests", host=self.session.context,
-                          extra={"server": self.session.server, "version": self.version().get("gitVersion", "")})
+        return SourceInfo(
+            uri=f"k8s://{self.session.context}",
+            kind="manifests",
+            host=self.session.context,
+            extra={"server": self.session.server, "version": self.version().get("gitVersion", "")},
+        )
 
     def warnings(self) -> list[str]:
         return sorted(self._warnings) + (self._volumes.warnings() if self._volumes is not None else [])
@@ -128,8 +144,13 @@ class K8sImporter(Importer):
         for r in disc.resources:
             if not r.listable:
                 continue
-            names: dict[str, Any] = {"group": r.group, "resource": r.resource, "kind": r.kind,
-                                     "short_names": r.short_names, "singular": r.singular}
+            names: dict[str, Any] = {
+                "group": r.group,
+                "resource": r.resource,
+                "kind": r.kind,
+                "short_names": r.short_names,
+                "singular": r.singular,
+            }
             if self.include_resources and not self.include_resources.matches(**names):
                 continue
             if self.exclude_resources.matches(**names):
@@ -144,8 +165,9 @@ class K8sImporter(Importer):
         started = time.monotonic()
         disc = discovery.discover(self.session)
         for gv, message in sorted(disc.errors.items()):
-            self._warn(f"API group version {gv} could not be discovered ({message}); its resources are not "
-                       "in the snapshot")
+            self._warn(
+                f"API group version {gv} could not be discovered ({message}); its resources are not in the snapshot"
+            )
         resources = self.selected_resources(disc)
         jobs: list[tuple[ApiResource, str]] = []
         for r in resources:
@@ -168,16 +190,22 @@ class K8sImporter(Importer):
         version = orjson.dumps(self.version(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
         yield Entry(layout.VERSION_FILE, EntryType.FILE, mode=FILE_MODE, data=version, size=len(version))
         namespaces = {e.attrs.get("namespace") for e in files} - {None}
-        self._stats = {"objects": len(files), "resources": len(resources), "namespaces": len(namespaces),
-                       "by_resource": dict(sorted(counts.items())), "list_seconds": round(time.monotonic() - started, 3),
-                       "discovery": disc.method}
+        self._stats = {
+            "objects": len(files),
+            "resources": len(resources),
+            "namespaces": len(namespaces),
+            "by_resource": dict(sorted(counts.items())),
+            "list_seconds": round(time.monotonic() - started, 3),
+            "discovery": disc.method,
+        }
         if self._volumes is not None:
             yield from self._volumes.entries()
 
     def _list(self, r: ApiResource, namespace: str) -> list[Entry] | None:
         try:
-            items = listing.list_all(self.session, r, namespace=namespace, label_selector=self.selector,
-                                     page_size=self.page_size)
+            items = listing.list_all(
+                self.session, r, namespace=namespace, label_selector=self.selector, page_size=self.page_size
+            )
         except errors.ApiError as exc:
             where = f" in namespace {namespace}" if namespace else ""
             self._warn(f"cannot list {r.full_name} ({r.api_version}){where}: {exc}; not in the snapshot")
@@ -196,7 +224,8 @@ class K8sImporter(Importer):
         if ns and ns in self.exclude_namespaces:
             return None
         if (r.group, r.resource) == ("", "namespaces") and (
-                name in self.exclude_namespaces or (self.include_namespaces and name not in self.include_namespaces)):
+            name in self.exclude_namespaces or (self.include_namespaces and name not in self.include_namespaces)
+        ):
             return None
         try:
             path = layout.object_path(r.group, r.resource, ns, name)
@@ -206,14 +235,23 @@ class K8sImporter(Importer):
         if "apiVersion" in obj and next(iter(obj)) != "apiVersion":
             obj = {"apiVersion": obj["apiVersion"], "kind": obj.get("kind", r.kind), **obj}
         data = serialization.dump(obj)
-        key = f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}".encode() if meta.get("resourceVersion") else None
-        return Entry(path, EntryType.FILE, mode=FILE_MODE, size=len(data), data=data, reuse_key=key,
-                     mtime_ns=_mtime_ns(meta.get("creationTimestamp"), self._started_ns),
-                     attrs=layout.object_attrs(obj, r.group, r.resource))
-
+        key = (
+            f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}".encode() if meta.get("resourceVersion") else None
+        )
+        return Entry(
+            path,
+            EntryType.FILE,
+            mode=FILE_MODE,
+            size=len(data),
+            data=data,
+            reuse_key=key,
+            mtime_ns=_mtime_ns(meta.get("creationTimestamp"), self._started_ns),
+            attrs=layout.object_attrs(obj, r.group, r.resource),
+        )
 
 
 # -- restore ------------------------------------------------------------------------------------
+
 
 class _Buffer:
     """Collects the selected objects (they are small) until ``finish``, parsing them as they
@@ -228,7 +266,10 @@ class _Buffer:
     def add(self, entry: Entry, data: Iterable[bytes]) -> None:
         attrs = entry.attrs
         if (attrs.get("group", ""), attrs.get("resource", "")) in planning.CLUSTER_OWNED:
-            meta = {"name": attrs.get("name", ""), **({"namespace": attrs["namespace"]} if attrs.get("namespace") else {})}
+            meta = {
+                "name": attrs.get("name", ""),
+                **({"namespace": attrs["namespace"]} if attrs.get("namespace") else {}),
+            }
             obj: Any = {"apiVersion": attrs.get("apiVersion", ""), "kind": attrs.get("kind", ""), "metadata": meta}
         else:
             content = b"".join(data)
@@ -248,8 +289,10 @@ class _Buffer:
 
 def _require_manifests(source: SourceInfo) -> None:
     if source.kind != "manifests":
-        raise errors.UsageError(f"a {source.kind or 'non-manifests'} snapshot cannot be restored to k8s://; "
-                                "only manifests snapshots (taken from k8s://) can")
+        raise errors.UsageError(
+            f"a {source.kind or 'non-manifests'} snapshot cannot be restored to k8s://; "
+            "only manifests snapshots (taken from k8s://) can"
+        )
 
 
 class _BufferingExporter(Exporter):
@@ -272,14 +315,26 @@ class _BufferingExporter(Exporter):
 class K8sExporter(_BufferingExporter):
     scheme = SCHEME
 
-    def __init__(self, context: str | None = None, kubeconfig: str | None = None, *, existing: str = "skip",
-                 dry_run: bool = False, restore_status: bool = False, keep_managed_fields: bool = False,
-                 namespace_map: Mapping[str, str] | None = None, snapshot_id: str = "",
-                 concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        *,
+        existing: str = "skip",
+        dry_run: bool = False,
+        restore_status: bool = False,
+        keep_managed_fields: bool = False,
+        namespace_map: Mapping[str, str] | None = None,
+        snapshot_id: str = "",
+        concurrency: int = 64,
+    ) -> None:
         if existing not in ("skip", "update"):
             raise errors.UsageError(f"--existing must be skip or update, not {existing!r}")
-        self.opts = cleaning.CleanOptions(restore_status=restore_status, keep_managed_fields=keep_managed_fields,
-                                          namespace_map=dict(namespace_map or {}))
+        self.opts = cleaning.CleanOptions(
+            restore_status=restore_status,
+            keep_managed_fields=keep_managed_fields,
+            namespace_map=dict(namespace_map or {}),
+        )
         self.label = (planning.RESTORED_FROM_LABEL, snapshot_id) if snapshot_id else None
         self.existing = existing
         self.dry_run = dry_run
@@ -298,9 +353,14 @@ class K8sExporter(_BufferingExporter):
     def finish(self) -> list[str]:
         plan = planning.plan(self.buffer.objects(), self.opts, label=self.label)
         self.buffer = _Buffer()
-        runner = TierRunner(self.session, existing=self.existing, dry_run=self.dry_run,
-                            restore_status=self.opts.restore_status, keep_managed_fields=self.opts.keep_managed_fields,
-                            concurrency=self.concurrency)
+        runner = TierRunner(
+            self.session,
+            existing=self.existing,
+            dry_run=self.dry_run,
+            restore_status=self.opts.restore_status,
+            keep_managed_fields=self.opts.keep_managed_fields,
+            concurrency=self.concurrency,
+        )
         self._results = runner.run(plan)
         return []
 
@@ -316,11 +376,20 @@ class CleanFilesExporter(_BufferingExporter):
 
     scheme = "fs"
 
-    def __init__(self, inner: Exporter, *, namespace_map: Mapping[str, str] | None = None,
-                 restore_status: bool = False, keep_managed_fields: bool = False) -> None:
+    def __init__(
+        self,
+        inner: Exporter,
+        *,
+        namespace_map: Mapping[str, str] | None = None,
+        restore_status: bool = False,
+        keep_managed_fields: bool = False,
+    ) -> None:
         self.inner = inner
-        self.opts = cleaning.CleanOptions(restore_status=restore_status, keep_managed_fields=keep_managed_fields,
-                                          namespace_map=dict(namespace_map or {}))
+        self.opts = cleaning.CleanOptions(
+            restore_status=restore_status,
+            keep_managed_fields=keep_managed_fields,
+            namespace_map=dict(namespace_map or {}),
+        )
         self.buffer = _Buffer()
         self._results: list[dict[str, Any]] = []
 
@@ -344,8 +413,9 @@ class CleanFilesExporter(_BufferingExporter):
                     made.add(d)
                     self.inner.directory(Entry(d, EntryType.DIR, mode=DIR_MODE))
             data = serialization.dump(p.obj)
-            self.inner.file(Entry(path, EntryType.FILE, mode=FILE_MODE, size=len(data), mtime_ns=mtimes[p.path]),
-                            [data])
+            self.inner.file(
+                Entry(path, EntryType.FILE, mode=FILE_MODE, size=len(data), mtime_ns=mtimes[p.path]), [data]
+            )
             self._results.append({**line, "path": path, "action": "written"})
         return self.inner.finish()
 
@@ -356,23 +426,42 @@ class CleanFilesExporter(_BufferingExporter):
         self.inner.close()
 
 
-def open_importer(uri: str, *, context: str | None = None, kubeconfig: str | None = None,
-                  excludes: Iterable[str] = (), **options: Any) -> K8sImporter:
+def open_importer(
+    uri: str, *, context: str | None = None, kubeconfig: str | None = None, excludes: Iterable[str] = (), **options: Any
+) -> K8sImporter:
     if list(excludes):
-        raise errors.UsageError("exclude patterns apply to fs: sources; for k8s:// use --exclude-namespace "
-                                "or --exclude-resource")
-    known = {"include_namespaces", "exclude_namespaces", "include_resources", "exclude_resources", "selector",
-             "include_noisy", "concurrency", "page_size", "volumes"}
+        raise errors.UsageError(
+            "exclude patterns apply to fs: sources; for k8s:// use --exclude-namespace or --exclude-resource"
+        )
+    known = {
+        "include_namespaces",
+        "exclude_namespaces",
+        "include_resources",
+        "exclude_resources",
+        "selector",
+        "include_noisy",
+        "concurrency",
+        "page_size",
+        "volumes",
+    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to k8s:// sources")
     return K8sImporter(context or parse_uri(uri), kubeconfig, **options)
 
 
-def open_exporter(uri: str, *, context: str | None = None, kubeconfig: str | None = None,
-                  **options: Any) -> K8sExporter:
-    known = {"existing", "dry_run", "restore_status", "keep_managed_fields", "namespace_map", "snapshot_id",
-             "concurrency"}
+def open_exporter(
+    uri: str, *, context: str | None = None, kubeconfig: str | None = None, **options: Any
+) -> K8sExporter:
+    known = {
+        "existing",
+        "dry_run",
+        "restore_status",
+        "keep_managed_fields",
+        "namespace_map",
+        "snapshot_id",
+        "concurrency",
+    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to k8s:// destinations")

@@ -37,9 +37,18 @@ NAMESPACE = ("", "namespaces")
 
 
 class TierRunner:
-    def __init__(self, session: Session, *, existing: str = "skip", dry_run: bool = False,
-                 restore_status: bool = False, keep_managed_fields: bool = False, concurrency: int = 16,
-                 crd_timeout: float = 60.0, namespace_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        existing: str = "skip",
+        dry_run: bool = False,
+        restore_status: bool = False,
+        keep_managed_fields: bool = False,
+        concurrency: int = 16,
+        crd_timeout: float = 60.0,
+        namespace_timeout: float = 300.0,
+    ) -> None:
         self.session = session
         self.existing = existing
         self.dry_run = dry_run
@@ -48,10 +57,10 @@ class TierRunner:
         self.concurrency = concurrency
         self.crd_timeout = crd_timeout
         self.namespace_timeout = namespace_timeout
-        self.new_uids: dict[str, str] = {}                 # old uid -> uid in the target cluster
-        self.new_crds: dict[str, tuple[str, str]] = {}     # CRD name -> (group, plural) created now
-        self.pending_namespaces: set[str] = set()          # dry run: namespaces that would be created
-        self.owners: set[str] = set()                      # old uids that other objects refer to
+        self.new_uids: dict[str, str] = {}  # old uid -> uid in the target cluster
+        self.new_crds: dict[str, tuple[str, str]] = {}  # CRD name -> (group, plural) created now
+        self.pending_namespaces: set[str] = set()  # dry run: namespaces that would be created
+        self.owners: set[str] = set()  # old uids that other objects refer to
         self.lock = threading.Lock()
 
     def run(self, plan: list[PlannedObject]) -> list[dict[str, Any]]:
@@ -142,16 +151,25 @@ class TierRunner:
     def _after_write(self, p: PlannedObject, group: str, version: str, resource: str, ns: str) -> list[str]:
         notes = []
         if self.restore_status and p.obj.get("status"):
-            r = applying.patch(self.session, group, version, resource, p.name, {"status": p.obj["status"]},
-                               namespace=ns, subresource="status")
+            r = applying.patch(
+                self.session,
+                group,
+                version,
+                resource,
+                p.name,
+                {"status": p.obj["status"]},
+                namespace=ns,
+                subresource="status",
+            )
             if not r.ok and r.status != 404:  # 404: no status subresource, the status went with the object
                 notes.append(f"status not restored: {_message(r)}")
         managed = (p.obj.get("metadata") or {}).get("managedFields")
         if self.keep_managed_fields and managed:
             # a create makes kubekeep the manager of every field; a patch of managedFields alone
             # replaces the entries as sent
-            r = applying.patch(self.session, group, version, resource, p.name,
-                               {"metadata": {"managedFields": managed}}, namespace=ns)
+            r = applying.patch(
+                self.session, group, version, resource, p.name, {"metadata": {"managedFields": managed}}, namespace=ns
+            )
             if not r.ok:
                 notes.append(f"managedFields not restored: {_message(r)}")
         return notes
@@ -186,17 +204,24 @@ class TierRunner:
     def _dry_run(self, p: PlannedObject) -> dict[str, Any]:
         group, version, resource, ns = self._coordinates(p)
         live = applying.get(self.session, group, version, resource, p.name, namespace=ns)
-        terminating = live is not None and (group, resource) == NAMESPACE and \
-            bool((live.get("metadata") or {}).get("deletionTimestamp"))
+        terminating = (
+            live is not None
+            and (group, resource) == NAMESPACE
+            and bool((live.get("metadata") or {}).get("deletionTimestamp"))
+        )
         if live is None or terminating:
             r = applying.create(self.session, group, version, resource, p.obj, namespace=ns, dry_run=True)
             if r.ok or (r.status == 409 and terminating):
                 self._note_pending(p, group, resource)
-                return {"action": "would create",
-                        **({"reason": "after the terminating namespace is gone"} if terminating else {})}
+                return {
+                    "action": "would create",
+                    **({"reason": "after the terminating namespace is gone"} if terminating else {}),
+                }
             if r.status == 404 and self._created_by_this_restore(p, group, resource):
-                return {"action": "would create",
-                        "reason": "not validated by the server: its namespace or definition is created by this restore"}
+                return {
+                    "action": "would create",
+                    "reason": "not validated by the server: its namespace or definition is created by this restore",
+                }
             return {"action": "would fail", "reason": _message(r)}
         if self.existing == "skip":
             desired = copy.deepcopy(p.obj)

@@ -134,8 +134,15 @@ class VolumeOptions:
         made = []
         for phase, commands in (("pre", self.pre_hooks), ("post", self.post_hooks)):
             for command in commands:
-                made.append(hooks.Hook(phase=phase, command=hooks.parse_command(command), container=self.hook_container,
-                                       timeout=self.hook_timeout, on_error=self.hook_on_error))
+                made.append(
+                    hooks.Hook(
+                        phase=phase,
+                        command=hooks.parse_command(command),
+                        container=self.hook_container,
+                        timeout=self.hook_timeout,
+                        on_error=self.hook_on_error,
+                    )
+                )
         return made
 
 
@@ -166,11 +173,20 @@ def agent_connect(kube: KubeContext, mode: str, pod: dict[str, Any]) -> Connect:
     return lambda: portforward.connect(kube.access, meta["namespace"], meta["name"], protocol.DEFAULT_PORT)
 
 
-def check_helper_admitted(session: Session, namespace: str, claim: str, options: VolumeOptions, *, write: bool,
-                          block: bool, what: str) -> None:
+def check_helper_admitted(
+    session: Session, namespace: str, claim: str, options: VolumeOptions, *, write: bool, block: bool, what: str
+) -> None:
     """Before anything is created: would the namespace admit the helper pod this run needs?"""
-    manifest = pods.helper_manifest("kubekeep-admission-check", namespace, claim, secret_name="kubekeep-admission-check",
-                                    options=options.helper, metadata={}, write=write, block=block)
+    manifest = pods.helper_manifest(
+        "kubekeep-admission-check",
+        namespace,
+        claim,
+        secret_name="kubekeep-admission-check",
+        options=options.helper,
+        metadata={},
+        write=write,
+        block=block,
+    )
     pods.check_admitted(session, manifest, what=what)
 
 
@@ -189,12 +205,14 @@ def clean_claim(manifest: dict[str, Any]) -> dict[str, Any]:
 
 # -- backing up one claim ---------------------------------------------------------------------
 
+
 class VolumeBackup:
     """One claim: ``prepare()`` (hooks, snapshot, temporary claim, helper pod, connection), then
     ``entries()``, then ``close()`` (always), which removes everything ``prepare`` created."""
 
-    def __init__(self, kube: KubeContext, claim: volumes.Claim, options: VolumeOptions, run_id: str, *,
-                 prefix: str = "") -> None:
+    def __init__(
+        self, kube: KubeContext, claim: volumes.Claim, options: VolumeOptions, run_id: str, *, prefix: str = ""
+    ) -> None:
         self.kube = kube
         self.session = kube.session
         self.claim = claim
@@ -242,8 +260,9 @@ class VolumeBackup:
         if not self.options.live:
             return f"cannot snapshot {self.label}: {reason}; back it up live (crash-consistent at best) with --live"
         self.mode = "live"
-        self.warnings.append(f"{self.label}: {reason}, so it was copied live while in use: the copy is "
-                             "crash-consistent at best")
+        self.warnings.append(
+            f"{self.label}: {reason}, so it was copied live while in use: the copy is crash-consistent at best"
+        )
         return None
 
     def prepare(self, spec: ChunkSpec) -> None:
@@ -252,8 +271,15 @@ class VolumeBackup:
             reason = self.plan()
             if reason is not None:
                 raise errors.ConnectorError(reason)
-        check_helper_admitted(self.session, self.claim.namespace, self.claim.name, self.options, write=False,
-                              block=self.claim.block, what=self.label)
+        check_helper_admitted(
+            self.session,
+            self.claim.namespace,
+            self.claim.name,
+            self.options,
+            write=False,
+            block=self.claim.block,
+            what=self.label,
+        )
         t = time.monotonic()
         users = pods.pods_using_claim(self.session, self.claim.namespace, self.claim.name)
         pairs = self._hooks(users)
@@ -278,11 +304,17 @@ class VolumeBackup:
         t = self._lap("helper_start_s", t)
         self._status(f"{self.label}: connecting to the agent")
         meta = pod["metadata"]
-        channel, _hello = open_session(agent_connect(self.kube, self.options.connect, pod), self._secret, "backup",
-                                       timeout=60.0, peer=f"agent of {self.label}",
-                                       alive=lambda: pods.check_running(self.session, meta["namespace"], meta["name"]))
-        self.remote = RemoteBackup(channel, spec, prefix=self.prefix, compress=self.options.compress,
-                                   excludes=self.options.excludes)
+        channel, _hello = open_session(
+            agent_connect(self.kube, self.options.connect, pod),
+            self._secret,
+            "backup",
+            timeout=60.0,
+            peer=f"agent of {self.label}",
+            alive=lambda: pods.check_running(self.session, meta["namespace"], meta["name"]),
+        )
+        self.remote = RemoteBackup(
+            channel, spec, prefix=self.prefix, compress=self.options.compress, excludes=self.options.excludes
+        )
         self._lap("connect_s", t)
 
     def _hooks(self, users: list[dict[str, Any]]) -> list[tuple[dict[str, Any], hooks.Hook]]:
@@ -296,8 +328,9 @@ class VolumeBackup:
             self.warnings.append(f"{self.label}: no running pod uses the claim, so no hook ran")
         return pairs
 
-    def _run_hooks(self, pre: list[tuple[dict[str, Any], hooks.Hook]],
-                   post: list[tuple[dict[str, Any], hooks.Hook]]) -> None:
+    def _run_hooks(
+        self, pre: list[tuple[dict[str, Any], hooks.Hook]], post: list[tuple[dict[str, Any], hooks.Hook]]
+    ) -> None:
         """Run pre hooks; a pod's post hooks run later only if its pre hooks were attempted."""
         attempted = set()
         try:
@@ -305,8 +338,12 @@ class VolumeBackup:
                 attempted.add(pod["metadata"]["uid"])
                 self._hook(pod, hook)
         finally:
-            self._post_pending = [(p, h) for p, h in post if p["metadata"]["uid"] in attempted or
-                                  not any(q["metadata"]["uid"] == p["metadata"]["uid"] for q, _ in pre)]
+            self._post_pending = [
+                (p, h)
+                for p, h in post
+                if p["metadata"]["uid"] in attempted
+                or not any(q["metadata"]["uid"] == p["metadata"]["uid"] for q, _ in pre)
+            ]
 
     def _hook(self, pod: dict[str, Any], hook: hooks.Hook) -> None:
         self._status(f"{self.label}: running {hook.phase}-snapshot hook in {pod['metadata']['name']}")
@@ -340,26 +377,44 @@ class VolumeBackup:
     def _snapshot(self, started: float) -> str:
         claim = self.claim
         name = self.run.name("snap")
-        self._status(f"{self.label}: creating VolumeSnapshot {claim.namespace}/{name} "
-                     f"(class {self.snapshot_class})")
-        self.run.create(volumes.snapshot_path(claim.namespace), volumes.snapshot_manifest(
-            name, claim, self.snapshot_class, self.run.metadata("snapshot")),
-            f"VolumeSnapshot {claim.namespace}/{name}")
-        vs = volumes.wait_snapshot(self.session, claim.namespace, name, timeout=self.options.snapshot_timeout,
-                                   status=self._status, on_cut=lambda _vs: self._finish_post_hooks())
+        self._status(f"{self.label}: creating VolumeSnapshot {claim.namespace}/{name} (class {self.snapshot_class})")
+        self.run.create(
+            volumes.snapshot_path(claim.namespace),
+            volumes.snapshot_manifest(name, claim, self.snapshot_class, self.run.metadata("snapshot")),
+            f"VolumeSnapshot {claim.namespace}/{name}",
+        )
+        vs = volumes.wait_snapshot(
+            self.session,
+            claim.namespace,
+            name,
+            timeout=self.options.snapshot_timeout,
+            status=self._status,
+            on_cut=lambda _vs: self._finish_post_hooks(),
+        )
         t = self._lap("snapshot_s", started)
         restore_size = str((vs.get("status") or {}).get("restoreSize") or claim.size)
         size = max(claim.size, restore_size, key=lambda q: volumes.quantity_bytes(q) if q else 0)
         temp = self.run.name("pvc")
         self._status(f"{self.label}: provisioning PersistentVolumeClaim {claim.namespace}/{temp} from the snapshot")
-        self.run.create(volumes.claim_path(claim.namespace), volumes.claim_manifest(
-            temp, claim.namespace, size=size, storage_class=claim.storage_class, access_modes=claim.access_modes,
-            block=claim.block, metadata=self.run.metadata("snapshot-volume"), snapshot=name),
-            f"PersistentVolumeClaim {claim.namespace}/{temp}")
+        self.run.create(
+            volumes.claim_path(claim.namespace),
+            volumes.claim_manifest(
+                temp,
+                claim.namespace,
+                size=size,
+                storage_class=claim.storage_class,
+                access_modes=claim.access_modes,
+                block=claim.block,
+                metadata=self.run.metadata("snapshot-volume"),
+                snapshot=name,
+            ),
+            f"PersistentVolumeClaim {claim.namespace}/{temp}",
+        )
         sc = volumes.storage_class(self.session, claim.storage_class)
         if (sc or {}).get("volumeBindingMode") != "WaitForFirstConsumer":
-            pvc = volumes.wait_bound(self.session, claim.namespace, temp, timeout=self.options.bind_timeout,
-                                     status=self._status)
+            pvc = volumes.wait_bound(
+                self.session, claim.namespace, temp, timeout=self.options.bind_timeout, status=self._status
+            )
             volumes.ensure_deleted_with_claim(self.session, pvc, self.run.metadata("snapshot-volume"))
         self._lap("provision_s", t)
         return temp
@@ -368,8 +423,10 @@ class VolumeBackup:
         """A live copy of a single-node claim must run where the claim is attached."""
         if "ReadWriteOnce" in self.claim.access_modes or "ReadWriteOncePod" in self.claim.access_modes:
             if "ReadWriteOncePod" in self.claim.access_modes and users:
-                raise errors.ConnectorError(f"{self.label} is ReadWriteOncePod and in use by "
-                                            f"{users[0]['metadata']['name']}: a live copy cannot mount it")
+                raise errors.ConnectorError(
+                    f"{self.label} is ReadWriteOncePod and in use by "
+                    f"{users[0]['metadata']['name']}: a live copy cannot mount it"
+                )
             nodes = {p["spec"].get("nodeName") for p in users if p["spec"].get("nodeName")}
             if len(nodes) == 1:
                 return str(nodes.pop())
@@ -379,16 +436,29 @@ class VolumeBackup:
         ns = self.claim.namespace
         self._secret = protocol.new_secret()
         secret_name = self.run.name("secret")
-        self.run.create(pods.secret_path(ns), pods.secret_manifest(
-            secret_name, ns, self._secret, self.run.metadata("agent-secret")), f"Secret {ns}/{secret_name}")
+        self.run.create(
+            pods.secret_path(ns),
+            pods.secret_manifest(secret_name, ns, self._secret, self.run.metadata("agent-secret")),
+            f"Secret {ns}/{secret_name}",
+        )
         name = self.run.name("agent")
         self._status(f"{self.label}: starting helper pod {ns}/{name} ({self.options.helper.image})")
-        self.run.create(pods.pod_path(ns), pods.helper_manifest(
-            name, ns, claim_name, secret_name=secret_name, options=self.options.helper,
-            metadata=self.run.metadata("agent"), write=False, block=self.claim.block, node_name=node),
-            f"helper pod {ns}/{name}")
-        return pods.wait_running(self.session, ns, name, timeout=self.options.helper.start_timeout,
-                                 status=self._status)
+        self.run.create(
+            pods.pod_path(ns),
+            pods.helper_manifest(
+                name,
+                ns,
+                claim_name,
+                secret_name=secret_name,
+                options=self.options.helper,
+                metadata=self.run.metadata("agent"),
+                write=False,
+                block=self.claim.block,
+                node_name=node,
+            ),
+            f"helper pod {ns}/{name}",
+        )
+        return pods.wait_running(self.session, ns, name, timeout=self.options.helper.start_timeout, status=self._status)
 
     def entries(self) -> Iterator[Entry]:
         assert self.remote is not None
@@ -405,9 +475,16 @@ class VolumeBackup:
         transfer.pop("agent", None)
         if self.remote is not None:
             transfer["bytes_on_wire"] = self.remote.channel.bytes_received
-        return {"claim": self.claim.summary(), "manifest": clean_claim(self.claim.manifest), "mode": self.mode,
-                "snapshot_class": self.snapshot_class or None, "run": self.run.id,
-                "hooks": [r.to_dict() for r in self.hook_results], "transfer": transfer, "timings": self.timings}
+        return {
+            "claim": self.claim.summary(),
+            "manifest": clean_claim(self.claim.manifest),
+            "mode": self.mode,
+            "snapshot_class": self.snapshot_class or None,
+            "run": self.run.id,
+            "hooks": [r.to_dict() for r in self.hook_results],
+            "transfer": transfer,
+            "timings": self.timings,
+        }
 
     def close(self) -> None:
         if self._closed:
@@ -453,9 +530,12 @@ class PvcImporter(Importer):
         self._signals: contextlib.ExitStack | None = None
 
     def source(self) -> SourceInfo:
-        return SourceInfo(uri=f"pvc://{self.kube.access.context}/{self.namespace}/{self.name}", kind="volume",
-                          host=self.kube.access.context,
-                          extra={"namespace": self.namespace, "name": self.name, "server": self.kube.access.server})
+        return SourceInfo(
+            uri=f"pvc://{self.kube.access.context}/{self.namespace}/{self.name}",
+            kind="volume",
+            host=self.kube.access.context,
+            extra={"namespace": self.namespace, "name": self.name, "server": self.kube.access.server},
+        )
 
     def use_chunking(self, spec: ChunkSpec) -> None:
         self._spec = spec
@@ -485,6 +565,7 @@ class PvcImporter(Importer):
 
 # -- cluster backups ----------------------------------------------------------------------------
 
+
 class ClusterVolumes:
     """The files of many claims under ``volumes/<namespace>/<claim>/``, for a cluster backup.
 
@@ -494,8 +575,16 @@ class ClusterVolumes:
     unless ``live`` is set.
     """
 
-    def __init__(self, kube: KubeContext, options: VolumeOptions, *, namespaces: Iterable[str] = (),
-                 exclude_namespaces: Iterable[str] = (), selector: str = "", parallel: int = 2) -> None:
+    def __init__(
+        self,
+        kube: KubeContext,
+        options: VolumeOptions,
+        *,
+        namespaces: Iterable[str] = (),
+        exclude_namespaces: Iterable[str] = (),
+        selector: str = "",
+        parallel: int = 2,
+    ) -> None:
         self.kube = kube
         self.options = options
         self.namespaces = sorted(set(namespaces))
@@ -527,8 +616,9 @@ class ClusterVolumes:
             raise errors.ConnectorError("volumes need the repository's chunking (use_chunking) before entries()")
         spec = self._spec
         for claim in self.claims():
-            vb = VolumeBackup(self.kube, claim, self.options, self.run_id,
-                              prefix=f"{VOLUMES_DIR}/{claim.namespace}/{claim.name}")
+            vb = VolumeBackup(
+                self.kube, claim, self.options, self.run_id, prefix=f"{VOLUMES_DIR}/{claim.namespace}/{claim.name}"
+            )
             reason = vb.plan()
             if reason is None:
                 self.volumes.append(vb)
@@ -573,9 +663,12 @@ class ClusterVolumes:
                         vb.close()
 
     def report(self) -> dict[str, Any]:
-        return {"volumes": {vb.label: vb.report() for vb in self.volumes if vb.label not in
-                            {s["claim"] for s in self.skipped}},
-                "skipped": self.skipped}
+        return {
+            "volumes": {
+                vb.label: vb.report() for vb in self.volumes if vb.label not in {s["claim"] for s in self.skipped}
+            },
+            "skipped": self.skipped,
+        }
 
     def warnings(self) -> list[str]:
         return self._warnings + [w for vb in self.volumes for w in vb.warnings]
@@ -588,11 +681,19 @@ class ClusterVolumes:
 
 # -- restoring ----------------------------------------------------------------------------------
 
+
 class VolumeRestore:
     """One claim being written: target claim (existing or new), helper pod, agent session."""
 
-    def __init__(self, kube: KubeContext, namespace: str, name: str, options: VolumeOptions,
-                 recorded: dict[str, Any] | None, run_id: str) -> None:
+    def __init__(
+        self,
+        kube: KubeContext,
+        namespace: str,
+        name: str,
+        options: VolumeOptions,
+        recorded: dict[str, Any] | None,
+        run_id: str,
+    ) -> None:
         self.kube = kube
         self.session = kube.session
         self.namespace = namespace
@@ -613,10 +714,14 @@ class VolumeRestore:
     def open(self) -> None:
         status = self.options.status
         existing = volumes.get(self.session, volumes.claim_path(self.namespace, self.name))
-        block = (existing or {}).get("spec", {}).get("volumeMode") == "Block" if existing else \
-            self.recorded.get("volumeMode") == "Block"
-        check_helper_admitted(self.session, self.namespace, self.name, self.options, write=True, block=block,
-                              what=self.label)
+        block = (
+            (existing or {}).get("spec", {}).get("volumeMode") == "Block"
+            if existing
+            else self.recorded.get("volumeMode") == "Block"
+        )
+        check_helper_admitted(
+            self.session, self.namespace, self.name, self.options, write=True, block=block, what=self.label
+        )
         if existing is None:
             self._create_claim()
         else:
@@ -625,54 +730,88 @@ class VolumeRestore:
             if self.recorded and recorded_block != self.block:
                 raise errors.ConnectorError(
                     f"PersistentVolumeClaim {self.label} is a {'block' if self.block else 'filesystem'} volume, the "
-                    f"snapshot holds a {'block' if recorded_block else 'filesystem'} volume")
+                    f"snapshot holds a {'block' if recorded_block else 'filesystem'} volume"
+                )
         users = pods.pods_using_claim(self.session, self.namespace, self.name)
         node = ""
         if users:
-            self.warnings.append(f"{self.label} is in use by {', '.join(p['metadata']['name'] for p in users)}: "
-                                 "files were replaced under a running application")
+            self.warnings.append(
+                f"{self.label} is in use by {', '.join(p['metadata']['name'] for p in users)}: "
+                "files were replaced under a running application"
+            )
             nodes = {p["spec"].get("nodeName") for p in users}
             node = str(nodes.pop()) if len(nodes) == 1 else ""
         secret = protocol.new_secret()
         secret_name = self.run.name("secret")
-        self.run.create(pods.secret_path(self.namespace), pods.secret_manifest(
-            secret_name, self.namespace, secret, self.run.metadata("agent-secret")),
-            f"Secret {self.label}")
+        self.run.create(
+            pods.secret_path(self.namespace),
+            pods.secret_manifest(secret_name, self.namespace, secret, self.run.metadata("agent-secret")),
+            f"Secret {self.label}",
+        )
         pod_name = self.run.name("agent")
         status(f"{self.label}: starting helper pod {self.namespace}/{pod_name} (read-write)")
-        self.run.create(pods.pod_path(self.namespace), pods.helper_manifest(
-            pod_name, self.namespace, self.name, secret_name=secret_name, options=self.options.helper,
-            metadata=self.run.metadata("agent"), write=True, block=self.block, node_name=node),
-            f"helper pod {self.namespace}/{pod_name}")
-        pod = pods.wait_running(self.session, self.namespace, pod_name, timeout=self.options.helper.start_timeout,
-                                status=status)
-        channel, hello = open_session(agent_connect(self.kube, self.options.connect, pod), secret, "restore",
-                                      timeout=60.0, peer=f"agent of {self.label}",
-                                      alive=lambda: pods.check_running(self.session, self.namespace, pod_name))
-        self.remote = RemoteRestore(channel, writers=int(hello.get("writers", 4)), compress=self.options.compress,
-                                    owners=self.options.owners)
+        self.run.create(
+            pods.pod_path(self.namespace),
+            pods.helper_manifest(
+                pod_name,
+                self.namespace,
+                self.name,
+                secret_name=secret_name,
+                options=self.options.helper,
+                metadata=self.run.metadata("agent"),
+                write=True,
+                block=self.block,
+                node_name=node,
+            ),
+            f"helper pod {self.namespace}/{pod_name}",
+        )
+        pod = pods.wait_running(
+            self.session, self.namespace, pod_name, timeout=self.options.helper.start_timeout, status=status
+        )
+        channel, hello = open_session(
+            agent_connect(self.kube, self.options.connect, pod),
+            secret,
+            "restore",
+            timeout=60.0,
+            peer=f"agent of {self.label}",
+            alive=lambda: pods.check_running(self.session, self.namespace, pod_name),
+        )
+        self.remote = RemoteRestore(
+            channel, writers=int(hello.get("writers", 4)), compress=self.options.compress, owners=self.options.owners
+        )
         status(f"{self.label}: writing files")
 
     def _create_claim(self) -> None:
         size = self.options.size or self.recorded.get("size")
-        storage_class = self.options.storage_class if self.options.storage_class is not None else \
-            self.recorded.get("storageClassName", "")
+        storage_class = (
+            self.options.storage_class
+            if self.options.storage_class is not None
+            else self.recorded.get("storageClassName", "")
+        )
         if not size:
-            raise errors.UsageError(f"PersistentVolumeClaim {self.label} does not exist and the snapshot records no "
-                                    "size for it: give --size (and --storage-class)")
+            raise errors.UsageError(
+                f"PersistentVolumeClaim {self.label} does not exist and the snapshot records no "
+                "size for it: give --size (and --storage-class)"
+            )
         volumes.quantity_bytes(str(size))
         self.block = self.recorded.get("volumeMode") == "Block"
-        manifest = volumes.claim_manifest(self.name, self.namespace, size=str(size), storage_class=storage_class or "",
-                                          access_modes=list(self.recorded.get("accessModes") or ["ReadWriteOnce"]),
-                                          block=self.block, metadata={"labels": {cleanup.MANAGED_BY: "kubekeep"}})
-        self.options.status(f"creating PersistentVolumeClaim {self.label} ({size}, class "
-                            f"{storage_class or 'default'})")
+        manifest = volumes.claim_manifest(
+            self.name,
+            self.namespace,
+            size=str(size),
+            storage_class=storage_class or "",
+            access_modes=list(self.recorded.get("accessModes") or ["ReadWriteOnce"]),
+            block=self.block,
+            metadata={"labels": {cleanup.MANAGED_BY: "kubekeep"}},
+        )
+        self.options.status(f"creating PersistentVolumeClaim {self.label} ({size}, class {storage_class or 'default'})")
         volumes.create(self.session, volumes.claim_path(self.namespace), manifest)
         self.created_claim = True
         sc = volumes.storage_class(self.session, storage_class or "")
         if (sc or {}).get("volumeBindingMode") != "WaitForFirstConsumer":
-            volumes.wait_bound(self.session, self.namespace, self.name, timeout=self.options.bind_timeout,
-                               status=self.options.status)
+            volumes.wait_bound(
+                self.session, self.namespace, self.name, timeout=self.options.bind_timeout, status=self.options.status
+            )
 
     def finish(self) -> list[str]:
         if self.remote is None:
@@ -723,8 +862,9 @@ class PvcExporter(Exporter):
         parts = path.split("/")
         if self.namespace:
             if len(parts) < 2:
-                raise errors.ConnectorError(f"{path}: restoring to pvc://{self.namespace} takes a directory of "
-                                            "claims (<claim>/<files>)")
+                raise errors.ConnectorError(
+                    f"{path}: restoring to pvc://{self.namespace} takes a directory of claims (<claim>/<files>)"
+                )
             return (self.namespace, parts[0]), "/".join(parts[1:])
         if len(parts) < 3:
             raise errors.ConnectorError(f"{path}: restoring to pvc:// takes a directory of namespaces of claims")
@@ -749,8 +889,9 @@ class PvcExporter(Exporter):
         routed = copy.copy(entry)
         routed.path = inner
         if target.block and (entry.type != EntryType.FILE or inner != BLOCK_IMAGE):
-            raise errors.ConnectorError(f"{target.label} is a block volume: it takes the one file {BLOCK_IMAGE}, "
-                                            f"not {entry.type.value} {inner}")
+            raise errors.ConnectorError(
+                f"{target.label} is a block volume: it takes the one file {BLOCK_IMAGE}, not {entry.type.value} {inner}"
+            )
         return target.remote, routed
 
     def directory(self, entry: Entry) -> None:
@@ -779,11 +920,23 @@ class PvcExporter(Exporter):
         out = []
         for t in self.targets.values():
             st = t.stats
-            what = "image" if t.block else f"{st.get('files', 0)} files, {st.get('dirs', 0)} dirs, " \
-                f"{st.get('symlinks', 0)} symlinks"
-            out.append({"action": "written", "kind": "PersistentVolumeClaim", "namespace": t.namespace,
-                        "name": t.name, "reason": ("new claim; " if t.created_claim else "") + what,
-                        "created": t.created_claim, "block": t.block, "stats": st})
+            what = (
+                "image"
+                if t.block
+                else f"{st.get('files', 0)} files, {st.get('dirs', 0)} dirs, {st.get('symlinks', 0)} symlinks"
+            )
+            out.append(
+                {
+                    "action": "written",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": t.namespace,
+                    "name": t.name,
+                    "reason": ("new claim; " if t.created_claim else "") + what,
+                    "created": t.created_claim,
+                    "block": t.block,
+                    "stats": st,
+                }
+            )
         return out
 
     def close(self) -> None:
@@ -804,14 +957,20 @@ def open_exporter(uri: str, **options: Any) -> PvcExporter:
     return PvcExporter(uri, VolumeOptions.from_options(options))
 
 
-def cluster_volumes(session: Session, options: dict[str, Any], *, namespaces: Iterable[str] = (),
-                    exclude_namespaces: Iterable[str] = ()) -> ClusterVolumes:
+def cluster_volumes(
+    session: Session, options: dict[str, Any], *, namespaces: Iterable[str] = (), exclude_namespaces: Iterable[str] = ()
+) -> ClusterVolumes:
     """The volume part of a ``k8s://`` backup (``--volumes``), on the importer's connection.
     ``options``: the pvc options, plus ``selector`` (claims' labels) and ``parallel``."""
     opts = dict(options)
     selector = str(opts.pop("selector", "") or "")
     parallel = int(opts.pop("parallel", 2) or 2)
     volume_options = VolumeOptions.from_options(opts)
-    return ClusterVolumes(KubeContext(volume_options, None, session=session), volume_options,
-                          namespaces=namespaces, exclude_namespaces=exclude_namespaces, selector=selector,
-                          parallel=parallel)
+    return ClusterVolumes(
+        KubeContext(volume_options, None, session=session),
+        volume_options,
+        namespaces=namespaces,
+        exclude_namespaces=exclude_namespaces,
+        selector=selector,
+        parallel=parallel,
+    )

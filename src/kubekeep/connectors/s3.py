@@ -90,8 +90,9 @@ class _Bucket(S3Backend):
                     del buf[:PART_SIZE]
             if buf or not parts:
                 parts.append(self._part(key, upload_id, len(parts) + 1, bytes(buf), path))
-            self._client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                   MultipartUpload={"Parts": parts})
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the original failure is the one to report
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -100,8 +101,9 @@ class _Bucket(S3Backend):
             raise
 
     def _part(self, key: str, upload_id: str, number: int, body: bytes, path: str) -> dict[str, Any]:
-        response = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                            Body=body)
+        response = self._client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
 
@@ -125,8 +127,12 @@ class S3Exporter(Exporter):
             self._symlinks.append(entry.path)
 
     def file(self, entry: Entry, data: Iterable[bytes]) -> None:
-        metadata = {"kubekeep-mode": f"{entry.mode:04o}", "kubekeep-uid": str(entry.uid),
-                    "kubekeep-gid": str(entry.gid), "kubekeep-mtime-ns": str(entry.mtime_ns)}
+        metadata = {
+            "kubekeep-mode": f"{entry.mode:04o}",
+            "kubekeep-uid": str(entry.uid),
+            "kubekeep-gid": str(entry.gid),
+            "kubekeep-mtime-ns": str(entry.mtime_ns),
+        }
         self.bucket.put_stream(entry.path, data, entry.size, metadata)
         with self._lock:
             self.objects += 1
@@ -134,7 +140,9 @@ class S3Exporter(Exporter):
     def finish(self) -> list[str]:
         if not self._symlinks:
             return []
-        shown = ", ".join(self._symlinks[:3]) + (f" and {len(self._symlinks) - 3} more" if len(self._symlinks) > 3 else "")
+        shown = ", ".join(self._symlinks[:3]) + (
+            f" and {len(self._symlinks) - 3} more" if len(self._symlinks) > 3 else ""
+        )
         return [f"{len(self._symlinks)} symlink(s) not written (S3 has no symlinks): {shown}"]
 
     def close(self) -> None:

@@ -37,10 +37,10 @@ class BackupStats:
     dirs: int = 0
     symlinks: int = 0
     files_unchanged: int = 0
-    bytes_total: int = 0          # logical size of all files
-    bytes_read: int = 0           # bytes actually read and chunked
-    bytes_new: int = 0            # plaintext bytes of blobs the repository did not have
-    bytes_stored: int = 0         # bytes added to the repository
+    bytes_total: int = 0  # logical size of all files
+    bytes_read: int = 0  # bytes actually read and chunked
+    bytes_new: int = 0  # plaintext bytes of blobs the repository did not have
+    bytes_stored: int = 0  # bytes added to the repository
     blobs_new: int = 0
     duration_s: float = 0.0
 
@@ -77,7 +77,7 @@ _FileResult = tuple[list[bytes], int] | None
 @dataclass
 class _OpenDir:
     path: str
-    node: Node                                  # the directory's own node (in its parent)
+    node: Node  # the directory's own node (in its parent)
     children: list[Node] = field(default_factory=list)
     # (node, task, position of the node's result in the task's list)
     pending: list[tuple[Node, Future[list[_FileResult]], int]] = field(default_factory=list)
@@ -104,7 +104,7 @@ class _ParentTree:
         missing: set[str] = set()
         at = 0
         for n in files:
-            if not present[at:at + len(n.content)].all():
+            if not present[at : at + len(n.content)].all():
                 missing.add(n.name)
             at += len(n.content)
         return {n.name: n for n in nodes if n.name not in missing}
@@ -131,14 +131,21 @@ def default_workers() -> int:
 
 def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
     """The latest snapshot of the same source, used to skip unchanged files."""
-    candidates = [s for s in repo.snapshots(skip_damaged=True)
-                  if s.uri == uri and s.source.get("host", "") == host]
+    candidates = [s for s in repo.snapshots(skip_damaged=True) if s.uri == uri and s.source.get("host", "") == host]
     return candidates[-1] if candidates else None
 
 
-def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None = None,
-               parent: Snapshot | None = None, use_parent: bool = True, workers: int | None = None,
-               progress: ProgressCallback | None = None, extra_metadata: dict[str, Any] | None = None) -> Snapshot:
+def run_backup(
+    repo: Repository,
+    importer: Importer,
+    *,
+    tags: list[str] | None = None,
+    parent: Snapshot | None = None,
+    use_parent: bool = True,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Snapshot:
     """Back up everything ``importer`` yields into a new snapshot and return it.
 
     The caller holds a (shared) repository lock.
@@ -149,8 +156,7 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
     try:
-        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.identity,
-                                        known=run.writer.has))
+        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.identity, known=run.writer.has))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
@@ -181,8 +187,9 @@ def run_backup(repo: Repository, importer: Importer, *, tags: list[str] | None =
 
 
 class _BackupRun:
-    def __init__(self, repo: Repository, parent: Snapshot | None, workers: int,
-                 progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, repo: Repository, parent: Snapshot | None, workers: int, progress: ProgressCallback | None
+    ) -> None:
         self.repo = repo
         self.writer: BlobWriter = repo.writer()
         self.chunker = Chunker(repo.config["chunker"], repo.master.identity)
@@ -218,7 +225,7 @@ class _BackupRun:
                 self._close_dir(stack)
             while stack[-1].path != parent_path:  # implicit parent directories
                 top = stack[-1].path
-                rest = parent_path[len(top) + 1:] if top else parent_path
+                rest = parent_path[len(top) + 1 :] if top else parent_path
                 implicit = rest.split("/", 1)[0]
                 self._open_dir(stack, Entry(f"{top}/{implicit}" if top else implicit, EntryType.DIR, mode=0o755))
             if entry.type == EntryType.DIR:
@@ -269,8 +276,10 @@ class _BackupRun:
         if self.repo.format_version < 2:  # version-1 trees hold text only (docs/format.md)
             for child in [c for c in d.children if not is_text(c.name) or not is_text(c.target)]:
                 d.children.remove(child)
-                self._warn(f"{name_printable(d.path, child.name)}: name or symlink target is not valid UTF-8, "
-                           "which a version-1 repository cannot hold; skipped")
+                self._warn(
+                    f"{name_printable(d.path, child.name)}: name or symlink target is not valid UTF-8, "
+                    "which a version-1 repository cannot hold; skipped"
+                )
         names: set[str] = set()
         for child in d.children:
             if child.name in names:

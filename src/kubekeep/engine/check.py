@@ -45,8 +45,9 @@ class CheckReport:
         return d
 
 
-def run_check(repo: Repository, *, read_data: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> CheckReport:
+def run_check(
+    repo: Repository, *, read_data: bool = False, progress: Callable[[str, int, int], None] | None = None
+) -> CheckReport:
     report = CheckReport()
     # verify what is stored, not what was cached on disk or is held in memory from earlier use
     # of this Repository object (the API keeps one open across calls)
@@ -61,8 +62,10 @@ def run_check(repo: Repository, *, read_data: bool = False,
                 report.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing from storage")
         orphans = set(stored) - {pack_name(p) for p in indexed}
         if orphans:
-            report.notes.append(f"{len(orphans)} pack(s) not referenced by the index "
-                                "(left by an interrupted backup; 'kubekeep prune' removes them)")
+            report.notes.append(
+                f"{len(orphans)} pack(s) not referenced by the index "
+                "(left by an interrupted backup; 'kubekeep prune' removes them)"
+            )
         _check_snapshots(repo, index, report)
         if read_data:
             _read_packs(repo, indexed, stored, report, progress)
@@ -116,11 +119,18 @@ def _check_snapshots(repo: Repository, index: Index, report: CheckReport) -> Non
                 elif node.type == FILE:
                     missing = sum(1 for c in node.content if c not in index)
                     if missing:
-                        report.errors.append(f"snapshot {snap.short_id} {child}: {missing} data blob(s) missing from the index")
+                        report.errors.append(
+                            f"snapshot {snap.short_id} {child}: {missing} data blob(s) missing from the index"
+                        )
 
 
-def _read_packs(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored: dict[str, int],
-                report: CheckReport, progress: Callable[[str, int, int], None] | None) -> None:
+def _read_packs(
+    repo: Repository,
+    indexed: dict[bytes, list[BlobEntry]],
+    stored: dict[str, int],
+    report: CheckReport,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
     todo = [(pid, ents) for pid, ents in indexed.items() if pack_name(pid) in stored]
 
     def verify(item: tuple[bytes, list[BlobEntry]]) -> tuple[list[str], int]:
@@ -141,9 +151,11 @@ def _read_packs(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored:
         blobs = 0
         for e in expected:
             if header and (e.id, e.offset) not in header:
-                problems.append(f"pack {pack_id.hex()[:16]}: blob {e.id.hex()[:16]} is in the index but not in the pack header")
+                problems.append(
+                    f"pack {pack_id.hex()[:16]}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
+                )
             try:
-                repo.decode_blob(e.id, e.type, data[e.offset:e.offset + e.length], e.raw_length)
+                repo.decode_blob(e.id, e.type, data[e.offset : e.offset + e.length], e.raw_length)
                 blobs += 1
             except errors.IntegrityError as exc:
                 kind = "data" if e.type == DATA else "tree"
@@ -159,8 +171,9 @@ def _read_packs(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored:
                 progress("read", i, len(todo))
 
 
-def _check_pack_ends(repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored: dict[str, int],
-                     report: CheckReport) -> None:
+def _check_pack_ends(
+    repo: Repository, indexed: dict[bytes, list[BlobEntry]], stored: dict[str, int], report: CheckReport
+) -> None:
     """Without reading data: a pack shorter than the index implies, or whose header (read alone
     from its end, the listed size telling where that is) fails, is truncated or damaged; and
     every blob the index places in it must be in its header."""
@@ -174,13 +187,18 @@ def _check_pack_ends(repo: Repository, indexed: dict[bytes, list[BlobEntry]], st
         if size < end + OVERHEAD + 4:
             return [f"{what}: truncated: storage holds {size} bytes, its indexed blobs end at byte {end}"]
         try:
-            header = {(e.id, e.offset, e.length) for e in read_stored_header(repo.backend, name, size, repo.cipher, what)}
+            header = {
+                (e.id, e.offset, e.length) for e in read_stored_header(repo.backend, name, size, repo.cipher, what)
+            }
         except errors.IntegrityError as exc:
             return [f"{exc} (the pack is truncated or damaged; {size} bytes stored)"]
         except errors.StorageError as exc:
             return [f"{what}: cannot read its header: {exc}"]
-        return [f"{what}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
-                for e in expected if (e.id, e.offset, e.length) not in header]
+        return [
+            f"{what}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
+            for e in expected
+            if (e.id, e.offset, e.length) not in header
+        ]
 
     with ThreadPoolExecutor(4) as pool:
         for problems in pool.map(verify, todo):

@@ -26,8 +26,10 @@ from kubekeep.engine import format as fmt
 try:
     from kubekeep.engine._gearcdc import GearCDC
 except ImportError as exc:  # a source tree whose C extension was never built
-    raise ImportError("kubekeep's C chunker (kubekeep.engine._gearcdc) is not built: install kubekeep "
-                      "with pip (`pip install -e .` in a checkout; needs a C compiler)") from exc
+    raise ImportError(
+        "kubekeep's C chunker (kubekeep.engine._gearcdc) is not built: install kubekeep "
+        "with pip (`pip install -e .` in a checkout; needs a C compiler)"
+    ) from exc
 
 #: the design new repositories record
 KEYED_GEAR = fmt.CHUNKER_ALGORITHM
@@ -90,7 +92,8 @@ class Chunker:
             self._chunks = lambda buf: (c.data for c in self._fastcdc().cut_buf(buf))
         else:
             raise errors.RepositoryError(
-                f"unsupported chunker algorithm {self.algorithm!r} (this kubekeep knows {', '.join(ALGORITHMS)})")
+                f"unsupported chunker algorithm {self.algorithm!r} (this kubekeep knows {', '.join(ALGORITHMS)})"
+            )
 
     def _fastcdc(self) -> pyfastcdc.FastCDC:
         """Version 1's pyfastcdc instance for this thread (one per thread: not safe to share)."""
@@ -100,8 +103,7 @@ class Chunker:
         cdc = cache.get(self._key)
         if cdc is None:
             mn, avg, mx, nc, seed = self._key
-            cdc = cache[self._key] = pyfastcdc.FastCDC(
-                avg, min_size=mn, max_size=mx, normalized_chunking=nc, seed=seed)  # type: ignore[arg-type]
+            cdc = cache[self._key] = pyfastcdc.FastCDC(avg, min_size=mn, max_size=mx, normalized_chunking=nc, seed=seed)  # type: ignore[arg-type]
         return cdc
 
     def stream(self, stream: IO[bytes], size_hint: int | None = None) -> Iterator[memoryview]:
@@ -124,7 +126,7 @@ class Chunker:
         view = memoryview(buf)
         held = 0
         while True:
-            end = held + _fill(readinto, view[held:held + READ_BLOCK])
+            end = held + _fill(readinto, view[held : held + READ_BLOCK])
             if end == held:
                 if held:
                     yield view[:held]
@@ -133,7 +135,7 @@ class Chunker:
             assert last is not None
             held = len(last)
             del last
-            buf[:held] = buf[end - held:end]
+            buf[:held] = buf[end - held : end]
 
     def _stream_blocks(self, stream: IO[bytes], size_hint: int | None) -> Iterator[memoryview]:
         carry = b""

@@ -26,11 +26,10 @@ TAG_SIZE = 16
 OVERHEAD = NONCE_SIZE + TAG_SIZE
 
 
-
 @dataclass(frozen=True)
 class MasterKey:
     encryption: bytes  # AES-256-GCM key
-    identity: bytes    # keyed-BLAKE3 key for blob ids
+    identity: bytes  # keyed-BLAKE3 key for blob ids
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -87,5 +86,11 @@ def derive_key(password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
     """Argon2id, 32 bytes: the key that wraps the master key in a key file (engine/keyfile.py
     validates the parameters first)."""
     return argon2.low_level.hash_secret_raw(
-        secret=password, salt=salt, time_cost=time_cost, memory_cost=memory_kib,
-        parallelism=parallelism, hash_len=32, type=argon2.low_level.Type.ID)
+        secret=password,
+        salt=salt,
+        time_cost=time_cost,
+        memory_cost=memory_kib,
+        parallelism=parallelism,
+        hash_len=32,
+        type=argon2.low_level.Type.ID,
+    )

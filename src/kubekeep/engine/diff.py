@@ -14,9 +14,9 @@ from kubekeep.engine.tree import DIR, Node
 
 ADDED = "+"
 REMOVED = "-"
-MODIFIED = "M"      # content changed
+MODIFIED = "M"  # content changed
 TYPE_CHANGED = "T"  # e.g. a file became a directory
-METADATA = "U"      # only mode, owner, mtime or attributes changed
+METADATA = "U"  # only mode, owner, mtime or attributes changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,15 @@ def _all_under(repo: Repository, node: Node, path: str, status: str) -> Iterator
             yield Change(status, sub_path, sub if status == REMOVED else None, sub if status == ADDED else None)
 
 
-def diff_trees(repo_a: Repository, tree_a: bytes | None, repo_b: Repository, tree_b: bytes | None,
-               prefix: str = "", *, metadata: bool = True) -> Iterator[Change]:
+def diff_trees(
+    repo_a: Repository,
+    tree_a: bytes | None,
+    repo_b: Repository,
+    tree_b: bytes | None,
+    prefix: str = "",
+    *,
+    metadata: bool = True,
+) -> Iterator[Change]:
     """Changes from tree ``a`` to tree ``b``, in path order."""
     if tree_a == tree_b and repo_a is repo_b:
         return

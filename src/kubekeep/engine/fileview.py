@@ -41,9 +41,7 @@ class FileView(io.RawIOBase):
             self._starts.append(offset)
             offset += loc.raw_length
         if offset != node.size:
-            raise errors.IntegrityError(
-                f"{node.name}: its blobs hold {offset} bytes, the tree records {node.size}"
-            )
+            raise errors.IntegrityError(f"{node.name}: its blobs hold {offset} bytes, the tree records {node.size}")
         self._size = offset
         self._pos = 0
         self._cache: OrderedDict[int, bytes] = OrderedDict()

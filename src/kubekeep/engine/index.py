@@ -44,7 +44,10 @@ class Index:
         self._pack_no: dict[bytes, int] = {}
         # (keys, ids, rows) swapped as one tuple so lock-free readers never see a torn update
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] = (
-            np.empty(0, np.uint64), np.empty((0, 32), np.uint8), np.empty(0, _ROW))
+            np.empty(0, np.uint64),
+            np.empty((0, 32), np.uint8),
+            np.empty(0, _ROW),
+        )
         self._pending: dict[bytes, tuple[int, int, int, int, int]] = {}
         self._pending_list: list[tuple[bytes, tuple[int, int, int, int, int]]] = []
 
@@ -94,8 +97,11 @@ class Index:
         old_keys, old_ids, old_rows = self._arrays
         keys = np.concatenate([old_keys, new_keys])
         order = np.argsort(keys, kind="stable")
-        self._arrays = (keys[order], np.concatenate([old_ids, new_ids])[order],
-                        np.concatenate([old_rows, new_rows])[order])
+        self._arrays = (
+            keys[order],
+            np.concatenate([old_ids, new_ids])[order],
+            np.concatenate([old_rows, new_rows])[order],
+        )
 
     # -- lookups --------------------------------------------------------------------------
     def _find_row(self, blob_id: bytes) -> tuple[int, int, int, int, int] | None:
@@ -146,8 +152,15 @@ class Index:
         if len(found):
             r = rows[pos[found]]
             pack_ids = self._pack_ids
-            for i, pack, off, length, raw, typ in zip(found.tolist(), r["pack"].tolist(), r["offset"].tolist(),
-                                                     r["length"].tolist(), r["raw"].tolist(), r["type"].tolist()):
+            for i, pack, off, length, raw, typ in zip(
+                found.tolist(),
+                r["pack"].tolist(),
+                r["offset"].tolist(),
+                r["length"].tolist(),
+                r["raw"].tolist(),
+                r["type"].tolist(),
+                strict=True,
+            ):
                 out[i] = Location(pack_ids[pack], typ, off, length, raw)
         for i in np.flatnonzero(~hit).tolist():  # pending blobs, and ids sharing an 8-byte prefix
             out[i] = self.lookup(blob_ids[i])
@@ -179,17 +192,16 @@ class Index:
         _, ids, rows = self._arrays
         for i in range(len(ids)):
             r = rows[i]
-            yield ids[i].tobytes(), Location(
-                pack_ids[int(r["pack"])], int(r["type"]), int(r["offset"]), int(r["length"]), int(r["raw"])
+            yield (
+                ids[i].tobytes(),
+                Location(pack_ids[int(r["pack"])], int(r["type"]), int(r["offset"]), int(r["length"]), int(r["raw"])),
             )
 
     def by_pack(self) -> dict[bytes, list[BlobEntry]]:
         """Blobs grouped by pack, each pack's blobs sorted by offset."""
         out: dict[bytes, list[BlobEntry]] = {}
         for blob_id, loc in self.entries():
-            out.setdefault(loc.pack_id, []).append(
-                BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length)
-            )
+            out.setdefault(loc.pack_id, []).append(BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length))
         for entries in out.values():
             entries.sort(key=lambda e: e.offset)
         return out
@@ -197,8 +209,10 @@ class Index:
 
 def index_body(packs: Iterable[tuple[bytes, Iterable[BlobEntry]]]) -> dict[str, object]:
     """The body of an index file listing ``packs`` (sealed by ``objects.seal``)."""
-    return {"v": 1, "packs": [[pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]]
-                              for pid, ents in packs]}
+    return {
+        "v": 1,
+        "packs": [[pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]] for pid, ents in packs],
+    }
 
 
 def decode_index_body(body: dict[str, object], what: str) -> list[tuple[bytes, list[list[object]]]]:

@@ -60,8 +60,11 @@ class KdfParams:
         for k, v in values.items():
             if type(v) is not int:
                 raise errors.IntegrityError(f"kdf {k} is not an integer")
-        params = cls(time_cost=values["time_cost"], memory_kib=values["memory_kib"],  # type: ignore[arg-type]
-                     parallelism=values["parallelism"])  # type: ignore[arg-type]
+        params = cls(
+            time_cost=values["time_cost"],
+            memory_kib=values["memory_kib"],  # type: ignore[arg-type]
+            parallelism=values["parallelism"],
+        )  # type: ignore[arg-type]
         params.validate()
         return params
 
@@ -71,17 +74,23 @@ class KdfParams:
         if not 1 <= self.time_cost <= MAX_TIME_COST:
             raise errors.IntegrityError(f"kdf time_cost {self.time_cost} is outside 1..{MAX_TIME_COST}")
         if not 8 * self.parallelism <= self.memory_kib <= MAX_MEMORY_KIB:
-            raise errors.IntegrityError(f"kdf memory_kib {self.memory_kib} is outside "
-                                        f"{8 * self.parallelism}..{MAX_MEMORY_KIB}")
+            raise errors.IntegrityError(
+                f"kdf memory_kib {self.memory_kib} is outside {8 * self.parallelism}..{MAX_MEMORY_KIB}"
+            )
 
     def to_body(self) -> dict[str, int | str]:
-        return {"algorithm": self.algorithm, "time_cost": self.time_cost, "memory_kib": self.memory_kib,
-                "parallelism": self.parallelism}
+        return {
+            "algorithm": self.algorithm,
+            "time_cost": self.time_cost,
+            "memory_kib": self.memory_kib,
+            "parallelism": self.parallelism,
+        }
 
 
 @dataclass(frozen=True)
 class KeyDetails:
     """Who made a key and when (``key list``)."""
+
     created: str
     hostname: str
     username: str
@@ -128,8 +137,13 @@ class KeyFile:
 
     def unwrap(self, password: bytes) -> MasterKey | None:
         """The master key if ``password`` opens this key file, else None."""
-        kek = derive_key(password, self.salt, time_cost=self.kdf.time_cost, memory_kib=self.kdf.memory_kib,
-                         parallelism=self.kdf.parallelism)
+        kek = derive_key(
+            password,
+            self.salt,
+            time_cost=self.kdf.time_cost,
+            memory_kib=self.kdf.memory_kib,
+            parallelism=self.kdf.parallelism,
+        )
         try:
             raw = Cipher(kek).decrypt(self.wrapped, WRAP_AAD, "key file")
         except errors.IntegrityError:
@@ -138,8 +152,14 @@ class KeyFile:
 
     def wrapping_digest(self) -> bytes:
         """BLAKE3 of the fields that wrap the master key: what the sealed details vouch for."""
-        canonical = json.dumps({"kdf": self.kdf.to_body(), "salt": base64.b64encode(self.salt).decode(),
-                                "data": base64.b64encode(self.wrapped).decode()}, sort_keys=True)
+        canonical = json.dumps(
+            {
+                "kdf": self.kdf.to_body(),
+                "salt": base64.b64encode(self.salt).decode(),
+                "data": base64.b64encode(self.wrapped).decode(),
+            },
+            sort_keys=True,
+        )
         return blake3.blake3(canonical.encode()).digest()
 
     def details(self, master: MasterKey) -> KeyDetails | None:
@@ -156,15 +176,17 @@ class KeyFile:
             raise errors.IntegrityError("key file: its sealed details are malformed") from None
 
     def to_json(self) -> bytes:
-        body: dict[str, Any] = {"kdf": self.kdf.to_body(), "salt": base64.b64encode(self.salt).decode(),
-                                "data": base64.b64encode(self.wrapped).decode()}
+        body: dict[str, Any] = {
+            "kdf": self.kdf.to_body(),
+            "salt": base64.b64encode(self.salt).decode(),
+            "data": base64.b64encode(self.wrapped).decode(),
+        }
         if self.sealed_details is not None:
             body["details"] = base64.b64encode(self.sealed_details).decode()
         return json.dumps(body, indent=1).encode()
 
     def with_details(self, master: MasterKey, details: KeyDetails) -> KeyFile:
-        packed = msgpack.packb({"created": details.created, "hostname": details.hostname,
-                                "username": details.username})
+        packed = msgpack.packb({"created": details.created, "hostname": details.hostname, "username": details.username})
         sealed = bytes(Cipher(master.encryption).encrypt(packed, DETAILS_AAD + self.wrapping_digest()))
         return KeyFile(self.kdf, self.salt, self.wrapped, sealed, None)
 

@@ -58,7 +58,7 @@ class LockInfo:
     @property
     def age_s(self) -> float:
         t = dt.datetime.fromisoformat(self.time.replace("Z", "+00:00"))
-        return (dt.datetime.now(dt.timezone.utc) - t).total_seconds()
+        return (dt.datetime.now(dt.UTC) - t).total_seconds()
 
     def is_stale(self) -> bool:
         if self.age_s > STALE_AFTER_S:
@@ -84,8 +84,16 @@ def list_locks(repo: Repository) -> list[LockInfo]:
             body: dict[str, Any] = objects.unseal(repo.cipher, repo.backend.load(info.name), fmt.AAD_LOCK, info.name)
         except (errors.IntegrityError, errors.ObjectNotFound):
             continue  # vanished or foreign; not ours to judge
-        out.append(LockInfo(info.name, bool(body["exclusive"]), body["hostname"], int(body["pid"]),
-                            body["time"], body.get("username", "")))
+        out.append(
+            LockInfo(
+                info.name,
+                bool(body["exclusive"]),
+                body["hostname"],
+                int(body["pid"]),
+                body["time"],
+                body.get("username", ""),
+            )
+        )
     return out
 
 
@@ -96,12 +104,17 @@ class RepositoryLock:
         self.name = f"locks/{secrets.token_hex(16)}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._refreshed = 0.0   # clock() of the last write that succeeded
+        self._refreshed = 0.0  # clock() of the last write that succeeded
         self._guard: LockGuard | None = None
 
     def _write(self) -> None:
-        body = {"exclusive": self.exclusive, "hostname": host.hostname(), "pid": os.getpid(),
-                "time": now_rfc3339(), "username": host.username()}
+        body = {
+            "exclusive": self.exclusive,
+            "hostname": host.hostname(),
+            "pid": os.getpid(),
+            "time": now_rfc3339(),
+            "username": host.username(),
+        }
         started = clock()
         self._backend().store(self.name, objects.seal(self.repo.cipher, body, fmt.AAD_LOCK))
         self._refreshed = started
@@ -115,11 +128,15 @@ class RepositoryLock:
         if age > SAFE_S:
             raise errors.LockLost(
                 f"the repository lock could not be refreshed for {age / 60:.0f} minutes; stopping before "
-                f"writing, as another process may consider this one gone (nothing half-written is visible)")
+                f"writing, as another process may consider this one gone (nothing half-written is visible)"
+            )
 
     def _conflicts(self) -> list[LockInfo]:
-        return [lk for lk in list_locks(self.repo)
-                if lk.name != self.name and (self.exclusive or lk.exclusive) and not lk.is_stale()]
+        return [
+            lk
+            for lk in list_locks(self.repo)
+            if lk.name != self.name and (self.exclusive or lk.exclusive) and not lk.is_stale()
+        ]
 
     def acquire(self) -> None:
         conflicts = self._conflicts()
@@ -130,7 +147,8 @@ class RepositoryLock:
                 self.repo.backend.delete(self.name)
         if conflicts:
             raise errors.RepositoryLocked(
-                f"repository is locked: {conflicts[0].describe()} (wait, or run 'kubekeep unlock' if that process is gone)")
+                f"repository is locked: {conflicts[0].describe()} (wait, or run 'kubekeep unlock' if that process is gone)"
+            )
         self._guard = LockGuard(self.repo.backend, self)
         self.repo.backend = self._guard
         self._thread = threading.Thread(target=self._refresh, name="kubekeep-lock", daemon=True)

@@ -39,8 +39,8 @@ class BlobEntry:
     type: int
     id: bytes
     offset: int
-    length: int       # stored (encrypted) length
-    raw_length: int   # plaintext length
+    length: int  # stored (encrypted) length
+    raw_length: int  # plaintext length
 
 
 def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
@@ -105,7 +105,7 @@ def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
         unpacker.feed(plain)
         rows = unpacker.unpack()
         end = unpacker.tell()
-        if plain[end:] != bytes(len(plain) - end):   # padding is zero bytes (none in version 1)
+        if plain[end:] != bytes(len(plain) - end):  # padding is zero bytes (none in version 1)
             raise ValueError("non-zero padding")
         entries = [BlobEntry(int(t), bytes(i), int(o), int(n), int(r)) for t, i, o, n, r in rows]
     except (ValueError, TypeError, msgpack.UnpackException):

@@ -59,5 +59,5 @@ def read_stored_header(backend: Backend, name: str, size: int, cipher: Cipher, w
     # an anonymous mapping of the pack's size stands in for the blobs (pages never written
     # take no memory), so the one parser of pack headers also serves ranged reads
     whole = mmap.mmap(-1, size)
-    whole[size - len(tail):] = tail
+    whole[size - len(tail) :] = tail
     return read_header(whole, cipher, what)  # type: ignore[arg-type]

@@ -17,8 +17,13 @@ from kubekeep.engine.pack import DATA
 from kubekeep.engine.writer import BlobWriter
 
 
-def store_prechunked(source: PreChunked, writer: BlobWriter, master: MasterKey, content: list[bytes],
-                     on_bytes: Callable[[int], None] | None = None) -> int:
+def store_prechunked(
+    source: PreChunked,
+    writer: BlobWriter,
+    master: MasterKey,
+    content: list[bytes],
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
     """Append the content's blob ids to ``content``, store the missing chunks, return the size."""
     size = 0
     for batch in source.batches():
@@ -34,7 +39,8 @@ def store_prechunked(source: PreChunked, writer: BlobWriter, master: MasterKey, 
                 if known is not None and known.raw_length != length:
                     raise errors.IntegrityError(
                         f"the source gave chunk {blob_id.hex()[:16]} a length of {length}, the repository "
-                        f"holds {known.raw_length} bytes for it")
+                        f"holds {known.raw_length} bytes for it"
+                    )
                 continue
             missing[blob_id] = length
         if missing:
@@ -47,7 +53,8 @@ def store_prechunked(source: PreChunked, writer: BlobWriter, master: MasterKey, 
                 if len(data) != missing[blob_id] or master.blob_id(data) != blob_id:
                     raise errors.IntegrityError(
                         f"the source sent data that does not match chunk {blob_id.hex()[:16]} "
-                        "(wrong chunker parameters or id key, or a changed file)")
+                        "(wrong chunker parameters or id key, or a changed file)"
+                    )
                 writer.save(DATA, data, blob_id)
                 received += 1
             if received != len(wanted):

@@ -51,8 +51,10 @@ def used_blobs(repo: Repository) -> set[bytes]:
             if tree_id in used:
                 continue
             if tree_id not in index:
-                raise errors.IntegrityError(f"snapshot {snap.short_id} needs tree {tree_id.hex()[:16]}, which is missing; "
-                                            "run 'kubekeep check' (nothing was deleted)")
+                raise errors.IntegrityError(
+                    f"snapshot {snap.short_id} needs tree {tree_id.hex()[:16]}, which is missing; "
+                    "run 'kubekeep check' (nothing was deleted)"
+                )
             used.add(tree_id)
             for node in repo.load_tree(tree_id):
                 if node.type == DIR and node.subtree is not None:
@@ -62,13 +64,15 @@ def used_blobs(repo: Repository) -> set[bytes]:
                         if blob_id not in index:
                             raise errors.IntegrityError(
                                 f"snapshot {snap.short_id} needs data blob {blob_id.hex()[:16]}, which is missing; "
-                                "run 'kubekeep check' (nothing was deleted)")
+                                "run 'kubekeep check' (nothing was deleted)"
+                            )
                     used.update(node.content)
     return used
 
 
-def run_prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False,
-              progress: Callable[[str], None] | None = None) -> PruneReport:
+def run_prune(
+    repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> PruneReport:
     report = PruneReport(dry_run=dry_run)
     say = progress or (lambda _msg: None)
     index = repo.reload_index()
@@ -83,7 +87,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = Fals
     keep: dict[bytes, list[BlobEntry]] = {}
     repack: dict[bytes, list[BlobEntry]] = {}
     drop: list[str] = [name for name in stored if name not in {pack_name(p) for p in by_pack}]
-    claimed: set[bytes] = set()   # each used blob is kept in exactly one pack
+    claimed: set[bytes] = set()  # each used blob is kept in exactly one pack
     for pack_id, entries in by_pack.items():
         name = pack_name(pack_id)
         if name not in stored:
@@ -109,8 +113,9 @@ def run_prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = Fals
         return report
 
     kept_index = Index()
-    kept_index.add_bulk((pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents])
-                        for pid, ents in keep.items())
+    kept_index.add_bulk(
+        (pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]) for pid, ents in keep.items()
+    )
     new_index_files: set[str] = set()
     if repack:
         say(f"repacking {len(repack)} pack(s)")
@@ -118,7 +123,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.1, dry_run: bool = Fals
             for pack_id, live in repack.items():
                 data = repo.backend.load(pack_name(pack_id))
                 for e in live:
-                    plain = repo.decode_blob(e.id, e.type, data[e.offset:e.offset + e.length], e.raw_length)
+                    plain = repo.decode_blob(e.id, e.type, data[e.offset : e.offset + e.length], e.raw_length)
                     writer.save(e.type, plain, e.id)
             writer.flush()
             new_index_files.update(writer.index_files)

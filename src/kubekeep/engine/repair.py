@@ -41,11 +41,11 @@ RepairStatus = Literal["intact", "repaired", "would repair", "already repaired",
 
 @dataclass
 class IndexRepairReport:
-    packs: int = 0                                              # packs in storage
-    packs_read: int = 0                                         # whose header was read
-    packs_unreadable: list[str] = field(default_factory=list)   # header truncated or damaged
+    packs: int = 0  # packs in storage
+    packs_read: int = 0  # whose header was read
+    packs_unreadable: list[str] = field(default_factory=list)  # header truncated or damaged
     packs_from_old_index: list[str] = field(default_factory=list)  # of those, kept as an old index had them
-    packs_missing: list[str] = field(default_factory=list)      # in the old index, not in storage
+    packs_missing: list[str] = field(default_factory=list)  # in the old index, not in storage
     blobs: int = 0
     damaged_index_files: list[str] = field(default_factory=list)
     index_files_written: int = 0
@@ -86,8 +86,9 @@ def repair_index(repo: Repository, *, dry_run: bool = False, progress: Progress 
         pack_id = pack_id_of(name)
         assert pack_id is not None
         try:
-            return pack_id, read_stored_header(repo.backend, name, stored[name], repo.cipher,
-                                               f"pack {pack_id.hex()[:16]}")
+            return pack_id, read_stored_header(
+                repo.backend, name, stored[name], repo.cipher, f"pack {pack_id.hex()[:16]}"
+            )
         except (errors.IntegrityError, errors.ObjectNotFound):
             return pack_id, None
 
@@ -107,7 +108,8 @@ def repair_index(repo: Repository, *, dry_run: bool = False, progress: Progress 
         for blob_id, loc in old_index.entries():
             if loc.pack_id in unreadable:
                 from_old.setdefault(loc.pack_id, []).append(
-                    BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length))
+                    BlobEntry(loc.type, blob_id, loc.offset, loc.length, loc.raw_length)
+                )
     for pack_id, entries in sorted(from_old.items()):
         add(pack_id, sorted(entries, key=lambda e: e.offset))
     report.packs_from_old_index = sorted(pack_name(p) for p in from_old)
@@ -130,7 +132,7 @@ class SnapshotRepair:
     status: RepairStatus
     removed_files: list[str] = field(default_factory=list)
     emptied_dirs: list[str] = field(default_factory=list)
-    error: str = ""      # why an unrepairable snapshot is so
+    error: str = ""  # why an unrepairable snapshot is so
     new_id: str | None = None
     forgotten: bool = False
 
@@ -138,7 +140,7 @@ class SnapshotRepair:
 @dataclass
 class SnapshotsRepairReport:
     snapshots: list[SnapshotRepair] = field(default_factory=list)
-    damaged: list[str] = field(default_factory=list)     # snapshot files that cannot be read
+    damaged: list[str] = field(default_factory=list)  # snapshot files that cannot be read
     damaged_index_files: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -148,7 +150,7 @@ class SnapshotsRepairReport:
 
 @dataclass
 class _Rewritten:
-    tree: bytes                                             # the new tree id (the old one if unchanged)
+    tree: bytes  # the new tree id (the old one if unchanged)
     removed_files: list[str] = field(default_factory=list)  # relative to this tree
     emptied_dirs: list[str] = field(default_factory=list)
 
@@ -204,15 +206,24 @@ def _present_packs_index(repo: Repository) -> Index:
     repo.read_uncovered_pack_headers()
     stored = {o.name for o in repo.backend.list("data/")}
     if all(pack_name(p) in stored for p in current.pack_ids()):
-        return current                                      # the usual case after 'repair index'
+        return current  # the usual case after 'repair index'
     index = Index()
-    index.add_bulk((pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in entries])
-                   for pid, entries in repo.index.by_pack().items() if pack_name(pid) in stored)
+    index.add_bulk(
+        (pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in entries])
+        for pid, entries in repo.index.by_pack().items()
+        if pack_name(pid) in stored
+    )
     return index
 
 
-def repair_snapshots(repo: Repository, snaps: list[Snapshot] | None = None, *, forget: bool = False,
-                     dry_run: bool = False, progress: Progress | None = None) -> SnapshotsRepairReport:
+def repair_snapshots(
+    repo: Repository,
+    snaps: list[Snapshot] | None = None,
+    *,
+    forget: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> SnapshotsRepairReport:
     """Repair ``snaps`` (default: every readable snapshot; damaged snapshot files are listed in
     the report, for ``forget``)."""
     say = progress or (lambda _msg: None)
@@ -221,8 +232,11 @@ def repair_snapshots(repo: Repository, snaps: list[Snapshot] | None = None, *, f
     report.damaged_index_files = sorted(repo.damaged_index_files)
     everything = repo.snapshots(skip_damaged=True)
     report.damaged = sorted(repo.damaged_snapshots)
-    repaired_as = {str(s.metadata["repaired"].get("original")): s.id for s in everything
-                   if isinstance(s.metadata.get("repaired"), dict)}
+    repaired_as = {
+        str(s.metadata["repaired"].get("original")): s.id
+        for s in everything
+        if isinstance(s.metadata.get("repaired"), dict)
+    }
     writer = None if dry_run else BlobWriter(repo)
     try:
         rewriter = _Rewriter(repo, writer)
@@ -247,13 +261,22 @@ def repair_snapshots(repo: Repository, snaps: list[Snapshot] | None = None, *, f
                     say(f"snapshot {snap.short_id}: {path}: directory unreadable, now empty")
                 entry.status = "would repair" if dry_run else "repaired"
                 if writer is not None:
-                    writer.flush()   # trees stored and indexed before the snapshot naming them
-                    new = replace(snap, tree=result.tree.hex(), id="",
-                                  tags=[*snap.tags, REPAIRED_TAG] if REPAIRED_TAG not in snap.tags else list(snap.tags),
-                                  metadata={**snap.metadata, "repaired": {
-                                      "original": snap.id, "time": now_rfc3339(),
-                                      "removed_files": len(entry.removed_files),
-                                      "emptied_dirs": len(entry.emptied_dirs)}})
+                    writer.flush()  # trees stored and indexed before the snapshot naming them
+                    new = replace(
+                        snap,
+                        tree=result.tree.hex(),
+                        id="",
+                        tags=[*snap.tags, REPAIRED_TAG] if REPAIRED_TAG not in snap.tags else list(snap.tags),
+                        metadata={
+                            **snap.metadata,
+                            "repaired": {
+                                "original": snap.id,
+                                "time": now_rfc3339(),
+                                "removed_files": len(entry.removed_files),
+                                "emptied_dirs": len(entry.emptied_dirs),
+                            },
+                        },
+                    )
                     entry.new_id = repo.save_snapshot(new)
                     say(f"snapshot {snap.short_id}: saved as {new.short_id}")
             if forget and entry.new_id is not None and not dry_run:

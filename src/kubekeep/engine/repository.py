@@ -29,8 +29,8 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine import host, keyfile, objects
 from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import MasterKey
-from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.index import Index, Location, decode_index_body
+from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
@@ -59,8 +59,9 @@ READ_SPAN = fmt.PACK_SIZE
 class Repository:
     """An open, unlocked repository. Obtain one with :meth:`init` or :meth:`open`."""
 
-    def __init__(self, backend: Backend, master: MasterKey, config: dict[str, Any], key_name: str,
-                 cache: Cache | None) -> None:
+    def __init__(
+        self, backend: Backend, master: MasterKey, config: dict[str, Any], key_name: str, cache: Cache | None
+    ) -> None:
         self.backend = backend
         self.master = master
         self.cipher = master.cipher()
@@ -72,7 +73,7 @@ class Repository:
         self._index_lock = threading.Lock()
         #: index files that failed verification when the index was loaded: name -> reason
         self.damaged_index_files: dict[str, str] = {}
-        self._headers_read = False   # packs the index does not cover were added from their headers
+        self._headers_read = False  # packs the index does not cover were added from their headers
         self._headers_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, list[Node]] = OrderedDict()
         self._tree_cache_lock = threading.Lock()
@@ -88,9 +89,16 @@ class Repository:
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def init(cls, backend: Backend, password: str, *, kdf: KdfParams | dict[str, int | str] | None = None,
-             compression_level: int = fmt.DEFAULT_COMPRESSION_LEVEL,
-             cache_root: Path | None = None, no_cache: bool = False) -> Repository:
+    def init(
+        cls,
+        backend: Backend,
+        password: str,
+        *,
+        kdf: KdfParams | dict[str, int | str] | None = None,
+        compression_level: int = fmt.DEFAULT_COMPRESSION_LEVEL,
+        cache_root: Path | None = None,
+        no_cache: bool = False,
+    ) -> Repository:
         if not password:
             raise errors.UsageError("an empty password is not allowed")
         params = keyfile.kdf_params(kdf)
@@ -99,8 +107,13 @@ class Repository:
         config = {
             "version": fmt.REPOSITORY_VERSION,
             "id": secrets.token_hex(16),
-            "chunker": {"algorithm": fmt.CHUNKER_ALGORITHM, "min": fmt.CHUNK_MIN, "avg": fmt.CHUNK_AVG,
-                        "max": fmt.CHUNK_MAX, "normalization": 1},
+            "chunker": {
+                "algorithm": fmt.CHUNKER_ALGORITHM,
+                "min": fmt.CHUNK_MIN,
+                "avg": fmt.CHUNK_AVG,
+                "max": fmt.CHUNK_MAX,
+                "normalization": 1,
+            },
             "compression": {"algorithm": "zstd", "level": compression_level},
             "created_by": f"kubekeep {__version__}",
         }
@@ -110,13 +123,15 @@ class Repository:
         return cls(backend, master, config, key_name, cache)
 
     @classmethod
-    def open(cls, backend: Backend, password: str, *, cache_root: Path | None = None,
-             no_cache: bool = False) -> Repository:
+    def open(
+        cls, backend: Backend, password: str, *, cache_root: Path | None = None, no_cache: bool = False
+    ) -> Repository:
         try:
             sealed_config = backend.load("config")
         except errors.ObjectNotFound:
             raise errors.RepositoryNotFound(
-                f"no repository at {backend.location} (run 'kubekeep init' to create one)") from None
+                f"no repository at {backend.location} (run 'kubekeep init' to create one)"
+            ) from None
         key_names = sorted(o.name for o in backend.list("keys/"))
         if not key_names:
             raise errors.RepositoryError(f"repository at {backend.location} has no key files")
@@ -136,16 +151,21 @@ class Repository:
             if master is not None:
                 break
         if master is None:
-            skipped = f" ({len(problems)} malformed key file(s) skipped: {_first_problem(problems)})" if problems else ""
+            skipped = (
+                f" ({len(problems)} malformed key file(s) skipped: {_first_problem(problems)})" if problems else ""
+            )
             if problems and not parsed:
-                raise errors.IntegrityError(f"no key file of the repository at {backend.location} is readable: "
-                                            f"{_first_problem(problems)}")
+                raise errors.IntegrityError(
+                    f"no key file of the repository at {backend.location} is readable: {_first_problem(problems)}"
+                )
             raise errors.WrongPassword(
-                f"wrong password: no key of the repository at {backend.location} opens with it{skipped}")
+                f"wrong password: no key of the repository at {backend.location} opens with it{skipped}"
+            )
         config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
         if config.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise errors.RepositoryError(
-                f"repository format version {config.get('version')} is not supported by kubekeep {__version__}")
+                f"repository format version {config.get('version')} is not supported by kubekeep {__version__}"
+            )
         cache = None if no_cache else _open_cache(cache_root, config["id"])
         repo = cls(backend, master, config, name, cache)
         repo._verify_key_files(key_names, parsed, problems)
@@ -169,8 +189,11 @@ class Repository:
                 except errors.IntegrityError:
                     problems[name] = "it does not verify under the master key (damaged or tampered with)"
         for name, why in problems.items():
-            self.warn(name, f"key file {name} is damaged and was skipped: {why}; "
-                            f"'kubekeep key remove {name.split('/', 1)[1][:8]}' removes it")
+            self.warn(
+                name,
+                f"key file {name} is damaged and was skipped: {why}; "
+                f"'kubekeep key remove {name.split('/', 1)[1][:8]}' removes it",
+            )
 
     @property
     def id(self) -> str:
@@ -203,8 +226,14 @@ class Repository:
         under the master key for version-2 key files; ``damaged`` says why one is not usable)."""
         out = []
         for info in sorted(self.backend.list("keys/"), key=lambda o: o.name):
-            entry: dict[str, Any] = {"id": info.name.split("/", 1)[1], "current": info.name == self.key_name,
-                                     "created": None, "hostname": None, "username": None, "damaged": None}
+            entry: dict[str, Any] = {
+                "id": info.name.split("/", 1)[1],
+                "current": info.name == self.key_name,
+                "created": None,
+                "hostname": None,
+                "username": None,
+                "damaged": None,
+            }
             try:
                 key = KeyFile.parse(self.backend.load(info.name))
                 details = key.details(self.master) or key.plaintext_details
@@ -298,8 +327,11 @@ class Repository:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
         for name, reason in sorted(damaged.items()):
-            self.warn(name, f"index file {name} is damaged and was skipped: {reason}; blobs it listed are "
-                            "found from pack headers; 'kubekeep repair index' rebuilds the index")
+            self.warn(
+                name,
+                f"index file {name} is damaged and was skipped: {reason}; blobs it listed are "
+                "found from pack headers; 'kubekeep repair index' rebuilds the index",
+            )
         self._index_files = names
         self.damaged_index_files = dict(sorted(damaged.items()))
         self._headers_read = False
@@ -314,14 +346,20 @@ class Repository:
             if self._headers_read:
                 return 0
             covered = {pack_name(p) for p in index.pack_ids()}
-            todo = [(o.name, o.size, pid) for o in self.backend.list("data/")
-                    if o.name not in covered and (pid := pack_id_of(o.name)) is not None]
+            todo = [
+                (o.name, o.size, pid)
+                for o in self.backend.list("data/")
+                if o.name not in covered and (pid := pack_id_of(o.name)) is not None
+            ]
 
             def read(item: tuple[str, int, bytes]) -> tuple[str, bytes, list[BlobEntry] | str]:
                 name, size, pid = item
                 try:
-                    return name, pid, read_stored_header(self.backend, name, size, self.cipher,
-                                                         f"pack {pid.hex()[:16]}")
+                    return (
+                        name,
+                        pid,
+                        read_stored_header(self.backend, name, size, self.cipher, f"pack {pid.hex()[:16]}"),
+                    )
                 except (errors.IntegrityError, errors.ObjectNotFound) as exc:
                     return name, pid, str(exc)
 
@@ -336,8 +374,11 @@ class Repository:
                     packs += 1
             self._headers_read = True
         if added:
-            self.warn("uncovered packs", f"{added} blob(s) were found in the headers of {packs} pack(s) "
-                                         "the index does not list; 'kubekeep repair index' adds them to it")
+            self.warn(
+                "uncovered packs",
+                f"{added} blob(s) were found in the headers of {packs} pack(s) "
+                "the index does not list; 'kubekeep repair index' adds them to it",
+            )
         return added
 
     def locate(self, blob_id: bytes) -> Location | None:
@@ -383,7 +424,9 @@ class Repository:
         """Return a blob's plaintext, verified against its id; IntegrityError on any mismatch."""
         loc = self.locate(blob_id)
         if loc is None:
-            raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')")
+            raise errors.IntegrityError(
+                f"blob {blob_id.hex()[:16]} is not in the index (repository damaged; run 'kubekeep check')"
+            )
         name = pack_name(loc.pack_id)
         if loc.type == TREE and self.cache is not None:
             cached = self.cache.get_range(name, loc.offset, loc.length)
@@ -478,8 +521,10 @@ class Repository:
         if skip_damaged:
             self.damaged_snapshots = dict(sorted(damaged.items()))
             for d in self.damaged_snapshots.values():
-                self.warn(f"snapshots/{d.id}", f"snapshot {d.id} is damaged and was skipped: {d.reason}; "
-                                               f"'kubekeep forget {d.id[:12]}' removes it")
+                self.warn(
+                    f"snapshots/{d.id}",
+                    f"snapshot {d.id} is damaged and was skipped: {d.reason}; 'kubekeep forget {d.id[:12]}' removes it",
+                )
         return sorted(snaps, key=lambda s: (s.time, s.id))
 
     def save_snapshot(self, snap: Snapshot) -> str:
@@ -503,15 +548,20 @@ class Repository:
         if not matches:
             raise errors.SnapshotNotFound(f"no snapshot matches {ref!r}")
         if len(matches) > 1:
-            raise errors.UsageError(f"snapshot prefix {ref!r} is ambiguous ({len(matches)} snapshots match); give more characters")
+            raise errors.UsageError(
+                f"snapshot prefix {ref!r} is ambiguous ({len(matches)} snapshots match); give more characters"
+            )
         return matches[0]
 
     def find_snapshot(self, ref: str, *, kind: str | None = None, uri: str | None = None) -> Snapshot:
         """Resolve ``latest`` (the newest readable snapshot; damaged ones are skipped with a
         warning) or a unique id prefix to a snapshot."""
         if ref == "latest":
-            snaps = [s for s in self.snapshots(skip_damaged=True)
-                     if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)]
+            snaps = [
+                s
+                for s in self.snapshots(skip_damaged=True)
+                if (kind is None or s.kind == kind) and (uri is None or s.uri == uri)
+            ]
             if not snaps:
                 raise errors.SnapshotNotFound("no snapshot found for 'latest'")
             return snaps[-1]
@@ -536,7 +586,7 @@ class Repository:
                 raise errors.PathNotFound(f"{'/'.join(parts[:i])} is not a directory in snapshot {snap.short_id}")
             found = next((n for n in self.load_tree(node.subtree) if n.name == part), None)
             if found is None:
-                raise errors.PathNotFound(f"no /{'/'.join(parts[:i + 1])} in snapshot {snap.short_id}")
+                raise errors.PathNotFound(f"no /{'/'.join(parts[: i + 1])} in snapshot {snap.short_id}")
             node = found
         return node
 
@@ -565,8 +615,14 @@ class Repository:
             start, end, j = loc.offset, loc.offset + loc.length, i + 1
             while j < n:
                 nxt = locs[j]
-                if (nxt is None or nxt.pack_id != loc.pack_id or nxt.type != DATA or nxt.offset < end
-                        or nxt.offset - end > READ_GAP or nxt.offset + nxt.length - start > READ_SPAN):
+                if (
+                    nxt is None
+                    or nxt.pack_id != loc.pack_id
+                    or nxt.type != DATA
+                    or nxt.offset < end
+                    or nxt.offset - end > READ_GAP
+                    or nxt.offset + nxt.length - start > READ_SPAN
+                ):
                     break
                 end = nxt.offset + nxt.length
                 j += 1

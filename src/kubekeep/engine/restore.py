@@ -36,7 +36,7 @@ class RestoreStats:
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    results: list[dict[str, Any]] = field(default_factory=list)   # the exporter's per-item report
+    results: list[dict[str, Any]] = field(default_factory=list)  # the exporter's per-item report
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,15 +70,24 @@ def selection(repo: Repository, snap: Snapshot, path: str) -> Iterator[tuple[str
         yield node.name, node
 
 
-def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: str = "",
-                include: NodeFilter | None = None, workers: int | None = None) -> RestoreStats:
+def run_restore(
+    repo: Repository,
+    snap: Snapshot,
+    exporter: Exporter,
+    *,
+    path: str = "",
+    include: NodeFilter | None = None,
+    workers: int | None = None,
+) -> RestoreStats:
     started = time.monotonic()
     workers = default_workers() if workers is None else workers
     stats = RestoreStats()
     lock = threading.Lock()
     damaged: list[bool] = []
-    exporter.begin(SourceInfo(snap.uri, snap.kind, str(snap.source.get("host", "")),
-                              dict(snap.source.get("extra") or {})), dict(snap.metadata))
+    exporter.begin(
+        SourceInfo(snap.uri, snap.kind, str(snap.source.get("host", "")), dict(snap.source.get("extra") or {})),
+        dict(snap.metadata),
+    )
 
     def fail(rel: str, exc: errors.KubekeepError) -> None:
         shown, message = name_printable(rel), str(exc)
@@ -167,16 +176,19 @@ def run_restore(repo: Repository, snap: Snapshot, exporter: Exporter, *, path: s
         n = len(stats.failed)
         shown = "; ".join(stats.failed[:3]) + (f"; and {n - 3} more" if n > 3 else "")
         error = errors.IntegrityError if damaged else errors.ConnectorError
-        exc = error(f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
-                    f"({stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks were): {shown}")
+        exc = error(
+            f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
+            f"({stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks were): {shown}"
+        )
         if n > 3:  # the message names three: the rest goes on the lines under it
             exc.details = tuple(stats.failed)
         raise exc
     return stats
 
 
-def _selection(repo: Repository, snap: Snapshot, path: str,
-               fail: Callable[[str, errors.KubekeepError], None]) -> Iterator[tuple[str, Node]]:
+def _selection(
+    repo: Repository, snap: Snapshot, path: str, fail: Callable[[str, errors.KubekeepError], None]
+) -> Iterator[tuple[str, Node]]:
     """:func:`selection`, where a tree that cannot be read is reported to ``fail`` and the walk
     goes on without what is below it."""
     node = repo.resolve(snap, path)
@@ -186,8 +198,9 @@ def _selection(repo: Repository, snap: Snapshot, path: str,
         yield from _walk(repo, node.subtree, "", fail)
 
 
-def _walk(repo: Repository, tree_id: bytes, prefix: str,
-          fail: Callable[[str, errors.KubekeepError], None]) -> Iterator[tuple[str, Node]]:
+def _walk(
+    repo: Repository, tree_id: bytes, prefix: str, fail: Callable[[str, errors.KubekeepError], None]
+) -> Iterator[tuple[str, Node]]:
     try:
         nodes = repo.load_tree(tree_id)
     except (errors.IntegrityError, errors.ObjectNotFound) as exc:
@@ -204,5 +217,3 @@ def _drain(futures: list[Future[None]], everything: bool = False) -> None:
     keep = 0 if everything else QUEUED
     while len(futures) > keep:
         futures.pop(0).result()
-
-

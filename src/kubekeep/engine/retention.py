@@ -28,8 +28,16 @@ class Policy:
     keep_tags: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.last or self.hourly or self.daily or self.weekly or self.monthly
-                    or self.yearly or self.within or self.keep_tags)
+        return not (
+            self.last
+            or self.hourly
+            or self.daily
+            or self.weekly
+            or self.monthly
+            or self.yearly
+            or self.within
+            or self.keep_tags
+        )
 
 
 _BUCKETS: list[tuple[str, Callable[[dt.datetime], object]]] = [

@@ -9,9 +9,9 @@ from typing import Any
 
 @dataclass
 class Snapshot:
-    time: str                       # RFC 3339, UTC
-    tree: str                       # root tree blob id, hex
-    source: dict[str, Any]          # {"uri", "kind", "host", "extra"}
+    time: str  # RFC 3339, UTC
+    tree: str  # root tree blob id, hex
+    source: dict[str, Any]  # {"uri", "kind", "host", "extra"}
     hostname: str = ""
     username: str = ""
     tags: list[str] = field(default_factory=list)
@@ -20,8 +20,8 @@ class Snapshot:
     stats: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     program_version: str = ""
-    original: str | None = None     # id in the repository this was copied from
-    id: str = ""                    # set on load: the storage name (hash of the stored file)
+    original: str | None = None  # id in the repository this was copied from
+    id: str = ""  # set on load: the storage name (hash of the stored file)
 
     @property
     def short_id(self) -> str:
@@ -49,7 +49,7 @@ class Snapshot:
     def from_wire(cls, d: dict[str, Any], snap_id: str) -> Snapshot:
         d = dict(d)
         d.pop("v", None)
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         snap = cls(**{k: v for k, v in d.items() if k in known and k != "id"})
         snap.id = snap_id
         return snap
@@ -75,4 +75,4 @@ class DamagedSnapshot:
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -44,8 +44,9 @@ class _Copier:
         return new
 
 
-def run_copy(src: Repository, dst: Repository, snaps: list[Snapshot],
-             progress: Callable[[Snapshot, str], None] | None = None) -> list[tuple[Snapshot, Snapshot | None]]:
+def run_copy(
+    src: Repository, dst: Repository, snaps: list[Snapshot], progress: Callable[[Snapshot, str], None] | None = None
+) -> list[tuple[Snapshot, Snapshot | None]]:
     """Copy ``snaps``; returns ``(source snapshot, new snapshot or None if already there)``."""
     present = {s.original for s in dst.snapshots(skip_damaged=True) if s.original}
     results: list[tuple[Snapshot, Snapshot | None]] = []

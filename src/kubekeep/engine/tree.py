@@ -80,8 +80,12 @@ class Node:
             raise ValueError(f"unknown node type {node.type!r}")
         if not all(type(v) is int for v in (node.mode, node.uid, node.gid, node.mtime_ns, node.size)):
             raise TypeError("a numeric field is not an integer")
-        if not all(type(c) is bytes for c in node.content) or type(node.attrs) is not dict \
-                or not isinstance(node.subtree, bytes | None) or not isinstance(node.reuse_key, bytes | None):
+        if (
+            not all(type(c) is bytes for c in node.content)
+            or type(node.attrs) is not dict
+            or not isinstance(node.subtree, bytes | None)
+            or not isinstance(node.reuse_key, bytes | None)
+        ):
             raise TypeError("a field has the wrong type")
         if node.type == SYMLINK and (not node.target or "\0" in node.target):
             raise ValueError("a symlink target is empty or holds NUL")

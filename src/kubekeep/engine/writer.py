@@ -31,15 +31,21 @@ INDEX_EVERY_PACKS = 64
 class WriterStats:
     blobs_new: int = 0
     blobs_known: int = 0
-    bytes_raw_new: int = 0      # plaintext bytes of new blobs
-    bytes_stored: int = 0       # bytes added to the repository (packs + index files)
+    bytes_raw_new: int = 0  # plaintext bytes of new blobs
+    bytes_stored: int = 0  # bytes added to the repository (packs + index files)
     packs: int = 0
 
 
 class BlobWriter:
-    def __init__(self, repo: Repository, *, pack_size: int = fmt.PACK_SIZE,
-                 tree_pack_size: int = fmt.TREE_PACK_SIZE, uploads: int = fmt.UPLOADS_IN_FLIGHT,
-                 index: Index | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        pack_size: int = fmt.PACK_SIZE,
+        tree_pack_size: int = fmt.TREE_PACK_SIZE,
+        uploads: int = fmt.UPLOADS_IN_FLIGHT,
+        index: Index | None = None,
+    ) -> None:
         self.repo = repo
         # prune passes the index of the packs it keeps, so it never dedups against doomed packs
         self.index = repo.index if index is None else index
@@ -48,7 +54,7 @@ class BlobWriter:
         self._limits = {DATA: pack_size, TREE: tree_pack_size}
         self._lock = threading.Lock()
         self._packs = {DATA: PackWriter(DATA), TREE: PackWriter(TREE)}
-        self._pending: set[bytes] = set()              # in a pack not yet indexed
+        self._pending: set[bytes] = set()  # in a pack not yet indexed
         self._slots = threading.BoundedSemaphore(uploads)
         self._pool = ThreadPoolExecutor(uploads, thread_name_prefix="kubekeep-upload")
         self._futures: list[Future[None]] = []

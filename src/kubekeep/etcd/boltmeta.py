@@ -76,18 +76,18 @@ def _fnv1a64(data: bytes) -> int:
 class SnapshotInfo:
     """What a snapshot file says about itself. ``None`` means "not recorded in this file"."""
 
-    size: int                       # bytes in the file
-    db_size: int                    # bytes of bbolt data (size minus the hash trailer, if any)
+    size: int  # bytes in the file
+    db_size: int  # bytes of bbolt data (size minus the hash trailer, if any)
     page_size: int
     txid: int
-    has_hash: bool                  # the file ends with a SHA-256 trailer (size % 512 == 32)
-    sha256: str | None              # hex SHA-256 of the bbolt data (None if not computed)
-    hash_ok: bool | None            # trailer matches the data; None without a trailer/check
-    revision: int                   # newest revision (max of key revisions and compaction)
-    compact_revision: int | None    # finished compaction revision
-    revisions: int                  # entries in the `key` bucket (one per key revision)
-    live_keys: int                  # user keys whose newest revision is not a tombstone
-    deleted_keys: int               # user keys whose newest revision is a tombstone
+    has_hash: bool  # the file ends with a SHA-256 trailer (size % 512 == 32)
+    sha256: str | None  # hex SHA-256 of the bbolt data (None if not computed)
+    hash_ok: bool | None  # trailer matches the data; None without a trailer/check
+    revision: int  # newest revision (max of key revisions and compaction)
+    compact_revision: int | None  # finished compaction revision
+    revisions: int  # entries in the `key` bucket (one per key revision)
+    live_keys: int  # user keys whose newest revision is not a tombstone
+    deleted_keys: int  # user keys whose newest revision is a tombstone
     consistent_index: int | None
     term: int | None
     cluster_version: str | None
@@ -125,8 +125,7 @@ class _Reader:
         """Return ``(flags, count, page bytes)`` of page ``pgid``, overflow pages included."""
         if pgid < 2 or pgid >= self.high_water:
             raise IntegrityError(
-                f"etcd snapshot is corrupt: page id {pgid} outside the data pages "
-                f"(2..{self.high_water - 1})"
+                f"etcd snapshot is corrupt: page id {pgid} outside the data pages (2..{self.high_water - 1})"
             )
         ps = self.page_size
         head = self.read_at(pgid * ps, ps)
@@ -205,9 +204,7 @@ def _iter_tree_file_order(r: _Reader, root: int) -> Iterator[tuple[int, bytes, b
     raise IntegrityError("etcd snapshot is corrupt: bucket tree deeper than 64 levels")
 
 
-def _iter_bucket(
-    r: _Reader, value: bytes, *, file_order: bool = False
-) -> Iterator[tuple[int, bytes, bytes]]:
+def _iter_bucket(r: _Reader, value: bytes, *, file_order: bool = False) -> Iterator[tuple[int, bytes, bytes]]:
     """Iterate a nested bucket given its value in the parent (header + optional inline page).
 
     ``file_order`` reads the pages in file order instead of key order (see
@@ -237,7 +234,7 @@ def _open(source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[b
         return io.BytesIO(bytes(source)), True
     if isinstance(source, (str, os.PathLike)):
         try:
-            return open(source, "rb"), True  # noqa: SIM115 - closed by the caller
+            return open(source, "rb"), True
         except OSError as exc:
             raise UsageError(f"cannot open etcd snapshot {os.fspath(source)}: {exc.strerror}") from exc
     if not (hasattr(source, "seek") and source.seekable()):
@@ -311,8 +308,7 @@ def _read_info(fh: IO[bytes], check_hash: bool) -> SnapshotInfo:
         raise IntegrityError(f"etcd snapshot is corrupt: implausible page size {page_size}")
     if high_water * page_size > db_size:
         raise IntegrityError(
-            f"etcd snapshot is truncated: the database needs {high_water * page_size} bytes, "
-            f"the file holds {db_size}"
+            f"etcd snapshot is truncated: the database needs {high_water * page_size} bytes, the file holds {db_size}"
         )
     r.page_size = page_size
     r.high_water = high_water
@@ -414,7 +410,7 @@ def _user_key(value: bytes) -> bytes:
             shift += 7
     try:
         return kv_pb2.KeyValue.FromString(value).key
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+    except Exception as exc:
         raise IntegrityError(f"etcd snapshot is corrupt: undecodable key value ({exc})") from exc
 
 

@@ -19,7 +19,7 @@ from typing import Any
 # errors instead. An explicit GRPC_VERBOSITY from the user still wins.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import grpc  # noqa: E402
+import grpc
 
 from kubekeep.errors import ConnectorError, IntegrityError, SourceUnreachable, UsageError
 
@@ -28,10 +28,15 @@ from .snapshot import SnapshotStream
 
 DEFAULT_PORT = 2379
 
-_TLS_HINTS = ("ssl", "tls", "tsi_", "handshake", "certificate", "x509", "alert", "wrong_version",
-              "verification check")
-_AUTH_HINTS = ("permission denied", "user not found", "user name not found", "user name is empty",
-               "invalid auth token", "authentication failed")
+_TLS_HINTS = ("ssl", "tls", "tsi_", "handshake", "certificate", "x509", "alert", "wrong_version", "verification check")
+_AUTH_HINTS = (
+    "permission denied",
+    "user not found",
+    "user name not found",
+    "user name is empty",
+    "invalid auth token",
+    "authentication failed",
+)
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -59,7 +64,7 @@ def parse_endpoint(text: str) -> Endpoint:
     m = re.match(r"^(https?)://", spec, re.I)
     if m:
         secure = m.group(1).lower() == "https"
-        spec = spec[m.end():]
+        spec = spec[m.end() :]
     spec = spec.rstrip("/")
     if not spec or "/" in spec:
         raise UsageError(f"bad etcd endpoint {text!r}: expected HOST:PORT or https://HOST:PORT")
@@ -99,7 +104,7 @@ def parse_endpoints(spec: str | Sequence[str]) -> list[Endpoint]:
 
 @dataclass(slots=True)
 class Member:
-    id: str                      # hex, as etcdctl prints it
+    id: str  # hex, as etcdctl prints it
     name: str
     peer_urls: list[str] = field(default_factory=list)
     client_urls: list[str] = field(default_factory=list)
@@ -121,9 +126,9 @@ class Status:
     raft_term: int
     raft_index: int
     raft_applied_index: int
-    leader: str                  # hex member id
-    member_id: str               # hex member id of the answering member
-    cluster_id: str              # hex
+    leader: str  # hex member id
+    member_id: str  # hex member id of the answering member
+    cluster_id: str  # hex
     is_learner: bool
     storage_version: str
     errors: list[str] = field(default_factory=list)
@@ -164,8 +169,10 @@ def _tls_reason(details: str) -> str:
     if m:
         return f"server certificate not trusted ({m.group(1).strip()}; check cacert)"
     if "peer name" in low or "hostname" in low or "subject alternative" in low:
-        return ("server certificate does not match the host name "
-                "(--etcd-server-name or server_name= names the one to check)")
+        return (
+            "server certificate does not match the host name "
+            "(--etcd-server-name or server_name= names the one to check)"
+        )
     if "tsi_data_corrupted" in low or "unwrap failed" in low or "certificate_required" in low:
         return "the server rejected the TLS session (client certificate missing or not trusted?)"
     if "wrong_version_number" in low or "packet_length_too_long" in low:
@@ -183,9 +190,7 @@ def rpc_error(exc: grpc.RpcError, endpoint: str, action: str) -> ConnectorError:
             "(check the client certificate or the etcd user's permissions)"
         )
     if code == grpc.StatusCode.UNAVAILABLE and _is_tls_failure(details):
-        return ConnectorError(
-            f"TLS with etcd at {endpoint} failed during {action}: {_tls_reason(details)}"
-        )
+        return ConnectorError(f"TLS with etcd at {endpoint} failed during {action}: {_tls_reason(details)}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return SourceUnreachable(f"etcd at {endpoint} stopped answering during {action}: {details}")
     name = code.name if code is not None else "error"
@@ -258,9 +263,7 @@ class EtcdClient:
         for ep in self.endpoints:
             channel = self._open_channel(ep)
             try:
-                rpc_pb2_grpc.MaintenanceStub(channel).Status(
-                    rpc_pb2.StatusRequest(), timeout=self.connect_timeout
-                )
+                rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(), timeout=self.connect_timeout)
             except grpc.RpcError as exc:
                 channel.close()
                 code, details = _rpc_details(exc)
@@ -276,12 +279,8 @@ class EtcdClient:
             self._channel, self._endpoint, self._secure = channel, ep, self._uses_tls(ep)
             return ep
         if tls_failures:
-            raise ConnectorError(
-                "TLS with etcd failed (check cacert/cert/key): " + "; ".join(tls_failures + failures)
-            )
-        raise SourceUnreachable(
-            f"no etcd endpoint answered ({len(failures)} tried): " + "; ".join(failures)
-        )
+            raise ConnectorError("TLS with etcd failed (check cacert/cert/key): " + "; ".join(tls_failures + failures))
+        raise SourceUnreachable(f"no etcd endpoint answered ({len(failures)} tried): " + "; ".join(failures))
 
     @property
     def endpoint(self) -> Endpoint:
@@ -376,13 +375,10 @@ class EtcdClient:
                 details = _one_line(str(exc)) or type(exc).__name__
             total = "?" if expected is None else str(expected)
             return IntegrityError(
-                f"etcd snapshot stream from {endpoint} broke after {received} of {total} bytes: "
-                f"{details}"
+                f"etcd snapshot stream from {endpoint} broke after {received} of {total} bytes: {details}"
             )
 
-        stream = SnapshotStream(
-            call, source=f"etcd at {endpoint}", cancel=call.cancel, error_hook=on_error
-        )
+        stream = SnapshotStream(call, source=f"etcd at {endpoint}", cancel=call.cancel, error_hook=on_error)
         try:
             return stream.start()
         except BaseException:
@@ -394,9 +390,7 @@ class EtcdClient:
     def put(self, key: bytes, value: bytes) -> int:
         """KV.Put; returns the new revision."""
         try:
-            r = rpc_pb2_grpc.KVStub(self._chan()).Put(
-                rpc_pb2.PutRequest(key=key, value=value), timeout=self.timeout
-            )
+            r = rpc_pb2_grpc.KVStub(self._chan()).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=self.timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, str(self._endpoint), "a put") from None
         return r.header.revision

@@ -30,9 +30,9 @@ MIN_TOOL_VERSION = (3, 4, 0)
 @dataclass(frozen=True, slots=True)
 class RestoreTool:
     path: str
-    kind: str                      # "etcdutl" or "etcdctl"
+    kind: str  # "etcdutl" or "etcdctl"
     version: tuple[int, int, int]
-    supports_bump: bool            # has --bump-revision / --mark-compacted
+    supports_bump: bool  # has --bump-revision / --mark-compacted
 
     @property
     def version_text(self) -> str:
@@ -63,9 +63,7 @@ def _clean_env(kind: str) -> dict[str, str]:
 def _probe(path: str) -> RestoreTool | None:
     """Identify an etcdutl/etcdctl binary; None if it is neither or cannot run."""
     try:
-        out = subprocess.run(
-            [path, "version"], capture_output=True, text=True, timeout=30, env=_clean_env("etcdctl")
-        )
+        out = subprocess.run([path, "version"], capture_output=True, text=True, timeout=30, env=_clean_env("etcdctl"))
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"(etcdutl|etcdctl) version:\s*(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
@@ -103,8 +101,7 @@ def find_restore_tool(etcdutl: str | os.PathLike[str] | None = None) -> RestoreT
             if tool is not None:
                 return tool
     raise UsageError(
-        "etcdutl not found on PATH: install etcd's etcdutl (same minor version as the "
-        "snapshot's etcd) or pass its path"
+        "etcdutl not found on PATH: install etcd's etcdutl (same minor version as the snapshot's etcd) or pass its path"
     )
 
 
@@ -236,20 +233,14 @@ def restore_data_dir(
         initial_cluster_token, bump_revision, mark_compacted,
     )  # fmt: skip
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env(tool.kind)
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env(tool.kind))
     except subprocess.TimeoutExpired:
         raise ConnectorError(f"{tool.kind} snapshot restore did not finish in {timeout:g}s") from None
     output = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:
-        raise ConnectorError(
-            f"{tool.kind} snapshot restore failed (exit {proc.returncode}): {_error_line(output)}"
-        )
+        raise ConnectorError(f"{tool.kind} snapshot restore failed (exit {proc.returncode}): {_error_line(output)}")
     if not (target / "member" / "snap" / "db").is_file() or not (target / "member" / "wal").is_dir():
-        raise ConnectorError(
-            f"{tool.kind} snapshot restore succeeded but {target}/member has no snap/db or wal"
-        )
+        raise ConnectorError(f"{tool.kind} snapshot restore succeeded but {target}/member has no snap/db or wal")
     return RestoreResult(
         data_dir=str(target),
         command=cmd,

@@ -59,10 +59,10 @@ class SnapshotStream(io.RawIOBase):
         self._trailer = bytearray()
         self._buf = memoryview(b"")
         self._pos = 0
-        self._done = False      # the response iterator is exhausted and verified
+        self._done = False  # the response iterator is exhausted and verified
         self._failed: Exception | None = None
         self._digest: bytes | None = None
-        self.version = ""       # storage version, sent by etcd >= 3.6
+        self.version = ""  # storage version, sent by etcd >= 3.6
         self.messages = 0
 
     # -- properties -------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class SnapshotStream(io.RawIOBase):
         except StopIteration:
             self._finish()
             return False
-        except Exception as exc:  # noqa: BLE001 - the hook decides what it means
+        except Exception as exc:
             self._failed = self._hook(exc, self.bytes_read, self.size)
             raise self._failed from exc
         try:
@@ -207,8 +207,7 @@ class SnapshotStream(io.RawIOBase):
         if rest:
             if len(self._trailer) + len(rest) > HASH_SIZE:
                 raise self._fail(
-                    f"snapshot stream carries more than the {self._db_size} announced bytes "
-                    "plus a 32-byte SHA-256"
+                    f"snapshot stream carries more than the {self._db_size} announced bytes plus a 32-byte SHA-256"
                 )
             self._trailer += rest
         self._buf = memoryview(blob)
@@ -218,9 +217,7 @@ class SnapshotStream(io.RawIOBase):
         if self._db_size is None:
             raise self._fail("snapshot stream ended before any data arrived")
         if self._db_seen < self._db_size:
-            raise self._fail(
-                f"snapshot stream truncated: received {self._db_seen} of {self._db_size} bytes"
-            )
+            raise self._fail(f"snapshot stream truncated: received {self._db_seen} of {self._db_size} bytes")
         if len(self._trailer) != HASH_SIZE:
             raise self._fail(
                 f"snapshot stream ended without its SHA-256 trailer "

@@ -24,31 +24,59 @@ def _query(dry_run: bool, **extra: Any) -> dict[str, Any]:
     return q
 
 
-def create(session: Session, group: str, version: str, resource: str, obj: dict[str, Any], *,
-           namespace: str = "", dry_run: bool = False) -> Response:
+def create(
+    session: Session,
+    group: str,
+    version: str,
+    resource: str,
+    obj: dict[str, Any],
+    *,
+    namespace: str = "",
+    dry_run: bool = False,
+) -> Response:
     """POST ``obj`` to its collection (201 created, 409 if it exists)."""
     path = api_path(group, version, resource, namespace=namespace)
     return session.request("POST", path, query=_query(dry_run), body=orjson.dumps(obj))
 
 
-def apply(session: Session, group: str, version: str, resource: str, obj: dict[str, Any], *,
-          namespace: str = "", dry_run: bool = False) -> Response:
+def apply(
+    session: Session,
+    group: str,
+    version: str,
+    resource: str,
+    obj: dict[str, Any],
+    *,
+    namespace: str = "",
+    dry_run: bool = False,
+) -> Response:
     """Server-side apply ``obj`` as field manager ``kubekeep``, taking over conflicting fields
     (201 if it created the object, 200 if it updated it)."""
     name = obj["metadata"]["name"]
     path = api_path(group, version, resource, namespace=namespace, name=name)
-    return session.request("PATCH", path, query=_query(dry_run, force="true"), body=orjson.dumps(obj),
-                           content_type=APPLY_PATCH)
+    return session.request(
+        "PATCH", path, query=_query(dry_run, force="true"), body=orjson.dumps(obj), content_type=APPLY_PATCH
+    )
 
 
-def patch(session: Session, group: str, version: str, resource: str, name: str, body: dict[str, Any], *,
-          namespace: str = "", subresource: str = "", dry_run: bool = False) -> Response:
+def patch(
+    session: Session,
+    group: str,
+    version: str,
+    resource: str,
+    name: str,
+    body: dict[str, Any],
+    *,
+    namespace: str = "",
+    subresource: str = "",
+    dry_run: bool = False,
+) -> Response:
     """JSON merge patch of an object (or of its ``status`` subresource)."""
     path = api_path(group, version, resource, namespace=namespace, name=name, subresource=subresource)
     return session.request("PATCH", path, query=_query(dry_run), body=orjson.dumps(body), content_type=MERGE_PATCH)
 
 
-def get(session: Session, group: str, version: str, resource: str, name: str, *,
-        namespace: str = "") -> dict[str, Any] | None:
+def get(
+    session: Session, group: str, version: str, resource: str, name: str, *, namespace: str = ""
+) -> dict[str, Any] | None:
     """The live object, or None if it does not exist; other errors raise ``ApiError``."""
     return session.get_or_none(api_path(group, version, resource, namespace=namespace, name=name))  # type: ignore[no-any-return]

@@ -32,7 +32,7 @@ SELECTOR = f"{MANAGED_BY}=kubekeep,{RUN_LABEL}"
 
 #: what runs create, in the order they are removed (users of a claim before the claim, the
 #: snapshot a claim was made from after it)
-KINDS: list[tuple[str, str, str, bool]] = [      # (group, version, resource, namespaced)
+KINDS: list[tuple[str, str, str, bool]] = [  # (group, version, resource, namespaced)
     ("", "v1", "pods", True),
     ("", "v1", "secrets", True),
     ("", "v1", "persistentvolumeclaims", True),
@@ -72,13 +72,15 @@ class Run:
         self.session = session
         self.id = run_id or f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self.owner = owner_id()
-        self._created: list[tuple[str, str]] = []     # (path, description)
+        self._created: list[tuple[str, str]] = []  # (path, description)
         self._lock = threading.Lock()
 
     def metadata(self, purpose: str) -> dict[str, Any]:
         """Labels and annotations for an object this run creates."""
-        return {"labels": {MANAGED_BY: "kubekeep", RUN_LABEL: self.id, PURPOSE_LABEL: purpose},
-                "annotations": {OWNER_ANNOTATION: self.owner}}
+        return {
+            "labels": {MANAGED_BY: "kubekeep", RUN_LABEL: self.id, PURPOSE_LABEL: purpose},
+            "annotations": {OWNER_ANNOTATION: self.owner},
+        }
 
     def name(self, kind: str) -> str:
         """A name for a new object (DNS-1123, unique per run and use)."""
@@ -141,8 +143,9 @@ class Leftover:
         return f"{self.kind} {where} (run {self.run})"
 
 
-def find(session: Session, *, namespace: str = "", run: str = "", everything: bool = False,
-         older_than: float | None = None) -> list[Leftover]:
+def find(
+    session: Session, *, namespace: str = "", run: str = "", everything: bool = False, older_than: float | None = None
+) -> list[Leftover]:
     """Objects of kubekeep runs that are over: their process is gone (this host), they are older
     than ``older_than`` seconds, or (``everything``) all of them; ``run`` narrows to one run."""
     selector = f"{MANAGED_BY}=kubekeep,{RUN_LABEL}={run}" if run else SELECTOR
@@ -159,16 +162,21 @@ def find(session: Session, *, namespace: str = "", run: str = "", everything: bo
             created = meta.get("creationTimestamp", "")
             if not (everything or run):
                 alive = owner_alive(owner)
-                age = (now - dt.datetime.fromisoformat(created)).total_seconds() \
-                    if created else 0.0
+                age = (now - dt.datetime.fromisoformat(created)).total_seconds() if created else 0.0
                 old = older_than is not None and age >= older_than
                 if not (alive is False or old):
                     continue
-            found.append(Leftover(kind=obj.get("kind") or resource, namespace=meta.get("namespace", ""),
-                                  name=meta["name"], run=meta["labels"].get(RUN_LABEL, ""), owner=owner,
-                                  created=created,
-                                  path=api_path(group, version, resource, namespace=meta.get("namespace", ""),
-                                                name=meta["name"])))
+            found.append(
+                Leftover(
+                    kind=obj.get("kind") or resource,
+                    namespace=meta.get("namespace", ""),
+                    name=meta["name"],
+                    run=meta["labels"].get(RUN_LABEL, ""),
+                    owner=owner,
+                    created=created,
+                    path=api_path(group, version, resource, namespace=meta.get("namespace", ""), name=meta["name"]),
+                )
+            )
     return found
 
 

@@ -20,7 +20,7 @@ class ClusterAccess:
     """A configured API client and what it points at."""
 
     api_client: client.ApiClient
-    context: str          # the kubeconfig context used, or "in-cluster"
+    context: str  # the kubeconfig context used, or "in-cluster"
     server: str
 
 
@@ -34,8 +34,9 @@ def _kubeconfig_files(explicit: str | None) -> list[str]:
     return [str(default)] if default.exists() else []
 
 
-def connect(context: str | None = None, kubeconfig: str | None = None, *, pool_size: int = 16,
-            timeout_s: float = 30.0) -> ClusterAccess:
+def connect(
+    context: str | None = None, kubeconfig: str | None = None, *, pool_size: int = 16, timeout_s: float = 30.0
+) -> ClusterAccess:
     """An API client for ``context`` (or the current context), or in-cluster credentials when
     no kubeconfig exists and we run in a pod (or ``context == "in-cluster"``)."""
     cfg = client.Configuration()
@@ -52,8 +53,7 @@ def connect(context: str | None = None, kubeconfig: str | None = None, *, pool_s
             if len(missing) == len(files):
                 raise errors.UsageError(f"kubeconfig {missing[0]} does not exist")
             paths = os.pathsep.join(files)  # the client merges a KUBECONFIG-style path list
-            config.load_kube_config(config_file=paths, context=context, client_configuration=cfg,
-                                    persist_config=False)
+            config.load_kube_config(config_file=paths, context=context, client_configuration=cfg, persist_config=False)
             used = context or config.list_kube_config_contexts(config_file=paths)[1]["name"]
     except ConfigException as exc:
         raise errors.UsageError(f"cannot load Kubernetes credentials: {exc}") from None

@@ -21,16 +21,18 @@ import orjson
 from kubekeep import errors
 from kubekeep.kube.requesting import Session, api_path
 
-AGGREGATED_ACCEPT = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
-                     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
-                     "application/json")
+AGGREGATED_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+    "application/json"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ApiResource:
     group: str
     version: str
-    resource: str                    # plural name, as in the URL
+    resource: str  # plural name, as in the URL
     kind: str
     namespaced: bool
     verbs: frozenset[str]
@@ -52,26 +54,43 @@ class ApiResource:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
     def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
-        return api_path(self.group, self.version, self.resource, namespace=namespace, name=name,
-                        subresource=subresource)
+        return api_path(
+            self.group, self.version, self.resource, namespace=namespace, name=name, subresource=subresource
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "version": self.version, "resource": self.resource, "kind": self.kind,
-                "namespaced": self.namespaced, "verbs": sorted(self.verbs), "singular": self.singular,
-                "shortNames": list(self.short_names), "subresources": list(self.subresources)}
+        return {
+            "group": self.group,
+            "version": self.version,
+            "resource": self.resource,
+            "kind": self.kind,
+            "namespaced": self.namespaced,
+            "verbs": sorted(self.verbs),
+            "singular": self.singular,
+            "shortNames": list(self.short_names),
+            "subresources": list(self.subresources),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ApiResource:
-        return cls(d["group"], d["version"], d["resource"], d["kind"], bool(d["namespaced"]),
-                   frozenset(d.get("verbs", ())), d.get("singular", ""), tuple(d.get("shortNames", ())),
-                   tuple(d.get("subresources", ())))
+        return cls(
+            d["group"],
+            d["version"],
+            d["resource"],
+            d["kind"],
+            bool(d["namespaced"]),
+            frozenset(d.get("verbs", ())),
+            d.get("singular", ""),
+            tuple(d.get("shortNames", ())),
+            tuple(d.get("subresources", ())),
+        )
 
 
 @dataclass
 class Discovery:
-    resources: list[ApiResource] = field(default_factory=list)     # one per (group, resource)
-    groups: dict[str, list[str]] = field(default_factory=dict)     # group -> versions, preferred first
-    errors: dict[str, str] = field(default_factory=dict)           # "group/version" -> what failed
+    resources: list[ApiResource] = field(default_factory=list)  # one per (group, resource)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> versions, preferred first
+    errors: dict[str, str] = field(default_factory=dict)  # "group/version" -> what failed
     method: str = "aggregated"
 
     def find(self, group: str, resource: str) -> ApiResource | None:
@@ -82,17 +101,23 @@ class Discovery:
 
     def to_json(self) -> bytes:
         """Deterministic JSON (the snapshot's ``discovery.json``)."""
-        body = {"method": self.method, "groups": [{"name": g, "versions": v} for g, v in sorted(self.groups.items())],
-                "resources": [r.to_dict() for r in sorted(self.resources, key=lambda r: (r.group, r.resource))],
-                "errors": dict(sorted(self.errors.items()))}
+        body = {
+            "method": self.method,
+            "groups": [{"name": g, "versions": v} for g, v in sorted(self.groups.items())],
+            "resources": [r.to_dict() for r in sorted(self.resources, key=lambda r: (r.group, r.resource))],
+            "errors": dict(sorted(self.errors.items())),
+        }
         return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes) -> Discovery:
         body = orjson.loads(data)
-        return cls([ApiResource.from_dict(r) for r in body.get("resources", [])],
-                   {g["name"]: list(g["versions"]) for g in body.get("groups", [])},
-                   dict(body.get("errors", {})), body.get("method", ""))
+        return cls(
+            [ApiResource.from_dict(r) for r in body.get("resources", [])],
+            {g["name"]: list(g["versions"]) for g in body.get("groups", [])},
+            dict(body.get("errors", {})),
+            body.get("method", ""),
+        )
 
 
 def discover(session: Session, *, workers: int = 8) -> Discovery:
@@ -120,17 +145,27 @@ def _from_aggregated(items: Iterable[dict[str, Any]]) -> Discovery:
         for v in item.get("versions", []):
             version = v["version"]
             if v.get("freshness", "Current") != "Current":
-                d.errors[_gv(group, version)] = ("discovery information is stale: the API server behind this "
-                                                 "group version is not available")
+                d.errors[_gv(group, version)] = (
+                    "discovery information is stale: the API server behind this group version is not available"
+                )
             for r in v.get("resources") or []:
                 if (group, r["resource"]) in seen:
                     continue
                 seen.add((group, r["resource"]))
                 kind = (r.get("responseKind") or {}).get("kind", "")
-                d.resources.append(ApiResource(
-                    group, version, r["resource"], kind, r.get("scope") == "Namespaced", frozenset(r.get("verbs") or ()),
-                    r.get("singularResource", ""), tuple(r.get("shortNames") or ()),
-                    tuple(s["subresource"] for s in r.get("subresources") or ())))
+                d.resources.append(
+                    ApiResource(
+                        group,
+                        version,
+                        r["resource"],
+                        kind,
+                        r.get("scope") == "Namespaced",
+                        frozenset(r.get("verbs") or ()),
+                        r.get("singularResource", ""),
+                        tuple(r.get("shortNames") or ()),
+                        tuple(s["subresource"] for s in r.get("subresources") or ()),
+                    )
+                )
     return d
 
 
@@ -165,10 +200,19 @@ def _legacy(session: Session, core: dict[str, Any], workers: int) -> Discovery:
             if "/" in r["name"] or (group, r["name"]) in seen:
                 continue
             seen.add((group, r["name"]))
-            d.resources.append(ApiResource(
-                group, version, r["name"], r.get("kind", ""), bool(r.get("namespaced")), frozenset(r.get("verbs") or ()),
-                r.get("singularName", ""), tuple(r.get("shortNames") or ()),
-                tuple(subresources.get((group, version, r["name"]), ()))))
+            d.resources.append(
+                ApiResource(
+                    group,
+                    version,
+                    r["name"],
+                    r.get("kind", ""),
+                    bool(r.get("namespaced")),
+                    frozenset(r.get("verbs") or ()),
+                    r.get("singularName", ""),
+                    tuple(r.get("shortNames") or ()),
+                    tuple(subresources.get((group, version, r["name"]), ())),
+                )
+            )
     return d
 
 

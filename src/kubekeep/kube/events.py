@@ -5,17 +5,20 @@ from __future__ import annotations
 from kubekeep.kube.requesting import Session, api_path
 
 
-def recent(session: Session, namespace: str, kind: str, name: str, *, limit: int = 5,
-           warnings_only: bool = False) -> list[str]:
+def recent(
+    session: Session, namespace: str, kind: str, name: str, *, limit: int = 5, warnings_only: bool = False
+) -> list[str]:
     """The latest events of an object, oldest first, as ``Reason: message`` lines."""
     selector = f"involvedObject.kind={kind},involvedObject.name={name}"
-    response = session.request("GET", api_path("", "v1", "events", namespace=namespace),
-                               query={"fieldSelector": selector})
+    response = session.request(
+        "GET", api_path("", "v1", "events", namespace=namespace), query={"fieldSelector": selector}
+    )
     if not response.ok:
         return []
     items = response.json().get("items") or []
-    items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")
-               or "")
+    items.sort(
+        key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp") or ""
+    )
     lines: list[str] = []
     for e in items:
         if warnings_only and e.get("type") != "Warning":

@@ -40,9 +40,9 @@ WSClient: Callable[..., Any] = ws_client.WSClient
 
 @dataclass(frozen=True)
 class Hook:
-    phase: str                  # "pre" or "post"
+    phase: str  # "pre" or "post"
     command: tuple[str, ...]
-    container: str = ""         # "" = the pod's first container
+    container: str = ""  # "" = the pod's first container
     timeout: float = DEFAULT_TIMEOUT_S
     on_error: str = "fail"
     origin: str = "command line"
@@ -101,12 +101,16 @@ def from_annotations(pod: dict[str, Any]) -> list[Hook]:
         if not command:
             continue
         try:
-            hooks.append(Hook(phase=phase, command=parse_command(command),
-                              container=ann.get(f"{ANNOTATION_PREFIX}{phase}-container", ""),
-                              timeout=parse_duration(ann.get(f"{ANNOTATION_PREFIX}{phase}-timeout",
-                                                             str(DEFAULT_TIMEOUT_S))),
-                              on_error=_on_error(ann.get(f"{ANNOTATION_PREFIX}{phase}-on-error", "fail")),
-                              origin=where))
+            hooks.append(
+                Hook(
+                    phase=phase,
+                    command=parse_command(command),
+                    container=ann.get(f"{ANNOTATION_PREFIX}{phase}-container", ""),
+                    timeout=parse_duration(ann.get(f"{ANNOTATION_PREFIX}{phase}-timeout", str(DEFAULT_TIMEOUT_S))),
+                    on_error=_on_error(ann.get(f"{ANNOTATION_PREFIX}{phase}-on-error", "fail")),
+                    origin=where,
+                )
+            )
         except errors.UsageError as exc:
             raise errors.UsageError(f"{where}: {exc}") from None
     return hooks
@@ -117,18 +121,29 @@ def run(access: ClusterAccess, pod: dict[str, Any], hook: Hook) -> HookResult:
     meta = pod["metadata"]
     containers = [c["name"] for c in pod["spec"]["containers"]]
     container = hook.container or containers[0]
-    result = HookResult(phase=hook.phase, pod=f"{meta['namespace']}/{meta['name']}", container=container,
-                        command=list(hook.command), origin=hook.origin)
+    result = HookResult(
+        phase=hook.phase,
+        pod=f"{meta['namespace']}/{meta['name']}",
+        container=container,
+        command=list(hook.command),
+        origin=hook.origin,
+    )
     if container not in containers:
         result.error = f"pod has no container {container!r} (it has {', '.join(containers)})"
         return result
     query = [("container", container), ("stdout", "1"), ("stderr", "1")] + [("command", a) for a in hook.command]
-    url = access.server.rstrip("/") + api_path("", "v1", "pods", namespace=meta["namespace"], name=meta["name"],
-                                               subresource="exec")
+    url = access.server.rstrip("/") + api_path(
+        "", "v1", "pods", namespace=meta["namespace"], name=meta["name"], subresource="exec"
+    )
     started = time.monotonic()
     try:
-        client = WSClient(access.api_client.configuration, get_websocket_url(url, query),
-                          websocket_headers(access, "v4.channel.k8s.io"), False, binary=True)
+        client = WSClient(
+            access.api_client.configuration,
+            get_websocket_url(url, query),
+            websocket_headers(access, "v4.channel.k8s.io"),
+            False,
+            binary=True,
+        )
     except Exception as exc:  # noqa: BLE001 - websocket-client raises many unrelated types
         result.error = f"exec failed: {' '.join(str(exc).split()).split(' -+-+- ')[0][:300]}"
         return result
@@ -154,8 +169,9 @@ def run(access: ClusterAccess, pod: dict[str, Any], hook: Hook) -> HookResult:
         text = status.decode("utf-8", "replace")
         result.exit_code = _exit_code(text)
         if result.exit_code is None:
-            result.error = f"exec ended without an exit status: {text[:200]}" if text else \
-                "exec ended without an exit status"
+            result.error = (
+                f"exec ended without an exit status: {text[:200]}" if text else "exec ended without an exit status"
+            )
     return result
 
 

@@ -24,8 +24,14 @@ class _Expired(Exception):
     """The continue token of a paginated list expired."""
 
 
-def list_pages(session: Session, resource: ApiResource, *, namespace: str = "", label_selector: str = "",
-               page_size: int = PAGE_SIZE) -> Iterator[list[dict[str, Any]]]:
+def list_pages(
+    session: Session,
+    resource: ApiResource,
+    *,
+    namespace: str = "",
+    label_selector: str = "",
+    page_size: int = PAGE_SIZE,
+) -> Iterator[list[dict[str, Any]]]:
     """Pages of ``resource``'s objects (in ``namespace``, or all namespaces); raises
     ``_Expired`` if the list's continue token expires (``list_all`` handles it)."""
     path = resource.path(namespace=namespace)
@@ -49,19 +55,29 @@ def list_pages(session: Session, resource: ApiResource, *, namespace: str = "", 
             return
 
 
-def list_all(session: Session, resource: ApiResource, *, namespace: str = "", label_selector: str = "",
-             page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+def list_all(
+    session: Session,
+    resource: ApiResource,
+    *,
+    namespace: str = "",
+    label_selector: str = "",
+    page_size: int = PAGE_SIZE,
+) -> list[dict[str, Any]]:
     """Every object of ``resource`` as one consistent list (see ``list_pages``)."""
     for attempt in (1, 2):
         items: list[dict[str, Any]] = []
         try:
-            for page in list_pages(session, resource, namespace=namespace, label_selector=label_selector,
-                                   page_size=page_size):
+            for page in list_pages(
+                session, resource, namespace=namespace, label_selector=label_selector, page_size=page_size
+            ):
                 items.extend(page)
             return items
         except _Expired:
             if attempt == 2:
-                raise errors.ApiError(f"GET {resource.path(namespace=namespace)}: the list's continue token "
-                                      "expired twice (the resource changes too fast to page through)",
-                                      status=410, reason="Expired") from None
+                raise errors.ApiError(
+                    f"GET {resource.path(namespace=namespace)}: the list's continue token "
+                    "expired twice (the resource changes too fast to page through)",
+                    status=410,
+                    reason="Expired",
+                ) from None
     raise AssertionError("unreachable")

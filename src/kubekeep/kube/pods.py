@@ -41,8 +41,16 @@ SECRET_KEY = "secret"
 READ_CAPS = ["DAC_READ_SEARCH"]
 WRITE_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"]
 #: container states that will not get better by waiting
-_HOPELESS = {"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
-             "CreateContainerError", "CrashLoopBackOff", "RunContainerError", "PreCreateHookError"}
+_HOPELESS = {
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+    "RunContainerError",
+    "PreCreateHookError",
+}
 #: an unschedulable pod fails once the scheduler has said so for this long
 UNSCHEDULABLE_GRACE_S = 3.0
 #: ErrImagePull is retried by the kubelet once; a second report fails
@@ -62,7 +70,7 @@ class HelperOptions:
     priority_class: str = ""
     image_pull_secrets: list[str] = field(default_factory=list)
     start_timeout: float = 300.0
-    idle_timeout: float = 900.0     # the agent exits if no session starts within this
+    idle_timeout: float = 900.0  # the agent exits if no session starts within this
     #: run the agent as this (uid, gid), without root or any capability (Pod Security "restricted")
     run_as: tuple[int, int] | None = None
     #: the pod's fsGroup (the volume's files made group-accessible to it, where the driver can)
@@ -70,13 +78,27 @@ class HelperOptions:
 
 
 def secret_manifest(name: str, namespace: str, secret: bytes, metadata: Obj) -> Obj:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {**metadata, "name": name, "namespace": namespace},
-            "stringData": {SECRET_KEY: secret.hex()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {**metadata, "name": name, "namespace": namespace},
+        "stringData": {SECRET_KEY: secret.hex()},
+    }
 
 
-def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, options: HelperOptions,
-                    metadata: Obj, write: bool, block: bool, node_name: str = "") -> Obj:
+def helper_manifest(
+    name: str,
+    namespace: str,
+    claim: str,
+    *,
+    secret_name: str,
+    options: HelperOptions,
+    metadata: Obj,
+    write: bool,
+    block: bool,
+    node_name: str = "",
+) -> Obj:
     """The agent's pod, mounting ``claim`` (read-only unless ``write``)."""
     args = ["--device", DEVICE_PATH] if block else ["--root", MOUNT_PATH]
     args += ["--listen", f":{DEFAULT_PORT}", "--idle-timeout", f"{options.idle_timeout:.0f}"]
@@ -89,7 +111,10 @@ def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, 
         "args": args,
         "env": [{"name": SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}}],
         "ports": [{"name": "agent", "containerPort": DEFAULT_PORT, "protocol": "TCP"}],
-        "resources": {"requests": dict(options.requests), **({"limits": dict(options.limits)} if options.limits else {})},
+        "resources": {
+            "requests": dict(options.requests),
+            **({"limits": dict(options.limits)} if options.limits else {}),
+        },
         "securityContext": _container_security(options, write),
     }
     if block:
@@ -101,35 +126,56 @@ def helper_manifest(name: str, namespace: str, claim: str, *, secret_name: str, 
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"},
-                            **({"fsGroup": options.fs_group} if options.fs_group is not None else {})},
+        "securityContext": {
+            "seccompProfile": {"type": "RuntimeDefault"},
+            **({"fsGroup": options.fs_group} if options.fs_group is not None else {}),
+        },
         "containers": [container],
         "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": claim, "readOnly": not write}}],
     }
     if options.node_selector:
         spec["nodeSelector"] = dict(options.node_selector)
     if node_name:  # live backups: beside the pod that has the volume attached
-        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}
+                    ]
+                }
+            }
+        }
     if options.tolerations:
         spec["tolerations"] = list(options.tolerations)
     if options.priority_class:
         spec["priorityClassName"] = options.priority_class
     if options.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in options.image_pull_secrets]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {**metadata, "name": name, "namespace": namespace},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**metadata, "name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def _container_security(options: HelperOptions, write: bool) -> Obj:
-    common: Obj = {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
-                   "seccompProfile": {"type": "RuntimeDefault"}}
+    common: Obj = {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     if options.run_as is not None:
         uid, gid = options.run_as
-        return {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True, **common,
-                "capabilities": {"drop": ["ALL"]}}
-    return {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, **common,
-            "capabilities": {"drop": ["ALL"], "add": WRITE_CAPS if write else READ_CAPS}}
+        return {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True, **common, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        **common,
+        "capabilities": {"drop": ["ALL"], "add": WRITE_CAPS if write else READ_CAPS},
+    }
 
 
 POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
@@ -146,11 +192,15 @@ def check_admitted(session: Session, manifest: Obj, *, what: str) -> None:
         if exc.status not in (400, 403, 422):
             raise
         level = _pod_security_level(session, ns)
-        way_out = ("run the helper as a non-root user that can read the volume's files (--helper-user UID:GID, "
-                   "--helper-fs-group GID)" if manifest["spec"]["containers"][0]["securityContext"].get("runAsUser") == 0
-                   else "ask the namespace's owner which pods it admits")
+        way_out = (
+            "run the helper as a non-root user that can read the volume's files (--helper-user UID:GID, "
+            "--helper-fs-group GID)"
+            if manifest["spec"]["containers"][0]["securityContext"].get("runAsUser") == 0
+            else "ask the namespace's owner which pods it admits"
+        )
         raise errors.ConnectorError(
-            f"{what}: namespace {ns}{level} does not admit kubekeep's helper pod: {exc}; {way_out}") from None
+            f"{what}: namespace {ns}{level} does not admit kubekeep's helper pod: {exc}; {way_out}"
+        ) from None
 
 
 def _pod_security_level(session: Session, namespace: str) -> str:
@@ -172,8 +222,9 @@ def pod_path(namespace: str, name: str = "", sub: str = "") -> str:
 
 
 def logs(session: Session, namespace: str, name: str, *, container: str = CONTAINER, tail: int = 10) -> str:
-    response = session.request("GET", pod_path(namespace, name, "log"),
-                               query={"container": container, "tailLines": tail}, accept="*/*")
+    response = session.request(
+        "GET", pod_path(namespace, name, "log"), query={"container": container, "tailLines": tail}, accept="*/*"
+    )
     return response.data.decode("utf-8", "replace").strip() if response.ok else ""
 
 
@@ -207,8 +258,12 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
                 if now - pull_error_since >= PULL_GRACE_S:
                     raise _failure(session, pod, f"cannot pull its image: {message or reason}")
         scheduled = next((c for c in st.get("conditions") or () if c.get("type") == "PodScheduled"), None)
-        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable" \
-                and "unbound immediate PersistentVolumeClaims" not in str(scheduled.get("message")):
+        if (
+            scheduled
+            and scheduled.get("status") == "False"
+            and scheduled.get("reason") == "Unschedulable"
+            and "unbound immediate PersistentVolumeClaims" not in str(scheduled.get("message"))
+        ):
             unschedulable_since = unschedulable_since or now
             if now - unschedulable_since >= UNSCHEDULABLE_GRACE_S:
                 raise _failure(session, pod, f"cannot be scheduled: {' '.join(str(scheduled.get('message')).split())}")
@@ -273,7 +328,10 @@ def pods_using_claim(session: Session, namespace: str, claim: str) -> list[Obj]:
     for pod in body.get("items") or ():
         vols = pod.get("spec", {}).get("volumes") or ()
         ours = (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "kubekeep"
-        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in vols) \
-                and not pod["metadata"].get("deletionTimestamp") and not ours:
+        if (
+            any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in vols)
+            and not pod["metadata"].get("deletionTimestamp")
+            and not ours
+        ):
             out.append(pod)
     return out

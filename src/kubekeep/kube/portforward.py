@@ -62,11 +62,17 @@ class ForwardedPort:
 
 
 def connect(access: ClusterAccess, namespace: str, pod: str, port: int) -> ForwardedPort:
-    url = access.server.rstrip("/") + api_path("", "v1", "pods", namespace=namespace, name=pod,
-                                               subresource="portforward") + f"?ports={port}"
+    url = (
+        access.server.rstrip("/")
+        + api_path("", "v1", "pods", namespace=namespace, name=pod, subresource="portforward")
+        + f"?ports={port}"
+    )
     try:
-        ws = create_websocket(access.api_client.configuration, get_websocket_url(url),
-                              headers=websocket_headers(access, "v4.channel.k8s.io"))
+        ws = create_websocket(
+            access.api_client.configuration,
+            get_websocket_url(url),
+            headers=websocket_headers(access, "v4.channel.k8s.io"),
+        )
     except Exception as exc:  # noqa: BLE001 - websocket-client raises many unrelated types
         raise errors.SourceUnreachable(f"port-forward to {namespace}/{pod}:{port} failed: {_one_line(exc)}") from None
     return ForwardedPort(PortForward(ws, [port]), port)

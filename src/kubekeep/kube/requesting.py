@@ -44,8 +44,9 @@ class Response:
         return orjson.loads(self.data) if self.data else None
 
 
-def api_path(group: str, version: str, resource: str, *, namespace: str = "", name: str = "",
-             subresource: str = "") -> str:
+def api_path(
+    group: str, version: str, resource: str, *, namespace: str = "", name: str = "", subresource: str = ""
+) -> str:
     """REST path of a collection or object: ``/api/v1/...`` for the core group, else ``/apis/G/V/...``."""
     path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
     if namespace:
@@ -82,8 +83,10 @@ class Session:
         self._max_attempts = max_attempts
         # tokens may be refreshed by the library before each request; certificates need nothing
         self._static_auth = not self._config.auth_settings() and self._config.refresh_api_key_hook is None
-        self._retries = {True: urllib3.Retry(connect=2, read=2, redirect=0, status=0, other=0),
-                         False: urllib3.Retry(connect=2, read=0, redirect=0, status=0, other=0)}
+        self._retries = {
+            True: urllib3.Retry(connect=2, read=2, redirect=0, status=0, other=0),
+            False: urllib3.Retry(connect=2, read=0, redirect=0, status=0, other=0),
+        }
 
     def close(self) -> None:
         self.access.api_client.close()
@@ -99,8 +102,17 @@ class Session:
                 headers[auth["key"]] = auth["value"]
         return headers
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: bytes | None = None,
-                content_type: str | None = None, accept: str = JSON, timeout: float | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        accept: str = JSON,
+        timeout: float | None = None,
+    ) -> Response:
         """Send one request and return the response whatever its status. Retries on 429 (as the
         server asks) and, for GETs, on 5xx; raises ``SourceUnreachable`` if the server cannot be
         reached."""
@@ -111,11 +123,19 @@ class Session:
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(1, self._max_attempts + 1):
             try:
-                r = self._pool.request(method, url, body=body, headers=headers, preload_content=True,
-                                       retries=self._retries[method == "GET"], **extra)
+                r = self._pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers=headers,
+                    preload_content=True,
+                    retries=self._retries[method == "GET"],
+                    **extra,
+                )
             except urllib3.exceptions.HTTPError as exc:
-                raise errors.SourceUnreachable(f"cannot reach the Kubernetes API at {self.server}: "
-                                               f"{_reason(exc)}") from None
+                raise errors.SourceUnreachable(
+                    f"cannot reach the Kubernetes API at {self.server}: {_reason(exc)}"
+                ) from None
             response = Response(r.status, r.data or b"", r.headers)
             retry = r.status == 429 or (method == "GET" and r.status in _RETRY_STATUSES)
             if not retry or attempt == self._max_attempts:
@@ -151,9 +171,12 @@ class Session:
     def error(self, method: str, path: str, response: Response) -> errors.ApiError:
         message, reason = status_message(response.data)
         if response.status == 401:
-            return errors.ApiError(f"the Kubernetes API at {self.server} rejected the credentials of context "
-                                   f"{self.context!r} (401 Unauthorized); check the kubeconfig's user or token",
-                                   status=401, reason=reason or "Unauthorized")
+            return errors.ApiError(
+                f"the Kubernetes API at {self.server} rejected the credentials of context "
+                f"{self.context!r} (401 Unauthorized); check the kubeconfig's user or token",
+                status=401,
+                reason=reason or "Unauthorized",
+            )
         detail = message or f"HTTP {response.status}"
         return errors.ApiError(f"{method} {path}: {detail}", status=response.status, reason=reason)
 
@@ -166,6 +189,6 @@ def _reason(exc: Exception) -> str:
 
 def _retry_after(header: str | None, attempt: int) -> float:
     try:
-        return min(10.0, max(0.1, float(header))) if header else min(5.0, 0.2 * 2 ** attempt)
+        return min(10.0, max(0.1, float(header))) if header else min(5.0, 0.2 * 2**attempt)
     except ValueError:
         return 1.0

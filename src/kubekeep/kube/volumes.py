@@ -41,24 +41,31 @@ class Claim:
     uid: str
     phase: str
     storage_class: str
-    size: str                      # the claim's capacity (or request) as a quantity
+    size: str  # the claim's capacity (or request) as a quantity
     access_modes: list[str]
     block: bool
     volume_name: str
-    driver: str | None             # the CSI driver of its bound volume; None if not CSI
-    volume_kind: str               # "csi", "hostPath", "nfs", ... (the PV's source type)
+    driver: str | None  # the CSI driver of its bound volume; None if not CSI
+    volume_kind: str  # "csi", "hostPath", "nfs", ... (the PV's source type)
     manifest: Obj = field(repr=False)
 
     def summary(self) -> Obj:
         """Recorded in snapshots: enough to recreate the claim elsewhere."""
-        return {"namespace": self.namespace, "name": self.name, "storageClassName": self.storage_class,
-                "size": self.size, "accessModes": self.access_modes,
-                "volumeMode": "Block" if self.block else "Filesystem", "driver": self.driver,
-                "volumeKind": self.volume_kind}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "storageClassName": self.storage_class,
+            "size": self.size,
+            "accessModes": self.access_modes,
+            "volumeMode": "Block" if self.block else "Filesystem",
+            "driver": self.driver,
+            "volumeKind": self.volume_kind,
+        }
 
 
-def _path(resource: str, namespace: str = "", name: str = "", *, group: str = "", version: str = "v1",
-          sub: str = "") -> str:
+def _path(
+    resource: str, namespace: str = "", name: str = "", *, group: str = "", version: str = "v1", sub: str = ""
+) -> str:
     return api_path(group, version, resource, namespace=namespace, name=name, subresource=sub)
 
 
@@ -89,7 +96,9 @@ def merge_patch(session: Session, path: str, patch: Obj) -> Obj | None:
 
 def delete(session: Session, path: str) -> bool:
     """Delete an object (background propagation); False if it was already gone."""
-    return session.call_unless_missing("DELETE", path, body=orjson.dumps({"propagationPolicy": "Background"})) is not None
+    return (
+        session.call_unless_missing("DELETE", path, body=orjson.dumps({"propagationPolicy": "Background"})) is not None
+    )
 
 
 def describe_claim(session: Session, namespace: str, name: str) -> Claim:
@@ -107,16 +116,35 @@ def claim_info(session: Session, pvc: Obj) -> Claim:
     kinds = [k for k in pv_spec if k not in _PV_COMMON]
     csi = pv_spec.get("csi") or {}
     size = (status.get("capacity") or {}).get("storage") or (spec.get("resources") or {}).get("requests", {}).get(
-        "storage", "")
-    return Claim(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-                 phase=status.get("phase", ""), storage_class=spec.get("storageClassName") or "", size=str(size),
-                 access_modes=list(spec.get("accessModes") or ["ReadWriteOnce"]),
-                 block=spec.get("volumeMode") == "Block", volume_name=volume_name,
-                 driver=csi.get("driver") if csi else None, volume_kind=kinds[0] if kinds else "", manifest=pvc)
+        "storage", ""
+    )
+    return Claim(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        phase=status.get("phase", ""),
+        storage_class=spec.get("storageClassName") or "",
+        size=str(size),
+        access_modes=list(spec.get("accessModes") or ["ReadWriteOnce"]),
+        block=spec.get("volumeMode") == "Block",
+        volume_name=volume_name,
+        driver=csi.get("driver") if csi else None,
+        volume_kind=kinds[0] if kinds else "",
+        manifest=pvc,
+    )
 
 
-_PV_COMMON = {"accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity", "persistentVolumeReclaimPolicy",
-              "storageClassName", "volumeMode", "volumeAttributesClassName"}
+_PV_COMMON = {
+    "accessModes",
+    "capacity",
+    "claimRef",
+    "mountOptions",
+    "nodeAffinity",
+    "persistentVolumeReclaimPolicy",
+    "storageClassName",
+    "volumeMode",
+    "volumeAttributesClassName",
+}
 
 
 def list_claims(session: Session, *, namespace: str = "", label_selector: str = "") -> list[Obj]:
@@ -150,25 +178,52 @@ def storage_class(session: Session, name: str) -> Obj | None:
 
 
 def snapshot_manifest(name: str, claim: Claim, snapshot_class: str, metadata: Obj) -> Obj:
-    return {"apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
-            "metadata": {**metadata, "name": name, "namespace": claim.namespace},
-            "spec": {"volumeSnapshotClassName": snapshot_class, "source": {"persistentVolumeClaimName": claim.name}}}
+    return {
+        "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
+        "kind": "VolumeSnapshot",
+        "metadata": {**metadata, "name": name, "namespace": claim.namespace},
+        "spec": {"volumeSnapshotClassName": snapshot_class, "source": {"persistentVolumeClaimName": claim.name}},
+    }
 
 
-def claim_manifest(name: str, namespace: str, *, size: str, storage_class: str, access_modes: list[str],
-                   block: bool, metadata: Obj, snapshot: str | None = None) -> Obj:
-    spec: Obj = {"accessModes": access_modes, "resources": {"requests": {"storage": size}},
-                 "volumeMode": "Block" if block else "Filesystem"}
+def claim_manifest(
+    name: str,
+    namespace: str,
+    *,
+    size: str,
+    storage_class: str,
+    access_modes: list[str],
+    block: bool,
+    metadata: Obj,
+    snapshot: str | None = None,
+) -> Obj:
+    spec: Obj = {
+        "accessModes": access_modes,
+        "resources": {"requests": {"storage": size}},
+        "volumeMode": "Block" if block else "Filesystem",
+    }
     if storage_class:
         spec["storageClassName"] = storage_class
     if snapshot:
         spec["dataSource"] = {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snapshot}
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {**metadata, "name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {**metadata, "name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
-def wait_snapshot(session: Session, namespace: str, name: str, *, timeout: float, status: Status,
-                  until: str = "ready", on_cut: Callable[[Obj], None] | None = None) -> Obj:
+def wait_snapshot(
+    session: Session,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float,
+    status: Status,
+    until: str = "ready",
+    on_cut: Callable[[Obj], None] | None = None,
+) -> Obj:
     """Wait until the snapshot is ``ready`` (readyToUse), or only ``cut`` (creationTime set: the
     point in time is taken, upload may continue). A snapshot error fails at once."""
     path = snapshot_path(namespace, name)
@@ -193,13 +248,18 @@ def wait_snapshot(session: Session, namespace: str, name: str, *, timeout: float
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             detail = events.describe(session, namespace, "VolumeSnapshot", name)
-            raise errors.ConnectorError(f"VolumeSnapshot {namespace}/{name} was not ready after {timeout:.0f}s"
-                                        + (f": {detail}" if detail else " (is a snapshot controller running?)"))
+            raise errors.ConnectorError(
+                f"VolumeSnapshot {namespace}/{name} was not ready after {timeout:.0f}s"
+                + (f": {detail}" if detail else " (is a snapshot controller running?)")
+            )
         if elapsed - last >= 5:
             last = elapsed
             content = st.get("boundVolumeSnapshotContentName")
-            status(f"waiting for VolumeSnapshot {namespace}/{name} to be ready ({elapsed:.0f}s of {timeout:.0f}s"
-                   + (f", content {content}" if content else ", no content yet") + ")")
+            status(
+                f"waiting for VolumeSnapshot {namespace}/{name} to be ready ({elapsed:.0f}s of {timeout:.0f}s"
+                + (f", content {content}" if content else ", no content yet")
+                + ")"
+            )
         time.sleep(next(delays))
 
 
@@ -218,12 +278,15 @@ def wait_bound(session: Session, namespace: str, name: str, *, timeout: float, s
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             detail = events.describe(session, namespace, "PersistentVolumeClaim", name)
-            raise errors.ConnectorError(f"PersistentVolumeClaim {namespace}/{name} was not bound after {timeout:.0f}s"
-                                        + (f": {detail}" if detail else " (is its provisioner running?)"))
+            raise errors.ConnectorError(
+                f"PersistentVolumeClaim {namespace}/{name} was not bound after {timeout:.0f}s"
+                + (f": {detail}" if detail else " (is its provisioner running?)")
+            )
         if elapsed - last >= 5:
             last = elapsed
-            status(f"waiting for PersistentVolumeClaim {namespace}/{name} to be bound ({elapsed:.0f}s of "
-                   f"{timeout:.0f}s)")
+            status(
+                f"waiting for PersistentVolumeClaim {namespace}/{name} to be bound ({elapsed:.0f}s of {timeout:.0f}s)"
+            )
         time.sleep(next(delays))
 
 
@@ -232,9 +295,11 @@ def ensure_deleted_with_claim(session: Session, pvc: Obj, metadata: Obj) -> None
     Retain storage class would leak it), and our labels, so cleanup finds it too."""
     volume = (pvc.get("spec") or {}).get("volumeName")
     if volume:
-        merge_patch(session, _path("persistentvolumes", name=volume),
-                    {"metadata": {"labels": metadata.get("labels") or {}},
-                     "spec": {"persistentVolumeReclaimPolicy": "Delete"}})
+        merge_patch(
+            session,
+            _path("persistentvolumes", name=volume),
+            {"metadata": {"labels": metadata.get("labels") or {}}, "spec": {"persistentVolumeReclaimPolicy": "Delete"}},
+        )
 
 
 def release_snapshot_content(session: Session, vs: Obj) -> None:
@@ -247,8 +312,18 @@ def release_snapshot_content(session: Session, vs: Obj) -> None:
 def quantity_bytes(text: str) -> int:
     """``"10Gi"`` -> bytes (binary and decimal suffixes)."""
     text = str(text).strip()
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
-             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+    units = {
+        "Ki": 1 << 10,
+        "Mi": 1 << 20,
+        "Gi": 1 << 30,
+        "Ti": 1 << 40,
+        "Pi": 1 << 50,
+        "k": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+        "P": 10**15,
+    }
     for unit, factor in units.items():
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)

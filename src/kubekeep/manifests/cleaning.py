@@ -32,12 +32,21 @@ from typing import Any
 
 import orjson
 
-SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "selfLink",
-                   "deletionTimestamp", "deletionGracePeriodSeconds")
+SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
 CONTROLLER_ANNOTATIONS = ("deployment.kubernetes.io/revision",)
 PVC_BINDING_ANNOTATIONS = (
-    "pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-by-controller",
-    "volume.beta.kubernetes.io/storage-provisioner", "volume.kubernetes.io/storage-provisioner",
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
     "volume.kubernetes.io/selected-node",
 )
 JOB_GENERATED_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")

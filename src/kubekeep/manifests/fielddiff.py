@@ -22,15 +22,18 @@ REMOVED = "removed"
 CHANGED = "changed"
 
 #: Exact paths (as tuples of keys) that are churn.
-CHURN_PATHS: frozenset[tuple[str, ...]] = frozenset({
-    ("metadata", "resourceVersion"), ("metadata", "managedFields"), ("metadata", "generation"),
-    ("metadata", "selfLink"),
-    ("metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"),
-    ("spec", "renewTime"),
-})
+CHURN_PATHS: frozenset[tuple[str, ...]] = frozenset(
+    {
+        ("metadata", "resourceVersion"),
+        ("metadata", "managedFields"),
+        ("metadata", "generation"),
+        ("metadata", "selfLink"),
+        ("metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"),
+        ("spec", "renewTime"),
+    }
+)
 #: Keys that are churn wherever they appear.
-CHURN_KEYS: frozenset[str] = frozenset({"observedGeneration", "lastHeartbeatTime", "lastProbeTime",
-                                        "lastUpdateTime"})
+CHURN_KEYS: frozenset[str] = frozenset({"observedGeneration", "lastHeartbeatTime", "lastProbeTime", "lastUpdateTime"})
 _LIST_KEYS = ("name", "type")
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
@@ -38,7 +41,7 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 @dataclass(frozen=True, slots=True)
 class FieldChange:
     path: str
-    op: str        # added, removed, changed
+    op: str  # added, removed, changed
     old: Any = None
     new: Any = None
 

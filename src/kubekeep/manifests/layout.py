@@ -89,8 +89,13 @@ def split_api_version(api_version: str) -> tuple[str, str]:
 def object_attrs(obj: Mapping[str, Any], group: str, resource: str) -> dict[str, Any]:
     """The tree attributes of a stored object."""
     meta = obj.get("metadata") or {}
-    attrs: dict[str, Any] = {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""),
-                             "group": group, "resource": resource, "name": meta.get("name", "")}
+    attrs: dict[str, Any] = {
+        "kind": obj.get("kind", ""),
+        "apiVersion": obj.get("apiVersion", ""),
+        "group": group,
+        "resource": resource,
+        "name": meta.get("name", ""),
+    }
     if meta.get("namespace"):
         attrs["namespace"] = meta["namespace"]
     if meta.get("labels"):

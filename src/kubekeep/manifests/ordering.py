@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-TIERS = ("definitions", "cluster-config", "storage", "config", "rbac", "services", "workloads", "custom",
-         "admission")
+TIERS = ("definitions", "cluster-config", "storage", "config", "rbac", "services", "workloads", "custom", "admission")
 
 _TABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "definitions": {"apiextensions.k8s.io": ("customresourcedefinitions",), "": ("namespaces",)},
@@ -53,16 +52,23 @@ _TABLE: dict[str, dict[str, tuple[str, ...]]] = {
         "policy": ("poddisruptionbudgets",),
     },
     "admission": {
-        "admissionregistration.k8s.io": ("mutatingwebhookconfigurations", "validatingwebhookconfigurations",
-                                         "validatingadmissionpolicies", "validatingadmissionpolicybindings",
-                                         "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"),
+        "admissionregistration.k8s.io": (
+            "mutatingwebhookconfigurations",
+            "validatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
+        ),
         "apiregistration.k8s.io": ("apiservices",),
     },
 }
 
 _TIER_OF: dict[tuple[str, str], int] = {
     (group, resource): TIERS.index(tier)
-    for tier, groups in _TABLE.items() for group, resources in groups.items() for resource in resources
+    for tier, groups in _TABLE.items()
+    for group, resources in groups.items()
+    for resource in resources
 }
 CUSTOM = TIERS.index("custom")
 

@@ -36,8 +36,10 @@ CLUSTER_OWNED: dict[tuple[str, str], str] = {
     ("certificates.k8s.io", "certificatesigningrequests"): "certificate requests belong to the cluster's CA",
 }
 
-_APISERVER_CONFIGMAPS = {("kube-system", "extension-apiserver-authentication"),
-                         ("kube-system", "kube-apiserver-legacy-service-account-token-tracking")}
+_APISERVER_CONFIGMAPS = {
+    ("kube-system", "extension-apiserver-authentication"),
+    ("kube-system", "kube-apiserver-legacy-service-account-token-tracking"),
+}
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -83,8 +85,10 @@ def _endpoints(obj: Mapping[str, Any]) -> str | None:
 
 
 def _bootstrap_rbac(obj: Mapping[str, Any]) -> str | None:
-    if (_labels(obj).get("kubernetes.io/bootstrapping") == "rbac-defaults"
-            and _annotations(obj).get("rbac.authorization.kubernetes.io/autoupdate") != "false"):
+    if (
+        _labels(obj).get("kubernetes.io/bootstrapping") == "rbac-defaults"
+        and _annotations(obj).get("rbac.authorization.kubernetes.io/autoupdate") != "false"
+    ):
         return "default RBAC is reconciled by the API server"
     return None
 
@@ -174,12 +178,19 @@ class PlannedObject:
 
     def report(self) -> dict[str, Any]:
         """The identifying part of this object's line in a restore report."""
-        return {"path": self.path, "apiVersion": self.api_version, "kind": self.kind,
-                "namespace": self.namespace, "name": self.name, "tier": self.tier.name}
+        return {
+            "path": self.path,
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "tier": self.tier.name,
+        }
 
 
-def plan(objects: Iterable[StoredObject], opts: cleaning.CleanOptions, *,
-         label: tuple[str, str] | None = None) -> list[PlannedObject]:
+def plan(
+    objects: Iterable[StoredObject], opts: cleaning.CleanOptions, *, label: tuple[str, str] | None = None
+) -> list[PlannedObject]:
     """The restore plan for ``objects``, sorted by tier then path.
 
     Cleaned objects carry no ``ownerReferences``; each plan entry keeps the original ones so
@@ -187,8 +198,11 @@ def plan(objects: Iterable[StoredObject], opts: cleaning.CleanOptions, *,
     """
     objects = list(objects)
     uids = {(o.obj.get("metadata") or {}).get("uid") for o in objects} - {None, ""}
-    volumes = frozenset(o.attrs.get("name", "") for o in objects
-                        if o.attrs.get("group", "") == "" and o.attrs.get("resource") == "persistentvolumes")
+    volumes = frozenset(
+        o.attrs.get("name", "")
+        for o in objects
+        if o.attrs.get("group", "") == "" and o.attrs.get("resource") == "persistentvolumes"
+    )
     opts = dataclasses.replace(opts, restored_volumes=volumes | opts.restored_volumes)
     planned: list[PlannedObject] = []
     for stored in objects:
@@ -206,7 +220,8 @@ def plan(objects: Iterable[StoredObject], opts: cleaning.CleanOptions, *,
         cleaning.clean(obj, group, resource, opts)
         if label is not None and skip is None:
             obj["metadata"].setdefault("labels", {})[label[0]] = label[1]
-        planned.append(PlannedObject(stored.path, group, resource, obj, ordering.tier_of(group, resource), skip,
-                                     old_uid, refs))
+        planned.append(
+            PlannedObject(stored.path, group, resource, obj, ordering.tier_of(group, resource), skip, old_uid, refs)
+        )
     planned.sort(key=lambda p: (p.tier.rank, p.path))
     return planned

@@ -16,8 +16,10 @@ from kubekeep import errors
 
 # -- label selectors ------------------------------------------------------------------------------
 
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z"
+)
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 _SET_REQ = re.compile(r"\s*(!?)\s*([^\s=!,()]+)\s*(?:(in|notin)\s*\(([^)]*)\)|(==|=|!=)\s*([^\s,()]*))?\s*\Z")
 
@@ -25,7 +27,7 @@ _SET_REQ = re.compile(r"\s*(!?)\s*([^\s=!,()]+)\s*(?:(in|notin)\s*\(([^)]*)\)|(=
 @dataclass(frozen=True)
 class Requirement:
     key: str
-    op: str                      # "in", "notin", "exists", "!exists"
+    op: str  # "in", "notin", "exists", "!exists"
     values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -100,6 +102,7 @@ def parse_label_selector(text: str) -> LabelSelector:
 
 # -- resource patterns ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ResourceMatcher:
     """Patterns naming resources as kubectl does: ``deployments``, ``deployments.apps``,
@@ -115,24 +118,26 @@ class ResourceMatcher:
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
-    def matches(self, group: str, resource: str, kind: str = "", short_names: Iterable[str] = (),
-                singular: str = "") -> bool:
+    def matches(
+        self, group: str, resource: str, kind: str = "", short_names: Iterable[str] = (), singular: str = ""
+    ) -> bool:
         full = f"{resource}.{group}" if group else resource
-        names = {resource.lower(), full.lower(), kind.lower(), singular.lower(),
-                 *(s.lower() for s in short_names)}
+        names = {resource.lower(), full.lower(), kind.lower(), singular.lower(), *(s.lower() for s in short_names)}
         if group:
             names.add(f"{kind}.{group}".lower())
         names.discard("")
         for p in self.patterns:
             if p in names:
                 return True
-            if any(ch in p for ch in "*?[") and (fnmatch.fnmatchcase(full.lower(), p) or
-                                                  fnmatch.fnmatchcase(resource.lower(), p)):
+            if any(ch in p for ch in "*?[") and (
+                fnmatch.fnmatchcase(full.lower(), p) or fnmatch.fnmatchcase(resource.lower(), p)
+            ):
                 return True
         return False
 
 
 # -- the restore selection ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ResourceNames:
@@ -144,8 +149,11 @@ class ResourceNames:
 
 def resource_names(discovery: Mapping[str, Any]) -> dict[tuple[str, str], ResourceNames]:
     """``(group, resource) -> ResourceNames`` from a snapshot's ``discovery.json``."""
-    return {(r.get("group", ""), r["resource"]): ResourceNames(tuple(r.get("shortNames") or ()), r.get("singular", ""))
-            for r in discovery.get("resources") or [] if "resource" in r}
+    return {
+        (r.get("group", ""), r["resource"]): ResourceNames(tuple(r.get("shortNames") or ()), r.get("singular", ""))
+        for r in discovery.get("resources") or []
+        if "resource" in r
+    }
 
 
 @dataclass(frozen=True)
@@ -165,10 +173,20 @@ class ObjectSelector:
     labels: LabelSelector | None = None
 
     @classmethod
-    def build(cls, *, namespaces: Iterable[str] = (), kinds: Iterable[str] = (), names: Iterable[str] = (),
-              selector: str | None = None) -> ObjectSelector:
-        return cls(frozenset(n for n in namespaces if n), ResourceMatcher.of(kinds),
-                   tuple(n for n in names if n), parse_label_selector(selector) if selector else None)
+    def build(
+        cls,
+        *,
+        namespaces: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+        names: Iterable[str] = (),
+        selector: str | None = None,
+    ) -> ObjectSelector:
+        return cls(
+            frozenset(n for n in namespaces if n),
+            ResourceMatcher.of(kinds),
+            tuple(n for n in names if n),
+            parse_label_selector(selector) if selector else None,
+        )
 
     def empty(self) -> bool:
         return not (self.namespaces or self.kinds or self.names or self.labels)
@@ -205,12 +223,18 @@ def crd_name(group: str, resource: str) -> str:
     return f"{resource}.{group}"
 
 
-def with_crds(selected: Iterable[Mapping[str, Any]], candidates: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def with_crds(
+    selected: Iterable[Mapping[str, Any]], candidates: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
     """CRD objects among ``candidates`` that define a resource of the ``selected`` objects."""
     wanted = {crd_name(a.get("group", ""), a.get("resource", "")) for a in selected if a.get("group")}
-    return [a for a in candidates
-            if a.get("group") == "apiextensions.k8s.io" and a.get("resource") == "customresourcedefinitions"
-            and a.get("name") in wanted]
+    return [
+        a
+        for a in candidates
+        if a.get("group") == "apiextensions.k8s.io"
+        and a.get("resource") == "customresourcedefinitions"
+        and a.get("name") in wanted
+    ]
 
 
 def parse_namespace_map(items: Iterable[str]) -> dict[str, str]:

@@ -24,9 +24,35 @@ from kubekeep.manifests import yaml_reader
 #: single spaces between words. Everything else is quoted.
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
 #: YAML 1.1 booleans and nulls that match ``_PLAIN``.
-_RESERVED = frozenset((
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
-    "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL"))
+_RESERVED = frozenset(
+    (
+        "y",
+        "Y",
+        "yes",
+        "Yes",
+        "YES",
+        "n",
+        "N",
+        "no",
+        "No",
+        "NO",
+        "true",
+        "True",
+        "TRUE",
+        "false",
+        "False",
+        "FALSE",
+        "on",
+        "On",
+        "ON",
+        "off",
+        "Off",
+        "OFF",
+        "null",
+        "Null",
+        "NULL",
+    )
+)
 #: Characters a YAML reader rejects or folds inside a double-quoted scalar (JSON leaves them raw).
 _UNSAFE_IN_QUOTES = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 #: Characters that rule out a ``|`` block (control characters, other line breaks).
@@ -149,7 +175,7 @@ def _sequence(items: list[Any], ind: str, out: list[str]) -> None:
                 _mapping(v, ind + "  ", sub)
             else:
                 _sequence(v, ind + "  ", sub)
-            sub[0] = f"{ind}- {sub[0][len(ind) + 2:]}"
+            sub[0] = f"{ind}- {sub[0][len(ind) + 2 :]}"
             out.extend(sub)
         else:
             out.append(f"{ind}- {_inline(v, ind)}\n")

@@ -13,15 +13,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: (group, resource) of the objects a summary reads.
-RESOURCES = frozenset({("", "nodes"), ("", "namespaces"), ("apps", "deployments"), ("apps", "statefulsets"),
-                       ("apps", "daemonsets"), ("", "pods"), ("", "persistentvolumeclaims")})
+RESOURCES = frozenset(
+    {
+        ("", "nodes"),
+        ("", "namespaces"),
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("", "pods"),
+        ("", "persistentvolumeclaims"),
+    }
+)
 _PRESSURE = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
 
 
 @dataclass
 class NodeState:
     name: str
-    ready: str                       # "True", "False" or "Unknown" (the Ready condition)
+    ready: str  # "True", "False" or "Unknown" (the Ready condition)
     problems: list[str] = field(default_factory=list)
     unschedulable: bool = False
     roles: list[str] = field(default_factory=list)
@@ -56,10 +65,10 @@ class ClaimState:
 @dataclass
 class NamespaceState:
     name: str
-    phase: str = ""                  # "" when the Namespace object is not in the snapshot
+    phase: str = ""  # "" when the Namespace object is not in the snapshot
     objects: int = 0
     workloads: list[WorkloadState] = field(default_factory=list)
-    pods: dict[str, int] = field(default_factory=dict)       # phase -> count
+    pods: dict[str, int] = field(default_factory=dict)  # phase -> count
     pods_not_ready: list[str] = field(default_factory=list)  # Running but not Ready, or Terminating
     claims: list[ClaimState] = field(default_factory=list)
 
@@ -72,7 +81,7 @@ class NamespaceState:
 class ClusterSummary:
     nodes: list[NodeState] = field(default_factory=list)
     namespaces: dict[str, NamespaceState] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)     # snapshot id, time, server, version
+    info: dict[str, Any] = field(default_factory=dict)  # snapshot id, time, server, version
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -132,14 +141,27 @@ class SummaryBuilder:
         spec = obj.get("spec") or {}
         if group == "apps" and resource in ("deployments", "statefulsets"):
             desired = _int(spec.get("replicas"), 1)
-            state.workloads.append(WorkloadState(
-                obj.get("kind", ""), name, desired, _int(status.get("readyReplicas")),
-                _int(status.get("availableReplicas"), _int(status.get("readyReplicas"))),
-                _int(status.get("updatedReplicas"))))
+            state.workloads.append(
+                WorkloadState(
+                    obj.get("kind", ""),
+                    name,
+                    desired,
+                    _int(status.get("readyReplicas")),
+                    _int(status.get("availableReplicas"), _int(status.get("readyReplicas"))),
+                    _int(status.get("updatedReplicas")),
+                )
+            )
         elif (group, resource) == ("apps", "daemonsets"):
-            state.workloads.append(WorkloadState(
-                "DaemonSet", name, _int(status.get("desiredNumberScheduled")), _int(status.get("numberReady")),
-                _int(status.get("numberAvailable")), _int(status.get("updatedNumberScheduled"))))
+            state.workloads.append(
+                WorkloadState(
+                    "DaemonSet",
+                    name,
+                    _int(status.get("desiredNumberScheduled")),
+                    _int(status.get("numberReady")),
+                    _int(status.get("numberAvailable")),
+                    _int(status.get("updatedNumberScheduled")),
+                )
+            )
         elif (group, resource) == ("", "pods"):
             phase = status.get("phase") or "Unknown"
             state.pods[phase] = state.pods.get(phase, 0) + 1
@@ -150,9 +172,15 @@ class SummaryBuilder:
                 state.pods_not_ready.append(name)
         elif (group, resource) == ("", "persistentvolumeclaims"):
             requested = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "")
-            state.claims.append(ClaimState(name, status.get("phase", ""), spec.get("volumeName", ""),
-                                           spec.get("storageClassName") or "",
-                                           (status.get("capacity") or {}).get("storage", requested)))
+            state.claims.append(
+                ClaimState(
+                    name,
+                    status.get("phase", ""),
+                    spec.get("volumeName", ""),
+                    spec.get("storageClassName") or "",
+                    (status.get("capacity") or {}).get("storage", requested),
+                )
+            )
 
     def build(self) -> ClusterSummary:
         s = self.summary
@@ -170,17 +198,23 @@ def _node(obj: dict[str, Any]) -> NodeState:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     ready = _condition(obj, "Ready")
-    problems = [c["type"] for c in status.get("conditions") or []
-                if c.get("type") in _PRESSURE and c.get("status") == "True"]
+    problems = [
+        c["type"] for c in status.get("conditions") or [] if c.get("type") in _PRESSURE and c.get("status") == "True"
+    ]
     if ready is not None and ready.get("status") != "True" and ready.get("reason"):
         problems.insert(0, f"NotReady: {ready['reason']}")
-    roles = sorted(k.split("/", 1)[1] for k in (meta.get("labels") or {})
-                   if k.startswith("node-role.kubernetes.io/"))
+    roles = sorted(k.split("/", 1)[1] for k in (meta.get("labels") or {}) if k.startswith("node-role.kubernetes.io/"))
     allocatable = status.get("allocatable") or {}
-    return NodeState(meta.get("name", ""), ready.get("status", "Unknown") if ready else "Unknown", problems,
-                     bool((obj.get("spec") or {}).get("unschedulable")), roles,
-                     (status.get("nodeInfo") or {}).get("kubeletVersion", ""),
-                     allocatable.get("cpu", ""), allocatable.get("memory", ""))
+    return NodeState(
+        meta.get("name", ""),
+        ready.get("status", "Unknown") if ready else "Unknown",
+        problems,
+        bool((obj.get("spec") or {}).get("unschedulable")),
+        roles,
+        (status.get("nodeInfo") or {}).get("kubeletVersion", ""),
+        allocatable.get("cpu", ""),
+        allocatable.get("memory", ""),
+    )
 
 
 def pod_phase_totals(summary: ClusterSummary) -> dict[str, int]:

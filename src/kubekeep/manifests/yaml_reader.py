@@ -23,11 +23,43 @@ _AMBIGUOUS_ESCAPE = re.compile(r"\\(?:/|u[dD][89a-fA-F])")
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:e[-+][0-9]+)?\Z")
-_RESERVED = frozenset((
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
-    "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL"))
-_CONSTANTS: dict[str, Any] = {"null": None, "true": True, "false": False, ".inf": float("inf"),
-                              "-.inf": float("-inf"), ".nan": float("nan")}
+_RESERVED = frozenset(
+    (
+        "y",
+        "Y",
+        "yes",
+        "Yes",
+        "YES",
+        "n",
+        "N",
+        "no",
+        "No",
+        "NO",
+        "true",
+        "True",
+        "TRUE",
+        "false",
+        "False",
+        "FALSE",
+        "on",
+        "On",
+        "ON",
+        "off",
+        "Off",
+        "OFF",
+        "null",
+        "Null",
+        "NULL",
+    )
+)
+_CONSTANTS: dict[str, Any] = {
+    "null": None,
+    "true": True,
+    "false": False,
+    ".inf": float("inf"),
+    "-.inf": float("-inf"),
+    ".nan": float("nan"),
+}
 _BLOCK_HEADERS = {"|": True, "|-": False, "|2": True, "|2-": False}  # header -> keeps the final newline
 
 
@@ -80,12 +112,12 @@ def _entry_key(line: str) -> tuple[str, str] | None:
     """``(key, rest after the colon)`` if ``line`` (indentation removed) is a mapping entry."""
     if line.startswith('"'):
         m = _JSON_STRING.match(line)
-        if m is None or line[m.end():m.end() + 1] != ":":
+        if m is None or line[m.end() : m.end() + 1] != ":":
             return None
         if _AMBIGUOUS_ESCAPE.search(m.group()):
             raise NotOurs("an escape JSON and YAML read differently")
         key: str = orjson.loads(m.group())
-        return key, line[m.end() + 1:]
+        return key, line[m.end() + 1 :]
     cut = line.find(": ")
     if cut < 0:
         if not line.endswith(":"):
@@ -94,7 +126,7 @@ def _entry_key(line: str) -> tuple[str, str] | None:
     key = line[:cut]
     if not _PLAIN.match(key) or key in _RESERVED:
         raise NotOurs(f"unexpected key {key[:40]!r}")
-    return key, line[cut + 1:]
+    return key, line[cut + 1 :]
 
 
 def _mapping(lines: list[str], i: int, ind: str) -> tuple[dict[str, Any], int]:
@@ -103,7 +135,7 @@ def _mapping(lines: list[str], i: int, ind: str) -> tuple[dict[str, Any], int]:
     width = len(ind)
     while i < n:
         line = lines[i]
-        if not line.startswith(ind) or line[width:width + 1] in (" ", "-", "?", ""):
+        if not line.startswith(ind) or line[width : width + 1] in (" ", "-", "?", ""):
             break
         entry = _entry_key(line[width:])
         if entry is None:
@@ -111,7 +143,7 @@ def _mapping(lines: list[str], i: int, ind: str) -> tuple[dict[str, Any], int]:
         key, rest = entry
         i += 1
         if rest == "":
-            if i < n and lines[i].startswith(ind + "  ") and lines[i][width + 2:width + 3] not in (" ", ""):
+            if i < n and lines[i].startswith(ind + "  ") and lines[i][width + 2 : width + 3] not in (" ", ""):
                 out[key], i = _mapping(lines, i, ind + "  ")
             elif i < n and lines[i].startswith(ind + "- "):
                 out[key], i = _sequence(lines, i, ind)
@@ -150,7 +182,7 @@ def _sequence(lines: list[str], i: int, ind: str) -> tuple[list[Any], int]:
     prefix = ind + "- "
     inner = ind + "  "
     while i < n and lines[i].startswith(prefix):
-        item = lines[i][width + 2:]
+        item = lines[i][width + 2 :]
         value: Any
         if item.startswith("- "):
             lines[i] = inner + item

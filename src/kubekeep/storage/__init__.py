@@ -67,7 +67,5 @@ def open_backend(location: str, **options: Any) -> Backend:
                 raise _bad(location, "missing path in")
             break
     if options:
-        raise UsageError(
-            f"option(s) {', '.join(sorted(options))} do not apply to local repository {location!r}"
-        )
+        raise UsageError(f"option(s) {', '.join(sorted(options))} do not apply to local repository {location!r}")
     return LocalBackend(path, location=location)

@@ -97,9 +97,7 @@ class LocalBackend(Backend):
                 self._fsync_dir(parent)
             except FileExistsError:
                 if not current.is_dir():
-                    raise StorageError(
-                        f"cannot create directory {current}: a file is in the way"
-                    ) from None
+                    raise StorageError(f"cannot create directory {current}: a file is in the way") from None
             except OSError as exc:
                 raise self._error("create directory", current, exc) from exc
 
@@ -223,9 +221,7 @@ class LocalBackend(Backend):
         base_rel = prefix.rpartition("/")[0]
         if base_rel:
             validate_name(base_rel)
-        yield from (
-            info for info in self._walk(base_rel, prefix) if info.name.startswith(prefix)
-        )
+        yield from (info for info in self._walk(base_rel, prefix) if info.name.startswith(prefix))
 
     def _walk(self, rel: str, prefix: str) -> Iterator[ObjectInfo]:
         directory = self.root.joinpath(*rel.split("/")) if rel else self.root

@@ -113,9 +113,7 @@ class S3Backend(Backend):
         if (access_key is None) != (secret_key is None):
             raise UsageError("give both an S3 access key and a secret key, or neither")
         if addressing_style not in (None, "path", "virtual"):
-            raise UsageError(
-                f"addressing style must be 'path' or 'virtual', not {addressing_style!r}"
-            )
+            raise UsageError(f"addressing style must be 'path' or 'virtual', not {addressing_style!r}")
         self.bucket = bucket
         self.prefix = "/".join(p for p in prefix.split("/") if p)
         self._where = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
@@ -142,9 +140,7 @@ class S3Backend(Backend):
             )
         except bexc.ProfileNotFound as exc:
             raise UsageError(f"AWS profile not found: {_one_line(str(exc))}") from exc
-        custom_endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-            "AWS_ENDPOINT_URL"
-        )
+        custom_endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         style = addressing_style or ("path" if custom_endpoint else "auto")
         config = Config(
             region_name=region,
@@ -160,13 +156,9 @@ class S3Backend(Backend):
             response_checksum_validation="when_required",
         )
         try:
-            self._client: Any = session.client(
-                "s3", endpoint_url=endpoint_url, config=config, verify=verify_tls
-            )
+            self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify_tls)
         except ValueError as exc:  # e.g. a malformed endpoint URL
-            raise UsageError(
-                f"invalid S3 endpoint {endpoint_url!r}: {_one_line(str(exc))}"
-            ) from exc
+            raise UsageError(f"invalid S3 endpoint {endpoint_url!r}: {_one_line(str(exc))}") from exc
         self.endpoint_url: str = self._client.meta.endpoint_url
 
     def __repr__(self) -> str:
@@ -185,9 +177,7 @@ class S3Backend(Backend):
             code = _code(exc)
             message = _one_line(exc.response.get("Error", {}).get("Message", "") or code)
             if code == "NoSuchBucket":
-                raise RepositoryNotFound(
-                    f"bucket {self.bucket} does not exist at {self.endpoint_url}"
-                ) from exc
+                raise RepositoryNotFound(f"bucket {self.bucket} does not exist at {self.endpoint_url}") from exc
             if code in _NOT_FOUND and name is not None:
                 raise ObjectNotFound(f"object {what} not found") from exc
             if code in _AUTH:
@@ -199,8 +189,7 @@ class S3Backend(Backend):
             raise StorageError(f"S3 {action} of {what} failed: {code}: {message}") from exc
         if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
             raise StorageError(
-                f"no S3 credentials for {self._where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+                f"no S3 credentials for {self._where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
             ) from exc
         if isinstance(exc, bexc.SSLError):
             raise StorageError(
@@ -208,9 +197,7 @@ class S3Backend(Backend):
                 "set AWS_CA_BUNDLE or disable verification for a self-signed certificate"
             ) from exc
         if isinstance(exc, bexc.EndpointConnectionError | bexc.ConnectTimeoutError):
-            raise StorageError(
-                f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(str(exc))}"
-            ) from exc
+            raise StorageError(f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(str(exc))}") from exc
         if isinstance(exc, bexc.BotoCoreError):
             raise StorageError(f"S3 {action} of {what} failed: {_one_line(str(exc))}") from exc
         raise exc
@@ -224,7 +211,7 @@ class S3Backend(Backend):
             if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 self._raise(exc, "check")
             self._create_bucket()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "check")
         if self.exists("config"):
             raise RepositoryExists(f"a repository already exists at {self._where}")
@@ -241,11 +228,9 @@ class S3Backend(Backend):
             if code == "BucketAlreadyOwnedByYou":
                 return
             if code == "BucketAlreadyExists":
-                raise StorageError(
-                    f"bucket {self.bucket} belongs to another account: choose another name"
-                ) from exc
+                raise StorageError(f"bucket {self.bucket} belongs to another account: choose another name") from exc
             self._raise(exc, "bucket creation")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "bucket creation")
 
     def exists(self, name: str) -> bool:
@@ -257,7 +242,7 @@ class S3Backend(Backend):
             if _code(exc) in _NOT_FOUND:
                 return False
             self._raise(exc, "check", name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "check", name)
         return True
 
@@ -287,7 +272,7 @@ class S3Backend(Backend):
                     if isinstance(exc, _ShortBody):
                         raise StorageError(f"S3 read of {self._where}/{name} failed: {exc}") from exc
                     self._raise(exc, "read", name)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
                 self._raise(exc, "read", name)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -304,7 +289,7 @@ class S3Backend(Backend):
         else:
             try:
                 size = int(self._client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
                 self._raise(exc, "check", name)
             expected = max(size - offset, 0)
         if len(body) != expected:
@@ -317,9 +302,7 @@ class S3Backend(Backend):
             "Bucket": self.bucket,
             "Key": key,
             "Body": body,
-            "ContentMD5": base64.b64encode(
-                hashlib.md5(body, usedforsecurity=False).digest()
-            ).decode("ascii"),
+            "ContentMD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii"),
         }
         if not exclusive:
             self._put(params, name)
@@ -342,12 +325,10 @@ class S3Backend(Backend):
                     if code in _CONDITIONAL_UNSUPPORTED and self._conditional is None:
                         break
                     self._raise(exc, "write", name)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
                     self._raise(exc, "write", name)
             else:
-                raise StorageError(
-                    f"object {self._where}/{name}: conflicting concurrent writes, try again"
-                )
+                raise StorageError(f"object {self._where}/{name}: conflicting concurrent writes, try again")
         # Best effort: another writer may slip in between HEAD and PUT.
         if self.exists(name):
             raise StorageError(f"object {self._where}/{name} already exists")
@@ -368,7 +349,7 @@ class S3Backend(Backend):
     def _put(self, params: dict[str, Any], name: str) -> None:
         try:
             self._client.put_object(**params)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "write", name)
 
     def delete(self, name: str) -> None:
@@ -379,7 +360,7 @@ class S3Backend(Backend):
             if _code(exc) in _NOT_FOUND:
                 return  # S3 itself answers 204 for a missing key; some servers say 404
             self._raise(exc, "delete", name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "delete", name)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -396,7 +377,7 @@ class S3Backend(Backend):
                     name = item["Key"][strip:]
                     if name and not name.endswith("/"):  # skip "directory" marker keys
                         yield ObjectInfo(name, int(item["Size"]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "list")
 
     def close(self) -> None:

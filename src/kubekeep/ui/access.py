@@ -28,14 +28,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 SECURITY_HEADERS = [
-    (b"content-security-policy", (b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                  b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")),
+    (
+        b"content-security-policy",
+        (
+            b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        ),
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-DENIED = ("<!doctype html><title>kubekeep ui: access denied</title><h1>403: access denied</h1>"
-          "<p>Open the URL that <code>kubekeep ui</code> printed: it carries the access token.</p>")
+DENIED = (
+    "<!doctype html><title>kubekeep ui: access denied</title><h1>403: access denied</h1>"
+    "<p>Open the URL that <code>kubekeep ui</code> printed: it carries the access token.</p>"
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -86,11 +93,14 @@ class AccessGuard:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             location = _same_origin(scope.get("root_path", "") + scope["path"]) + (f"?{rest}" if rest else "")
             cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
-            await _respond(send, 303, b"", [(b"location", location.encode("latin-1")),
-                                            (b"set-cookie", cookie.encode("latin-1"))])
+            await _respond(
+                send, 303, b"", [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1"))]
+            )
             return
-        if not (self._valid(_cookie(headers.get("cookie", ""), self.cookie))
-                or self._valid(headers.get("authorization", "").removeprefix("Bearer "))):
+        if not (
+            self._valid(_cookie(headers.get("cookie", ""), self.cookie))
+            or self._valid(headers.get("authorization", "").removeprefix("Bearer "))
+        ):
             await _html(send, 403, DENIED)
             return
         if scope["method"] not in ("GET", "HEAD"):
@@ -136,9 +146,18 @@ def _with_headers(send: Send, static: bool) -> Send:
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, *SECURITY_HEADERS, (b"cache-control", b"no-store"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                *SECURITY_HEADERS,
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

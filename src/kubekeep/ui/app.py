@@ -45,7 +45,7 @@ SNAPSHOTS_PER_PAGE = 100
 ENTRIES_PER_PAGE = 200
 CHANGES_PER_PAGE = 200
 NAMESPACES_PER_PAGE = 200
-TIMELINE_WINDOW = 7            # snapshots shown on each side of the current one
+TIMELINE_WINDOW = 7  # snapshots shown on each side of the current one
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -66,7 +66,7 @@ class Page:
     def of(cls, items: Sequence[T], number: int, size: int) -> Page:
         pages = max(1, math.ceil(len(items) / size))
         number = min(max(1, number), pages)
-        return cls(items[(number - 1) * size: number * size], number, pages, len(items))
+        return cls(items[(number - 1) * size : number * size], number, pages, len(items))
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,22 @@ class UI:
     def __init__(self, repo: Repository, settings: UISettings, token: str, kubeconfig: str | None) -> None:
         self.settings = settings
         self.catalog = Catalog(repo)
-        self.restores = Restores(repo, allowed=settings.allow_restore, kubeconfig=kubeconfig,
-                                 context=settings.context)
+        self.restores = Restores(repo, allowed=settings.allow_restore, kubeconfig=kubeconfig, context=settings.context)
         self.csrf = csrf_token(token)
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(size=rendering.human_size, time=rendering.timestamp, urlpath=_urlpath,
-                                value=rendering.value_text, secret_value=rendering.secret_value)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(
+            size=rendering.human_size,
+            time=rendering.timestamp,
+            urlpath=_urlpath,
+            value=rendering.value_text,
+            secret_value=rendering.secret_value,
+        )
         self.env.globals.update(version=__version__, settings=settings, csrf=self.csrf, query=_query)
         self.css = rendering.pygments_css().encode()
 
@@ -125,12 +134,24 @@ class UI:
         snaps = list(reversed(self.catalog.snapshots()))
         kinds = sorted({s.kind for s in snaps if s.kind})
         tags = sorted({t for s in snaps for t in s.tags})
-        shown = [s for s in snaps if (not kind or s.kind == kind) and (not tag or tag in s.tags)
-                 and (not text or text in _search_text(s))]
+        shown = [
+            s
+            for s in snaps
+            if (not kind or s.kind == kind) and (not tag or tag in s.tags) and (not text or text in _search_text(s))
+        ]
         page = Page.of(shown, _int(q.get("page")), SNAPSHOTS_PER_PAGE)
         self.catalog.warm_latest()
-        return self.render("snapshots.html", title="Snapshots", page=page, q=q.get("q", ""), kind=kind, tag=tag,
-                           kinds=kinds, tags=tags, total=len(snaps))
+        return self.render(
+            "snapshots.html",
+            title="Snapshots",
+            page=page,
+            q=q.get("q", ""),
+            kind=kind,
+            tag=tag,
+            kinds=kinds,
+            tags=tags,
+            total=len(snaps),
+        )
 
     def compare(self, request: Request) -> Response:
         ids = request.query_params.getlist("s")
@@ -160,15 +181,35 @@ class UI:
         shown = [r for r in rows if not text or text in r.name.lower() or text in r.kind.lower()]
         page = Page.of(shown, _int(q.get("page")), ENTRIES_PER_PAGE)
         namespace = _namespace_of_dir(snap, path)
-        return self.render("tree.html", title=f"/{path} · {snap.short_id}", snap=snap, path=path,
-                           crumbs=_crumbs(path), page=page, q=q.get("q", ""), total=len(rows),
-                           has_objects=any(r.kind for r in rows), namespace=namespace, tab="files")
+        return self.render(
+            "tree.html",
+            title=f"/{path} · {snap.short_id}",
+            snap=snap,
+            path=path,
+            crumbs=_crumbs(path),
+            page=page,
+            q=q.get("q", ""),
+            total=len(rows),
+            has_objects=any(r.kind for r in rows),
+            namespace=namespace,
+            tab="files",
+        )
 
     def _file(self, request: Request, snap: Snapshot, row: Row) -> Response:
         if row.type == "symlink":
-            return self.render("file.html", title=f"/{row.path} · {snap.short_id}", snap=snap, row=row,
-                               crumbs=_crumbs(row.path), content=None, too_large=False, reveal=False,
-                               is_object=False, history=[], tab="files")
+            return self.render(
+                "file.html",
+                title=f"/{row.path} · {snap.short_id}",
+                snap=snap,
+                row=row,
+                crumbs=_crumbs(row.path),
+                content=None,
+                too_large=False,
+                reveal=False,
+                is_object=False,
+                history=[],
+                tab="files",
+            )
         too_large = row.size > rendering.SHOW_LIMIT
         reveal = request.query_params.get("reveal") == "1"
         content = None
@@ -177,9 +218,19 @@ class UI:
             content = rendering.render_file(row.name, data, secret=row.kind == "Secret", reveal=reveal)
         is_object = snap.kind == "manifests" and layout.parse_path(row.path) is not None and bool(row.kind)
         history = [s for s in self.catalog.history(snap) if s.id != snap.id] if is_object else []
-        return self.render("file.html", title=f"{row.name} · {snap.short_id}", snap=snap, row=row,
-                           crumbs=_crumbs(row.path), content=content, too_large=too_large, reveal=reveal,
-                           is_object=is_object, history=list(reversed(history)), tab="files")
+        return self.render(
+            "file.html",
+            title=f"{row.name} · {snap.short_id}",
+            snap=snap,
+            row=row,
+            crumbs=_crumbs(row.path),
+            content=content,
+            too_large=too_large,
+            reveal=reveal,
+            is_object=is_object,
+            history=list(reversed(history)),
+            tab="files",
+        )
 
     def raw(self, request: Request) -> Response:
         snap = self.catalog.snapshot(request.path_params["snap"])
@@ -189,15 +240,23 @@ class UI:
             raise errors.UsageError(f"/{path} is a {row.type}, not a file")
         pieces: Iterator[bytes] = api.cat(self.catalog.repo, f"{snap.id}:{path}")
         filename = quote(row.name, safe="")
-        return StreamingResponse(pieces, media_type="application/octet-stream", headers={
-            "content-disposition": f"attachment; filename*=UTF-8''{filename}", "content-length": str(row.size)})
+        return StreamingResponse(
+            pieces,
+            media_type="application/octet-stream",
+            headers={
+                "content-disposition": f"attachment; filename*=UTF-8''{filename}",
+                "content-length": str(row.size),
+            },
+        )
 
     # -- cluster dashboard ------------------------------------------------------------------------------
     def cluster(self, request: Request) -> Response:
         snap = self.catalog.snapshot(request.path_params["snap"])
         if snap.kind != "manifests":
-            raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot: the cluster view "
-                                    "needs a manifests snapshot (taken from k8s://)")
+            raise errors.UsageError(
+                f"snapshot {snap.short_id} is a {snap.kind} snapshot: the cluster view "
+                "needs a manifests snapshot (taken from k8s://)"
+            )
         ns = request.query_params.get("ns", "")
         history = self.catalog.history(snap)
         at = next((i for i, s in enumerate(history) if s.id == snap.id), None)
@@ -210,17 +269,34 @@ class UI:
         state = summary.namespaces.get(ns) if ns else None
         if ns and state is None:
             raise errors.PathNotFound(f"namespace {ns} is not in snapshot {snap.short_id}")
-        namespaces = [r.name for r in self.catalog.listing(snap, layout.NAMESPACES_DIR) if r.type == "dir"] \
-            if _has_dir(self.catalog, snap, layout.NAMESPACES_DIR) else []
-        overview = Page.of(list(summary.namespaces.values()), _int(request.query_params.get("page")),
-                           NAMESPACES_PER_PAGE)
+        namespaces = (
+            [r.name for r in self.catalog.listing(snap, layout.NAMESPACES_DIR) if r.type == "dir"]
+            if _has_dir(self.catalog, snap, layout.NAMESPACES_DIR)
+            else []
+        )
+        overview = Page.of(
+            list(summary.namespaces.values()), _int(request.query_params.get("page")), NAMESPACES_PER_PAGE
+        )
         lo, hi = max(0, at - TIMELINE_WINDOW), min(len(history), at + TIMELINE_WINDOW + 1)
-        return self.render("cluster.html", title=f"Cluster · {snap.short_id}", snap=snap, summary=summary, ns=ns,
-                           state=state, namespaces=namespaces, overview=overview, timeline=history[lo:hi],
-                           timeline_first=history[0] if lo > 0 else None,
-                           timeline_last=history[-1] if hi < len(history) else None,
-                           position=at + 1, count=len(history), previous=previous, following=following,
-                           phases=pod_phase_totals(summary), tab="cluster")
+        return self.render(
+            "cluster.html",
+            title=f"Cluster · {snap.short_id}",
+            snap=snap,
+            summary=summary,
+            ns=ns,
+            state=state,
+            namespaces=namespaces,
+            overview=overview,
+            timeline=history[lo:hi],
+            timeline_first=history[0] if lo > 0 else None,
+            timeline_last=history[-1] if hi < len(history) else None,
+            position=at + 1,
+            count=len(history),
+            previous=previous,
+            following=following,
+            phases=pod_phase_totals(summary),
+            tab="cluster",
+        )
 
     # -- diff -------------------------------------------------------------------------------------------
     def diff(self, request: Request) -> Response:
@@ -231,9 +307,18 @@ class UI:
         status, text = q.get("status", ""), q.get("q", "").strip().lower()
         rows = [r for r in result.rows if (not status or r.status == status) and (not text or text in _diff_text(r))]
         page = Page.of(rows, _int(q.get("page")), CHANGES_PER_PAGE)
-        return self.render("diff.html", title=f"{older.short_id} → {newer.short_id}", diff=result, older=older,
-                           newer=newer, churn=churn, status=status, q=q.get("q", ""), page=page,
-                           counts=result.counts())
+        return self.render(
+            "diff.html",
+            title=f"{older.short_id} → {newer.short_id}",
+            diff=result,
+            older=older,
+            newer=newer,
+            churn=churn,
+            status=status,
+            q=q.get("q", ""),
+            page=page,
+            counts=result.counts(),
+        )
 
     def diff_object(self, request: Request) -> Response:
         q = request.query_params
@@ -265,25 +350,43 @@ class UI:
         if texts == [None, None]:
             raise errors.PathNotFound(f"/{path} is in neither snapshot")
         lines = [] if binary else rendering.side_by_side(texts[0] or "", texts[1] or "")
-        return self.render("object_diff.html", title=f"{path.rsplit('/', 1)[-1]} · diff", older=older, newer=newer,
-                           path=path, row=row, churn=churn, lines=lines, binary=binary,
-                           in_older=texts[0] is not None, in_newer=texts[1] is not None,
-                           hidden_secrets=hidden_fields, reveal=reveal)
+        return self.render(
+            "object_diff.html",
+            title=f"{path.rsplit('/', 1)[-1]} · diff",
+            older=older,
+            newer=newer,
+            path=path,
+            row=row,
+            churn=churn,
+            lines=lines,
+            binary=binary,
+            in_older=texts[0] is not None,
+            in_newer=texts[1] is not None,
+            hidden_secrets=hidden_fields,
+            reveal=reveal,
+        )
 
     # -- restore ----------------------------------------------------------------------------------------
     def _restorable(self, ref: str) -> Snapshot:
         snap = self.catalog.snapshot(ref)
         if snap.kind != "manifests":
-            raise errors.UsageError(f"snapshot {snap.short_id} is a {snap.kind} snapshot: only manifests snapshots "
-                                    "restore into a cluster")
+            raise errors.UsageError(
+                f"snapshot {snap.short_id} is a {snap.kind} snapshot: only manifests snapshots restore into a cluster"
+            )
         return snap
 
     def restore_dialog(self, request: Request) -> Response:
         snap = self._restorable(request.path_params["snap"])
         q = request.query_params
         context = q.get("context", self.restores.default_context or str(snap.source.get("host", "")))
-        req = RestoreRequest(snap.id, q.get("path", "").strip("/"), q.get("namespace", ""), context,
-                             q.get("existing", "skip"), q.get("target_namespace", "")).check()
+        req = RestoreRequest(
+            snap.id,
+            q.get("path", "").strip("/"),
+            q.get("namespace", ""),
+            context,
+            q.get("existing", "skip"),
+            q.get("target_namespace", ""),
+        ).check()
         if req.path:
             self.catalog.stat(snap, req.path)
         template = "_restore_form.html" if request.headers.get("x-fragment") else "restore.html"
@@ -293,9 +396,14 @@ class UI:
         form = await _form(request)
         self._check_csrf(form)
         snap = await _in_thread(lambda: self._restorable(request.path_params["snap"]))
-        req = RestoreRequest(snap.id, form.get("path", "").strip("/"), form.get("namespace", "").strip(),
-                             form.get("context", "").strip(), form.get("existing", "skip"),
-                             form.get("target_namespace", "").strip())
+        req = RestoreRequest(
+            snap.id,
+            form.get("path", "").strip("/"),
+            form.get("namespace", "").strip(),
+            form.get("context", "").strip(),
+            form.get("existing", "skip"),
+            form.get("target_namespace", "").strip(),
+        )
         run = await _in_thread(lambda: self.restores.dry_run(req))
         return self._restore_page(request, snap, run)
 
@@ -315,9 +423,17 @@ class UI:
         return Response(self.css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
 
-def create_app(repo: Repository, *, token: str, location: str = "", allow_restore: bool = False,
-               kubeconfig: str | None = None, context: str | None = None, cookie: str = "kubekeep_ui",
-               loopback_only: bool = True) -> Starlette:
+def create_app(
+    repo: Repository,
+    *,
+    token: str,
+    location: str = "",
+    allow_restore: bool = False,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    cookie: str = "kubekeep_ui",
+    loopback_only: bool = True,
+) -> Starlette:
     """The UI over an open repository. ``token`` guards every request (``access``); restores
     into a cluster need ``allow_restore``; ``kubeconfig``/``context`` choose the target cluster."""
     ui = UI(repo, UISettings(location, allow_restore, context or ""), token, kubeconfig)
@@ -344,11 +460,18 @@ def create_app(repo: Repository, *, token: str, location: str = "", allow_restor
         return ui.error(request, exc)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
-        return ui.render("error.html", 500, message=f"internal error ({type(exc).__name__}: {exc}); "
-                                                     "the server log has the details", title="Error")
+        return ui.render(
+            "error.html",
+            500,
+            message=f"internal error ({type(exc).__name__}: {exc}); the server log has the details",
+            title="Error",
+        )
 
-    app = Starlette(routes=routes, exception_handlers={errors.KubekeepError: on_error, Exception: on_crash},
-                    middleware=[Middleware(AccessGuard, token=token, cookie=cookie, loopback_only=loopback_only)])
+    app = Starlette(
+        routes=routes,
+        exception_handlers={errors.KubekeepError: on_error, Exception: on_crash},
+        middleware=[Middleware(AccessGuard, token=token, cookie=cookie, loopback_only=loopback_only)],
+    )
     app.state.ui = ui
     ui.catalog.warm_latest()
     return app

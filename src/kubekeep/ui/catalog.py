@@ -80,8 +80,8 @@ class Row:
     """One entry of a directory listing; object files carry their kind, namespace and name."""
 
     name: str
-    path: str            # relative to the snapshot root, no leading slash
-    type: str            # dir, file, symlink
+    path: str  # relative to the snapshot root, no leading slash
+    type: str  # dir, file, symlink
     size: int
     mtime_ns: int
     target: str = ""
@@ -94,8 +94,8 @@ class Row:
 class DiffRow:
     """One difference between two snapshots: an object (manifests) or a file."""
 
-    status: str          # + added, - removed, M modified, T type changed, U metadata only
-    path: str            # relative, no leading slash
+    status: str  # + added, - removed, M modified, T type changed, U metadata only
+    path: str  # relative, no leading slash
     type: str = "file"
     kind: str = ""
     namespace: str = ""
@@ -198,8 +198,9 @@ class Catalog:
             whole = self._summaries.peek((snap.id, ""))
             if whole is not None:
                 return whole
-        return self._summaries.get((snap.id, namespace), lambda: api.summary(
-            self.repo, snap.id, namespaces=[namespace] if namespace else ()))
+        return self._summaries.get(
+            (snap.id, namespace), lambda: api.summary(self.repo, snap.id, namespaces=[namespace] if namespace else ())
+        )
 
     def summary_ready(self, snap: Snapshot) -> bool:
         return self._summaries.peek((snap.id, "")) is not None
@@ -256,7 +257,18 @@ def _rows(repo: Repository, snap_id: str, path: str) -> list[Row]:
     rows = []
     for full, child in api.ls(repo, f"{snap_id}:{path}"):
         a = child.attrs
-        rows.append(Row(child.name, full.lstrip("/"), child.type, child.size, child.mtime_ns, child.target,
-                        str(a.get("kind", "")), str(a.get("namespace", "")), str(a.get("name", ""))))
+        rows.append(
+            Row(
+                child.name,
+                full.lstrip("/"),
+                child.type,
+                child.size,
+                child.mtime_ns,
+                child.target,
+                str(a.get("kind", "")),
+                str(a.get("namespace", "")),
+                str(a.get("name", "")),
+            )
+        )
     rows.sort(key=lambda r: (r.type != DIR_TYPE, r.name))
     return rows

@@ -76,8 +76,9 @@ def classify(name: str, data: bytes) -> str:
     return "text"
 
 
-def render_file(name: str, data: bytes, *, truncated: bool = False, secret: bool = False,
-                reveal: bool = False) -> Content:
+def render_file(
+    name: str, data: bytes, *, truncated: bool = False, secret: bool = False, reveal: bool = False
+) -> Content:
     """``data`` (the start of file ``name``) for display; a Secret's values are hidden unless ``reveal``."""
     kind = classify(name, data)
     if kind == "binary":
@@ -127,8 +128,9 @@ def hide_secret_fields(kind: str | None, fields: Sequence[FieldChange]) -> tuple
     out, count = [], 0
     for f in fields:
         if is_secret_field(kind, f.path):
-            f = FieldChange(f.path, f.op, hidden(f.old) if f.old is not None else None,
-                            hidden(f.new) if f.new is not None else None)
+            f = FieldChange(
+                f.path, f.op, hidden(f.old) if f.old is not None else None, hidden(f.new) if f.new is not None else None
+            )
             count += 1
         out.append(f)
     return tuple(out), count
@@ -152,7 +154,7 @@ class SideBySideLine:
     old: str
     new_no: int | None
     new: str
-    change: str          # "", "changed", "added", "removed"
+    change: str  # "", "changed", "added", "removed"
 
 
 def side_by_side(old: str, new: str) -> list[SideBySideLine]:
@@ -161,12 +163,21 @@ def side_by_side(old: str, new: str) -> list[SideBySideLine]:
     out: list[SideBySideLine] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
-            out += [SideBySideLine(i + 1, a[i], j + 1, b[j], "") for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
+            out += [
+                SideBySideLine(i + 1, a[i], j + 1, b[j], "") for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+            ]
             continue
         for k in range(max(i2 - i1, j2 - j1)):
             i, j = i1 + k, j1 + k
             has_old, has_new = i < i2, j < j2
             change = "changed" if has_old and has_new else ("removed" if has_old else "added")
-            out.append(SideBySideLine(i + 1 if has_old else None, a[i] if has_old else "",
-                                      j + 1 if has_new else None, b[j] if has_new else "", change))
+            out.append(
+                SideBySideLine(
+                    i + 1 if has_old else None,
+                    a[i] if has_old else "",
+                    j + 1 if has_new else None,
+                    b[j] if has_new else "",
+                    change,
+                )
+            )
     return out

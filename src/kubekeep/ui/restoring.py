@@ -37,12 +37,12 @@ class RestoreDisabled(errors.UsageError):
 class RestoreRequest:
     """What to restore (one object by path, or one namespace) and where to."""
 
-    snapshot: str                 # full snapshot id
-    path: str = ""                # an object's path in the snapshot
-    namespace: str = ""           # or a namespace
-    context: str = ""             # kubeconfig context of the target cluster ("" = current)
-    existing: str = "skip"        # skip or update objects that exist
-    target_namespace: str = ""    # restore the namespace under this name
+    snapshot: str  # full snapshot id
+    path: str = ""  # an object's path in the snapshot
+    namespace: str = ""  # or a namespace
+    context: str = ""  # kubeconfig context of the target cluster ("" = current)
+    existing: str = "skip"  # skip or update objects that exist
+    target_namespace: str = ""  # restore the namespace under this name
 
     def check(self) -> RestoreRequest:
         """This request, if well-formed; UsageError naming the bad part otherwise."""
@@ -96,8 +96,9 @@ class RestoreRun:
 class Restores:
     """Runs dry runs and confirmed restores for one repository."""
 
-    def __init__(self, repo: Repository, *, allowed: bool, kubeconfig: str | None = None,
-                 context: str | None = None) -> None:
+    def __init__(
+        self, repo: Repository, *, allowed: bool, kubeconfig: str | None = None, context: str | None = None
+    ) -> None:
         self.repo = repo
         self.allowed = allowed
         self.kubeconfig = kubeconfig

@@ -78,8 +78,16 @@ class Server:
 
     def __init__(self, app: Any, sock: socket.socket) -> None:
         self.sock = sock
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                                    server_header=False, timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
