@@ -93,8 +93,8 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
     """The agent on loopback with kubekeep's client and engine in this process."""
     from kubekeep.agent import protocol
     from kubekeep.agent.client import RemoteBackup, open_session, tcp
-    from kubekeep.connectors.base import ChunkSpec, Importer, SourceInfo
     from kubekeep.engine.backup import run_backup
+    from kubekeep.engine.entries import ChunkSpec, Importer, SourceInfo
     from kubekeep.engine.repository import Repository
     from kubekeep.storage import open_backend
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo
 from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine.backup import run_backup
+from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.tree import DIR, FILE, SYMLINK
 from kubekeep.storage.local import LocalBackend

@@ -12,7 +12,7 @@ import pytest
 
 from kubekeep import api, errors
 from kubekeep.connectors import k8s, k8s_restore
-from kubekeep.connectors.base import Entry, EntryType, with_directories
+from kubekeep.engine.entries import Entry, EntryType, with_directories
 from kubekeep.engine.repository import Repository
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.requesting import Session

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo
 from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine import backup as backup_mod
 from kubekeep.engine import chunker as chunker_mod
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.pack import pack_name
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import run_restore

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.connectors.base import EntryType, Importer
 from kubekeep.connectors.etcd import (
     SNAPSHOT_PATH,
     EtcdImporter,
@@ -15,6 +14,7 @@ from kubekeep.connectors.etcd import (
     parse_uri,
     snapshot_file_metadata,
 )
+from kubekeep.engine.entries import EntryType, Importer
 from kubekeep.errors import SourceUnreachable, UsageError
 from kubekeep.etcd.boltmeta import read_snapshot_info
 from kubekeep.etcd.snapshot import SnapshotStream

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo, with_directories
+from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo, with_directories
 from kubekeep.manifests import layout, serialization
 
 CONTEXT = "synthetic"

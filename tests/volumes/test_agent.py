@@ -19,8 +19,8 @@ import pytest
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.agent.client import RemoteBackup, RemoteRestore, open_session, tcp
-from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Exporter, Importer, PreChunked, SourceInfo
 from kubekeep.engine.backup import run_backup
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Exporter, Importer, PreChunked, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import run_restore
 from tests.cli.helpers import FAST_KDF, assert_same_tree, make_rich_tree, manifest

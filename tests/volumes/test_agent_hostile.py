@@ -26,9 +26,9 @@ import zstandard
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.agent.client import RemoteBackup, open_session
-from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Importer, SourceInfo
 from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine.backup import run_backup
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import run_restore
 from tests.cli.helpers import assert_same_tree, make_rich_tree, manifest

@@ -21,7 +21,7 @@ import zstandard
 
 from kubekeep import errors
 from kubekeep.agent import protocol as p
-from kubekeep.connectors.base import ChunkSpec, Entry, PreChunked
+from kubekeep.engine.entries import ChunkSpec, Entry, PreChunked
 
 Connect = Callable[[], p.Transport]
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kubekeep import errors
-from kubekeep.connectors.base import Entry, EntryType
+from kubekeep.engine.entries import Entry, EntryType
 
 VERSION = 1
 DEFAULT_PORT = 8765
@@ -54,6 +54,8 @@ HANDSHAKE_MAX_FRAME = 4096
 HANDSHAKE_TIMEOUT = 30.0
 #: the most writers an agent may announce
 MAX_WRITERS = 64
+#: the one file a block volume is backed up as (and restored from)
+BLOCK_IMAGE = "volume.img"
 MODES = ("backup", "restore")
 SOURCES = ("dir", "block")
 

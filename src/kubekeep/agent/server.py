@@ -34,12 +34,11 @@ import zstandard
 
 from kubekeep import __version__, errors
 from kubekeep.agent import protocol as p
-from kubekeep.connectors.base import Entry, EntryType, SourceInfo
-from kubekeep.connectors.fs import FsExporter, FsImporter
 from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.entries import Entry, EntryType, SourceInfo
+from kubekeep.files.walk import FsImporter
+from kubekeep.files.write import FsExporter
 
-#: the one file a block volume is backed up as (and restored from)
-BLOCK_IMAGE = "volume.img"
 #: chunks per CHUNKS message
 BATCH_CHUNKS = 32
 #: restore: files written at once (kubekeep never has more open than this)
@@ -351,7 +350,7 @@ class BackupSession:
         source = self.config.source
         if self.config.block:
             yield Entry(
-                BLOCK_IMAGE,
+                p.BLOCK_IMAGE,
                 EntryType.FILE,
                 mode=0o600,
                 size=_device_size(source),

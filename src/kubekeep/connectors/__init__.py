@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from kubekeep import errors
-from kubekeep.connectors.base import Exporter, Importer
+from kubekeep.engine.entries import Exporter, Importer
 
 IMPORTERS: dict[str, str] = {
     "fs": "kubekeep.connectors.fs",

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, cast
 from urllib.parse import parse_qsl
 
-from kubekeep.connectors.base import Entry, EntryType, Importer, SourceInfo
+from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.errors import UsageError
 from kubekeep.etcd.boltmeta import read_snapshot_info
 from kubekeep.etcd.client import EtcdClient, Member, Status

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kubekeep import errors
-from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo, with_directories
 from kubekeep.connectors.k8s_restore import TierRunner
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo, with_directories
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.discovery import ApiResource, Discovery
 from kubekeep.kube.requesting import Session

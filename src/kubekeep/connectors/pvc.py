@@ -43,8 +43,7 @@ from kubekeep.agent.client import (
     open_session,
     tcp,
 )
-from kubekeep.agent.server import BLOCK_IMAGE
-from kubekeep.connectors.base import (
+from kubekeep.engine.entries import (
     ChunkSpec,
     Entry,
     EntryType,
@@ -888,9 +887,9 @@ class PvcExporter(Exporter):
         assert target.remote is not None
         routed = copy.copy(entry)
         routed.path = inner
-        if target.block and (entry.type != EntryType.FILE or inner != BLOCK_IMAGE):
+        if target.block and (entry.type != EntryType.FILE or inner != protocol.BLOCK_IMAGE):
             raise errors.ConnectorError(
-                f"{target.label} is a block volume: it takes the one file {BLOCK_IMAGE}, not {entry.type.value} {inner}"
+                f"{target.label} is a block volume: it takes the one file {protocol.BLOCK_IMAGE}, not {entry.type.value} {inner}"
             )
         return target.remote, routed
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from kubekeep import errors
-from kubekeep.connectors.base import Entry, Exporter, SourceInfo
+from kubekeep.engine.entries import Entry, Exporter, SourceInfo
 from kubekeep.storage.s3 import S3Backend
 
 SCHEME = "s3"

@@ -1,7 +1,7 @@
 """The backup pipeline: an importer's entries in, a snapshot out.
 
 The importer walks its source on the calling thread (depth-first pre-order, see
-``connectors.base.Importer``); file contents are chunked, hashed, deduplicated, compressed and
+``engine.entries.Importer``); file contents are chunked, hashed, deduplicated, compressed and
 encrypted by a small pool of workers (the heavy libraries release the GIL); a directory's tree
 blob is written when the walk leaves it. Files whose ``reuse_key`` matches the parent
 snapshot's are not read again. The snapshot file is written last, after every pack and index
@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubekeep import __version__, errors
-from kubekeep.connectors.base import ChunkSpec, Entry, EntryType, Importer
 from kubekeep.engine import host
 from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer
 from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kubekeep import errors
-from kubekeep.connectors.base import PreChunked
 from kubekeep.engine.crypto import MasterKey
+from kubekeep.engine.entries import PreChunked
 from kubekeep.engine.pack import DATA
 from kubekeep.engine.writer import BlobWriter
 

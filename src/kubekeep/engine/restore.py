@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubekeep import errors
-from kubekeep.connectors.base import Exporter, SourceInfo
+from kubekeep.engine.entries import Exporter, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot
 from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node, name_printable

@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 
 from kubekeep import errors
-from kubekeep.connectors.base import Entry, EntryType
+from kubekeep.engine.entries import Entry, EntryType
 
 DIR = "dir"
 FILE = "file"

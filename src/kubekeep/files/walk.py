@@ -1,0 +1,102 @@
+"""Walk a local directory (or one file) as snapshot entries: files, directories and symlinks with
+their modes, owners and times; sockets, FIFOs and devices skipped with a warning; names that are
+not UTF-8 kept as surrogate escapes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kubekeep import errors
+from kubekeep.engine import host
+from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
+from kubekeep.engine.tree import name_printable as _printable
+from kubekeep.files.excludes import ExcludeRules
+
+_REUSE = struct.Struct("<QQqqq")
+
+
+class FsImporter(Importer):
+    scheme = "fs"
+
+    def __init__(self, root: Path, *, excludes: Iterable[str] = ()) -> None:
+        self.root = root
+        self.rules = ExcludeRules(excludes)
+        self._warnings: list[str] = []
+        try:
+            st = root.lstat()
+        except FileNotFoundError:
+            raise errors.ConnectorError(f"{root}: no such file or directory") from None
+        except PermissionError:
+            raise errors.ConnectorError(f"{root}: permission denied") from None
+        self._root_is_dir = stat.S_ISDIR(st.st_mode)
+
+    def source(self) -> SourceInfo:
+        return SourceInfo(uri=f"fs:{self.root}", kind="fs", host=host.hostname())
+
+    def warnings(self) -> list[str]:
+        return self._warnings
+
+    def entries(self) -> Iterator[Entry]:
+        if not self._root_is_dir:
+            entry = self._entry(str(self.root), self.root.name, self.root.lstat())
+            if entry is not None:
+                yield entry
+            return
+        yield from self._walk(str(self.root), "")
+
+    def _walk(self, dir_path: str, rel_dir: str) -> Iterator[Entry]:
+        try:
+            with os.scandir(dir_path) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self._warnings.append(f"{_printable(rel_dir) or '.'}: cannot list directory: {exc.strerror}; skipped")
+            return
+        for item in items:
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name  # not UTF-8: surrogate escapes
+            if self.rules.excluded(rel, item.name):
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError as exc:
+                self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
+                continue
+            entry = self._entry(item.path, rel, st)
+            if entry is None:
+                continue
+            yield entry
+            if entry.type == EntryType.DIR:
+                yield from self._walk(item.path, rel)
+
+    def _entry(self, path: str, rel: str, st: os.stat_result) -> Entry | None:
+        common: dict[str, Any] = {
+            "mode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "mtime_ns": st.st_mtime_ns,
+        }
+        if stat.S_ISDIR(st.st_mode):
+            return Entry(rel, EntryType.DIR, **common)
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(path)
+            except OSError as exc:
+                self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
+                return None
+            return Entry(rel, EntryType.SYMLINK, target=target, **common)
+        if stat.S_ISREG(st.st_mode):
+            key = _REUSE.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            return Entry(
+                rel,
+                EntryType.FILE,
+                size=st.st_size,
+                reuse_key=key,
+                opener=lambda p=path: open(p, "rb", buffering=0),
+                **common,
+            )  # type: ignore[misc]
+        self._warnings.append(f"{_printable(rel)}: special file (socket, FIFO or device) skipped")
+        return None
