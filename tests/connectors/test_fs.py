@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.connectors.fs import ExcludeRules, FsImporter
+from kubekeep.files.excludes import ExcludeRules
+from kubekeep.files.walk import FsImporter
 from tests.cli.helpers import KK, init_fast, stderr_line
 
 

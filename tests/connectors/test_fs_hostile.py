@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.tree import DIR, FILE, SYMLINK
+from kubekeep.files.write import FsExporter
 from kubekeep.storage.local import LocalBackend
 from tests.cli.helpers import FAST_KDF, KK, init_fast, stderr_line
 from tests.engine.test_tree_names import hostile_snapshot
@@ -332,7 +332,7 @@ def test_manifests_restored_to_fs_are_private(repo: Repository, tmp_path: Path, 
 def test_sparse_writes_give_back_the_same_bytes(tmp_path: Path) -> None:
     import random
 
-    from kubekeep.connectors import fs
+    from kubekeep.files import write as fs
 
     rnd = random.Random(11)
     block = fs._HOLE

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine import backup as backup_mod
 from kubekeep.engine import chunker as chunker_mod
 from kubekeep.engine.backup import run_backup
@@ -22,6 +21,7 @@ from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.pack import pack_name
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import run_restore
+from kubekeep.files.write import FsExporter
 from tests.cli.helpers import assert_same_tree, manifest
 
 PARAMS = {"min": 16 * 1024, "avg": 64 * 1024, "max": 256 * 1024, "normalization": 1}

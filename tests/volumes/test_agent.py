@@ -216,7 +216,7 @@ def test_a_tiny_window_bounds_the_agent_without_deadlock(repo: Repository, tmp_p
     snap, stats = backup(repo, src, window_records=3, window_bytes=1024 * 1024, compress=False)
     assert stats["chunks_fetched"] == stats["chunks_total"]
     out = tmp_path / "out"
-    from kubekeep.connectors.fs import FsExporter
+    from kubekeep.files.write import FsExporter
 
     with repo.lock(), FsExporter(out) as exporter:
         run_restore(repo, snap, exporter)

@@ -26,11 +26,11 @@ import zstandard
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.agent.client import RemoteBackup, open_session
-from kubekeep.connectors.fs import FsExporter
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import run_restore
+from kubekeep.files.write import FsExporter
 from tests.cli.helpers import assert_same_tree, make_rich_tree, manifest
 from tests.volumes.test_agent import Agent, AgentDestination, AgentSource, repo  # noqa: F401
 
@@ -211,7 +211,7 @@ def test_no_other_message_before_auth(src: Path, repo: Repository) -> None:  # n
 
 def _restore_through(agent: Agent, repo: Repository, src: Path) -> None:  # noqa: F811
     """Back ``src`` up locally and restore it through ``agent`` (which serves a --write root)."""
-    from kubekeep.connectors.fs import FsImporter
+    from kubekeep.files.walk import FsImporter
 
     with repo.lock(), FsImporter(src) as importer:
         snap = run_backup(repo, importer)

@@ -18,8 +18,6 @@ from kubekeep import errors
 from kubekeep.files.walk import FsImporter
 from kubekeep.files.write import FsExporter
 
-__all__ = ["FsExporter", "FsImporter", "fs_path", "open_exporter", "open_importer"]
-
 
 def fs_path(uri: str) -> Path:
     path = uri[3:] if uri.startswith("fs:") else uri
