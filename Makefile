@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast binaries bench-engine system-deps clean
+.PHONY: demo test test-fast lint binaries bench-engine system-deps clean
 
 $(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ binaries: $(STAMP)
 demo: $(STAMP) system-deps binaries
 	$(PY) scripts/demo.py
 
-test: $(STAMP) system-deps binaries
+# the habits the code follows, checked: one style (ruff), types (mypy --strict), layers (import-linter)
+LINTED := src tests testenv bench scripts
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) system-deps binaries lint
 	$(PY) -m pytest -q
 
 # engine, storage and CLI tests only (no local control plane)

@@ -321,7 +321,7 @@ def test_manifests_restored_to_fs_are_private(repo: Repository, tmp_path: Path, 
     with repo.lock():
         snap = run_backup(repo, _Manifests())
     out = tmp_path / "out"
-    api.restore(repo, snap.id, str(out), options={"raw": raw})
+    api.restore(repo, snap.id, str(out), options=api.ManifestsDestinationOptions(raw=raw))
     found = list(out.rglob("*"))
     assert any(p.name.endswith(".yaml") for p in found)
     for p in [out, *found]:

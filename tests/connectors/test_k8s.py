@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kubekeep import api, errors
+from kubekeep import api, connectors, errors
 from kubekeep.connectors import k8s, k8s_restore
 from kubekeep.engine.entries import Entry, EntryType, with_directories
 from kubekeep.engine.repository import Repository
@@ -39,19 +39,19 @@ def test_uri_names_the_context(uri: str, context: str | None) -> None:
 
 
 def test_options_that_do_not_apply_are_refused_before_connecting() -> None:
-    with pytest.raises(errors.UsageError, match="--exclude-namespace"):
-        k8s.open_importer("k8s://", excludes=["*.tmp"])
-    with pytest.raises(errors.UsageError, match="owners"):
-        k8s.open_importer("k8s://", owners=True)
+    with pytest.raises(errors.UsageError, match="FsSourceOptions does not apply to k8s: sources"):
+        connectors.open_importer("k8s://", api.FsSourceOptions(excludes=("*.tmp",)))
+    with pytest.raises(errors.UsageError, match="FsDestinationOptions does not apply to k8s: destinations"):
+        connectors.open_exporter("k8s://", api.FsDestinationOptions(owners=True))
     with pytest.raises(errors.UsageError, match="skip or update"):
-        k8s.open_exporter("k8s://", existing="replace")
+        api.ManifestsDestinationOptions(existing="replace")
     with pytest.raises(errors.UsageError, match="bad label selector"):
-        k8s.open_importer("k8s://", selector="a in (b")
+        k8s.open_importer("k8s://", api.ManifestsSourceOptions(selector="a in (b"))
 
 
 def test_a_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="does not exist"):
-        k8s.open_importer("k8s://", kubeconfig=str(tmp_path / "nope"))
+        k8s.open_importer("k8s://", api.ManifestsSourceOptions(kubeconfig=str(tmp_path / "nope")))
 
 
 def _resource(group: str, resource: str, kind: str, verbs: tuple[str, ...] = ("list", "get")) -> discovery.ApiResource:
@@ -191,7 +191,7 @@ def test_rejected_credentials_are_a_one_line_error(
     path = tmp_path / "bad.kubeconfig"
     path.write_bytes(serialization.dump(kubeconfig))
     with pytest.raises(errors.ApiError) as info:
-        api.backup(manifests_repo, "k8s://", options={"kubeconfig": str(path)})
+        api.backup(manifests_repo, "k8s://", options=api.ManifestsSourceOptions(kubeconfig=str(path)))
     assert info.value.status == 401 and "rejected the credentials" in str(info.value)
 
 
@@ -203,7 +203,12 @@ def test_only_manifests_snapshots_restore_into_a_cluster(
     (tmp_path / "data" / "f").write_text("x")
     snap = api.backup(manifests_repo, str(tmp_path / "data"))
     with pytest.raises(errors.UsageError, match="only manifests snapshots"):
-        api.restore(manifests_repo, snap.id, "k8s://", options={"kubeconfig": str(cluster.kubeconfig)})
+        api.restore(
+            manifests_repo,
+            snap.id,
+            "k8s://",
+            options=api.ManifestsDestinationOptions(kubeconfig=str(cluster.kubeconfig)),
+        )
     with pytest.raises(errors.UsageError, match="object selection"):
         api.restore(manifests_repo, snap.id, str(tmp_path / "out"), select=api.ObjectSelector.build(kinds=["Pod"]))
 

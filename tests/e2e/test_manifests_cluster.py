@@ -283,7 +283,7 @@ def test_unreachable_cluster_is_a_one_line_error(manifests_repo: Repository, tmp
     path = tmp_path / "dead.kubeconfig"
     path.write_bytes(serialization.dump(kubeconfig))
     with pytest.raises(errors.SourceUnreachable) as info:
-        api.backup(manifests_repo, "k8s://", options={"kubeconfig": str(path)})
+        api.backup(manifests_repo, "k8s://", options=api.ManifestsSourceOptions(kubeconfig=str(path)))
     assert str(info.value).startswith("cannot reach the Kubernetes API at https://127.0.0.1:9: ")
     assert "\n" not in str(info.value)
 
@@ -312,13 +312,21 @@ def test_restore_to_a_directory_writes_clean_yaml_for_kubectl(
     assert result.stdout.count("(server dry run)") == len(files)
 
     mapped = tmp_path / "mapped"
-    api.restore(manifests_repo, snap.id, f"fs:{mapped}", select=select, options={"namespace_map": {ns: f"{ns}-git"}})
+    api.restore(
+        manifests_repo,
+        snap.id,
+        f"fs:{mapped}",
+        select=select,
+        options=api.ManifestsDestinationOptions(namespace_map={ns: f"{ns}-git"}),
+    )
     copied = serialization.load((mapped / f"namespaces/{ns}-git/core/configmaps/config-0.yaml").read_bytes())
     assert copied["metadata"]["namespace"] == f"{ns}-git"
     assert (mapped / f"cluster/core/namespaces/{ns}-git.yaml").exists()
 
     raw = tmp_path / "raw"
-    api.restore(manifests_repo, f"{snap.id}:/namespaces/{ns}", f"fs:{raw}", options={"raw": True})
+    api.restore(
+        manifests_repo, f"{snap.id}:/namespaces/{ns}", f"fs:{raw}", options=api.ManifestsDestinationOptions(raw=True)
+    )
     assert serialization.load((raw / "core/configmaps/config-0.yaml").read_bytes())["metadata"]["uid"]
 
 

@@ -10,6 +10,7 @@ import pytest
 from kubekeep.connectors.etcd import (
     SNAPSHOT_PATH,
     EtcdImporter,
+    EtcdSourceOptions,
     open_importer,
     parse_uri,
     snapshot_file_metadata,
@@ -41,13 +42,13 @@ def test_uri_normalised_and_endpoints_from_env(loaded: Loaded, monkeypatch: pyte
     monkeypatch.setenv("ETCDCTL_CACERT", str(srv.pki.ca))
     monkeypatch.setenv("ETCDCTL_CERT", str(srv.pki.client_cert))
     monkeypatch.setenv("ETCDCTL_KEY", str(srv.pki.client_key))
-    with open_importer("etcd://") as imp:
+    with open_importer("etcd://", EtcdSourceOptions()) as imp:
         info = imp.source()
     assert info.uri == f"etcd://{srv.endpoint}" and info.kind == "etcd"
     # Keyword options win over the environment: a wrong CA must now fail.
     with (
         pytest.raises(Exception, match="not trusted"),
-        open_importer(f"etcds://{srv.endpoint}", cacert=str(srv.pki.other_ca)) as imp,
+        open_importer(f"etcds://{srv.endpoint}", EtcdSourceOptions(cacert=str(srv.pki.other_ca))) as imp,
     ):
         imp.source()
 
@@ -55,7 +56,7 @@ def test_uri_normalised_and_endpoints_from_env(loaded: Loaded, monkeypatch: pyte
 def test_no_endpoint_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ETCDCTL_ENDPOINTS", raising=False)
     with pytest.raises(UsageError, match="no etcd endpoint"):
-        open_importer("etcd://")
+        open_importer("etcd://", EtcdSourceOptions())
 
 
 def test_import_end_to_end(loaded: Loaded, tmp_path: Path) -> None:
@@ -63,8 +64,8 @@ def test_import_end_to_end(loaded: Loaded, tmp_path: Path) -> None:
     dead = f"127.0.0.1:{free_port()}"
     imp = open_importer(
         f"etcd://{dead},{srv.endpoint}",
-        cacert=str(srv.pki.ca), cert=str(srv.pki.client_cert), key=str(srv.pki.client_key),
-    )  # fmt: skip
+        EtcdSourceOptions(cacert=str(srv.pki.ca), cert=str(srv.pki.client_cert), key=str(srv.pki.client_key)),
+    )
     assert isinstance(imp, Importer) and imp.scheme == "etcd"
     with imp:
         source = imp.source()

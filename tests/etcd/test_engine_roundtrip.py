@@ -22,10 +22,11 @@ def test_backup_cat_and_restore(loaded: Loaded, tmp_path: Path) -> None:
     srv = loaded.server
     opts = api.RepositoryOptions(location=str(tmp_path / "repo"), password="pw", no_cache=True)
     repo = api.init_repository(opts, kdf=FAST_KDF)
-    tls = {"cacert": str(srv.pki.ca), "cert": str(srv.pki.client_cert), "key": str(srv.pki.client_key)}
-    with pytest.raises(UsageError, match="exclude"):
-        api.backup(repo, f"etcd://{srv.endpoint}", options={"excludes": ["*.db"], **tls})
-    snap = api.backup(repo, f"etcd://{srv.endpoint}", options={"excludes": [], **tls})
+    tls = api.EtcdSourceOptions(cacert=str(srv.pki.ca), cert=str(srv.pki.client_cert), key=str(srv.pki.client_key))
+    # another connector's options (here an fs: source's exclude patterns) are refused, not ignored
+    with pytest.raises(UsageError, match="FsSourceOptions does not apply to etcd: sources"):
+        api.backup(repo, f"etcd://{srv.endpoint}", options=api.FsSourceOptions(excludes=("*.db",)))
+    snap = api.backup(repo, f"etcd://{srv.endpoint}", options=tls)
     assert snap.source["kind"] == "etcd" and snap.source["uri"] == f"etcd://{srv.endpoint}"
     meta = snap.metadata["etcd"]
     assert meta["revision"] == loaded.revision

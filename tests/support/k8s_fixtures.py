@@ -48,13 +48,17 @@ class Seeded:
 
     def backup(self, repo: Repository, *, readonly: bool = False, **options: Any) -> Snapshot:
         kubeconfig = self.cluster.readonly_kubeconfig if readonly else self.cluster.kubeconfig
-        return api.backup(repo, "k8s://", options={"kubeconfig": str(kubeconfig), **options})
+        return api.backup(repo, "k8s://", options=api.ManifestsSourceOptions(kubeconfig=str(kubeconfig), **options))
 
     def restore(
         self, repo: Repository, ref: str, *, select: api.ObjectSelector | None = None, **options: Any
     ) -> list[dict[str, Any]]:
         stats = api.restore(
-            repo, ref, "k8s://", select=select, options={"kubeconfig": str(self.cluster.kubeconfig), **options}
+            repo,
+            ref,
+            "k8s://",
+            select=select,
+            options=api.ManifestsDestinationOptions(kubeconfig=str(self.cluster.kubeconfig), **options),
         )
         return stats.results
 

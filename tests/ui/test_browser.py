@@ -51,7 +51,9 @@ def incident(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         root = tmp_path_factory.mktemp("ui")
         opts = api.RepositoryOptions(str(root / "repo"), "pw", cache_dir=root / "cache")
         repo = api.init_repository(opts, kdf=FAST_KDF)
-        source = {"kubeconfig": str(cluster.kubeconfig), "include_namespaces": result.namespaces}
+        source = api.ManifestsSourceOptions(
+            kubeconfig=str(cluster.kubeconfig), include_namespaces=tuple(result.namespaces)
+        )
         before = api.backup(repo, "k8s://", tags=["before"], options=source)
         client.request(
             "PATCH",

@@ -35,7 +35,7 @@ import zstandard
 from kubekeep import __version__, errors
 from kubekeep.agent import protocol as p
 from kubekeep.engine.chunker import Chunker
-from kubekeep.engine.entries import Entry, EntryType, SourceInfo
+from kubekeep.engine.entries import Entry, EntryType, SnapshotKind, SourceInfo
 from kubekeep.files.walk import FsImporter
 from kubekeep.files.write import FsExporter
 
@@ -525,7 +525,7 @@ class RestoreSession:
 
     def run(self) -> dict[str, Any]:
         if self.exporter is not None:
-            self.exporter.begin(SourceInfo(f"fs:{self.config.source}", "volume"), {})
+            self.exporter.begin(SourceInfo(f"fs:{self.config.source}", SnapshotKind.VOLUME.value), {})
         try:
             while True:
                 kind, payload = self.channel.recv()

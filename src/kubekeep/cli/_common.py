@@ -17,7 +17,8 @@ import click
 
 from kubekeep import api, errors
 from kubekeep.cli.terminal import safe_lines
-from kubekeep.engine.repository import Repository
+
+human_size = api.human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,7 +68,7 @@ def global_options(f: F) -> F:
             show_envvar=True,
             expose_value=False,
             callback=_store("repo"),
-            help="Repository: a path, fs:PATH or s3://BUCKET/PREFIX.",
+            help="api.Repository: a path, fs:PATH or s3://BUCKET/PREFIX.",
         ),
         click.option(
             "--password-file",
@@ -123,17 +124,31 @@ def global_options(f: F) -> F:
     return f
 
 
-def password(*, confirm: bool = False, prompt: str = "repository password") -> str:
-    """The repository password: from --password-file or the environment, else asked for."""
-    pw = api.read_password(password_file=settings().password_file)
+_NO_PASSWORD = "no password given: use --password-file, KUBEKEEP_PASSWORD or KUBEKEEP_PASSWORD_FILE"
+
+
+def password(
+    *,
+    password_file: str | None = None,
+    own_file: bool = True,
+    environment: bool = True,
+    confirm: bool = False,
+    prompt: str = "repository password",
+    missing: str = _NO_PASSWORD,
+) -> str:
+    """The one place the CLI gets a password: from ``password_file`` (default: --password-file,
+    unless not ``own_file``), else the environment (``KUBEKEEP_PASSWORD[_FILE]``, unless not
+    ``environment``), else typed at the terminal; ``missing`` is the error without one."""
+    file = password_file or (settings().password_file if own_file and environment else None)
+    pw = api.read_password(password_file=file) if file or environment else None
     if pw:
         return pw
     if sys.stdin.isatty():
-        return ask_password(prompt, confirm=confirm)
-    raise errors.UsageError("no password given: use --password-file, KUBEKEEP_PASSWORD or KUBEKEEP_PASSWORD_FILE")
+        return _ask_password(prompt, confirm=confirm)
+    raise errors.UsageError(missing)
 
 
-def ask_password(prompt: str, *, confirm: bool = False) -> str:
+def _ask_password(prompt: str, *, confirm: bool = False) -> str:
     """A password typed at the terminal (never one from a file or the environment)."""
     pw = getpass.getpass(f"enter {prompt}: ")
     if confirm and getpass.getpass(f"enter {prompt} again: ") != pw:
@@ -198,14 +213,6 @@ def warn(message: str) -> None:
     click.secho(f"warning: {safe_lines(message)}", err=True, fg="yellow")
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def mode_string(node_type: str, mode: int) -> str:
     kind = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}.get(node_type, stat.S_IFREG)
     return stat.filemode(kind | mode)
@@ -224,11 +231,12 @@ def show_progress() -> bool:
     return not s.quiet and not s.json and sys.stderr.isatty()
 
 
-def open_repo_quietly(location: str, password_file: str | None) -> Repository:
+def open_repo_quietly(location: str, password_file: str | None) -> api.Repository:
     """Open a second repository (``copy --from-repo``) with its own password source."""
-    pw = api.read_password(password_file=password_file) if password_file else None
-    if pw is None:
-        pw = api.read_password(password=None, password_file=None)
-    if pw is None:
-        raise errors.UsageError("no password for the source repository: use --from-password-file")
+    pw = password(
+        password_file=password_file,
+        own_file=False,
+        prompt="source repository password",
+        missing="no password for the source repository: use --from-password-file",
+    )
     return api.open_repository(repository_options(location, pw))

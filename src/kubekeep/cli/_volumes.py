@@ -1,22 +1,22 @@
 """Options shared by the commands that back up or restore volumes (``pvc://``, ``k8s:// --volumes``).
 
-``@volume_options()`` adds them to a command and hands the command one ``volume`` keyword: a
-dict for the pvc connector (only what was given, plus a progress printer), and under
-``"cluster"`` the ``k8s:// --volumes`` selection when that was asked for.
+``@volume_options()`` adds them to a command and hands the command one ``volume`` keyword, a
+:class:`VolumeFlags`, from which the command builds the pvc connector's ``VolumeOptions`` (or
+``ClusterVolumeOptions`` for ``k8s:// --volumes``) once, when its source or destination has volumes.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
-from kubekeep import errors
+from kubekeep import api, errors
 from kubekeep.cli._common import settings
-from kubekeep.kube.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -205,51 +205,81 @@ _NAMES = [
 ]
 
 
-def _build(given: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    simple = {
-        "live": "live",
-        "snapshot_class": "snapshot_class",
-        "hook_container": "hook_container",
-        "hook_on_error": "hook_on_error",
-        "agent_image": "image",
-        "agent_connect": "connect",
-        "agent_compression": "compress",
-        "size": "size",
-        "storage_class": "storage_class",
-    }
-    for name, key in simple.items():
-        if given.get(name) is not None:
-            out[key] = given[name]
-    for name, key in (
-        ("snapshot_timeout", "snapshot_timeout"),
-        ("hook_timeout", "hook_timeout"),
-        ("helper_start_timeout", "start_timeout"),
-    ):
-        if given.get(name):
-            out[key] = parse_duration(given[name])
-    for name in ("pre_hooks", "post_hooks"):
-        if given.get(name):
-            out[name] = list(given[name])
-    if given.get("no_annotation_hooks"):
-        out["annotation_hooks"] = False
-    if given.get("node_selector"):
-        out["node_selector"] = _pairs(given["node_selector"], "node selector")
-    if given.get("tolerations"):
-        out["tolerations"] = [parse_toleration(t) for t in given["tolerations"]]
-    requests = {k: given[n] for k, n in (("cpu", "helper_cpu"), ("memory", "helper_memory")) if given.get(n)}
-    if requests:
-        out["requests"] = {"cpu": "100m", "memory": "256Mi", **requests}
-    if given.get("helper_memory_limit"):
-        out["limits"] = {"memory": given["helper_memory_limit"]}
-    if given.get("helper_user"):
-        out["run_as"] = parse_user(given["helper_user"])
-    if given.get("helper_fs_group") is not None:
-        out["fs_group"] = given["helper_fs_group"]
-    out["status"] = _status_printer()
-    if given.get("cluster_volumes") or given.get("volume_selector") or given.get("volume_parallel"):
-        out["cluster"] = {"selector": given.get("volume_selector") or "", "parallel": given.get("volume_parallel") or 2}
-    return out
+@dataclass(frozen=True)
+class VolumeFlags:
+    """The volume options as given on the command line; the connector options are built from
+    them only for a source or destination that has volumes (the pvc connector's module loads
+    the Kubernetes client)."""
+
+    given: dict[str, Any]
+
+    def cluster(self) -> bool:
+        """Whether ``k8s:// --volumes`` (or one of its options) was asked for."""
+        return bool(
+            self.given.get("cluster_volumes") or self.given.get("volume_selector") or self.given.get("volume_parallel")
+        )
+
+    def options(
+        self, *, excludes: Iterable[str] = (), context: str | None = None, kubeconfig: str | None = None
+    ) -> api.VolumeOptions:
+        given = self.given
+        helper = api.HelperOptions()
+        for name, attr in (("agent_image", "image"), ("helper_fs_group", "fs_group")):
+            if given.get(name) is not None:
+                setattr(helper, attr, given[name])
+        if given.get("helper_start_timeout"):
+            helper.start_timeout = api.parse_timeout(given["helper_start_timeout"])
+        if given.get("node_selector"):
+            helper.node_selector = _pairs(given["node_selector"], "node selector")
+        if given.get("tolerations"):
+            helper.tolerations = [parse_toleration(t) for t in given["tolerations"]]
+        requests = {k: given[n] for k, n in (("cpu", "helper_cpu"), ("memory", "helper_memory")) if given.get(n)}
+        if requests:
+            helper.requests = {"cpu": "100m", "memory": "256Mi", **requests}
+        if given.get("helper_memory_limit"):
+            helper.limits = {"memory": given["helper_memory_limit"]}
+        if given.get("helper_user"):
+            helper.run_as = parse_user(given["helper_user"])
+        settable: dict[str, Any] = {
+            key: given[name]
+            for name, key in (
+                ("live", "live"),
+                ("snapshot_class", "snapshot_class"),
+                ("hook_container", "hook_container"),
+                ("hook_on_error", "hook_on_error"),
+                ("agent_connect", "connect"),
+                ("agent_compression", "compress"),
+                ("size", "size"),
+                ("storage_class", "storage_class"),
+            )
+            if given.get(name) is not None
+        }
+        for name in ("snapshot_timeout", "hook_timeout"):
+            if given.get(name):
+                settable[name] = api.parse_timeout(given[name])
+        for name in ("pre_hooks", "post_hooks"):
+            if given.get(name):
+                settable[name] = list(given[name])
+        if given.get("no_annotation_hooks"):
+            settable["annotation_hooks"] = False
+        return api.VolumeOptions(
+            kubeconfig=kubeconfig,
+            context=context,
+            helper=helper,
+            excludes=list(excludes),
+            status=_status_printer(),
+            **settable,
+        )
+
+    def cluster_options(self, *, excludes: Iterable[str] = ()) -> api.ClusterVolumeOptions | None:
+        """``k8s:// --volumes``: None unless asked for."""
+        if not self.cluster():
+            return None
+        return api.ClusterVolumeOptions(
+            selector=self.given.get("volume_selector") or "",
+            parallel=self.given.get("volume_parallel") or 2,
+            volume=self.options(excludes=excludes),
+        )
 
 
 def _status_printer() -> Callable[[str], None]:
@@ -266,7 +296,7 @@ def _status_printer() -> Callable[[str], None]:
 
 
 def volume_options(*, restore: bool = False) -> Callable[[F], F]:
-    """Add the volume options to a command; it receives them as ``volume`` (a dict)."""
+    """Add the volume options to a command; it receives them as ``volume`` (:class:`VolumeFlags`)."""
     names = _NAMES + (
         ["size", "storage_class"] if restore else ["cluster_volumes", "volume_selector", "volume_parallel"]
     )
@@ -276,7 +306,7 @@ def volume_options(*, restore: bool = False) -> Callable[[F], F]:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name, None) for name in names}
-            kwargs["volume"] = _build(given)
+            kwargs["volume"] = VolumeFlags(given)
             return f(*args, **kwargs)
 
         decorated: Any = wrapper

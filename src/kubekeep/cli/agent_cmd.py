@@ -6,14 +6,13 @@ import sys
 
 import click
 
-from kubekeep.agent.protocol import HANDSHAKE_TIMEOUT
-from kubekeep.agent.server import run
+from kubekeep import api
 
 
 @click.command(short_help="Serve a volume to kubekeep (runs in helper pods).")
 @click.option("--root", type=click.Path(file_okay=False), help="Directory to serve (the mounted volume).")
 @click.option("--device", type=click.Path(dir_okay=False), help="Block device to serve (a raw block volume).")
-@click.option("--listen", default=":8765", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--listen", default=api.AGENT_LISTEN, show_default=True, help="HOST:PORT to listen on.")
 @click.option("--write", is_flag=True, help="Also accept a restore session (writes into the volume).")
 @click.option(
     "--idle-timeout",
@@ -25,7 +24,7 @@ from kubekeep.agent.server import run
 @click.option(
     "--handshake-timeout",
     type=float,
-    default=HANDSHAKE_TIMEOUT,
+    default=api.AGENT_HANDSHAKE_TIMEOUT,
     show_default=True,
     help="Seconds a connection has to authenticate.",
 )
@@ -38,7 +37,7 @@ def command(
     if (root is None) == (device is None):
         raise click.UsageError("give exactly one of --root and --device")
     sys.exit(
-        run(
+        api.serve_agent(
             root or device or "",
             block=device is not None,
             write=write,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from kubekeep import api, connectors, errors
+from kubekeep import api, errors
 from kubekeep.cli._common import (
     EXIT_INCOMPLETE,
     emit_json,
@@ -20,9 +19,15 @@ from kubekeep.cli._common import (
     warn,
     with_repository,
 )
-from kubekeep.cli._volumes import volume_options
+from kubekeep.cli._volumes import VolumeFlags, volume_options
 from kubekeep.cli.progress import BackupProgress
-from kubekeep.engine.repository import Repository
+
+#: sources that take no exclude patterns, and what to say
+_NO_EXCLUDES = {
+    "etcd": "exclude patterns apply to fs: sources; an etcd:// snapshot is one file",
+    "etcds": "exclude patterns apply to fs: sources; an etcd:// snapshot is one file",
+    "k8s": "exclude patterns apply to fs: sources; for k8s:// use --exclude-namespace or --exclude-resource",
+}
 
 
 @click.command(short_help="Back up a source into a new snapshot.")
@@ -78,7 +83,7 @@ from kubekeep.engine.repository import Repository
 @global_options
 @with_repository
 def command(
-    repo: Repository,
+    repo: api.Repository,
     source: str,
     tags: tuple[str, ...],
     excludes: tuple[str, ...],
@@ -98,51 +103,48 @@ def command(
     selector: str | None,
     include_noisy: bool,
     concurrency: int | None,
-    volume: dict[str, Any],
+    volume: VolumeFlags,
 ) -> None:
     """Back up SOURCE: a directory (or fs:PATH), or a connector URI such as k8s://CONTEXT or
     etcd://HOST:PORT."""
     patterns = list(excludes)
     for f in exclude_file:
         patterns.extend(line.strip() for line in Path(f).read_text().splitlines())
-    options: dict[str, Any] = {"excludes": patterns}
-    etcd_tls = {
-        k: v for k, v in (("cacert", cacert), ("cert", cert), ("key", key), ("server_name", etcd_server_name)) if v
-    }
-    if etcd_tls:
-        if connectors.scheme_of(source) not in ("etcd", "etcds"):
-            raise errors.UsageError("--cacert/--cert/--key/--etcd-server-name apply to etcd:// sources only")
-        options.update(etcd_tls)
-    k8s = {
-        k: v
-        for k, v in (
-            ("context", context),
-            ("kubeconfig", kubeconfig),
-            ("include_namespaces", include_namespaces),
-            ("exclude_namespaces", exclude_namespaces),
-            ("include_resources", include_resources),
-            ("exclude_resources", exclude_resources),
-            ("selector", selector),
-            ("include_noisy", include_noisy),
-            ("concurrency", concurrency),
+    scheme = api.scheme_of(source)
+    if patterns and scheme in _NO_EXCLUDES:
+        raise errors.UsageError(_NO_EXCLUDES[scheme])
+    if (cacert or cert or key or etcd_server_name) and scheme not in ("etcd", "etcds"):
+        raise errors.UsageError("--cacert/--cert/--key/--etcd-server-name apply to etcd:// sources only")
+    if volume.cluster() and scheme != "k8s":
+        raise errors.UsageError("--volumes, --volume-selector and --volume-parallel apply to k8s:// sources only")
+    selection = (include_namespaces, exclude_namespaces, include_resources, exclude_resources, selector, include_noisy)
+    if (any(selection) or concurrency) and scheme != "k8s":
+        raise errors.UsageError(
+            "--include-*/--exclude-namespace/resource, --selector, --include-noisy and "
+            "--concurrency apply to k8s:// sources only"
         )
-        if v
-    }
-    cluster_volumes = volume.pop("cluster", None)
-    if cluster_volumes is not None:
-        if connectors.scheme_of(source) != "k8s":
-            raise errors.UsageError("--volumes, --volume-selector and --volume-parallel apply to k8s:// sources only")
-        options["volumes"] = {**volume, **cluster_volumes}
-    if connectors.scheme_of(source) == "pvc":
-        options.update(volume)
-        options.update({k: v for k, v in (("context", context), ("kubeconfig", kubeconfig)) if v})
-    elif k8s:
-        if connectors.scheme_of(source) != "k8s":
-            raise errors.UsageError(
-                "--include-*/--exclude-namespace/resource, --selector, --include-noisy and "
-                "--concurrency apply to k8s:// sources only"
-            )
-        options.update(k8s)
+    if (context or kubeconfig) and scheme not in ("k8s", "pvc"):
+        raise errors.UsageError("--context and --kubeconfig apply to k8s:// and pvc:// sources only")
+    options: object | None = None
+    if scheme == "fs":
+        options = api.FsSourceOptions(excludes=tuple(patterns))
+    elif scheme in ("etcd", "etcds"):
+        options = api.EtcdSourceOptions(cacert=cacert, cert=cert, key=key, server_name=etcd_server_name)
+    elif scheme == "k8s":
+        options = api.ManifestsSourceOptions(
+            context=context,
+            kubeconfig=kubeconfig,
+            include_namespaces=include_namespaces,
+            exclude_namespaces=exclude_namespaces,
+            include_resources=include_resources,
+            exclude_resources=exclude_resources,
+            selector=selector,
+            include_noisy=include_noisy,
+            concurrency=concurrency or 8,
+            volumes=volume.cluster_options(excludes=patterns),
+        )
+    elif scheme == "pvc":
+        options = volume.options(excludes=patterns, context=context, kubeconfig=kubeconfig)
     with BackupProgress(enabled=show_progress()) as progress:
         snap = api.backup(
             repo, source, tags=tags, parent=parent, force=force, progress=progress.update, options=options
@@ -162,7 +164,7 @@ def command(
     else:
         for w in snap.warnings:
             warn(w)
-        manifests = snap.metadata.get("manifests") if snap.kind == "manifests" else None
+        manifests = snap.metadata.get("manifests") if snap.kind == api.SnapshotKind.MANIFESTS else None
         if manifests:
             info(
                 f"objects: {manifests['objects']} of {manifests['resources']} resources in "

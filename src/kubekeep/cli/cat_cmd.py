@@ -8,14 +8,13 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import global_options, with_repository
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="Print a file from a snapshot.")
 @click.argument("ref", metavar="SNAPSHOT:PATH")
 @global_options
 @with_repository
-def command(repo: Repository, ref: str) -> None:
+def command(repo: api.Repository, ref: str) -> None:
     """Write the content of the file at PATH in a snapshot to standard output."""
     out = sys.stdout.buffer
     for piece in api.cat(repo, ref):

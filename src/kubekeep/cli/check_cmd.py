@@ -7,14 +7,13 @@ import click
 from kubekeep import api, errors
 from kubekeep.cli._common import emit_json, global_options, info, settings, show_progress, with_repository
 from kubekeep.cli.progress import CountProgress
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="Verify the repository's structure (and data).")
 @click.option("--read-data", is_flag=True, help="Also read and verify every pack and blob.")
 @global_options
 @with_repository
-def command(repo: Repository, read_data: bool) -> None:
+def command(repo: api.Repository, read_data: bool) -> None:
     """Check that every snapshot's trees and blobs are present and intact. With --read-data,
     download and verify all data. Exits 13 if any problem is found."""
     with CountProgress("reading packs", enabled=show_progress() and read_data) as bar:

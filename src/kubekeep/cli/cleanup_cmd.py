@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kubekeep import errors
+from kubekeep import api, errors
 from kubekeep.cli._common import emit_json, global_options, info, settings, warn
-from kubekeep.kube.durations import parse_duration
 
 
 @click.command(short_help="Remove what interrupted runs left in a cluster.")
@@ -44,22 +43,17 @@ def command(
     restores create (label kubekeep.io/run) and remove those of runs that are over: their
     process on this host is gone, or (--older-than) they are old. A run in progress cleans up
     after itself; this is for runs that were killed."""
-    # the Kubernetes client is slow to import: only when this command runs
-    from kubekeep.kube import cleanup, config
-    from kubekeep.kube.requesting import Session
-
-    session = Session(config.connect(context, kubeconfig))
-    try:
-        found = cleanup.find(
-            session,
-            namespace=namespace,
-            run=run_id,
-            everything=everything,
-            older_than=parse_duration(older_than) if older_than else None,
-        )
-        problems = [] if dry_run else cleanup.remove(session, found, wait=parse_duration(wait_s))
-    finally:
-        session.close()
+    report = api.cleanup(
+        context=context,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        run=run_id,
+        everything=everything,
+        older_than=api.parse_timeout(older_than) if older_than else None,
+        dry_run=dry_run,
+        wait=api.parse_timeout(wait_s),
+    )
+    found, problems = report.found, report.problems
     if settings().json:
         emit_json({"objects": [vars(f) for f in found], "removed": not dry_run, "problems": problems})
     else:

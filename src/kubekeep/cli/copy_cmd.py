@@ -6,7 +6,6 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, info, open_repo_quietly, settings, with_repository
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="Copy snapshots from another repository.")
@@ -17,7 +16,7 @@ from kubekeep.engine.repository import Repository
 )
 @global_options
 @with_repository
-def command(repo: Repository, snapshots: tuple[str, ...], from_repo: str, from_password_file: str | None) -> None:
+def command(repo: api.Repository, snapshots: tuple[str, ...], from_repo: str, from_password_file: str | None) -> None:
     """Copy SNAPSHOTS (default: all) from --from-repo into --repo. Data already in the
     destination is not stored again; snapshots copied before are skipped."""
     src = open_repo_quietly(from_repo, from_password_file)

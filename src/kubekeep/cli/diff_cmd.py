@@ -8,8 +8,6 @@ from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, settings, with_repository
 from kubekeep.cli._manifests import field_lines
 from kubekeep.cli.terminal import safe
-from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="Show differences between two snapshots.")
@@ -22,7 +20,7 @@ from kubekeep.engine.repository import Repository
 )
 @global_options
 @with_repository
-def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool, churn: bool) -> None:
+def command(repo: api.Repository, snap1: str, snap2: str, path: str, metadata: bool, churn: bool) -> None:
     """Compare SNAP1 with SNAP2 (optionally only below PATH). Lines start with + (added),
     - (removed), M (content modified), T (type changed) or U (metadata only).
 
@@ -38,7 +36,7 @@ def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool,
                 {
                     "status": c.status,
                     "path": "/" + c.path,
-                    "type": (c.new or c.old).type if (c.new or c.old) else None,
+                    "type": node.type if (node := c.new or c.old) else None,
                     "old_size": c.old.size if c.old else None,
                     "new_size": c.new.size if c.new else None,
                 }
@@ -46,19 +44,19 @@ def command(repo: Repository, snap1: str, snap2: str, path: str, metadata: bool,
             ]
         )
         return
-    counts = dict.fromkeys((ADDED, REMOVED, MODIFIED, TYPE_CHANGED, METADATA), 0)
+    counts = dict.fromkeys((api.ADDED, api.REMOVED, api.MODIFIED, api.TYPE_CHANGED, api.METADATA), 0)
     for c in changes:
         counts[c.status] += 1
         node = c.new or c.old
         slash = "/" if node is not None and node.type == "dir" else ""
         click.echo(f"{c.status}    /{safe(c.path)}{slash}")
     click.echo(
-        f"\n{counts[ADDED]} added, {counts[REMOVED]} removed, {counts[MODIFIED]} modified, "
-        f"{counts[TYPE_CHANGED]} changed type, {counts[METADATA]} metadata only"
+        f"\n{counts[api.ADDED]} added, {counts[api.REMOVED]} removed, {counts[api.MODIFIED]} modified, "
+        f"{counts[api.TYPE_CHANGED]} changed type, {counts[api.METADATA]} metadata only"
     )
 
 
-def _manifests(repo: Repository, snap1: str, snap2: str, path: str, churn: bool) -> None:
+def _manifests(repo: api.Repository, snap1: str, snap2: str, path: str, churn: bool) -> None:
     changes = api.diff_manifests(repo, snap1, snap2, path=path, churn=churn)
     if settings().json:
         emit_json([c.to_dict() for c in changes])

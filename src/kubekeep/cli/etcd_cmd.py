@@ -9,7 +9,6 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, with_repository
-from kubekeep.engine.repository import Repository
 
 
 @click.group(short_help="Inspect and restore etcd snapshots.")
@@ -22,7 +21,7 @@ def command() -> None:
 @click.argument("ref", metavar="SNAPSHOT[:PATH]")
 @global_options
 @with_repository
-def status(repo: Repository, ref: str) -> None:
+def status(repo: api.Repository, ref: str) -> None:
     """Read the stored etcd snapshot in place (no restore, no copy on disk): verify its SHA-256,
     and report its revision, key counts, size and members, with what was recorded at backup
     time. SNAPSHOT[:PATH]: an etcd:// snapshot (its /etcd/snapshot.db), or any stored snapshot
@@ -84,7 +83,7 @@ def status(repo: Repository, ref: str) -> None:
 @global_options
 @with_repository
 def restore_dir(
-    repo: Repository,
+    repo: api.Repository,
     ref: str,
     data_dir: str,
     name: str,

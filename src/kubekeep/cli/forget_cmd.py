@@ -7,8 +7,6 @@ import click
 from kubekeep import api, errors
 from kubekeep.cli import prune_cmd
 from kubekeep.cli._common import emit_json, global_options, info, local_time, settings, with_repository
-from kubekeep.engine.repository import Repository
-from kubekeep.engine.retention import Policy, parse_duration
 
 
 @click.command(short_help="Remove snapshots (by id or retention policy).")
@@ -33,7 +31,7 @@ from kubekeep.engine.retention import Policy, parse_duration
 @global_options
 @with_repository
 def command(
-    repo: Repository,
+    repo: api.Repository,
     ids: tuple[str, ...],
     keep_last: int,
     keep_hourly: int,
@@ -51,14 +49,16 @@ def command(
     """Remove the snapshots IDS, or those a --keep-* policy does not keep. Data is deleted only
     by prune (or --prune)."""
     try:
-        within = parse_duration(keep_within) if keep_within else None
+        within = api.parse_period(keep_within) if keep_within else None
     except ValueError as exc:
         raise errors.UsageError(str(exc)) from None
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     bad = set(groups) - {"host", "source", "kind", "tags"}
     if bad:
         raise errors.UsageError(f"--group-by: unknown field(s) {', '.join(sorted(bad))}")
-    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within, list(keep_tag))
+    policy = api.Policy(
+        keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within, list(keep_tag)
+    )
     report = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
     if settings().json:
         emit_json(

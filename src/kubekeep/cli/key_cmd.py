@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kubekeep import api, errors
-from kubekeep.cli._common import ask_password, emit_json, global_options, info, local_time, settings, with_repository
-from kubekeep.engine.repository import Repository
+from kubekeep import api
+from kubekeep.cli._common import emit_json, global_options, info, local_time, password, settings, with_repository
 
 
 @click.group(short_help="Manage repository keys (passwords).")
@@ -17,9 +16,9 @@ def command() -> None:
 @command.command("list")
 @global_options
 @with_repository
-def list_keys(repo: Repository) -> None:
+def list_keys(repo: api.Repository) -> None:
     """List keys; * marks the one used now."""
-    keys = repo.list_keys()
+    keys = api.list_keys(repo)
     if settings().json:
         emit_json(keys)
         return
@@ -37,17 +36,16 @@ def list_keys(repo: Repository) -> None:
 @click.option("--new-password-file", help="Read the new password from this file.")
 @global_options
 @with_repository
-def add_key(repo: Repository, new_password_file: str | None) -> None:
+def add_key(repo: api.Repository, new_password_file: str | None) -> None:
     """Add a key for a new password."""
-    if new_password_file:
-        new = api.read_password(password_file=new_password_file)
-    elif click.get_text_stream("stdin").isatty():
-        new = ask_password("new password", confirm=True)
-    else:
-        raise errors.UsageError("give the new password with --new-password-file (or run on a terminal to type it)")
-    if not new:
-        raise errors.UsageError("give the new password with --new-password-file")
-    key_id = repo.add_key(new)
+    new = password(
+        password_file=new_password_file,
+        environment=False,
+        prompt="new password",
+        confirm=True,
+        missing="give the new password with --new-password-file (or run on a terminal to type it)",
+    )
+    key_id = api.add_key(repo, new)
     if settings().json:
         emit_json({"id": key_id})
     else:
@@ -58,7 +56,7 @@ def add_key(repo: Repository, new_password_file: str | None) -> None:
 @click.argument("key_id")
 @global_options
 @with_repository
-def remove_key(repo: Repository, key_id: str) -> None:
+def remove_key(repo: api.Repository, key_id: str) -> None:
     """Remove the key KEY_ID (not the one in use)."""
-    repo.remove_key(key_id)
+    api.remove_key(repo, key_id)
     info(f"removed key {key_id}")

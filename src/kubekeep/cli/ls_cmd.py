@@ -7,7 +7,6 @@ import click
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, local_time, mode_string, settings, with_repository
 from kubekeep.cli.terminal import safe
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="List files in a snapshot.")
@@ -16,7 +15,7 @@ from kubekeep.engine.repository import Repository
 @click.option("-R", "--recursive", is_flag=True, help="List everything below PATH.")
 @global_options
 @with_repository
-def command(repo: Repository, ref: str, long_: bool, recursive: bool) -> None:
+def command(repo: api.Repository, ref: str, long_: bool, recursive: bool) -> None:
     """List the entries under PATH (default: the root) of a snapshot (an id prefix or 'latest')."""
     entries = api.ls(repo, ref, recursive=recursive)
     if settings().json:

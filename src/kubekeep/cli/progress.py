@@ -15,7 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from kubekeep.engine.backup import Progress as BackupCounters
+from kubekeep import api
 
 
 class BackupProgress:
@@ -40,7 +40,7 @@ class BackupProgress:
             self._task = self._progress.add_task("backup", total=None, files=0, current="")
         return self
 
-    def update(self, counters: BackupCounters) -> None:
+    def update(self, counters: api.BackupProgress) -> None:
         if self._progress is not None:
             current = counters.current if len(counters.current) < 60 else "…" + counters.current[-59:]
             self._progress.update(self._task, completed=counters.bytes_done, files=counters.files, current=current)

@@ -6,7 +6,6 @@ import click
 
 from kubekeep import api, errors
 from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, with_repository
-from kubekeep.engine.repository import Repository
 
 
 def _fraction(text: str) -> float:
@@ -19,7 +18,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def prune_and_report(repo: Repository, *, max_unused: float, dry_run: bool) -> None:
+def prune_and_report(repo: api.Repository, *, max_unused: float, dry_run: bool) -> None:
     report = api.prune(repo, max_unused=max_unused, dry_run=dry_run, progress=info)
     if settings().json:
         emit_json(report.to_dict())
@@ -37,6 +36,6 @@ def prune_and_report(repo: Repository, *, max_unused: float, dry_run: bool) -> N
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be done.")
 @global_options
 @with_repository
-def command(repo: Repository, max_unused: str, dry_run: bool) -> None:
+def command(repo: api.Repository, max_unused: str, dry_run: bool) -> None:
     """Delete packs that no snapshot needs, and repack mostly-unused ones. Takes an exclusive lock."""
     prune_and_report(repo, max_unused=_fraction(max_unused), dry_run=dry_run)

@@ -7,7 +7,6 @@ import click
 
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, info, settings, warn, with_repository
-from kubekeep.engine.repository import Repository
 
 
 @click.group(short_help="Repair a damaged index or damaged snapshots.")
@@ -19,7 +18,7 @@ def command() -> None:
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be done.")
 @global_options
 @with_repository
-def index(repo: Repository, dry_run: bool) -> None:
+def index(repo: api.Repository, dry_run: bool) -> None:
     """Rebuild the index from the headers every pack carries: write new index files, then delete
     the old ones (damaged ones included). Takes an exclusive lock."""
     report = api.repair_index(repo, dry_run=dry_run, progress=info)
@@ -47,7 +46,7 @@ def index(repo: Repository, dry_run: bool) -> None:
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be done.")
 @global_options
 @with_repository
-def snapshots(repo: Repository, snapshots: tuple[str, ...], forget: bool, dry_run: bool) -> None:
+def snapshots(repo: api.Repository, snapshots: tuple[str, ...], forget: bool, dry_run: bool) -> None:
     """Rewrite SNAPSHOTS (default: all) whose trees name data that is gone: files missing data
     are removed, unreadable directories become empty. The new snapshot keeps the original's time,
     gains the tag 'repaired' and names the original in its metadata. Run 'repair index' first.

@@ -7,13 +7,10 @@ from typing import Any
 
 import click
 
-from kubekeep import api, connectors, errors
+from kubekeep import api, errors
 from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, warn, with_repository
 from kubekeep.cli._manifests import print_report
-from kubekeep.cli._volumes import volume_options
-from kubekeep.engine.repository import Repository
-from kubekeep.engine.tree import Node
-from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
+from kubekeep.cli._volumes import VolumeFlags, volume_options
 
 
 @click.command(short_help="Restore a snapshot to a destination.")
@@ -77,7 +74,7 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 @global_options
 @with_repository
 def command(
-    repo: Repository,
+    repo: api.Repository,
     ref: str,
     destination: str,
     includes: tuple[str, ...],
@@ -95,7 +92,7 @@ def command(
     concurrency: int | None,
     context: str | None,
     kubeconfig: str | None,
-    volume: dict[str, Any],
+    volume: VolumeFlags,
 ) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest'), or only PATH within it, to DEST. The
     contents of a directory PATH land directly in DEST.
@@ -103,24 +100,26 @@ def command(
     A manifests snapshot (taken from k8s://) restores into a cluster (--to k8s://[CONTEXT]) in
     dependency order, or to a directory as clean YAML for kubectl apply; --namespace, --kind,
     --name and --selector pick objects (docs/manifests.md)."""
-    options: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("existing", existing),
-            ("dry_run", dry_run),
-            ("restore_status", restore_status),
-            ("keep_managed_fields", keep_managed_fields),
-            ("raw", raw),
-            ("context", context),
-            ("kubeconfig", kubeconfig),
-            ("concurrency", concurrency),
-            ("namespace_map", parse_namespace_map(namespace_map)),
-        )
-        if v
-    }
-    if connectors.scheme_of(destination) == "pvc":
-        options.update(volume)
-    select = ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
+    scheme = api.scheme_of(destination)
+    destination_options = volume.options(context=context, kubeconfig=kubeconfig) if scheme == "pvc" else None
+    manifests_options = api.ManifestsDestinationOptions(
+        context=context if scheme != "pvc" else None,
+        kubeconfig=kubeconfig if scheme != "pvc" else None,
+        existing=existing or "skip",
+        dry_run=dry_run,
+        restore_status=restore_status,
+        keep_managed_fields=keep_managed_fields,
+        namespace_map=api.parse_namespace_map(namespace_map),
+        concurrency=concurrency,
+        raw=raw,
+        destination=destination_options,
+    )
+    # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
+    # restore its destination's own
+    options: object | None = destination_options
+    if scheme == "k8s" or manifests_options.given() or raw:
+        options = manifests_options
+    select = api.ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
     stats = api.restore(
         repo,
         ref,
@@ -156,7 +155,7 @@ def _filter(includes: tuple[str, ...], excludes: tuple[str, ...]) -> Any:
     if not includes and not excludes:
         return None
 
-    def keep(rel: str, node: Node) -> bool:
+    def keep(rel: str, node: api.Node) -> bool:
         if any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(node.name, p) for p in excludes):
             return False
         if includes and node.type != "dir":

@@ -12,7 +12,6 @@ from rich.text import Text
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, human_size, local_time, settings, with_repository
 from kubekeep.cli.terminal import safe
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="List snapshots.")
@@ -24,7 +23,7 @@ from kubekeep.engine.repository import Repository
 @global_options
 @with_repository
 def command(
-    repo: Repository, tags: tuple[str, ...], source: str | None, kind: str | None, host: str | None, latest: int
+    repo: api.Repository, tags: tuple[str, ...], source: str | None, kind: str | None, host: str | None, latest: int
 ) -> None:
     """List the repository's snapshots, oldest first."""
     snaps = api.snapshots(repo, tags=tags, source=source, kind=kind, host=host)

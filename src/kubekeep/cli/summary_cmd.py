@@ -7,8 +7,6 @@ import click
 from kubekeep import api
 from kubekeep.cli._common import emit_json, global_options, settings, with_repository
 from kubekeep.cli.terminal import safe_lines
-from kubekeep.engine.repository import Repository
-from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
 
 
 @click.command(short_help="Show the cluster as a manifests snapshot saw it.")
@@ -22,7 +20,7 @@ from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
 )
 @global_options
 @with_repository
-def command(repo: Repository, snapshot: str, namespaces: tuple[str, ...], problems: bool) -> None:
+def command(repo: api.Repository, snapshot: str, namespaces: tuple[str, ...], problems: bool) -> None:
     """Nodes and their conditions, and per namespace the workloads with desired/ready replicas,
     pods by phase and persistent volume claims with their binding, as in SNAPSHOT."""
     s = api.summary(repo, snapshot, namespaces=namespaces)
@@ -32,7 +30,7 @@ def command(repo: Repository, snapshot: str, namespaces: tuple[str, ...], proble
     _render(s, problems)
 
 
-def _render(s: ClusterSummary, problems: bool) -> None:
+def _render(s: api.ClusterSummary, problems: bool) -> None:
     i = s.info
     _say(
         f"snapshot {i['short_id']} of {i['cluster'] or i['source']} at {i['time']}"
@@ -49,7 +47,7 @@ def _render(s: ClusterSummary, problems: bool) -> None:
             f"cpu {n.cpu or '?'} mem {n.memory or '?'}" + (f"  {', '.join(flags)}" if flags else ""),
             fg=color,
         )
-    totals = pod_phase_totals(s)
+    totals = api.pod_phase_totals(s)
     if totals:
         _say("pods: " + ", ".join(f"{n} {phase}" for phase, n in totals.items()))
     for ns in s.namespaces.values():

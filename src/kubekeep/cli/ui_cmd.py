@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
+from kubekeep import api
 from kubekeep.cli._common import global_options, info, settings, warn, with_repository
-from kubekeep.engine.repository import Repository
 
 
 @click.command(short_help="Open a local web interface over the repository.")
@@ -35,7 +35,12 @@ from kubekeep.engine.repository import Repository
 @global_options
 @with_repository
 def command(
-    repo: Repository, listen: str, allow_restore: bool, context: str | None, kubeconfig: str | None, open_browser: bool
+    repo: api.Repository,
+    listen: str,
+    allow_restore: bool,
+    context: str | None,
+    kubeconfig: str | None,
+    open_browser: bool,
 ) -> None:
     """Serve a web interface over the repository: snapshots, their files, the cluster at the
     time of a manifests snapshot, diffs between snapshots, and restore dry runs. Every request

@@ -1,8 +1,11 @@
 """Connectors: where snapshots come from (importers) and go to (exporters).
 
-Each connector is one module exposing ``open_importer(uri, **options)`` and/or
-``open_exporter(uri, **options)``; this registry maps a URI's scheme to that module and imports
-it only when used (the Kubernetes and gRPC clients are slow to import).
+Each connector is one module (or package) exposing ``open_importer(uri, options)`` and/or
+``open_exporter(uri, options)``, and the dataclasses those take as ``SOURCE_OPTIONS`` and
+``DESTINATION_OPTIONS`` (``FsSourceOptions``, ``ManifestsDestinationOptions``, ``VolumeOptions``,
+...). The caller builds one once (the CLI from its flags) and it reaches the connector unchanged.
+This registry maps a URI's scheme to that module and imports it only when used (the Kubernetes and
+gRPC clients are slow to import).
 """
 
 from __future__ import annotations
@@ -51,9 +54,27 @@ def _module(uri: str, table: dict[str, str], what: str) -> Any:
         raise
 
 
-def open_importer(uri: str, **options: Any) -> Importer:
-    return _module(uri, IMPORTERS, "source").open_importer(uri, **options)  # type: ignore[no-any-return]
+def _options(module: Any, attr: str, options: object | None, uri: str, what: str) -> object:
+    """``options``, or the connector's defaults; refused if they are another connector's."""
+    kind: type = getattr(module, attr)
+    if options is None:
+        return kind()
+    if not isinstance(options, kind):
+        raise errors.UsageError(
+            f"{type(options).__name__} does not apply to {scheme_of(uri)}: {what}s (they take {kind.__name__})"
+        )
+    return options
 
 
-def open_exporter(uri: str, **options: Any) -> Exporter:
-    return _module(uri, EXPORTERS, "destination").open_exporter(uri, **options)  # type: ignore[no-any-return]
+def open_importer(uri: str, options: object | None = None) -> Importer:
+    """The importer for ``uri``, with its connector's ``SOURCE_OPTIONS`` (defaults if None)."""
+    module = _module(uri, IMPORTERS, "source")
+    importer: Importer = module.open_importer(uri, _options(module, "SOURCE_OPTIONS", options, uri, "source"))
+    return importer
+
+
+def open_exporter(uri: str, options: object | None = None) -> Exporter:
+    """The exporter for ``uri``, with its connector's ``DESTINATION_OPTIONS`` (defaults if None)."""
+    module = _module(uri, EXPORTERS, "destination")
+    exporter: Exporter = module.open_exporter(uri, _options(module, "DESTINATION_OPTIONS", options, uri, "destination"))
+    return exporter

@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import IO, Any, cast
 from urllib.parse import parse_qsl
 
-from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
+from kubekeep.engine.entries import Entry, EntryType, Importer, SnapshotKind, SourceInfo
 from kubekeep.errors import UsageError
 from kubekeep.etcd.boltmeta import read_snapshot_info
 from kubekeep.etcd.client import EtcdClient, Member, Status
@@ -147,7 +148,7 @@ class EtcdImporter(Importer):
         cluster = st.cluster_id if st.cluster_id not in ("", "0") else ""
         return SourceInfo(
             uri=self.uri,
-            kind="etcd",
+            kind=SnapshotKind.ETCD.value,
             host=cluster or str(self._endpoints[0]),
             extra={
                 "endpoint": st.endpoint,
@@ -247,18 +248,27 @@ def snapshot_file_metadata(path: str | os.PathLike[str], *, check_hash: bool = T
     }
 
 
-def open_importer(uri: str, *, excludes: Iterable[str] = (), **options: Any) -> EtcdImporter:
-    """Build an :class:`EtcdImporter` from an ``etcd://`` / ``etcds://`` URI plus keyword options.
+@dataclass(frozen=True)
+class EtcdSourceOptions:
+    """TLS and timeouts of an ``etcd://`` source; each given one overrides the URI's query."""
 
-    ``excludes`` is the engine's generic option; an etcd snapshot is one file, so any
-    exclude pattern is refused rather than silently ignored.
-    """
-    if list(excludes):
-        raise UsageError("exclude patterns apply to fs: sources; an etcd:// snapshot is one file")
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+    tls: bool | None = None
+    connect_timeout: float | None = None
+    timeout: float | None = None
+    #: where ETCDCTL_* defaults come from (default: the process environment)
+    env: Mapping[str, str] | None = None
+
+
+SOURCE_OPTIONS = EtcdSourceOptions
+
+
+def open_importer(uri: str, options: EtcdSourceOptions) -> EtcdImporter:
+    """Build an :class:`EtcdImporter` from an ``etcd://`` / ``etcds://`` URI and its options."""
     hosts, from_uri = parse_uri(uri)
-    from_uri.update({k: v for k, v in options.items() if v is not None})
-    known = {"cacert", "cert", "key", "tls", "server_name", "connect_timeout", "timeout", "env"}
-    unknown = sorted(set(from_uri) - known)
-    if unknown:
-        raise UsageError(f"unknown etcd option(s): {', '.join(unknown)}")
+    given = {f.name: getattr(options, f.name) for f in fields(options)}
+    from_uri.update({k: v for k, v in given.items() if v is not None})
     return EtcdImporter(hosts or None, **from_uri)

@@ -10,9 +10,8 @@ it once its content was verified, so a failed restore never leaves a silently wr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kubekeep import errors
 from kubekeep.files.walk import FsImporter
@@ -28,9 +27,27 @@ def fs_path(uri: str) -> Path:
     return Path(os.path.expanduser(path)).absolute()
 
 
-def open_importer(uri: str, *, excludes: Iterable[str] = (), **_: Any) -> FsImporter:
-    return FsImporter(fs_path(uri), excludes=excludes)
+@dataclass(frozen=True)
+class FsSourceOptions:
+    #: exclude patterns (restic's syntax, kubekeep.files.excludes)
+    excludes: tuple[str, ...] = ()
 
 
-def open_exporter(uri: str, **options: Any) -> FsExporter:
-    return FsExporter(fs_path(uri), owners=options.get("owners"), private=bool(options.get("private")))
+@dataclass(frozen=True)
+class FsDestinationOptions:
+    #: give files their recorded owners (default: when running as root)
+    owners: bool | None = None
+    #: files 0600 and directories 0700 whatever was recorded (manifests: they hold Secrets)
+    private: bool = False
+
+
+SOURCE_OPTIONS = FsSourceOptions
+DESTINATION_OPTIONS = FsDestinationOptions
+
+
+def open_importer(uri: str, options: FsSourceOptions) -> FsImporter:
+    return FsImporter(fs_path(uri), excludes=options.excludes)
+
+
+def open_exporter(uri: str, options: FsDestinationOptions) -> FsExporter:
+    return FsExporter(fs_path(uri), owners=options.owners, private=options.private)

@@ -27,8 +27,25 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kubekeep import errors
+from kubekeep.connectors.fs import FsDestinationOptions
+from kubekeep.connectors.k8s_options import (
+    CLEANING,
+    CLUSTER_ONLY,
+    ClusterVolumeOptions,
+    ManifestsDestinationOptions,
+    ManifestsSourceOptions,
+)
 from kubekeep.connectors.k8s_restore import TierRunner
-from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Exporter, Importer, SourceInfo, with_directories
+from kubekeep.engine.entries import (
+    ChunkSpec,
+    Entry,
+    EntryType,
+    Exporter,
+    Importer,
+    SnapshotKind,
+    SourceInfo,
+    with_directories,
+)
 from kubekeep.kube import config, discovery, listing
 from kubekeep.kube.discovery import ApiResource, Discovery
 from kubekeep.kube.requesting import Session
@@ -79,7 +96,7 @@ class K8sImporter(Importer):
         include_noisy: bool = False,
         concurrency: int = 8,
         page_size: int = listing.PAGE_SIZE,
-        volumes: dict[str, Any] | None = None,
+        volumes: ClusterVolumeOptions | None = None,
     ) -> None:
         self.include_namespaces = sorted(set(include_namespaces))
         self.exclude_namespaces = frozenset(exclude_namespaces)
@@ -121,7 +138,7 @@ class K8sImporter(Importer):
     def source(self) -> SourceInfo:
         return SourceInfo(
             uri=f"k8s://{self.session.context}",
-            kind="manifests",
+            kind=SnapshotKind.MANIFESTS.value,
             host=self.session.context,
             extra={"server": self.session.server, "version": self.version().get("gitVersion", "")},
         )
@@ -288,7 +305,7 @@ class _Buffer:
 
 
 def _require_manifests(source: SourceInfo) -> None:
-    if source.kind != "manifests":
+    if source.kind != SnapshotKind.MANIFESTS:
         raise errors.UsageError(
             f"a {source.kind or 'non-manifests'} snapshot cannot be restored to k8s://; "
             "only manifests snapshots (taken from k8s://) can"
@@ -325,7 +342,6 @@ class K8sExporter(_BufferingExporter):
         restore_status: bool = False,
         keep_managed_fields: bool = False,
         namespace_map: Mapping[str, str] | None = None,
-        snapshot_id: str = "",
         concurrency: int = 64,
     ) -> None:
         if existing not in ("skip", "update"):
@@ -335,7 +351,7 @@ class K8sExporter(_BufferingExporter):
             keep_managed_fields=keep_managed_fields,
             namespace_map=dict(namespace_map or {}),
         )
-        self.label = (planning.RESTORED_FROM_LABEL, snapshot_id) if snapshot_id else None
+        self.label: tuple[str, str] | None = None  # the restored-from label, set in begin
         self.existing = existing
         self.dry_run = dry_run
         self.concurrency = max(1, concurrency)
@@ -346,8 +362,9 @@ class K8sExporter(_BufferingExporter):
     def close(self) -> None:
         self.session.close()
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:
         _require_manifests(source)
+        self.label = (planning.RESTORED_FROM_LABEL, snapshot_id) if snapshot_id else None
         self.session.get("/version")  # fail early, before reading the snapshot, if the cluster is unreachable
 
     def finish(self) -> list[str]:
@@ -393,9 +410,9 @@ class CleanFilesExporter(_BufferingExporter):
         self.buffer = _Buffer()
         self._results: list[dict[str, Any]] = []
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:
         _require_manifests(source)
-        self.inner.begin(source, metadata)
+        self.inner.begin(source, metadata, snapshot_id=snapshot_id)
 
     def finish(self) -> list[str]:
         mtimes = self.buffer.mtimes
@@ -426,43 +443,64 @@ class CleanFilesExporter(_BufferingExporter):
         self.inner.close()
 
 
-def open_importer(
-    uri: str, *, context: str | None = None, kubeconfig: str | None = None, excludes: Iterable[str] = (), **options: Any
-) -> K8sImporter:
-    if list(excludes):
+SOURCE_OPTIONS = ManifestsSourceOptions
+DESTINATION_OPTIONS = ManifestsDestinationOptions
+
+
+def open_importer(uri: str, options: ManifestsSourceOptions) -> K8sImporter:
+    return K8sImporter(
+        options.context or parse_uri(uri),
+        options.kubeconfig,
+        include_namespaces=options.include_namespaces,
+        exclude_namespaces=options.exclude_namespaces,
+        include_resources=options.include_resources,
+        exclude_resources=options.exclude_resources,
+        selector=options.selector,
+        include_noisy=options.include_noisy,
+        concurrency=options.concurrency,
+        page_size=options.page_size or listing.PAGE_SIZE,
+        volumes=options.volumes,
+    )
+
+
+def open_exporter(uri: str, options: ManifestsDestinationOptions) -> K8sExporter:
+    if options.raw:
+        raise errors.UsageError("--raw applies to restores to files, not into a cluster (k8s://)")
+    return K8sExporter(
+        options.context or parse_uri(uri),
+        options.kubeconfig,
+        existing=options.existing,
+        dry_run=options.dry_run,
+        restore_status=options.restore_status,
+        keep_managed_fields=options.keep_managed_fields,
+        namespace_map=options.namespace_map,
+        concurrency=options.concurrency or 64,
+    )
+
+
+def open_manifests_exporter(destination: str, options: ManifestsDestinationOptions) -> Exporter:
+    """Where a manifests snapshot goes: into a cluster (``k8s://``), as clean YAML files (``fs:``,
+    private: the objects include Secrets), or as the stored files (``raw``, or another connector
+    given ``options.destination``)."""
+    from kubekeep import connectors  # the registry (this module is one of its entries)
+
+    scheme = connectors.scheme_of(destination)
+    if scheme == "k8s":
+        return open_exporter(destination, options)
+    wrong = [n for n in options.given() if n in CLUSTER_ONLY or (options.raw and n in CLEANING)]
+    if wrong:
+        names = ", ".join("--" + n.replace("_", "-") for n in wrong)
         raise errors.UsageError(
-            "exclude patterns apply to fs: sources; for k8s:// use --exclude-namespace or --exclude-resource"
+            f"{names} apply(ies) to restores into a cluster (k8s://)"
+            + (", not to --raw file restores" if options.raw else "")
         )
-    known = {
-        "include_namespaces",
-        "exclude_namespaces",
-        "include_resources",
-        "exclude_resources",
-        "selector",
-        "include_noisy",
-        "concurrency",
-        "page_size",
-        "volumes",
-    }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to k8s:// sources")
-    return K8sImporter(context or parse_uri(uri), kubeconfig, **options)
-
-
-def open_exporter(
-    uri: str, *, context: str | None = None, kubeconfig: str | None = None, **options: Any
-) -> K8sExporter:
-    known = {
-        "existing",
-        "dry_run",
-        "restore_status",
-        "keep_managed_fields",
-        "namespace_map",
-        "snapshot_id",
-        "concurrency",
-    }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to k8s:// destinations")
-    return K8sExporter(context or parse_uri(uri), kubeconfig, **options)
+    inner_options = FsDestinationOptions(private=True) if scheme == "fs" else options.destination
+    inner = connectors.open_exporter(destination, inner_options)
+    if options.raw or scheme != "fs":
+        return inner
+    return CleanFilesExporter(
+        inner,
+        namespace_map=options.namespace_map,
+        restore_status=options.restore_status,
+        keep_managed_fields=options.keep_managed_fields,
+    )

@@ -43,12 +43,14 @@ from kubekeep.agent.client import (
     open_session,
     tcp,
 )
+from kubekeep.connectors.k8s_options import ClusterVolumeOptions
 from kubekeep.engine.entries import (
     ChunkSpec,
     Entry,
     EntryType,
     Exporter,
     Importer,
+    SnapshotKind,
     SourceInfo,
 )
 from kubekeep.kube import cleanup, config, hooks, pods, portforward, volumes
@@ -102,32 +104,20 @@ class VolumeOptions:
     hook_on_error: str = "fail"
     annotation_hooks: bool = True
     excludes: list[str] = field(default_factory=list)
+    #: progress lines (called from any thread)
     status: Status = _quiet
     # restore
     size: str | None = None
     storage_class: str | None = None
     owners: bool | None = None
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> VolumeOptions:
-        opts = cls()
-        helper_keys = set(pods.HelperOptions.__dataclass_fields__)
-        for key, value in options.items():
-            if value is None:
-                continue
-            if key in helper_keys:
-                setattr(opts.helper, key, value)
-            elif key in cls.__dataclass_fields__ and key != "helper":
-                setattr(opts, key, list(value) if key in ("pre_hooks", "post_hooks", "excludes") else value)
-            else:
-                raise errors.UsageError(f"option {key!r} does not apply to pvc:// sources and destinations")
-        if opts.connect not in CONNECT_MODES:
-            raise errors.UsageError(f"agent connection {opts.connect!r}: expected one of {', '.join(CONNECT_MODES)}")
-        if opts.hook_on_error not in hooks.ON_ERROR:
-            raise errors.UsageError(f"hook on-error policy {opts.hook_on_error!r}: expected fail or continue")
-        if opts.helper.run_as is not None and opts.owners is None:
-            opts.owners = False  # a helper without root cannot give files their recorded owners
-        return opts
+    def __post_init__(self) -> None:
+        if self.connect not in CONNECT_MODES:
+            raise errors.UsageError(f"agent connection {self.connect!r}: expected one of {', '.join(CONNECT_MODES)}")
+        if self.hook_on_error not in hooks.ON_ERROR:
+            raise errors.UsageError(f"hook on-error policy {self.hook_on_error!r}: expected fail or continue")
+        if self.helper.run_as is not None and self.owners is None:
+            self.owners = False  # a helper without root cannot give files their recorded owners
 
     def cli_hooks(self) -> list[hooks.Hook]:
         made = []
@@ -531,7 +521,7 @@ class PvcImporter(Importer):
     def source(self) -> SourceInfo:
         return SourceInfo(
             uri=f"pvc://{self.kube.access.context}/{self.namespace}/{self.name}",
-            kind="volume",
+            kind=SnapshotKind.VOLUME.value,
             host=self.kube.access.context,
             extra={"namespace": self.namespace, "name": self.name, "server": self.kube.access.server},
         )
@@ -843,7 +833,7 @@ class PvcExporter(Exporter):
         self._warnings: list[str] = []
         self._signals = contextlib.ExitStack()
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:
         self._signals.enter_context(_terminate_as_interrupt())
         single = (metadata.get("volume") or {}).get("claim")
         if single:
@@ -948,28 +938,32 @@ class PvcExporter(Exporter):
             self.kube.close()
 
 
-def open_importer(uri: str, **options: Any) -> PvcImporter:
-    return PvcImporter(uri, VolumeOptions.from_options(options))
+SOURCE_OPTIONS = VolumeOptions
+DESTINATION_OPTIONS = VolumeOptions
 
 
-def open_exporter(uri: str, **options: Any) -> PvcExporter:
-    return PvcExporter(uri, VolumeOptions.from_options(options))
+def open_importer(uri: str, options: VolumeOptions) -> PvcImporter:
+    return PvcImporter(uri, options)
+
+
+def open_exporter(uri: str, options: VolumeOptions) -> PvcExporter:
+    return PvcExporter(uri, options)
 
 
 def cluster_volumes(
-    session: Session, options: dict[str, Any], *, namespaces: Iterable[str] = (), exclude_namespaces: Iterable[str] = ()
+    session: Session,
+    options: ClusterVolumeOptions,
+    *,
+    namespaces: Iterable[str] = (),
+    exclude_namespaces: Iterable[str] = (),
 ) -> ClusterVolumes:
-    """The volume part of a ``k8s://`` backup (``--volumes``), on the importer's connection.
-    ``options``: the pvc options, plus ``selector`` (claims' labels) and ``parallel``."""
-    opts = dict(options)
-    selector = str(opts.pop("selector", "") or "")
-    parallel = int(opts.pop("parallel", 2) or 2)
-    volume_options = VolumeOptions.from_options(opts)
+    """The volume part of a ``k8s://`` backup (``--volumes``), on the importer's connection."""
+    volume_options = options.volume or VolumeOptions()
     return ClusterVolumes(
         KubeContext(volume_options, None, session=session),
         volume_options,
         namespaces=namespaces,
         exclude_namespaces=exclude_namespaces,
-        selector=selector,
-        parallel=parallel,
+        selector=options.selector,
+        parallel=options.parallel,
     )

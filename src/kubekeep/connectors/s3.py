@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -116,7 +117,7 @@ class S3Exporter(Exporter):
         self._lock = threading.Lock()
         self.objects = 0
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:
         self.bucket.check()
 
     def directory(self, entry: Entry) -> None:
@@ -149,11 +150,23 @@ class S3Exporter(Exporter):
         self.bucket.close()
 
 
-def open_exporter(uri: str, **options: Any) -> S3Exporter:
+@dataclass(frozen=True)
+class S3DestinationOptions:
+    """Where and as whom to write; each given one overrides the URI's query and the environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    verify_tls: bool | None = None
+
+
+DESTINATION_OPTIONS = S3DestinationOptions
+
+
+def open_exporter(uri: str, options: S3DestinationOptions) -> S3Exporter:
     bucket, prefix, from_uri = parse_uri(uri)
-    known = {"endpoint_url", "region", "access_key", "secret_key", "session_token", "verify_tls"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise errors.UsageError(f"option(s) {', '.join(unknown)} do not apply to s3:// destinations")
-    merged = {**from_uri, **{k: v for k, v in options.items() if v is not None}}
+    given = {f.name: getattr(options, f.name) for f in fields(options)}
+    merged: dict[str, Any] = {**from_uri, **{k: v for k, v in given.items() if v is not None}}
     return S3Exporter(bucket, prefix, **merged)

@@ -24,6 +24,16 @@ class EntryType(str, enum.Enum):
     SYMLINK = "symlink"
 
 
+class SnapshotKind(str, enum.Enum):
+    """What a snapshot holds, by the layer it was taken from (``SourceInfo.kind``; stored as the
+    value). Compare a snapshot's ``kind`` with these, never with bare strings."""
+
+    FS = "fs"
+    MANIFESTS = "manifests"
+    ETCD = "etcd"
+    VOLUME = "volume"
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkSpec:
     """How the repository cuts and names content: its chunker parameters, and the identity key
@@ -95,7 +105,7 @@ class SourceInfo:
     """What a snapshot was taken from; stored in the snapshot's metadata."""
 
     uri: str  # normalised source URI, e.g. "fs:/srv/data", "k8s://prod", "etcd://10.0.0.1:2379"
-    kind: str  # layer: "fs", "manifests", "etcd", "volume", ...
+    kind: str  # layer: a SnapshotKind value
     host: str = ""  # host name or cluster name the data came from
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -157,8 +167,8 @@ class Exporter(abc.ABC):
 
     scheme: ClassVar[str]
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:  # noqa: B027
-        """Called once before any entry, with the snapshot's source and metadata."""
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:  # noqa: B027
+        """Called once before any entry, with the snapshot's source, metadata and short id."""
 
     @abc.abstractmethod
     def directory(self, entry: Entry) -> None: ...

@@ -87,6 +87,7 @@ def run_restore(
     exporter.begin(
         SourceInfo(snap.uri, snap.kind, str(snap.source.get("host", "")), dict(snap.source.get("extra") or {})),
         dict(snap.metadata),
+        snapshot_id=snap.short_id,
     )
 
     def fail(rel: str, exc: errors.KubekeepError) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubekeep import errors
 from kubekeep.engine import host
-from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
+from kubekeep.engine.entries import Entry, EntryType, Importer, SnapshotKind, SourceInfo
 from kubekeep.engine.tree import name_printable as _printable
 from kubekeep.files.excludes import ExcludeRules
 
@@ -36,7 +36,7 @@ class FsImporter(Importer):
         self._root_is_dir = stat.S_ISDIR(st.st_mode)
 
     def source(self) -> SourceInfo:
-        return SourceInfo(uri=f"fs:{self.root}", kind="fs", host=host.hostname())
+        return SourceInfo(uri=f"fs:{self.root}", kind=SnapshotKind.FS.value, host=host.hostname())
 
     def warnings(self) -> list[str]:
         return self._warnings

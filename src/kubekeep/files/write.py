@@ -44,7 +44,7 @@ class FsExporter(Exporter):
         self._root_fd = -1
         self._open: OrderedDict[str, list[int]] = OrderedDict()  # path -> [fd, users], least recent first
 
-    def begin(self, source: SourceInfo, metadata: dict[str, Any]) -> None:
+    def begin(self, source: SourceInfo, metadata: dict[str, Any], *, snapshot_id: str = "") -> None:
         try:
             os.makedirs(self.root, mode=0o700 if self.private else 0o777, exist_ok=True)
             self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

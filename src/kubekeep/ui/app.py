@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
@@ -27,16 +27,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kubekeep import __version__, api, errors
-from kubekeep.manifests import layout
-from kubekeep.manifests.summary import pod_phase_totals
 from kubekeep.ui import rendering
 from kubekeep.ui.access import AccessGuard, csrf_token
 from kubekeep.ui.catalog import Catalog, DiffRow, Row
 from kubekeep.ui.restoring import EXISTING, RestoreDisabled, RestoreRequest, RestoreRun, Restores
-
-if TYPE_CHECKING:
-    from kubekeep.engine.repository import Repository
-    from kubekeep.engine.snapshot import Snapshot
 
 T = TypeVar("T")
 
@@ -81,7 +75,7 @@ class UISettings:
 class UI:
     """The handlers, bound to one repository."""
 
-    def __init__(self, repo: Repository, settings: UISettings, token: str, kubeconfig: str | None) -> None:
+    def __init__(self, repo: api.Repository, settings: UISettings, token: str, kubeconfig: str | None) -> None:
         self.settings = settings
         self.catalog = Catalog(repo)
         self.restores = Restores(repo, allowed=settings.allow_restore, kubeconfig=kubeconfig, context=settings.context)
@@ -174,7 +168,7 @@ class UI:
             return self._directory(request, snap, path)
         return self._file(request, snap, row)
 
-    def _directory(self, request: Request, snap: Snapshot, path: str) -> Response:
+    def _directory(self, request: Request, snap: api.Snapshot, path: str) -> Response:
         q = request.query_params
         text = q.get("q", "").strip().lower()
         rows = self.catalog.listing(snap, path)
@@ -195,7 +189,7 @@ class UI:
             tab="files",
         )
 
-    def _file(self, request: Request, snap: Snapshot, row: Row) -> Response:
+    def _file(self, request: Request, snap: api.Snapshot, row: Row) -> Response:
         if row.type == "symlink":
             return self.render(
                 "file.html",
@@ -216,7 +210,9 @@ class UI:
         if not too_large:
             data = self.catalog.read(snap, row.path, rendering.SHOW_LIMIT)
             content = rendering.render_file(row.name, data, secret=row.kind == "Secret", reveal=reveal)
-        is_object = snap.kind == "manifests" and layout.parse_path(row.path) is not None and bool(row.kind)
+        is_object = (
+            snap.kind == api.SnapshotKind.MANIFESTS and api.parse_object_path(row.path) is not None and bool(row.kind)
+        )
         history = [s for s in self.catalog.history(snap) if s.id != snap.id] if is_object else []
         return self.render(
             "file.html",
@@ -252,7 +248,7 @@ class UI:
     # -- cluster dashboard ------------------------------------------------------------------------------
     def cluster(self, request: Request) -> Response:
         snap = self.catalog.snapshot(request.path_params["snap"])
-        if snap.kind != "manifests":
+        if snap.kind != api.SnapshotKind.MANIFESTS:
             raise errors.UsageError(
                 f"snapshot {snap.short_id} is a {snap.kind} snapshot: the cluster view "
                 "needs a manifests snapshot (taken from k8s://)"
@@ -270,8 +266,8 @@ class UI:
         if ns and state is None:
             raise errors.PathNotFound(f"namespace {ns} is not in snapshot {snap.short_id}")
         namespaces = (
-            [r.name for r in self.catalog.listing(snap, layout.NAMESPACES_DIR) if r.type == "dir"]
-            if _has_dir(self.catalog, snap, layout.NAMESPACES_DIR)
+            [r.name for r in self.catalog.listing(snap, api.NAMESPACES_DIR) if r.type == "dir"]
+            if _has_dir(self.catalog, snap, api.NAMESPACES_DIR)
             else []
         )
         overview = Page.of(
@@ -294,7 +290,7 @@ class UI:
             count=len(history),
             previous=previous,
             following=following,
-            phases=pod_phase_totals(summary),
+            phases=api.pod_phase_totals(summary),
             tab="cluster",
         )
 
@@ -367,9 +363,9 @@ class UI:
         )
 
     # -- restore ----------------------------------------------------------------------------------------
-    def _restorable(self, ref: str) -> Snapshot:
+    def _restorable(self, ref: str) -> api.Snapshot:
         snap = self.catalog.snapshot(ref)
-        if snap.kind != "manifests":
+        if snap.kind != api.SnapshotKind.MANIFESTS:
             raise errors.UsageError(
                 f"snapshot {snap.short_id} is a {snap.kind} snapshot: only manifests snapshots restore into a cluster"
             )
@@ -415,7 +411,7 @@ class UI:
         run = await _in_thread(lambda: self.restores.apply(request.path_params["plan"]))
         return self._restore_page(request, self.catalog.snapshot(run.request.snapshot), run)
 
-    def _restore_page(self, request: Request, snap: Snapshot, run: RestoreRun) -> Response:
+    def _restore_page(self, request: Request, snap: api.Snapshot, run: RestoreRun) -> Response:
         template = "_restore_result.html" if request.headers.get("x-fragment") else "restore.html"
         return self.render(template, title="Restore", snap=snap, req=run.request, run=run, existing_choices=EXISTING)
 
@@ -424,7 +420,7 @@ class UI:
 
 
 def create_app(
-    repo: Repository,
+    repo: api.Repository,
     *,
     token: str,
     location: str = "",
@@ -514,7 +510,7 @@ def _query(**params: Any) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "", False, 0)})
 
 
-def _search_text(s: Snapshot) -> str:
+def _search_text(s: api.Snapshot) -> str:
     return " ".join([s.id, s.uri, s.kind, str(s.source.get("host", "")), s.hostname, *s.tags]).lower()
 
 
@@ -527,14 +523,14 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
     return [(p, "/".join(parts[: i + 1])) for i, p in enumerate(parts)]
 
 
-def _namespace_of_dir(snap: Snapshot, path: str) -> str:
+def _namespace_of_dir(snap: api.Snapshot, path: str) -> str:
     parts = path.split("/")
-    if snap.kind == "manifests" and len(parts) == 2 and parts[0] == layout.NAMESPACES_DIR:
+    if snap.kind == api.SnapshotKind.MANIFESTS and len(parts) == 2 and parts[0] == api.NAMESPACES_DIR:
         return parts[1]
     return ""
 
 
-def _has_dir(catalog: Catalog, snap: Snapshot, path: str) -> bool:
+def _has_dir(catalog: Catalog, snap: api.Snapshot, path: str) -> bool:
     try:
         return catalog.stat(snap, path).type == "dir"
     except errors.PathNotFound:

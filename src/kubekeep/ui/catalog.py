@@ -16,15 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from kubekeep import api, errors
-from kubekeep.manifests.fielddiff import FieldChange
-from kubekeep.manifests.summary import ClusterSummary
-
-if TYPE_CHECKING:
-    from kubekeep.engine.repository import Repository
-    from kubekeep.engine.snapshot import Snapshot
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -100,13 +94,13 @@ class DiffRow:
     kind: str = ""
     namespace: str = ""
     name: str = ""
-    fields: tuple[FieldChange, ...] = ()
+    fields: tuple[api.FieldChange, ...] = ()
 
 
 @dataclass
 class Diff:
-    older: Snapshot
-    newer: Snapshot
+    older: api.Snapshot
+    newer: api.Snapshot
     manifests: bool
     rows: list[DiffRow] = field(default_factory=list)
 
@@ -120,13 +114,13 @@ class Diff:
 class Catalog:
     """Cached, thread-safe reads of one open repository for the UI."""
 
-    def __init__(self, repo: Repository, *, listings: int = 512, summaries: int = 48, diffs: int = 32) -> None:
+    def __init__(self, repo: api.Repository, *, listings: int = 512, summaries: int = 48, diffs: int = 32) -> None:
         self.repo = repo
         self._listings: LRU[tuple[str, str], list[Row]] = LRU(listings)
-        self._summaries: LRU[tuple[str, str], ClusterSummary] = LRU(summaries)
+        self._summaries: LRU[tuple[str, str], api.ClusterSummary] = LRU(summaries)
         self._diffs: LRU[tuple[str, str, bool], Diff] = LRU(diffs)
-        self._snapshots: list[Snapshot] = []
-        self._by_id: dict[str, Snapshot] = {}
+        self._snapshots: list[api.Snapshot] = []
+        self._by_id: dict[str, api.Snapshot] = {}
         self._read_at = 0.0
         self._stale = True
         self._lock = threading.Lock()
@@ -136,7 +130,7 @@ class Catalog:
         self._background.shutdown(wait=False, cancel_futures=True)
 
     # -- snapshots ------------------------------------------------------------------------------
-    def snapshots(self) -> list[Snapshot]:
+    def snapshots(self) -> list[api.Snapshot]:
         """Every snapshot, oldest first (re-read at most every REFRESH_SECONDS)."""
         with self._lock:
             if self._stale or time.monotonic() - self._read_at > REFRESH_SECONDS:
@@ -149,7 +143,7 @@ class Catalog:
                 self._stale = False
             return self._snapshots
 
-    def snapshot(self, ref: str) -> Snapshot:
+    def snapshot(self, ref: str) -> api.Snapshot:
         """The snapshot with id (or unique id prefix) ``ref``."""
         snap = self._by_id.get(ref)
         if snap is not None:
@@ -161,17 +155,17 @@ class Catalog:
             self.snapshots()
         return snap
 
-    def history(self, snap: Snapshot) -> list[Snapshot]:
+    def history(self, snap: api.Snapshot) -> list[api.Snapshot]:
         """Snapshots of the same source and layer as ``snap``, oldest first."""
         return [s for s in self.snapshots() if s.uri == snap.uri and s.kind == snap.kind]
 
     # -- trees ----------------------------------------------------------------------------------
-    def listing(self, snap: Snapshot, path: str) -> list[Row]:
+    def listing(self, snap: api.Snapshot, path: str) -> list[Row]:
         """The entries of directory ``path``: directories first, then by name."""
         path = path.strip("/")
         return self._listings.get((snap.id, path), lambda: _rows(self.repo, snap.id, path))
 
-    def stat(self, snap: Snapshot, path: str) -> Row:
+    def stat(self, snap: api.Snapshot, path: str) -> Row:
         """The entry at ``path`` (the root is a directory)."""
         path = path.strip("/")
         if not path:
@@ -182,7 +176,7 @@ class Catalog:
                 return row
         raise errors.PathNotFound(f"no /{path} in snapshot {snap.short_id}")
 
-    def read(self, snap: Snapshot, path: str, limit: int) -> bytes:
+    def read(self, snap: api.Snapshot, path: str, limit: int) -> bytes:
         """The first ``limit`` bytes of file ``path``."""
         out = bytearray()
         for piece in api.cat(self.repo, f"{snap.id}:{path}"):
@@ -192,7 +186,7 @@ class Catalog:
         return bytes(out[:limit])
 
     # -- manifests --------------------------------------------------------------------------------
-    def summary(self, snap: Snapshot, namespace: str = "") -> ClusterSummary:
+    def summary(self, snap: api.Snapshot, namespace: str = "") -> api.ClusterSummary:
         """The cluster at the time of ``snap`` (one namespace only if given; cheap), cached."""
         if namespace:
             whole = self._summaries.peek((snap.id, ""))
@@ -202,13 +196,13 @@ class Catalog:
             (snap.id, namespace), lambda: api.summary(self.repo, snap.id, namespaces=[namespace] if namespace else ())
         )
 
-    def summary_ready(self, snap: Snapshot) -> bool:
+    def summary_ready(self, snap: api.Snapshot) -> bool:
         return self._summaries.peek((snap.id, "")) is not None
 
-    def warm(self, *snaps: Snapshot) -> None:
+    def warm(self, *snaps: api.Snapshot) -> None:
         """Build the whole-cluster summaries of ``snaps`` in the background (manifests only)."""
         for snap in snaps:
-            if snap.kind == "manifests" and not self.summary_ready(snap):
+            if snap.kind == api.SnapshotKind.MANIFESTS and not self.summary_ready(snap):
                 self._background.submit(self._quietly, snap)
 
     def warm_latest(self, per_source: int = 1, sources: int = 4) -> None:
@@ -221,25 +215,25 @@ class Catalog:
             snaps = self.snapshots()
         except errors.KubekeepError:
             return  # the snapshot list page will show the error
-        newest: dict[str, list[Snapshot]] = {}
+        newest: dict[str, list[api.Snapshot]] = {}
         for snap in reversed(snaps):
-            if snap.kind == "manifests" and len(newest.setdefault(snap.uri, [])) < per_source:
+            if snap.kind == api.SnapshotKind.MANIFESTS and len(newest.setdefault(snap.uri, [])) < per_source:
                 newest[snap.uri].append(snap)
         self.warm(*(s for group in list(newest.values())[:sources] for s in group))
 
-    def _quietly(self, snap: Snapshot) -> None:
+    def _quietly(self, snap: api.Snapshot) -> None:
         try:
             self.summary(snap)
         except errors.KubekeepError:
             pass  # the page that needs it will show the error
 
-    def diff(self, older: Snapshot, newer: Snapshot, *, churn: bool = False) -> Diff:
+    def diff(self, older: api.Snapshot, newer: api.Snapshot, *, churn: bool = False) -> Diff:
         """What changed from ``older`` to ``newer``: objects with their field changes when both
         are manifests snapshots, files otherwise."""
         return self._diffs.get((older.id, newer.id, churn), lambda: self._diff(older, newer, churn))
 
-    def _diff(self, older: Snapshot, newer: Snapshot, churn: bool) -> Diff:
-        if older.kind == "manifests" and newer.kind == "manifests":
+    def _diff(self, older: api.Snapshot, newer: api.Snapshot, churn: bool) -> Diff:
+        if older.kind == api.SnapshotKind.MANIFESTS and newer.kind == api.SnapshotKind.MANIFESTS:
             changes = api.diff_manifests(self.repo, older.id, newer.id, churn=churn)
             rows = [DiffRow(c.status, c.path, "file", c.kind, c.namespace, c.name, tuple(c.fields)) for c in changes]
             return Diff(older, newer, True, rows)
@@ -250,7 +244,7 @@ class Catalog:
         return Diff(older, newer, False, rows)
 
 
-def _rows(repo: Repository, snap_id: str, path: str) -> list[Row]:
+def _rows(repo: api.Repository, snap_id: str, path: str) -> list[Row]:
     node = api.stat(repo, f"{snap_id}:{path}")
     if node.type != DIR_TYPE:
         raise errors.UsageError(f"/{path} is a {node.type}, not a directory")

@@ -16,8 +16,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import JsonLexer, TextLexer, YamlLexer
 
-from kubekeep.manifests import serialization
-from kubekeep.manifests.fielddiff import FieldChange
+from kubekeep import api
 
 #: Files up to this size are shown in the page; larger ones are offered as a download.
 SHOW_LIMIT = 2 * 1024 * 1024
@@ -30,15 +29,11 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def pygments_css() -> str:
-    return str(_FORMATTER.get_style_defs(".hl"))
+    return str(_FORMATTER.get_style_defs(".hl"))  # type: ignore[no-untyped-call]  # unannotated in types-Pygments
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    return api.human_size(n, decimals=1)
 
 
 def timestamp(value: str | int) -> str:
@@ -95,7 +90,7 @@ def render_file(
 
 def hide_secret_values(data: bytes) -> tuple[bytes, int]:
     """A Secret's YAML with the values of ``data`` and ``stringData`` replaced by their sizes."""
-    obj = serialization.load(data)
+    obj = api.load_object(data)
     hidden = 0
     if isinstance(obj, dict):
         for key in _SECRET_FIELDS:
@@ -108,7 +103,7 @@ def hide_secret_values(data: bytes) -> tuple[bytes, int]:
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:  # kubectl's copy of the values
             annotations[LAST_APPLIED] = f"<hidden: {len(str(annotations[LAST_APPLIED]))} characters>"
             hidden += 1
-    return (serialization.dump(obj) if hidden else data), hidden
+    return (api.dump_object(obj) if hidden else data), hidden
 
 
 def is_secret_field(kind: str | None, path: str) -> bool:
@@ -123,12 +118,12 @@ def hidden(value: Any) -> Any:
     return f"<hidden: {len(str(value))} characters>"
 
 
-def hide_secret_fields(kind: str | None, fields: Sequence[FieldChange]) -> tuple[tuple[FieldChange, ...], int]:
+def hide_secret_fields(kind: str | None, fields: Sequence[api.FieldChange]) -> tuple[tuple[api.FieldChange, ...], int]:
     """Field changes of an object with a Secret's values hidden, and how many were."""
     out, count = [], 0
     for f in fields:
         if is_secret_field(kind, f.path):
-            f = FieldChange(
+            f = api.FieldChange(
                 f.path, f.op, hidden(f.old) if f.old is not None else None, hidden(f.new) if f.new is not None else None
             )
             count += 1
@@ -144,7 +139,7 @@ def secret_value(value: Any, kind: str | None, path: str) -> Any:
 def value_text(value: Any) -> str:
     """A field value, compact: scalars as JSON, containers as YAML."""
     if isinstance(value, dict | list) and value:
-        return serialization.dump(value).decode().rstrip("\n")
+        return api.dump_object(value).decode().rstrip("\n")
     return json.dumps(value, ensure_ascii=False)
 
 

@@ -14,12 +14,9 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubekeep import api, errors
-
-if TYPE_CHECKING:
-    from kubekeep.engine.repository import Repository
 
 #: A confirmed restore must follow its dry run within this many seconds.
 PLAN_TTL = 15 * 60
@@ -97,7 +94,7 @@ class Restores:
     """Runs dry runs and confirmed restores for one repository."""
 
     def __init__(
-        self, repo: Repository, *, allowed: bool, kubeconfig: str | None = None, context: str | None = None
+        self, repo: api.Repository, *, allowed: bool, kubeconfig: str | None = None, context: str | None = None
     ) -> None:
         self.repo = repo
         self.allowed = allowed

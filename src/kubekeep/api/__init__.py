@@ -1,0 +1,193 @@
+"""kubekeep's Python API: the one surface the CLI and the web UI are shells over.
+
+Every function takes plain values or the typed options below, raises ``kubekeep.errors``
+exceptions with one-line messages, and takes the repository lock its work needs. The types the
+shells show (snapshots, tree nodes, diff entries, retention policies, reports, progress) are
+re-exported here; the shells import nothing else of kubekeep but ``kubekeep.errors``
+(``.importlinter``, contract "shells-through-api"). Connector option types whose modules load
+the Kubernetes or gRPC client are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kubekeep.api.cluster import AGENT_HANDSHAKE_TIMEOUT, AGENT_LISTEN, CleanupReport, cleanup, serve_agent
+from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
+from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
+from kubekeep.api.refs import split_ref
+from kubekeep.api.repositories import (
+    KeyInfo,
+    RepositoryOptions,
+    add_key,
+    init_repository,
+    list_keys,
+    open_repository,
+    read_password,
+    refresh,
+    remove_key,
+    unlock,
+)
+from kubekeep.api.snapshots import (
+    ForgetReport,
+    backup,
+    cat,
+    check,
+    copy,
+    diff,
+    find_snapshot,
+    forget,
+    ls,
+    prune,
+    repair_index,
+    repair_snapshots,
+    restore,
+    snapshots,
+    stat,
+)
+from kubekeep.connectors import scheme_of
+from kubekeep.engine.backup import Progress as BackupProgress
+from kubekeep.engine.backup import ProgressCallback
+from kubekeep.engine.check import CheckReport
+from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED, Change
+from kubekeep.engine.entries import SnapshotKind
+from kubekeep.engine.prune import PruneReport
+from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
+from kubekeep.engine.repository import Repository
+from kubekeep.engine.restore import NodeFilter, RestoreStats
+from kubekeep.engine.retention import Decision, Policy
+from kubekeep.engine.retention import parse_duration as parse_period
+from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
+from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node
+from kubekeep.kube.durations import parse_duration as parse_timeout
+from kubekeep.manifests.fielddiff import FieldChange
+from kubekeep.manifests.layout import NAMESPACES_DIR
+from kubekeep.manifests.layout import parse_path as parse_object_path
+from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
+from kubekeep.manifests.serialization import dump as dump_object
+from kubekeep.manifests.serialization import load as load_object
+from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
+from kubekeep.units import human_size
+
+if TYPE_CHECKING:
+    from kubekeep.connectors.etcd import EtcdSourceOptions
+    from kubekeep.connectors.fs import FsDestinationOptions, FsSourceOptions
+    from kubekeep.connectors.k8s_options import (
+        ClusterVolumeOptions,
+        ManifestsDestinationOptions,
+        ManifestsSourceOptions,
+    )
+    from kubekeep.connectors.pvc import VolumeOptions
+    from kubekeep.connectors.s3 import S3DestinationOptions
+    from kubekeep.kube.pods import HelperOptions
+
+#: option types imported on first use: name -> module
+_LAZY = {
+    "FsSourceOptions": "kubekeep.connectors.fs",
+    "FsDestinationOptions": "kubekeep.connectors.fs",
+    "EtcdSourceOptions": "kubekeep.connectors.etcd",
+    "S3DestinationOptions": "kubekeep.connectors.s3",
+    "ManifestsSourceOptions": "kubekeep.connectors.k8s_options",
+    "ManifestsDestinationOptions": "kubekeep.connectors.k8s_options",
+    "ClusterVolumeOptions": "kubekeep.connectors.k8s_options",
+    "VolumeOptions": "kubekeep.connectors.pvc",
+    "HelperOptions": "kubekeep.kube.pods",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kubekeep.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ADDED",
+    "AGENT_HANDSHAKE_TIMEOUT",
+    "AGENT_LISTEN",
+    "DIR",
+    "ETCD_SNAPSHOT_PATH",
+    "FILE",
+    "METADATA",
+    "MODIFIED",
+    "NAMESPACES_DIR",
+    "REMOVED",
+    "SYMLINK",
+    "TYPE_CHANGED",
+    "BackupProgress",
+    "Change",
+    "CheckReport",
+    "CleanupReport",
+    "ClusterSummary",
+    "ClusterVolumeOptions",
+    "DamagedSnapshot",
+    "Decision",
+    "EtcdSourceOptions",
+    "FieldChange",
+    "ForgetReport",
+    "FsDestinationOptions",
+    "FsSourceOptions",
+    "HelperOptions",
+    "IndexRepairReport",
+    "KeyInfo",
+    "ManifestsDestinationOptions",
+    "ManifestsSourceOptions",
+    "Node",
+    "NodeFilter",
+    "ObjectChange",
+    "ObjectSelector",
+    "Policy",
+    "ProgressCallback",
+    "PruneReport",
+    "Repository",
+    "RepositoryOptions",
+    "RestoreStats",
+    "S3DestinationOptions",
+    "Snapshot",
+    "SnapshotKind",
+    "SnapshotsRepairReport",
+    "VolumeOptions",
+    "add_key",
+    "backup",
+    "cat",
+    "check",
+    "cleanup",
+    "copy",
+    "diff",
+    "diff_manifests",
+    "dump_object",
+    "etcd_restore_dir",
+    "etcd_status",
+    "find_snapshot",
+    "forget",
+    "human_size",
+    "init_repository",
+    "is_manifests",
+    "list_keys",
+    "load_object",
+    "ls",
+    "open_repository",
+    "parse_namespace_map",
+    "parse_object_path",
+    "parse_period",
+    "parse_timeout",
+    "pod_phase_totals",
+    "prune",
+    "read_password",
+    "refresh",
+    "remove_key",
+    "repair_index",
+    "repair_snapshots",
+    "restore",
+    "scheme_of",
+    "serve_agent",
+    "snapshots",
+    "split_ref",
+    "stat",
+    "summary",
+    "unlock",
+]

@@ -1,0 +1,301 @@
+"""Snapshots: back up, restore, list, read, compare, check, forget, prune, repair, copy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kubekeep import connectors, errors
+from kubekeep.api.refs import split_ref
+from kubekeep.api.selecting import all_of as _all_of
+from kubekeep.api.selecting import select_objects as _select_objects
+from kubekeep.connectors.k8s_options import ManifestsDestinationOptions
+from kubekeep.engine import repair as _repair
+from kubekeep.engine.backup import ProgressCallback, run_backup
+from kubekeep.engine.check import CheckReport, run_check
+from kubekeep.engine.diff import Change, diff_trees
+from kubekeep.engine.entries import Exporter, SnapshotKind
+from kubekeep.engine.prune import PruneReport, run_prune
+from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
+from kubekeep.engine.repository import Repository
+from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore
+from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
+from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
+from kubekeep.engine.snapshot_copy import run_copy
+from kubekeep.engine.tree import Node
+from kubekeep.manifests.selection import ObjectSelector
+
+
+def find_snapshot(repo: Repository, ref: str) -> Snapshot:
+    return repo.find_snapshot(ref)
+
+
+def snapshots(
+    repo: Repository,
+    *,
+    tags: Iterable[str] = (),
+    source: str | None = None,
+    kind: str | None = None,
+    host: str | None = None,
+) -> list[Snapshot]:
+    """Snapshots, oldest first, filtered: every tag in ``tags``, the source URI, the kind, the host.
+    Damaged snapshot files are left out (``repo.damaged_snapshots`` names them, and
+    ``repo.on_warning`` hears of each)."""
+    wanted = set(tags)
+    return [
+        s
+        for s in repo.snapshots(skip_damaged=True)
+        if wanted <= set(s.tags)
+        and (source is None or s.uri == source or s.uri == f"fs:{source}")
+        and (kind is None or s.kind == kind)
+        and (host is None or s.source.get("host") == host or s.hostname == host)
+    ]
+
+
+def backup(
+    repo: Repository,
+    source: str,
+    *,
+    tags: Iterable[str] = (),
+    parent: str | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    options: object | None = None,
+) -> Snapshot:
+    """Back up ``source`` (a connector URI or a path) into a new snapshot. ``options`` are the
+    source connector's (``FsSourceOptions``, ``EtcdSourceOptions``, ``ManifestsSourceOptions``,
+    ``VolumeOptions``); its defaults if None."""
+    importer = connectors.open_importer(source, options)
+    with repo.lock(), importer:
+        parent_snap = repo.find_snapshot(parent) if parent else None
+        return run_backup(repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force, progress=progress)
+
+
+def restore(
+    repo: Repository,
+    ref: str,
+    destination: str,
+    *,
+    include: NodeFilter | None = None,
+    options: object | None = None,
+    select: ObjectSelector | None = None,
+) -> RestoreStats:
+    """Restore ``SNAP[:PATH]`` to ``destination``. ``options`` are the destination connector's
+    (``FsDestinationOptions``, ``VolumeOptions``, ...; its defaults if None), or for a manifests
+    snapshot ``ManifestsDestinationOptions`` (docs/manifests.md): into a cluster, or to fs: as
+    clean YAML unless ``raw``. For manifests snapshots ``select`` picks objects (namespaces,
+    kinds, names, labels)."""
+    snap_ref, path = split_ref(ref)
+    with repo.lock():
+        snap = repo.find_snapshot(snap_ref)
+        exporter = _exporter(snap, destination, options)
+        if snap.kind == SnapshotKind.MANIFESTS:
+            include = _all_of(include, _select_objects(repo, snap, path, select))
+        elif select is not None and not select.empty():
+            raise errors.UsageError(
+                f"snapshot {snap.short_id} is a {snap.kind} snapshot: object selection "
+                "(--namespace, --kind, --name, --selector) applies to manifests snapshots"
+            )
+        with exporter:
+            return run_restore(repo, snap, exporter, path=path, include=include)
+
+
+def _exporter(snap: Snapshot, destination: str, options: object | None) -> Exporter:
+    if snap.kind == SnapshotKind.MANIFESTS:
+        from kubekeep.connectors import k8s  # the Kubernetes client: only for manifests restores
+
+        if not isinstance(options, ManifestsDestinationOptions):
+            options = ManifestsDestinationOptions(destination=options)
+        return k8s.open_manifests_exporter(destination, options)
+    if isinstance(options, ManifestsDestinationOptions) and connectors.scheme_of(destination) != "k8s":
+        given = options.given() + (["raw"] if options.raw else [])
+        if given:
+            names = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise errors.UsageError(
+                f"snapshot {snap.short_id} is a {snap.kind} snapshot: {names} apply(ies) to manifests snapshots"
+            )
+        options = options.destination
+    return connectors.open_exporter(destination, options)
+
+
+def ls(repo: Repository, ref: str, *, recursive: bool = False) -> Iterator[tuple[str, Node]]:
+    """Entries under ``SNAP[:PATH]``: the directory's children (all descendants if recursive),
+    or the single entry when PATH is a file. Paths are absolute within the snapshot."""
+    snap_ref, path = split_ref(ref)
+    snap = repo.find_snapshot(snap_ref)
+    node = repo.resolve(snap, path)
+    base = "/" + path.strip("/") if path.strip("/") else ""
+    if node.type != "dir":
+        yield base or "/", node
+        return
+    if node.subtree is None:
+        return
+    if recursive:
+        for rel, child in repo.walk(node.subtree):
+            yield f"{base}/{rel}", child
+    else:
+        for child in repo.load_tree(node.subtree):
+            yield f"{base}/{child.name}", child
+
+
+def cat(repo: Repository, ref: str) -> Iterator[bytes]:
+    snap_ref, path = split_ref(ref)
+    if not path.strip("/"):
+        raise errors.UsageError(f"{ref!r}: name a file, as SNAPSHOT:PATH")
+    snap = repo.find_snapshot(snap_ref)
+    node = repo.resolve(snap, path)
+    if node.type != "file":
+        raise errors.UsageError(f"{path} is a {node.type}, not a file")
+    return repo.read_file(node)
+
+
+def stat(repo: Repository, ref: str) -> Node:
+    """The entry at ``SNAP[:PATH]`` (the root is a directory node)."""
+    snap_ref, path = split_ref(ref)
+    return repo.resolve(repo.find_snapshot(snap_ref), path)
+
+
+def diff(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", metadata: bool = True) -> list[Change]:
+    a = repo.find_snapshot(ref_a)
+    b = repo.find_snapshot(ref_b)
+    prefix = path.strip("/")
+    tree_a = _subtree(repo, a, prefix)
+    tree_b = _subtree(repo, b, prefix)
+    return list(diff_trees(repo, tree_a, repo, tree_b, prefix, metadata=metadata))
+
+
+def _subtree(repo: Repository, snap: Snapshot, path: str) -> bytes | None:
+    if not path:
+        return bytes.fromhex(snap.tree)
+    try:
+        node = repo.resolve(snap, path)
+    except errors.PathNotFound:
+        return None
+    if node.type != "dir":
+        raise errors.UsageError(f"{path} is not a directory")
+    return node.subtree
+
+
+def check(
+    repo: Repository, *, read_data: bool = False, progress: Callable[[str, int, int], None] | None = None
+) -> CheckReport:
+    with repo.lock():
+        return run_check(repo, read_data=read_data, progress=progress)
+
+
+@dataclass
+class ForgetReport:
+    """What ``forget`` decided: readable snapshots kept or removed, and damaged snapshot files,
+    removed when named by id and otherwise left alone (a policy never removes what it cannot read)."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    damaged_removed: list[DamagedSnapshot] = field(default_factory=list)
+    damaged_kept: list[DamagedSnapshot] = field(default_factory=list)
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for d in self.decisions if not d.keep) + len(self.damaged_removed)
+
+    @property
+    def kept(self) -> int:
+        return sum(1 for d in self.decisions if d.keep) + len(self.damaged_kept)
+
+
+def forget(
+    repo: Repository,
+    policy: Policy | None = None,
+    *,
+    ids: Iterable[str] = (),
+    group_by: tuple[str, ...] = ("host", "source"),
+    tags: Iterable[str] = (),
+    dry_run: bool = False,
+) -> ForgetReport:
+    """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter).
+    A damaged snapshot file named by id (a unique prefix of its name) is removed unread."""
+    ids = list(ids)
+    if not ids and (policy is None or policy.empty()):
+        raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
+    with repo.lock(exclusive=True):
+        report = ForgetReport()
+        if ids:
+            for ref in ids:
+                if ref == "latest":
+                    report.decisions.append(Decision(repo.find_snapshot(ref), False, ["named"]))
+                    continue
+                name = repo.snapshot_name(ref)
+                try:
+                    report.decisions.append(Decision(repo.load_snapshot(name), False, ["named"]))
+                except errors.IntegrityError as exc:
+                    report.damaged_removed.append(
+                        DamagedSnapshot(name, str(exc).removeprefix(f"snapshot {name[:8]}: "))
+                    )
+        else:
+            assert policy is not None
+            groups: dict[tuple[str, ...], list[Snapshot]] = {}
+            for snap in snapshots(repo, tags=tags):
+                groups.setdefault(group_key(snap, group_by), []).append(snap)
+            for group in groups.values():
+                report.decisions.extend(apply_policy(group, policy))
+            report.damaged_kept = list(repo.damaged_snapshots.values())
+        if not dry_run:
+            for d in report.decisions:
+                if not d.keep:
+                    repo.delete_snapshot(d.snapshot.id)
+            for damaged in report.damaged_removed:
+                repo.delete_snapshot(damaged.id)
+        return report
+
+
+def prune(
+    repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> PruneReport:
+    with repo.lock(exclusive=True):
+        repo.snapshots(skip_damaged=True)
+        if repo.damaged_snapshots:
+            names = ", ".join(d.short_id for d in repo.damaged_snapshots.values())
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_snapshots)} snapshot file(s) are damaged ({names}): prune cannot tell what "
+                "they need; remove them with 'kubekeep forget ID' first (nothing was deleted)"
+            )
+        repo.reload_index()
+        if repo.damaged_index_files:
+            # prune deletes packs no index file lists and replaces the index files: with one
+            # unreadable it would lose what that file described
+            raise errors.IntegrityError(
+                f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
+                "before pruning (nothing was deleted)"
+            )
+        return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+
+
+def repair_index(
+    repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> IndexRepairReport:
+    """Rebuild the index from the packs' headers: new index files first, then the old ones go."""
+    with repo.lock(exclusive=True):
+        return _repair.repair_index(repo, dry_run=dry_run, progress=progress)
+
+
+def repair_snapshots(
+    repo: Repository,
+    refs: Iterable[str] = (),
+    *,
+    forget: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> SnapshotsRepairReport:
+    """Rewrite the snapshots ``refs`` (default: all) whose trees name data that is gone, dropping
+    only that; ``forget`` removes the originals of repaired snapshots."""
+    refs = list(refs)
+    with repo.lock(exclusive=True):
+        snaps = [repo.find_snapshot(r) for r in refs] if refs else None
+        return _repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
+
+
+def copy(
+    src: Repository, dst: Repository, refs: Iterable[str] = (), progress: Callable[[Snapshot, str], None] | None = None
+) -> list[tuple[Snapshot, Snapshot | None]]:
+    refs = list(refs)
+    with src.lock(), dst.lock():
+        snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots(skip_damaged=True)
+        return run_copy(src, dst, snaps, progress=progress)

@@ -1,0 +1,81 @@
+"""What a ``k8s://`` backup and a manifests restore can be told (docs/manifests.md): built once
+by the caller (the CLI from its flags) and handed to the connector unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kubekeep import errors
+
+if TYPE_CHECKING:  # the pvc connector imports the Kubernetes client: only when volumes are asked for
+    from kubekeep.connectors.pvc import VolumeOptions
+
+
+@dataclass(frozen=True)
+class ClusterVolumeOptions:
+    """``k8s:// --volumes``: the files of the claims, under ``volumes/<namespace>/<claim>/``."""
+
+    #: only claims with these labels
+    selector: str = ""
+    #: claims prepared (snapshot, helper pod) at once
+    parallel: int = 2
+    #: how each volume is backed up (defaults if None)
+    volume: VolumeOptions | None = None
+
+
+@dataclass(frozen=True)
+class ManifestsSourceOptions:
+    """A ``k8s://`` source: which cluster, and which of its objects."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    include_namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+    include_resources: tuple[str, ...] = ()
+    exclude_resources: tuple[str, ...] = ()
+    selector: str | None = None
+    include_noisy: bool = False
+    #: list requests in flight
+    concurrency: int = 8
+    #: objects per list page (default: kube.listing's)
+    page_size: int | None = None
+    volumes: ClusterVolumeOptions | None = None
+
+
+#: the options that only a restore into a cluster takes
+CLUSTER_ONLY = ("existing", "dry_run", "concurrency", "context", "kubeconfig")
+#: the options that only clean YAML (and cluster) restores take, not ``raw`` files
+CLEANING = ("namespace_map", "restore_status", "keep_managed_fields")
+
+
+@dataclass(frozen=True)
+class ManifestsDestinationOptions:
+    """A manifests snapshot restored into a cluster (``k8s://``), or to files: clean YAML for
+    ``kubectl apply`` (``fs:``), or the stored files as they are (``raw``, or another destination).
+    """
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    #: objects that exist already: left alone ("skip") or the snapshot applied over them ("update")
+    existing: str = "skip"
+    dry_run: bool = False
+    restore_status: bool = False
+    keep_managed_fields: bool = False
+    namespace_map: Mapping[str, str] = field(default_factory=dict)
+    #: requests in flight (default 64)
+    concurrency: int | None = None
+    #: to files: the snapshot's files as stored, not clean YAML
+    raw: bool = False
+    #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
+    destination: object | None = None
+
+    def __post_init__(self) -> None:
+        if self.existing not in ("skip", "update"):
+            raise errors.UsageError(f"--existing must be skip or update, not {self.existing!r}")
+
+    def given(self) -> list[str]:
+        """The names of the options set to something other than their defaults."""
+        defaults = ManifestsDestinationOptions()
+        return [n for n in (*CLUSTER_ONLY, *CLEANING) if getattr(self, n) != getattr(defaults, n)]
