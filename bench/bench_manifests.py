@@ -74,7 +74,7 @@ def log(msg: str) -> None:
 
 def resource_names(kubeconfig: Path) -> list[str]:
     """The resources kubekeep backs up by default, as kubectl names them (resource.group)."""
-    from kubekeep.connectors.k8s import K8sImporter
+    from kubekeep.connectors.k8s.importer import K8sImporter
     from kubekeep.kube import discovery
 
     importer = K8sImporter(kubeconfig=str(kubeconfig))

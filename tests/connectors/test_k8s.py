@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kubekeep import api, connectors, errors
-from kubekeep.connectors import k8s, k8s_restore
+from kubekeep.connectors import k8s
+from kubekeep.connectors.k8s import tiers
 from kubekeep.engine.entries import Entry, EntryType, with_directories
 from kubekeep.engine.repository import Repository
 from kubekeep.kube import config, discovery, listing
@@ -140,13 +141,13 @@ def test_owners_go_first_even_from_a_later_tier() -> None:
     owned_cm = _planned("ConfigMap", "", "configmaps", "c", owner="w")
     grandchild = _planned("Secret", "", "secrets", "s", owner="c")
     plain = _planned("ConfigMap", "", "configmaps", "p")
-    ranks = k8s_restore._ranks([widget, owned_cm, grandchild, plain])
+    ranks = tiers._ranks([widget, owned_cm, grandchild, plain])
     assert ranks[id(owned_cm)] == ranks[id(grandchild)] == ranks[id(widget)] == ordering.CUSTOM
     assert ranks[id(plain)] == ordering.tier_of("", "configmaps").rank
-    waves = k8s_restore._waves([grandchild, owned_cm, widget])
+    waves = tiers._waves([grandchild, owned_cm, widget])
     assert [[p.name for p in w] for w in waves] == [["w"], ["c"], ["s"]]
     cycle = [_planned("A", "x", "a", "1", owner="2"), _planned("B", "x", "b", "2", owner="1")]
-    assert [len(w) for w in k8s_restore._waves(cycle)] == [2]
+    assert [len(w) for w in tiers._waves(cycle)] == [2]
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ from kubekeep.units import human_size
 if TYPE_CHECKING:
     from kubekeep.connectors.etcd import EtcdSourceOptions
     from kubekeep.connectors.fs import FsDestinationOptions, FsSourceOptions
-    from kubekeep.connectors.k8s_options import (
+    from kubekeep.connectors.k8s.options import (
         ClusterVolumeOptions,
         ManifestsDestinationOptions,
         ManifestsSourceOptions,
@@ -88,9 +88,9 @@ _LAZY = {
     "FsDestinationOptions": "kubekeep.connectors.fs",
     "EtcdSourceOptions": "kubekeep.connectors.etcd",
     "S3DestinationOptions": "kubekeep.connectors.s3",
-    "ManifestsSourceOptions": "kubekeep.connectors.k8s_options",
-    "ManifestsDestinationOptions": "kubekeep.connectors.k8s_options",
-    "ClusterVolumeOptions": "kubekeep.connectors.k8s_options",
+    "ManifestsSourceOptions": "kubekeep.connectors.k8s.options",
+    "ManifestsDestinationOptions": "kubekeep.connectors.k8s.options",
+    "ClusterVolumeOptions": "kubekeep.connectors.k8s.options",
     "VolumeOptions": "kubekeep.connectors.pvc",
     "HelperOptions": "kubekeep.kube.pods",
 }

@@ -9,7 +9,7 @@ from kubekeep import connectors, errors
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import all_of as _all_of
 from kubekeep.api.selecting import select_objects as _select_objects
-from kubekeep.connectors.k8s_options import ManifestsDestinationOptions
+from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
 from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, run_check

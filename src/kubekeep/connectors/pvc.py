@@ -43,7 +43,7 @@ from kubekeep.agent.client import (
     open_session,
     tcp,
 )
-from kubekeep.connectors.k8s_options import ClusterVolumeOptions
+from kubekeep.connectors.k8s.options import ClusterVolumeOptions
 from kubekeep.engine.entries import (
     ChunkSpec,
     Entry,
