@@ -13,6 +13,7 @@ import pytest
 from kubekeep import api, connectors, errors
 from kubekeep.connectors import k8s
 from kubekeep.connectors.k8s import tiers
+from kubekeep.connectors.k8s.importer import K8sImporter
 from kubekeep.engine.entries import Entry, EntryType, with_directories
 from kubekeep.engine.repository import Repository
 from kubekeep.kube import config, discovery, listing
@@ -78,7 +79,7 @@ def test_resource_filters_noisy_defaults_and_aliases(tmp_path: Path) -> None:
     )
 
     def chosen(**options: Any) -> list[str]:
-        importer = k8s.K8sImporter(kubeconfig=str(kubeconfig), **options)
+        importer = K8sImporter(kubeconfig=str(kubeconfig), **options)
         try:
             return [r.full_name for r in importer.selected_resources(disc)]
         finally:
