@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from kubekeep.connectors.pvc import helper
 from kubekeep.kube import pods
 from testenv.simcsi import CRASH_IMAGE
 from tests.cli.helpers import KK, stderr_line
@@ -54,7 +55,7 @@ def test_unschedulable_helper_fails_fast_with_the_schedulers_reason(kube: Kube, 
 
 
 def test_helper_pod_is_locked_down() -> None:
-    manifest = pods.helper_manifest(
+    manifest = helper.pod_manifest(
         "h",
         "ns",
         "claim",
@@ -81,7 +82,7 @@ def test_helper_pod_is_locked_down() -> None:
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "secret"}
     assert spec["nodeSelector"] == {"pool": "backup"} and spec["tolerations"][0]["key"] == "dedicated"
     assert container["resources"]["requests"] == {"cpu": "50m", "memory": "64Mi"}
-    writer = pods.helper_manifest(
+    writer = helper.pod_manifest(
         "h", "ns", "claim", secret_name="s", options=pods.HelperOptions(), metadata={}, write=True, block=True
     )["spec"]
     assert set(writer["containers"][0]["securityContext"]["capabilities"]["add"]) == {

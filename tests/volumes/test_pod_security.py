@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kubekeep.connectors.pvc import helper
 from kubekeep.kube import pods
 from testenv.rest import resource_path
 from tests.cli.helpers import KK, stderr_line
@@ -65,7 +66,7 @@ def test_a_non_root_helper_backs_up_and_restores_in_a_restricted_namespace(kube:
 def test_the_non_root_helper_is_what_restricted_asks_for() -> None:
     options = pods.HelperOptions(run_as=(65532, 65533), fs_group=65533)
     for write in (False, True):
-        spec = pods.helper_manifest(
+        spec = helper.pod_manifest(
             "h", "ns", "claim", secret_name="s", options=options, metadata={}, write=write, block=False
         )["spec"]
         sc = spec["containers"][0]["securityContext"]

@@ -10,6 +10,7 @@ this host), of runs older than a given age (any host), or of one named run.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import secrets
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubekeep import errors
-from kubekeep.kube import volumes
+from kubekeep.kube import volumes, waiting
 from kubekeep.kube.requesting import Session, api_path
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -29,6 +30,8 @@ RUN_LABEL = "kubekeep.io/run"
 PURPOSE_LABEL = "kubekeep.io/purpose"
 OWNER_ANNOTATION = "kubekeep.io/owner"
 SELECTOR = f"{MANAGED_BY}=kubekeep,{RUN_LABEL}"
+#: how often removal checks whether what it deleted is gone
+DELETE_POLL_S = 0.3
 
 #: what runs create, in the order they are removed (users of a claim before the claim, the
 #: snapshot a claim was made from after it)
@@ -105,24 +108,7 @@ class Run:
         failure does not leave the rest behind."""
         with self._lock:
             created, self._created = list(reversed(self._created)), []
-        problems = []
-        for path, description in created:
-            try:
-                if "/volumesnapshots/" in path:
-                    vs = volumes.get(self.session, path)
-                    if vs is not None:
-                        volumes.release_snapshot_content(self.session, vs)
-                volumes.delete(self.session, path)
-            except errors.KubekeepError as exc:
-                problems.append(f"could not delete {description}: {exc}")
-        if wait > 0:
-            deadline = time.monotonic() + wait
-            for path, description in created:
-                while volumes.get(self.session, path) is not None:
-                    if time.monotonic() > deadline:
-                        problems.append(f"{description} is still being deleted")
-                        break
-                    time.sleep(0.3)
+        problems = _remove_all(self.session, [(p, d, "/volumesnapshots/" in p) for p, d in created], wait)
         if status is not None and created:
             status(f"removed {len(created)} temporary object(s) of run {self.id}")
         return problems
@@ -182,21 +168,49 @@ def find(
 
 def remove(session: Session, leftovers: list[Leftover], *, wait: float = 0.0) -> list[str]:
     """Delete leftovers (snapshots releasing their storage); returns problems."""
+    return _remove_all(session, [(i.path, i.describe(), i.kind == "VolumeSnapshot") for i in leftovers], wait)
+
+
+def _remove_all(session: Session, objects: list[tuple[str, str, bool]], wait: float) -> list[str]:
+    """Delete ``(path, description, is a VolumeSnapshot)`` objects in order, a snapshot letting
+    its storage go with it; then wait up to ``wait`` seconds for them to be gone. Problems are
+    returned, not raised, so one failure does not leave the rest behind."""
     problems = []
-    for item in leftovers:
+    for path, description, snapshot in objects:
         try:
-            if item.kind == "VolumeSnapshot":
-                vs = volumes.get(session, item.path)
+            if snapshot:
+                vs = volumes.get(session, path)
                 if vs is not None:
                     volumes.release_snapshot_content(session, vs)
-            volumes.delete(session, item.path)
+            volumes.delete(session, path)
         except errors.KubekeepError as exc:
-            problems.append(f"could not delete {item.describe()}: {exc}")
+            problems.append(f"could not delete {description}: {exc}")
+    if wait > 0:
+        problems.extend(_wait_gone(session, [(path, description) for path, description, _ in objects], wait))
+    return problems
+
+
+class _StillThere(Exception):
+    pass
+
+
+def _gone(session: Session, path: str) -> bool | None:
+    return True if volumes.get(session, path) is None else None
+
+
+def _wait_gone(session: Session, objects: list[tuple[str, str]], wait: float) -> list[str]:
+    """Wait up to ``wait`` seconds in all until the objects ``(path, description)`` are gone;
+    the ones still there, as problems."""
     deadline = time.monotonic() + wait
-    for item in leftovers if wait > 0 else ():
-        while volumes.get(session, item.path) is not None:
-            if time.monotonic() > deadline:
-                problems.append(f"{item.describe()} is still being deleted")
-                break
-            time.sleep(0.3)
+    problems = []
+    for path, description in objects:
+        try:
+            waiting.poll(
+                functools.partial(_gone, session, path),
+                timeout=deadline - time.monotonic(),
+                timed_out=functools.partial(_StillThere, f"{description} is still being deleted"),
+                interval=DELETE_POLL_S,
+            )
+        except _StillThere as exc:
+            problems.append(str(exc))
     return problems

@@ -60,5 +60,5 @@ def connect(
     cfg.connection_pool_maxsize = pool_size
     cfg.retries = 2
     api = client.ApiClient(cfg)
-    api.rest_client.pool_manager.connection_pool_kw["timeout"] = timeout_s  # type: ignore[attr-defined]
+    api.rest_client.pool_manager.connection_pool_kw["timeout"] = timeout_s
     return ClusterAccess(api, used, cfg.host)

@@ -7,6 +7,8 @@ restore ``CHOWN``, ``DAC_OVERRIDE``, ``FOWNER`` and ``FSETID`` to write files wi
 and modes. Its root filesystem is read-only, it gets no service-account token, runs under the
 RuntimeDefault seccomp profile, cannot gain privileges and is never restarted. The session
 secret comes from a Secret through an environment variable, never from the command line.
+What the pod runs (the agent's arguments, port and secret variable) is its caller's to say:
+kube knows pods, not the agent.
 
 Pod Security "baseline" and "restricted" refuse that pod (an added ``DAC_READ_SEARCH``; root).
 :attr:`HelperOptions.run_as` runs it instead as a given user with no capabilities at all and an
@@ -26,8 +28,7 @@ from typing import Any
 import orjson
 
 from kubekeep import __version__, errors
-from kubekeep.agent.protocol import DEFAULT_PORT, SECRET_ENV
-from kubekeep.kube import events, volumes
+from kubekeep.kube import events, waiting
 from kubekeep.kube.requesting import Session, api_path
 
 Obj = dict[str, Any]
@@ -87,6 +88,16 @@ def secret_manifest(name: str, namespace: str, secret: bytes, metadata: Obj) -> 
     }
 
 
+@dataclass(frozen=True)
+class AgentProcess:
+    """What a helper pod runs, as its user (the pvc connector, which knows the agent) says:
+    the agent's arguments, the port it listens on, the environment variable for the secret."""
+
+    args: tuple[str, ...]
+    port: int
+    secret_env: str
+
+
 def helper_manifest(
     name: str,
     namespace: str,
@@ -97,20 +108,18 @@ def helper_manifest(
     metadata: Obj,
     write: bool,
     block: bool,
+    agent: AgentProcess,
     node_name: str = "",
 ) -> Obj:
-    """The agent's pod, mounting ``claim`` (read-only unless ``write``)."""
-    args = ["--device", DEVICE_PATH] if block else ["--root", MOUNT_PATH]
-    args += ["--listen", f":{DEFAULT_PORT}", "--idle-timeout", f"{options.idle_timeout:.0f}"]
-    if write:
-        args.append("--write")
+    """The agent's pod, mounting ``claim`` (read-only unless ``write``) at :data:`MOUNT_PATH`,
+    or a block claim as the device :data:`DEVICE_PATH`."""
     container: Obj = {
         "name": CONTAINER,
         "image": options.image,
         "imagePullPolicy": options.pull_policy,
-        "args": args,
-        "env": [{"name": SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}}],
-        "ports": [{"name": "agent", "containerPort": DEFAULT_PORT, "protocol": "TCP"}],
+        "args": list(agent.args),
+        "env": [{"name": agent.secret_env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY}}}],
+        "ports": [{"name": "agent", "containerPort": agent.port, "protocol": "TCP"}],
         "resources": {
             "requests": dict(options.requests),
             **({"limits": dict(options.limits)} if options.limits else {}),
@@ -231,31 +240,53 @@ def logs(session: Session, namespace: str, name: str, *, container: str = CONTAI
 def wait_running(session: Session, namespace: str, name: str, *, timeout: float, status: Status) -> Obj:
     """Wait until the pod runs; fail at once, with the pod's events and logs, when it cannot
     (image pull errors, a crashing or exited agent, no node to run on)."""
-    path = pod_path(namespace, name)
-    started = time.monotonic()
-    last = -10.0
-    unschedulable_since: float | None = None
-    pull_error_since: float | None = None
-    delays = volumes.poll_delays()
-    while True:
-        pod = session.get_or_none(path)
+    start = _PodStart(session, namespace, name)
+
+    def timed_out() -> Exception:
+        return _failure(session, start.pod, f"did not start within {timeout:.0f}s (phase {start.phase})")
+
+    def progress(elapsed: float) -> None:
+        what = start.waiting[0] if start.waiting else start.phase
+        status(f"waiting for helper pod {namespace}/{name} to start ({what}, {elapsed:.0f}s of {timeout:.0f}s)")
+
+    return waiting.poll(start.check, timeout=timeout, timed_out=timed_out, progress=progress)
+
+
+class _PodStart:
+    """What a starting pod last looked like, and whether waiting longer can help."""
+
+    def __init__(self, session: Session, namespace: str, name: str) -> None:
+        self.session = session
+        self.namespace = namespace
+        self.name = name
+        self.pod: Obj = {}
+        self.phase = "Pending"
+        self.waiting: tuple[str, str] | None = None
+        self.unschedulable_since: float | None = None
+        self.pull_error_since: float | None = None
+
+    def check(self) -> Obj | None:
+        """The pod once it runs; None while it may still start; raises when it cannot."""
+        session = self.session
+        pod = session.get_or_none(pod_path(self.namespace, self.name))
         if pod is None:
-            raise errors.ConnectorError(f"helper pod {namespace}/{name} was deleted while starting")
+            raise errors.ConnectorError(f"helper pod {self.namespace}/{self.name} was deleted while starting")
+        self.pod = pod
         st = pod.get("status") or {}
-        phase = st.get("phase", "Pending")
+        self.phase = phase = st.get("phase", "Pending")
         now = time.monotonic()
         if phase == "Running":
-            return pod  # type: ignore[no-any-return]
+            return self.pod
         if phase in ("Failed", "Succeeded"):
             raise _failure(session, pod, f"exited ({_terminated(st)})")
-        waiting = _waiting(st)
-        if waiting is not None:
-            reason, message = waiting
+        self.waiting = _waiting(st)
+        if self.waiting is not None:
+            reason, message = self.waiting
             if reason in _HOPELESS:
                 raise _failure(session, pod, f"cannot start: {reason}" + (f": {message}" if message else ""))
             if reason == "ErrImagePull":
-                pull_error_since = pull_error_since or now
-                if now - pull_error_since >= PULL_GRACE_S:
+                self.pull_error_since = self.pull_error_since or now
+                if now - self.pull_error_since >= PULL_GRACE_S:
                     raise _failure(session, pod, f"cannot pull its image: {message or reason}")
         scheduled = next((c for c in st.get("conditions") or () if c.get("type") == "PodScheduled"), None)
         if (
@@ -264,19 +295,12 @@ def wait_running(session: Session, namespace: str, name: str, *, timeout: float,
             and scheduled.get("reason") == "Unschedulable"
             and "unbound immediate PersistentVolumeClaims" not in str(scheduled.get("message"))
         ):
-            unschedulable_since = unschedulable_since or now
-            if now - unschedulable_since >= UNSCHEDULABLE_GRACE_S:
+            self.unschedulable_since = self.unschedulable_since or now
+            if now - self.unschedulable_since >= UNSCHEDULABLE_GRACE_S:
                 raise _failure(session, pod, f"cannot be scheduled: {' '.join(str(scheduled.get('message')).split())}")
         else:
-            unschedulable_since = None
-        elapsed = now - started
-        if elapsed >= timeout:
-            raise _failure(session, pod, f"did not start within {timeout:.0f}s (phase {phase})")
-        if elapsed - last >= 5:
-            last = elapsed
-            what = f"{waiting[0]}" if waiting else phase
-            status(f"waiting for helper pod {namespace}/{name} to start ({what}, {elapsed:.0f}s of {timeout:.0f}s)")
-        time.sleep(next(delays))
+            self.unschedulable_since = None
+        return None
 
 
 def check_running(session: Session, namespace: str, name: str) -> None:

@@ -4,15 +4,14 @@ for each step with a deadline, progress and the cluster's own explanation when i
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from kubekeep import errors
-from kubekeep.kube import events
+from kubekeep.kube import events, waiting
 from kubekeep.kube.requesting import MERGE_PATCH, Session, api_path
 
 Status = Callable[[str], None]
@@ -21,15 +20,6 @@ Obj = dict[str, Any]
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 DEFAULT_SNAPSHOT_CLASS = "snapshot.storage.kubernetes.io/is-default-class"
 DEFAULT_STORAGE_CLASS = "storageclass.kubernetes.io/is-default-class"
-#: waits poll the API quickly at first, then every second at most
-POLL_FIRST_S, POLL_MAX_S = 0.1, 1.0
-
-
-def poll_delays() -> Iterator[float]:
-    delay = POLL_FIRST_S
-    while True:
-        yield delay
-        delay = min(delay * 1.3, POLL_MAX_S)
 
 
 @dataclass(frozen=True)
@@ -91,7 +81,7 @@ def create(session: Session, path: str, obj: Obj) -> Obj:
 
 def merge_patch(session: Session, path: str, patch: Obj) -> Obj | None:
     response = session.call_unless_missing("PATCH", path, body=orjson.dumps(patch), content_type=MERGE_PATCH)
-    return None if response is None else response.json()  # type: ignore[no-any-return]
+    return None if response is None else response.json()
 
 
 def delete(session: Session, path: str) -> bool:
@@ -227,11 +217,11 @@ def wait_snapshot(
     """Wait until the snapshot is ``ready`` (readyToUse), or only ``cut`` (creationTime set: the
     point in time is taken, upload may continue). A snapshot error fails at once."""
     path = snapshot_path(namespace, name)
-    started = time.monotonic()
-    last = -10.0
+    st: Obj = {}
     cut_reported = False
-    delays = poll_delays()
-    while True:
+
+    def check() -> Obj | None:
+        nonlocal st, cut_reported
         vs = get(session, path)
         if vs is None:
             raise errors.ConnectorError(f"VolumeSnapshot {namespace}/{name} disappeared while waiting for it")
@@ -245,49 +235,47 @@ def wait_snapshot(
                 on_cut(vs)
         if st.get("readyToUse") or (until == "cut" and st.get("creationTime")):
             return vs
-        elapsed = time.monotonic() - started
-        if elapsed >= timeout:
-            detail = events.describe(session, namespace, "VolumeSnapshot", name)
-            raise errors.ConnectorError(
-                f"VolumeSnapshot {namespace}/{name} was not ready after {timeout:.0f}s"
-                + (f": {detail}" if detail else " (is a snapshot controller running?)")
-            )
-        if elapsed - last >= 5:
-            last = elapsed
-            content = st.get("boundVolumeSnapshotContentName")
-            status(
-                f"waiting for VolumeSnapshot {namespace}/{name} to be ready ({elapsed:.0f}s of {timeout:.0f}s"
-                + (f", content {content}" if content else ", no content yet")
-                + ")"
-            )
-        time.sleep(next(delays))
+        return None
+
+    def timed_out() -> Exception:
+        detail = events.describe(session, namespace, "VolumeSnapshot", name)
+        return errors.ConnectorError(
+            f"VolumeSnapshot {namespace}/{name} was not ready after {timeout:.0f}s"
+            + (f": {detail}" if detail else " (is a snapshot controller running?)")
+        )
+
+    def progress(elapsed: float) -> None:
+        content = st.get("boundVolumeSnapshotContentName")
+        status(
+            f"waiting for VolumeSnapshot {namespace}/{name} to be ready ({elapsed:.0f}s of {timeout:.0f}s"
+            + (f", content {content}" if content else ", no content yet")
+            + ")"
+        )
+
+    return waiting.poll(check, timeout=timeout, timed_out=timed_out, progress=progress)
 
 
 def wait_bound(session: Session, namespace: str, name: str, *, timeout: float, status: Status) -> Obj:
     """Wait until a claim is Bound; a provisioning failure that persists fails with its event."""
     path = claim_path(namespace, name)
-    started = time.monotonic()
-    last = -10.0
-    delays = poll_delays()
-    while True:
+
+    def check() -> Obj | None:
         pvc = get(session, path)
         if pvc is None:
             raise errors.ConnectorError(f"PersistentVolumeClaim {namespace}/{name} disappeared while waiting for it")
-        if (pvc.get("status") or {}).get("phase") == "Bound":
-            return pvc
-        elapsed = time.monotonic() - started
-        if elapsed >= timeout:
-            detail = events.describe(session, namespace, "PersistentVolumeClaim", name)
-            raise errors.ConnectorError(
-                f"PersistentVolumeClaim {namespace}/{name} was not bound after {timeout:.0f}s"
-                + (f": {detail}" if detail else " (is its provisioner running?)")
-            )
-        if elapsed - last >= 5:
-            last = elapsed
-            status(
-                f"waiting for PersistentVolumeClaim {namespace}/{name} to be bound ({elapsed:.0f}s of {timeout:.0f}s)"
-            )
-        time.sleep(next(delays))
+        return pvc if (pvc.get("status") or {}).get("phase") == "Bound" else None
+
+    def timed_out() -> Exception:
+        detail = events.describe(session, namespace, "PersistentVolumeClaim", name)
+        return errors.ConnectorError(
+            f"PersistentVolumeClaim {namespace}/{name} was not bound after {timeout:.0f}s"
+            + (f": {detail}" if detail else " (is its provisioner running?)")
+        )
+
+    def progress(elapsed: float) -> None:
+        status(f"waiting for PersistentVolumeClaim {namespace}/{name} to be bound ({elapsed:.0f}s of {timeout:.0f}s)")
+
+    return waiting.poll(check, timeout=timeout, timed_out=timed_out, progress=progress)
 
 
 def ensure_deleted_with_claim(session: Session, pvc: Obj, metadata: Obj) -> None:
