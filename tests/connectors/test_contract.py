@@ -12,7 +12,7 @@ cannot take is ``EntryFailed`` and the exporter goes on; ``finish()`` gives stri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +171,7 @@ def test_with_closes_the_importer_and_close_is_safe_twice(
     importer_case: ImporterCase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     imp = importer_case.open()
-    close = imp.close
-    calls: list[str] = []
-    monkeypatch.setattr(imp, "close", lambda: calls.append("close"))
-    with imp:
-        entries_of(imp)
-    assert calls == ["close"]
-    close()
-    close()
+    assert_with_closes(imp, lambda: entries_of(imp), monkeypatch)
 
 
 # -- exporters ------------------------------------------------------------------------------------
@@ -265,11 +258,18 @@ def test_with_closes_the_exporter_and_close_is_safe_twice(
     exporter_case: ExporterCase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exp = exporter_case.open()
-    close = exp.close
+    assert_with_closes(exp, lambda: exp.begin(exporter_case.takes, {}), monkeypatch)
+
+
+def assert_with_closes(
+    connector: Importer | Exporter, use: Callable[[], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``with connector:`` calls ``close()`` once, and the real ``close()`` may run twice more."""
+    close = connector.close
     calls: list[str] = []
-    monkeypatch.setattr(exp, "close", lambda: calls.append("close"))
-    with exp:
-        exp.begin(exporter_case.takes, {})
+    monkeypatch.setattr(connector, "close", lambda: calls.append("close"))
+    with connector:
+        use()
     assert calls == ["close"]
     close()
     close()

@@ -46,7 +46,7 @@ from kubekeep.api.snapshots import (
     snapshots,
     stat,
 )
-from kubekeep.connectors import scheme_of
+from kubekeep.connectors import DestinationOptions, SourceOptions, scheme_of
 from kubekeep.engine.backup import Progress as BackupProgress
 from kubekeep.engine.backup import ProgressCallback
 from kubekeep.engine.check import CheckReport
@@ -125,6 +125,7 @@ __all__ = [
     "ClusterSummary",
     "ClusterVolumeOptions",
     "DamagedSnapshot",
+    "DestinationOptions",
     "Decision",
     "EtcdSourceOptions",
     "FieldChange",
@@ -149,6 +150,7 @@ __all__ = [
     "S3DestinationOptions",
     "Snapshot",
     "SnapshotKind",
+    "SourceOptions",
     "SnapshotsRepairReport",
     "VolumeOptions",
     "add_key",

@@ -9,6 +9,7 @@ from kubekeep import connectors, errors
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import all_of as _all_of
 from kubekeep.api.selecting import select_objects as _select_objects
+from kubekeep.connectors import DestinationOptions, SourceOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
 from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
@@ -60,7 +61,7 @@ def backup(
     parent: str | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
-    options: object | None = None,
+    options: SourceOptions | None = None,
 ) -> Snapshot:
     """Back up ``source`` (a connector URI or a path) into a new snapshot. ``options`` are the
     source connector's (``FsSourceOptions``, ``EtcdSourceOptions``, ``ManifestsSourceOptions``,
@@ -77,7 +78,7 @@ def restore(
     destination: str,
     *,
     include: NodeFilter | None = None,
-    options: object | None = None,
+    options: DestinationOptions | None = None,
     select: ObjectSelector | None = None,
 ) -> RestoreStats:
     """Restore ``SNAP[:PATH]`` to ``destination``. ``options`` are the destination connector's
@@ -100,7 +101,7 @@ def restore(
             return run_restore(repo, snap, exporter, path=path, include=include)
 
 
-def _exporter(snap: Snapshot, destination: str, options: object | None) -> Exporter:
+def _exporter(snap: Snapshot, destination: str, options: DestinationOptions | None) -> Exporter:
     if snap.kind == SnapshotKind.MANIFESTS:
         from kubekeep.connectors import k8s  # the Kubernetes client: only for manifests restores
 

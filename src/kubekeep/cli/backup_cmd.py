@@ -125,7 +125,7 @@ def command(
         )
     if (context or kubeconfig) and scheme not in ("k8s", "pvc"):
         raise errors.UsageError("--context and --kubeconfig apply to k8s:// and pvc:// sources only")
-    options: object | None = None
+    options: api.SourceOptions | None = None
     if scheme == "fs":
         options = api.FsSourceOptions(excludes=tuple(patterns))
     elif scheme in ("etcd", "etcds"):

@@ -116,7 +116,7 @@ def command(
     )
     # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
     # restore its destination's own
-    options: object | None = destination_options
+    options: api.DestinationOptions | None = destination_options
     if scheme == "k8s" or manifests_options.given() or raw:
         options = manifests_options
     select = api.ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)

@@ -11,10 +11,24 @@ gRPC clients are slow to import).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from kubekeep import errors
 from kubekeep.engine.entries import Exporter, Importer
+
+if TYPE_CHECKING:  # the connectors' modules load their clients (gRPC, Kubernetes): only when used
+    from kubekeep.connectors.etcd import EtcdSourceOptions
+    from kubekeep.connectors.fs import FsDestinationOptions, FsSourceOptions
+    from kubekeep.connectors.k8s.options import ManifestsDestinationOptions, ManifestsSourceOptions
+    from kubekeep.connectors.pvc.options import VolumeOptions
+    from kubekeep.connectors.s3 import S3DestinationOptions
+
+#: what a source connector takes (its module's ``SOURCE_OPTIONS``)
+SourceOptions: TypeAlias = "FsSourceOptions | EtcdSourceOptions | ManifestsSourceOptions | VolumeOptions"
+#: what a destination connector takes (its module's ``DESTINATION_OPTIONS``)
+DestinationOptions: TypeAlias = (
+    "FsDestinationOptions | S3DestinationOptions | ManifestsDestinationOptions | VolumeOptions"
+)
 
 IMPORTERS: dict[str, str] = {
     "fs": "kubekeep.connectors.fs",
@@ -66,14 +80,14 @@ def _options(module: Any, attr: str, options: object | None, uri: str, what: str
     return options
 
 
-def open_importer(uri: str, options: object | None = None) -> Importer:
+def open_importer(uri: str, options: SourceOptions | None = None) -> Importer:
     """The importer for ``uri``, with its connector's ``SOURCE_OPTIONS`` (defaults if None)."""
     module = _module(uri, IMPORTERS, "source")
     importer: Importer = module.open_importer(uri, _options(module, "SOURCE_OPTIONS", options, uri, "source"))
     return importer
 
 
-def open_exporter(uri: str, options: object | None = None) -> Exporter:
+def open_exporter(uri: str, options: DestinationOptions | None = None) -> Exporter:
     """The exporter for ``uri``, with its connector's ``DESTINATION_OPTIONS`` (defaults if None)."""
     module = _module(uri, EXPORTERS, "destination")
     exporter: Exporter = module.open_exporter(uri, _options(module, "DESTINATION_OPTIONS", options, uri, "destination"))

@@ -131,13 +131,14 @@ class Restores:
         return self._run(run.request, dry_run=False)
 
     def _run(self, request: RestoreRequest, *, dry_run: bool) -> RestoreRun:
-        options: dict[str, Any] = {"dry_run": dry_run, "existing": request.existing}
-        if request.context:
-            options["context"] = request.context
-        if self.kubeconfig:
-            options["kubeconfig"] = self.kubeconfig
-        if request.target_namespace and request.target_namespace != request.namespace:
-            options["namespace_map"] = {request.namespace: request.target_namespace}
+        mapped = bool(request.target_namespace) and request.target_namespace != request.namespace
+        options = api.ManifestsDestinationOptions(
+            context=request.context or None,
+            kubeconfig=self.kubeconfig or None,
+            existing=request.existing,
+            dry_run=dry_run,
+            namespace_map={request.namespace: request.target_namespace} if mapped else {},
+        )
         select = api.ObjectSelector.build(namespaces=[request.namespace]) if request.namespace else None
         ref = f"{request.snapshot}:{request.path}"
         stats = api.restore(self.repo, ref, "k8s://", options=options, select=select)

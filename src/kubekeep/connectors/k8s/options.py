@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from kubekeep import errors
 
 if TYPE_CHECKING:  # the pvc connector imports the Kubernetes client: only when volumes are asked for
-    from kubekeep.connectors.pvc import VolumeOptions
+    from kubekeep.connectors import DestinationOptions
+    from kubekeep.connectors.pvc.options import VolumeOptions
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class ManifestsDestinationOptions:
     #: to files: the snapshot's files as stored, not clean YAML
     raw: bool = False
     #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
-    destination: object | None = None
+    destination: DestinationOptions | None = None
 
     def __post_init__(self) -> None:
         if self.existing not in ("skip", "update"):
