@@ -1,8 +1,21 @@
-"""Sizes and durations as people read and write them."""
+"""Sizes and durations as people read and write them.
+
+Two duration syntaxes, named apart because ``m`` means different things in them:
+:func:`parse_timeout` reads waits and time limits as kubectl does (``30s``, ``2m``, ``1m30s``:
+``m`` is a minute), :func:`parse_period` reads retention periods as restic does (``7d``, ``1y6m``:
+``m`` is a month).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
+from kubekeep import errors
+
 _SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_TIMEOUT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_PERIOD_HOURS = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
 
 
 def human_size(n: float, decimals: int = 2) -> str:
@@ -12,3 +25,24 @@ def human_size(n: float, decimals: int = 2) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.{decimals}f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def parse_timeout(text: str) -> float:
+    """Seconds in a wait or time limit: ``30``, ``30s``, ``2m``, ``1h``, ``1m30s``, ``500ms``
+    (a bare number is seconds; ``m`` is a minute)."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise errors.UsageError(f"bad duration {text!r}: expected e.g. 30s, 2m or 1m30s")
+    return sum(float(n) * _TIMEOUT_SECONDS[u] for n, u in parts)
+
+
+def parse_period(text: str) -> dt.timedelta:
+    """A retention period: ``2d``, ``12h``, ``1y2m3d4h`` (y = 365 days, ``m`` = a month of 30
+    days, w = 7 days)."""
+    if not re.fullmatch(r"((\d+)[ymwdh])+", text.strip()):
+        raise errors.UsageError(f"invalid duration {text!r} (use e.g. 7d, 12h, 1y6m)")
+    hours = sum(int(n) * _PERIOD_HOURS[u] for n, u in re.findall(r"(\d+)([ymwdh])", text))
+    return dt.timedelta(hours=hours)

@@ -8,8 +8,10 @@ import datetime as dt
 
 import pytest
 
-from kubekeep.engine.retention import Policy, apply_policy, group_key, parse_duration
+from kubekeep.engine.retention import Policy, apply_policy, group_key
 from kubekeep.engine.snapshot import Snapshot
+from kubekeep.errors import UsageError
+from kubekeep.units import parse_period, parse_timeout
 
 
 def snap(when: dt.datetime | str, tags: tuple[str, ...] = (), host: str = "h", uri: str = "fs:/x") -> Snapshot:
@@ -149,7 +151,15 @@ def test_grouping_and_durations() -> None:
     a, b = snap("2020-01-01T00:00:00", host="one"), snap("2020-01-01T00:00:00", host="two", uri="fs:/y")
     assert group_key(a, ("host", "source")) == ("one", "fs:/x")
     assert group_key(b, ("host",)) == ("two",)
-    assert parse_duration("7d") == dt.timedelta(days=7)
-    assert parse_duration("1d12h") == dt.timedelta(hours=36)
-    with pytest.raises(ValueError):
-        parse_duration("3x")
+    assert parse_period("7d") == dt.timedelta(days=7)
+    assert parse_period("1d12h") == dt.timedelta(hours=36)
+    with pytest.raises(UsageError):
+        parse_period("3x")
+
+
+def test_m_is_a_month_in_periods_and_a_minute_in_timeouts() -> None:
+    assert parse_period("1m") == dt.timedelta(days=30)
+    assert parse_timeout("1m") == 60.0
+    assert parse_timeout("1m30s") == parse_timeout("90") == 90.0
+    with pytest.raises(UsageError, match="bad duration"):
+        parse_timeout("1d")

@@ -57,10 +57,8 @@ from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats
 from kubekeep.engine.retention import Decision, Policy
-from kubekeep.engine.retention import parse_duration as parse_period
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
 from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node
-from kubekeep.kube.durations import parse_duration as parse_timeout
 from kubekeep.manifests.fielddiff import FieldChange
 from kubekeep.manifests.layout import NAMESPACES_DIR
 from kubekeep.manifests.layout import parse_path as parse_object_path
@@ -68,7 +66,7 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 from kubekeep.manifests.serialization import dump as dump_object
 from kubekeep.manifests.serialization import load as load_object
 from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
-from kubekeep.units import human_size
+from kubekeep.units import human_size, parse_period, parse_timeout
 
 if TYPE_CHECKING:
     from kubekeep.connectors.etcd import EtcdSourceOptions

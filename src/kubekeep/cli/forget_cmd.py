@@ -48,10 +48,7 @@ def command(
 ) -> None:
     """Remove the snapshots IDS, or those a --keep-* policy does not keep. Data is deleted only
     by prune (or --prune)."""
-    try:
-        within = api.parse_period(keep_within) if keep_within else None
-    except ValueError as exc:
-        raise errors.UsageError(str(exc)) from None
+    within = api.parse_period(keep_within) if keep_within else None
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     bad = set(groups) - {"host", "source", "kind", "tags"}
     if bad:

@@ -99,15 +99,3 @@ def group_key(snap: Snapshot, group_by: tuple[str, ...]) -> tuple[str, ...]:
         elif g == "kind":
             parts.append(snap.kind)
     return tuple(parts)
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``2d``, ``12h``, ``1y2m3d4h`` (y=365d, m=30d, w=7d)."""
-    import re
-
-    units = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
-    parts = re.fullmatch(r"((\d+)[ymwdh])+", text.strip())
-    if not parts:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 7d, 12h, 1y6m)")
-    hours = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([ymwdh])", text))
-    return dt.timedelta(hours=hours)

@@ -23,9 +23,9 @@ from kubernetes.stream import ws_client
 
 from kubekeep import errors
 from kubekeep.kube.config import ClusterAccess
-from kubekeep.kube.durations import parse_duration
 from kubekeep.kube.portforward import get_websocket_url, websocket_headers
 from kubekeep.kube.requesting import api_path
+from kubekeep.units import parse_timeout
 
 ANNOTATION_PREFIX = "hooks.kubekeep.io/"
 PHASES = ("pre", "post")
@@ -106,7 +106,7 @@ def from_annotations(pod: dict[str, Any]) -> list[Hook]:
                     phase=phase,
                     command=parse_command(command),
                     container=ann.get(f"{ANNOTATION_PREFIX}{phase}-container", ""),
-                    timeout=parse_duration(ann.get(f"{ANNOTATION_PREFIX}{phase}-timeout", str(DEFAULT_TIMEOUT_S))),
+                    timeout=parse_timeout(ann.get(f"{ANNOTATION_PREFIX}{phase}-timeout", str(DEFAULT_TIMEOUT_S))),
                     on_error=_on_error(ann.get(f"{ANNOTATION_PREFIX}{phase}-on-error", "fail")),
                     origin=where,
                 )
