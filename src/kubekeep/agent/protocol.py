@@ -100,7 +100,7 @@ class Welcome(TypedDict):
 
 
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    return msgpack.packb(obj, use_bin_type=True)
 
 
 def unpack(data: bytes | memoryview) -> Any:

@@ -156,7 +156,7 @@ def run_backup(
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
     try:
-        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.identity, known=run.writer.has))
+        importer.use_chunking(ChunkSpec(repo.config["chunker"].copy(), repo.master.identity, known=run.writer.has))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:

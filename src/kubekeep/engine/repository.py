@@ -28,8 +28,8 @@ from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, keyfile, objects
 from kubekeep.engine.cache import Cache, default_cache_root
-from kubekeep.engine.crypto import MasterKey
-from kubekeep.engine.index import Index, Location, decode_index_body
+from kubekeep.engine.crypto import OVERHEAD, MasterKey
+from kubekeep.engine.index import BlobRow, Index, Location, decode_index_body
 from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
@@ -60,7 +60,7 @@ class Repository:
     """An open, unlocked repository. Obtain one with :meth:`init` or :meth:`open`."""
 
     def __init__(
-        self, backend: Backend, master: MasterKey, config: dict[str, Any], key_name: str, cache: Cache | None
+        self, backend: Backend, master: MasterKey, config: fmt.RepositoryConfig, key_name: str, cache: Cache | None
     ) -> None:
         self.backend = backend
         self.master = master
@@ -104,7 +104,7 @@ class Repository:
         params = keyfile.kdf_params(kdf)
         backend.create()
         master = MasterKey.generate()
-        config = {
+        config: fmt.RepositoryConfig = {
             "version": fmt.REPOSITORY_VERSION,
             "id": secrets.token_hex(16),
             "chunker": {
@@ -161,7 +161,8 @@ class Repository:
             raise errors.WrongPassword(
                 f"wrong password: no key of the repository at {backend.location} opens with it{skipped}"
             )
-        config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
+        # decoded and authenticated, of the shape every writer wrote; only its version is checked
+        config: fmt.RepositoryConfig = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
         if config.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise errors.RepositoryError(
                 f"repository format version {config.get('version')} is not supported by kubekeep {__version__}"
@@ -315,7 +316,7 @@ class Repository:
         index = Index()
         damaged: dict[str, str] = {}
 
-        def load(name: str) -> list[tuple[bytes, list[list[object]]]]:
+        def load(name: str) -> list[tuple[bytes, list[BlobRow]]]:
             try:
                 data = self.load_cached(name)
                 return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
@@ -447,7 +448,7 @@ class Repository:
         from kubekeep.engine.compression import unpack_payload
 
         what = f"blob {blob_id.hex()[:16]}"
-        if len(raw) < 28:
+        if len(raw) < OVERHEAD:
             raise errors.IntegrityError(f"{what}: stored data is truncated")
         payload = self.cipher.decrypt(raw, blob_aad(blob_type, blob_id), what)
         plain = unpack_payload(payload, raw_length, what)
