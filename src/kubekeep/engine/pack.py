@@ -14,6 +14,7 @@ name is the unkeyed BLAKE3 of its whole content, so storage integrity can be che
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -91,7 +92,7 @@ def header_bucket(length: int) -> int:
     return size
 
 
-def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
+def read_header(pack: bytes | mmap.mmap, cipher: Cipher, what: str) -> list[BlobEntry]:
     """Decode the header of a whole pack held in memory."""
     if len(pack) < _LEN.size:
         raise errors.IntegrityError(f"{what}: pack is truncated")

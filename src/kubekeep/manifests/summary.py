@@ -96,9 +96,10 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    cond: dict[str, Any]  # a condition is an object (the API server's schema)
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
-            return cond  # type: ignore[no-any-return]
+            return cond
     return None
 
 
