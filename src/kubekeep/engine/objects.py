@@ -16,12 +16,13 @@ from kubekeep.engine import compression
 from kubekeep.engine.crypto import Cipher
 
 
-def seal(cipher: Cipher, body: Any, aad: bytes) -> bytes:
+def seal(cipher: Cipher, body: object, aad: bytes) -> bytes:
     plain = msgpack.packb(body, use_bin_type=True)
     return bytes(cipher.encrypt(compression.pack_payload(plain, 3), aad))
 
 
 def unseal(cipher: Cipher, data: bytes, aad: bytes, what: str) -> Any:
+    """The decoded body: authenticated, but of whatever shape its writer gave it (hence Any)."""
     payload = cipher.decrypt(data, aad, what)
     # raw length unknown for metadata; zstd frames carry their content size
     plain = compression.unpack_payload(payload, 1 << 31, what)

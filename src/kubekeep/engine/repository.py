@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
@@ -48,6 +48,17 @@ def _open_cache(root: Path | None, repo_id: str) -> Cache | None:
         return Cache(root or default_cache_root(), repo_id)
     except OSError:
         return None
+
+
+class KeyListing(TypedDict):
+    """A key file as :meth:`Repository.list_keys` describes it."""
+
+    id: str
+    current: bool  # the key this repository was opened with
+    created: str | None
+    hostname: str | None
+    username: str | None
+    damaged: str | None  # why the key file is unusable
 
 
 #: restores read the blobs of one pack together when they are at most this far apart
@@ -222,12 +233,12 @@ class Repository:
             raise errors.UsageError("an empty password is not allowed")
         return self._store_key(self.backend, self.master, password, keyfile.kdf_params(kdf)).split("/", 1)[1]
 
-    def list_keys(self) -> list[dict[str, Any]]:
+    def list_keys(self) -> list[KeyListing]:
         """Every key file: id, whether it is the one in use, who made it and when (verified
         under the master key for version-2 key files; ``damaged`` says why one is not usable)."""
         out = []
         for info in sorted(self.backend.list("keys/"), key=lambda o: o.name):
-            entry: dict[str, Any] = {
+            entry: KeyListing = {
                 "id": info.name.split("/", 1)[1],
                 "current": info.name == self.key_name,
                 "created": None,
@@ -239,7 +250,9 @@ class Repository:
                 key = KeyFile.parse(self.backend.load(info.name))
                 details = key.details(self.master) or key.plaintext_details
                 if details is not None:
-                    entry.update(created=details.created, hostname=details.hostname, username=details.username)
+                    entry["created"] = details.created
+                    entry["hostname"] = details.hostname
+                    entry["username"] = details.username
             except errors.IntegrityError as exc:
                 entry["damaged"] = str(exc)
             except errors.ObjectNotFound:
@@ -290,7 +303,7 @@ class Repository:
             self.cache.put(name, data)
         return data
 
-    def save_object(self, prefix: str, body: Any, aad: bytes) -> str:
+    def save_object(self, prefix: str, body: object, aad: bytes) -> str:
         data = objects.seal(self.cipher, body, aad)
         name = objects.content_name(data)
         self.backend.store(f"{prefix}/{name}", data)
