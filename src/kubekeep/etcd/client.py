@@ -238,7 +238,7 @@ class EtcdClient:
         return ep.secure if ep.secure is not None else self._tls_default
 
     def _open_channel(self, ep: Endpoint) -> grpc.Channel:
-        options: list[tuple[str, Any]] = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
