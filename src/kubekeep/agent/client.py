@@ -22,10 +22,14 @@ import zstandard
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.engine.entries import ChunkSpec, Entry, PreChunked
+from kubekeep.engine.restore import FAILURES_NAMED
 
 Connect = Callable[[], p.Transport]
 
 _T = TypeVar("_T")
+
+#: seconds ``close`` waits for a session's threads
+JOIN_TIMEOUT = 10.0
 
 
 def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
@@ -398,7 +402,7 @@ class RemoteBackup:
         if self._closed:
             return
         self._outbox.put(None)
-        self._sender.join(timeout=10)
+        self._sender.join(timeout=JOIN_TIMEOUT)
         try:
             if self._error is None:
                 self.flush_acks()
@@ -408,7 +412,7 @@ class RemoteBackup:
         self._closed = True
         self.stats.bytes_on_wire = self.channel.bytes_received
         self.channel.close()
-        self._reader.join(timeout=10)
+        self._reader.join(timeout=JOIN_TIMEOUT)
 
 
 def _content_size(data: memoryview) -> int:
@@ -551,7 +555,7 @@ class RemoteRestore:
             if cctx is None:
                 cctx = self._cctx.c = zstandard.ZstdCompressor(level=1)
             packed = cctx.compress(piece)
-            if len(packed) < len(piece) * 0.97:
+            if len(packed) < len(piece) * (1 - p.MIN_SAVING):
                 payload, flags = packed, p.FLAG_ZSTD
         self.channel.send(p.WDATA, raw=payload, head=p.data_head(number, flags))
         with self._lock:
@@ -567,7 +571,8 @@ class RemoteRestore:
             raise result.error
         failed = [str(f) for f in result.get("failed", ())]
         if failed:
-            shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+            named = FAILURES_NAMED
+            shown = "; ".join(failed[:named]) + (f"; and {len(failed) - named} more" if len(failed) > named else "")
             raise errors.ConnectorError(f"the agent could not write {len(failed)} entries: {shown}")
         return [str(w) for w in result.get("warnings", ())], dict(result.get("stats") or {})
 
@@ -581,4 +586,4 @@ class RemoteRestore:
             pass
         self._closed = True
         self.channel.close()
-        self._reader.join(timeout=10)
+        self._reader.join(timeout=JOIN_TIMEOUT)

@@ -73,6 +73,13 @@ RESTORE, MKDIR, SYMLINK, WFILE, WDATA, WEND, WABORT, FINISH, FILE_FAILED, FINISH
 
 #: flag bit of a DATA/WDATA frame: the payload is zstd-compressed
 FLAG_ZSTD = 1
+#: a chunk is sent compressed only if that saves at least this fraction
+MIN_SAVING = 0.03
+#: payloads smaller than this are sent with their length prefix in one piece (larger ones are
+#: not copied just to prepend four bytes)
+_JOINED_BELOW = 64 * 1024
+#: the receive buffer of a sealed channel (it grows for larger frames)
+_SESSION_BUFFER = 1024 * 1024
 
 _LEN = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">QB")  # request or file number, flags
@@ -429,7 +436,7 @@ class Channel:
     def secure(self, send_key: bytes, recv_key: bytes) -> None:
         self._seal, self._open = AESGCM(send_key), AESGCM(recv_key)
         self._max_frame = MAX_FRAME
-        self._fill(0, room=1024 * 1024)
+        self._fill(0, room=_SESSION_BUFFER)
 
     # -- sending ------------------------------------------------------------------------------
     def send(self, kind: int, body: object = None, *, raw: bytes | memoryview | None = None, head: bytes = b"") -> None:
@@ -441,9 +448,9 @@ class Channel:
                 self._sent += 1
             prefix = _LEN.pack(len(payload))
             try:
-                if len(payload) < 65536:
+                if len(payload) < _JOINED_BELOW:
                     self.transport.sendall(prefix + payload)
-                else:  # no copy of a large payload just to prepend four bytes
+                else:
                     self.transport.sendall(prefix)
                     self.transport.sendall(payload)
             except OSError as exc:

@@ -54,8 +54,6 @@ DEFAULT_WINDOW_BYTES = 128 * 1024 * 1024
 PIECES_QUEUED = 16
 #: handshakes in progress at once; beyond, the oldest is dropped
 MAX_PENDING = 64
-#: keep a compressed chunk only if it saves at least this fraction
-MIN_SAVING = 0.03
 
 Log = Callable[[str], None]
 
@@ -478,7 +476,7 @@ class BackupSession:
             payload: bytes = piece
             if zstd is not None:
                 packed = zstd.compress(piece)
-                if len(packed) < len(piece) * (1 - MIN_SAVING):
+                if len(packed) < len(piece) * (1 - p.MIN_SAVING):
                     payload, flags = packed, p.FLAG_ZSTD
             self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
             self.stats["chunks_sent"] += 1

@@ -32,6 +32,8 @@ ALGORITHM = "argon2id"
 MAX_MEMORY_KIB = 1024 * 1024
 MAX_TIME_COST = 64
 MAX_PARALLELISM = 16
+#: Argon2 needs at least this much memory per lane (KiB)
+MIN_KIB_PER_LANE = 8
 SALT_SIZES = range(16, 65)
 #: nonce + master key + tag
 WRAPPED_SIZE = OVERHEAD + MASTER_KEY_SIZE
@@ -102,9 +104,9 @@ class KdfParams:
             raise errors.IntegrityError(f"kdf parallelism {self.parallelism} is outside 1..{MAX_PARALLELISM}")
         if not 1 <= self.time_cost <= MAX_TIME_COST:
             raise errors.IntegrityError(f"kdf time_cost {self.time_cost} is outside 1..{MAX_TIME_COST}")
-        if not 8 * self.parallelism <= self.memory_kib <= MAX_MEMORY_KIB:
+        if not MIN_KIB_PER_LANE * self.parallelism <= self.memory_kib <= MAX_MEMORY_KIB:
             raise errors.IntegrityError(
-                f"kdf memory_kib {self.memory_kib} is outside {8 * self.parallelism}..{MAX_MEMORY_KIB}"
+                f"kdf memory_kib {self.memory_kib} is outside {MIN_KIB_PER_LANE * self.parallelism}..{MAX_MEMORY_KIB}"
             )
 
     def to_body(self) -> KdfBody:

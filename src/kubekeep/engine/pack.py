@@ -30,6 +30,8 @@ BLOB_TYPES = {DATA: "data", TREE: "tree"}
 
 _HEADER_AAD = b"pack header"
 _LEN = struct.Struct("<I")
+#: the header's length, the last bytes of a pack
+LENGTH_SIZE = _LEN.size
 #: the smallest padded header; larger ones double. 4 KiB holds ~80 entries: every pack of large
 #: files' chunks (256 KiB and up, so at most ~65 in a 16 MiB pack) has the same header size.
 HEADER_BUCKET = 4096

@@ -61,6 +61,10 @@ class KeyListing(TypedDict):
     damaged: str | None  # why the key file is unusable
 
 
+#: metadata objects (index files, snapshot files, pack headers) read at once
+PARALLEL_READS = 4
+#: trees kept decoded in memory (most recently used)
+TREE_CACHE_SIZE = 4096
 #: restores read the blobs of one pack together when they are at most this far apart
 READ_GAP = 256 * 1024
 #: and read at most this much at once
@@ -337,7 +341,7 @@ class Repository:
                 damaged[name] = str(exc).removeprefix(f"{name}: ")
                 return []
 
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
         for name, reason in sorted(damaged.items()):
@@ -378,7 +382,7 @@ class Repository:
                     return name, pid, str(exc)
 
             added = packs = 0
-            with ThreadPoolExecutor(4) as pool:
+            with ThreadPoolExecutor(PARALLEL_READS) as pool:
                 for name, pid, result in pool.map(read, todo):
                     if isinstance(result, str):
                         self.warn(name, f"{result}; its blobs cannot be found without an index entry")
@@ -478,7 +482,7 @@ class Repository:
         nodes = decode_tree(self.load_blob(tree_id), f"tree {tree_id.hex()[:16]}")
         with self._tree_cache_lock:
             self._tree_cache[tree_id] = nodes
-            while len(self._tree_cache) > 4096:
+            while len(self._tree_cache) > TREE_CACHE_SIZE:
                 self._tree_cache.popitem(last=False)
         return nodes
 
@@ -530,7 +534,7 @@ class Repository:
                 damaged[snap_id] = DamagedSnapshot(snap_id, str(exc).removeprefix(f"snapshot {snap_id[:8]}: "))
                 return None
 
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
             snaps = [s for s in pool.map(load, ids) if s is not None]
         if skip_damaged:
             self.damaged_snapshots = dict(sorted(damaged.items()))

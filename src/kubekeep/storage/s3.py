@@ -39,6 +39,8 @@ ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_POOL_CONNECTIONS = 16
+#: conditional PUTs of an exclusive store tried while concurrent conditional writes conflict
+CONDITIONAL_PUT_ATTEMPTS = 3
 
 
 class _CreateBucket(TypedDict):
@@ -335,7 +337,7 @@ class S3Backend(Backend):
             self._put(params, name)
             return
         if self._conditional is not False:
-            for _ in range(3):
+            for _ in range(CONDITIONAL_PUT_ATTEMPTS):
                 try:
                     self._client.put_object(**params, IfNoneMatch="*")
                     self._conditional = True
