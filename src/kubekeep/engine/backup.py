@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -363,7 +363,7 @@ class _BackupRun:
             self._warn(f"{entry.path}: read failed: {exc.strerror or exc}; skipped")
             return None
 
-    def _store_chunks(self, chunks: Any, content: list[bytes], *, parallel: bool = False) -> int:
+    def _store_chunks(self, chunks: Iterable[memoryview], content: list[bytes], *, parallel: bool = False) -> int:
         size = 0
         writer = self.writer
         master = self.repo.master
