@@ -378,13 +378,13 @@ class RemoteBackup:
         for q in targets:
             q.fail(failure)
 
-    def _entry(self, body: dict[str, Any]) -> Entry:
+    def _entry(self, body: p.Message) -> Entry:
         entry = p.entry_from_body(body)
         if self.prefix:
             entry.path = f"{self.prefix}/{entry.path}"
         return entry
 
-    def _file(self, body: dict[str, Any]) -> None:
+    def _file(self, body: p.Message) -> None:
         entry = self._entry(body)
         rf = RemoteFile(self, entry.path)
         entry.chunks = rf
@@ -432,7 +432,7 @@ class RemoteFile(PreChunked):
         self.queue: _Inbox[_Batch | _FileEnd] = _Inbox()
         self._current: _Batch | None = None
 
-    def add_batch(self, body: dict[str, Any]) -> None:
+    def add_batch(self, body: p.Message) -> None:
         """Reader thread: a batch of chunk ids arrived; ask for what is missing right away."""
         ids_blob = p.require(body, "ids", bytes, "chunk list")
         lengths: list[int] = p.require(body, "n", list, "chunk list")  # each checked below
@@ -489,7 +489,7 @@ class RemoteRestore:
         self._lock = threading.Lock()
         self._next = 0
         self._failed: list[str] = []
-        self._finished: queue.Queue[dict[str, Any] | _Failure] = queue.Queue()  # the decoded FINISHED
+        self._finished: queue.Queue[p.Message | _Failure] = queue.Queue()  # the decoded FINISHED
         self._error: BaseException | None = None
         self._closed = False
         self._cctx = threading.local()

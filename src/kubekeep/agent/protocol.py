@@ -189,6 +189,10 @@ class Finished(TypedDict):
     stats: dict[str, int]
 
 
+#: a message body as decoded (a msgpack map): its values are unchecked, hence Any, until
+#: :func:`require` (or a conversion that fails loudly) checks one
+Message = dict[str, Any]
+
 _T = TypeVar("_T")
 _U = TypeVar("_U")
 
@@ -204,9 +208,8 @@ def unpack(data: bytes | memoryview) -> Any:
         raise errors.ConnectorError(f"agent protocol: malformed message ({exc})") from None
 
 
-def unpack_map(data: bytes | memoryview, what: str) -> dict[str, Any]:
-    """A message body that must be a map (every message but the DATA frames). Its values are
-    unchecked (hence Any): :func:`require` checks one."""
+def unpack_map(data: bytes | memoryview, what: str) -> Message:
+    """A message body that must be a map (every message but the DATA frames)."""
     body = unpack(data)
     if not isinstance(body, dict):
         raise errors.ConnectorError(f"agent protocol: malformed {what}: a {type(body).__name__}, not a map")

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import blake3
 import zstandard
@@ -267,7 +266,7 @@ class _Window:
 
 
 class BackupSession:
-    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: p.Message) -> None:
         """``request``: the decoded BACKUP (:class:`p.BackupRequest`), checked here."""
         self.config = config
         self.channel = channel
@@ -448,7 +447,7 @@ class BackupSession:
                 w.batches[seq] = (size, data or {})
         self.channel.send(kind, {"s": seq, **body})
 
-    def _ack(self, body: dict[str, Any]) -> None:
+    def _ack(self, body: p.Message) -> None:
         """``body``: a decoded CREDIT (:class:`p.Credit`)."""
         w = self.window
         with w.cond:
@@ -460,7 +459,7 @@ class BackupSession:
             w.cond.notify_all()
 
     # answering WANTs ----------------------------------------------------------------------
-    def _send_chunks(self, want: dict[str, Any], zstd: zstandard.ZstdCompressor | None) -> None:
+    def _send_chunks(self, want: p.Message, zstd: zstandard.ZstdCompressor | None) -> None:
         """``want``: a decoded WANT (:class:`p.Want`)."""
         request = int(want["r"])
         with self.window.cond:
@@ -527,7 +526,7 @@ def _abandon(q: _Pieces) -> None:
 
 
 class RestoreSession:
-    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: p.Message) -> None:
         self.config = config
         self.channel = channel
         self.block = config.block
