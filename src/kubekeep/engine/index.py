@@ -21,6 +21,8 @@ from kubekeep.engine.pack import BlobEntry
 
 _ROW = np.dtype([("pack", "<u4"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4"), ("type", "u1")])
 _MERGE_AT = 100_000
+#: the version of the index file body
+INDEX_VERSION = 1
 
 #: a blob's row in an index file, ``[type, id, offset, length, raw length]``: as msgpack decoded
 #: it, of unchecked element types (hence Any)
@@ -222,7 +224,7 @@ class Index:
 def index_body(packs: Iterable[tuple[bytes, Iterable[BlobEntry]]]) -> IndexBody:
     """The body of an index file listing ``packs`` (sealed by ``objects.seal``)."""
     return {
-        "v": 1,
+        "v": INDEX_VERSION,
         "packs": [[pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]] for pid, ents in packs],
     }
 
@@ -231,7 +233,7 @@ def decode_index_body(body: Any, what: str) -> list[tuple[bytes, list[BlobRow]]]
     """Validate a decoded index file (msgpack of any shape, hence Any) and return its
     ``(pack_id, blobs)`` rows."""
     try:
-        if body.get("v") != 1:
+        if body.get("v") != INDEX_VERSION:
             raise errors.IntegrityError(f"{what}: unsupported index version {body.get('v')!r}")
         return [(bytes(pid), blobs) for pid, blobs in body["packs"]]
     except (ValueError, TypeError, KeyError, AttributeError):

@@ -6,6 +6,9 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
 
+#: the version of the snapshot file body
+SNAPSHOT_VERSION = 1
+
 
 class SnapshotSource(TypedDict, total=False):
     """What a snapshot was taken from (``entries.SourceInfo``). Every writer writes all four;
@@ -52,7 +55,7 @@ class Snapshot:
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("id")
-        d["v"] = 1
+        d["v"] = SNAPSHOT_VERSION
         return d
 
     @classmethod

@@ -23,6 +23,8 @@ DIR = "dir"
 FILE = "file"
 SYMLINK = "symlink"
 _TYPES = frozenset((DIR, FILE, SYMLINK))
+#: the version of a tree blob's body
+TREE_VERSION = 1
 
 
 class WireNode(TypedDict):
@@ -192,19 +194,19 @@ def encode_tree(nodes: list[Node]) -> bytes:
     nodes = sorted(nodes, key=lambda n: name_bytes(n.name))
     wire = [n.to_wire() for n in nodes]
     try:
-        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
+        return msgpack.packb({"v": TREE_VERSION, "nodes": wire}, use_bin_type=True)
     except UnicodeEncodeError:  # a name or target that is not UTF-8: the rare case, done again
         for node, d in zip(nodes, wire, strict=True):
             d["n"] = _wire_text(node.name)
             if "l" in d:
                 d["l"] = _wire_text(node.target)
-        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
+        return msgpack.packb({"v": TREE_VERSION, "nodes": wire}, use_bin_type=True)
 
 
 def decode_tree(data: bytes, what: str) -> list[Node]:
     try:
         body = msgpack.unpackb(data, raw=False)
-        if body.get("v") != 1:
+        if body.get("v") != TREE_VERSION:
             raise errors.IntegrityError(f"{what}: unsupported tree version {body.get('v')!r}")
         nodes = [Node.from_wire(d) for d in body["nodes"]]
     except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
