@@ -28,6 +28,9 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 #: free memory at the top of the heap kept for reuse before giving it back to the kernel
 TRIM_THRESHOLD = 256 * 1024 * 1024
+#: allocations (less deallocations) between collections of the youngest generation (Python's
+#: default is 700), and collections of one generation between those of the next
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def tune() -> None:
@@ -38,7 +41,7 @@ def tune() -> None:
     _tune_glibc_malloc()
     # a backup or a restore makes millions of small acyclic objects (tree nodes, ids): collect
     # the youngest generation less often
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _tune_glibc_malloc() -> None:

@@ -15,15 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import zstandard
 
 from kubekeep import errors
 from kubekeep.agent import protocol as p
 from kubekeep.engine.entries import ChunkSpec, Entry, PreChunked
+from kubekeep.engine.restore import FAILURES_NAMED
 
 Connect = Callable[[], p.Transport]
+
+_T = TypeVar("_T")
+
+#: seconds ``close`` waits for a session's threads
+JOIN_TIMEOUT = 10.0
 
 
 def tcp(host: str, port: int, *, timeout: float = 10.0) -> Connect:
@@ -82,7 +88,7 @@ class TransferStats:
     bytes_total: int = 0  # logical bytes of all files
     bytes_fetched: int = 0  # plaintext bytes of the chunks received
     bytes_on_wire: int = 0  # bytes received, framing, compression and sealing included
-    agent: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, object] = field(default_factory=dict)  # the agent's own counters, unchecked
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +106,31 @@ class _Failure:
         self.error = error
 
 
-_DONE = object()
+class _Inbox(Generic[_T]):
+    """A queue from the reader thread to a consumer, or the session's failure, which every
+    later ``get`` raises too."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[_T | _Failure] = queue.Queue()
+
+    def put(self, item: _T) -> None:
+        self._queue.put(item)
+
+    def fail(self, failure: _Failure) -> None:
+        self._queue.put(failure)
+
+    def get(self, before_waiting: Callable[[], None]) -> _T:
+        """The next item; ``before_waiting`` runs first if there is none yet (a backup sends its
+        acknowledgements then: let the agent move on)."""
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            before_waiting()
+            item = self._queue.get()
+        if isinstance(item, _Failure):
+            self._queue.put(item)  # every later reader fails the same way
+            raise item.error
+        return item
 
 
 class _Request:
@@ -111,7 +141,7 @@ class _Request:
         self.ids = ids
         self.lengths = lengths  # the announced length of each chunk: decompression stops there
         self.wanted = set(ids)
-        self.queue: queue.Queue[Any] = queue.Queue()
+        self.queue: _Inbox[tuple[int, memoryview]] = _Inbox()  # (flags, data)
         self.got: dict[bytes, tuple[int, memoryview]] = {}
         self.taken = 0  # frames moved from the queue into ``got``
         self.remaining = len(ids)  # frames the reader still expects
@@ -161,7 +191,8 @@ class RemoteBackup:
         self._known = spec.known
         #: the longest chunk the agent may announce (what a compressed chunk may decompress to)
         self.max_chunk = min(p.MAX_FRAME, int(spec.params.get("max", p.MAX_FRAME)))
-        self._entries: queue.Queue[Any] = queue.Queue()
+        #: ``(record to acknowledge, entry)``, then None when the walk is done
+        self._entries: _Inbox[tuple[int | None, Entry] | None] = _Inbox()
         self._files: dict[int, RemoteFile] = {}
         self._requests: dict[int, _Request] = {}
         self._next_request = 0
@@ -171,18 +202,16 @@ class RemoteBackup:
         self._error: BaseException | None = None
         self._closed = False
         self._dctx = threading.local()
-        self._outbox: queue.Queue[Any] = queue.Queue()
-        channel.send(
-            p.BACKUP,
-            {
-                "chunker": spec.params,
-                "id_key": spec.id_key,
-                "compress": "zstd" if compress else "none",
-                "excludes": list(excludes),
-                "window_bytes": window_bytes,
-                "window_records": window_records,
-            },
-        )
+        self._outbox: queue.Queue[tuple[int, p.Want] | None] = queue.Queue()  # None: stop
+        request: p.BackupRequest = {
+            "chunker": spec.params,
+            "id_key": spec.id_key,
+            "compress": "zstd" if compress else "none",
+            "excludes": list(excludes),
+            "window_bytes": window_bytes,
+            "window_records": window_records,
+        }
+        channel.send(p.BACKUP, request)
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
         self._reader.start()
         # the reader never sends (a send can block, and then nothing would read the answers)
@@ -192,24 +221,13 @@ class RemoteBackup:
     # -- consumer side -----------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
         while True:
-            item = self._get(self._entries)
-            if item is _DONE:
+            item = self._entries.get(self.flush_acks)
+            if item is None:
                 return
             seq, entry = item
             if seq is not None:
                 self.ack(seq)
             yield entry
-
-    def _get(self, q: queue.Queue[Any]) -> Any:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            self.flush_acks()  # about to wait: let the agent move on
-            item = q.get()
-        if isinstance(item, _Failure):
-            q.put(item)  # every later reader fails the same way
-            raise item.error
-        return item
 
     def ack(self, seq: int) -> None:
         with self._lock:
@@ -222,7 +240,8 @@ class RemoteBackup:
         with self._lock:
             acks, self._acks = self._acks, []
         if acks and not self._closed:
-            self.channel.send(p.CREDIT, {"s": acks})
+            credit: p.Credit = {"s": acks}
+            self.channel.send(p.CREDIT, credit)
 
     def _want(self, batch: _Batch, ids: list[bytes]) -> _Request:
         """Register a request; the caller sends its WANT."""
@@ -232,7 +251,7 @@ class RemoteBackup:
             self._requests[req.number] = req
         return req
 
-    def _want_body(self, batch: _Batch, req: _Request) -> dict[str, Any]:
+    def _want_body(self, batch: _Batch, req: _Request) -> p.Want:
         return {"r": req.number, "s": batch.seq, "o": [batch.offsets[i] for i in req.ids]}
 
     def prefetch(self, batch: _Batch) -> None:
@@ -261,7 +280,7 @@ class RemoteBackup:
         while blob_id not in req.got:
             if req.taken >= len(req.ids):
                 raise errors.ConnectorError("agent protocol: a chunk was asked for twice in one batch")
-            req.got[req.ids[req.taken]] = self._get(req.queue)
+            req.got[req.ids[req.taken]] = req.queue.get(self.flush_acks)
             req.taken += 1
         flags, data = req.got.pop(blob_id)
         if not flags & p.FLAG_ZSTD:
@@ -307,13 +326,13 @@ class RemoteBackup:
                             self._requests.pop(req.number, None)
                             req = None
                     if req is not None:
-                        req.queue.put(
+                        req.queue.fail(
                             _Failure(errors.ConnectorError(f"the agent could not send chunks: {body.get('error')}"))
                         )
                 elif kind == p.DONE:
                     self.warnings.extend(str(w) for w in body.get("warnings", ()))
                     self.stats.agent = dict(body.get("stats") or {})
-                    self._entries.put(_DONE)
+                    self._entries.put(None)
                 elif kind == p.ERROR:
                     raise errors.ConnectorError(f"the agent failed: {p.error_message(payload)}")
                 else:
@@ -350,19 +369,22 @@ class RemoteBackup:
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
         failure = _Failure(exc)
-        self._entries.put(failure)
+        self._entries.fail(failure)
         with self._lock:
-            targets = [*(r.queue for r in self._requests.values()), *(f.queue for f in self._files.values())]
+            targets: list[_Inbox[Any]] = [
+                *(r.queue for r in self._requests.values()),
+                *(f.queue for f in self._files.values()),
+            ]
         for q in targets:
-            q.put(failure)
+            q.fail(failure)
 
-    def _entry(self, body: dict[str, Any]) -> Entry:
+    def _entry(self, body: p.Message) -> Entry:
         entry = p.entry_from_body(body)
         if self.prefix:
             entry.path = f"{self.prefix}/{entry.path}"
         return entry
 
-    def _file(self, body: dict[str, Any]) -> None:
+    def _file(self, body: p.Message) -> None:
         entry = self._entry(body)
         rf = RemoteFile(self, entry.path)
         entry.chunks = rf
@@ -380,7 +402,7 @@ class RemoteBackup:
         if self._closed:
             return
         self._outbox.put(None)
-        self._sender.join(timeout=10)
+        self._sender.join(timeout=JOIN_TIMEOUT)
         try:
             if self._error is None:
                 self.flush_acks()
@@ -390,7 +412,7 @@ class RemoteBackup:
         self._closed = True
         self.stats.bytes_on_wire = self.channel.bytes_received
         self.channel.close()
-        self._reader.join(timeout=10)
+        self._reader.join(timeout=JOIN_TIMEOUT)
 
 
 def _content_size(data: memoryview) -> int:
@@ -407,23 +429,23 @@ class RemoteFile(PreChunked):
     def __init__(self, session: RemoteBackup, path: str) -> None:
         self.session = session
         self.path = path
-        self.queue: queue.Queue[Any] = queue.Queue()
+        self.queue: _Inbox[_Batch | _FileEnd] = _Inbox()
         self._current: _Batch | None = None
 
-    def add_batch(self, body: dict[str, Any]) -> None:
+    def add_batch(self, body: p.Message) -> None:
         """Reader thread: a batch of chunk ids arrived; ask for what is missing right away."""
-        ids_blob: bytes = p.require(body, "ids", bytes, "chunk list")
-        lengths: list[int] = p.require(body, "n", list, "chunk list")
+        ids_blob = p.require(body, "ids", bytes, "chunk list")
+        lengths: list[int] = p.require(body, "n", list, "chunk list")  # each checked below
         longest = self.session.max_chunk
         if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= longest for n in lengths):
             raise errors.ConnectorError(f"agent protocol: malformed chunk list: a length that is not 1 to {longest}")
-        if len(ids_blob) != 32 * len(lengths):
+        if len(ids_blob) != p.ID_SIZE * len(lengths):
             raise errors.ConnectorError("agent protocol: chunk list and lengths disagree")
-        offset: int = p.require(body, "o", int, "chunk list")
+        offset = p.require(body, "o", int, "chunk list")
         offsets: dict[bytes, int] = {}
         chunks: list[tuple[bytes, int]] = []
         for i, length in enumerate(lengths):
-            blob_id = ids_blob[32 * i : 32 * i + 32]
+            blob_id = ids_blob[p.ID_SIZE * i : p.ID_SIZE * (i + 1)]
             offsets.setdefault(blob_id, offset)
             chunks.append((blob_id, length))
             offset += length
@@ -434,7 +456,7 @@ class RemoteFile(PreChunked):
     def batches(self) -> Iterator[list[tuple[bytes, int]]]:
         session = self.session
         while True:
-            item = session._get(self.queue)
+            item = self.queue.get(session.flush_acks)
             if isinstance(item, _FileEnd):
                 if item.seq is not None:
                     session.ack(item.seq)
@@ -467,12 +489,13 @@ class RemoteRestore:
         self._lock = threading.Lock()
         self._next = 0
         self._failed: list[str] = []
-        self._finished: queue.Queue[Any] = queue.Queue()
+        self._finished: queue.Queue[p.Message | _Failure] = queue.Queue()  # the decoded FINISHED
         self._error: BaseException | None = None
         self._closed = False
         self._cctx = threading.local()
         self.bytes_sent = 0
-        channel.send(p.RESTORE, {"owners": owners})
+        request: p.RestoreRequest = {"owners": owners}
+        channel.send(p.RESTORE, request)
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
         self._reader.start()
 
@@ -520,9 +543,9 @@ class RemoteRestore:
                 for piece in data:
                     self._send_piece(number, piece)
             except BaseException:
-                self.channel.send(p.WABORT, {"f": number})
+                self.channel.send(p.WABORT, p.FileNumber(f=number))
                 raise
-            self.channel.send(p.WEND, {"f": number})
+            self.channel.send(p.WEND, p.FileNumber(f=number))
 
     def _send_piece(self, number: int, piece: bytes) -> None:
         flags = 0
@@ -532,13 +555,13 @@ class RemoteRestore:
             if cctx is None:
                 cctx = self._cctx.c = zstandard.ZstdCompressor(level=1)
             packed = cctx.compress(piece)
-            if len(packed) < len(piece) * 0.97:
+            if len(packed) < len(piece) * (1 - p.MIN_SAVING):
                 payload, flags = packed, p.FLAG_ZSTD
         self.channel.send(p.WDATA, raw=payload, head=p.data_head(number, flags))
         with self._lock:
             self.bytes_sent += len(payload)
 
-    def finish(self) -> tuple[list[str], dict[str, Any]]:
+    def finish(self) -> tuple[list[str], dict[str, object]]:
         """Wait until the agent wrote everything; its warnings and counters. Raises if any
         entry could not be written."""
         self._check()
@@ -548,7 +571,8 @@ class RemoteRestore:
             raise result.error
         failed = [str(f) for f in result.get("failed", ())]
         if failed:
-            shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+            named = FAILURES_NAMED
+            shown = "; ".join(failed[:named]) + (f"; and {len(failed) - named} more" if len(failed) > named else "")
             raise errors.ConnectorError(f"the agent could not write {len(failed)} entries: {shown}")
         return [str(w) for w in result.get("warnings", ())], dict(result.get("stats") or {})
 
@@ -562,4 +586,4 @@ class RemoteRestore:
             pass
         self._closed = True
         self.channel.close()
-        self._reader.join(timeout=10)
+        self._reader.join(timeout=JOIN_TIMEOUT)

@@ -27,7 +27,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Protocol, TypedDict
+from collections.abc import Mapping
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, overload
 
 import msgpack
 import zstandard
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, EntryType
+from kubekeep.engine.format import ChunkerParams
 
 VERSION = 1
 DEFAULT_PORT = 8765
@@ -45,6 +47,11 @@ DEFAULT_PORT = 8765
 SECRET_ENV = "KUBEKEEP_AGENT_SECRET"
 SECRET_SIZE = 32
 NONCE_SIZE = 32
+#: HMAC-SHA256 proofs, and the session keys derived with HKDF-SHA256
+MAC_SIZE = 32
+KEY_SIZE = 32
+#: bytes of a chunk id in CHUNKS/FILE records (keyed BLAKE3-256)
+ID_SIZE = 32
 #: a frame larger than this is a protocol error (the largest chunk is 8 MiB)
 MAX_FRAME = 64 * 1024 * 1024
 #: a frame before authentication larger than this is a protocol error (HELLO is ~150 bytes)
@@ -66,6 +73,13 @@ RESTORE, MKDIR, SYMLINK, WFILE, WDATA, WEND, WABORT, FINISH, FILE_FAILED, FINISH
 
 #: flag bit of a DATA/WDATA frame: the payload is zstd-compressed
 FLAG_ZSTD = 1
+#: a chunk is sent compressed only if that saves at least this fraction
+MIN_SAVING = 0.03
+#: payloads smaller than this are sent with their length prefix in one piece (larger ones are
+#: not copied just to prepend four bytes)
+_JOINED_BELOW = 64 * 1024
+#: the receive buffer of a sealed channel (it grows for larger frames)
+_SESSION_BUFFER = 1024 * 1024
 
 _LEN = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">QB")  # request or file number, flags
@@ -81,13 +95,18 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class Hello(TypedDict):
-    v: int
-    nonce: bytes
+class Announcement(TypedDict):
+    """What an agent says of itself in HELLO."""
+
     modes: list[str]
     source: str
     agent: str
     writers: int
+
+
+class Hello(Announcement):
+    v: int
+    nonce: bytes
 
 
 class Auth(TypedDict):
@@ -99,8 +118,87 @@ class Welcome(TypedDict):
     mac: bytes
 
 
-def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+class ErrorBody(TypedDict):
+    message: str
+
+
+class EntryBody(TypedDict):
+    """An entry as sent in ENTRY/FILE (backup) and MKDIR/SYMLINK/WFILE (restore): path, type,
+    mode, owner, group, mtime; a file's size, a symlink's target. Names that are not UTF-8 go as
+    their bytes."""
+
+    p: str | bytes
+    t: str
+    m: int
+    u: int
+    g: int
+    mt: int
+    z: NotRequired[int]
+    l: NotRequired[str | bytes]  # noqa: E741 - the wire name
+
+
+class BackupRequest(TypedDict):
+    """BACKUP: how to chunk and name the volume's content, and the flow-control window."""
+
+    chunker: ChunkerParams
+    id_key: bytes
+    compress: str  # "zstd" or "none"
+    excludes: list[str]
+    window_bytes: int
+    window_records: int
+
+
+class RestoreRequest(TypedDict):
+    owners: bool | None
+
+
+class Want(TypedDict):
+    """WANT: the data of the chunks at offsets ``o`` of batch ``s``, as request ``r``."""
+
+    r: int
+    s: int
+    o: list[int]
+
+
+class Credit(TypedDict):
+    """CREDIT: the records (sequence numbers) consumed."""
+
+    s: list[int]
+
+
+class Fail(TypedDict):
+    r: int
+    error: str
+
+
+class FileNumber(TypedDict):
+    """WEND and WABORT: which file."""
+
+    f: int
+
+
+class FileFailed(TypedDict):
+    f: int | None
+    p: str
+    error: str
+
+
+class Finished(TypedDict):
+    warnings: list[str]
+    failed: list[str]
+    stats: dict[str, int]
+
+
+#: a message body as decoded (a msgpack map): its values are unchecked, hence Any, until
+#: :func:`require` (or a conversion that fails loudly) checks one
+Message = dict[str, Any]
+
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+
+
+def pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
 
 
 def unpack(data: bytes | memoryview) -> Any:
@@ -110,7 +208,7 @@ def unpack(data: bytes | memoryview) -> Any:
         raise errors.ConnectorError(f"agent protocol: malformed message ({exc})") from None
 
 
-def unpack_map(data: bytes | memoryview, what: str) -> dict[str, Any]:
+def unpack_map(data: bytes | memoryview, what: str) -> Message:
     """A message body that must be a map (every message but the DATA frames)."""
     body = unpack(data)
     if not isinstance(body, dict):
@@ -118,7 +216,15 @@ def unpack_map(data: bytes | memoryview, what: str) -> dict[str, Any]:
     return body
 
 
-def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+@overload
+def require(body: Mapping[str, object], key: str, kind: type[_T], what: str) -> _T: ...
+
+
+@overload
+def require(body: Mapping[str, object], key: str, kind: tuple[type[_T], type[_U]], what: str) -> _T | _U: ...
+
+
+def require(body: Mapping[str, object], key: str, kind: type | tuple[type, ...], what: str) -> object:
     """``body[key]``, which must be of ``kind`` (an int is never a bool)."""
     value = body.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -128,8 +234,8 @@ def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what:
     return value
 
 
-def _sized(body: dict[str, Any], key: str, size: int, what: str) -> bytes:
-    value: bytes = require(body, key, bytes, what)
+def _sized(body: Mapping[str, object], key: str, size: int, what: str) -> bytes:
+    value = require(body, key, bytes, what)
     if len(value) != size:
         raise errors.ConnectorError(f"agent protocol: malformed {what}: {key!r} is {len(value)} bytes, not {size}")
     return value
@@ -165,11 +271,11 @@ def decode_hello(data: bytes | memoryview) -> Hello:
 
 def decode_auth(data: bytes | memoryview) -> Auth:
     body = unpack_map(data, "AUTH")
-    return Auth(nonce=_sized(body, "nonce", NONCE_SIZE, "AUTH"), mac=_sized(body, "mac", 32, "AUTH"))
+    return Auth(nonce=_sized(body, "nonce", NONCE_SIZE, "AUTH"), mac=_sized(body, "mac", MAC_SIZE, "AUTH"))
 
 
 def decode_welcome(data: bytes | memoryview) -> Welcome:
-    return Welcome(mac=_sized(unpack_map(data, "WELCOME"), "mac", 32, "WELCOME"))
+    return Welcome(mac=_sized(unpack_map(data, "WELCOME"), "mac", MAC_SIZE, "WELCOME"))
 
 
 def error_message(data: bytes | memoryview) -> str:
@@ -216,9 +322,9 @@ def split_data(payload: memoryview) -> tuple[int, int, memoryview]:
     return number, flags, payload[_DATA_HEAD.size :]
 
 
-def entry_body(entry: Entry) -> dict[str, Any]:
+def entry_body(entry: Entry) -> EntryBody:
     """An entry's metadata as sent in ENTRY/FILE (backup) and MKDIR/SYMLINK/WFILE (restore)."""
-    body: dict[str, Any] = {
+    body: EntryBody = {
         "p": _wire_name(entry.path),
         "t": entry.type.value,
         "m": entry.mode,
@@ -246,7 +352,7 @@ def _name(value: object) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
-def entry_from_body(body: dict[str, Any]) -> Entry:
+def entry_from_body(body: Mapping[str, object]) -> Entry:
     """An entry from ENTRY/FILE/MKDIR/SYMLINK/WFILE, every field type- and range-checked."""
     kind = require(body, "t", str, "entry")
     try:
@@ -291,7 +397,7 @@ def session_keys(secret: bytes, nonce_a: bytes, nonce_c: bytes) -> tuple[bytes, 
     """``(client-to-agent key, agent-to-client key)``."""
 
     def derive(info: bytes) -> bytes:
-        return HKDF(hashes.SHA256(), 32, nonce_a + nonce_c, b"kubekeep-agent-v1 " + info).derive(secret)
+        return HKDF(hashes.SHA256(), KEY_SIZE, nonce_a + nonce_c, b"kubekeep-agent-v1 " + info).derive(secret)
 
     return derive(b"c2a"), derive(b"a2c")
 
@@ -333,10 +439,10 @@ class Channel:
     def secure(self, send_key: bytes, recv_key: bytes) -> None:
         self._seal, self._open = AESGCM(send_key), AESGCM(recv_key)
         self._max_frame = MAX_FRAME
-        self._fill(0, room=1024 * 1024)
+        self._fill(0, room=_SESSION_BUFFER)
 
     # -- sending ------------------------------------------------------------------------------
-    def send(self, kind: int, body: Any = None, *, raw: bytes | memoryview | None = None, head: bytes = b"") -> None:
+    def send(self, kind: int, body: object = None, *, raw: bytes | memoryview | None = None, head: bytes = b"") -> None:
         """Send a message: ``body`` msgpack-encoded, or ``head + raw`` as is (DATA frames)."""
         payload = bytes([kind]) + head + raw if raw is not None else bytes([kind]) + pack(body)
         with self._send_lock:
@@ -345,9 +451,9 @@ class Channel:
                 self._sent += 1
             prefix = _LEN.pack(len(payload))
             try:
-                if len(payload) < 65536:
+                if len(payload) < _JOINED_BELOW:
                     self.transport.sendall(prefix + payload)
-                else:  # no copy of a large payload just to prepend four bytes
+                else:
                     self.transport.sendall(prefix)
                     self.transport.sendall(payload)
             except OSError as exc:
@@ -485,7 +591,8 @@ def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
         )
     nonce_a = hello["nonce"]
     nonce_c = os.urandom(NONCE_SIZE)
-    channel.send(AUTH, {"nonce": nonce_c, "mac": mac(secret, b"client", nonce_a, nonce_c)})
+    auth: Auth = {"nonce": nonce_c, "mac": mac(secret, b"client", nonce_a, nonce_c)}
+    channel.send(AUTH, auth)
     welcome = decode_welcome(_expect(channel, WELCOME, "the agent answered AUTH with message {got}, not WELCOME"))
     if not hmac.compare_digest(welcome["mac"], mac(secret, b"agent", nonce_a, nonce_c)):
         raise errors.ConnectorError("the agent failed to prove it holds the run's secret")
@@ -494,20 +601,23 @@ def client_handshake(channel: Channel, secret: bytes, *, mode: str) -> Hello:
     return hello
 
 
-def agent_handshake(channel: Channel, secret: bytes, hello: dict[str, Any]) -> bool:
+def agent_handshake(channel: Channel, secret: bytes, hello: Announcement) -> bool:
     """Challenge a connecting client: True (and sealed frames) if it proved it holds the secret,
     False (after telling it) if its proof is wrong; a malformed or unexpected message raises
     :class:`~kubekeep.errors.ConnectorError`."""
     nonce_a = os.urandom(NONCE_SIZE)
-    channel.send(HELLO, {**hello, "v": VERSION, "nonce": nonce_a})
+    body: Hello = {**hello, "v": VERSION, "nonce": nonce_a}
+    channel.send(HELLO, body)
     got, payload = channel.recv()
     if got != AUTH:
         raise errors.ConnectorError(f"agent protocol: expected AUTH, got message {got}")
     auth = decode_auth(payload)
     if not hmac.compare_digest(auth["mac"], mac(secret, b"client", nonce_a, auth["nonce"])):
-        channel.send(ERROR, {"message": "authentication failed"})
+        refusal: ErrorBody = {"message": "authentication failed"}
+        channel.send(ERROR, refusal)
         return False
-    channel.send(WELCOME, {"mac": mac(secret, b"agent", nonce_a, auth["nonce"])})
+    welcome: Welcome = {"mac": mac(secret, b"agent", nonce_a, auth["nonce"])}
+    channel.send(WELCOME, welcome)
     c2a, a2c = session_keys(secret, nonce_a, auth["nonce"])
     channel.secure(a2c, c2a)
     return True

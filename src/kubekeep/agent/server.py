@@ -15,6 +15,7 @@ modes, owners and times restored).
 
 from __future__ import annotations
 
+import enum
 import os
 import queue
 import select
@@ -23,11 +24,10 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import blake3
 import zstandard
@@ -46,10 +46,13 @@ WRITERS = 8
 #: the largest backup window a client may ask for (records, bytes of buffered chunk data)
 MAX_WINDOW_RECORDS = 1_000_000
 MAX_WINDOW_BYTES = 512 * 1024 * 1024
+#: the window of a BACKUP request that names none
+DEFAULT_WINDOW_RECORDS = 4096
+DEFAULT_WINDOW_BYTES = 128 * 1024 * 1024
+#: restore: pieces of one file buffered ahead of its writer
+PIECES_QUEUED = 16
 #: handshakes in progress at once; beyond, the oldest is dropped
 MAX_PENDING = 64
-#: keep a compressed chunk only if it saves at least this fraction
-MIN_SAVING = 0.03
 
 Log = Callable[[str], None]
 
@@ -170,7 +173,7 @@ class Agent:
         transport.deadline = time.monotonic() + self.config.handshake_timeout
         channel = p.Channel(transport, peer="kubekeep client")
         modes = ["backup", "restore"] if self.config.write else ["backup"]
-        hello = {
+        hello: p.Announcement = {
             "modes": modes,
             "source": "block" if self.config.block else "dir",
             "agent": __version__,
@@ -205,7 +208,8 @@ class Agent:
         self.log(f"refused {peer}: {why}")
         if tell:
             try:
-                channel.send(p.ERROR, {"message": why if why == "already serving a session" else "protocol error"})
+                refusal: p.ErrorBody = {"message": why if why == "already serving a session" else "protocol error"}
+                channel.send(p.ERROR, refusal)
             except errors.KubekeepError:
                 pass
         channel.close()
@@ -262,16 +266,19 @@ class _Window:
 
 
 class BackupSession:
-    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: p.Message) -> None:
+        """``request``: the decoded BACKUP (:class:`p.BackupRequest`), checked here."""
         self.config = config
         self.channel = channel
         what = "BACKUP"
         self.id_key = p.require(request, "id_key", bytes, what)
-        if len(self.id_key) != 32:
+        if len(self.id_key) != p.ID_SIZE:
             raise errors.ConnectorError("agent protocol: malformed BACKUP: the id key must be 32 bytes")
         self.compress = p.require(request, "compress", str, what) == "zstd" if "compress" in request else False
-        records = p.require(request, "window_records", int, what) if "window_records" in request else 4096
-        size = p.require(request, "window_bytes", int, what) if "window_bytes" in request else 128 * 1024 * 1024
+        records = (
+            p.require(request, "window_records", int, what) if "window_records" in request else DEFAULT_WINDOW_RECORDS
+        )
+        size = p.require(request, "window_bytes", int, what) if "window_bytes" in request else DEFAULT_WINDOW_BYTES
         if not (1 <= records <= MAX_WINDOW_RECORDS and 1 <= size <= MAX_WINDOW_BYTES):
             raise errors.ConnectorError(
                 f"agent protocol: malformed BACKUP: window of {records} records, "
@@ -289,7 +296,7 @@ class BackupSession:
         self.seq = 0
         self._next_file = 0
         self.warnings: list[str] = []
-        self.stats = {
+        self.stats: dict[str, int] = {
             "files": 0,
             "dirs": 0,
             "symlinks": 0,
@@ -300,7 +307,7 @@ class BackupSession:
         }
         self._walk_error: BaseException | None = None
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, int]:
         walker = threading.Thread(target=self._walk_thread, name="kubekeep-agent-walk", daemon=True)
         walker.start()
         zstd = zstandard.ZstdCompressor(level=1) if self.compress else None
@@ -416,7 +423,7 @@ class BackupSession:
     def _send_record(
         self,
         kind: int,
-        body: dict[str, Any],
+        body: Mapping[str, object],
         *,
         counted: bool = True,
         data: dict[int, bytes] | None = None,
@@ -440,7 +447,8 @@ class BackupSession:
                 w.batches[seq] = (size, data or {})
         self.channel.send(kind, {"s": seq, **body})
 
-    def _ack(self, body: dict[str, Any]) -> None:
+    def _ack(self, body: p.Message) -> None:
+        """``body``: a decoded CREDIT (:class:`p.Credit`)."""
         w = self.window
         with w.cond:
             for seq in body.get("s", ()):
@@ -451,13 +459,15 @@ class BackupSession:
             w.cond.notify_all()
 
     # answering WANTs ----------------------------------------------------------------------
-    def _send_chunks(self, want: dict[str, Any], zstd: zstandard.ZstdCompressor | None) -> None:
+    def _send_chunks(self, want: p.Message, zstd: zstandard.ZstdCompressor | None) -> None:
+        """``want``: a decoded WANT (:class:`p.Want`)."""
         request = int(want["r"])
         with self.window.cond:
             batch = self.window.batches.get(int(want["s"]))
         pieces = [batch[1].get(int(o)) for o in want["o"]] if batch is not None else [None]
         if any(piece is None for piece in pieces):
-            self.channel.send(p.FAIL, {"r": request, "error": "chunk is no longer buffered (acknowledged batch)"})
+            fail: p.Fail = {"r": request, "error": "chunk is no longer buffered (acknowledged batch)"}
+            self.channel.send(p.FAIL, fail)
             return
         for piece in pieces:
             assert piece is not None
@@ -465,7 +475,7 @@ class BackupSession:
             payload: bytes = piece
             if zstd is not None:
                 packed = zstd.compress(piece)
-                if len(packed) < len(piece) * (1 - MIN_SAVING):
+                if len(packed) < len(piece) * (1 - p.MIN_SAVING):
                     payload, flags = packed, p.FLAG_ZSTD
             self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
             self.stats["chunks_sent"] += 1
@@ -486,19 +496,27 @@ def _device_size(path: Path) -> int:
 
 # -- restore ----------------------------------------------------------------------------------
 
-_END = object()
-_ABORT = object()
+
+class _Signal(enum.Enum):
+    """What ends a file's queue of pieces: its end, or kubekeep abandoning it."""
+
+    END = enum.auto()
+    ABORT = enum.auto()
+
+
+#: a restored file's pieces as they arrive, then a signal
+_Pieces = queue.Queue[bytes | _Signal]
 
 
 class _Aborted(errors.ConnectorError):
     """kubekeep abandoned the file (its stored data failed verification)."""
 
 
-def _abandon(q: queue.Queue[Any]) -> None:
+def _abandon(q: _Pieces) -> None:
     """Tell a file's writer to give up, without blocking on a full queue."""
     while True:
         try:
-            q.put_nowait(_ABORT)
+            q.put_nowait(_Signal.ABORT)
             return
         except queue.Full:
             try:
@@ -508,22 +526,22 @@ def _abandon(q: queue.Queue[Any]) -> None:
 
 
 class RestoreSession:
-    def __init__(self, config: AgentConfig, channel: p.Channel, request: dict[str, Any]) -> None:
+    def __init__(self, config: AgentConfig, channel: p.Channel, request: p.Message) -> None:
         self.config = config
         self.channel = channel
         self.block = config.block
         self.exporter = None if self.block else FsExporter(config.source, owners=request.get("owners"))
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="kubekeep-agent-write")
-        self.queues: dict[int, queue.Queue[Any]] = {}
+        self.queues: dict[int, _Pieces] = {}
         self.left: dict[int, int] = {}  # bytes each open file may still receive (its announced size)
         self.futures: list[Future[None]] = []
         self.failed: list[str] = []
         self.lock = threading.Lock()
         self.block_written = False
-        self.stats = {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0}
+        self.stats: dict[str, int] = {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0}
         self.zstd = zstandard.ZstdDecompressor()
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, int]:
         if self.exporter is not None:
             self.exporter.begin(SourceInfo(f"fs:{self.config.source}", SnapshotKind.VOLUME.value), {})
         try:
@@ -546,10 +564,10 @@ class RestoreSession:
                     self._open_file(int(body["f"]), p.entry_from_body(body))
                 elif kind == p.WEND:
                     self.left.pop(int(body["f"]), None)
-                    self.queues.pop(int(body["f"])).put(_END)
+                    self.queues.pop(int(body["f"])).put(_Signal.END)
                 elif kind == p.WABORT:
                     self.left.pop(int(body["f"]), None)
-                    self.queues.pop(int(body["f"])).put(_ABORT)
+                    self.queues.pop(int(body["f"])).put(_Signal.ABORT)
                 elif kind == p.MKDIR:
                     self._directory(p.entry_from_body(body))
                 elif kind == p.SYMLINK:
@@ -589,18 +607,18 @@ class RestoreSession:
             self._fail(entry.path, str(exc))
 
     def _open_file(self, number: int, entry: Entry) -> None:
-        q: queue.Queue[Any] = queue.Queue(maxsize=16)
+        q: _Pieces = queue.Queue(maxsize=PIECES_QUEUED)
         self.queues[number] = q
         self.left[number] = max(0, entry.size)
         self.futures.append(self.pool.submit(self._write_file, number, entry, q))
 
-    def _write_file(self, number: int, entry: Entry, q: queue.Queue[Any]) -> None:
+    def _write_file(self, number: int, entry: Entry, q: _Pieces) -> None:
         def pieces() -> Iterator[bytes]:
             while True:
                 item = q.get()
-                if item is _END:
+                if item is _Signal.END:
                     return
-                if item is _ABORT:
+                if item is _Signal.ABORT:
                     raise _Aborted(f"{entry.path}: abandoned by kubekeep")
                 yield item
 
@@ -648,7 +666,8 @@ class RestoreSession:
     def _fail(self, path: str, message: str, number: int | None = None) -> None:
         with self.lock:
             self.failed.append(message if message.startswith(path) else f"{path}: {message}")
-        self.channel.send(p.FILE_FAILED, {"f": number, "p": path, "error": message})
+        failed: p.FileFailed = {"f": number, "p": path, "error": message}
+        self.channel.send(p.FILE_FAILED, failed)
 
     def _finish(self) -> None:
         for fut in self.futures:
@@ -657,7 +676,8 @@ class RestoreSession:
         warnings = self.exporter.finish() if self.exporter is not None else []
         if self.block and not self.block_written and not self.failed:
             warnings = [*warnings, "the snapshot held no image file for the block volume"]
-        self.channel.send(p.FINISHED, {"warnings": warnings, "failed": self.failed, "stats": self.stats})
+        finished: p.Finished = {"warnings": warnings, "failed": self.failed, "stats": self.stats}
+        self.channel.send(p.FINISHED, finished)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -18,7 +18,6 @@ from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
 from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
 from kubekeep.api.refs import split_ref
 from kubekeep.api.repositories import (
-    KeyInfo,
     RepositoryOptions,
     add_key,
     init_repository,
@@ -54,7 +53,7 @@ from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGE
 from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.prune import PruneReport
 from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
-from kubekeep.engine.repository import Repository
+from kubekeep.engine.repository import KeyListing, Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats
 from kubekeep.engine.retention import Decision, Policy
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
@@ -132,7 +131,7 @@ __all__ = [
     "FsSourceOptions",
     "HelperOptions",
     "IndexRepairReport",
-    "KeyInfo",
+    "KeyListing",
     "ManifestsDestinationOptions",
     "ManifestsSourceOptions",
     "Node",

@@ -5,23 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any
 
 from kubekeep import errors
 from kubekeep.engine.locks import remove_stale_locks
-from kubekeep.engine.repository import Repository
+from kubekeep.engine.repository import KeyListing, Repository
 from kubekeep.storage import open_backend
-
-
-class KeyInfo(TypedDict):
-    """One key file of a repository, as ``kubekeep key list`` shows it."""
-
-    id: str
-    current: bool
-    created: str | None
-    username: str | None
-    hostname: str | None
-    damaged: str | None
 
 
 @dataclass
@@ -78,10 +67,10 @@ def unlock(repo: Repository, *, remove_all: bool = False) -> int:
     return remove_stale_locks(repo, everything=remove_all)
 
 
-def list_keys(repo: Repository) -> list[KeyInfo]:
+def list_keys(repo: Repository) -> list[KeyListing]:
     """Every key (password) of the repository: id, whether it is the one in use, who made it and
     when; ``damaged`` says why one is not usable."""
-    return [cast(KeyInfo, k) for k in repo.list_keys()]
+    return repo.list_keys()
 
 
 def add_key(repo: Repository, password: str) -> str:

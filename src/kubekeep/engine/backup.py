@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -156,7 +156,7 @@ def run_backup(
         parent = find_parent(repo, source.uri, source.host)
     run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
     try:
-        importer.use_chunking(ChunkSpec(dict(repo.config["chunker"]), repo.master.identity, known=run.writer.has))
+        importer.use_chunking(ChunkSpec(repo.config["chunker"].copy(), repo.master.identity, known=run.writer.has))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
@@ -363,7 +363,7 @@ class _BackupRun:
             self._warn(f"{entry.path}: read failed: {exc.strerror or exc}; skipped")
             return None
 
-    def _store_chunks(self, chunks: Any, content: list[bytes], *, parallel: bool = False) -> int:
+    def _store_chunks(self, chunks: Iterable[memoryview], content: list[bytes], *, parallel: bool = False) -> int:
         size = 0
         writer = self.writer
         master = self.repo.master

@@ -68,7 +68,7 @@ class Cache:
         base = self.dir / prefix
         if not base.is_dir():
             return set()
-        out = set()
+        out: set[str] = set()
         for dirpath, _, files in os.walk(base):
             rel = Path(dirpath).relative_to(self.dir).as_posix()
             out.update(f"{rel}/{f}" for f in files if not f.startswith(".tmp-"))

@@ -19,10 +19,13 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine import objects
 from kubekeep.engine.crypto import OVERHEAD
 from kubekeep.engine.index import Index, decode_index_body
-from kubekeep.engine.pack import DATA, BlobEntry, pack_name, read_header, verify_pack_id
+from kubekeep.engine.pack import DATA, LENGTH_SIZE, BlobEntry, pack_name, read_header, verify_pack_id
 from kubekeep.engine.pack_headers import read_stored_header
-from kubekeep.engine.repository import Repository
+from kubekeep.engine.repository import PARALLEL_READS, Repository
 from kubekeep.engine.tree import DIR, FILE
+
+#: whole packs downloaded and verified at once (``--read-data``)
+PACKS_READ_AT_ONCE = 2
 
 
 @dataclass
@@ -162,7 +165,7 @@ def _read_packs(
                 problems.append(f"pack {pack_id.hex()[:16]}: {kind} {exc}")
         return problems, blobs
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(PACKS_READ_AT_ONCE) as pool:
         for i, (problems, blobs) in enumerate(pool.map(verify, todo), 1):
             report.errors.extend(problems)
             report.packs_read += 1
@@ -184,7 +187,7 @@ def _check_pack_ends(
         name, what = pack_name(pack_id), f"pack {pack_id.hex()[:16]}"
         size = stored[name]
         end = max(e.offset + e.length for e in expected)
-        if size < end + OVERHEAD + 4:
+        if size < end + OVERHEAD + LENGTH_SIZE:  # the blobs, then at least the sealed header's length
             return [f"{what}: truncated: storage holds {size} bytes, its indexed blobs end at byte {end}"]
         try:
             header = {
@@ -200,6 +203,6 @@ def _check_pack_ends(
             if (e.id, e.offset, e.length) not in header
         ]
 
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(PARALLEL_READS) as pool:
         for problems in pool.map(verify, todo):
             report.errors.extend(problems)

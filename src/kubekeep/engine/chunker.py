@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Literal, cast
 
 import blake3
 import pyfastcdc
@@ -67,7 +67,8 @@ class Chunker:
     """Splits streams into content-defined chunks with a repository's chunker parameters and
     its identity key (from which the secret gear table, or version 1's seed, is derived)."""
 
-    def __init__(self, params: Mapping[str, Any], id_key: bytes) -> None:
+    def __init__(self, params: object, id_key: bytes) -> None:
+        """``params``: :class:`fmt.ChunkerParams`, checked here (an agent gets them from the network)."""
         if not isinstance(params, Mapping):
             raise errors.RepositoryError("malformed chunker parameters: not a map")
         self.algorithm = params.get("algorithm")
@@ -80,7 +81,7 @@ class Chunker:
             raise errors.RepositoryError(f"malformed chunker parameters {dict(params)!r}") from None
         if not all(0 <= v < 1 << 32 for v in (self.min, self.avg, self.max, self.normalization)):
             raise errors.RepositoryError(f"chunker parameters out of range {dict(params)!r}")
-        self._chunks: Callable[[Any], Iterator[memoryview]]
+        self._chunks: Callable[[bytes | memoryview], Iterator[memoryview]]
         if self.algorithm == KEYED_GEAR:
             try:
                 cdc = GearCDC(gear_table(id_key), self.min, self.avg, self.max, self.normalization)
@@ -103,7 +104,11 @@ class Chunker:
         cdc = cache.get(self._key)
         if cdc is None:
             mn, avg, mx, nc, seed = self._key
-            cdc = cache[self._key] = pyfastcdc.FastCDC(avg, min_size=mn, max_size=mx, normalized_chunking=nc, seed=seed)  # type: ignore[arg-type]
+            # pyfastcdc refuses a level outside 0..3 itself (ValueError), as it always has
+            level = cast(Literal[0, 1, 2, 3], nc)
+            cdc = cache[self._key] = pyfastcdc.FastCDC(
+                avg, min_size=mn, max_size=mx, normalized_chunking=level, seed=seed
+            )
         return cdc
 
     def stream(self, stream: IO[bytes], size_hint: int | None = None) -> Iterator[memoryview]:
@@ -161,7 +166,7 @@ class Chunker:
         return self._chunks(data)
 
 
-def _views(buf: Any, ends: list[int]) -> Iterator[memoryview]:
+def _views(buf: bytes | memoryview, ends: list[int]) -> Iterator[memoryview]:
     view = memoryview(buf)
     start = 0
     for end in ends:
@@ -180,7 +185,7 @@ def _all_but_last(chunks: Iterator[memoryview]) -> Generator[memoryview, None, m
     return last
 
 
-def _fill(readinto: Any, view: memoryview) -> int:
+def _fill(readinto: Callable[[memoryview], int | None], view: memoryview) -> int:
     """Read into ``view`` until it is full or the stream ends; the number of bytes read."""
     got = 0
     while got < len(view):

@@ -24,6 +24,10 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 #: bytes added to every encrypted object: nonce + GCM tag
 OVERHEAD = NONCE_SIZE + TAG_SIZE
+#: AES-256-GCM keys, keyed-BLAKE3 keys and the key derived from a password
+KEY_SIZE = 32
+#: a master key's bytes: its encryption key, then its identity key
+MASTER_KEY_SIZE = 2 * KEY_SIZE
 
 
 @dataclass(frozen=True)
@@ -33,16 +37,16 @@ class MasterKey:
 
     @classmethod
     def generate(cls) -> MasterKey:
-        return cls(secrets.token_bytes(32), secrets.token_bytes(32))
+        return cls(secrets.token_bytes(KEY_SIZE), secrets.token_bytes(KEY_SIZE))
 
     def to_bytes(self) -> bytes:
         return self.encryption + self.identity
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MasterKey:
-        if len(raw) != 64:
+        if len(raw) != MASTER_KEY_SIZE:
             raise errors.IntegrityError("master key has the wrong length; the key file is damaged")
-        return cls(raw[:32], raw[32:])
+        return cls(raw[:KEY_SIZE], raw[KEY_SIZE:])
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         """The keyed BLAKE3-256 of a plaintext blob: its id in this repository."""
@@ -91,6 +95,6 @@ def derive_key(password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
         time_cost=time_cost,
         memory_cost=memory_kib,
         parallelism=parallelism,
-        hash_len=32,
+        hash_len=KEY_SIZE,
         type=argon2.low_level.Type.ID,
     )

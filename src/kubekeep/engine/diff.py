@@ -60,7 +60,8 @@ def diff_trees(
         path = f"{prefix}/{name}" if prefix else name
         a, b = old.get(name), new.get(name)
         if a is None:
-            yield from _all_under(repo_b, b, path, ADDED)  # type: ignore[arg-type]
+            assert b is not None  # the name is in one of the two trees
+            yield from _all_under(repo_b, b, path, ADDED)
         elif b is None:
             yield from _all_under(repo_a, a, path, REMOVED)
         elif a.type != b.type:

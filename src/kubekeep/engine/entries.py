@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
+from kubekeep.engine.format import ChunkerParams
+
 
 class EntryType(str, enum.Enum):
     DIR = "dir"
@@ -41,7 +43,7 @@ class ChunkSpec:
     Given to importers that chunk at the source; whoever holds it can compute (and so test for)
     chunk ids, but cannot decrypt the repository."""
 
-    params: dict[str, Any]
+    params: ChunkerParams
     id_key: bytes
     #: whether the repository already holds a blob (lets a source skip asking about it)
     known: Callable[[bytes], bool] | None = None

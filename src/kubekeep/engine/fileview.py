@@ -11,11 +11,13 @@ import bisect
 import io
 import os
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kubekeep import errors
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
     from kubekeep.engine.repository import Repository
     from kubekeep.engine.tree import Node
 
@@ -87,7 +89,7 @@ class FileView(io.RawIOBase):
             self._cache.popitem(last=False)
         return data
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: Buffer) -> int:
         if self.closed:
             raise ValueError("read from a closed file view")
         out = memoryview(b).cast("B")

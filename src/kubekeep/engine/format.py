@@ -3,6 +3,8 @@ bump ``REPOSITORY_VERSION`` and document it in docs/format.md."""
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 #: the version new repositories are created with
 REPOSITORY_VERSION = 2
 #: versions this program opens; a version-1 repository keeps its own chunker (see docs/format.md,
@@ -32,3 +34,29 @@ AAD_CONFIG = b"config"
 AAD_INDEX = b"index"
 AAD_SNAPSHOT = b"snapshot"
 AAD_LOCK = b"lock"
+
+
+class ChunkerParams(TypedDict):
+    """The config's ``chunker``: the design (``CHUNKER_ALGORITHM``, or version 1's) and its sizes."""
+
+    algorithm: str
+    min: int
+    avg: int
+    max: int
+    #: FastCDC normalisation level (1 when absent)
+    normalization: NotRequired[int]
+
+
+class CompressionParams(TypedDict):
+    algorithm: str  # "zstd"
+    level: int
+
+
+class RepositoryConfig(TypedDict):
+    """The body of the ``config`` object (docs/format.md)."""
+
+    version: int
+    id: str
+    chunker: ChunkerParams
+    compression: CompressionParams
+    created_by: str

@@ -10,8 +10,9 @@ and their blobs; backups add files, prune rewrites them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -20,6 +21,19 @@ from kubekeep.engine.pack import BlobEntry
 
 _ROW = np.dtype([("pack", "<u4"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4"), ("type", "u1")])
 _MERGE_AT = 100_000
+#: the version of the index file body
+INDEX_VERSION = 1
+
+#: a blob's row in an index file, ``[type, id, offset, length, raw length]``: as msgpack decoded
+#: it, of unchecked element types (hence Any)
+BlobRow = Sequence[Any]
+
+
+class IndexBody(TypedDict):
+    """An index file's body (sealed by ``objects.seal``): ``packs`` is ``[[pack id, [row, ...]], ...]``."""
+
+    v: int
+    packs: list[list[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +83,16 @@ class Index:
             if len(self._pending_list) >= _MERGE_AT:
                 self._merge()
 
-    def add_bulk(self, packs: Iterable[tuple[bytes, list[list[object]]]]) -> None:
+    def add_bulk(self, packs: Iterable[tuple[bytes, Iterable[BlobRow]]]) -> None:
         """Add many packs at once (index loading): ``(pack_id, [[type, id, off, len, raw], ...])``."""
         ids: list[bytes] = []
         rows: list[tuple[int, int, int, int, int]] = []
         with self._lock:
             for pack_id, blobs in packs:
                 no = self._pack_number(pack_id)
-                for t, i, o, n, r in blobs:  # type: ignore[misc]
-                    ids.append(i)  # type: ignore[arg-type]
-                    rows.append((no, o, n, r, t))  # type: ignore[arg-type]
+                for t, i, o, n, r in blobs:
+                    ids.append(i)
+                    rows.append((no, o, n, r, t))
             self._merge_arrays(ids, rows)
 
     def _merge(self) -> None:
@@ -207,19 +221,20 @@ class Index:
         return out
 
 
-def index_body(packs: Iterable[tuple[bytes, Iterable[BlobEntry]]]) -> dict[str, object]:
+def index_body(packs: Iterable[tuple[bytes, Iterable[BlobEntry]]]) -> IndexBody:
     """The body of an index file listing ``packs`` (sealed by ``objects.seal``)."""
     return {
-        "v": 1,
+        "v": INDEX_VERSION,
         "packs": [[pid, [[e.type, e.id, e.offset, e.length, e.raw_length] for e in ents]] for pid, ents in packs],
     }
 
 
-def decode_index_body(body: dict[str, object], what: str) -> list[tuple[bytes, list[list[object]]]]:
-    """Validate a decoded index file and return its ``(pack_id, blobs)`` rows."""
+def decode_index_body(body: Any, what: str) -> list[tuple[bytes, list[BlobRow]]]:
+    """Validate a decoded index file (msgpack of any shape, hence Any) and return its
+    ``(pack_id, blobs)`` rows."""
     try:
-        if body.get("v") != 1:
+        if body.get("v") != INDEX_VERSION:
             raise errors.IntegrityError(f"{what}: unsupported index version {body.get('v')!r}")
-        return [(bytes(pid), blobs) for pid, blobs in body["packs"]]  # type: ignore[union-attr]
+        return [(bytes(pid), blobs) for pid, blobs in body["packs"]]
     except (ValueError, TypeError, KeyError, AttributeError):
         raise errors.IntegrityError(f"{what}: index file is malformed") from None

@@ -15,14 +15,15 @@ import base64
 import binascii
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import blake3
 import msgpack
 
 from kubekeep import errors
-from kubekeep.engine.crypto import OVERHEAD, Cipher, MasterKey, derive_key
+from kubekeep.engine.crypto import MASTER_KEY_SIZE, OVERHEAD, Cipher, MasterKey, derive_key
 
 ALGORITHM = "argon2id"
 #: Argon2id bounds a key file may ask for. The default costs 64 MiB and about 0.2 s on two
@@ -31,15 +32,47 @@ ALGORITHM = "argon2id"
 MAX_MEMORY_KIB = 1024 * 1024
 MAX_TIME_COST = 64
 MAX_PARALLELISM = 16
+#: Argon2 needs at least this much memory per lane (KiB)
+MIN_KIB_PER_LANE = 8
 SALT_SIZES = range(16, 65)
-#: nonce + 64-byte master key + tag
-WRAPPED_SIZE = OVERHEAD + 64
+#: nonce + master key + tag
+WRAPPED_SIZE = OVERHEAD + MASTER_KEY_SIZE
 #: a key file is a few hundred bytes; anything much larger is not one
 MAX_KEY_FILE_BYTES = 64 * 1024
 DETAILS_AAD = b"kubekeep key details"
 WRAP_AAD = b"kubekeep master key"
 _V1_DETAILS = ("created", "hostname", "username")
 _FIELDS = {"kdf", "salt", "data", "details", *_V1_DETAILS}
+#: bytes of random salt new key files get
+SALT_SIZE = 16
+
+
+class KdfBody(TypedDict):
+    """A key file's ``kdf`` object."""
+
+    algorithm: str
+    time_cost: int
+    memory_kib: int
+    parallelism: int
+
+
+class KeyFileBody(TypedDict):
+    """A key file as written (JSON; binary fields in base64). Version 1 wrote no ``details``
+    but the three fields of :class:`DetailsBody` in plaintext; they are read, never written."""
+
+    kdf: KdfBody
+    salt: str
+    data: str
+    #: version 2: :class:`DetailsBody` in msgpack, sealed under the master key
+    details: NotRequired[str]
+
+
+class DetailsBody(TypedDict):
+    """The creator's details sealed in a version-2 key file."""
+
+    created: str
+    hostname: str
+    username: str
 
 
 @dataclass(frozen=True)
@@ -56,15 +89,13 @@ class KdfParams:
             raise errors.IntegrityError("kdf is not an object")
         if body.get("algorithm") != ALGORITHM:
             raise errors.IntegrityError(f"unsupported key derivation {str(body.get('algorithm'))[:40]!r}")
-        values = {k: body.get(k) for k in ("time_cost", "memory_kib", "parallelism")}
-        for k, v in values.items():
+        values: dict[str, int] = {}
+        for k in ("time_cost", "memory_kib", "parallelism"):
+            v = body.get(k)
             if type(v) is not int:
                 raise errors.IntegrityError(f"kdf {k} is not an integer")
-        params = cls(
-            time_cost=values["time_cost"],
-            memory_kib=values["memory_kib"],  # type: ignore[arg-type]
-            parallelism=values["parallelism"],
-        )  # type: ignore[arg-type]
+            values[k] = v
+        params = cls(time_cost=values["time_cost"], memory_kib=values["memory_kib"], parallelism=values["parallelism"])
         params.validate()
         return params
 
@@ -73,12 +104,12 @@ class KdfParams:
             raise errors.IntegrityError(f"kdf parallelism {self.parallelism} is outside 1..{MAX_PARALLELISM}")
         if not 1 <= self.time_cost <= MAX_TIME_COST:
             raise errors.IntegrityError(f"kdf time_cost {self.time_cost} is outside 1..{MAX_TIME_COST}")
-        if not 8 * self.parallelism <= self.memory_kib <= MAX_MEMORY_KIB:
+        if not MIN_KIB_PER_LANE * self.parallelism <= self.memory_kib <= MAX_MEMORY_KIB:
             raise errors.IntegrityError(
-                f"kdf memory_kib {self.memory_kib} is outside {8 * self.parallelism}..{MAX_MEMORY_KIB}"
+                f"kdf memory_kib {self.memory_kib} is outside {MIN_KIB_PER_LANE * self.parallelism}..{MAX_MEMORY_KIB}"
             )
 
-    def to_body(self) -> dict[str, int | str]:
+    def to_body(self) -> KdfBody:
         return {
             "algorithm": self.algorithm,
             "time_cost": self.time_cost,
@@ -176,7 +207,7 @@ class KeyFile:
             raise errors.IntegrityError("key file: its sealed details are malformed") from None
 
     def to_json(self) -> bytes:
-        body: dict[str, Any] = {
+        body: KeyFileBody = {
             "kdf": self.kdf.to_body(),
             "salt": base64.b64encode(self.salt).decode(),
             "data": base64.b64encode(self.wrapped).decode(),
@@ -186,7 +217,12 @@ class KeyFile:
         return json.dumps(body, indent=1).encode()
 
     def with_details(self, master: MasterKey, details: KeyDetails) -> KeyFile:
-        packed = msgpack.packb({"created": details.created, "hostname": details.hostname, "username": details.username})
+        sealed_body: DetailsBody = {
+            "created": details.created,
+            "hostname": details.hostname,
+            "username": details.username,
+        }
+        packed = msgpack.packb(sealed_body)
         sealed = bytes(Cipher(master.encryption).encrypt(packed, DETAILS_AAD + self.wrapping_digest()))
         return KeyFile(self.kdf, self.salt, self.wrapped, sealed, None)
 
@@ -198,7 +234,7 @@ DEFAULT_KDF = KdfParams(time_cost=3, memory_kib=65536, parallelism=2)
 def wrap(master: MasterKey, password: bytes, kdf: KdfParams = DEFAULT_KDF) -> KeyFile:
     """A new key file holding ``master`` under ``password`` (no details yet: :meth:`KeyFile.with_details`)."""
     kdf.validate()
-    salt = secrets.token_bytes(16)
+    salt = secrets.token_bytes(SALT_SIZE)
     kek = derive_key(password, salt, time_cost=kdf.time_cost, memory_kib=kdf.memory_kib, parallelism=kdf.parallelism)
     return KeyFile(kdf, salt, bytes(Cipher(kek).encrypt(master.to_bytes(), WRAP_AAD)), None, None)
 
@@ -216,7 +252,7 @@ def kdf_params(value: KdfParams | dict[str, int | str] | None) -> KdfParams:
         raise errors.UsageError(f"key derivation parameters: {exc}") from None
 
 
-def _b64(body: dict[str, Any], field: str) -> bytes:
+def _b64(body: Mapping[str, object], field: str) -> bytes:
     value = body.get(field)
     if not isinstance(value, str):
         raise errors.IntegrityError(f"{field} is missing or not a string")

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from kubekeep import errors
 from kubekeep.engine import format as fmt
@@ -44,6 +44,16 @@ RETRY_S = 30
 def clock() -> float:
     """Seconds on a clock that goes on while the machine is suspended (others' clocks do)."""
     return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+
+class LockBody(TypedDict):
+    """A lock record (sealed under ``locks/``)."""
+
+    exclusive: bool
+    hostname: str
+    pid: int
+    time: str  # RFC 3339, refreshed
+    username: str
 
 
 @dataclass
@@ -81,7 +91,7 @@ def list_locks(repo: Repository) -> list[LockInfo]:
     out = []
     for info in repo.backend.list("locks/"):
         try:
-            body: dict[str, Any] = objects.unseal(repo.cipher, repo.backend.load(info.name), fmt.AAD_LOCK, info.name)
+            body: LockBody = objects.unseal(repo.cipher, repo.backend.load(info.name), fmt.AAD_LOCK, info.name)
         except (errors.IntegrityError, errors.ObjectNotFound):
             continue  # vanished or foreign; not ours to judge
         out.append(
@@ -108,7 +118,7 @@ class RepositoryLock:
         self._guard: LockGuard | None = None
 
     def _write(self) -> None:
-        body = {
+        body: LockBody = {
             "exclusive": self.exclusive,
             "hostname": host.hostname(),
             "pid": os.getpid(),

@@ -15,16 +15,22 @@ from kubekeep import errors
 from kubekeep.engine import compression
 from kubekeep.engine.crypto import Cipher
 
+#: zstd level of metadata objects (the repository's level applies to blobs)
+COMPRESSION_LEVEL = 3
+#: the most a metadata object may decompress to (its raw length is not stored)
+MAX_SIZE = 1 << 31
 
-def seal(cipher: Cipher, body: Any, aad: bytes) -> bytes:
+
+def seal(cipher: Cipher, body: object, aad: bytes) -> bytes:
     plain = msgpack.packb(body, use_bin_type=True)
-    return bytes(cipher.encrypt(compression.pack_payload(plain, 3), aad))
+    return bytes(cipher.encrypt(compression.pack_payload(plain, COMPRESSION_LEVEL), aad))
 
 
 def unseal(cipher: Cipher, data: bytes, aad: bytes, what: str) -> Any:
+    """The decoded body: authenticated, but of whatever shape its writer gave it (hence Any)."""
     payload = cipher.decrypt(data, aad, what)
     # raw length unknown for metadata; zstd frames carry their content size
-    plain = compression.unpack_payload(payload, 1 << 31, what)
+    plain = compression.unpack_payload(payload, MAX_SIZE, what)
     try:
         return msgpack.unpackb(plain, raw=False)
     except (ValueError, msgpack.UnpackException):

@@ -14,6 +14,7 @@ name is the unkeyed BLAKE3 of its whole content, so storage integrity can be che
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ BLOB_TYPES = {DATA: "data", TREE: "tree"}
 
 _HEADER_AAD = b"pack header"
 _LEN = struct.Struct("<I")
+#: the header's length, the last bytes of a pack
+LENGTH_SIZE = _LEN.size
 #: the smallest padded header; larger ones double. 4 KiB holds ~80 entries: every pack of large
 #: files' chunks (256 KiB and up, so at most ~65 in a 16 MiB pack) has the same header size.
 HEADER_BUCKET = 4096
@@ -91,7 +94,7 @@ def header_bucket(length: int) -> int:
     return size
 
 
-def read_header(pack: bytes, cipher: Cipher, what: str) -> list[BlobEntry]:
+def read_header(pack: bytes | mmap.mmap, cipher: Cipher, what: str) -> list[BlobEntry]:
     """Decode the header of a whole pack held in memory."""
     if len(pack) < _LEN.size:
         raise errors.IntegrityError(f"{what}: pack is truncated")

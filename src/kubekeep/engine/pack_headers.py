@@ -60,4 +60,4 @@ def read_stored_header(backend: Backend, name: str, size: int, cipher: Cipher, w
     # take no memory), so the one parser of pack headers also serves ranged reads
     whole = mmap.mmap(-1, size)
     whole[size - len(tail) :] = tail
-    return read_header(whole, cipher, what)  # type: ignore[arg-type]
+    return read_header(whole, cipher, what)

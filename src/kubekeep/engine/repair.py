@@ -26,7 +26,7 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine.index import Index, index_body
 from kubekeep.engine.pack import TREE, BlobEntry, pack_name
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
-from kubekeep.engine.repository import Repository
+from kubekeep.engine.repository import PARALLEL_READS, Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
 from kubekeep.engine.tree import DIR, FILE, Node, encode_tree
 from kubekeep.engine.writer import BlobWriter
@@ -94,7 +94,7 @@ def repair_index(repo: Repository, *, dry_run: bool = False, progress: Progress 
 
     say(f"reading the headers of {len(stored)} pack(s)")
     unreadable: set[bytes] = set()
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(PARALLEL_READS) as pool:
         for pack_id, entries in pool.map(read, sorted(stored)):
             if entries is None:
                 unreadable.add(pack_id)

@@ -22,14 +22,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, keyfile, objects
 from kubekeep.engine.cache import Cache, default_cache_root
-from kubekeep.engine.crypto import MasterKey
-from kubekeep.engine.index import Index, Location, decode_index_body
+from kubekeep.engine.crypto import OVERHEAD, MasterKey
+from kubekeep.engine.index import BlobRow, Index, Location, decode_index_body
 from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
@@ -50,6 +50,21 @@ def _open_cache(root: Path | None, repo_id: str) -> Cache | None:
         return None
 
 
+class KeyListing(TypedDict):
+    """A key file as :meth:`Repository.list_keys` describes it."""
+
+    id: str
+    current: bool  # the key this repository was opened with
+    created: str | None
+    hostname: str | None
+    username: str | None
+    damaged: str | None  # why the key file is unusable
+
+
+#: metadata objects (index files, snapshot files, pack headers) read at once
+PARALLEL_READS = 4
+#: trees kept decoded in memory (most recently used)
+TREE_CACHE_SIZE = 4096
 #: restores read the blobs of one pack together when they are at most this far apart
 READ_GAP = 256 * 1024
 #: and read at most this much at once
@@ -60,7 +75,7 @@ class Repository:
     """An open, unlocked repository. Obtain one with :meth:`init` or :meth:`open`."""
 
     def __init__(
-        self, backend: Backend, master: MasterKey, config: dict[str, Any], key_name: str, cache: Cache | None
+        self, backend: Backend, master: MasterKey, config: fmt.RepositoryConfig, key_name: str, cache: Cache | None
     ) -> None:
         self.backend = backend
         self.master = master
@@ -104,7 +119,7 @@ class Repository:
         params = keyfile.kdf_params(kdf)
         backend.create()
         master = MasterKey.generate()
-        config = {
+        config: fmt.RepositoryConfig = {
             "version": fmt.REPOSITORY_VERSION,
             "id": secrets.token_hex(16),
             "chunker": {
@@ -161,7 +176,8 @@ class Repository:
             raise errors.WrongPassword(
                 f"wrong password: no key of the repository at {backend.location} opens with it{skipped}"
             )
-        config = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
+        # decoded and authenticated, of the shape every writer wrote; only its version is checked
+        config: fmt.RepositoryConfig = objects.unseal(master.cipher(), sealed_config, fmt.AAD_CONFIG, "config")
         if config.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise errors.RepositoryError(
                 f"repository format version {config.get('version')} is not supported by kubekeep {__version__}"
@@ -221,12 +237,12 @@ class Repository:
             raise errors.UsageError("an empty password is not allowed")
         return self._store_key(self.backend, self.master, password, keyfile.kdf_params(kdf)).split("/", 1)[1]
 
-    def list_keys(self) -> list[dict[str, Any]]:
+    def list_keys(self) -> list[KeyListing]:
         """Every key file: id, whether it is the one in use, who made it and when (verified
         under the master key for version-2 key files; ``damaged`` says why one is not usable)."""
         out = []
         for info in sorted(self.backend.list("keys/"), key=lambda o: o.name):
-            entry: dict[str, Any] = {
+            entry: KeyListing = {
                 "id": info.name.split("/", 1)[1],
                 "current": info.name == self.key_name,
                 "created": None,
@@ -238,7 +254,9 @@ class Repository:
                 key = KeyFile.parse(self.backend.load(info.name))
                 details = key.details(self.master) or key.plaintext_details
                 if details is not None:
-                    entry.update(created=details.created, hostname=details.hostname, username=details.username)
+                    entry["created"] = details.created
+                    entry["hostname"] = details.hostname
+                    entry["username"] = details.username
             except errors.IntegrityError as exc:
                 entry["damaged"] = str(exc)
             except errors.ObjectNotFound:
@@ -289,7 +307,7 @@ class Repository:
             self.cache.put(name, data)
         return data
 
-    def save_object(self, prefix: str, body: Any, aad: bytes) -> str:
+    def save_object(self, prefix: str, body: object, aad: bytes) -> str:
         data = objects.seal(self.cipher, body, aad)
         name = objects.content_name(data)
         self.backend.store(f"{prefix}/{name}", data)
@@ -315,7 +333,7 @@ class Repository:
         index = Index()
         damaged: dict[str, str] = {}
 
-        def load(name: str) -> list[tuple[bytes, list[list[object]]]]:
+        def load(name: str) -> list[tuple[bytes, list[BlobRow]]]:
             try:
                 data = self.load_cached(name)
                 return decode_index_body(objects.unseal(self.cipher, data, fmt.AAD_INDEX, name), name)
@@ -323,7 +341,7 @@ class Repository:
                 damaged[name] = str(exc).removeprefix(f"{name}: ")
                 return []
 
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
             for packs in pool.map(load, sorted(names)):
                 index.add_bulk(packs)
         for name, reason in sorted(damaged.items()):
@@ -364,7 +382,7 @@ class Repository:
                     return name, pid, str(exc)
 
             added = packs = 0
-            with ThreadPoolExecutor(4) as pool:
+            with ThreadPoolExecutor(PARALLEL_READS) as pool:
                 for name, pid, result in pool.map(read, todo):
                     if isinstance(result, str):
                         self.warn(name, f"{result}; its blobs cannot be found without an index entry")
@@ -447,7 +465,7 @@ class Repository:
         from kubekeep.engine.compression import unpack_payload
 
         what = f"blob {blob_id.hex()[:16]}"
-        if len(raw) < 28:
+        if len(raw) < OVERHEAD:
             raise errors.IntegrityError(f"{what}: stored data is truncated")
         payload = self.cipher.decrypt(raw, blob_aad(blob_type, blob_id), what)
         plain = unpack_payload(payload, raw_length, what)
@@ -464,7 +482,7 @@ class Repository:
         nodes = decode_tree(self.load_blob(tree_id), f"tree {tree_id.hex()[:16]}")
         with self._tree_cache_lock:
             self._tree_cache[tree_id] = nodes
-            while len(self._tree_cache) > 4096:
+            while len(self._tree_cache) > TREE_CACHE_SIZE:
                 self._tree_cache.popitem(last=False)
         return nodes
 
@@ -516,7 +534,7 @@ class Repository:
                 damaged[snap_id] = DamagedSnapshot(snap_id, str(exc).removeprefix(f"snapshot {snap_id[:8]}: "))
                 return None
 
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
             snaps = [s for s in pool.map(load, ids) if s is not None]
         if skip_damaged:
             self.damaged_snapshots = dict(sorted(damaged.items()))

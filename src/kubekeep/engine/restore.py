@@ -51,6 +51,8 @@ BATCH_FILES = 128
 BATCH_BYTES = 8 * 1024 * 1024
 #: tasks queued ahead of the workers
 QUEUED = 64
+#: entries that failed named in the message of the error ending an incomplete restore
+FAILURES_NAMED = 3
 
 
 def default_workers() -> int:
@@ -175,15 +177,17 @@ def run_restore(
     stats.duration_s = round(time.monotonic() - started, 3)
     if stats.failed:
         n = len(stats.failed)
-        shown = "; ".join(stats.failed[:3]) + (f"; and {n - 3} more" if n > 3 else "")
+        shown = "; ".join(stats.failed[:FAILURES_NAMED]) + (
+            f"; and {n - FAILURES_NAMED} more" if n > FAILURES_NAMED else ""
+        )
         error = errors.IntegrityError if damaged else errors.ConnectorError
-        exc = error(
+        incomplete = error(
             f"restore incomplete: {n} {'entry' if n == 1 else 'entries'} could not be restored "
             f"({stats.files} files, {stats.dirs} dirs, {stats.symlinks} symlinks were): {shown}"
         )
-        if n > 3:  # the message names three: the rest goes on the lines under it
-            exc.details = tuple(stats.failed)
-        raise exc
+        if n > FAILURES_NAMED:  # the rest goes on the lines under the message
+            incomplete.details = tuple(stats.failed)
+        raise incomplete
     return stats
 
 

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+#: the version of the snapshot file body
+SNAPSHOT_VERSION = 1
+
+
+class SnapshotSource(TypedDict, total=False):
+    """What a snapshot was taken from (``entries.SourceInfo``). Every writer writes all four;
+    a snapshot file read back is not checked for them, hence none is required."""
+
+    uri: str
+    kind: str
+    host: str
+    extra: dict[str, Any]
 
 
 @dataclass
 class Snapshot:
     time: str  # RFC 3339, UTC
     tree: str  # root tree blob id, hex
-    source: dict[str, Any]  # {"uri", "kind", "host", "extra"}
+    source: SnapshotSource
     hostname: str = ""
     username: str = ""
     tags: list[str] = field(default_factory=list)
@@ -42,7 +55,7 @@ class Snapshot:
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("id")
-        d["v"] = 1
+        d["v"] = SNAPSHOT_VERSION
         return d
 
     @classmethod

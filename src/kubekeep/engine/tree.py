@@ -12,7 +12,7 @@ does not pass was written by a hostile or broken writer (``errors.UnsafeTree``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import msgpack
 
@@ -23,6 +23,27 @@ DIR = "dir"
 FILE = "file"
 SYMLINK = "symlink"
 _TYPES = frozenset((DIR, FILE, SYMLINK))
+#: the version of a tree blob's body
+TREE_VERSION = 1
+
+
+class WireNode(TypedDict):
+    """A node as stored in a tree: name, type, mode, mtime; owner and group when not 0; a
+    file's size, content and reuse key, a directory's subtree, a symlink's target; attributes
+    when there are any. A name or target that is not UTF-8 is stored as its bytes."""
+
+    n: str | bytes
+    t: str
+    m: int
+    mt: int
+    u: NotRequired[int]
+    g: NotRequired[int]
+    s: NotRequired[int]
+    c: NotRequired[list[bytes]]
+    rk: NotRequired[bytes]
+    st: NotRequired[bytes | None]
+    l: NotRequired[str | bytes]  # noqa: E741 - the wire name
+    a: NotRequired[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -40,8 +61,8 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     reuse_key: bytes | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"n": self.name, "t": self.type, "m": self.mode, "mt": self.mtime_ns}
+    def to_wire(self) -> WireNode:
+        d: WireNode = {"n": self.name, "t": self.type, "m": self.mode, "mt": self.mtime_ns}
         if self.uid:
             d["u"] = self.uid
         if self.gid:
@@ -60,8 +81,9 @@ class Node:
         return d
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Node:
-        """The node ``d`` describes; raises ``TypeError`` or ``ValueError`` for a malformed one."""
+    def from_wire(cls, d: WireNode) -> Node:
+        """The node ``d`` describes; raises ``TypeError``, ``ValueError`` or ``KeyError`` for a
+        malformed one (``d`` is as decoded: its shape is checked here)."""
         node = cls(
             name=_text(d["n"]),
             type=d["t"],
@@ -172,19 +194,19 @@ def encode_tree(nodes: list[Node]) -> bytes:
     nodes = sorted(nodes, key=lambda n: name_bytes(n.name))
     wire = [n.to_wire() for n in nodes]
     try:
-        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
+        return msgpack.packb({"v": TREE_VERSION, "nodes": wire}, use_bin_type=True)
     except UnicodeEncodeError:  # a name or target that is not UTF-8: the rare case, done again
-        for d in wire:
-            d["n"] = _wire_text(d["n"])
+        for node, d in zip(nodes, wire, strict=True):
+            d["n"] = _wire_text(node.name)
             if "l" in d:
-                d["l"] = _wire_text(d["l"])
-        return msgpack.packb({"v": 1, "nodes": wire}, use_bin_type=True)
+                d["l"] = _wire_text(node.target)
+        return msgpack.packb({"v": TREE_VERSION, "nodes": wire}, use_bin_type=True)
 
 
 def decode_tree(data: bytes, what: str) -> list[Node]:
     try:
         body = msgpack.unpackb(data, raw=False)
-        if body.get("v") != 1:
+        if body.get("v") != TREE_VERSION:
             raise errors.IntegrityError(f"{what}: unsupported tree version {body.get('v')!r}")
         nodes = [Node.from_wire(d) for d in body["nodes"]]
     except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):

@@ -23,7 +23,8 @@ import grpc
 
 from kubekeep.errors import ConnectorError, IntegrityError, SourceUnreachable, UsageError
 
-from ._proto import rpc_pb2, rpc_pb2_grpc
+from . import services
+from ._proto import rpc_pb2
 from .snapshot import SnapshotStream
 
 DEFAULT_PORT = 2379
@@ -237,7 +238,7 @@ class EtcdClient:
         return ep.secure if ep.secure is not None else self._tls_default
 
     def _open_channel(self, ep: Endpoint) -> grpc.Channel:
-        options: list[tuple[str, Any]] = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
@@ -263,7 +264,7 @@ class EtcdClient:
         for ep in self.endpoints:
             channel = self._open_channel(ep)
             try:
-                rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(), timeout=self.connect_timeout)
+                services.maintenance(channel).Status(rpc_pb2.StatusRequest(), timeout=self.connect_timeout)
             except grpc.RpcError as exc:
                 channel.close()
                 code, details = _rpc_details(exc)
@@ -312,7 +313,7 @@ class EtcdClient:
 
     def status(self) -> Status:
         """Maintenance.Status of the connected member."""
-        stub = rpc_pb2_grpc.MaintenanceStub(self._chan())
+        stub = services.maintenance(self._chan())
         try:
             r = stub.Status(rpc_pb2.StatusRequest(), timeout=self.timeout)
         except grpc.RpcError as exc:
@@ -336,7 +337,7 @@ class EtcdClient:
 
     def member_list(self) -> list[Member]:
         """Cluster.MemberList as seen by the connected member."""
-        stub = rpc_pb2_grpc.ClusterStub(self._chan())
+        stub = services.cluster(self._chan())
         try:
             r = stub.MemberList(rpc_pb2.MemberListRequest(), timeout=self.timeout)
         except grpc.RpcError as exc:
@@ -362,7 +363,7 @@ class EtcdClient:
         (:class:`SourceUnreachable`/:class:`ConnectorError`) and any later failure is an
         :class:`IntegrityError`.
         """
-        stub = rpc_pb2_grpc.MaintenanceStub(self._chan())
+        stub = services.maintenance(self._chan())
         endpoint = str(self._endpoint)
         call = stub.Snapshot(rpc_pb2.SnapshotRequest())
 
@@ -390,7 +391,7 @@ class EtcdClient:
     def put(self, key: bytes, value: bytes) -> int:
         """KV.Put; returns the new revision."""
         try:
-            r = rpc_pb2_grpc.KVStub(self._chan()).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=self.timeout)
+            r = services.kv(self._chan()).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=self.timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, str(self._endpoint), "a put") from None
         return r.header.revision
@@ -398,7 +399,7 @@ class EtcdClient:
     def delete(self, key: bytes, range_end: bytes = b"") -> int:
         """KV.DeleteRange; returns the number of keys deleted."""
         try:
-            r = rpc_pb2_grpc.KVStub(self._chan()).DeleteRange(
+            r = services.kv(self._chan()).DeleteRange(
                 rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end), timeout=self.timeout
             )
         except grpc.RpcError as exc:
@@ -408,7 +409,7 @@ class EtcdClient:
     def range(self, key: bytes, range_end: bytes = b"", *, count_only: bool = False) -> rpc_pb2.RangeResponse:
         """KV.Range (linearizable)."""
         try:
-            return rpc_pb2_grpc.KVStub(self._chan()).Range(
+            return services.kv(self._chan()).Range(
                 rpc_pb2.RangeRequest(key=key, range_end=range_end, count_only=count_only),
                 timeout=self.timeout,
             )

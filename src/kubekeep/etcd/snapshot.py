@@ -14,13 +14,26 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from kubekeep.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 HASH_SIZE = 32
 
 ErrorHook = Callable[[BaseException, int, "int | None"], Exception]
+
+
+class SnapshotMessage(Protocol):
+    """What :class:`SnapshotStream` reads of a ``SnapshotResponse`` (``version`` if it has one)."""
+
+    @property
+    def remaining_bytes(self) -> int: ...
+
+    @property
+    def blob(self) -> bytes: ...
 
 
 def _default_hook(exc: BaseException, received: int, expected: int | None) -> Exception:
@@ -42,14 +55,14 @@ class SnapshotStream(io.RawIOBase):
 
     def __init__(
         self,
-        responses: Iterable[Any],
+        responses: Iterable[SnapshotMessage],
         *,
         source: str = "etcd",
-        cancel: Callable[[], Any] | None = None,
+        cancel: Callable[[], object] | None = None,
         error_hook: ErrorHook | None = None,
     ) -> None:
         super().__init__()
-        self._it: Iterator[Any] = iter(responses)
+        self._it: Iterator[SnapshotMessage] = iter(responses)
         self._source = source
         self._cancel = cancel
         self._hook = error_hook or _default_hook
@@ -107,7 +120,7 @@ class SnapshotStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: Any) -> int:  # type: ignore[override]
+    def readinto(self, b: Buffer) -> int:
         out = memoryview(b).cast("B")
         want = len(out)
         n = 0
@@ -123,7 +136,7 @@ class SnapshotStream(io.RawIOBase):
             n += k
         return n
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return self.readall()
         buf = bytearray(size)
@@ -186,7 +199,7 @@ class SnapshotStream(io.RawIOBase):
         self._failed = IntegrityError(f"{self._source}: {msg}")
         return self._failed
 
-    def _take(self, resp: Any) -> None:
+    def _take(self, resp: SnapshotMessage) -> None:
         blob = resp.blob
         remaining = int(resp.remaining_bytes)
         self.messages += 1

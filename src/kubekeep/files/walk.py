@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TypedDict
 
 from kubekeep import errors
 from kubekeep.engine import host
@@ -18,6 +18,15 @@ from kubekeep.engine.tree import name_printable as _printable
 from kubekeep.files.excludes import ExcludeRules
 
 _REUSE = struct.Struct("<QQqqq")
+
+
+class _Metadata(TypedDict):
+    """What every entry takes from ``lstat``."""
+
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
 
 
 class FsImporter(Importer):
@@ -73,7 +82,7 @@ class FsImporter(Importer):
                 yield from self._walk(item.path, rel)
 
     def _entry(self, path: str, rel: str, st: os.stat_result) -> Entry | None:
-        common: dict[str, Any] = {
+        common: _Metadata = {
             "mode": stat.S_IMODE(st.st_mode),
             "uid": st.st_uid,
             "gid": st.st_gid,
@@ -95,8 +104,12 @@ class FsImporter(Importer):
                 EntryType.FILE,
                 size=st.st_size,
                 reuse_key=key,
-                opener=lambda p=path: open(p, "rb", buffering=0),
+                opener=_opener(path),
                 **common,
-            )  # type: ignore[misc]
+            )
         self._warnings.append(f"{_printable(rel)}: special file (socket, FIFO or device) skipped")
         return None
+
+
+def _opener(path: str) -> Callable[[], IO[bytes]]:
+    return lambda: open(path, "rb", buffering=0)

@@ -11,11 +11,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, Exporter, SourceInfo
 from kubekeep.engine.tree import name_printable as _printable
+
+
+class _PathArgs(TypedDict):
+    """How ``os.chown``/``os.utime`` reach a symlink: by a /proc path, or by name in a directory."""
+
+    path: str
+    dir_fd: NotRequired[int]
+    follow_symlinks: NotRequired[bool]
 
 
 class FsExporter(Exporter):
@@ -230,7 +238,7 @@ class FsExporter(Exporter):
         try:
             if not stat.S_ISLNK(os.fstat(fd).st_mode):
                 raise errors.EntryFailed(f"{_printable(entry.path)}: replaced during the restore")
-            at: dict[str, Any] = {"path": f"/proc/self/fd/{fd}"}
+            at: _PathArgs = {"path": f"/proc/self/fd/{fd}"}
             if not os.path.exists("/proc/self/fd"):  # no /proc: by name, not following it
                 at = {"path": name, "dir_fd": pfd, "follow_symlinks": False}
             if self.owners:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from kubekeep.manifests import cleaning, ordering
 from kubekeep.manifests.layout import split_api_version
@@ -130,6 +130,17 @@ def cluster_owned(obj: Mapping[str, Any], group: str, resource: str) -> str | No
     return check(obj) if check is not None else None
 
 
+class ReportLine(TypedDict):
+    """The identifying part of an object's line in a restore report (the exporter adds what it did)."""
+
+    path: str
+    apiVersion: str
+    kind: str
+    namespace: str
+    name: str
+    tier: str
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """An object read from a snapshot: its path, node attrs and content."""
@@ -176,7 +187,7 @@ class PlannedObject:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{self.kind} {where}"
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ReportLine:
         """The identifying part of this object's line in a restore report."""
         return {
             "path": self.path,

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 import orjson
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from kubekeep.manifests import yaml_reader
 

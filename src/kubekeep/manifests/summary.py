@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 #: (group, resource) of the objects a summary reads.
 RESOURCES = frozenset(
@@ -77,11 +77,24 @@ class NamespaceState:
         return [w for w in self.workloads if not w.healthy]
 
 
+class SummaryInfo(TypedDict, total=False):
+    """Which snapshot a summary is of, and of which cluster."""
+
+    snapshot: str
+    short_id: str
+    time: str
+    source: str
+    cluster: str
+    server: str
+    version: str
+    objects: int | None
+
+
 @dataclass
 class ClusterSummary:
     nodes: list[NodeState] = field(default_factory=list)
     namespaces: dict[str, NamespaceState] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # snapshot id, time, server, version
+    info: SummaryInfo = field(default_factory=SummaryInfo)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,14 +104,15 @@ class ClusterSummary:
         return d
 
 
-def _int(value: Any, default: int = 0) -> int:
+def _int(value: object, default: int = 0) -> int:
     return value if isinstance(value, int) else default
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    cond: dict[str, Any]  # a condition is an object (the API server's schema)
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
-            return cond  # type: ignore[no-any-return]
+            return cond
     return None
 
 

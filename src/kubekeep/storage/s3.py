@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, NotRequired, TypedDict
 
 import boto3
 import botocore.exceptions as bexc
@@ -39,6 +39,33 @@ ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_POOL_CONNECTIONS = 16
+#: conditional PUTs of an exclusive store tried while concurrent conditional writes conflict
+CONDITIONAL_PUT_ATTEMPTS = 3
+
+
+class _CreateBucket(TypedDict):
+    """Arguments of ``create_bucket``."""
+
+    Bucket: str
+    CreateBucketConfiguration: NotRequired[dict[str, str]]
+
+
+class _GetObject(TypedDict):
+    """Arguments of ``get_object``."""
+
+    Bucket: str
+    Key: str
+    Range: NotRequired[str]
+
+
+class _PutObject(TypedDict):
+    """Arguments of ``put_object`` (an exclusive store adds ``IfNoneMatch``)."""
+
+    Bucket: str
+    Key: str
+    Body: bytes
+    ContentMD5: str
+
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _AUTH = {
@@ -156,6 +183,8 @@ class S3Backend(Backend):
             response_checksum_validation="when_required",
         )
         try:
+            # Any: the S3 client's methods are made at run time; their types would need the
+            # mypy-boto3-s3 stubs, which kubekeep does not install
             self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify_tls)
         except ValueError as exc:  # e.g. a malformed endpoint URL
             raise UsageError(f"invalid S3 endpoint {endpoint_url!r}: {_one_line(str(exc))}") from exc
@@ -217,7 +246,7 @@ class S3Backend(Backend):
             raise RepositoryExists(f"a repository already exists at {self._where}")
 
     def _create_bucket(self) -> None:
-        params: dict[str, Any] = {"Bucket": self.bucket}
+        params: _CreateBucket = {"Bucket": self.bucket}
         region = self._client.meta.region_name
         if region and region != DEFAULT_REGION:
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -252,7 +281,7 @@ class S3Backend(Backend):
         key = self._key(name)
         if length == 0:
             return b""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        params: _GetObject = {"Bucket": self.bucket, "Key": key}
         if length is not None:
             params["Range"] = f"bytes={offset}-{offset + length - 1}"
         elif offset:
@@ -298,7 +327,7 @@ class S3Backend(Backend):
     def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
         key = self._key(name)
         body = bytes(data)
-        params: dict[str, Any] = {
+        params: _PutObject = {
             "Bucket": self.bucket,
             "Key": key,
             "Body": body,
@@ -308,7 +337,7 @@ class S3Backend(Backend):
             self._put(params, name)
             return
         if self._conditional is not False:
-            for _ in range(3):
+            for _ in range(CONDITIONAL_PUT_ATTEMPTS):
                 try:
                     self._client.put_object(**params, IfNoneMatch="*")
                     self._conditional = True
@@ -346,7 +375,7 @@ class S3Backend(Backend):
         except ObjectNotFound:
             return False
 
-    def _put(self, params: dict[str, Any], name: str) -> None:
+    def _put(self, params: _PutObject, name: str) -> None:
         try:
             self._client.put_object(**params)
         except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
