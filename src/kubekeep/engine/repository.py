@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
@@ -31,15 +31,13 @@ from kubekeep.engine.cache import Cache, default_cache_root
 from kubekeep.engine.crypto import OVERHEAD, MasterKey
 from kubekeep.engine.index import BlobRow, Index, Location, decode_index_body
 from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
+from kubekeep.engine.locks import RepositoryLock
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
+from kubekeep.engine.writer import BlobWriter
 from kubekeep.storage.base import Backend
-
-if TYPE_CHECKING:
-    from kubekeep.engine.locks import RepositoryLock
-    from kubekeep.engine.writer import BlobWriter
 
 
 def _open_cache(root: Path | None, repo_id: str) -> Cache | None:
@@ -487,8 +485,6 @@ class Repository:
         return nodes
 
     def writer(self) -> BlobWriter:
-        from kubekeep.engine.writer import BlobWriter
-
         return BlobWriter(self)
 
     # -- snapshots ----------------------------------------------------------------------------
@@ -654,8 +650,6 @@ class Repository:
 
     def lock(self, *, exclusive: bool = False) -> RepositoryLock:
         """A context manager holding a shared (or exclusive) lock on the repository."""
-        from kubekeep.engine.locks import RepositoryLock
-
         return RepositoryLock(self, exclusive=exclusive)
 
     def close(self) -> None:
