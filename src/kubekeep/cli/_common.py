@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -187,7 +187,7 @@ def with_repository(f: F) -> F:
         finally:
             repo.close()
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def emit_json(value: Any) -> None:

@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -312,6 +312,6 @@ def volume_options(*, restore: bool = False) -> Callable[[F], F]:
         decorated: Any = wrapper
         for option in reversed(options):
             decorated = option(decorated)
-        return decorated  # type: ignore[no-any-return]
+        return cast(F, decorated)
 
     return decorate

@@ -79,4 +79,4 @@ def get(
     session: Session, group: str, version: str, resource: str, name: str, *, namespace: str = ""
 ) -> dict[str, Any] | None:
     """The live object, or None if it does not exist; other errors raise ``ApiError``."""
-    return session.get_or_none(api_path(group, version, resource, namespace=namespace, name=name))  # type: ignore[no-any-return]
+    return session.get_or_none(api_path(group, version, resource, namespace=namespace, name=name))

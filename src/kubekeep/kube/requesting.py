@@ -150,9 +150,10 @@ class Session:
             raise self.error(method, path, response)
         return response
 
-    def get(self, path: str, **query: Any) -> Any:
-        """GET ``path`` and return the parsed JSON body."""
-        return self.call("GET", path, query=query).json()
+    def get(self, path: str, **query: Any) -> dict[str, Any]:
+        """GET ``path`` and return the parsed JSON body (an API object or list)."""
+        body: dict[str, Any] = self.call("GET", path, query=query).json()
+        return body
 
     def call_unless_missing(self, method: str, path: str, **kwargs: Any) -> Response | None:
         """``call``, but None for 404 (the object, or its resource type, does not exist)."""
@@ -163,10 +164,11 @@ class Session:
             raise self.error(method, path, response)
         return response
 
-    def get_or_none(self, path: str, **query: Any) -> Any:
+    def get_or_none(self, path: str, **query: Any) -> dict[str, Any] | None:
         """``get``, but None for 404."""
         response = self.call_unless_missing("GET", path, query=query)
-        return None if response is None else response.json()
+        body: dict[str, Any] | None = None if response is None else response.json()
+        return body
 
     def error(self, method: str, path: str, response: Response) -> errors.ApiError:
         message, reason = status_message(response.data)

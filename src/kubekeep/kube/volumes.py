@@ -72,11 +72,12 @@ def content_path(name: str = "") -> str:
 
 
 def get(session: Session, path: str) -> Obj | None:
-    return session.get_or_none(path)  # type: ignore[no-any-return]
+    return session.get_or_none(path)
 
 
 def create(session: Session, path: str, obj: Obj) -> Obj:
-    return session.call("POST", path, body=orjson.dumps(obj)).json()  # type: ignore[no-any-return]
+    created: Obj = session.call("POST", path, body=orjson.dumps(obj)).json()
+    return created
 
 
 def merge_patch(session: Session, path: str, patch: Obj) -> Obj | None:
@@ -160,9 +161,10 @@ def snapshot_class_for(session: Session, driver: str, wanted: str | None = None)
 
 def storage_class(session: Session, name: str) -> Obj | None:
     if not name:
-        for sc in session.get(_path("storageclasses", group="storage.k8s.io")).get("items") or []:
+        classes: list[Obj] = session.get(_path("storageclasses", group="storage.k8s.io")).get("items") or []
+        for sc in classes:
             if (sc["metadata"].get("annotations") or {}).get(DEFAULT_STORAGE_CLASS) == "true":
-                return sc  # type: ignore[no-any-return]
+                return sc
         return None
     return get(session, _path("storageclasses", name=name, group="storage.k8s.io"))
 
