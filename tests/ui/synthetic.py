@@ -12,6 +12,7 @@ something to compare. Registered for a test through ``connectors.IMPORTERS``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -383,7 +384,15 @@ class SyntheticImporter(Importer):
         return {"manifests": {"objects": self.count}}
 
 
-def open_importer(uri: str, **options: Any) -> SyntheticImporter:
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """The synthetic source takes everything from its URI."""
+
+
+SOURCE_OPTIONS = SyntheticOptions
+
+
+def open_importer(uri: str, options: SyntheticOptions) -> SyntheticImporter:
     parts = urlsplit(uri)
     query = parse_qs(parts.query)
     return SyntheticImporter(
