@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from kubekeep import api
+import pytest
+
+from kubekeep import api, errors
 from kubekeep.engine.pack import pack_name
 from kubekeep.engine.repository import Repository
 
@@ -35,3 +38,26 @@ def test_check_ignores_trees_and_snapshots_held_in_memory(repo: Repository, tmp_
     _flip(tmp_path / "repo", f"snapshots/{snap.id}", 40)
     report = api.check(repo)
     assert any(f"snapshot {snap.id[:8]}" in e for e in report.errors), report.errors
+
+
+def test_read_data_subsets_cover_every_pack_once_and_find_damage(repo: Repository, tmp_path: Path) -> None:
+    """Groups 1/T .. T/T read each pack exactly once; a damaged pack is found by the group that
+    reads it, and by no other (they check only its header, which is intact)."""
+    for i in range(4):
+        src = tmp_path / f"src{i}"
+        src.mkdir()
+        (src / "f.bin").write_bytes(os.urandom(50_000))
+        api.backup(repo, str(src))
+    packs = sorted(o.name for o in repo.backend.list("data/"))
+    assert len(packs) >= 4
+    read = [api.check(repo, subset=api.DataSubset.parse(f"{n}/3")) for n in range(1, 4)]
+    assert all(r.ok for r in read), [r.errors for r in read]
+    assert sum(r.packs_read for r in read) == len(packs)
+    assert api.check(repo, subset=api.DataSubset.parse("100%")).packs_read == len(packs)
+    assert api.check(repo, subset=api.DataSubset.parse("1%")).packs_read == 1
+    _flip(tmp_path / "repo", packs[0], 20)
+    found = [bool(api.check(repo, subset=api.DataSubset.parse(f"{n}/3")).errors) for n in range(1, 4)]
+    assert found.count(True) == 1
+    for bad in ("4/3", "0/2", "0%", "101%", "half"):
+        with pytest.raises(errors.UsageError):
+            api.DataSubset.parse(bad)

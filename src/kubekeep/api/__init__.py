@@ -48,7 +48,7 @@ from kubekeep.api.snapshots import (
 from kubekeep.connectors import DestinationOptions, SourceOptions, scheme_of
 from kubekeep.engine.backup import Progress as BackupProgress
 from kubekeep.engine.backup import ProgressCallback
-from kubekeep.engine.check import CheckReport
+from kubekeep.engine.check import CheckReport, DataSubset
 from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED, Change
 from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.prune import PruneReport
@@ -122,6 +122,7 @@ __all__ = [
     "ClusterSummary",
     "ClusterVolumeOptions",
     "DamagedSnapshot",
+    "DataSubset",
     "DestinationOptions",
     "Decision",
     "EtcdSourceOptions",

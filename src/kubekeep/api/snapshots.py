@@ -13,7 +13,7 @@ from kubekeep.connectors import DestinationOptions, SourceOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
 from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
-from kubekeep.engine.check import CheckReport, run_check
+from kubekeep.engine.check import CheckReport, DataSubset, run_check
 from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.entries import Exporter, SnapshotKind
 from kubekeep.engine.prune import PruneReport, run_prune
@@ -178,10 +178,16 @@ def _subtree(repo: Repository, snap: Snapshot, path: str) -> bytes | None:
 
 
 def check(
-    repo: Repository, *, read_data: bool = False, progress: Callable[[str, int, int], None] | None = None
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    subset: DataSubset | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> CheckReport:
+    """Verify the repository's structure; with ``read_data`` every pack's data, with ``subset``
+    a part of the packs' data (``DataSubset.parse("2/5")``, ``DataSubset.parse("10%")``)."""
     with repo.lock():
-        return run_check(repo, read_data=read_data, progress=progress)
+        return run_check(repo, read_data=read_data, subset=subset, progress=progress)
 
 
 @dataclass

@@ -11,13 +11,23 @@ from kubekeep.cli.progress import CountProgress
 
 @click.command(short_help="Verify the repository's structure (and data).")
 @click.option("--read-data", is_flag=True, help="Also read and verify every pack and blob.")
+@click.option(
+    "--read-data-subset",
+    metavar="N/T|P%",
+    help="Read and verify a part of the packs: group N of T (run 1/T .. T/T to cover all) or P% at random.",
+)
 @global_options
 @with_repository
-def command(repo: api.Repository, read_data: bool) -> None:
+def command(repo: api.Repository, read_data: bool, read_data_subset: str | None) -> None:
     """Check that every snapshot's trees and blobs are present and intact. With --read-data,
-    download and verify all data. Exits 13 if any problem is found."""
+    download and verify all data (--read-data-subset: a part of it). Exits 13 if any problem
+    is found."""
+    subset = api.DataSubset.parse(read_data_subset) if read_data_subset else None
+    if subset is not None and read_data:
+        raise errors.UsageError("give --read-data or --read-data-subset, not both")
+    read_data = read_data or subset is not None
     with CountProgress("reading packs", enabled=show_progress() and read_data) as bar:
-        report = api.check(repo, read_data=read_data, progress=bar.update)
+        report = api.check(repo, read_data=read_data, subset=subset, progress=bar.update)
     if settings().json:
         emit_json(report.to_dict())
     else:

@@ -4,11 +4,16 @@ Structure: every index file and snapshot decrypts and matches its name; every pa
 names exists; every tree of every snapshot decodes and names only entries a directory can
 hold (``tree.unsafe_names``: no ``..``, ``/``, NUL or name twice); every blob a tree references is indexed.
 ``read_data`` also downloads every pack, checks its name against its content hash, its header
-against the index, and every blob against its keyed id.
+against the index, and every blob against its keyed id; a :class:`DataSubset` does that for a
+part of the packs (a different part each run spreads the reading over several runs, as restic's
+``--read-data-subset``), the others getting the header check of a run without ``read_data``.
 """
 
 from __future__ import annotations
 
+import math
+import random
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,6 +31,40 @@ from kubekeep.engine.tree import DIR, FILE
 
 #: whole packs downloaded and verified at once (``--read-data``)
 PACKS_READ_AT_ONCE = 2
+
+
+@dataclass(frozen=True)
+class DataSubset:
+    """The packs ``--read-data-subset`` reads: group ``group`` of ``groups`` (by the first byte of
+    the pack id, so that running 1/5 .. 5/5 reads every pack once), or ``percent`` of them at
+    random."""
+
+    group: int = 0
+    groups: int = 0
+    percent: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> DataSubset:
+        """``N/T`` (1 <= N <= T <= 256) or ``P%`` (0 < P <= 100)."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if m:
+            group, groups = int(m.group(1)), int(m.group(2))
+            if not 1 <= group <= groups <= 256:
+                raise errors.UsageError(f"--read-data-subset {text!r}: N/T needs 1 <= N <= T <= 256")
+            return cls(group=group, groups=groups)
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
+        if m and 0 < float(m.group(1)) <= 100:
+            return cls(percent=float(m.group(1)))
+        raise errors.UsageError(f"--read-data-subset {text!r}: expected N/T (e.g. 2/5) or a percentage (e.g. 10%)")
+
+    def choose(self, pack_ids: list[bytes]) -> set[bytes]:
+        if self.groups:
+            return {p for p in pack_ids if p[0] % self.groups == self.group - 1}
+        count = min(len(pack_ids), math.ceil(len(pack_ids) * self.percent / 100))
+        return set(random.sample(sorted(pack_ids), count))
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.groups}" if self.groups else f"{self.percent:g}%"
 
 
 @dataclass
@@ -49,7 +88,11 @@ class CheckReport:
 
 
 def run_check(
-    repo: Repository, *, read_data: bool = False, progress: Callable[[str, int, int], None] | None = None
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    subset: DataSubset | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> CheckReport:
     report = CheckReport()
     # verify what is stored, not what was cached on disk or is held in memory from earlier use
@@ -70,8 +113,12 @@ def run_check(
                 "(left by an interrupted backup; 'kubekeep prune' removes them)"
             )
         _check_snapshots(repo, index, report)
-        if read_data:
+        if read_data and subset is None:
             _read_packs(repo, indexed, stored, report, progress)
+        elif subset is not None:
+            chosen = subset.choose(list(indexed))
+            _read_packs(repo, {p: e for p, e in indexed.items() if p in chosen}, stored, report, progress)
+            _check_pack_ends(repo, {p: e for p, e in indexed.items() if p not in chosen}, stored, report)
         else:
             _check_pack_ends(repo, indexed, stored, report)
     return report
