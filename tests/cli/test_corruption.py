@@ -128,7 +128,10 @@ def test_damaged_index_file(damaged_setup: tuple[KK, Path, str], tmp_path: Path)
     stored = kk.repo.objects()
     proc = kk.run("prune", "--no-cache", expect=13)
     assert "repair index" in proc.stderr.decode().splitlines()[-1]
-    assert kk.repo.objects() == stored
+    added = {n: s for n, s in kk.repo.objects().items() if n not in stored}
+    assert {n: s for n, s in kk.repo.objects().items() if n in stored} == stored  # nothing deleted
+    assert len(added) == 1 and next(iter(added)).startswith("runs/")  # the failed run's record
+    stored = kk.repo.objects()
 
     report = kk.json("repair", "index", "--dry-run")
     assert kk.repo.objects() == stored

@@ -50,12 +50,17 @@ def test_read_data_subsets_cover_every_pack_once_and_find_damage(repo: Repositor
         api.backup(repo, str(src))
     packs = sorted(o.name for o in repo.backend.list("data/"))
     assert len(packs) >= 4
+    snap = api.snapshots(repo)[-1]
+    chunk = api.stat(repo, f"{snap.id}:/f.bin").content[0]
+    data_pack = repo.index.lookup(chunk)
+    assert data_pack is not None
     read = [api.check(repo, subset=api.DataSubset.parse(f"{n}/3")) for n in range(1, 4)]
     assert all(r.ok for r in read), [r.errors for r in read]
     assert sum(r.packs_read for r in read) == len(packs)
     assert api.check(repo, subset=api.DataSubset.parse("100%")).packs_read == len(packs)
     assert api.check(repo, subset=api.DataSubset.parse("1%")).packs_read == 1
-    _flip(tmp_path / "repo", packs[0], 20)
+    # a byte of file data (not of a tree, which every check reads, nor of the header)
+    _flip(tmp_path / "repo", pack_name(data_pack.pack_id), data_pack.offset + 5)
     found = [bool(api.check(repo, subset=api.DataSubset.parse(f"{n}/3")).errors) for n in range(1, 4)]
     assert found.count(True) == 1
     for bad in ("4/3", "0/2", "0%", "101%", "half"):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kubekeep.api.cluster import AGENT_HANDSHAKE_TIMEOUT, AGENT_LISTEN, CleanupReport, cleanup, serve_agent
 from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
 from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
+from kubekeep.api.metrics import RepositoryMetrics, RunMetrics, SourceMetrics, repository_metrics
 from kubekeep.api.refs import split_ref
 from kubekeep.api.repositories import (
     RepositoryOptions,
@@ -143,13 +144,16 @@ __all__ = [
     "ProgressCallback",
     "PruneReport",
     "Repository",
+    "RepositoryMetrics",
     "RepositoryOptions",
     "RestoreStats",
+    "RunMetrics",
     "S3DestinationOptions",
     "Snapshot",
     "SnapshotKind",
     "SourceOptions",
     "SnapshotsRepairReport",
+    "SourceMetrics",
     "VolumeOptions",
     "add_key",
     "backup",
@@ -182,6 +186,7 @@ __all__ = [
     "remove_key",
     "repair_index",
     "repair_snapshots",
+    "repository_metrics",
     "restore",
     "scheme_of",
     "serve_agent",

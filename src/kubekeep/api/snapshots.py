@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from kubekeep import connectors, errors
@@ -12,6 +13,7 @@ from kubekeep.api.selecting import select_objects as _select_objects
 from kubekeep.connectors import DestinationOptions, SourceOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
 from kubekeep.engine import repair as _repair
+from kubekeep.engine import runs
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, DataSubset, run_check
 from kubekeep.engine.diff import Change, diff_trees
@@ -62,14 +64,46 @@ def backup(
     force: bool = False,
     progress: ProgressCallback | None = None,
     options: SourceOptions | None = None,
+    record: bool = False,
 ) -> Snapshot:
     """Back up ``source`` (a connector URI or a path) into a new snapshot. ``options`` are the
     source connector's (``FsSourceOptions``, ``EtcdSourceOptions``, ``ManifestsSourceOptions``,
-    ``VolumeOptions``); its defaults if None."""
-    importer = connectors.open_importer(source, options)
-    with repo.lock(), importer:
-        parent_snap = repo.find_snapshot(parent) if parent else None
-        return run_backup(repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force, progress=progress)
+    ``VolumeOptions``); its defaults if None. ``record`` leaves a run record (success or
+    failure) in the repository, for ``kubekeep metrics``."""
+    run = runs.RunRecord("backup", source=_source_key(source))
+    with _recording(repo, run, record):
+        importer = connectors.open_importer(source, options)
+        with repo.lock(), importer:
+            parent_snap = repo.find_snapshot(parent) if parent else None
+            snap = run_backup(
+                repo, importer, tags=list(tags), parent=parent_snap, use_parent=not force, progress=progress
+            )
+        run.source, run.kind, run.snapshot = snap.uri, snap.kind, snap.id
+        run.stats = {k: v for k, v in snap.stats.items() if k in _BACKUP_FIGURES and isinstance(v, int | float)}
+        objects = (snap.metadata.get("manifests") or {}).get("objects")
+        if isinstance(objects, int):
+            run.stats["objects"] = objects
+        if snap.warnings:
+            run.outcome, run.error = "warning", f"{len(snap.warnings)} warning(s), the first: {snap.warnings[0]}"
+        return snap
+
+
+#: the figures of a backup its run record keeps
+_BACKUP_FIGURES = ("files", "dirs", "bytes_total", "bytes_read", "bytes_stored", "duration_s")
+
+
+def _source_key(source: str) -> str:
+    """A source as its snapshots name it, when that is known without opening it (fs: paths made
+    absolute), so that failed and successful runs of one source group together."""
+    if connectors.scheme_of(source) == "fs":
+        from kubekeep.connectors.fs import fs_path
+
+        return f"fs:{fs_path(source)}"
+    return source
+
+
+def _recording(repo: Repository, run: runs.RunRecord, enabled: bool) -> AbstractContextManager[runs.RunRecord]:
+    return runs.recorded(repo, run) if enabled else nullcontext(run)
 
 
 def restore(
@@ -183,11 +217,24 @@ def check(
     read_data: bool = False,
     subset: DataSubset | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    record: bool = False,
 ) -> CheckReport:
     """Verify the repository's structure; with ``read_data`` every pack's data, with ``subset``
-    a part of the packs' data (``DataSubset.parse("2/5")``, ``DataSubset.parse("10%")``)."""
-    with repo.lock():
-        return run_check(repo, read_data=read_data, subset=subset, progress=progress)
+    a part of the packs' data (``DataSubset.parse("2/5")``, ``DataSubset.parse("10%")``).
+    ``record`` leaves a run record."""
+    run = runs.RunRecord("check")
+    with _recording(repo, run, record):
+        with repo.lock():
+            report = run_check(repo, read_data=read_data, subset=subset, progress=progress)
+        run.stats = {
+            "errors": len(report.errors),
+            "snapshots": report.snapshots,
+            "packs": report.packs,
+            "packs_read": report.packs_read,
+        }
+        if not report.ok:
+            run.outcome, run.error = "failure", f"{len(report.errors)} problem(s), the first: {report.errors[0]}"
+        return report
 
 
 @dataclass
@@ -216,10 +263,26 @@ def forget(
     group_by: tuple[str, ...] = ("host", "source"),
     tags: Iterable[str] = (),
     dry_run: bool = False,
+    record: bool = False,
 ) -> ForgetReport:
     """Remove snapshots named in ``ids`` or not kept by ``policy`` (within the ``tags`` filter).
-    A damaged snapshot file named by id (a unique prefix of its name) is removed unread."""
-    ids = list(ids)
+    A damaged snapshot file named by id (a unique prefix of its name) is removed unread.
+    ``record`` leaves a run record (not for a dry run)."""
+    run = runs.RunRecord("forget")
+    with _recording(repo, run, record and not dry_run):
+        report = _forget(repo, policy, list(ids), group_by, tags, dry_run)
+        run.stats = {"removed": report.removed, "kept": report.kept}
+        return report
+
+
+def _forget(
+    repo: Repository,
+    policy: Policy | None,
+    ids: list[str],
+    group_by: tuple[str, ...],
+    tags: Iterable[str],
+    dry_run: bool,
+) -> ForgetReport:
     if not ids and (policy is None or policy.empty()):
         raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
     with repo.lock(exclusive=True):
@@ -254,8 +317,23 @@ def forget(
 
 
 def prune(
-    repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
+    repo: Repository,
+    *,
+    max_unused: float = 0.1,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+    record: bool = False,
 ) -> PruneReport:
+    """Delete what no snapshot needs (packs, and run records beyond the newest ``RUNS_KEPT`` of
+    each command and source). ``record`` leaves a run record (not for a dry run)."""
+    run = runs.RunRecord("prune")
+    with _recording(repo, run, record and not dry_run):
+        report = _prune(repo, max_unused, dry_run, progress)
+        run.stats = {"packs_deleted": report.packs_deleted, "bytes_freed": report.bytes_freed}
+        return report
+
+
+def _prune(repo: Repository, max_unused: float, dry_run: bool, progress: Callable[[str], None] | None) -> PruneReport:
     with repo.lock(exclusive=True):
         repo.snapshots(skip_damaged=True)
         if repo.damaged_snapshots:
@@ -272,7 +350,9 @@ def prune(
                 f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
                 "before pruning (nothing was deleted)"
             )
-        return run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+        report = run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
+        runs.prune(repo, dry_run=dry_run)
+        return report
 
 
 def repair_index(

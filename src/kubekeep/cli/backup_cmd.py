@@ -147,7 +147,14 @@ def command(
         options = volume.options(excludes=patterns, context=context, kubeconfig=kubeconfig)
     with BackupProgress(enabled=show_progress()) as progress:
         snap = api.backup(
-            repo, source, tags=tags, parent=parent, force=force, progress=progress.update, options=options
+            repo,
+            source,
+            tags=tags,
+            parent=parent,
+            force=force,
+            progress=progress.update,
+            options=options,
+            record=True,
         )
     st = snap.stats
     if settings().json:

@@ -27,7 +27,7 @@ def command(repo: api.Repository, read_data: bool, read_data_subset: str | None)
         raise errors.UsageError("give --read-data or --read-data-subset, not both")
     read_data = read_data or subset is not None
     with CountProgress("reading packs", enabled=show_progress() and read_data) as bar:
-        report = api.check(repo, read_data=read_data, subset=subset, progress=bar.update)
+        report = api.check(repo, read_data=read_data, subset=subset, progress=bar.update, record=True)
     if settings().json:
         emit_json(report.to_dict())
     else:

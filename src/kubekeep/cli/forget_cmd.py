@@ -56,7 +56,7 @@ def command(
     policy = api.Policy(
         keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within, list(keep_tag)
     )
-    report = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run)
+    report = api.forget(repo, policy, ids=ids, group_by=groups, tags=tags, dry_run=dry_run, record=True)
     if settings().json:
         emit_json(
             [

@@ -41,6 +41,7 @@ COMMANDS = [
     "agent",
     "cleanup",
     "repair",
+    "metrics",
 ]
 
 

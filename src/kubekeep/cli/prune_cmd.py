@@ -19,7 +19,7 @@ def _fraction(text: str) -> float:
 
 
 def prune_and_report(repo: api.Repository, *, max_unused: float, dry_run: bool) -> None:
-    report = api.prune(repo, max_unused=max_unused, dry_run=dry_run, progress=info)
+    report = api.prune(repo, max_unused=max_unused, dry_run=dry_run, progress=info, record=True)
     if settings().json:
         emit_json(report.to_dict())
         return

@@ -34,6 +34,7 @@ AAD_CONFIG = b"config"
 AAD_INDEX = b"index"
 AAD_SNAPSHOT = b"snapshot"
 AAD_LOCK = b"lock"
+AAD_RUN = b"run"
 
 
 class ChunkerParams(TypedDict):
