@@ -25,6 +25,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for path in artifacts.snapshot_crds:
         print(f"crd\t{path}")
     print(f"kwok-stages\t{artifacts.kwok_stages}")
+    print(f"helm\t{build.ensure_helm(_log)}")
     _log(f"binaries ready in {time.monotonic() - start:.1f}s (cache: {build.version_dir()})")
     return 0
 

@@ -7,6 +7,8 @@ Layout (``KUBEKEEP_TESTENV_CACHE`` overrides the root)::
         <cache_key>/bin/          etcd etcdctl etcdutl kube-apiserver ... kwok
         <cache_key>/build/<mod>/  generated go.mod + build log per Go module
         <cache_key>/crds/         VolumeSnapshot CRD manifests
+        helm-<version>/bin/helm   Helm, in a directory of its own (not part of <cache_key>:
+                                  bumping Helm rebuilds nothing else)
 
 Only the Go module proxy is used: every source comes in through ``go build`` /
 ``go mod download`` of a generated module.
@@ -284,9 +286,10 @@ def go_builds() -> tuple[GoBuild, ...]:
 
 
 @contextlib.contextmanager
-def _build_lock(progress: Progress) -> Iterator[None]:
-    """Serialize builds of one version between processes (pytest-xdist, parallel CI jobs)."""
-    vdir = version_dir()
+def _build_lock(progress: Progress, root: Path | None = None) -> Iterator[None]:
+    """Serialize builds into one cache directory (``root``, default the pinned versions')
+    between processes (pytest-xdist, parallel CI jobs)."""
+    vdir = root or version_dir()
     vdir.mkdir(parents=True, exist_ok=True)
     with open(vdir / ".lock", "w") as fh:
         try:
@@ -307,10 +310,12 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def _run_go_build(spec: GoBuild, progress: Progress) -> float:
-    """Generate the module for ``spec`` and build its binaries into ``bin/``; return seconds."""
+def _run_go_build(spec: GoBuild, progress: Progress, root: Path | None = None) -> float:
+    """Generate the module for ``spec`` and build its binaries into ``<root>/bin/`` (``root``
+    defaults to the pinned versions' directory); return seconds."""
     go = go_binary()
-    workdir = version_dir() / "build" / spec.name
+    root = root or version_dir()
+    workdir = root / "build" / spec.name
     out_dir = workdir / "out"
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -356,7 +361,7 @@ def _run_go_build(spec: GoBuild, progress: Progress) -> float:
             f"building {spec.name} ({', '.join(spec.binaries)}) failed with exit code {rc} "
             f"after {elapsed:.0f}s; full log: {log_path}\n--- last lines ---\n{_tail(log_path)}"
         )
-    bdir = bin_dir()
+    bdir = root / "bin"
     bdir.mkdir(parents=True, exist_ok=True)
     for name in spec.binaries:
         built = out_dir / name
@@ -447,6 +452,53 @@ def ensure_binaries(progress: Progress = _stderr) -> dict[str, Path]:
                 for spec in missing:
                     _run_go_build(spec, progress)
     return {name: bin_dir() / name for name in BINARIES}
+
+
+def helm_dir() -> Path:
+    """Cache directory of the pinned Helm, apart from the control plane's (see the module docstring)."""
+    return cache_root() / f"helm-{versions.HELM_VERSION}"
+
+
+def helm_path() -> Path:
+    """Where the pinned ``helm`` binary is (built by :func:`ensure_helm`)."""
+    return helm_dir() / "bin" / "helm"
+
+
+def helm_build() -> GoBuild:
+    """Helm's ``cmd/helm`` from ``helm.sh/helm/vN`` at the pinned version, stamped as its Makefile does."""
+    version = versions.HELM_VERSION
+    module = f"helm.sh/helm/v{version.lstrip('v').split('.')[0]}"
+    go_mod = f"module kubekeep.test/testenv/build/helm\n\ngo {versions.GO_DIRECTIVE}\n\nrequire {module} {version}\n"
+    stamp = f"{module}/internal/version"
+    return GoBuild(
+        name="helm",
+        binaries=("helm",),
+        packages=(f"{module}/cmd/helm",),
+        go_mod=lambda _workdir: go_mod,
+        ldflags=(
+            "-s",
+            "-w",
+            "-X",
+            f"{stamp}.version={version}",
+            "-X",
+            f"{stamp}.metadata=",
+            "-X",
+            f"{stamp}.gitTreeState=clean",
+        ),  # fmt: skip
+    )
+
+
+def ensure_helm(progress: Progress = _stderr) -> Path:
+    """Build the pinned Helm into its cache directory if it is missing; return its path."""
+    path = helm_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        with _build_lock(progress, helm_dir()):
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                _run_go_build(helm_build(), progress, helm_dir())
+    return path
 
 
 @dataclass(frozen=True)

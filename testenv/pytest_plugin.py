@@ -10,6 +10,7 @@ Load with ``pytest_plugins = ["testenv.pytest_plugin"]`` in the top-level
 * ``namespace`` (function): a fresh namespace, deleted afterwards.
 * ``kube_client`` / ``readonly_kube_client`` (session): ``kubernetes`` ApiClients
   for the admin and the least-privilege kubeconfig.
+* ``helm_binary`` (session): the pinned ``helm``, built on first use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from testenv import build
 from testenv.cluster import STATE_ENV, Cluster, running_cluster
 from testenv.rest import resource_path
 
@@ -59,6 +61,12 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="session")
+def helm_binary(pytestconfig: pytest.Config) -> Path:
+    """The pinned ``helm`` (``versions.HELM_VERSION``), built into its cache directory on first use."""
+    return build.ensure_helm(_progress_printer(pytestconfig))
 
 
 @pytest.fixture(scope="session")

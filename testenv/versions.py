@@ -1,7 +1,9 @@
 """Pinned upstream versions of everything the test environment builds or fetches.
 
 This is the only place versions are recorded; the binary cache directory is keyed
-on :func:`cache_key`, so bumping any version here triggers a fresh build.
+on :func:`cache_key`, so bumping any version here triggers a fresh build. Helm is the
+exception: it is not part of the control plane and builds into ``helm-<version>/`` of its
+own (``testenv.build.helm_dir``), so bumping it rebuilds Helm only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ KWOK_VERSION = "v0.8.0"
 #: ``github.com/kubernetes-csi/external-snapshotter/client/v8`` release whose
 #: ``config/crd/`` holds the VolumeSnapshot CRDs.
 SNAPSHOTTER_CLIENT_VERSION = "v8.7.0"
+
+#: ``helm.sh/helm/v4`` release (``cmd/helm``): the chart tests' ``helm``. Not in :func:`cache_key`.
+HELM_VERSION = "v4.3.2"
 
 #: Go directive written into the generated build modules (must be <= local Go).
 GO_DIRECTIVE = "1.26.0"
@@ -41,7 +46,7 @@ def cache_key() -> str:
 
 
 def as_dict() -> dict[str, str]:
-    """All pinned versions, e.g. for state files and ``python -m testenv env``."""
+    """The control plane's pinned versions, e.g. for state files and ``python -m testenv env``."""
     return {
         "kubernetes": KUBERNETES_VERSION,
         "etcd": ETCD_VERSION,

@@ -25,6 +25,17 @@ def test_versions_are_pinned_exactly() -> None:
     assert versions.KUBERNETES_VERSION in versions.cache_key()
 
 
+def test_helm_is_pinned_apart_from_the_control_plane(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert versions.HELM_VERSION.startswith("v") and versions.HELM_VERSION.count(".") == 2
+    assert versions.HELM_VERSION not in versions.cache_key()  # bumping Helm rebuilds Helm only
+    monkeypatch.setenv("KUBEKEEP_TESTENV_CACHE", str(tmp_path))
+    assert build.helm_path() == tmp_path / f"helm-{versions.HELM_VERSION}" / "bin" / "helm"
+    spec = build.helm_build()
+    major = versions.HELM_VERSION.lstrip("v").split(".")[0]
+    assert spec.packages == (f"helm.sh/helm/v{major}/cmd/helm",)
+    assert f"require helm.sh/helm/v{major} {versions.HELM_VERSION}" in spec.go_mod(tmp_path)
+
+
 def test_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KUBEKEEP_TESTENV_CACHE", str(tmp_path))
     assert build.bin_dir() == tmp_path / versions.cache_key() / "bin"
