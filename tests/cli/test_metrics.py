@@ -43,6 +43,7 @@ def test_runs_are_recorded_and_metrics_match_the_repository(kk: KK, tmp_path: Pa
     kk.run("backup", str(tmp_path / "missing"), expect=None)  # fails: no such directory
     kk.run("check", "--read-data-subset", "1/2")
     kk.run("forget", "--keep-last", "5")
+    kk.run("backup", str(src), "--tag", "nightly", "--tag", "b")
 
     repo = api.open_repository(api.RepositoryOptions(str(kk.repo.location), kk.password, no_cache=True))
     records, damaged = runs.load_all(repo)
@@ -53,26 +54,30 @@ def test_runs_are_recorded_and_metrics_match_the_repository(kk: KK, tmp_path: Pa
         ("backup", "failure"),
         ("check", "success"),
         ("forget", "success"),
+        ("backup", "success"),
     ]
+    assert records[-1].tags == ["b", "nightly"]
     assert records[1].snapshot == second["id"] and records[1].stats["files"] == 2
     assert records[2].source == f"fs:{tmp_path / 'missing'}" and "missing" in records[2].error
 
     text = kk.out("metrics", "--once")
     m = _samples(text)
-    src_labels = (("host", socket.gethostname()), ("kind", "fs"), ("source", f"fs:{src}"))
+    src_labels = (("host", socket.gethostname()), ("kind", "fs"), ("source", f"fs:{src}"), ("tags", ""))
     snap = repo.find_snapshot(second["id"])
     assert m[("kubekeep_snapshots", src_labels)] == 2
     assert m[("kubekeep_last_snapshot_files", src_labels)] == 2
     assert m[("kubekeep_last_snapshot_added_bytes", src_labels)] == snap.stats["bytes_stored"]
     assert abs(m[("kubekeep_last_success_timestamp_seconds", src_labels)] - _epoch(snap.time)) < 0.001
-    failed = (("command", "backup"), ("kind", ""), ("source", f"fs:{tmp_path / 'missing'}"))
+    failed = (("command", "backup"), ("kind", ""), ("source", f"fs:{tmp_path / 'missing'}"), ("tags", ""))
     assert m[("kubekeep_last_run_success", failed)] == 0
-    ok = (("command", "backup"), ("kind", "fs"), ("source", f"fs:{src}"))
+    ok = (("command", "backup"), ("kind", "fs"), ("source", f"fs:{src}"), ("tags", ""))
     assert m[("kubekeep_last_run_success", ok)] == 1 and m[("kubekeep_recorded_runs", ok)] == 2
     assert m[("kubekeep_last_check_success", ())] == 1
     sizes = {t: n for (name, labels), n in m.items() if name == "kubekeep_repository_size_bytes" for _, t in labels}
     assert sizes["data"] == sum(o.size for o in repo.backend.list("data/"))
     assert sizes["runs"] > 0 and m[("kubekeep_up", ())] == 1
+    tagged = (("host", socket.gethostname()), ("kind", "fs"), ("source", f"fs:{src}"), ("tags", "b,nightly"))
+    assert m[("kubekeep_snapshots", tagged)] == 1  # tagged snapshots are a series of their own
     assert first["id"] != second["id"]
     repo.close()
 

@@ -8,6 +8,7 @@ existing Secrets, etcd with a hostPath and with a Secret)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -23,7 +24,8 @@ from testenv.cluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "kubekeep"
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "kubekeep"
 VALUE_SETS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 #: value maps whose keys are the user's (labels, selectors), not chart values to document
 FREE_FORM = {"nodeSelector", "resources", "annotations", "labels", "podAnnotations", "podLabels", "affinity"}
@@ -227,11 +229,14 @@ def test_everything(helm_binary: Path, tmp_path: Path) -> None:
     assert monitor["endpoints"][0]["port"] == "metrics" and monitor["endpoints"][0]["scrapeTimeout"] == "30s"
     alerts = [rule for group in r.named("PrometheusRule", "metrics")["spec"]["groups"] for rule in group["rules"]]
     exprs = [a["expr"] for a in alerts]
-    assert 'time() - kubekeep_last_success_timestamp_seconds{kind="manifests"} > 7200' in exprs
-    assert 'time() - kubekeep_last_success_timestamp_seconds{kind="volume"} > 93600' in exprs
-    assert 'time() - kubekeep_last_success_timestamp_seconds{kind="etcd"} > 25200' in exprs
+    assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?manifests(,.*)?"} > 7200' in exprs
+    assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?volumes(,.*)?"} > 93600' in exprs
+    assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?etcd(,.*)?"} > 25200' in exprs
     assert "kubekeep_last_check_success == 0" in exprs
-    assert 'increase(kubekeep_runs_total{outcome="failure"}[1h]) > 0' in exprs
+    assert "kubekeep_last_run_success == 0" in exprs and "kubekeep_up == 0" in exprs
+    # every metric an alert names is one kubekeep metrics serves (docs/deploy.md lists them)
+    served = set(re.findall(r"`(kubekeep_[a-z_]+)`", (ROOT / "docs" / "deploy.md").read_text()))
+    assert {m for e in exprs for m in re.findall(r"kubekeep_[a-z_]+", e)} <= served
 
 
 def test_s3_with_irsa(helm_binary: Path, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """What a repository says about the backups in it, for monitoring (``kubekeep metrics``): per
-source the newest snapshot, per command and source the runs recorded (failures included), the
+source and tags the newest snapshot, per command and source the runs recorded (failures included), the
 newest check, and the space each kind of object takes."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class SourceMetrics:
     source: str
     kind: str
     host: str
+    #: the snapshots' tags, sorted and joined by commas
+    tags: str
     snapshots: int
     last_time: float  # seconds since the epoch
     duration_s: float
@@ -41,6 +43,7 @@ class RunMetrics:
     command: str
     source: str
     kind: str
+    tags: str
     runs: int
     failures: int
     last_time: float
@@ -75,11 +78,11 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
         out.objects[prefix] = len(listed)
     snaps = repo.snapshots(skip_damaged=True)
     out.damaged_snapshots = len(repo.damaged_snapshots)
-    groups: dict[tuple[str, str, str], list[Snapshot]] = {}
+    groups: dict[tuple[str, str, str, str], list[Snapshot]] = {}
     for snap in snaps:
         host = str(snap.source.get("host") or snap.hostname)
-        groups.setdefault((snap.uri, snap.kind, host), []).append(snap)
-    for (source, kind, host), group in sorted(groups.items()):
+        groups.setdefault((snap.uri, snap.kind, host, _tags(snap.tags)), []).append(snap)
+    for (source, kind, host, tags), group in sorted(groups.items()):
         newest = max(group, key=lambda s: s.time)
         stats = newest.stats
         objects = (newest.metadata.get("manifests") or {}).get("objects")
@@ -88,6 +91,7 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
                 source=source,
                 kind=kind,
                 host=host,
+                tags=tags,
                 snapshots=len(group),
                 last_time=_epoch(newest.time),
                 duration_s=float(stats.get("duration_s", 0.0)),
@@ -99,10 +103,10 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
         )
     records, damaged = runs.load_all(repo)
     out.damaged_runs = len(damaged)
-    by_key: dict[tuple[str, str], list[RunRecord]] = {}
+    by_key: dict[tuple[str, str, str], list[RunRecord]] = {}
     for r in records:
-        by_key.setdefault((r.command, r.source), []).append(r)
-    for (command, source), recorded in sorted(by_key.items()):
+        by_key.setdefault((r.command, r.source, _tags(r.tags)), []).append(r)
+    for (command, source, tags), recorded in sorted(by_key.items()):
         last = recorded[-1]
         failures = [r for r in recorded if not r.ok]
         out.runs.append(
@@ -110,6 +114,7 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
                 command=command,
                 source=source,
                 kind=next((r.kind for r in reversed(recorded) if r.kind), ""),
+                tags=tags,
                 runs=len(recorded),
                 failures=len(failures),
                 last_time=_epoch(last.finished),
@@ -123,6 +128,10 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
     out.read_time = time.time()
     out.read_duration_s = time.monotonic() - started
     return out
+
+
+def _tags(tags: list[str]) -> str:
+    return ",".join(sorted(set(tags)))
 
 
 def _epoch(rfc3339: str) -> float:

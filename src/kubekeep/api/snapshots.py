@@ -70,7 +70,7 @@ def backup(
     source connector's (``FsSourceOptions``, ``EtcdSourceOptions``, ``ManifestsSourceOptions``,
     ``VolumeOptions``); its defaults if None. ``record`` leaves a run record (success or
     failure) in the repository, for ``kubekeep metrics``."""
-    run = runs.RunRecord("backup", source=_source_key(source))
+    run = runs.RunRecord("backup", source=_source_key(source), tags=sorted(set(tags)))
     with _recording(repo, run, record):
         importer = connectors.open_importer(source, options)
         with repo.lock(), importer:

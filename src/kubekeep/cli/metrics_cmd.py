@@ -36,84 +36,88 @@ class RepositoryCollector(Collector):
         yield _gauge("kubekeep_up", "1 if the last reading of the repository succeeded", [([], float(ok))])
         if m is None:
             return
-        src = ["source", "kind", "host"]
+        src = ["source", "kind", "host", "tags"]
         yield _gauge(
             "kubekeep_last_success_timestamp_seconds",
             "Time of the newest snapshot of a source",
-            [([s.source, s.kind, s.host], s.last_time) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.last_time) for s in m.sources],
             src,
         )
         yield _gauge(
             "kubekeep_last_snapshot_duration_seconds",
             "How long the newest snapshot of a source took",
-            [([s.source, s.kind, s.host], s.duration_s) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.duration_s) for s in m.sources],
             src,
         )
         yield _gauge(
             "kubekeep_last_snapshot_added_bytes",
             "Bytes the newest snapshot of a source added to the repository",
-            [([s.source, s.kind, s.host], s.bytes_added) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.bytes_added) for s in m.sources],
             src,
         )
         yield _gauge(
             "kubekeep_last_snapshot_files",
             "Files in the newest snapshot of a source",
-            [([s.source, s.kind, s.host], s.files) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.files) for s in m.sources],
             src,
         )
         yield _gauge(
             "kubekeep_last_snapshot_objects",
             "API objects in the newest manifests snapshot of a source",
-            [([s.source, s.kind, s.host], s.objects) for s in m.sources if s.objects is not None],
+            [([s.source, s.kind, s.host, s.tags], s.objects) for s in m.sources if s.objects is not None],
             src,
         )
         yield _gauge(
             "kubekeep_last_snapshot_warnings",
             "Warnings of the newest snapshot of a source (data that could not be read)",
-            [([s.source, s.kind, s.host], s.warnings) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.warnings) for s in m.sources],
             src,
         )
         yield _gauge(
             "kubekeep_snapshots",
             "Snapshots kept of a source",
-            [([s.source, s.kind, s.host], s.snapshots) for s in m.sources],
+            [([s.source, s.kind, s.host, s.tags], s.snapshots) for s in m.sources],
             src,
         )
-        run = ["command", "source", "kind"]
+        run = ["command", "source", "kind", "tags"]
         yield _gauge(
             "kubekeep_last_run_timestamp_seconds",
             "When the newest recorded run of a command on a source finished",
-            [([r.command, r.source, r.kind], r.last_time) for r in m.runs],
+            [([r.command, r.source, r.kind, r.tags], r.last_time) for r in m.runs],
             run,
         )
         yield _gauge(
             "kubekeep_last_run_success",
             "1 if the newest recorded run of a command on a source succeeded, 0 if it failed",
-            [([r.command, r.source, r.kind], float(r.last_ok)) for r in m.runs],
+            [([r.command, r.source, r.kind, r.tags], float(r.last_ok)) for r in m.runs],
             run,
         )
         yield _gauge(
             "kubekeep_last_run_duration_seconds",
             "How long the newest recorded run of a command on a source took",
-            [([r.command, r.source, r.kind], r.last_duration_s) for r in m.runs],
+            [([r.command, r.source, r.kind, r.tags], r.last_duration_s) for r in m.runs],
             run,
         )
         yield _gauge(
             "kubekeep_last_failure_timestamp_seconds",
             "When the newest failed run of a command on a source finished",
-            [([r.command, r.source, r.kind], r.last_failure_time) for r in m.runs if r.last_failure_time is not None],
+            [
+                ([r.command, r.source, r.kind, r.tags], r.last_failure_time)
+                for r in m.runs
+                if r.last_failure_time is not None
+            ],
             run,
         )
         yield _gauge(
             "kubekeep_recorded_runs",
             "Runs recorded of a command on a source (prune keeps the newest 50)",
-            [([r.command, r.source, r.kind], r.runs) for r in m.runs],
+            [([r.command, r.source, r.kind, r.tags], r.runs) for r in m.runs],
             run,
         )
         yield _gauge(
             "kubekeep_recorded_run_failures",
             "Failed runs among those recorded of a command on a source",
-            [([r.command, r.source, r.kind], r.failures) for r in m.runs],
+            [([r.command, r.source, r.kind, r.tags], r.failures) for r in m.runs],
             run,
         )
         if m.last_check is not None:

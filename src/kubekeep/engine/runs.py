@@ -3,7 +3,7 @@
 A scheduled run that fails often writes no snapshot; its record (``runs/<id>``, sealed like a
 snapshot, docs/format.md "Run records") is how ``kubekeep metrics`` and the alerts built on it
 see the failure. Records are written without a lock (an append, like a pack) and never read by
-backups; ``prune`` keeps the newest :data:`RUNS_KEPT` of each command and source.
+backups; ``prune`` keeps the newest :data:`RUNS_KEPT` of each command, source and tags.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class RunBody(TypedDict):
     command: str
     source: str
     kind: str
+    tags: list[str]
     started: str
     finished: str
     duration_s: float
@@ -56,6 +57,8 @@ class RunRecord:
     #: backups: the source URI and snapshot kind; empty for other commands
     source: str = ""
     kind: str = ""
+    #: a backup's snapshot tags (the chart tags each job's snapshots: "manifests", "volumes", ...)
+    tags: list[str] = field(default_factory=list)
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
@@ -80,6 +83,7 @@ class RunRecord:
             command=self.command,
             source=self.source,
             kind=self.kind,
+            tags=list(self.tags),
             started=self.started,
             finished=self.finished,
             duration_s=self.duration_s,
@@ -130,11 +134,11 @@ def load_all(repo: Repository) -> tuple[list[RunRecord], list[str]]:
 
 
 def prune(repo: Repository, *, keep: int = RUNS_KEPT, dry_run: bool = False) -> int:
-    """Delete all but the newest ``keep`` records of each command and source; returns how many."""
+    """Delete all but the newest ``keep`` records of each command, source and tags; returns how many."""
     records, _ = load_all(repo)
-    by_key: dict[tuple[str, str], list[RunRecord]] = {}
+    by_key: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = {}
     for r in records:
-        by_key.setdefault((r.command, r.source), []).append(r)
+        by_key.setdefault((r.command, r.source, tuple(sorted(r.tags))), []).append(r)
     old = [r for group in by_key.values() for r in group[:-keep]]
     if not dry_run:
         for r in old:
