@@ -15,11 +15,12 @@ import pytest
 import urllib3
 
 from kubekeep.kube.pods import DEFAULT_IMAGE
+from testenv import bootstrap
 from testenv.bootstrap import READONLY_ROLE
 from testenv.cluster import Cluster
 from testenv.rest import RestClient, resource_path
-from testenv.simcsi import SimCSI
-from tests.cli.helpers import RepoSpec, init_fast, open_api
+from testenv.simcsi import TAINT_KEY, SimCSI
+from tests.cli.helpers import RepoSpec, init_fast, open_api, wait_for
 from tests.support.jobs import job_from_cronjob, run_job
 from tests.support.s3server import S3Server
 
@@ -199,14 +200,15 @@ def test_the_service_account_cannot_read_secrets_or_delete(
     _setup(rest, namespace, s3_server, repo)
     args = ["backup", "k8s://in-cluster", "--include-namespace", namespace, "--include-resource", "secrets"]
     result = run_job(cluster, _job("secrets", namespace, s3_server, repo, args), place_on=sim)
-    assert "secrets" in result.logs, result.logs
-    if result.succeeded:  # a backup with the resource left out and a warning saying so
-        r = open_api(repo, PASSWORD)
-        try:
-            [snap] = r.snapshots()
-        finally:
-            r.close()
-        assert any("secrets" in w for w in snap.warnings), snap.warnings
+    assert not result.succeeded  # an incomplete backup: exit code 3, and the Job controller fails the Job
+    assert result.exit_codes == [3]
+    assert "cannot list secrets" in result.logs, result.logs
+    r = open_api(repo, PASSWORD)
+    try:
+        [snap] = r.snapshots()
+    finally:
+        r.close()
+    assert any("secrets" in w for w in snap.warnings), snap.warnings
 
     token = rest.create(
         resource_path("v1", "serviceaccounts", namespace) + f"/{ACCOUNT}/token",
@@ -258,3 +260,101 @@ def test_a_cronjobs_job_runs_from_kubectl_create_job(
     )
     result = run_job(cluster, job_from_cronjob(cluster, namespace, "check"))
     assert result.succeeded, result.logs
+
+
+def _cluster_grant(rest: RestClient, name: str, rules: list[dict[str, Any]], account: str, namespace: str) -> None:
+    rest.create(
+        resource_path(RBAC, "clusterroles"),
+        {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
+    )
+    rest.create(
+        resource_path(RBAC, "clusterrolebindings"),
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )
+
+
+def _cluster_revoke(cluster: Cluster, name: str) -> None:
+    rest = cluster.rest()
+    try:
+        rest.delete(resource_path(RBAC, "clusterrolebindings", name=name))
+        rest.delete(resource_path(RBAC, "clusterroles", name=name))
+    finally:
+        rest.close()
+
+
+def test_a_volumes_backup_job_reaches_its_helper_pods_at_their_ip(
+    cluster: Cluster,
+    sim: SimCSI,
+    rest: RestClient,
+    namespace: str,
+    account: str,
+    s3_server: S3Server,
+    repo: RepoSpec,
+    request: pytest.FixtureRequest,
+) -> None:
+    _setup(rest, namespace, s3_server, repo)
+    sim.enable(namespace)
+    verbs = ["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"]
+    rules = [
+        {"apiGroups": [""], "resources": ["pods", "secrets", "persistentvolumeclaims"], "verbs": verbs},
+        {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots"], "verbs": verbs},
+    ]
+    rest.create(
+        resource_path(RBAC, "roles", namespace),
+        {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "volumes", "namespace": namespace}, "rules": rules},
+    )
+    rest.create(
+        resource_path(RBAC, "rolebindings", namespace),
+        {
+            "apiVersion": RBAC,
+            "kind": "RoleBinding",
+            "metadata": {"name": "volumes", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "volumes"},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )
+    rest.create(
+        resource_path("v1", "persistentvolumeclaims", namespace),
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": bootstrap.STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    # kubekeep patches the PVs and VolumeSnapshotContents it makes (reclaim and deletion policies)
+    cluster_rules = [
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshotcontents"], "verbs": ["get", "patch"]},
+    ]
+    _cluster_grant(rest, f"volumes-{namespace}", cluster_rules, account, namespace)
+    request.addfinalizer(lambda: _cluster_revoke(cluster, f"volumes-{namespace}"))
+    claim = resource_path("v1", "persistentvolumeclaims", namespace, "data")
+    assert wait_for(lambda: rest.get(claim).get("status", {}).get("phase") == "Bound", timeout=30)
+    (sim.volume_path(namespace, "data") / "hello.txt").write_text("hello from a volume\n")
+
+    args = ["backup", "k8s://in-cluster", "--include-namespace", namespace, "--exclude-resource", "secrets"]
+    args += ["--volumes", "--agent-connect", "pod-ip"]
+    job = _job("volumes", namespace, s3_server, repo, args)
+    job["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "KUBEKEEP_HELPER_TOLERATIONS", "value": TAINT_KEY}
+    )
+    result = run_job(cluster, job, timeout=180, place_on=sim)
+    assert result.succeeded, result.logs
+    r = open_api(repo, PASSWORD)
+    try:
+        snaps = r.snapshots()
+        files = {p for snap in snaps for p, _ in r.walk(bytes.fromhex(snap.tree))}
+    finally:
+        r.close()
+    assert any(p.endswith("hello.txt") for p in files), sorted(files)
