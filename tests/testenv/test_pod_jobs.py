@@ -193,6 +193,18 @@ def test_backup_job_runs_in_cluster_as_its_service_account(
     assert any("app-config" in p for p in names), sorted(names)[:40]
     assert not any("repo-password" in p for p in names)  # Secrets are not readable to the account
 
+    # the retention job: a second backup, then forget --prune keeps the newest only
+    assert run_job(cluster, _job("backup-2", namespace, s3_server, repo, args), place_on=sim).succeeded
+    forget = ["forget", "--keep-last", "1", "--prune"]
+    result = run_job(cluster, _job("forget", namespace, s3_server, repo, forget), place_on=sim)
+    assert result.succeeded, result.logs
+    r = open_api(repo, PASSWORD)
+    try:
+        assert [s.id for s in r.snapshots()] != [snap.id]
+        assert len(r.snapshots()) == 1
+    finally:
+        r.close()
+
 
 def test_the_service_account_cannot_read_secrets_or_delete(
     cluster: Cluster, sim: SimCSI, rest: RestClient, namespace: str, account: str, s3_server: S3Server, repo: RepoSpec
