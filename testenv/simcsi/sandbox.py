@@ -5,7 +5,8 @@ namespaces by :mod:`testenv.simcsi.runtime` (without ``--net`` for a host-networ
 
 It brings up the namespace's loopback, builds each container's root filesystem (a tmpfs with
 the image's host directories bind-mounted read-only, or a read-only overlay of one when a
-volume is mounted inside it, the pod's volumes at their mount paths, a minimal /dev), prints ``ready`` and then holds the namespaces until its stdin closes.
+volume is mounted inside it, the pod's volumes at their mount paths, a minimal /dev), prints
+``ready`` and then holds the namespaces until its stdin closes.
 """
 
 from __future__ import annotations
