@@ -2,9 +2,17 @@
 serves the kubelet API the apiserver proxies ``exec``, ``portforward`` and ``logs`` to.
 
 Pods go Pending -> Running -> Succeeded/Failed with the status a kubelet reports (conditions,
-pod IP, container states, restart counts) and its events (Pulling, Pulled, Created, Started,
-Failed, BackOff, FailedMount). An image the node does not know fails to pull
+pod IP, container states, exit codes, restart counts) and its events (Pulling, Pulled, Created,
+Started, Failed, BackOff, FailedMount). An image the node does not know fails to pull
 (ErrImagePull, then ImagePullBackOff), as a missing image in a registry does.
+
+What a container gets, as from a real kubelet: env (``value``, ``valueFrom`` secretKeyRef /
+configMapKeyRef / fieldRef, ``envFrom``), the ``KUBERNETES_SERVICE_*`` variables (pointing at
+the test apiserver's own address: there is no kube-proxy for the ``kubernetes`` Service's
+ClusterIP), volumes (claims, hostPath, emptyDir, secret, configMap, projected with a
+service-account token from the TokenRequest API, so the API server's ServiceAccount admission
+mounts ``kube-api-access-*`` at /var/run/secrets/kubernetes.io/serviceaccount as usual).
+Tokens are not refreshed: pods here live minutes, tokens an hour.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ import base64
 import datetime as dt
 import http.server
 import json
+import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -21,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -80,6 +90,9 @@ class Kubelet(Controller):
         self.settings = settings
         self.pods: dict[tuple[str, str], PodState] = {}
         self.lock = threading.Lock()
+        server = urlparse(api.server)
+        #: where pods reach the apiserver (KUBERNETES_SERVICE_HOST / _PORT)
+        self.api_host, self.api_port = server.hostname or "127.0.0.1", server.port or 443
 
     def sources(self) -> list[Source]:
         return [
@@ -181,20 +194,23 @@ class Kubelet(Controller):
             self.api.event(pod, "FailedMount", str(exc), warning=True, component="kubelet")
             self._status(pod, state, "Pending", [self._waiting(c, "ContainerCreating") for c in containers])
             return 1.0
-        ip = self.runtime.ips.take()
+        host_network = bool(pod["spec"].get("hostNetwork")) or not any(c.get("ports") for c in containers)
+        ip = self.node_ip if host_network else self.runtime.ips.take()
         try:
             specs = [self._container(pod, c, mounts, ip) for c in containers]
         except _NotReady as exc:
-            self.runtime.ips.give(ip)
+            if not host_network:
+                self.runtime.ips.give(ip)
             self.api.event(pod, "Failed", f"Error: {exc}", warning=True, component="kubelet")
             self._status(
                 pod, state, "Pending", [self._waiting(c, "CreateContainerConfigError", str(exc)) for c in containers]
             )
             return 1.0
         try:
-            sandbox = self.runtime.create_sandbox(meta(pod)["uid"], specs, ip)
+            sandbox = self.runtime.create_sandbox(meta(pod)["uid"], specs, ip, host_network=host_network)
         except BaseException:
-            self.runtime.ips.give(ip)
+            if not host_network:
+                self.runtime.ips.give(ip)
             raise
         state.sandbox = sandbox
         for c in containers:
@@ -243,8 +259,9 @@ class Kubelet(Controller):
                 d.mkdir(parents=True, exist_ok=True)
                 d.chmod(0o777)
                 out[name] = (str(d), False)
-            elif "secret" in volume or "configMap" in volume:
-                out[name] = (self._projected_files(pod, volume, base / name), True)
+            elif "secret" in volume or "configMap" in volume or "projected" in volume:
+                fs_group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
+                out[name] = (_write_files(base / name, self._volume_files(pod, volume), fs_group), True)
         return out
 
     def _pv_path(self, pv: Obj | None, name: str) -> str:
@@ -260,25 +277,107 @@ class Kubelet(Controller):
             return str(spec["local"]["path"])
         raise _NotReady(f'MountVolume.SetUp failed for volume "{name}": the volume cannot be attached on this node')
 
-    def _projected_files(self, pod: Obj, volume: Obj, target: Path) -> str:
-        ns = meta(pod)["namespace"]
-        target.mkdir(parents=True, exist_ok=True)
+    def _volume_files(self, pod: Obj, volume: Obj) -> dict[str, tuple[bytes, int]]:
+        """The files of a secret, configMap or projected volume: relative path -> (data, mode)."""
+        name = volume["name"]
         if "secret" in volume:
-            obj = self.api.get(path_of("v1", "secrets", ns, volume["secret"]["secretName"])) or {}
+            src = volume["secret"]
+            return self._key_files(pod, name, "secret", src.get("secretName", ""), src, src.get("defaultMode", 0o644))
+        if "configMap" in volume:
+            src = volume["configMap"]
+            return self._key_files(pod, name, "configmap", src.get("name", ""), src, src.get("defaultMode", 0o644))
+        projected = volume["projected"]
+        mode = projected.get("defaultMode", 0o644)
+        files: dict[str, tuple[bytes, int]] = {}
+        for source in projected.get("sources") or ():
+            if "secret" in source:
+                ref = source["secret"]
+                files.update(self._key_files(pod, name, "secret", ref.get("name", ""), ref, mode))
+            elif "configMap" in source:
+                ref = source["configMap"]
+                files.update(self._key_files(pod, name, "configmap", ref.get("name", ""), ref, mode))
+            elif "serviceAccountToken" in source:
+                ref = source["serviceAccountToken"]
+                files[ref["path"]] = (self._token(pod, name, ref).encode(), mode)
+            elif "downwardAPI" in source:
+                for item in source["downwardAPI"].get("items") or ():
+                    value = _field(pod, self.node, item.get("fieldRef", {}).get("fieldPath", ""))
+                    files[item["path"]] = (value.encode(), item.get("mode", mode))
+        return files
+
+    def _key_files(
+        self, pod: Obj, volume: str, kind: str, ref: str, source: Obj, mode: int
+    ) -> dict[str, tuple[bytes, int]]:
+        """A Secret's or ConfigMap's keys as files (all keys, or ``items`` key -> path)."""
+        plural = "secrets" if kind == "secret" else "configmaps"
+        obj = self.api.get(path_of("v1", plural, meta(pod)["namespace"], ref))
+        optional = bool(source.get("optional"))
+        if obj is None:
+            if optional:
+                return {}
+            raise _NotReady(f'MountVolume.SetUp failed for volume "{volume}": {kind} "{ref}" not found')
+        if kind == "secret":
             data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
         else:
-            obj = self.api.get(path_of("v1", "configmaps", ns, volume["configMap"]["name"])) or {}
             data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-        for k, v in data.items():
-            (target / k).write_bytes(v)
-        return str(target)
+            data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        items = source.get("items")
+        if not items:
+            return {k: (v, mode) for k, v in data.items()}
+        files = {}
+        for item in items:
+            if item["key"] not in data:
+                if optional:
+                    continue
+                raise _NotReady(
+                    f'MountVolume.SetUp failed for volume "{volume}": '
+                    f"couldn't find key {item['key']} in {kind} {meta(pod)['namespace']}/{ref}"
+                )
+            files[item["path"]] = (data[item["key"]], item.get("mode", mode))
+        return files
+
+    def _token(self, pod: Obj, volume: str, source: Obj) -> str:
+        """A token for the pod's service account from the TokenRequest API, bound to the pod
+        (the apiserver's own audiences unless the source names one)."""
+        ns, account = meta(pod)["namespace"], pod["spec"].get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [source["audience"]] if source.get("audience") else [],
+                "expirationSeconds": int(source.get("expirationSeconds") or 3600),
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta(pod)["name"],
+                    "uid": meta(pod)["uid"],
+                },
+            },
+        }
+        try:
+            answer = self.api.create(path_of("v1", "serviceaccounts", ns, account, "token"), request)
+        except SimApiError as exc:
+            raise _NotReady(f'MountVolume.SetUp failed for volume "{volume}": failed to fetch token: {exc}') from None
+        return str(answer["status"]["token"])
 
     def _container(self, pod: Obj, c: Obj, volumes: dict[str, tuple[str, bool]], ip: str) -> ContainerSpec:
         image = self.images[c["image"]]
         env = dict(image.env)
         env["HOSTNAME"] = meta(pod)["name"]
+        port = str(self.api_port)
+        env.update(
+            KUBERNETES_SERVICE_HOST=self.api_host,
+            KUBERNETES_SERVICE_PORT=port,
+            KUBERNETES_SERVICE_PORT_HTTPS=port,
+            KUBERNETES_PORT=f"tcp://{self.api_host}:{port}",
+        )
+        for source in c.get("envFrom") or ():
+            env.update(self._env_from(pod, source))
         for item in c.get("env") or ():
-            env[item["name"]] = self._env_value(pod, item, ip, env)
+            value = self._env_value(pod, item, ip, env)
+            if value is not None:
+                env[item["name"]] = value
+        env.setdefault("HOME", "/")  # what containerd sets for a user the image's /etc/passwd lacks
         command = c.get("command") or list(image.entrypoint)
         args = c.get("args") if c.get("command") or c.get("args") else list(image.cmd)
         argv = [_expand(a, env) for a in [*command, *(args or [])]]
@@ -308,11 +407,29 @@ class Kubelet(Controller):
             uid=uid,
             gid=gid,
             no_new_privs=sc.get("allowPrivilegeEscalation") is False,
+            groups=[
+                *pod_sc.get("supplementalGroups", ()),
+                *([pod_sc["fsGroup"]] if pod_sc.get("fsGroup") is not None else []),
+            ],
             read_only_root=bool(sc.get("readOnlyRootFilesystem")),
             ports=[int(p["containerPort"]) for p in c.get("ports") or () if p.get("protocol", "TCP") == "TCP"],
         )
 
-    def _env_value(self, pod: Obj, item: Obj, ip: str, env: dict[str, str]) -> str:
+    def _env_from(self, pod: Obj, source: Obj) -> dict[str, str]:
+        prefix = source.get("prefix", "")
+        kind, ref = ("secret", source["secretRef"]) if "secretRef" in source else ("configmap", source["configMapRef"])
+        obj = self.api.get(path_of("v1", f"{kind}s", meta(pod)["namespace"], ref["name"]))
+        if obj is None:
+            if ref.get("optional"):
+                return {}
+            raise _NotReady(f'{kind} "{ref["name"]}" not found')
+        data = obj.get("data") or {}
+        if kind == "secret":
+            return {prefix + k: base64.b64decode(v).decode() for k, v in data.items()}
+        return {prefix + k: str(v) for k, v in data.items()}
+
+    def _env_value(self, pod: Obj, item: Obj, ip: str, env: dict[str, str]) -> str | None:
+        """The variable's value; None when an optional reference is missing (left unset)."""
         if "value" in item:
             return _expand(str(item["value"]), env)
         source = item.get("valueFrom") or {}
@@ -321,6 +438,8 @@ class Kubelet(Controller):
             ref = source["secretKeyRef"]
             secret = self.api.get(path_of("v1", "secrets", ns, ref["name"]))
             value = ((secret or {}).get("data") or {}).get(ref["key"])
+            if value is None and ref.get("optional"):
+                return None
             if value is None:
                 raise _NotReady(
                     f'secret "{ref["name"]}" not found'
@@ -332,20 +451,14 @@ class Kubelet(Controller):
             ref = source["configMapKeyRef"]
             cm = self.api.get(path_of("v1", "configmaps", ns, ref["name"])) or {}
             value = (cm.get("data") or {}).get(ref["key"])
+            if value is None and ref.get("optional"):
+                return None
             if value is None:
                 raise _NotReady(f'configmap "{ref["name"]}" or its key {ref["key"]} not found')
             return str(value)
         if "fieldRef" in source:
-            fields = {
-                "metadata.name": meta(pod)["name"],
-                "metadata.namespace": ns,
-                "metadata.uid": meta(pod)["uid"],
-                "spec.nodeName": self.node,
-                "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-                "status.podIP": ip,
-                "status.hostIP": self.node_ip,
-            }
-            return str(fields.get(source["fieldRef"]["fieldPath"], ""))
+            path = source["fieldRef"]["fieldPath"]
+            return {"status.podIP": ip, "status.hostIP": self.node_ip}.get(path) or _field(pod, self.node, path)
         return ""
 
     # -- status -----------------------------------------------------------------------------
@@ -361,6 +474,7 @@ class Kubelet(Controller):
             code = proc.poll() if proc is not None else None
             if proc is not None and code is not None and container.exit_code is None:
                 container.exit_code = code
+                container.finished_at = time.time()
                 if policy == "Always" or (policy == "OnFailure" and code != 0):
                     backoff = min(1.0 * 2**container.restarts, 10.0)
                     state.restart_at[c["name"]] = time.monotonic() + backoff
@@ -422,7 +536,7 @@ class Kubelet(Controller):
                         "exitCode": container.exit_code,
                         "reason": "Completed" if container.exit_code == 0 else "Error",
                         "startedAt": started,
-                        "finishedAt": now(),
+                        "finishedAt": _ts(container.finished_at),
                     }
                 },
             }
@@ -483,6 +597,41 @@ class Kubelet(Controller):
 
 class _NotReady(Exception):
     pass
+
+
+def _field(pod: Obj, node: str, path: str) -> str:
+    """A downward-API field of the pod (``metadata.labels['x']`` included)."""
+    m = meta(pod)
+    fields = {
+        "metadata.name": m["name"],
+        "metadata.namespace": m["namespace"],
+        "metadata.uid": m["uid"],
+        "spec.nodeName": node,
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+    }
+    keyed = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if keyed:
+        return str((m.get(keyed.group(1)) or {}).get(keyed.group(2), ""))
+    return str(fields.get(path, ""))
+
+
+def _write_files(target: Path, files: dict[str, tuple[bytes, int]], fs_group: int | None) -> str:
+    """Write a volume's files under ``target`` (replacing what an earlier attempt left), owned
+    by root and, with an ``fs_group``, by that group (as the kubelet's volume ownership does)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for relative, (data, mode) in files.items():
+        parts = PurePosixPath(relative).parts
+        if not parts or ".." in parts or PurePosixPath(relative).is_absolute():
+            raise _NotReady(f"invalid volume file path {relative!r}")
+        path = target.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+    if fs_group is not None:
+        for path in [target, *target.rglob("*")]:
+            os.chown(path, -1, fs_group)
+    return str(target)
 
 
 def _expand(text: str, env: dict[str, str]) -> str:

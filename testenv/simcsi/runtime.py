@@ -9,6 +9,11 @@ more than its spec allows. The pod IP is a loopback address of this machine on w
 runtime relays each declared container port into the pod's network namespace, as a CNI
 plugin would route to it; port-forward connects inside the namespace, as the CRI does.
 
+A pod whose containers declare no ports (a CLI run by a Job) or that asks for ``hostNetwork``
+shares this machine's network namespace instead, as a ``hostNetwork`` pod does: that is how it
+reaches the apiserver, the S3 server and other pods' IPs, which all live on this machine's
+loopback (there is no pod network to route it through).
+
 Needs root (or an unprivileged user namespace) for the namespaces and mounts.
 """
 
@@ -63,9 +68,15 @@ class Image:
 
 
 def host_image(
-    entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = (), *, python: bool = False, extra: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = (),
+    cmd: tuple[str, ...] = (),
+    *,
+    python: bool = False,
+    extra: tuple[str, ...] = (),
+    pythonpath: tuple[str, ...] = (),
 ) -> Image:
-    """An image made of this machine's /usr and /etc (and its Python, with ``python``)."""
+    """An image made of this machine's /usr and /etc (and its Python, with ``python``;
+    ``pythonpath`` directories, also part of the image, come first on its import path)."""
     paths = ["/usr", "/etc"]
     env = [("PATH", BASE_PATH)]
     if python:
@@ -74,7 +85,10 @@ def host_image(
         # a virtual environment's python is a symlink into the base installation
         paths.append(os.path.realpath(sys.base_prefix))
         env = [("PATH", f"{prefix}/bin:{BASE_PATH}"), ("PYTHONDONTWRITEBYTECODE", "1")]
+        if pythonpath:
+            env.append(("PYTHONPATH", os.pathsep.join(pythonpath)))
     paths.extend(extra)
+    paths.extend(pythonpath)
     return Image(tuple(dict.fromkeys(paths)), entrypoint, cmd, tuple(env))
 
 
@@ -99,6 +113,8 @@ class ContainerSpec:
     no_new_privs: bool
     read_only_root: bool
     ports: list[int]
+    #: supplementary groups (the pod's supplementalGroups and fsGroup)
+    groups: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +126,7 @@ class Container:
     started_at: float = 0.0
     exit_code: int | None = None
     restarts: int = 0
+    finished_at: float = 0.0
 
 
 @dataclass
@@ -118,6 +135,7 @@ class Sandbox:
     ip: str
     dir: Path
     holder: subprocess.Popen[str]
+    host_network: bool = False
     containers: dict[str, Container] = field(default_factory=dict)
     listeners: list[socket.socket] = field(default_factory=list)
     closed: bool = False
@@ -151,11 +169,14 @@ class Runtime:
         self._userns = os.geteuid() != 0
 
     # -- sandboxes -------------------------------------------------------------------------
-    def create_sandbox(self, uid: str, containers: list[ContainerSpec], ip: str) -> Sandbox:
+    def create_sandbox(
+        self, uid: str, containers: list[ContainerSpec], ip: str, *, host_network: bool = False
+    ) -> Sandbox:
+        """A pod's sandbox at ``ip`` (with ``host_network``: this machine's address, no relays)."""
         base = self.root / uid
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        (base / "logs").mkdir()
+        for earlier in ("rootfs", "logs"):  # the kubelet has already written volumes/
+            shutil.rmtree(base / earlier, ignore_errors=True)
+        (base / "logs").mkdir(parents=True)
         spec = {
             "containers": [
                 {
@@ -165,11 +186,12 @@ class Runtime:
                     "read_only_root": c.read_only_root,
                 }
                 for c in containers
-            ]
+            ],
+            "host_network": host_network,
         }
         spec_file = base / "sandbox.json"
         spec_file.write_text(json.dumps(spec))
-        argv = ["unshare", "--mount", "--net", "--propagation", "private"]
+        argv = ["unshare", "--mount", *(() if host_network else ("--net",)), "--propagation", "private"]
         if self._userns:
             argv += ["--user", "--map-root-user"]
         argv += ["--", sys.executable, "-m", "testenv.simcsi.sandbox", str(spec_file)]
@@ -190,9 +212,11 @@ class Runtime:
             rest = holder.stdout.read()
             holder.wait()
             raise RuntimeError(f"pod sandbox failed: {line} {rest}".strip())
-        sandbox = Sandbox(uid, ip, base, holder)
+        sandbox = Sandbox(uid, ip, base, holder, host_network)
         for c in containers:
             sandbox.containers[c.name] = Container(c, base / "rootfs" / c.name, base / "logs" / f"{c.name}.log")
+        if host_network:
+            return sandbox
         for port in sorted({p for c in containers for p in c.ports}):
             self._listen(sandbox, port)
         return sandbox
@@ -207,9 +231,9 @@ class Runtime:
             priv += [
                 f"--reuid={spec.uid}",
                 f"--regid={spec.gid if spec.gid is not None else spec.uid}",
-                "--clear-groups",
+                f"--groups={','.join(map(str, spec.groups))}" if spec.groups else "--clear-groups",
             ]
-        ns = ["nsenter", f"--target={sandbox.holder.pid}", "--mount", "--net"]
+        ns = ["nsenter", f"--target={sandbox.holder.pid}", "--mount", *(() if sandbox.host_network else ("--net",))]
         if self._userns:
             ns.append("--user")
         return [
@@ -281,7 +305,8 @@ class Runtime:
             except subprocess.TimeoutExpired:
                 sandbox.holder.kill()
                 sandbox.holder.wait()
-        self.ips.give(sandbox.ip)
+        if not sandbox.host_network:
+            self.ips.give(sandbox.ip)
         shutil.rmtree(sandbox.dir / "rootfs", ignore_errors=True)
 
     def read_log(self, sandbox: Sandbox, name: str, tail: int | None = None) -> bytes:
@@ -296,6 +321,10 @@ class Runtime:
     # -- networking ------------------------------------------------------------------------
     def connect(self, sandbox: Sandbox, port: int, timeout: float = 5.0) -> socket.socket:
         """A TCP connection to ``127.0.0.1:port`` inside the pod's network namespace."""
+        if sandbox.host_network:
+            direct = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            direct.settimeout(None)
+            return direct
         result: list[Any] = []
 
         def inside() -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 from testenv import bootstrap
 from testenv.simcsi.api import SNAPSHOT_GROUP, Obj, SimApi, path_of
 from testenv.simcsi.kubelet import Kubelet, KubeletServer, self_signed
-from testenv.simcsi.node import NodeAgent
+from testenv.simcsi.node import TOLERATION, NodeAgent
 from testenv.simcsi.provisioner import Provisioner
 from testenv.simcsi.runtime import Image, Runtime, host_image
 from testenv.simcsi.snapshotter import Snapshotter
@@ -68,7 +68,10 @@ class SimCSI:
         self._root = root or Path(tempfile.mkdtemp(prefix="kubekeep-simcsi-"))
         self._own_root = root is None
         self.drivers = {bootstrap.CSI_DRIVER, NOSNAP_DRIVER}
-        agent = host_image(entrypoint=("python", "-m", "kubekeep.agent"), python=True, extra=(kubekeep_source_root(),))
+        # the kubekeep image: the agent by default; CLI pods run `command: [kubekeep, ...]`
+        agent = host_image(
+            entrypoint=("python", "-m", "kubekeep.agent"), python=True, pythonpath=(kubekeep_source_root(),)
+        )
         self.images: dict[str, Image] = dict.fromkeys(agent_images, agent)
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))
         # starts (the pod is Running for a moment), then dies: the agent crashing after its start
@@ -167,6 +170,10 @@ class SimCSI:
             raise LookupError(f"claim {namespace}/{claim} is not bound")
         pv: Obj = self.api.get(path_of("v1", "persistentvolumes", name=pvc["spec"]["volumeName"]))
         return self.store.volume_path(pv["spec"]["csi"]["volumeHandle"])
+
+    def placement(self) -> Obj:
+        """Pod spec fields that put a pod on this node (merge them into a pod template)."""
+        return {"nodeSelector": {"kubernetes.io/hostname": self.node}, "tolerations": [dict(TOLERATION)]}
 
     def snapshot_count(self) -> int:
         """Snapshots held by the simulated driver (its data, not API objects)."""
