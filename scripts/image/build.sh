@@ -7,7 +7,7 @@
 #   3. skopeo: an oci-archive file, ghcr.io/kubekeep/kubekeep:<version>.
 #
 # usage: scripts/image/build.sh   (env: ARCH=amd64|arm64, OUT=build/image, PYTHON=python3, SUITE)
-# Writes $OUT/rootfs-$ARCH.tar, $OUT/oci-$ARCH (layout) and $OUT/kubekeep-<version>-$ARCH.oci.tar.
+# Writes $OUT/oci-$ARCH (an OCI image layout) and $OUT/kubekeep-<version>-$ARCH.oci.tar (its archive).
 # Needs root (mmdebstrap's root mode), mmdebstrap, umoci, skopeo (scripts/system-deps.sh); a
 # foreign ARCH also needs qemu-user-static with binfmt_misc (mmdebstrap runs its packages' scripts).
 set -euo pipefail
@@ -28,7 +28,7 @@ esac
 [ "$(id -u)" -eq 0 ] || { echo "scripts/image/build.sh: needs root (mmdebstrap's root mode)" >&2; exit 1; }
 
 # the same Debian mirror and suites (release, updates, security) as this machine's apt
-mapfile -t sources < <(apt-get indextargets --format 'deb $(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' \
+mapfile -t sources < <(apt-get indextargets --no-release-info --format 'deb $(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' \
   | awk -v s="$SUITE" '$3 == s || $3 == s "-updates" || $3 == s "-security"' | sort -u)
 [ ${#sources[@]} -gt 0 ] || sources=("deb http://deb.debian.org/debian $SUITE main")
 
@@ -40,7 +40,8 @@ export SOURCE_DATE_EPOCH
 rootfs_tar="$OUT/rootfs-$ARCH.tar"
 # python3 and the shared libraries the dependencies' wheels link to (manylinux: libstdc++, libgcc);
 # ca-certificates for HTTPS to S3 and API servers. gcc, libc6-dev and python3-dev build the C
-# chunker and leave again in the hook (install-kubekeep.sh).
+# chunker and leave again in the hook (install-kubekeep.sh). The merged-usr hooks set up merged
+# /usr without the usrmerge package (and the perl it needs).
 KUBEKEEP_SRC=$repo KUBEKEEP_OUT=$OUT PYTHON=$PYTHON mmdebstrap \
   --variant=apt \
   --architectures="$ARCH" \
@@ -50,6 +51,7 @@ KUBEKEEP_SRC=$repo KUBEKEEP_OUT=$OUT PYTHON=$PYTHON mmdebstrap \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --customize-hook="$here/install-kubekeep.sh \"\$1\"" \
   --quiet \
   "$SUITE" "$rootfs_tar" "${sources[@]}"
@@ -89,4 +91,5 @@ umoci gc --layout "$layout"
 archive="$OUT/kubekeep-$version-$ARCH.oci.tar"
 rm -f "$archive"
 skopeo --insecure-policy copy --quiet "oci:$layout:$version" "oci-archive:$archive:$IMAGE_NAME:$version"
+rm -f "$rootfs_tar"  # the layout holds it (compressed)
 echo "$IMAGE_NAME:$version ($ARCH): $archive" >&2

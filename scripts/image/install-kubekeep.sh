@@ -38,7 +38,9 @@ in_root "${pip[@]}" install --root-user-action=ignore --quiet --no-index --find-
 in_root "${pip[@]}" check
 in_root /opt/kubekeep/bin/kubekeep --version | awk '{print $NF}' >"$out/version"
 
-in_root apt-get purge --quiet --yes --autoremove gcc libc6-dev python3-dev >/dev/null
+# what only the build needed, binutils too (python3.11 suggests it: apt keeps suggestions by default)
+in_root apt-get purge --quiet --yes --autoremove -o APT::AutoRemove::SuggestsImportant=false \
+  -o APT::AutoRemove::RecommendsImportant=false gcc libc6-dev python3-dev >/dev/null
 rm -rf "$root"/tmp/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* \
   "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old
 
