@@ -68,7 +68,9 @@ class SimCSI:
         self._root = root or Path(tempfile.mkdtemp(prefix="kubekeep-simcsi-"))
         self._own_root = root is None
         self.drivers = {bootstrap.CSI_DRIVER, NOSNAP_DRIVER}
-        agent = host_image(entrypoint=("python", "-m", "kubekeep.agent"), python=True, extra=(kubekeep_source_root(),))
+        agent = host_image(
+            entrypoint=("python", "-m", "kubekeep.cli.main"), python=True, extra=(kubekeep_source_root(),)
+        )
         self.images: dict[str, Image] = dict.fromkeys(agent_images, agent)
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))
         # starts (the pod is Running for a moment), then dies: the agent crashing after its start

@@ -95,15 +95,13 @@ def test_no_compiler_is_left_and_every_library_resolves(image: UnpackedImage) ->
 def test_the_cli_backs_up_into_a_repository_under_tmp(image: UnpackedImage, tmp_path: Path) -> None:
     (tmp_path / "hello.txt").write_text("hello from the image\n")
     os.chmod(tmp_path, 0o755)
-    script = (
-        f"kubekeep init /tmp/repo && kubekeep backup /tmp/repo {DATA} && kubekeep snapshots /tmp/repo && "
-        "ls /tmp/kubekeep-cache"
-    )
-    env = {**image.env, "KUBEKEEP_PASSWORD": "pw"}
+    script = f"kubekeep init && kubekeep backup {DATA} && kubekeep snapshots && ls /tmp/kubekeep-cache"
+    env = {**image.env, "KUBEKEEP_REPOSITORY": "/tmp/repo", "KUBEKEEP_PASSWORD": "pw"}
     result = subprocess.run(
         in_image(image, ["/bin/sh", "-ec", script], data=tmp_path), env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "CACHEDIR.TAG" in result.stdout.split()  # the cache went where the image's env says
 
 
 class ImageAgent(Agent):
