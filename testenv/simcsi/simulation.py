@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -68,9 +68,11 @@ class SimCSI:
         self._root = root or Path(tempfile.mkdtemp(prefix="kubekeep-simcsi-"))
         self._own_root = root is None
         self.drivers = {bootstrap.CSI_DRIVER, NOSNAP_DRIVER}
-        agent = host_image(
-            entrypoint=("python", "-m", "kubekeep.cli.main"), python=True, extra=(kubekeep_source_root(),)
-        )
+        # the image's entrypoint is the kubekeep command (helper pods pass `agent ...`), run from
+        # the sources this process imports (a worktree's too, not only the editable install's)
+        source = kubekeep_source_root()
+        agent = host_image(entrypoint=("python", "-m", "kubekeep.cli.main"), python=True, extra=(source,))
+        agent = replace(agent, env=(*agent.env, ("PYTHONPATH", source)))
         self.images: dict[str, Image] = dict.fromkeys(agent_images, agent)
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))
         # starts (the pod is Running for a moment), then dies: the agent crashing after its start
