@@ -148,3 +148,28 @@ def test_the_agent_serves_a_directory_to_a_backup(image: UnpackedImage, tmp_path
         assert snapshot.tree
     finally:
         repo.close()
+
+
+def test_the_venv_holds_kubekeep_and_its_dependencies_only(image: UnpackedImage) -> None:
+    """What pip installed is exactly kubekeep's requirement closure: no pip, no setuptools, no
+    build dependencies, nothing listed anywhere but pyproject.toml."""
+    from importlib.metadata import distributions
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    [site] = (image.rootfs / "opt/kubekeep/lib").glob("python3.*/site-packages")
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in distributions(path=[str(site)])}
+    needed: set[str] = set()
+    todo = ["kubekeep"]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in needed:
+            continue
+        needed.add(name)
+        assert name in installed, f"{name} is required but not installed in the image"
+        for spec in installed[name].requires or ():
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    assert set(installed) == needed, f"installed but not required: {sorted(set(installed) - needed)}"
