@@ -1,6 +1,6 @@
 """The kubekeep image, built once per input: ``scripts/image/build.sh`` into a cache directory
 named by a hash of what goes into it (the build scripts, pyproject.toml, setup.py, src/), then
-unpacked with umoci once per session. The first build takes about two and a half minutes (it
+unpacked with umoci once per session. The first build takes about two minutes (it
 downloads Debian packages and wheels); later sessions only unpack it (seconds)."""
 
 from __future__ import annotations
