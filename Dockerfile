@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
-# The kubekeep agent image: what kubekeep's helper pods run beside a volume (docs/volumes.md).
+# The kubekeep image for those who have Docker: the CLI and the agent of its helper pods, the same
+# as `make image` builds without a daemon (scripts/image/build.sh, docs/image.md):
 #
 #   docker build -t ghcr.io/kubekeep/kubekeep:0.1.0 .
 #
-# Only the agent's own dependencies are installed (chunking, hashing, compression, sealing):
-# no Kubernetes client, no storage or CLI libraries. The entry point is `python -m kubekeep.agent`
-# (the same code as `kubekeep agent`). The image runs as root because reading every file of a
-# volume, whatever its owner and mode, needs uid 0; the helper pod drops every capability but
-# DAC_READ_SEARCH (backups) or CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID (restores),
-# and mounts this image read-only.
+# Both install kubekeep with the dependencies pyproject.toml lists, nothing else, into the venv
+# /opt/kubekeep, run as the user kubekeep (65532) with the same environment, and start `kubekeep`
+# (tests/image/test_dependencies.py checks that they agree). Helper pods run `kubekeep agent` as
+# root (reading every file of a volume, whatever its owner and mode, needs uid 0) with every
+# capability dropped but DAC_READ_SEARCH (backups) or CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER,
+# FSETID (restores), or as a non-root user with --helper-user; the root filesystem can be read-only.
 
 ARG PYTHON=python:3.11-slim-bookworm
 
@@ -21,18 +22,30 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
-# keep this list in step with what kubekeep.agent imports (tests/volumes/test_agent.py checks it)
-RUN pip install --no-cache-dir --root-user-action=ignore --prefix=/install --no-deps . \
- && pip install --no-cache-dir --root-user-action=ignore --prefix=/install \
-        "pyfastcdc>=0.3.1,<0.4" "blake3>=1.0,<2" "zstandard>=0.23" "cryptography>=43" "msgpack>=1.0"
+RUN python -m venv /opt/kubekeep \
+ && /opt/kubekeep/bin/pip install --no-cache-dir . \
+ && /opt/kubekeep/bin/pip uninstall -y pip setuptools
 
 FROM ${PYTHON}
-LABEL org.opencontainers.image.title="kubekeep agent" \
-      org.opencontainers.image.description="Serves a mounted volume to kubekeep: chunks and hashes locally, sends only the chunks the repository lacks" \
-      org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /install /usr/local
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-USER 0
+LABEL org.opencontainers.image.title="kubekeep" \
+      org.opencontainers.image.description="Back up Kubernetes clusters (etcd, manifests, volumes) into a deduplicated, encrypted snapshot repository; also the agent of its helper pods" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/kubekeep/kubekeep"
+COPY --from=build /opt/kubekeep /opt/kubekeep
+RUN echo 'kubekeep:x:65532:65532:kubekeep:/home/kubekeep:/usr/sbin/nologin' >>/etc/passwd \
+ && echo 'kubekeep:x:65532:' >>/etc/group \
+ && install -d -o 65532 -g 65532 -m 0750 /home/kubekeep
+# the same as scripts/image/env
+ENV PATH=/opt/kubekeep/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/home/kubekeep \
+    TMPDIR=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    KUBEKEEP_CACHE_DIR=/tmp/kubekeep-cache \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 65532:65532
+WORKDIR /tmp
 EXPOSE 8765
-ENTRYPOINT ["python", "-m", "kubekeep.agent"]
+ENTRYPOINT ["/opt/kubekeep/bin/kubekeep"]
 CMD ["--help"]

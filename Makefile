@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint binaries bench-engine system-deps clean
+.PHONY: demo test test-fast lint binaries bench-engine system-deps image clean
 
 $(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: $(STAMP) system-deps binaries lint
 # engine, storage and CLI tests only (no local control plane)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not cluster"
+
+# the OCI image (CLI and agent), daemonless, from Debian's packages: build/image/ (docs/image.md);
+# ARCH=arm64 for arm64 (needs qemu-user-static)
+image: $(STAMP) system-deps
+	PYTHON=$(abspath $(PY)) bash scripts/image/build.sh
 
 bench-engine: $(STAMP)
 	$(PY) bench/bench_engine.py

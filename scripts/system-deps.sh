@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages kubekeep's tests and demo use, if any is missing.
-# zstd: benchmarks; chromium: the web UI's browser tests; etcd-client: etcdctl for demos.
+# zstd: benchmarks; chromium: the web UI's browser tests; etcd-client: etcdctl for demos;
+# mmdebstrap, umoci, skopeo: `make image` and tests/image (scripts/image/build.sh).
 set -euo pipefail
 need=()
-for pkg in zstd chromium; do
+for pkg in zstd chromium mmdebstrap umoci skopeo; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -68,9 +68,10 @@ class SimCSI:
         self._root = root or Path(tempfile.mkdtemp(prefix="kubekeep-simcsi-"))
         self._own_root = root is None
         self.drivers = {bootstrap.CSI_DRIVER, NOSNAP_DRIVER}
-        # the kubekeep image: the agent by default; CLI pods run `command: [kubekeep, ...]`
+        # the kubekeep image: its entrypoint is the kubekeep command (helper pods pass `agent ...`,
+        # CLI pods `command: [kubekeep, ...]`), run from the sources this process imports
         agent = host_image(
-            entrypoint=("python", "-m", "kubekeep.agent"), python=True, pythonpath=(kubekeep_source_root(),)
+            entrypoint=("python", "-m", "kubekeep.cli.main"), python=True, pythonpath=(kubekeep_source_root(),)
         )
         self.images: dict[str, Image] = dict.fromkeys(agent_images, agent)
         self.images[SHELL_IMAGE] = host_image(cmd=("sleep", "infinity"))

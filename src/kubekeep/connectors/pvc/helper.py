@@ -22,7 +22,8 @@ CONNECT_TIMEOUT_S = 60.0
 def agent_process(options: pods.HelperOptions, *, write: bool, block: bool) -> pods.AgentProcess:
     """The agent as a helper pod runs it: serving the claim's files (or its block device),
     writing them only for a restore, exiting when no session starts in time."""
-    args = ["--device", pods.DEVICE_PATH] if block else ["--root", pods.MOUNT_PATH]
+    # the image's entrypoint is the kubekeep command (docs/image.md): ``kubekeep agent ...``
+    args = ["agent", *(["--device", pods.DEVICE_PATH] if block else ["--root", pods.MOUNT_PATH])]
     args += ["--listen", f":{protocol.DEFAULT_PORT}", "--idle-timeout", f"{options.idle_timeout:.0f}"]
     if write:
         args.append("--write")
