@@ -24,12 +24,11 @@ import yaml
 
 from kubekeep import api
 from kubekeep.kube.pods import DEFAULT_IMAGE
-from testenv import bootstrap
 from testenv.cluster import Cluster
-from testenv.rest import RestClient, resource_path
+from testenv.rest import resource_path
 from testenv.simcsi import TAINT_KEY, SimCSI
 from tests.cli.helpers import RepoSpec, init_fast, open_api, wait_for
-from tests.support.jobs import job_from_cronjob, run_job
+from tests.support.jobs import job_from_cronjob, make_claim, run_job
 from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.timeout(600)]
@@ -134,7 +133,7 @@ def test_readme_install_backs_up_with_the_charts_accounts_only(
     rest = cluster.rest()
     try:
         sim.enable(namespace)
-        _claim(rest, namespace)
+        make_claim(rest, namespace)
         claim = resource_path("v1", "persistentvolumeclaims", namespace, "data")
         assert wait_for(lambda: rest.get(claim).get("status", {}).get("phase") == "Bound", timeout=30)
         (sim.volume_path(namespace, "data") / "hello.txt").write_text("hello from a volume\n")
@@ -184,22 +183,6 @@ def _helm(env: dict[str, str], helm: Path, *args: str) -> None:
     command = [str(helm), "upgrade", "kubekeep", str(ROOT / "deploy/helm/kubekeep"), "-n", NAMESPACE, "--reuse-values"]
     proc = subprocess.run([*command, *args], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-
-
-def _claim(rest: RestClient, namespace: str) -> None:
-    rest.create(
-        resource_path("v1", "persistentvolumeclaims", namespace),
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": bootstrap.STORAGE_CLASS,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
 
 
 def test_the_etcd_job_backs_up_etcd_with_a_client_certificate_from_a_secret(

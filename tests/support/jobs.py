@@ -136,3 +136,22 @@ def _pods(cluster: Cluster, rest: Any, namespace: str, job_uid: str) -> list[Pod
         logs = cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "--all-containers", check=False).stdout
         out.append(PodOutcome(pod["metadata"]["name"], status.get("phase", ""), codes, logs))
     return out
+
+
+def make_claim(rest: Any, namespace: str, name: str = "data", storage_class: str | None = None) -> None:
+    """A 1 GiB ReadWriteOnce claim of testenv's CSI storage class (bound by the simulated driver)."""
+    from testenv import bootstrap
+
+    rest.create(
+        resource_path("v1", "persistentvolumeclaims", namespace),
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class or bootstrap.STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )

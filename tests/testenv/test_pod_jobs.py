@@ -15,13 +15,12 @@ import pytest
 import urllib3
 
 from kubekeep.kube.pods import DEFAULT_IMAGE
-from testenv import bootstrap
 from testenv.bootstrap import READONLY_ROLE
 from testenv.cluster import Cluster
 from testenv.rest import RestClient, resource_path
 from testenv.simcsi import TAINT_KEY, SimCSI
 from tests.cli.helpers import RepoSpec, init_fast, open_api, wait_for
-from tests.support.jobs import job_from_cronjob, run_job
+from tests.support.jobs import job_from_cronjob, make_claim, run_job
 from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.timeout(300)]
@@ -331,19 +330,7 @@ def test_a_volumes_backup_job_reaches_its_helper_pods_at_their_ip(
             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
         },
     )
-    rest.create(
-        resource_path("v1", "persistentvolumeclaims", namespace),
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": bootstrap.STORAGE_CLASS,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
+    make_claim(rest, namespace)
     # kubekeep patches the PVs and VolumeSnapshotContents it makes (reclaim and deletion policies)
     cluster_rules = [
         {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "patch"]},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import click
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -20,6 +20,58 @@ from prometheus_client.registry import Collector
 
 from kubekeep import api, errors
 from kubekeep.cli._common import global_options, info, warn, with_repository
+
+#: per source (labels source, kind, host, tags): name, help, value of an ``api.SourceMetrics``
+SOURCE_METRICS: list[tuple[str, str, Callable[[api.SourceMetrics], float | None]]] = [
+    ("kubekeep_last_success_timestamp_seconds", "Time of the newest snapshot of a source", lambda s: s.last_time),
+    (
+        "kubekeep_last_snapshot_duration_seconds",
+        "How long the newest snapshot of a source took",
+        lambda s: s.duration_s,
+    ),
+    (
+        "kubekeep_last_snapshot_added_bytes",
+        "Bytes the newest snapshot of a source added to the repository",
+        lambda s: s.bytes_added,
+    ),
+    ("kubekeep_last_snapshot_files", "Files in the newest snapshot of a source", lambda s: s.files),
+    ("kubekeep_last_snapshot_objects", "API objects in the newest manifests snapshot of a source", lambda s: s.objects),
+    (
+        "kubekeep_last_snapshot_warnings",
+        "Warnings of the newest snapshot of a source (data that could not be read)",
+        lambda s: s.warnings,
+    ),
+    ("kubekeep_snapshots", "Snapshots kept of a source", lambda s: s.snapshots),
+]
+#: per command and source (labels command, source, kind, tags), of an ``api.RunMetrics``
+RUN_METRICS: list[tuple[str, str, Callable[[api.RunMetrics], float | None]]] = [
+    (
+        "kubekeep_last_run_timestamp_seconds",
+        "When the newest recorded run of a command on a source finished",
+        lambda r: r.last_time,
+    ),
+    (
+        "kubekeep_last_run_success",
+        "1 if the newest recorded run of a command on a source succeeded, 0 if it failed",
+        lambda r: float(r.last_ok),
+    ),
+    (
+        "kubekeep_last_run_duration_seconds",
+        "How long the newest recorded run of a command on a source took",
+        lambda r: r.last_duration_s,
+    ),
+    (
+        "kubekeep_last_failure_timestamp_seconds",
+        "When the newest failed run of a command on a source finished",
+        lambda r: r.last_failure_time,
+    ),
+    ("kubekeep_recorded_runs", "Runs recorded of a command on a source (prune keeps the newest 50)", lambda r: r.runs),
+    (
+        "kubekeep_recorded_run_failures",
+        "Failed runs among those recorded of a command on a source",
+        lambda r: r.failures,
+    ),
+]
 
 
 class RepositoryCollector(Collector):
@@ -36,113 +88,25 @@ class RepositoryCollector(Collector):
         yield _gauge("kubekeep_up", "1 if the last reading of the repository succeeded", [([], float(ok))])
         if m is None:
             return
-        src = ["source", "kind", "host", "tags"]
-        yield _gauge(
-            "kubekeep_last_success_timestamp_seconds",
-            "Time of the newest snapshot of a source",
-            [([s.source, s.kind, s.host, s.tags], s.last_time) for s in m.sources],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_last_snapshot_duration_seconds",
-            "How long the newest snapshot of a source took",
-            [([s.source, s.kind, s.host, s.tags], s.duration_s) for s in m.sources],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_last_snapshot_added_bytes",
-            "Bytes the newest snapshot of a source added to the repository",
-            [([s.source, s.kind, s.host, s.tags], s.bytes_added) for s in m.sources],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_last_snapshot_files",
-            "Files in the newest snapshot of a source",
-            [([s.source, s.kind, s.host, s.tags], s.files) for s in m.sources],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_last_snapshot_objects",
-            "API objects in the newest manifests snapshot of a source",
-            [([s.source, s.kind, s.host, s.tags], s.objects) for s in m.sources if s.objects is not None],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_last_snapshot_warnings",
-            "Warnings of the newest snapshot of a source (data that could not be read)",
-            [([s.source, s.kind, s.host, s.tags], s.warnings) for s in m.sources],
-            src,
-        )
-        yield _gauge(
-            "kubekeep_snapshots",
-            "Snapshots kept of a source",
-            [([s.source, s.kind, s.host, s.tags], s.snapshots) for s in m.sources],
-            src,
-        )
-        run = ["command", "source", "kind", "tags"]
-        yield _gauge(
-            "kubekeep_last_run_timestamp_seconds",
-            "When the newest recorded run of a command on a source finished",
-            [([r.command, r.source, r.kind, r.tags], r.last_time) for r in m.runs],
-            run,
-        )
-        yield _gauge(
-            "kubekeep_last_run_success",
-            "1 if the newest recorded run of a command on a source succeeded, 0 if it failed",
-            [([r.command, r.source, r.kind, r.tags], float(r.last_ok)) for r in m.runs],
-            run,
-        )
-        yield _gauge(
-            "kubekeep_last_run_duration_seconds",
-            "How long the newest recorded run of a command on a source took",
-            [([r.command, r.source, r.kind, r.tags], r.last_duration_s) for r in m.runs],
-            run,
-        )
-        yield _gauge(
-            "kubekeep_last_failure_timestamp_seconds",
-            "When the newest failed run of a command on a source finished",
-            [
-                ([r.command, r.source, r.kind, r.tags], r.last_failure_time)
-                for r in m.runs
-                if r.last_failure_time is not None
-            ],
-            run,
-        )
-        yield _gauge(
-            "kubekeep_recorded_runs",
-            "Runs recorded of a command on a source (prune keeps the newest 50)",
-            [([r.command, r.source, r.kind, r.tags], r.runs) for r in m.runs],
-            run,
-        )
-        yield _gauge(
-            "kubekeep_recorded_run_failures",
-            "Failed runs among those recorded of a command on a source",
-            [([r.command, r.source, r.kind, r.tags], r.failures) for r in m.runs],
-            run,
-        )
+        for name, doc, source_value in SOURCE_METRICS:
+            samples = [([s.source, s.kind, s.host, s.tags], source_value(s)) for s in m.sources]
+            yield _gauge(name, doc, samples, ["source", "kind", "host", "tags"])
+        for name, doc, run_value in RUN_METRICS:
+            samples = [([r.command, r.source, r.kind, r.tags], run_value(r)) for r in m.runs]
+            yield _gauge(name, doc, samples, ["command", "source", "kind", "tags"])
         if m.last_check is not None:
             c = m.last_check
             yield _gauge("kubekeep_last_check_success", "1 if the newest check found no problem", [([], float(c.ok))])
             yield _gauge(
-                "kubekeep_last_check_timestamp_seconds",
-                "When the newest check finished",
-                [([], _check_time(m))],
+                "kubekeep_last_check_timestamp_seconds", "When the newest check finished", [([], _check_time(m))]
             )
             yield _gauge(
                 "kubekeep_last_check_errors", "Problems the newest check found", [([], c.stats.get("errors", 0))]
             )
-        yield _gauge(
-            "kubekeep_repository_size_bytes",
-            "Bytes stored, by kind of object",
-            [([t], n) for t, n in sorted(m.size_bytes.items())],
-            ["type"],
-        )
-        yield _gauge(
-            "kubekeep_repository_objects",
-            "Objects stored, by kind",
-            [([t], n) for t, n in sorted(m.objects.items())],
-            ["type"],
-        )
+        sizes = [([t], n) for t, n in sorted(m.size_bytes.items())]
+        yield _gauge("kubekeep_repository_size_bytes", "Bytes stored, by kind of object", sizes, ["type"])
+        counts = [([t], n) for t, n in sorted(m.objects.items())]
+        yield _gauge("kubekeep_repository_objects", "Objects stored, by kind", counts, ["type"])
         yield _gauge(
             "kubekeep_damaged_snapshots", "Snapshot files that do not decrypt or decode", [([], m.damaged_snapshots)]
         )
@@ -157,7 +121,7 @@ def _check_time(m: api.RepositoryMetrics) -> float:
 
 
 def _gauge(
-    name: str, doc: str, samples: list[tuple[list[str], float | int | None]], labels: list[str] | None = None
+    name: str, doc: str, samples: Sequence[tuple[list[str], float | None]], labels: list[str] | None = None
 ) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=labels or [])
     for values, value in samples:
