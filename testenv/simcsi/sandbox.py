@@ -70,6 +70,11 @@ def build_rootfs(root: Path, container: dict[str, Any]) -> None:
     (root / "tmp").mkdir(mode=0o1777, exist_ok=True)
     for mount in container["mounts"]:
         _bind(mount["host"], root / mount["path"].lstrip("/"), read_only=mount["read_only"])
+    # an image directory below a volume's mount point (this checkout's venv under /tmp, hidden
+    # by an emptyDir at /tmp) is bound again on top: in a real image it would live elsewhere
+    for path in container["image_paths"]:
+        if any(_under(path, m["path"]) for m in container["mounts"]):
+            _bind(path, root / path.lstrip("/"), read_only=True)
     for target in overlaid:  # the image stays read-only, as its plain binds are
         _mount("-o", "remount,ro", str(target))
     if container["read_only_root"]:
