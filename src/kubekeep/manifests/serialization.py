@@ -20,39 +20,9 @@ import yaml
 
 from kubekeep.manifests import yaml_reader
 
-#: Plain (unquoted) strings: start with a letter, ``_`` or ``/``; a conservative character set;
-#: single spaces between words. Everything else is quoted.
-_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
-#: YAML 1.1 booleans and nulls that match ``_PLAIN``.
-_RESERVED = frozenset(
-    (
-        "y",
-        "Y",
-        "yes",
-        "Yes",
-        "YES",
-        "n",
-        "N",
-        "no",
-        "No",
-        "NO",
-        "true",
-        "True",
-        "TRUE",
-        "false",
-        "False",
-        "FALSE",
-        "on",
-        "On",
-        "ON",
-        "off",
-        "Off",
-        "OFF",
-        "null",
-        "Null",
-        "NULL",
-    )
-)
+#: Plain (unquoted) strings, and the YAML 1.1 booleans and nulls among them (quoted): the reader's
+_PLAIN = yaml_reader.PLAIN
+_RESERVED = yaml_reader.RESERVED
 #: Characters a YAML reader rejects or folds inside a double-quoted scalar (JSON leaves them raw).
 _UNSAFE_IN_QUOTES = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 #: Characters that rule out a ``|`` block (control characters, other line breaks).

@@ -20,10 +20,13 @@ import orjson
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 #: Escapes JSON and YAML read differently (``dump`` never writes them).
 _AMBIGUOUS_ESCAPE = re.compile(r"\\(?:/|u[dD][89a-fA-F])")
-_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
+#: Plain (unquoted) strings: start with a letter, ``_`` or ``/``; a conservative character set;
+#: single spaces between words (``dump`` quotes everything else).
+PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@=+:-]*(?: [A-Za-z0-9_./@=+:-]+)*\Z")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:e[-+][0-9]+)?\Z")
-_RESERVED = frozenset(
+#: YAML 1.1 booleans and nulls that match ``PLAIN`` (``dump`` quotes them).
+RESERVED = frozenset(
     (
         "y",
         "Y",
@@ -103,7 +106,7 @@ def _scalar(text: str) -> Any:
         return int(text)
     if _FLOAT.match(text):
         return float(text)
-    if _PLAIN.match(text) and text not in _RESERVED and not text.endswith(":") and ": " not in text:
+    if PLAIN.match(text) and text not in RESERVED and not text.endswith(":") and ": " not in text:
         return text
     raise NotOurs(f"unexpected scalar {text[:40]!r}")
 
@@ -124,7 +127,7 @@ def _entry_key(line: str) -> tuple[str, str] | None:
             return None
         cut = len(line) - 1
     key = line[:cut]
-    if not _PLAIN.match(key) or key in _RESERVED:
+    if not PLAIN.match(key) or key in RESERVED:
         raise NotOurs(f"unexpected key {key[:40]!r}")
     return key, line[cut + 1 :]
 
