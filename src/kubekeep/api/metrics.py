@@ -58,6 +58,8 @@ class RepositoryMetrics:
     runs: list[RunMetrics] = field(default_factory=list)
     #: the newest check run, if any
     last_check: RunRecord | None = None
+    #: when it finished (seconds since the epoch)
+    last_check_time: float | None = None
     size_bytes: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
     damaged_snapshots: int = 0
@@ -124,7 +126,8 @@ def repository_metrics(repo: Repository) -> RepositoryMetrics:
             )
         )
     checks = [r for r in records if r.command == "check"]
-    out.last_check = checks[-1] if checks else None
+    if checks:
+        out.last_check, out.last_check_time = checks[-1], _epoch(checks[-1].finished)
     out.read_time = time.time()
     out.read_duration_s = time.monotonic() - started
     return out

@@ -98,7 +98,7 @@ class RepositoryCollector(Collector):
             c = m.last_check
             yield _gauge("kubekeep_last_check_success", "1 if the newest check found no problem", [([], float(c.ok))])
             yield _gauge(
-                "kubekeep_last_check_timestamp_seconds", "When the newest check finished", [([], _check_time(m))]
+                "kubekeep_last_check_timestamp_seconds", "When the newest check finished", [([], m.last_check_time)]
             )
             yield _gauge(
                 "kubekeep_last_check_errors", "Problems the newest check found", [([], c.stats.get("errors", 0))]
@@ -114,10 +114,6 @@ class RepositoryCollector(Collector):
         yield _gauge(
             "kubekeep_last_read_duration_seconds", "How long reading the repository took", [([], m.read_duration_s)]
         )
-
-
-def _check_time(m: api.RepositoryMetrics) -> float:
-    return next(r.last_time for r in m.runs if r.command == "check")
 
 
 def _gauge(
