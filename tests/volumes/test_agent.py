@@ -152,6 +152,41 @@ def test_backup_and_restore_through_agents(repo: Repository, tmp_path: Path) -> 
     assert_same_tree(manifest(src), manifest(dst))
 
 
+class EndsSessionAfterWalk(AgentSource):
+    """Ends the session as soon as the walk is over, before the next entry (a backup of many
+    claims moves on to the next claim that way)."""
+
+    def entries(self) -> Iterator[Entry]:
+        yield from super().entries()
+        assert self.remote is not None
+        self.remote.close()
+        yield Entry("after", EntryType.FILE, data=b"the next source")
+
+
+def test_the_walk_ends_only_when_every_file_it_gave_is_read(repo: Repository, tmp_path: Path) -> None:
+    # the engine reads files on worker threads while it asks for later entries: ending the
+    # session at the end of the walk used to cut those reads short ("the agent session was closed")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"big-{i}").write_bytes(random.Random(i).randbytes(3 * 1024 * 1024))
+    agent = Agent(src)
+    importer = EndsSessionAfterWalk(agent)
+    try:
+        with repo.lock(), importer:
+            snap = run_backup(repo, importer)
+    finally:
+        agent.stop()
+    out = tmp_path / "out"
+    from kubekeep.files.write import FsExporter
+
+    with repo.lock(), FsExporter(out) as exporter:
+        run_restore(repo, snap, exporter)
+    assert (out / "after").read_bytes() == b"the next source"
+    (out / "after").unlink()
+    assert_same_tree(manifest(src), manifest(out))
+
+
 def test_wrong_secret_is_refused_and_the_agent_keeps_waiting(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     agent = Agent(tmp_path)

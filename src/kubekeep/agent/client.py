@@ -201,6 +201,9 @@ class RemoteBackup:
         self._ack_every = max(1, min(256, window_records // 8))
         self._error: BaseException | None = None
         self._closed = False
+        #: files handed to the consumer whose chunk lists it has not read to the end
+        self._unread = 0
+        self._all_read = threading.Condition(self._lock)
         self._dctx = threading.local()
         self._outbox: queue.Queue[tuple[int, p.Want] | None] = queue.Queue()  # None: stop
         request: p.BackupRequest = {
@@ -220,14 +223,28 @@ class RemoteBackup:
 
     # -- consumer side -----------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
+        """The walk's entries; returns only once every file it yielded has been read to the end
+        (the engine reads files on worker threads while it asks for later entries: whoever ends
+        the session after this returns must not cut a read short)."""
         while True:
             item = self._entries.get(self.flush_acks)
             if item is None:
-                return
+                break
             seq, entry = item
             if seq is not None:
                 self.ack(seq)
             yield entry
+        self.flush_acks()
+        with self._all_read:
+            while self._unread and self._error is None:
+                self._all_read.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _file_read(self) -> None:
+        with self._all_read:
+            self._unread -= 1
+            self._all_read.notify_all()
 
     def ack(self, seq: int) -> None:
         with self._lock:
@@ -371,6 +388,7 @@ class RemoteBackup:
         failure = _Failure(exc)
         self._entries.fail(failure)
         with self._lock:
+            self._all_read.notify_all()
             targets: list[_Inbox[Any]] = [
                 *(r.queue for r in self._requests.values()),
                 *(f.queue for f in self._files.values()),
@@ -388,6 +406,8 @@ class RemoteBackup:
         entry = self._entry(body)
         rf = RemoteFile(self, entry.path)
         entry.chunks = rf
+        with self._lock:
+            self._unread += 1
         self.stats.bytes_total += entry.size
         if "ids" in body:  # the whole file in one record: acknowledged once its chunks are dealt with
             rf.add_batch(body)
@@ -455,23 +475,26 @@ class RemoteFile(PreChunked):
 
     def batches(self) -> Iterator[list[tuple[bytes, int]]]:
         session = self.session
-        while True:
-            item = self.queue.get(session.flush_acks)
-            if isinstance(item, _FileEnd):
-                if item.seq is not None:
-                    session.ack(item.seq)
-                if item.error:
-                    raise OSError(f"agent: {item.error}")
-                return
-            self._current = item
-            with session._lock:
-                session.stats.chunks_total += len(item.chunks)
-            try:
-                yield item.chunks
-            finally:
-                self._current = None
-                session._drop(item.prefetch)
-            session.ack(item.seq)
+        try:
+            while True:
+                item = self.queue.get(session.flush_acks)
+                if isinstance(item, _FileEnd):
+                    if item.seq is not None:
+                        session.ack(item.seq)
+                    if item.error:
+                        raise OSError(f"agent: {item.error}")
+                    return
+                self._current = item
+                with session._lock:
+                    session.stats.chunks_total += len(item.chunks)
+                try:
+                    yield item.chunks
+                finally:
+                    self._current = None
+                    session._drop(item.prefetch)
+                session.ack(item.seq)
+        finally:
+            session._file_read()
 
     def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
         if self._current is None:
