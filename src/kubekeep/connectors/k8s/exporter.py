@@ -3,16 +3,20 @@
 ``K8sExporter`` buffers the selected objects, plans them (``manifests.planning``: cleaned,
 namespaces mapped, cluster-owned objects skipped), creates them tier by tier with the objects
 of one tier in parallel (``tiers``), and reports every object.
+
+A data-first cluster restore (``kubekeep.api.cluster_restore``) sets ``phased``: ``finish``
+then creates only what comes before the workloads, and ``release`` the workloads and the rest
+once the claims' data is in, holding back those it is told to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubekeep import errors
 from kubekeep.connectors.k8s.buffer import BufferingExporter, ObjectBuffer, require_manifests
-from kubekeep.connectors.k8s.tiers import TierRunner
+from kubekeep.connectors.k8s.tiers import TierRunner, split_phases
 from kubekeep.connectors.k8s.uri import SCHEME
 from kubekeep.engine.entries import SourceInfo
 from kubekeep.kube import config
@@ -49,6 +53,13 @@ class K8sExporter(BufferingExporter):
         self.session = Session(config.connect(context, kubeconfig, pool_size=self.concurrency + 2))
         self.buffer = ObjectBuffer()
         self._results: list[dict[str, Any]] = []
+        #: two phases (data first): ``finish`` stops before the workloads, ``release`` does the rest
+        self.phased = False
+        #: called with each object's result line as it is known (progress)
+        self.on_result: Callable[[dict[str, Any]], None] | None = None
+        self.plan: list[planning.PlannedObject] = []
+        self._runner: TierRunner | None = None
+        self._later: list[planning.PlannedObject] = []
 
     def close(self) -> None:
         self.session.close()
@@ -69,8 +80,40 @@ class K8sExporter(BufferingExporter):
             keep_managed_fields=self.opts.keep_managed_fields,
             concurrency=self.concurrency,
         )
-        self._results = runner.run(plan)
+        runner.on_result = self.on_result
+        if not self.phased:
+            self._results = runner.run(plan)
+            return []
+        self.plan, self._runner = plan, runner
+        runner.owners = {ref.get("uid", "") for p in plan if p.skip is None for ref in p.owner_references}
+        first, self._later = split_phases(plan)
+        self._results = runner.run(first)
         return []
+
+    def later(self) -> list[planning.PlannedObject]:
+        """``phased``: the objects ``release`` creates (the workloads and everything after them)."""
+        return list(self._later)
+
+    def release(self, hold: Callable[[planning.PlannedObject], str | None]) -> list[dict[str, Any]]:
+        """``phased``, after ``finish``: create the workloads and everything after them, but not
+        the objects ``hold`` gives a reason for (reported as not created, with that reason).
+        Returns the results of this phase; ``results()`` has both phases'."""
+        if self._runner is None:
+            raise errors.ConnectorError("release() comes after a phased finish()")
+        ready: list[planning.PlannedObject] = []
+        held: list[dict[str, Any]] = []
+        for p in self._later:
+            reason = hold(p) if p.skip is None else None
+            if reason is None:
+                ready.append(p)
+            else:
+                held.append({**p.report(), "action": "would hold" if self.dry_run else "not created", "reason": reason})
+                if self.on_result is not None:
+                    self.on_result(held[-1])
+        done = self._runner.run(ready) + held
+        self._later, self._runner = [], None
+        self._results += done
+        return done
 
     def results(self) -> list[dict[str, Any]]:
         return self._results

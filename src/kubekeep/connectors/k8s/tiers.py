@@ -62,15 +62,19 @@ class TierRunner:
         self.pending_namespaces: set[str] = set()  # dry run: namespaces that would be created
         self.owners: set[str] = set()  # old uids that other objects refer to
         self.lock = threading.Lock()
+        #: called with each object's result line as it is known (progress)
+        self.on_result: Callable[[dict[str, Any]], None] | None = None
 
     def run(self, plan: list[PlannedObject]) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         tiers: dict[int, list[PlannedObject]] = {}
         ranks = _ranks([p for p in plan if p.skip is None])
-        self.owners = {ref.get("uid", "") for p in plan if p.skip is None for ref in p.owner_references}
+        # a plan run in phases (``split_phases``) keeps the owners of every phase
+        self.owners |= {ref.get("uid", "") for p in plan if p.skip is None for ref in p.owner_references}
         for i, p in enumerate(plan):
             if p.skip is not None:
                 results[i] = {**p.report(), "action": "skipped", "reason": p.skip}
+                self._tell(results[i])
             else:
                 tiers.setdefault(ranks[id(p)], []).append(p)
         index = {id(p): i for i, p in enumerate(plan)}
@@ -81,7 +85,12 @@ class TierRunner:
                 for wave in _waves(tiers[rank]):
                     for p, result in zip(wave, pool.map(self._restore, wave), strict=True):
                         results[index[id(p)]] = result
+                        self._tell(result)
         return [results[i] for i in range(len(plan))]
+
+    def _tell(self, result: dict[str, Any]) -> None:
+        if self.on_result is not None:
+            self.on_result(result)
 
     # -- one object ---------------------------------------------------------------------------
     def _restore(self, p: PlannedObject) -> dict[str, Any]:
@@ -284,6 +293,21 @@ def _ranks(items: list[PlannedObject]) -> dict[int, int]:
     for p in items:
         rank(p)
     return ranks
+
+
+#: the rank of the tier that starts pods: a data-first restore writes the claims' data before it
+WORKLOADS = ordering.TIERS.index("workloads")
+
+
+def split_phases(plan: list[PlannedObject]) -> tuple[list[PlannedObject], list[PlannedObject]]:
+    """``plan`` in two phases, for a restore that writes the claims' data between them: what
+    comes before the workloads (namespaces, classes, claims, config, RBAC, services), then the
+    workloads and everything after them. An object that waits for an owner of a later tier
+    (``_ranks``) goes with its owner. Run both on one ``TierRunner`` (owners' new uids carry over)."""
+    ranks = _ranks([p for p in plan if p.skip is None])
+    before = [p for p in plan if ranks.get(id(p), p.tier.rank) < WORKLOADS]
+    after = [p for p in plan if ranks.get(id(p), p.tier.rank) >= WORKLOADS]
+    return before, after
 
 
 def _waves(items: list[PlannedObject]) -> list[list[PlannedObject]]:
