@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubekeep.api.cluster import AGENT_HANDSHAKE_TIMEOUT, AGENT_LISTEN, CleanupReport, cleanup, serve_agent
+from kubekeep.api.cluster_restore import ClaimResult, ClusterRestoreProgress, ClusterRestoreStats
 from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
 from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
 from kubekeep.api.metrics import RepositoryMetrics, RunMetrics, SourceMetrics, repository_metrics
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
         ClusterVolumeOptions,
         ManifestsDestinationOptions,
         ManifestsSourceOptions,
+        RestoreVolumeOptions,
     )
     from kubekeep.connectors.pvc import VolumeOptions
     from kubekeep.connectors.s3 import S3DestinationOptions
@@ -89,6 +91,7 @@ _LAZY = {
     "ManifestsSourceOptions": "kubekeep.connectors.k8s.options",
     "ManifestsDestinationOptions": "kubekeep.connectors.k8s.options",
     "ClusterVolumeOptions": "kubekeep.connectors.k8s.options",
+    "RestoreVolumeOptions": "kubekeep.connectors.k8s.options",
     "VolumeOptions": "kubekeep.connectors.pvc",
     "HelperOptions": "kubekeep.kube.pods",
 }
@@ -120,6 +123,9 @@ __all__ = [
     "Change",
     "CheckReport",
     "CleanupReport",
+    "ClaimResult",
+    "ClusterRestoreProgress",
+    "ClusterRestoreStats",
     "ClusterSummary",
     "ClusterVolumeOptions",
     "DamagedSnapshot",
@@ -147,6 +153,7 @@ __all__ = [
     "RepositoryMetrics",
     "RepositoryOptions",
     "RestoreStats",
+    "RestoreVolumeOptions",
     "RunMetrics",
     "S3DestinationOptions",
     "Snapshot",

@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from kubekeep import connectors, errors
+from kubekeep.api import cluster_restore as _cluster_restore
+from kubekeep.api.cluster_restore import ClusterProgressCallback
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import all_of as _all_of
 from kubekeep.api.selecting import select_objects as _select_objects
@@ -114,12 +116,15 @@ def restore(
     include: NodeFilter | None = None,
     options: DestinationOptions | None = None,
     select: ObjectSelector | None = None,
+    progress: ClusterProgressCallback | None = None,
 ) -> RestoreStats:
     """Restore ``SNAP[:PATH]`` to ``destination``. ``options`` are the destination connector's
     (``FsDestinationOptions``, ``VolumeOptions``, ...; its defaults if None), or for a manifests
     snapshot ``ManifestsDestinationOptions`` (docs/manifests.md): into a cluster, or to fs: as
     clean YAML unless ``raw``. For manifests snapshots ``select`` picks objects (namespaces,
-    kinds, names, labels)."""
+    kinds, names, labels). A whole snapshot with volumes restored into a cluster brings the
+    claims' data too, before the workloads (``cluster_restore``; a ``ClusterRestoreStats``
+    with its claims, ``progress`` hears of objects, claims and bytes)."""
     snap_ref, path = split_ref(ref)
     with repo.lock():
         snap = repo.find_snapshot(snap_ref)
@@ -132,6 +137,25 @@ def restore(
                 "(--namespace, --kind, --name, --selector) applies to manifests snapshots"
             )
         with exporter:
+            if snap.kind == SnapshotKind.MANIFESTS and connectors.scheme_of(destination) == "k8s":
+                if not isinstance(options, ManifestsDestinationOptions):
+                    options = ManifestsDestinationOptions()
+                if _cluster_restore.wanted(repo, snap, path, options):
+                    from kubekeep.connectors.k8s import parse_uri
+                    from kubekeep.connectors.k8s.exporter import K8sExporter
+
+                    assert isinstance(exporter, K8sExporter)
+                    return _cluster_restore.restore_with_data(
+                        repo,
+                        snap,
+                        exporter,
+                        include=include,
+                        options=options,
+                        context=options.context or parse_uri(destination),
+                        progress=progress,
+                    )
+                if not path.strip("/"):  # the volumes' files are no objects: not read for nothing
+                    include = _cluster_restore.without_volumes(include)
             return run_restore(repo, snap, exporter, path=path, include=include)
 
 

@@ -53,6 +53,9 @@ JOB_GENERATED_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 #: Set by a restore on every object it creates; an earlier restore's value is dropped.
 RESTORED_FROM_LABEL = "kubekeep.io/restored-from"
+#: Set by a data-first cluster restore on a claim once its data is written (the data's snapshot
+#: id); dropped from claims restored again, whose data is not written yet.
+DATA_RESTORED_ANNOTATION = "kubekeep.io/data-restored"
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def _pod(obj: dict[str, Any], opts: CleanOptions, managed: list[dict[str, Any]])
 
 
 def _pvc(obj: dict[str, Any], opts: CleanOptions, managed: list[dict[str, Any]]) -> None:
-    _drop_keys(obj["metadata"], "annotations", PVC_BINDING_ANNOTATIONS)
+    _drop_keys(obj["metadata"], "annotations", (*PVC_BINDING_ANNOTATIONS, DATA_RESTORED_ANNOTATION))
     spec = obj.get("spec") or {}
     if spec.get("volumeName") and spec["volumeName"] not in opts.restored_volumes:
         spec.pop("volumeName")

@@ -27,6 +27,23 @@ class ClusterVolumeOptions:
 
 
 @dataclass(frozen=True)
+class RestoreVolumeOptions:
+    """A restore into ``k8s://`` of a snapshot with volumes (``backup k8s:// --volumes``): the
+    claims' data is written before the workloads that mount them are created
+    (``kubekeep.api.cluster_restore``, docs/volumes.md)."""
+
+    #: False: the manifests only, claims created empty (``--no-volumes``)
+    enabled: bool = True
+    #: ``pvc://`` snapshots (refs) whose data goes into the claims they were taken from, instead of
+    #: the manifests snapshot's ``volumes/``
+    volumes_from: tuple[str, ...] = ()
+    #: claims written at once
+    parallel: int = 2
+    #: how each claim is written (helper pods, connection; defaults if None)
+    volume: VolumeOptions | None = None
+
+
+@dataclass(frozen=True)
 class ManifestsSourceOptions:
     """A ``k8s://`` source: which cluster, and which of its objects."""
 
@@ -71,6 +88,8 @@ class ManifestsDestinationOptions:
     raw: bool = False
     #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
     destination: DestinationOptions | None = None
+    #: k8s://: the claims' data of a snapshot with volumes (default: from ``volumes/``, data first)
+    volumes: RestoreVolumeOptions | None = None
 
     def __post_init__(self) -> None:
         if self.existing not in ("skip", "update"):
