@@ -17,6 +17,7 @@ _COLORS = {
     "written": "green",
     "failed": "red",
     "would fail": "red",
+    "not created": "red",
     "would create": "green",
     "would update": "yellow",
 }

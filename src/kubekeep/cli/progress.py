@@ -81,3 +81,48 @@ class CountProgress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
+
+
+class RestoreProgress:
+    """A data-first cluster restore: objects created, claims written, bytes of their data."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> RestoreProgress:
+        if self.enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.fields[phase]}: {task.fields[objects]} objects, {task.fields[claims]} claims"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                TextColumn("[dim]{task.fields[current]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                "restore", total=None, phase="objects", objects=0, claims="0/0", current=""
+            )
+        return self
+
+    def update(self, state: api.ClusterRestoreProgress) -> None:
+        if self._progress is not None:
+            current = state.current if len(state.current) < 40 else "…" + state.current[-39:]
+            self._progress.update(
+                self._task,
+                completed=state.bytes_done,
+                total=state.bytes_total or None,
+                phase=state.phase,
+                objects=state.objects_done,
+                claims=f"{state.claims_done}/{state.claims_total}",
+                current=current,
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)

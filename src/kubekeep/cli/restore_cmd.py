@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from typing import Any
 
 import click
 
 from kubekeep import api, errors
-from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, warn, with_repository
+from kubekeep.cli._cluster_restore import DataFlags, data_options, print_claims
+from kubekeep.cli._common import (
+    emit_json,
+    global_options,
+    human_size,
+    info,
+    settings,
+    show_progress,
+    warn,
+    with_repository,
+)
 from kubekeep.cli._manifests import print_report
 from kubekeep.cli._volumes import VolumeFlags, volume_options
+from kubekeep.cli.progress import RestoreProgress
 
 
 @click.command(short_help="Restore a snapshot to a destination.")
@@ -71,6 +83,7 @@ from kubekeep.cli._volumes import VolumeFlags, volume_options
 @click.option("--context", help="k8s://: kubeconfig context (instead of k8s://CONTEXT).")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="k8s://: kubeconfig file (default: KUBECONFIG).")
 @volume_options(restore=True)
+@data_options()
 @global_options
 @with_repository
 def command(
@@ -93,14 +106,19 @@ def command(
     context: str | None,
     kubeconfig: str | None,
     volume: VolumeFlags,
+    data: DataFlags,
 ) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest'), or only PATH within it, to DEST. The
     contents of a directory PATH land directly in DEST.
 
     A manifests snapshot (taken from k8s://) restores into a cluster (--to k8s://[CONTEXT]) in
     dependency order, or to a directory as clean YAML for kubectl apply; --namespace, --kind,
-    --name and --selector pick objects (docs/manifests.md)."""
+    --name and --selector pick objects (docs/manifests.md). A snapshot with volumes (backup
+    k8s:// --volumes) restored into a cluster brings the claims' data too, written before the
+    workloads that mount them are created (docs/volumes.md)."""
     scheme = api.scheme_of(destination)
+    if data.given() and scheme != "k8s":
+        raise errors.UsageError("--no-volumes, --volumes-from and --volume-parallel apply to restores into k8s://")
     destination_options = volume.options(context=context, kubeconfig=kubeconfig) if scheme == "pvc" else None
     manifests_options = api.ManifestsDestinationOptions(
         context=context if scheme != "pvc" else None,
@@ -113,6 +131,7 @@ def command(
         concurrency=concurrency,
         raw=raw,
         destination=destination_options,
+        volumes=data.options(volume, context=context, kubeconfig=kubeconfig) if scheme == "k8s" else None,
     )
     # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
     # restore its destination's own
@@ -120,14 +139,17 @@ def command(
     if scheme == "k8s" or manifests_options.given() or raw:
         options = manifests_options
     select = api.ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
-    stats = api.restore(
-        repo,
-        ref,
-        destination,
-        include=_filter(includes, excludes),
-        options=options,
-        select=None if select.empty() else select,
-    )
+    with RestoreProgress(enabled=scheme == "k8s" and show_progress()) as progress:
+        stats = api.restore(
+            repo,
+            ref,
+            destination,
+            include=_filter(includes, excludes),
+            options=options,
+            select=None if select.empty() else select,
+            progress=progress.update,
+        )
+    claims = stats.claims if isinstance(stats, api.ClusterRestoreStats) else []
     failed = [r for r in stats.results if r["action"] in ("failed", "would fail")]
     if settings().json:
         emit_json(stats.to_dict())
@@ -136,11 +158,17 @@ def command(
             warn(w)
         if stats.results:
             counts = print_report(stats.results, quiet=settings().quiet)
+            print_claims(claims, quiet=settings().quiet)
+            data_counts = [f"{n} {action}" for action, n in sorted(Counter(c.action for c in claims).items())]
             info(
                 ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+                + (f"; claims' data: {', '.join(data_counts)}" if data_counts else "")
                 + f" in {stats.duration_s:.2f} s"
                 + (" (dry run: nothing was changed)" if dry_run else "")
             )
+    problem = stats.problem() if isinstance(stats, api.ClusterRestoreStats) else None
+    if problem:
+        raise errors.ConnectorError(problem)
     if failed:
         raise errors.ConnectorError(f"{len(failed)} of {len(stats.results)} objects could not be restored")
     if settings().json or stats.results:
