@@ -61,6 +61,36 @@ class PodState:
     pull_failures: int = 0
     restart_at: dict[str, float] = field(default_factory=dict)
     last_status: str = ""
+    #: claim name -> its volume on this machine (directory, or image file of a block claim)
+    claims: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerStart:
+    """What a container's claims held at the moment it started (``Kubelet.starts``): for each
+    claim the pod mounts, its files as relative path -> size (a block claim: ``"" -> size``)."""
+
+    namespace: str
+    pod: str
+    uid: str
+    container: str
+    restarts: int
+    time: float
+    claims: dict[str, dict[str, int]]
+
+
+def volume_listing(path: str) -> dict[str, int]:
+    """The regular files under ``path`` (relative path -> size); a file itself: ``{"": size}``."""
+    root = Path(path)
+    if root.is_file():
+        return {"": root.stat().st_size}
+    listing: dict[str, int] = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            full = Path(directory) / name
+            if full.is_file() and not full.is_symlink():
+                listing[str(full.relative_to(root))] = full.stat().st_size
+    return listing
 
 
 class Kubelet(Controller):
@@ -90,6 +120,8 @@ class Kubelet(Controller):
         self.settings = settings
         self.pods: dict[tuple[str, str], PodState] = {}
         self.lock = threading.Lock()
+        #: every container start, with what its claims held then (for tests: data before the app)
+        self.starts: list[ContainerStart] = []
         server = urlparse(api.server)
         #: where pods reach the apiserver (KUBERNETES_SERVICE_HOST / _PORT)
         self.api_host, self.api_port = server.hostname or "127.0.0.1", server.port or 443
@@ -213,6 +245,11 @@ class Kubelet(Controller):
                 self.runtime.ips.give(ip)
             raise
         state.sandbox = sandbox
+        state.claims = {
+            v["persistentVolumeClaim"]["claimName"]: mounts[v["name"]][0]
+            for v in pod["spec"].get("volumes") or ()
+            if "persistentVolumeClaim" in v and v["name"] in mounts
+        }
         for c in containers:
             self.api.event(
                 pod, "Pulled", f'Container image "{c["image"]}" already present on machine', component="kubelet"
@@ -221,6 +258,7 @@ class Kubelet(Controller):
         return self._sync(pod, state)
 
     def _run(self, pod: Obj, sandbox: Sandbox, name: str) -> None:
+        self._record_start(pod, name)
         self.runtime.start_container(sandbox, name)
         self.api.event(pod, "Created", f"Created container {name}", component="kubelet")
         self.api.event(pod, "Started", f"Started container {name}", component="kubelet")
@@ -234,6 +272,24 @@ class Kubelet(Controller):
             self.enqueue(key)
 
         threading.Thread(target=wait, name=f"simcsi-wait-{name}", daemon=True).start()
+
+    def _record_start(self, pod: Obj, name: str) -> None:
+        ns, pod_name = meta(pod)["namespace"], meta(pod)["name"]
+        with self.lock:
+            state = self.pods.get((ns, pod_name))
+        if state is None or state.sandbox is None:
+            return
+        record = ContainerStart(
+            namespace=ns,
+            pod=pod_name,
+            uid=state.uid,
+            container=name,
+            restarts=state.sandbox.containers[name].restarts,
+            time=time.time(),
+            claims={claim: volume_listing(path) for claim, path in state.claims.items()},
+        )
+        with self.lock:
+            self.starts.append(record)
 
     def _volumes(self, pod: Obj) -> dict[str, tuple[str, bool]]:
         """Host path and read-only flag of each pod volume."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from testenv import bootstrap
 from testenv.simcsi.api import SNAPSHOT_GROUP, Obj, SimApi, path_of
-from testenv.simcsi.kubelet import Kubelet, KubeletServer, self_signed
+from testenv.simcsi.kubelet import ContainerStart, Kubelet, KubeletServer, self_signed
 from testenv.simcsi.node import TOLERATION, NodeAgent
 from testenv.simcsi.provisioner import Provisioner
 from testenv.simcsi.runtime import Image, Runtime, host_image
@@ -171,6 +171,13 @@ class SimCSI:
             raise LookupError(f"claim {namespace}/{claim} is not bound")
         pv: Obj = self.api.get(path_of("v1", "persistentvolumes", name=pvc["spec"]["volumeName"]))
         return self.store.volume_path(pv["spec"]["csi"]["volumeHandle"])
+
+    def container_starts(self, namespace: str | None = None) -> list[ContainerStart]:
+        """Every container start on the node (of ``namespace``), oldest first, with what each
+        claim the pod mounts held at that moment: proof of what an application saw first."""
+        with self.kubelet.lock:
+            starts = list(self.kubelet.starts)
+        return [s for s in starts if namespace is None or s.namespace == namespace]
 
     def placement(self) -> Obj:
         """Pod spec fields that put a pod on this node (merge them into a pod template)."""
