@@ -234,6 +234,9 @@ def test_interrupted_restore_finishes_when_run_again_with_data_from_volume_snaps
         [claim_report] = again["claims"]
         assert claim_report["action"] == "skipped" and volume[:8] in claim_report["reason"]
         assert {r["action"] for r in again["results"]} == {"skipped"}
+        human = kk.run(*args)
+        assert f"skipped  data of PersistentVolumeClaim {clone}/db: its data was restored from" in human.stdout.decode()
+        assert "claims' data: 1 skipped" in human.stderr.decode()
 
         # a claim that existed before and is not this restore's is left alone
         other = kk.json("restore", manifests["id"], "--to", "k8s://", "-n", ns)
