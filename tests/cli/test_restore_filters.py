@@ -27,3 +27,17 @@ def test_restore_filters(kk: KK, tmp_path: Path) -> None:
     kk.run("restore", snap, "--to", str(tmp_path / "r3"), "--include", "*.txt", "--exclude", "x.txt")
     assert _files(tmp_path / "r3") == {"keep/a.txt", "skip/deep/y.txt", "top.txt"}
     assert (tmp_path / "r3" / "skip" / "deep" / "y.txt").read_text() == "skip/deep/y.txt"
+
+
+def test_data_first_options_apply_to_cluster_restores_only(kk: KK, tmp_path: Path) -> None:
+    from tests.cli.helpers import stderr_line
+
+    init_fast(kk.repo, kk.password)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    snap = backup_api(kk, src)
+    for flags in (["--no-volumes"], ["--volumes-from", snap], ["--volume-parallel", "3"]):
+        proc = kk.run("restore", snap, "--to", str(tmp_path / "out"), *flags, expect=2)
+        assert "apply to restores into k8s://" in stderr_line(proc)
+    assert not (tmp_path / "out").exists()

@@ -138,6 +138,7 @@ class Restores:
             existing=request.existing,
             dry_run=dry_run,
             namespace_map={request.namespace: request.target_namespace} if mapped else {},
+            volumes=api.RestoreVolumeOptions(enabled=False),  # the UI restores objects, not volumes' data
         )
         select = api.ObjectSelector.build(namespaces=[request.namespace]) if request.namespace else None
         ref = f"{request.snapshot}:{request.path}"
