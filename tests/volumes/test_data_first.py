@@ -160,6 +160,11 @@ def test_statefulset_comes_back_with_its_data_before_its_pods(kube: Kube, kk: KK
         "--json", "restore", snap["id"], "--to", "k8s://", "-n", ns, "--helper-start-timeout", "20s", expect=16
     )
     report = json.loads(proc.stdout)
+    print(
+        f"\ndata-first restore: {len(report['results'])} objects, "
+        + ", ".join(f"{c['name']} {c['action']} {c['bytes_written']} B in {c['seconds']} s" for c in report["claims"])
+        + f"; {report['duration_s']} s in all"
+    )
     error = proc.stderr.decode().strip().splitlines()[-1]
     assert f"1 of 3 claims' data not restored ({ns}/lost:" in error
     assert f"1 workload(s) not created (Deployment {ns}/reader)" in error

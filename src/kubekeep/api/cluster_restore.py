@@ -45,6 +45,7 @@ from kubekeep.engine.tree import DIR, FILE
 from kubekeep.manifests import claims as claim_refs
 from kubekeep.manifests import layout
 from kubekeep.manifests.cleaning import DATA_RESTORED_ANNOTATION, RESTORED_FROM_LABEL
+from kubekeep.units import human_size
 
 if TYPE_CHECKING:
     from kubekeep.connectors.k8s.exporter import K8sExporter
@@ -507,7 +508,7 @@ def _write_all(
         assert c.data is not None
         started = time.monotonic()
         tell(current=r.label)
-        vopts.status(f"{r.label}: writing {r.files_planned} files ({r.bytes_planned} bytes) from {r.source}")
+        vopts.status(f"{r.label}: writing {r.files_planned} files ({human_size(r.bytes_planned)}) from {r.source}")
 
         def count(n: int) -> None:
             with lock:
@@ -527,8 +528,14 @@ def _write_all(
             r.seconds = round(time.monotonic() - started, 3)
             tell(claims_done=1)
         if not r.failed:
-            vopts.status(f"{r.label}: {r.files_written} files, {r.bytes_written} bytes written in {r.seconds:.1f} s")
+            vopts.status(
+                f"{r.label}: {r.files_written} files, {human_size(r.bytes_written)} written in {r.seconds:.1f} s"
+            )
+        else:
+            vopts.status(f"{r.label}: data not restored: {r.reason}")
 
+    total = sum(c.result.bytes_planned for c in writes)
+    vopts.status(f"writing the data of {len(writes)} claim(s), {human_size(total)}, {volumes.parallel} at a time")
     with ThreadPoolExecutor(max(1, volumes.parallel), thread_name_prefix="kubekeep-claim") as pool:
         futures: list[Future[None]] = [pool.submit(write, c) for c in writes]
         try:
