@@ -251,3 +251,28 @@ def test_interrupted_restore_finishes_when_run_again_with_data_from_volume_snaps
     finally:
         kube.sim.settings.pod_start_delay = 0
         kube.rest.delete(resource_path("v1", "namespaces", name=clone))
+
+
+def test_sigterm_during_the_data_phase_unwinds_and_creates_no_workload(kube: Kube, kk: KK) -> None:
+    ns = kube.ns
+    clone = f"{ns}-t"
+    db = kube.claim("db")
+    assert db is not None
+    (db / "data.txt").write_text("some data\n")
+    _deployment(kube, "app", "db")
+    kk.run("backup", "k8s://", "--include-namespace", ns, "--volumes")
+    [snap] = kk.json("snapshots")
+    copy = Kube(kube.cluster, kube.sim, clone)
+    try:
+        kube.sim.settings.pod_start_delay = 3
+        proc = kk.popen("restore", snap["id"], "--to", "k8s://", "-n", ns, "--namespace-map", f"{ns}={clone}")
+        helper = lambda: any(p.startswith("pods/kubekeep-agent") for p in copy.labelled())  # noqa: E731
+        assert wait_for(helper, timeout=60, interval=0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        copy.wait_clean(timeout=30)  # the run removed its helper pod and Secret itself
+        assert copy.get("persistentvolumeclaims", "db")
+        assert not copy.get("deployments", "app", "apps/v1")
+    finally:
+        kube.sim.settings.pod_start_delay = 0
+        kube.rest.delete(resource_path("v1", "namespaces", name=clone))
