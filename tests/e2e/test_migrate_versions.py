@@ -12,6 +12,7 @@ count as served at its versions. A built-in kind only the newer release serves
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from kubekeep.engine.repository import Repository
 from testenv import versions
 from testenv.cluster import Cluster
 from testenv.rest import ApiError, RestClient, resource_path
+from tests.cli.helpers import KK, RepoSpec
 from tests.support.k8s_fixtures import namespace_gone, restorable, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -210,8 +212,24 @@ def test_a_namespace_moves_to_the_newer_release_and_back(
     assert odd["action"] == "would create" and "storedApiVersion" not in odd
     assert planned[("CustomResourceDefinition", f"doohickeys.{group}")]["action"] == "would create"
     assert planned[("CustomResourceDefinition", f"gadgets.{group}")]["action"] == "would skip"
+    # the same from the command line, the version forced by --api-version-map
+    kk = KK(RepoSpec(str(tmp_path / "repo")), password="pw", cache_dir=tmp_path / "cli-cache",
+            extra_env={"KUBECONFIG": str(new.cluster.kubeconfig)})  # fmt: skip
+    mapping = f"{group}/v1alpha1={group}/v1"
+    proc = kk.run("restore", first.id, "--to", "k8s://", "-n", ns, "--dry-run", "--api-version-map", mapping, expect=16)
+    text = proc.stdout.decode()
+    assert re.search(
+        rf"would create +Gadget {ns}/plain: sent as {group}/v1 \(stored as {group}/v1alpha1; --api-version-map\)", text
+    ), text
+    # the mapping takes the whole group version: the Doohickey's definition serves v1alpha1 only
+    assert re.search(
+        rf"would fail +Doohickey {ns}/odd: --api-version-map sends {group}/v1alpha1 as {group}/v1, "
+        rf"but the target serves Doohickey at {group}/v1alpha1 only",
+        text,
+    ), text
+    assert b"2 would fail" in proc.stderr
     with pytest.raises(ApiError):
-        new.client.get(resource_path("v1", "namespaces", name=ns))  # the dry run wrote nothing
+        new.client.get(resource_path("v1", "namespaces", name=ns))  # the dry runs wrote nothing
 
     moved = _by_name(new.restore(manifests_repo, first.id, ns))
     for key in [("Namespace", ns), ("ConfigMap", "settings"), ("Deployment", "web"), ("Service", "web"),
