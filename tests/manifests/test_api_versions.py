@@ -169,7 +169,9 @@ def test_a_crd_restored_now_counts_as_served_at_its_versions() -> None:
         _stored("new.example.com/v1", "Thing", "things", "not-served"),
     )
     served = _target(customresourcedefinitions=("apiextensions.k8s.io", "CustomResourceDefinition", ("v1",)))
+    assert served.find_kind("new.example.com", "Thing") is None
     served.add_from_plan(planned.values())
+    assert served.find_kind("new.example.com", "Thing") == ("things", served.resources[("new.example.com", "things")])
     changes = resolve(planned.values(), served)
     assert [(c.stored, c.sent) for c in changes] == [("new.example.com/v1", "new.example.com/v1beta1")]
     assert planned["served-as-stored"].version_change is None

@@ -112,6 +112,8 @@ class ServedApis:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: group versions nothing is known about (discovery failed, or an APIService this restore creates)
     unknown: set[str] = field(default_factory=set)
+    #: (group, kind) -> resource, built on first use (``add_from_plan`` drops it)
+    _kinds: dict[tuple[str, str], str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -129,10 +131,12 @@ class ServedApis:
 
     def find_kind(self, group: str, kind: str) -> tuple[str, ServedResource] | None:
         """The resource serving ``kind`` in ``group``, if any."""
-        for (g, resource), served in self.resources.items():
-            if g == group and served.kind == kind:
-                return resource, served
-        return None
+        if self._kinds is None:
+            self._kinds = {}
+            for g, plural in sorted(self.resources):
+                self._kinds.setdefault((g, self.resources[(g, plural)].kind), plural)
+        found = self._kinds.get((group, kind))
+        return (found, self.resources[(group, found)]) if found is not None else None
 
     def add_from_plan(self, plan: Iterable[PlannedObject], *, existing: str = "skip") -> None:
         """Count what the restore itself creates (see the module docstring)."""
@@ -163,6 +167,7 @@ class ServedApis:
             key=version_priority,
         )
         if served:
+            self._kinds = None
             self.resources[(group, plural)] = ServedResource(kind, tuple(served))
             self.groups[group] = tuple(sorted({*self.groups.get(group, ()), *served}, key=version_priority))
 
