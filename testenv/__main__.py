@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from testenv import build, seed
+from testenv import build, seed, versions
 from testenv.cluster import Cluster, ClusterError, default_state_path, describe, running_cluster
 
 
@@ -26,6 +26,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"crd\t{path}")
     print(f"kwok-stages\t{artifacts.kwok_stages}")
     print(f"helm\t{build.ensure_helm(_log)}")
+    for name, path in build.ensure_newer_kubernetes(_log).items():
+        print(f"{name}@{versions.NEWER_KUBERNETES_VERSION}\t{path}")
     _log(f"binaries ready in {time.monotonic() - start:.1f}s (cache: {build.version_dir()})")
     return 0
 
@@ -37,7 +39,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         _log(f"a test cluster is already running ({existing.server}, state {state_path}); "
              "run `python -m testenv down` first")  # fmt: skip
         return 1
-    cluster = Cluster(nodes=args.nodes, run_dir=args.run_dir, die_with_parent=False, progress=_log)
+    cluster = Cluster(nodes=args.nodes, run_dir=args.run_dir, die_with_parent=False, progress=_log, newer=args.newer)
     start = time.monotonic()
     cluster.start()
     cluster.detach()
@@ -123,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
 
     up = with_state(sub.add_parser("up", help="start a cluster that keeps running after this command"))
     up.add_argument("--nodes", type=int, default=3, help="number of kwok nodes (default 3)")
+    up.add_argument(
+        "--newer", action="store_true",
+        help=f"run Kubernetes {versions.NEWER_KUBERNETES_VERSION} (the migration tests' second cluster) instead of "
+        f"{versions.KUBERNETES_VERSION}; give it its own --state to run both",
+    )  # fmt: skip
     up.add_argument("--run-dir", type=Path, help="directory for certs, logs, etcd data (default: a new temp dir)")
     up.set_defaults(func=cmd_up)
 

@@ -9,6 +9,9 @@ Layout (``KUBEKEEP_TESTENV_CACHE`` overrides the root)::
         <cache_key>/crds/         VolumeSnapshot CRD manifests
         helm-<version>/bin/helm   Helm, in a directory of its own (not part of <cache_key>:
                                   bumping Helm rebuilds nothing else)
+        kubernetes-<version>/bin/ the second cluster's newer kube-apiserver,
+                                  kube-controller-manager and kube-scheduler
+                                  (versions.NEWER_KUBERNETES_VERSION), also apart
 
 Only the Go module proxy is used: every source comes in through ``go build`` /
 ``go mod download`` of a generated module.
@@ -190,15 +193,15 @@ func main() {
 """
 
 
-def _kubernetes_go_mod(workdir: Path) -> str:
-    """go.mod requiring k8s.io/kubernetes with every staging module mapped to v0.X.Y."""
-    info = _go_mod_download("k8s.io/kubernetes", versions.KUBERNETES_VERSION, workdir)
+def _kubernetes_go_mod(workdir: Path, version: str = versions.KUBERNETES_VERSION) -> str:
+    """go.mod requiring k8s.io/kubernetes ``version`` with every staging module mapped to v0.X.Y."""
+    info = _go_mod_download("k8s.io/kubernetes", version, workdir)
     upstream = Path(info["GoMod"]).read_text()
     staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", upstream, re.M)))
     if not staging:
         raise BuildError("no staging replace directives found in k8s.io/kubernetes go.mod")
     godebug = re.search(r"^godebug\s+.*$", upstream, re.M)
-    sv = versions.staging_version()
+    sv = versions.staging_version(version)
     lines = [
         "module kubekeep.test/testenv/build/kubernetes",
         "",
@@ -207,14 +210,13 @@ def _kubernetes_go_mod(workdir: Path) -> str:
     ]
     if godebug:
         lines += [godebug.group(0), ""]
-    lines += [f"require k8s.io/kubernetes {versions.KUBERNETES_VERSION}", "", "replace ("]
+    lines += [f"require k8s.io/kubernetes {version}", "", "replace ("]
     lines += [f"\t{mod} => {mod} {sv}" for mod in staging]
     lines += [")", ""]
     return "\n".join(lines)
 
 
-def _kubernetes_ldflags() -> tuple[str, ...]:
-    v = versions.KUBERNETES_VERSION
+def _kubernetes_ldflags(v: str = versions.KUBERNETES_VERSION) -> tuple[str, ...]:
     major, minor = v.lstrip("v").split(".")[:2]
     flags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -499,6 +501,47 @@ def ensure_helm(progress: Progress = _stderr) -> Path:
                 (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
                 _run_go_build(helm_build(), progress, helm_dir())
     return path
+
+
+#: What the second (newer) cluster builds from its Kubernetes release; etcd, kwok and kubectl
+#: are the pinned control plane's.
+NEWER_KUBERNETES_BINARIES: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def newer_kubernetes_dir() -> Path:
+    """Cache directory of the newer Kubernetes (``kubernetes-<version>/``), apart from the
+    control plane's: bumping ``versions.NEWER_KUBERNETES_VERSION`` rebuilds only it."""
+    return cache_root() / f"kubernetes-{versions.NEWER_KUBERNETES_VERSION}"
+
+
+def newer_kubernetes_build() -> GoBuild:
+    """kube-apiserver, kube-controller-manager and kube-scheduler of the newer release."""
+    version = versions.NEWER_KUBERNETES_VERSION
+    return GoBuild(
+        name="kubernetes",
+        binaries=NEWER_KUBERNETES_BINARIES,
+        packages=tuple(f"k8s.io/kubernetes/cmd/{name}" for name in NEWER_KUBERNETES_BINARIES),
+        go_mod=lambda workdir: _kubernetes_go_mod(workdir, version),
+        ldflags=_kubernetes_ldflags(version),
+    )
+
+
+def ensure_newer_kubernetes(progress: Progress = _stderr) -> dict[str, Path]:
+    """Build the newer Kubernetes' binaries into their cache directory if any is missing;
+    return ``{name: path}``."""
+    bdir = newer_kubernetes_dir() / "bin"
+
+    def have_all() -> bool:
+        return all((bdir / n).is_file() and os.access(bdir / n, os.X_OK) for n in NEWER_KUBERNETES_BINARIES)
+
+    if not have_all():
+        with _build_lock(progress, newer_kubernetes_dir()):
+            if not have_all():
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                _run_go_build(newer_kubernetes_build(), progress, newer_kubernetes_dir())
+    return {name: bdir / name for name in NEWER_KUBERNETES_BINARIES}
 
 
 @dataclass(frozen=True)

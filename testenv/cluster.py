@@ -14,6 +14,7 @@ the process (found again through its state file).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -42,7 +43,9 @@ STATE_FORMAT = 1
 SERVICE_CIDR = "10.96.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
-#: kube-controller-manager controllers that need a cloud provider.
+#: kube-controller-manager controllers that need a cloud provider, turned off on the pinned
+#: release. The newer release's kube-controller-manager does not have them any more (it refuses
+#: to start when they are named), so it runs ``--controllers=*``.
 _CLOUD_CONTROLLERS = ("cloud-node-lifecycle-controller", "node-route-controller", "service-lb-controller")
 
 
@@ -87,17 +90,21 @@ class Cluster:
         keep_run_dir: bool | None = None,
         die_with_parent: bool = True,
         progress: build.Progress = build._stderr,
+        newer: bool = False,
     ) -> None:
         """Configure (not start) a cluster.
 
         ``die_with_parent`` has the kernel stop the components if the thread that
         called :meth:`start` dies, even by SIGKILL; ``python -m testenv up``
-        turns it off to leave the cluster running.
+        turns it off to leave the cluster running. ``newer`` runs the kube-apiserver,
+        kube-controller-manager and kube-scheduler of ``versions.NEWER_KUBERNETES_VERSION``
+        (built on first use) instead of the pinned ones; etcd, kwok and kubectl stay pinned.
         """
         self._requested_run_dir = run_dir
         self._keep = keep_run_dir if keep_run_dir is not None else os.environ.get(KEEP_ENV) == "1"
         self._progress = progress
         self._die_with_parent = die_with_parent
+        self._newer = newer
         self._procs: list[ManagedProcess] = []
         self._owns_run_dir = False
         self._pki: pki.ClusterPKI | None = None
@@ -105,6 +112,8 @@ class Cluster:
         self._attached_admin: tuple[Path, Path] | None = None
         self._attached_readonly: tuple[Path, Path] | None = None
         self.versions = versions.as_dict()
+        if newer:
+            self.versions["kubernetes"] = versions.NEWER_KUBERNETES_VERSION
         self.node_names = kwok.node_names(nodes)
         self.timings: dict[str, float] = {}
 
@@ -119,6 +128,9 @@ class Cluster:
         """
         t0 = time.monotonic()
         artifacts = build.ensure_all(self._progress)
+        if self._newer:
+            newer = build.ensure_newer_kubernetes(self._progress)
+            artifacts = dataclasses.replace(artifacts, binaries={**artifacts.binaries, **newer})
         self.binaries = artifacts.binaries
         self.timings["build"] = time.monotonic() - t0
         self._prepare_run_dir()
@@ -517,7 +529,7 @@ class Cluster:
     def _kcm_argv(self, binary: Path, port: int, kubeconfig: Path) -> list[str]:
         assert self._pki is not None
         p = self._pki
-        controllers = ",".join(["*", *(f"-{c}" for c in _CLOUD_CONTROLLERS)])
+        controllers = ",".join(["*", *(() if self._newer else (f"-{c}" for c in _CLOUD_CONTROLLERS))])
         return [
             str(binary),
             f"--kubeconfig={kubeconfig}",

@@ -11,6 +11,9 @@ Load with ``pytest_plugins = ["testenv.pytest_plugin"]`` in the top-level
 * ``kube_client`` / ``readonly_kube_client`` (session): ``kubernetes`` ApiClients
   for the admin and the least-privilege kubeconfig.
 * ``helm_binary`` (session): the pinned ``helm``, built on first use.
+* ``newer_cluster`` (session): a second cluster running ``versions.NEWER_KUBERNETES_VERSION``
+  (the migration tests), started only when a test asks for it; reused from
+  ``$KUBEKEEP_TESTENV_NEWER_STATE`` if that names a running one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from testenv import build
+from testenv import build, versions
 from testenv.cluster import STATE_ENV, Cluster, running_cluster
 from testenv.rest import resource_path
 
@@ -57,6 +60,32 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     say = _progress_printer(pytestconfig)
     started = Cluster(progress=say).start()
     say(f"test cluster up in {started.timings['total']:.1f}s: {started.server} (run dir {started.run_dir})")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+#: Environment variable naming the state file of a running newer cluster for ``newer_cluster``.
+NEWER_STATE_ENV = "KUBEKEEP_TESTENV_NEWER_STATE"
+
+
+@pytest.fixture(scope="session")
+def newer_cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
+    """A second test cluster of ``versions.NEWER_KUBERNETES_VERSION`` (its kube-apiserver,
+    kube-controller-manager and kube-scheduler built on first use; etcd and kwok pinned)."""
+    state = os.environ.get(NEWER_STATE_ENV)
+    if state:
+        existing = running_cluster(Path(state))
+        if existing is not None and existing.versions.get("kubernetes") == versions.NEWER_KUBERNETES_VERSION:
+            yield existing
+            return
+    say = _progress_printer(pytestconfig)
+    started = Cluster(progress=say, newer=True).start()
+    say(
+        f"Kubernetes {versions.NEWER_KUBERNETES_VERSION} test cluster up in {started.timings['total']:.1f}s: "
+        f"{started.server} (run dir {started.run_dir})"
+    )
     try:
         yield started
     finally:

@@ -3,7 +3,8 @@
 This is the only place versions are recorded; the binary cache directory is keyed
 on :func:`cache_key`, so bumping any version here triggers a fresh build. Helm is the
 exception: it is not part of the control plane and builds into ``helm-<version>/`` of its
-own (``testenv.build.helm_dir``), so bumping it rebuilds Helm only.
+own (``testenv.build.helm_dir``), so bumping it rebuilds Helm only. So is the newer
+Kubernetes of the second cluster (:data:`NEWER_KUBERNETES_VERSION`, ``kubernetes-<version>/``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from __future__ import annotations
 #: ``k8s.io/kubernetes`` release: kube-apiserver, kube-controller-manager,
 #: kube-scheduler and kubectl are built from it.
 KUBERNETES_VERSION = "v1.34.4"
+
+#: A newer ``k8s.io/kubernetes`` release for the second cluster of the migration tests
+#: (``testenv.cluster.Cluster(kubernetes="newer")``): its kube-apiserver,
+#: kube-controller-manager and kube-scheduler, with the pinned etcd, kwok and kubectl. The
+#: newest release the Go module proxy serves here whose module builds with the local Go
+#: (its go.mod says ``go 1.26.0``). Not in :func:`cache_key`: it builds into
+#: ``kubernetes-<version>/`` of its own (``testenv.build.newer_kubernetes_dir``).
+NEWER_KUBERNETES_VERSION = "v1.37.2"
 
 #: ``go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3`` release.
 ETCD_VERSION = "v3.6.16"

@@ -58,6 +58,10 @@ def test_source_destination_and_usage_errors(ready: KK, tmp_path: Path) -> None:
     expect_error(kk, 16, "restore", "latest", "--to", str(tmp_path / "a-file"), contains="a-file")
     assert (tmp_path / "a-file").read_text() == "in the way\n"
     expect_error(kk, 2, "forget", "--keep-within", "3x", contains="duration")
+    for bad, says in [("apps/v1", "OLD_GROUP_VERSION=NEW_GROUP_VERSION"), ("apps/v1=Apps/V2", "not a group version")]:
+        expect_error(kk, 2, "restore", "latest", "--to", "k8s://", "--api-version-map", bad, contains=says)
+    expect_error(kk, 2, "restore", "latest", "--to", str(tmp_path / "yaml"), "--api-version-map", "a.io/v1=a.io/v2",
+                 contains="--api-version-map apply(ies) to manifests snapshots")  # fmt: skip
     expect_error(kk, 2, "prune", "--max-unused", "lots", contains="max-unused")
     expect_error(kk, 2, "forget", contains="nothing to forget")
     # an unusable cache directory only costs time

@@ -47,6 +47,9 @@ def test_options_that_do_not_apply_are_refused_before_connecting() -> None:
         connectors.open_exporter("k8s://", api.FsDestinationOptions(owners=True))
     with pytest.raises(errors.UsageError, match="skip or update"):
         api.ManifestsDestinationOptions(existing="replace")
+    mapped = api.ManifestsDestinationOptions(api_version_map={"a.io/v1": "a.io/v2"})
+    with pytest.raises(errors.UsageError, match=r"--api-version-map apply\(ies\) to restores into a cluster"):
+        k8s.open_manifests_exporter("fs:/nonexistent/yaml", mapped)
     with pytest.raises(errors.UsageError, match="bad label selector"):
         k8s.open_importer("k8s://", api.ManifestsSourceOptions(selector="a in (b"))
 

@@ -36,6 +36,22 @@ def test_helm_is_pinned_apart_from_the_control_plane(monkeypatch: pytest.MonkeyP
     assert f"require helm.sh/helm/v{major} {versions.HELM_VERSION}" in spec.go_mod(tmp_path)
 
 
+def test_the_newer_kubernetes_is_pinned_apart_from_the_control_plane(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    newer = versions.NEWER_KUBERNETES_VERSION
+    assert newer.startswith("v1.") and newer.count(".") == 2
+    assert int(newer.split(".")[1]) > int(versions.KUBERNETES_VERSION.split(".")[1])  # another minor
+    assert newer not in versions.cache_key()  # bumping it rebuilds it only
+    monkeypatch.setenv("KUBEKEEP_TESTENV_CACHE", str(tmp_path))
+    assert build.newer_kubernetes_dir() == tmp_path / f"kubernetes-{newer}"
+    spec = build.newer_kubernetes_build()
+    assert spec.binaries == ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    assert spec.packages == tuple(f"k8s.io/kubernetes/cmd/{b}" for b in spec.binaries)
+    assert f"k8s.io/component-base/version.gitVersion={newer}" in spec.ldflags
+    assert parser().parse_args(["up", "--newer"]).newer and not parser().parse_args(["up"]).newer
+
+
 def test_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KUBEKEEP_TESTENV_CACHE", str(tmp_path))
     assert build.bin_dir() == tmp_path / versions.cache_key() / "bin"

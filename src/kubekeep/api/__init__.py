@@ -60,6 +60,7 @@ from kubekeep.engine.restore import NodeFilter, RestoreStats
 from kubekeep.engine.retention import Decision, Policy
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
 from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node
+from kubekeep.manifests.api_versions import parse_api_version_map
 from kubekeep.manifests.fielddiff import FieldChange
 from kubekeep.manifests.layout import NAMESPACES_DIR
 from kubekeep.manifests.layout import parse_path as parse_object_path
@@ -182,6 +183,7 @@ __all__ = [
     "load_object",
     "ls",
     "open_repository",
+    "parse_api_version_map",
     "parse_namespace_map",
     "parse_object_path",
     "parse_period",

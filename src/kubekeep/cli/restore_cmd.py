@@ -64,6 +64,15 @@ from kubekeep.cli.progress import RestoreProgress
     help="Manifests: restore namespace OLD as NEW (repeatable).",
 )
 @click.option(
+    "--api-version-map",
+    "api_version_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="k8s://: send objects stored at group version OLD as NEW, e.g. "
+    "flowcontrol.apiserver.k8s.io/v1beta3=flowcontrol.apiserver.k8s.io/v1 (repeatable; without it, "
+    "a version the target does not serve is sent at the one it prefers for the kind).",
+)
+@click.option(
     "--existing",
     type=click.Choice(["skip", "update"]),
     default=None,
@@ -97,6 +106,7 @@ def command(
     names: tuple[str, ...],
     selector: str | None,
     namespace_map: tuple[str, ...],
+    api_version_map: tuple[str, ...],
     existing: str | None,
     dry_run: bool,
     restore_status: bool,
@@ -128,6 +138,7 @@ def command(
         restore_status=restore_status,
         keep_managed_fields=keep_managed_fields,
         namespace_map=api.parse_namespace_map(namespace_map),
+        api_version_map=api.parse_api_version_map(api_version_map),
         concurrency=concurrency,
         raw=raw,
         destination=destination_options,

@@ -17,10 +17,12 @@ from kubekeep.kube.requesting import APPLY_PATCH, MERGE_PATCH, Response, Session
 FIELD_MANAGER = "kubekeep"
 
 
-def _query(dry_run: bool, **extra: Any) -> dict[str, Any]:
+def _query(dry_run: bool, field_validation: str = "", **extra: Any) -> dict[str, Any]:
     q: dict[str, Any] = {"fieldManager": FIELD_MANAGER, **extra}
     if dry_run:
         q["dryRun"] = "All"
+    if field_validation:  # Strict: a field the server does not know is an error, not a warning
+        q["fieldValidation"] = field_validation
     return q
 
 
@@ -33,10 +35,11 @@ def create(
     *,
     namespace: str = "",
     dry_run: bool = False,
+    field_validation: str = "",
 ) -> Response:
     """POST ``obj`` to its collection (201 created, 409 if it exists)."""
     path = api_path(group, version, resource, namespace=namespace)
-    return session.request("POST", path, query=_query(dry_run), body=orjson.dumps(obj))
+    return session.request("POST", path, query=_query(dry_run, field_validation), body=orjson.dumps(obj))
 
 
 def apply(
@@ -48,13 +51,18 @@ def apply(
     *,
     namespace: str = "",
     dry_run: bool = False,
+    field_validation: str = "",
 ) -> Response:
     """Server-side apply ``obj`` as field manager ``kubekeep``, taking over conflicting fields
     (201 if it created the object, 200 if it updated it)."""
     name = obj["metadata"]["name"]
     path = api_path(group, version, resource, namespace=namespace, name=name)
     return session.request(
-        "PATCH", path, query=_query(dry_run, force="true"), body=orjson.dumps(obj), content_type=APPLY_PATCH
+        "PATCH",
+        path,
+        query=_query(dry_run, field_validation, force="true"),
+        body=orjson.dumps(obj),
+        content_type=APPLY_PATCH,
     )
 
 

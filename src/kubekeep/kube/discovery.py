@@ -6,7 +6,9 @@ a group version whose discovery fails (an aggregated API server that is down ans
 is marked stale) is recorded in ``errors`` and its resources are missing, nothing else is lost.
 
 For each group the versions are taken in the server's order of preference and each resource
-once, at the first version that serves it (as ``kubectl api-resources`` does).
+once, at the first version that serves it (as ``kubectl api-resources`` does). ``served`` keeps
+every version of each resource, preferred first (a restore sends an object stored at a version
+the target does not serve at the one it prefers); it is not part of ``to_json``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Discovery:
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> versions, preferred first
     errors: dict[str, str] = field(default_factory=dict)  # "group/version" -> what failed
     method: str = "aggregated"
+    #: (group, resource) -> every version serving it, preferred first (not in ``to_json``)
+    served: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def find(self, group: str, resource: str) -> ApiResource | None:
         for r in self.resources:
@@ -149,6 +153,7 @@ def _from_aggregated(items: Iterable[dict[str, Any]]) -> Discovery:
                     "discovery information is stale: the API server behind this group version is not available"
                 )
             for r in v.get("resources") or []:
+                d.served.setdefault((group, r["resource"]), []).append(version)
                 if (group, r["resource"]) in seen:
                     continue
                 seen.add((group, r["resource"]))
@@ -197,6 +202,8 @@ def _legacy(session: Session, core: dict[str, Any], workers: int) -> Discovery:
         if isinstance(result, str):
             continue
         for r in result:
+            if "/" not in r["name"]:
+                d.served.setdefault((group, r["name"]), []).append(version)
             if "/" in r["name"] or (group, r["name"]) in seen:
                 continue
             seen.add((group, r["name"]))

@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from kubekeep.manifests import cleaning, ordering
 from kubekeep.manifests.layout import split_api_version
+
+if TYPE_CHECKING:
+    from kubekeep.manifests.api_versions import VersionChange
 
 RESTORED_FROM_LABEL = cleaning.RESTORED_FROM_LABEL
 
@@ -162,6 +165,8 @@ class PlannedObject:
     skip: str | None = None
     old_uid: str = ""
     owner_references: list[dict[str, Any]] = field(default_factory=list)
+    #: sent at another version than stored, or not sendable (set by ``api_versions.resolve``)
+    version_change: VersionChange | None = None
 
     @property
     def api_version(self) -> str:

@@ -82,6 +82,7 @@ def open_exporter(uri: str, options: ManifestsDestinationOptions) -> K8sExporter
         keep_managed_fields=options.keep_managed_fields,
         namespace_map=options.namespace_map,
         concurrency=options.concurrency or 64,
+        api_version_map=options.api_version_map,
     )
 
 

@@ -1,8 +1,10 @@
 """Restore into ``k8s://``: a manifests snapshot's objects written to a cluster.
 
 ``K8sExporter`` buffers the selected objects, plans them (``manifests.planning``: cleaned,
-namespaces mapped, cluster-owned objects skipped), creates them tier by tier with the objects
-of one tier in parallel (``tiers``), and reports every object.
+namespaces mapped, cluster-owned objects skipped), picks the version each object is sent at
+from the target's discovery (``manifests.api_versions``: a group version the target does not
+serve), creates them tier by tier with the objects of one tier in parallel (``tiers``), and
+reports every object.
 
 A data-first cluster restore (``kubekeep.api.cluster_restore``) sets ``phased``: ``finish``
 then creates only what comes before the workloads, and ``release`` the workloads and the rest
@@ -19,9 +21,9 @@ from kubekeep.connectors.k8s.buffer import BufferingExporter, ObjectBuffer, requ
 from kubekeep.connectors.k8s.tiers import TierRunner, split_phases
 from kubekeep.connectors.k8s.uri import SCHEME
 from kubekeep.engine.entries import SourceInfo
-from kubekeep.kube import config
+from kubekeep.kube import config, discovery
 from kubekeep.kube.requesting import Session
-from kubekeep.manifests import cleaning, planning
+from kubekeep.manifests import api_versions, cleaning, planning
 
 
 class K8sExporter(BufferingExporter):
@@ -38,6 +40,7 @@ class K8sExporter(BufferingExporter):
         keep_managed_fields: bool = False,
         namespace_map: Mapping[str, str] | None = None,
         concurrency: int = 64,
+        api_version_map: Mapping[str, str] | None = None,
     ) -> None:
         if existing not in ("skip", "update"):
             raise errors.UsageError(f"--existing must be skip or update, not {existing!r}")
@@ -50,6 +53,7 @@ class K8sExporter(BufferingExporter):
         self.existing = existing
         self.dry_run = dry_run
         self.concurrency = max(1, concurrency)
+        self.api_version_map = dict(api_version_map or {})
         self.session = Session(config.connect(context, kubeconfig, pool_size=self.concurrency + 2))
         self.buffer = ObjectBuffer()
         self._results: list[dict[str, Any]] = []
@@ -72,6 +76,7 @@ class K8sExporter(BufferingExporter):
     def finish(self) -> list[str]:
         plan = planning.plan(self.buffer.objects(), self.opts, label=self.label)
         self.buffer = ObjectBuffer()
+        api_versions.resolve(plan, self._served(plan), self.api_version_map)
         runner = TierRunner(
             self.session,
             existing=self.existing,
@@ -114,6 +119,18 @@ class K8sExporter(BufferingExporter):
         self._later, self._runner = [], None
         self._results += done
         return done
+
+    def _served(self, plan: list[planning.PlannedObject]) -> api_versions.ServedApis:
+        """What the target serves, and what this restore adds to it (its CRDs and APIServices)."""
+        found = discovery.discover(self.session)
+        kinds = {(r.group, r.resource): r.kind for r in found.resources}
+        served = api_versions.ServedApis.build(
+            ((g, r, kinds.get((g, r), ""), v) for (g, r), v in found.served.items()),
+            found.groups,
+            found.errors,
+        )
+        served.add_from_plan(plan, existing=self.existing)
+        return served
 
     def results(self) -> list[dict[str, Any]]:
         return self._results

@@ -63,7 +63,7 @@ class ManifestsSourceOptions:
 
 
 #: the options that only a restore into a cluster takes
-CLUSTER_ONLY = ("existing", "dry_run", "concurrency", "context", "kubeconfig")
+CLUSTER_ONLY = ("existing", "dry_run", "concurrency", "context", "kubeconfig", "api_version_map")
 #: the options that only clean YAML (and cluster) restores take, not ``raw`` files
 CLEANING = ("namespace_map", "restore_status", "keep_managed_fields")
 
@@ -86,6 +86,8 @@ class ManifestsDestinationOptions:
     concurrency: int | None = None
     #: to files: the snapshot's files as stored, not clean YAML
     raw: bool = False
+    #: objects stored at group version OLD sent as NEW (``--api-version-map OLD=NEW``)
+    api_version_map: Mapping[str, str] = field(default_factory=dict)
     #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
     destination: DestinationOptions | None = None
     #: k8s://: the claims' data of a snapshot with volumes (default: from ``volumes/``, data first)

@@ -13,7 +13,10 @@ Details a plain loop over creates would get wrong:
   after that (the API server has not started serving the new resource yet) is retried;
 * an object whose owner was created earlier in the run gets an ``ownerReference`` with the
   owner's new uid (owners go first within a tier); references that cannot be resolved are
-  dropped, since the garbage collector deletes objects whose owner uid does not exist.
+  dropped, since the garbage collector deletes objects whose owner uid does not exist;
+* an object sent at another version than stored (``manifests.api_versions``) goes with strict
+  field validation, and its report line says so; one the target serves no version of fails
+  without a request.
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ class TierRunner:
             if p.skip is not None:
                 results[i] = {**p.report(), "action": "skipped", "reason": p.skip}
                 self._tell(results[i])
+            elif p.version_change is not None and not p.version_change.sent:
+                action = "would fail" if self.dry_run else "failed"
+                results[i] = {**p.report(), "action": action, "reason": p.version_change.reason}
+                self._tell(results[i])
             else:
                 tiers.setdefault(ranks[id(p)], []).append(p)
         index = {id(p): i for i, p in enumerate(plan)}
@@ -94,13 +101,20 @@ class TierRunner:
 
     # -- one object ---------------------------------------------------------------------------
     def _restore(self, p: PlannedObject) -> dict[str, Any]:
-        line = p.report()
+        line: dict[str, Any] = {**p.report()}
         try:
-            if self.dry_run:
-                return {**line, **self._dry_run(p)}
-            return {**line, **self._write(p)}
+            result = {**line, **(self._dry_run(p) if self.dry_run else self._write(p))}
         except errors.KubekeepError as exc:
-            return {**line, "action": "would fail" if self.dry_run else "failed", "reason": str(exc)}
+            result = {**line, "action": "would fail" if self.dry_run else "failed", "reason": str(exc)}
+        change = p.version_change
+        if change is not None:  # sent at another version: the report says from which, and why
+            result["storedApiVersion"] = change.stored
+            result["reason"] = change.reason + (f"; {result['reason']}" if result.get("reason") else "")
+        return result
+
+    def _validation(self, p: PlannedObject) -> str:
+        """Strict for objects sent at another version: a field the new version lacks is refused."""
+        return "Strict" if p.version_change is not None else ""
 
     def _coordinates(self, p: PlannedObject) -> tuple[str, str, str, str]:
         group, version = split_api_version(p.api_version)
@@ -123,7 +137,9 @@ class TierRunner:
         write = applying.apply if self.existing == "update" else applying.create
 
         def send() -> Response:
-            return write(self.session, group, version, resource, body, namespace=ns)
+            return write(
+                self.session, group, version, resource, body, namespace=ns, field_validation=self._validation(p)
+            )
 
         r = self._send(p, send)
         if r.status == 409 and (group, resource) == NAMESPACE and self._wait_if_terminating(p.name):
@@ -219,7 +235,16 @@ class TierRunner:
             and bool((live.get("metadata") or {}).get("deletionTimestamp"))
         )
         if live is None or terminating:
-            r = applying.create(self.session, group, version, resource, p.obj, namespace=ns, dry_run=True)
+            r = applying.create(
+                self.session,
+                group,
+                version,
+                resource,
+                p.obj,
+                namespace=ns,
+                dry_run=True,
+                field_validation=self._validation(p),
+            )
             if r.ok or (r.status == 409 and terminating):
                 self._note_pending(p, group, resource)
                 return {
@@ -244,7 +269,16 @@ class TierRunner:
                 result["reason"] = "already exists and differs from the snapshot"
                 result["diff"] = [c.to_dict() for c in changes]
             return result
-        r = applying.apply(self.session, group, version, resource, p.obj, namespace=ns, dry_run=True)
+        r = applying.apply(
+            self.session,
+            group,
+            version,
+            resource,
+            p.obj,
+            namespace=ns,
+            dry_run=True,
+            field_validation=self._validation(p),
+        )
         if not r.ok:
             return {"action": "would fail", "reason": _message(r)}
         changes = fielddiff.diff_objects(live, r.json() or {})
