@@ -41,6 +41,7 @@ KINDS: list[tuple[str, str, str, bool]] = [  # (group, version, resource, namesp
     ("", "v1", "persistentvolumeclaims", True),
     (volumes.SNAPSHOT_GROUP, volumes.SNAPSHOT_VERSION, "volumesnapshots", True),
     ("", "v1", "persistentvolumes", False),
+    ("", "v1", "namespaces", False),  # restore drills' scratch namespaces (api.drills)
 ]
 
 
@@ -98,6 +99,11 @@ class Run:
         name = obj["metadata"]["name"]
         self.track(f"{path}/{name}", description)  # before: a kill mid-request still gets it cleaned
         return volumes.create(self.session, path, obj)
+
+    def created(self) -> list[str]:
+        """What the run created and has not removed yet, newest first (descriptions)."""
+        with self._lock:
+            return [description for _, description in reversed(self._created)]
 
     def forget(self, path: str) -> None:
         with self._lock:
