@@ -404,10 +404,16 @@ def _compare(
                 continue
             key = (p.group, p.version, p.resource, p.namespace)
             if key not in lists:
-                listing = session.get_or_none(api_path(*key[:3], namespace=p.namespace))
+                listing = session.get_or_none(api_path(*key[:3], namespace=p.namespace)) or {}
+                # list items leave out apiVersion and kind: the list's own say them
+                kind = str(listing.get("kind") or "").removesuffix("List")
                 lists[key] = {
-                    str((i.get("metadata") or {}).get("name")): i
-                    for i in (listing or {}).get("items") or []
+                    str((i.get("metadata") or {}).get("name")): {
+                        "apiVersion": listing.get("apiVersion"),
+                        **({"kind": kind} if kind else {}),
+                        **i,
+                    }
+                    for i in listing.get("items") or []
                     if isinstance(i, dict)
                 }
             live = (lists[key] or {}).get(p.name)

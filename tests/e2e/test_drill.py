@@ -1,0 +1,237 @@
+"""Restore drills against the local control plane (docs/drills.md): a namespace with a
+Deployment (kwok's simulated nodes make its pods ready), a ConfigMap and a Service is backed up
+and drilled; a drill of a snapshot whose object the cluster changes on create reports the
+difference and fails; the scratch namespaces are gone afterwards either way."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubekeep import api
+from kubekeep.api.drills import scratch_name
+from kubekeep.engine.repository import Repository
+from testenv.cluster import Cluster
+from testenv.rest import ApiError, RestClient, resource_path
+from tests.cli.helpers import KK, RepoSpec
+from tests.support.k8s_fixtures import namespace_gone, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+GROUP = "drill.kubekeep.test"
+CRD = f"gadgets.{GROUP}"
+
+
+def _app(client: RestClient, ns: str) -> None:
+    labels = {"app": "web"}
+    client.create(
+        resource_path("apps/v1", "deployments", namespace=ns),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": labels, "annotations": {"team": "payments"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": "registry.kubekeep.test/app:1.0",
+                                "env": [{"name": "MODE", "value": "live"}],
+                                "ports": [{"containerPort": 8080}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    client.create(
+        resource_path("v1", "configmaps", namespace=ns),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"LOG_LEVEL": "info"}},
+    )
+    client.create(
+        resource_path("v1", "services", namespace=ns),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+
+    def available() -> bool:
+        status = client.get(resource_path("apps/v1", "deployments", namespace=ns, name="web")).get("status") or {}
+        return status.get("availableReplicas") == 2
+
+    wait_for("the Deployment available", available, timeout=120)
+
+
+def _backup(repo: Repository, cluster: Cluster, ns: str) -> api.Snapshot:
+    options = api.ManifestsSourceOptions(kubeconfig=str(cluster.kubeconfig), include_namespaces=(ns,))
+    return api.backup(repo, "k8s://", options=options)
+
+
+def test_drill_restores_waits_compares_times_and_cleans_up(
+    cluster: Cluster, namespace: str, manifests_repo: Repository
+) -> None:
+    client = cluster.rest()
+    _app(client, namespace)
+    snap = _backup(manifests_repo, cluster, namespace)
+    lines: list[str] = []
+    report = api.drill(
+        manifests_repo,
+        snap.id,
+        "k8s://",
+        api.DrillOptions(kubeconfig=str(cluster.kubeconfig), namespaces=(namespace,), timeout=120),
+        status=lines.append,
+    )
+    assert report.ok, report.reason
+    assert report.reason == "" and report.snapshot == snap.id
+    [ns] = report.namespaces
+    target = scratch_name(namespace, report.token)
+    assert target.endswith(f"-drill-{report.token}") and len(target) <= 63
+    assert (ns.source, ns.target) == (namespace, target)
+    assert ns.ready and ns.failed == 0 and ns.differences == 0 and ns.workloads == 1
+    compared = {(o.kind, o.name) for o in report.objects if o.compared and not o.differences}
+    assert {("Namespace", target), ("Deployment", "web"), ("ConfigMap", "settings"), ("Service", "web")} <= compared
+    assert all(o.target_namespace == target for o in report.objects if o.kind != "Namespace")
+    [web] = report.workloads
+    assert (web.kind, web.namespace, web.name, web.state, web.detail) == (
+        "Deployment",
+        target,
+        "web",
+        "ready",
+        "2/2 available",
+    )
+    # the figures: restore, time to ready after it (0 when kwok had the pods ready before the
+    # restore ended), their sum the RTO, all within the whole drill
+    assert report.restore_s > 0 and report.ready_s is not None and report.ready_s >= 0
+    assert report.rto_s == pytest.approx(report.restore_s + report.ready_s, abs=0.01)
+    assert ns.rto_s == pytest.approx(report.rto_s, abs=0.01) and report.rto_s < report.total_s
+    # cleaned up: the scratch namespace is gone, the source untouched
+    assert report.cleanup.removed == [f"Namespace {target}"] and report.cleanup.problems == []
+    assert namespace_gone(client, target)
+    assert client.get(resource_path("apps/v1", "deployments", namespace=namespace, name="web"))
+    assert any(line.startswith("waiting up to 2m for 1 workload") for line in lines)
+    # stored: the report and a run record for monitoring
+    stored, damaged = api.drills(manifests_repo)
+    assert damaged == [] and [r.id for r in stored] == [report.id]
+    assert api.drill_report(manifests_repo, report.id[:8]).to_dict() == report.to_dict()
+    runs = [r for r in api.repository_metrics(manifests_repo).runs if r.command == "drill"]
+    assert [(r.source, r.runs, r.failures, r.last_ok) for r in runs] == [(snap.uri, 1, 0, True)]
+    client.close()
+
+
+def _crd(preserve_unknown: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "object", "properties": {"size": {"type": "integer"}}}
+    if preserve_unknown:
+        spec["x-kubernetes-preserve-unknown-fields"] = True
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec}}},
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def gadgets(cluster: Cluster) -> Iterator[RestClient]:
+    """The Gadget CRD, its schema keeping unknown fields; removed afterwards."""
+    client = cluster.rest()
+    path = resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD)
+    client.apply(path, _crd(preserve_unknown=True))
+
+    def established() -> bool:
+        conditions = (client.get(path).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for("the Gadget CRD established", established)
+    try:
+        yield client
+    finally:
+        client.delete(path)
+        client.close()
+
+
+def _pruned(client: RestClient, ns: str) -> bool:
+    """Whether the API server now prunes unknown Gadget fields (a dry-run create tells)."""
+    body = {"apiVersion": f"{GROUP}/v1", "kind": "Gadget", "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}"}}
+    body["spec"] = {"size": 1, "colour": "red"}
+    try:
+        created = client.request(
+            "POST", resource_path(f"{GROUP}/v1", "gadgets", namespace=ns), body, params={"dryRun": "All"}
+        )
+    except ApiError:
+        return False
+    return "colour" not in created["spec"]
+
+
+def test_drill_reports_what_the_cluster_changed_on_create_and_fails(
+    cluster: Cluster, namespace: str, gadgets: RestClient, tmp_path: Path
+) -> None:
+    """The Gadget's schema changes after the backup so that the API server prunes a field the
+    snapshot holds: the restore succeeds, the restored object lacks the field, the drill says so."""
+    client = gadgets
+    client.create(
+        resource_path("v1", "configmaps", namespace=namespace),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"A": "1"}},
+    )
+    client.create(
+        resource_path(f"{GROUP}/v1", "gadgets", namespace=namespace),
+        {
+            "apiVersion": f"{GROUP}/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "gadget-0"},
+            "spec": {"size": 3, "colour": "red"},
+        },
+    )
+    kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache")
+    kk.run("init")
+    kubeconfig = str(cluster.kubeconfig)
+    snap = kk.json("backup", "k8s://", "--kubeconfig", kubeconfig, "--include-namespace", namespace)["id"]
+    client.apply(resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD), _crd(False))
+    wait_for("unknown Gadget fields pruned", lambda: _pruned(client, namespace))
+
+    started = time.monotonic()
+    proc = kk.run("drill", snap[:8], "--to", "k8s://", "--kubeconfig", kubeconfig, "-n", namespace, expect=18)
+    assert time.monotonic() - started < 120
+    stderr = proc.stderr.decode().strip().splitlines()
+    assert stderr[-1].startswith("error: drill failed: 1 difference(s) in 1 object(s) (Gadget ")
+    assert stderr[-1].endswith(": spec.colour)")
+    out = proc.stdout.decode()
+    assert "FAILED" in out and '- spec.colour: "red" (missing)' in out
+
+    report = kk.json("drill", snap[:8], "--to", "k8s://", "--kubeconfig", kubeconfig, "-n", namespace, expect=18)
+    assert report["ok"] is False and report["outcome"] == "failure"
+    gadget = next(o for o in report["objects"] if o["kind"] == "Gadget")
+    assert gadget["action"] == "created" and gadget["compared"] is True
+    assert gadget["differences"] == [{"path": "spec.colour", "op": "removed", "old": "red", "new": None}]
+    crd = next(o for o in report["objects"] if o["kind"] == "CustomResourceDefinition")
+    assert (crd["action"], crd["compared"]) == ("skipped", False)  # it existed: not the drill's to compare or delete
+    others = [o for o in report["objects"] if o["kind"] != "Gadget"]
+    assert all(o["differences"] == [] for o in others)
+    target = report["namespaces"][0]["target"]
+    assert namespace_gone(client, target)
+    assert client.get(resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD))
+    assert report["cleanup"]["removed"] == [f"Namespace {target}"]
