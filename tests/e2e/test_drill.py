@@ -235,3 +235,102 @@ def test_drill_reports_what_the_cluster_changed_on_create_and_fails(
     assert namespace_gone(client, target)
     assert client.get(resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD))
     assert report["cleanup"]["removed"] == [f"Namespace {target}"]
+
+
+def _scratch_namespaces(client: RestClient, token: str = "") -> list[str]:
+    selector = "kubekeep.io/purpose=drill" + (f",kubekeep.io/run=drill-{token}" if token else "")
+    items = client.get(resource_path("v1", "namespaces"), labelSelector=selector)["items"]
+    return [ns["metadata"]["name"] for ns in items if not ns["metadata"].get("deletionTimestamp")]
+
+
+def test_sigterm_mid_drill_removes_the_scratch_namespace_and_records_it(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A drill terminated while it waits (a Deployment no node can take) unwinds like Ctrl-C:
+    exit 130, the scratch namespace deleted, the report stored as interrupted."""
+    client = cluster.rest()
+    labels = {"app": "stuck"}
+    client.create(
+        resource_path("apps/v1", "deployments", namespace=namespace),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "stuck"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "nodeSelector": {"kubekeep.test/no-such-node": "true"},
+                        "containers": [{"name": "app", "image": "registry.kubekeep.test/app:1.0"}],
+                    },
+                },
+            },
+        },
+    )
+    kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache")
+    kk.run("init")
+    kubeconfig = str(cluster.kubeconfig)
+    kk.run("backup", "k8s://", "--kubeconfig", kubeconfig, "--include-namespace", namespace)
+    before = set(_scratch_namespaces(client))
+    proc = kk.popen("drill", "latest", "--to", "k8s://", "--kubeconfig", kubeconfig, "-n", namespace, "--timeout", "5m")
+    try:
+        wait_for("the drill waiting for its workload", lambda: bool(set(_scratch_namespaces(client)) - before))
+        [scratch] = set(_scratch_namespaces(client)) - before
+        wait_for(
+            "the Deployment restored",
+            lambda: bool(client.get(resource_path("apps/v1", "deployments", namespace=scratch))["items"]),
+        )
+        time.sleep(1)  # into the wait
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1] == "interrupted"
+    assert namespace_gone(client, scratch)
+    [report] = api_reports(tmp_path)
+    assert report.reason == "interrupted" and not report.ok
+    assert report.cleanup.removed == [f"Namespace {scratch}"] and report.namespaces[0].target == scratch
+    client.close()
+
+
+def api_reports(tmp_path: Path) -> list[api.DrillRecord]:
+    repo = api.open_repository(
+        api.RepositoryOptions(str(tmp_path / "repo"), "correct horse", cache_dir=tmp_path / "c2")
+    )
+    try:
+        reports, damaged = api.drills(repo)
+        assert damaged == []
+        return reports
+    finally:
+        repo.close()
+
+
+def test_a_drill_never_writes_into_or_deletes_a_namespace_it_did_not_create(
+    cluster: Cluster, namespace: str, manifests_repo: Repository
+) -> None:
+    """--same-names in the cluster the snapshot came from: the namespace exists, so the drill
+    stops before restoring anything, and the namespace is left alone."""
+    client = cluster.rest()
+    client.create(
+        resource_path("v1", "configmaps", namespace=namespace),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"A": "1"}},
+    )
+    snap = _backup(manifests_repo, cluster, namespace)
+    client.request(
+        "PATCH",
+        resource_path("v1", "configmaps", namespace=namespace, name="settings"),
+        {"data": {"A": "changed since"}},
+        content_type="application/merge-patch+json",
+    )
+    options = api.DrillOptions(kubeconfig=str(cluster.kubeconfig), namespaces=(namespace,), same_names=True)
+    report = api.drill(manifests_repo, snap.id, "k8s://", options)
+    assert not report.ok and report.reason.startswith(f"namespace {namespace} exists already")
+    assert report.objects == [] and report.cleanup.removed == []
+    live = client.get(resource_path("v1", "configmaps", namespace=namespace, name="settings"))
+    assert live["data"] == {"A": "changed since"} and not live["metadata"].get("deletionTimestamp")
+    assert not client.get(resource_path("v1", "namespaces", name=namespace))["metadata"].get("deletionTimestamp")
+    client.close()

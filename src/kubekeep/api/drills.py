@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from kubekeep import errors
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import read_object, select_objects
@@ -426,7 +428,13 @@ def _compare(
             line.differences = [Difference("", "removed", old="(the object)", new=None)]
             continue
         changes = restorecheck.hide_values(restorecheck.differences(p.obj, live), p.kind)
-        line.differences = [Difference(c.path, c.op, c.old, c.new) for c in changes]
+        line.differences = [Difference(c.path, c.op, _plain(c.old), _plain(c.new)) for c in changes]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-shaped data (a hand-written snapshot file may hold YAML timestamps or
+    binary values, which neither the stored report nor ``--json`` can carry)."""
+    return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
 def _summarise(report: DrillRecord, by_target: dict[str, DrillNamespace]) -> None:
