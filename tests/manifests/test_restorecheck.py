@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubekeep.manifests.fielddiff import CHANGED, REMOVED, FieldChange
-from kubekeep.manifests.restorecheck import HIDDEN, differences, hide_values
+from kubekeep.manifests.restorecheck import AUTOSCALED, HIDDEN, autoscaled, differences, hide_values
 
 
 def _deployment() -> dict[str, Any]:
@@ -121,3 +121,20 @@ def test_a_secrets_values_are_hidden_other_kinds_are_not() -> None:
         FieldChange("metadata.labels.app", REMOVED, old="web"),
     ]
     assert hide_values(changes, "ConfigMap") == changes
+
+
+def test_an_autoscalers_replicas_are_not_a_difference() -> None:
+    hpa = {
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "shop-drill"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+    }
+    broken = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "x"}, "spec": {"scaleTargetRef": "web"}}
+    assert autoscaled([hpa, broken, _deployment()]) == {("Deployment", "shop-drill", "web")}
+    live = _live()
+    live["spec"]["replicas"] = 5
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "other"
+    assert differences(_deployment(), live, ignore=AUTOSCALED) == [
+        FieldChange("spec.template.spec.containers[name=sidecar].image", CHANGED, old="proxy:2", new="other")
+    ]
+    assert FieldChange("spec.replicas", CHANGED, old=2, new=5) in differences(_deployment(), live)

@@ -338,7 +338,9 @@ def _run(
     report.rto_s = round(report.restore_s + report.ready_s, 3) if report.ready_s is not None else None
 
     say("comparing the restored objects with the snapshot")
-    _compare(session, restorable, report, set(by_target))
+    # autoscalers the restore skips (their controller, e.g. a KEDA ScaledObject, makes them again) scale too
+    scaled = restorecheck.autoscaled(p.obj for p in expected)
+    _compare(session, restorable, report, set(by_target), scaled)
     _summarise(report, by_target)
 
 
@@ -392,10 +394,15 @@ def _workload(o: Outcome) -> DrillWorkload:
 
 
 def _compare(
-    session: Session, restorable: list[planning.PlannedObject], report: DrillRecord, scratch: set[str]
+    session: Session,
+    restorable: list[planning.PlannedObject],
+    report: DrillRecord,
+    scratch: set[str],
+    scaled: set[tuple[str, str, str]],
 ) -> None:
     """Each restored object against the live one: namespaced objects in the scratch namespaces
-    (one list per resource and namespace), and cluster-scoped objects the drill created."""
+    (one list per resource and namespace), and cluster-scoped objects the drill created; the
+    replicas of workloads an autoscaler scales are the autoscaler's."""
     from kubekeep.kube.requesting import api_path
 
     lists: dict[tuple[str, str, str, str], dict[str, Any] | None] = {}
@@ -427,7 +434,8 @@ def _compare(
         if live is None:
             line.differences = [Difference("", "removed", old="(the object)", new=None)]
             continue
-        changes = restorecheck.hide_values(restorecheck.differences(p.obj, live), p.kind)
+        ignore = restorecheck.AUTOSCALED if (p.kind, p.namespace, p.name) in scaled else ()
+        changes = restorecheck.hide_values(restorecheck.differences(p.obj, live, ignore=ignore), p.kind)
         line.differences = [Difference(c.path, c.op, _plain(c.old), _plain(c.new)) for c in changes]
 
 

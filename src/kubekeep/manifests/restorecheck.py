@@ -12,12 +12,16 @@ each expected item a subset of its live item; other lists of objects item by ite
 when both have the same length, and otherwise each expected item must be a subset of a
 different live item (admission adds tolerations, for instance); lists of scalars as a whole.
 
+A workload that a HorizontalPodAutoscaler of the same restore scales may have another
+``spec.replicas`` than the snapshot says as soon as the autoscaler acts: that field is the
+autoscaler's, not a difference (``autoscaled``, ``AUTOSCALED``).
+
 Paths read as in ``fielddiff``: ``spec.template.spec.containers[name=app].image``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubekeep.manifests.fielddiff import ADDED, CHANGED, REMOVED, FieldChange, join_path, list_key
@@ -35,16 +39,34 @@ SERVER_SET: frozenset[tuple[str, ...]] = frozenset(
         ("status",),
     }
 )
+#: the fields an autoscaler owns on the workloads it scales
+AUTOSCALED: frozenset[tuple[str, ...]] = frozenset({("spec", "replicas")})
 #: what a difference that hides a value shows instead
 HIDDEN = "(hidden)"
 
 
-def differences(expected: Mapping[str, Any], live: Mapping[str, Any]) -> list[FieldChange]:
+def differences(
+    expected: Mapping[str, Any], live: Mapping[str, Any], *, ignore: Iterable[tuple[str, ...]] = ()
+) -> list[FieldChange]:
     """The fields of ``expected`` that ``live`` lacks (``removed``: the snapshot had it, the
     live object does not) or holds with another value (``changed``: old is the snapshot's,
-    new the live one). A missing live object is one ``removed`` change at the root."""
+    new the live one). ``ignore``: more paths (tuples of keys) that are not compared."""
     out: list[FieldChange] = []
-    _subset(expected, live, (), "", out)
+    _subset(expected, live, (), "", out, SERVER_SET | frozenset(ignore))
+    return out
+
+
+def autoscaled(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+    """``(kind, namespace, name)`` of the workloads the HorizontalPodAutoscalers among
+    ``objects`` scale."""
+    out = set()
+    for obj in objects:
+        if obj.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        ref = (obj.get("spec") or {}).get("scaleTargetRef")
+        namespace = (obj.get("metadata") or {}).get("namespace") or ""
+        if isinstance(ref, Mapping) and ref.get("kind") and ref.get("name"):
+            out.add((str(ref["kind"]), str(namespace), str(ref["name"])))
     return out
 
 
@@ -61,8 +83,10 @@ def hide_values(changes: list[FieldChange], kind: str) -> list[FieldChange]:
     return hidden
 
 
-def _subset(a: Any, b: Any, keys: tuple[str, ...], path: str, out: list[FieldChange]) -> None:
-    if keys in SERVER_SET:
+def _subset(
+    a: Any, b: Any, keys: tuple[str, ...], path: str, out: list[FieldChange], skip: frozenset[tuple[str, ...]]
+) -> None:
+    if keys in skip:
         return
     if isinstance(a, Mapping):
         if not isinstance(b, Mapping):
@@ -71,24 +95,31 @@ def _subset(a: Any, b: Any, keys: tuple[str, ...], path: str, out: list[FieldCha
         for k, v in a.items():
             k = str(k)
             p = join_path(path, k)
-            if (*keys, k) in SERVER_SET:
+            if (*keys, k) in skip:
                 continue
             if k not in b:
                 out.append(FieldChange(p, REMOVED, old=v))
             else:
-                _subset(v, b[k], (*keys, k), p, out)
+                _subset(v, b[k], (*keys, k), p, out, skip)
         return
     if isinstance(a, list) and a and all(isinstance(x, Mapping) for x in a):
         if not isinstance(b, list) or not all(isinstance(x, Mapping) for x in b):
             out.append(FieldChange(path, CHANGED, old=a, new=b))
             return
-        _subset_list(a, b, keys, path, out)
+        _subset_list(a, b, keys, path, out, skip)
         return
     if a != b:
         out.append(FieldChange(path, CHANGED, old=a, new=b))
 
 
-def _subset_list(a: list[Any], b: list[Any], keys: tuple[str, ...], path: str, out: list[FieldChange]) -> None:
+def _subset_list(
+    a: list[Any],
+    b: list[Any],
+    keys: tuple[str, ...],
+    path: str,
+    out: list[FieldChange],
+    skip: frozenset[tuple[str, ...]],
+) -> None:
     key = list_key(a, b)
     if key is not None:
         live = {x[key]: x for x in b}
@@ -97,22 +128,22 @@ def _subset_list(a: list[Any], b: list[Any], keys: tuple[str, ...], path: str, o
             if item[key] not in live:
                 out.append(FieldChange(p, REMOVED, old=item))
             else:
-                _subset(item, live[item[key]], (*keys, "*"), p, out)
+                _subset(item, live[item[key]], (*keys, "*"), p, out, skip)
         return
     if len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _subset(x, y, (*keys, "*"), f"{path}[{i}]", out)
+            _subset(x, y, (*keys, "*"), f"{path}[{i}]", out, skip)
         return
     unused = list(range(len(b)))
     for i, item in enumerate(a):
-        match = next((j for j in unused if _matches(item, b[j], (*keys, "*"))), None)
+        match = next((j for j in unused if _matches(item, b[j], (*keys, "*"), skip)), None)
         if match is None:
             out.append(FieldChange(f"{path}[{i}]", REMOVED, old=item))
         else:
             unused.remove(match)
 
 
-def _matches(a: Any, b: Any, keys: tuple[str, ...]) -> bool:
+def _matches(a: Any, b: Any, keys: tuple[str, ...], skip: frozenset[tuple[str, ...]]) -> bool:
     found: list[FieldChange] = []
-    _subset(a, b, keys, "", found)
+    _subset(a, b, keys, "", found, skip)
     return not found
