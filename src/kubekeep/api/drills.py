@@ -413,7 +413,10 @@ def _compare(
                 continue
             key = (p.group, p.version, p.resource, p.namespace)
             if key not in lists:
-                listing = session.get_or_none(api_path(*key[:3], namespace=p.namespace)) or {}
+                listing = session.get_or_none(api_path(*key[:3], namespace=p.namespace))
+                listing = listing if isinstance(listing, dict) else {}
+                found = listing.get("items")
+                items: list[Any] = found if isinstance(found, list) else []
                 # list items leave out apiVersion and kind: the list's own say them
                 kind = str(listing.get("kind") or "").removesuffix("List")
                 lists[key] = {
@@ -422,12 +425,13 @@ def _compare(
                         **({"kind": kind} if kind else {}),
                         **i,
                     }
-                    for i in listing.get("items") or []
-                    if isinstance(i, dict)
+                    for i in items
+                    if isinstance(i, dict) and isinstance(i.get("metadata"), dict)
                 }
             live = (lists[key] or {}).get(p.name)
         elif (is_namespace and p.name in scratch) or line.action == "created":
             live = session.get_or_none(api_path(p.group, p.version, p.resource, name=p.name))
+            live = live if isinstance(live, dict) else None
         else:
             continue  # a cluster-scoped object that existed already: not the drill's
         line.compared = True

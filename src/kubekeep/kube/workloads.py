@@ -156,7 +156,8 @@ def wait_ready(
             if not pending:
                 continue
             listing = session.get_or_none(api_path(group, version, resource, namespace=namespace))
-            items = (listing or {}).get("items") or []
+            items = listing.get("items") if isinstance(listing, dict) else None
+            items = items if isinstance(items, list) else []
             seen = {}
             for item in items:
                 name = (item.get("metadata") or {}).get("name") if isinstance(item, Mapping) else None
