@@ -249,26 +249,7 @@ def test_sigterm_mid_drill_removes_the_scratch_namespace_and_records_it(
     """A drill terminated while it waits (a Deployment no node can take) unwinds like Ctrl-C:
     exit 130, the scratch namespace deleted, the report stored as interrupted."""
     client = cluster.rest()
-    labels = {"app": "stuck"}
-    client.create(
-        resource_path("apps/v1", "deployments", namespace=namespace),
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "stuck"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "nodeSelector": {"kubekeep.test/no-such-node": "true"},
-                        "containers": [{"name": "app", "image": "registry.kubekeep.test/app:1.0"}],
-                    },
-                },
-            },
-        },
-    )
+    _stuck(client, namespace)
     kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache")
     kk.run("init")
     kubeconfig = str(cluster.kubeconfig)
@@ -334,3 +315,53 @@ def test_a_drill_never_writes_into_or_deletes_a_namespace_it_did_not_create(
     assert live["data"] == {"A": "changed since"} and not live["metadata"].get("deletionTimestamp")
     assert not client.get(resource_path("v1", "namespaces", name=namespace))["metadata"].get("deletionTimestamp")
     client.close()
+
+
+def test_a_killed_drills_namespace_is_what_kubekeep_cleanup_removes(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """SIGKILL leaves the scratch namespace; it is labelled as a kubekeep run whose process is
+    gone, so ``kubekeep cleanup`` finds and removes it (and only it, with --namespace)."""
+    client = cluster.rest()
+    _stuck(client, namespace)
+    kk = KK(RepoSpec(str(tmp_path / "repo")), cache_dir=tmp_path / "cache")
+    kk.run("init")
+    kubeconfig = str(cluster.kubeconfig)
+    kk.run("backup", "k8s://", "--kubeconfig", kubeconfig, "--include-namespace", namespace)
+    before = set(_scratch_namespaces(client))
+    proc = kk.popen("drill", "latest", "--to", "k8s://", "--kubeconfig", kubeconfig, "-n", namespace)
+    try:
+        wait_for("the scratch namespace", lambda: bool(set(_scratch_namespaces(client)) - before))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    [scratch] = set(_scratch_namespaces(client)) - before
+    listed = kk.run("cleanup", "--kubeconfig", kubeconfig, "--namespace", scratch, "--dry-run").stdout.decode()
+    assert listed.splitlines() == [f"would remove namespaces {scratch} (run drill-{scratch.rsplit('-', 1)[1]})"]
+    kk.run("cleanup", "--kubeconfig", kubeconfig, "--namespace", scratch, "--wait", "2m")
+    assert namespace_gone(client, scratch)
+    client.close()
+
+
+def _stuck(client: RestClient, ns: str) -> None:
+    """A Deployment no node can take: the drill waits for it until its timeout."""
+    labels = {"app": "stuck"}
+    client.create(
+        resource_path("apps/v1", "deployments", namespace=ns),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "stuck"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "nodeSelector": {"kubekeep.test/no-such-node": "true"},
+                        "containers": [{"name": "app", "image": "registry.kubekeep.test/app:1.0"}],
+                    },
+                },
+            },
+        },
+    )

@@ -150,6 +150,8 @@ def find(
             continue  # e.g. no VolumeSnapshot CRDs
         for obj in listing.get("items") or ():
             meta = obj["metadata"]
+            if resource == "namespaces" and namespace and meta["name"] != namespace:
+                continue  # another drill's scratch namespace: not asked about
             owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
             created = meta.get("creationTimestamp", "")
             if not (everything or run):
