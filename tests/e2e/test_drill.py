@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kubekeep import api
+from kubekeep import api, errors
 from kubekeep.api.drills import scratch_name
 from kubekeep.engine.repository import Repository
 from testenv.cluster import Cluster
@@ -308,7 +308,9 @@ def test_a_drill_never_writes_into_or_deletes_a_namespace_it_did_not_create(
         content_type="application/merge-patch+json",
     )
     options = api.DrillOptions(kubeconfig=str(cluster.kubeconfig), namespaces=(namespace,), same_names=True)
-    report = api.drill(manifests_repo, snap.id, "k8s://", options)
+    with pytest.raises(errors.UsageError, match=f"namespace {namespace} exists already"):
+        api.drill(manifests_repo, snap.id, "k8s://", options)
+    [report], _ = api.drills(manifests_repo)  # stored all the same
     assert not report.ok and report.reason.startswith(f"namespace {namespace} exists already")
     assert report.objects == [] and report.cleanup.removed == []
     live = client.get(resource_path("v1", "configmaps", namespace=namespace, name="settings"))

@@ -103,8 +103,11 @@ def drill(
 ) -> DrillRecord:
     """Drill the restore of snapshot ``ref`` into the cluster ``destination`` (``k8s://[CONTEXT]``)
     and return the report, stored in the repository unless ``options.record`` is off. The report
-    says whether it worked (``ok``) and why not (``reason``); what is wrong with the request
-    itself (no such namespace, not a cluster, not a manifests snapshot) raises instead."""
+    says whether the restore worked (``ok``) and why not (``reason``). What is wrong with the
+    request itself (no such namespace, not a cluster, not a manifests snapshot) raises before
+    anything happens; an error that stops the drill itself (the cluster unreachable, a request
+    refused, a scratch namespace that exists, Ctrl-C) is raised after the clean-up, with the
+    report stored as failed."""
     options = options or DrillOptions()
     say = status or (lambda line: None)
     if split_ref(ref)[1]:
@@ -142,11 +145,13 @@ def drill(
         report.target = f"k8s://{session.context}"
     run = Run(session, run_id=f"drill-{token}")
     interrupted = False
+    stopped: errors.KubekeepError | None = None
     try:
         with terminate_as_interrupt():
             try:
                 _run(repo, snap, destination, options, session, run, report, expected, mapping, say)
             except errors.KubekeepError as exc:
+                stopped = exc
                 report.outcome, report.reason = records.FAILURE, str(exc)
             except KeyboardInterrupt:
                 interrupted = True
@@ -161,6 +166,8 @@ def drill(
             _save(repo, report, run_record)
     if interrupted:
         raise KeyboardInterrupt
+    if stopped is not None:
+        raise stopped
     return report
 
 
