@@ -235,6 +235,12 @@ def test_drill_reports_what_the_cluster_changed_on_create_and_fails(
     assert namespace_gone(client, target)
     assert client.get(resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name=CRD))
     assert report["cleanup"]["removed"] == [f"Namespace {target}"]
+    # both drills are stored: listed, shown, exported
+    listed = kk.out("drills").splitlines()
+    assert len(listed) == 2 and all("failed" in line and "1 differences" in line for line in listed)
+    assert listed[-1].split()[2] == report["id"][:8]
+    assert '- spec.colour: "red" (missing)' in kk.out("drills", report["id"][:8])
+    assert [r["id"] for r in kk.json("drills")][-1] == report["id"]
 
 
 def _scratch_namespaces(client: RestClient, token: str = "") -> list[str]:

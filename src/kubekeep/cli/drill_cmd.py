@@ -92,7 +92,7 @@ def command(
     if settings().json:
         emit_json(report.to_dict())
     else:
-        _print(report)
+        print_report(report)
     for w in report.warnings:
         warn(w)
     for problem in report.cleanup.problems:
@@ -105,7 +105,7 @@ def _seconds(s: float | None) -> str:
     return "-" if s is None else f"{s:.1f} s"
 
 
-def _print(report: api.DrillRecord) -> None:
+def print_report(report: api.DrillRecord) -> None:
     verdict = click.style("passed", fg="green") if report.ok else click.style("FAILED", fg="red")
     click.echo(
         safe(f"drill {report.token} of snapshot {report.snapshot[:8]} into {report.target}: ")

@@ -31,6 +31,7 @@ COMMANDS = [
     "diff",
     "restore",
     "drill",
+    "drills",
     "check",
     "forget",
     "prune",
