@@ -54,3 +54,12 @@ def test_namespace_mappings() -> None:
         _mapping(["a", "b"], DrillOptions(namespace_map={"a": "b"}, same_names=True), "t")
     with pytest.raises(errors.UsageError, match="not a valid namespace name"):
         _mapping(["Shop"], DrillOptions(same_names=True), "t")
+
+
+def test_the_restore_a_drill_makes_is_a_real_one() -> None:
+    from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
+
+    for restore in (ManifestsDestinationOptions(dry_run=True), ManifestsDestinationOptions(existing="update")):
+        with pytest.raises(errors.UsageError, match="no dry run, no --existing update"):
+            DrillOptions(restore=restore)
+    assert DrillOptions(restore=ManifestsDestinationOptions(restore_status=True)).restore is not None

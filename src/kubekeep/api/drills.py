@@ -15,6 +15,7 @@ restored.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
@@ -91,6 +92,13 @@ class DrillOptions:
     record: bool = True
     #: seconds the removal of the scratch namespaces may take before it is reported
     cleanup_timeout: float = 300.0
+    #: the restore's own options beyond these (volumes, helper pods: what ``kubekeep restore``
+    #: takes); the drill sets the cluster, the namespace map and the concurrency over them
+    restore: ManifestsDestinationOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.restore is not None and (self.restore.dry_run or self.restore.existing != "skip"):
+            raise errors.UsageError("a drill restores for real into new namespaces: no dry run, no --existing update")
 
 
 def drill(
@@ -295,7 +303,8 @@ def _run(
         repo,
         snap.id,
         destination,
-        options=ManifestsDestinationOptions(
+        options=dataclasses.replace(
+            options.restore or ManifestsDestinationOptions(),
             context=options.context,
             kubeconfig=options.kubeconfig,
             namespace_map=mapping,
