@@ -375,7 +375,8 @@ class UI:
         d = self.catalog.drill(request.path_params["drill"])
         # what went wrong first, then the rest in the report's order
         objects = sorted(d.objects, key=lambda o: not (o.differences or o.action not in ("created", "skipped")))
-        return self.render("drill.html", title=f"Drill {d.short_id}", d=d, objects=objects)
+        page = Page.of(objects, _int(request.query_params.get("page")), ENTRIES_PER_PAGE)
+        return self.render("drill.html", title=f"Drill {d.short_id}", d=d, page=page)
 
     # -- restore ----------------------------------------------------------------------------------------
     def _restorable(self, ref: str) -> api.Snapshot:
