@@ -68,8 +68,8 @@ def command(
     context: str | None,
     kubeconfig: str | None,
 ) -> None:
-    """Restore SNAPSHOT's namespaces into scratch namespaces of the cluster DEST (k8s://[CONTEXT])
-    with the same restore as 'kubekeep restore', wait until the restored workloads are ready,
+    """Restore SNAPSHOT's namespaces into scratch namespaces of the cluster --to names
+    (k8s://[CONTEXT]) with the same restore as 'kubekeep restore', wait until the restored workloads are ready,
     compare every restored object with the snapshot, time it (the RTO), store the report in
     the repository (the web UI lists it), and remove the scratch namespaces again.
 
