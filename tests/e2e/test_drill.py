@@ -1,6 +1,6 @@
 """Restore drills against the local control plane (docs/drills.md): a namespace with a
-Deployment (kwok's simulated nodes make its pods ready), a ConfigMap and a Service is backed up
-and drilled; a drill of a snapshot whose object the cluster changes on create reports the
+Deployment (kwok's simulated nodes make its pods ready), a Job (kwok completes its pod), a
+ConfigMap and a Service is backed up and drilled; a drill of a snapshot whose object the cluster changes on create reports the
 difference and fails; the scratch namespaces are gone afterwards either way."""
 
 from __future__ import annotations
@@ -68,11 +68,30 @@ def _app(client: RestClient, ns: str) -> None:
         },
     )
 
+    client.create(
+        resource_path("batch/v1", "jobs", namespace=ns),
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "migrate"},
+            "spec": {
+                "ttlSecondsAfterFinished": 3600,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "m", "image": "registry.kubekeep.test/m:1"}],
+                    }
+                },
+            },
+        },
+    )
+
     def available() -> bool:
         status = client.get(resource_path("apps/v1", "deployments", namespace=ns, name="web")).get("status") or {}
-        return status.get("availableReplicas") == 2
+        job = client.get(resource_path("batch/v1", "jobs", namespace=ns, name="migrate")).get("status") or {}
+        return status.get("availableReplicas") == 2 and job.get("succeeded") == 1
 
-    wait_for("the Deployment available", available, timeout=120)
+    wait_for("the Deployment available and the Job complete", available, timeout=120)
 
 
 def _backup(repo: Repository, cluster: Cluster, ns: str) -> api.Snapshot:
@@ -100,18 +119,20 @@ def test_drill_restores_waits_compares_times_and_cleans_up(
     target = scratch_name(namespace, report.token)
     assert target.endswith(f"-drill-{report.token}") and len(target) <= 63
     assert (ns.source, ns.target) == (namespace, target)
-    assert ns.ready and ns.failed == 0 and ns.differences == 0 and ns.workloads == 1
+    assert ns.ready and ns.failed == 0 and ns.differences == 0 and ns.workloads == 2
     compared = {(o.kind, o.name) for o in report.objects if o.compared and not o.differences}
-    assert {("Namespace", target), ("Deployment", "web"), ("ConfigMap", "settings"), ("Service", "web")} <= compared
+    assert {
+        ("Namespace", target),
+        ("Deployment", "web"),
+        ("ConfigMap", "settings"),
+        ("Service", "web"),
+        ("Job", "migrate"),
+    } <= compared
     assert all(o.target_namespace == target for o in report.objects if o.kind != "Namespace")
-    [web] = report.workloads
-    assert (web.kind, web.namespace, web.name, web.state, web.detail) == (
-        "Deployment",
-        target,
-        "web",
-        "ready",
-        "2/2 available",
-    )
+    assert sorted((w.kind, w.namespace, w.name, w.state, w.detail) for w in report.workloads) == [
+        ("Deployment", target, "web", "ready", "2/2 available"),
+        ("Job", target, "migrate", "ready", "complete"),  # it ran again, to completion
+    ]
     # the figures: restore, time to ready after it (0 when kwok had the pods ready before the
     # restore ended), their sum the RTO, all within the whole drill
     assert report.restore_s > 0 and report.ready_s is not None and report.ready_s >= 0
@@ -121,7 +142,7 @@ def test_drill_restores_waits_compares_times_and_cleans_up(
     assert report.cleanup.removed == [f"Namespace {target}"] and report.cleanup.problems == []
     assert namespace_gone(client, target)
     assert client.get(resource_path("apps/v1", "deployments", namespace=namespace, name="web"))
-    assert any(line.startswith("waiting up to 2m for 1 workload") for line in lines)
+    assert any(line.startswith("waiting up to 2m for 2 workload") for line in lines)
     # stored: the report and a run record for monitoring
     stored, damaged = api.drills(manifests_repo)
     assert damaged == [] and [r.id for r in stored] == [report.id]

@@ -115,3 +115,12 @@ def _obj(spec: dict[str, Any], status: dict[str, Any], generation: int = 1) -> d
 )
 def test_state_of(group: str, resource: str, obj: dict[str, Any], expected: State) -> None:
     assert state_of(group, resource, obj) == expected
+
+
+def test_a_workload_that_goes_away() -> None:
+    from kubekeep.kube.workloads import REMOVED_BY_TTL, _gone
+
+    assert _gone("jobs", None) == State(WAITING, "not found")  # never seen: not created yet
+    assert _gone("jobs", _obj({"ttlSecondsAfterFinished": 0}, {})) == State(READY, REMOVED_BY_TTL)
+    assert _gone("jobs", _obj({}, {})) == State(FAILED, "deleted while waiting")
+    assert _gone("deployments", _obj({"replicas": 1}, {})) == State(FAILED, "deleted while waiting")

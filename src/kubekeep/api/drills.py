@@ -354,9 +354,10 @@ def _run(
     report.rto_s = round(report.restore_s + report.ready_s, 3) if report.ready_s is not None else None
 
     say("comparing the restored objects with the snapshot")
+    gone = {(w.kind, w.namespace, w.name) for w in report.workloads if w.detail == workloads.REMOVED_BY_TTL}
     # autoscalers the restore skips (their controller, e.g. a KEDA ScaledObject, makes them again) scale too
     scaled = restorecheck.autoscaled(p.obj for p in expected)
-    _compare(session, restorable, report, set(by_target), scaled)
+    _compare(session, restorable, report, set(by_target), scaled, gone)
     _summarise(report, by_target)
 
 
@@ -415,10 +416,12 @@ def _compare(
     report: DrillRecord,
     scratch: set[str],
     scaled: set[tuple[str, str, str]],
+    gone: set[tuple[str, str, str]],
 ) -> None:
     """Each restored object against the live one: namespaced objects in the scratch namespaces
     (one list per resource and namespace), and cluster-scoped objects the drill created; the
-    replicas of workloads an autoscaler scales are the autoscaler's."""
+    replicas of workloads an autoscaler scales are the autoscaler's; Jobs that finished and were
+    deleted by their TTL are not there to compare."""
     from kubekeep.kube.requesting import api_path
 
     lists: dict[tuple[str, str, str, str], dict[str, Any] | None] = {}
@@ -450,6 +453,9 @@ def _compare(
             live = live if isinstance(live, dict) else None
         else:
             continue  # a cluster-scoped object that existed already: not the drill's
+        if live is None and (p.kind, p.namespace, p.name) in gone:
+            line.reason = "finished and deleted by its ttlSecondsAfterFinished before the comparison"
+            continue
         line.compared = True
         if live is None:
             line.differences = [Difference("", "removed", old="(the object)", new=None)]

@@ -30,6 +30,8 @@ WORKLOADS: dict[tuple[str, str], str] = {
 }
 
 READY, WAITING, FAILED = "ready", "waiting", "failed"
+#: the detail of a Job that finished and was deleted by its ``ttlSecondsAfterFinished``
+REMOVED_BY_TTL = "finished and deleted by its ttlSecondsAfterFinished"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,18 @@ class Outcome:
     target: Target
     state: State = field(default_factory=lambda: State(WAITING, "not seen yet"))
     ready_after_s: float | None = None
+    #: the object as last seen
+    last: Mapping[str, Any] | None = None
+
+
+def _gone(resource: str, last: Mapping[str, Any] | None) -> State:
+    """The state of a workload that was there and is not any more."""
+    if last is None:
+        return State(WAITING, "not found")
+    spec = last.get("spec") or {}
+    if resource == "jobs" and isinstance(spec, Mapping) and spec.get("ttlSecondsAfterFinished") is not None:
+        return State(READY, REMOVED_BY_TTL)  # it can only have gone once finished
+    return State(FAILED, "deleted while waiting")
 
 
 class _TimedOut(Exception):
@@ -165,10 +179,8 @@ def wait_ready(
                     seen[name] = item
             for name, outcome in pending.items():
                 live = seen.get(name)
-                if live is None:
-                    outcome.state = State(WAITING, "not found")
-                    continue
-                outcome.state = state_of(group, resource, live)
+                outcome.state = state_of(group, resource, live) if live is not None else _gone(resource, outcome.last)
+                outcome.last = live if live is not None else outcome.last
                 if outcome.state.state == READY:
                     outcome.ready_after_s = round(elapsed, 3)
         return True if all(o.state.state != WAITING for o in outcomes.values()) else None
