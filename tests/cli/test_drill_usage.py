@@ -63,3 +63,10 @@ def test_the_restore_a_drill_makes_is_a_real_one() -> None:
         with pytest.raises(errors.UsageError, match="no dry run, no --existing update"):
             DrillOptions(restore=restore)
     assert DrillOptions(restore=ManifestsDestinationOptions(restore_status=True)).restore is not None
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(600, "10m"), (90, "1m30s"), (12.5, "12.5s"), (3600, "1h"), (3, "3s")])
+def test_durations_read_back_as_they_were_given(seconds: float, text: str) -> None:
+    from kubekeep.units import human_duration, parse_timeout
+
+    assert human_duration(seconds) == text and parse_timeout(text) == seconds
