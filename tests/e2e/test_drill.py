@@ -394,3 +394,30 @@ def _stuck(client: RestClient, ns: str) -> None:
             },
         },
     )
+
+
+def test_keep_leaves_the_scratch_namespace_labelled_but_not_a_leftover(
+    cluster: Cluster, namespace: str, manifests_repo: Repository
+) -> None:
+    client = cluster.rest()
+    client.create(
+        resource_path("v1", "configmaps", namespace=namespace),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"A": "1"}},
+    )
+    snap = _backup(manifests_repo, cluster, namespace)
+    target = f"{namespace[:40]}-kept"
+    options = api.DrillOptions(
+        kubeconfig=str(cluster.kubeconfig), namespaces=(namespace,), namespace_map={namespace: target}, keep=True
+    )
+    try:
+        report = api.drill(manifests_repo, snap.id, "k8s://", options)
+        assert report.ok and report.cleanup.kept and report.cleanup.removed == []
+        assert report.namespaces[0].target == target
+        meta = client.get(resource_path("v1", "namespaces", name=target))["metadata"]
+        assert meta["labels"]["kubekeep.io/run"] == f"drill-{report.token}"
+        assert meta["labels"]["kubekeep.io/purpose"] == "drill"
+        assert "kubekeep.io/owner" not in (meta.get("annotations") or {})  # kept on purpose, not a leftover
+        assert client.get(resource_path("v1", "configmaps", namespace=target, name="settings"))["data"] == {"A": "1"}
+    finally:
+        client.delete(resource_path("v1", "namespaces", name=target))
+        client.close()
