@@ -299,16 +299,17 @@ def _run(
 
     say(f"restoring snapshot {snap.short_id} ({len(restorable)} objects)")
     began = time.monotonic()
+    base = options.restore or ManifestsDestinationOptions()
     stats = restore(
         repo,
         snap.id,
         destination,
         options=dataclasses.replace(
-            options.restore or ManifestsDestinationOptions(),
+            base,
             context=options.context,
             kubeconfig=options.kubeconfig,
             namespace_map=mapping,
-            concurrency=options.concurrency,
+            concurrency=options.concurrency or base.concurrency,
         ),
         select=ObjectSelector.build(namespaces=list(mapping)),
     )
