@@ -47,3 +47,7 @@ def test_option_types_load_the_cluster_clients_only_when_used() -> None:
     code = "import sys, kubekeep.api; print(sorted(m for m in ('kubernetes', 'grpc', 'boto3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_restore_drills_are_offered() -> None:
+    assert {"drill", "drills", "drill_report", "DrillOptions", "DrillRecord", "DrillObject"} <= set(api.__all__)

@@ -17,10 +17,11 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
     ├── PathNotFound               no entry at that path inside a snapshot
     ├── StorageError               the backend failed (I/O, network, permissions)
     │   └── ObjectNotFound         a named object is missing from the backend
-    └── ConnectorError             a source or destination failed
-        ├── EntryFailed            one entry could not be written; the restore goes on
-        ├── SourceUnreachable      the cluster, etcd or agent cannot be reached
-        └── ApiError               the Kubernetes API refused a request (status, reason)
+    ├── ConnectorError             a source or destination failed
+    │   ├── EntryFailed            one entry could not be written; the restore goes on
+    │   ├── SourceUnreachable      the cluster, etcd or agent cannot be reached
+    │   └── ApiError               the Kubernetes API refused a request (status, reason)
+    └── DrillFailed                a restore drill ran and found the restore does not work
 """
 
 from __future__ import annotations
@@ -112,3 +113,11 @@ class ApiError(ConnectorError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class DrillFailed(KubekeepError):
+    """A restore drill ran to its end and the restore did not work: objects that could not be
+    restored, workloads not ready in time, or restored objects that differ from the snapshot.
+    The drill's report says which; the message is its one-line reason."""
+
+    exit_code = 18

@@ -39,6 +39,15 @@ def parse_timeout(text: str) -> float:
     return sum(float(n) * _TIMEOUT_SECONDS[u] for n, u in parts)
 
 
+def human_duration(seconds: float) -> str:
+    """``600`` -> ``10m``, ``90`` -> ``1m30s``, ``12.5`` -> ``12.5s`` (what parse_timeout reads back)."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{rest}s" if rest else "")
+
+
 def parse_period(text: str) -> dt.timedelta:
     """A retention period: ``2d``, ``12h``, ``1y2m3d4h`` (y = 365 days, ``m`` = a month of 30
     days, w = 7 days)."""

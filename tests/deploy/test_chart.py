@@ -30,7 +30,7 @@ VALUE_SETS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").
 #: value maps whose keys are the user's (labels, selectors), not chart values to document
 FREE_FORM = {"nodeSelector", "resources", "annotations", "labels", "podAnnotations", "podLabels", "affinity"}
 #: the exit codes a run cannot fix by trying again (docs in templates/_cronjob.tpl)
-NO_RETRY_EXIT_CODES = [2, 3, 10, 12, 13]
+NO_RETRY_EXIT_CODES = [2, 3, 10, 12, 13, 18]
 
 Obj = dict[str, Any]
 
@@ -162,7 +162,7 @@ def test_every_cronjob_is_bounded_and_restricted(helm_binary: Path, tmp_path: Pa
         password = env["KUBEKEEP_PASSWORD_FILE"]["value"]
         assert volumes[mounts[str(Path(password).parent)]]["secret"]["items"][0]["path"] == Path(password).name
         # only the jobs that call the Kubernetes API carry a token
-        assert pod["automountServiceAccountToken"] is (component in ("manifests", "volumes"))
+        assert pod["automountServiceAccountToken"] is (component in ("manifests", "volumes", "drill"))
 
 
 def test_defaults(helm_binary: Path, tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_defaults(helm_binary: Path, tmp_path: Path) -> None:
 
 def test_everything(helm_binary: Path, tmp_path: Path) -> None:
     r = render_set(helm_binary, tmp_path, "everything")
-    assert r.components("CronJob") == {"manifests", "volumes", "etcd", "retention", "check"}
+    assert r.components("CronJob") == {"manifests", "volumes", "etcd", "retention", "check", "drill"}
     manifests = r.args("manifests")
     assert pair_args(manifests, "--exclude-resource") == ["replicasets.apps", "secrets"]
     assert pair_args(manifests, "--tag") == ["manifests", "cluster-a"] and "--include-noisy" in manifests
@@ -237,6 +237,37 @@ def test_everything(helm_binary: Path, tmp_path: Path) -> None:
     # every metric an alert names is one kubekeep metrics serves (docs/deploy.md lists them)
     served = set(re.findall(r"`(kubekeep_[a-z_]+)`", (ROOT / "docs" / "deploy.md").read_text()))
     assert {m for e in exprs for m in re.findall(r"kubekeep_[a-z_]+", e)} <= served
+
+
+def test_drill(helm_binary: Path, tmp_path: Path) -> None:
+    assert "drill" not in render_set(helm_binary, tmp_path, "minimal").components("CronJob")  # off by default
+    r = render_set(helm_binary, tmp_path, "everything")
+    args = r.args("drill")
+    assert args[:4] == ["drill", "latest", "--to", "k8s://in-cluster"]
+    assert pair_args(args, "--timeout") == ["15m"] and pair_args(args, "--concurrency") == ["8"]
+    assert pair_args(args, "--tag") == ["manifests", "cluster-a"]
+    assert pair_args(args, "--namespace") == ["shop", "billing"]
+    assert r.named("CronJob", "drill")["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 3600
+    account = r.pod_spec("drill")["serviceAccountName"]
+    assert account.endswith("-drill") and r.pod_spec("drill")["automountServiceAccountToken"] is True
+    binding = r.named("ClusterRoleBinding", "drill")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "kubekeep"}]
+    assert binding["roleRef"]["name"] == r.named("ClusterRole", "drill")["metadata"]["name"]
+    rules = r.named("ClusterRole", "drill")["rules"]
+    assert _grants(rules, "apps", "deployments", "create") and _grants(rules, "", "namespaces", "delete")
+    assert not _grants(rules, "apps", "deployments", "delete") and not _grants(rules, "", "nodes", "delete")
+    proc = helm(
+        helm_binary,
+        tmp_path,
+        "template",
+        "kk",
+        str(CHART),
+        "-f",
+        str(values_file("minimal")),
+        "--set",
+        "drill.enabled=true",
+    )
+    assert proc.returncode != 0 and "/drill/namespaces" in proc.stderr, proc.stderr  # the schema asks for one
 
 
 def test_s3_with_irsa(helm_binary: Path, tmp_path: Path) -> None:
@@ -379,6 +410,8 @@ def test_volumes_roles_are_what_the_runs_request(helm_binary: Path, tmp_path: Pa
         (["--set", "jobDefaults.concurrencyPolicy=Sometimes"], "/jobDefaults/concurrencyPolicy"),
         (["--set", "volumes.helper.user=root"], "/volumes/helper/user"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
+        (["--set", "drill.timeout=ten minutes"], "/drill/timeout"),
+        (["--set-json", 'drill.namespaces=["Not_A_Name"]'], "/drill/namespaces"),
     ],
 )
 def test_schema_rejects_bad_values(helm_binary: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -618,7 +651,7 @@ def test_install_into_a_restricted_namespace(
             helm_binary, tmp_path, "get", "manifest", release, "-n", namespace, kubeconfig=cluster.kubeconfig
         )
         r = Rendered(manifest.stdout, [d for d in yaml.safe_load_all(manifest.stdout) if d])
-        assert r.components("CronJob") == {"manifests", "volumes", "etcd", "retention", "check"}
+        assert r.components("CronJob") == {"manifests", "volumes", "etcd", "retention", "check", "drill"}
         pods = kubectl_apply(cluster, _pods(r, namespace), "--dry-run=server")
         assert pods.returncode == 0 and "Warning" not in pods.stderr, pods.stderr
         # the etcd job reading the node's certificates (hostPath, root) is refused here, as documented
@@ -650,6 +683,13 @@ def test_install_into_a_restricted_namespace(
         # restore: bound by the value set
         assert can("restore", "create", "deployments.apps", "-n", "default")
         assert not can("restore", "delete", "deployments.apps", "-n", "default")
+        # drill: the restore's breadth, and deleting (scratch) namespaces, nothing else deleted
+        assert can("drill", "create", "namespaces")
+        assert can("drill", "create", "deployments.apps", "-n", "default")
+        assert can("drill", "list", "statefulsets.apps", "-n", "default")
+        assert can("drill", "delete", "namespaces")
+        assert not can("drill", "delete", "deployments.apps", "-n", "default")
+        assert not can("drill", "delete", "customresourcedefinitions.apiextensions.k8s.io")
     finally:
         uninstall = helm(
             helm_binary, tmp_path, "uninstall", release, "-n", namespace, "--wait", kubeconfig=cluster.kubeconfig

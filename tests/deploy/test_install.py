@@ -180,6 +180,67 @@ def test_without_secrets_the_backup_account_cannot_list_them(
     assert "secrets" in args[args.index("--exclude-resource") + 1 :]
 
 
+def test_the_drill_job_drills_the_newest_manifests_snapshot_with_its_own_account(
+    installed: tuple[RepoSpec, dict[str, str], list[str]], cluster: Cluster, namespace: str, helm_binary: Path
+) -> None:
+    """The chart's drill CronJob, enabled after the install: its Job (on the simulated node,
+    k8s://in-cluster, the drill ServiceAccount) restores a namespace of the newest manifests
+    snapshot into a scratch namespace, finds its Deployment ready and every object equal, stores
+    the report in the repository and removes the scratch namespace."""
+    repo, env, _ = installed
+    rest = cluster.rest()
+    labels = {"app": "web"}
+    rest.create(
+        resource_path("apps/v1", "deployments", namespace),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                },
+            },
+        },
+    )
+    rest.create(
+        resource_path("v1", "configmaps", namespace),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"A": "1"}},
+    )
+    backup = run_job(cluster, job_from_cronjob(cluster, NAMESPACE, "kubekeep-manifests"), timeout=180)
+    assert backup.succeeded, backup.logs
+    _helm(
+        env,
+        helm_binary,
+        "--set",
+        "drill.enabled=true",
+        "--set-json",
+        f'drill.namespaces=["{namespace}"]',
+        "--set",
+        "drill.timeout=2m",
+    )
+    result = run_job(cluster, job_from_cronjob(cluster, NAMESPACE, "kubekeep-drill"), timeout=240)
+    assert result.succeeded, result.logs
+    assert "passed" in result.logs
+    r = open_api(repo, PASSWORD)
+    try:
+        [report], damaged = api.drills(r)
+        newest = max((s for s in r.snapshots() if s.kind == "manifests"), key=lambda s: s.time)
+    finally:
+        r.close()
+    assert damaged == [] and report.ok and report.snapshot == newest.id and report.target == "k8s://in-cluster"
+    [ns] = report.namespaces
+    assert ns.source == namespace and ns.ready and ns.differences == 0 and ns.rto_s is not None
+    assert [(w.kind, w.name, w.state) for w in report.workloads] == [("Deployment", "web", "ready")]
+    assert report.cleanup.removed == [f"Namespace {ns.target}"] and report.cleanup.problems == []
+    gone = rest.request("GET", resource_path("v1", "namespaces"), params={"labelSelector": "kubekeep.io/purpose=drill"})
+    assert ns.target not in {n["metadata"]["name"] for n in gone["items"]}
+    rest.close()
+
+
 def _helm(env: dict[str, str], helm: Path, *args: str) -> None:
     """``helm upgrade --reuse-values`` of the README's release."""
     command = [str(helm), "upgrade", "kubekeep", str(ROOT / "deploy/helm/kubekeep"), "-n", NAMESPACE, "--reuse-values"]

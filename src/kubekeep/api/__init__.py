@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubekeep.api.cluster import AGENT_HANDSHAKE_TIMEOUT, AGENT_LISTEN, CleanupReport, cleanup, serve_agent
 from kubekeep.api.cluster_restore import ClaimResult, ClusterRestoreProgress, ClusterRestoreStats
+from kubekeep.api.drills import DrillOptions, drill, drill_report, drills
 from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
 from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
 from kubekeep.api.metrics import RepositoryMetrics, RunMetrics, SourceMetrics, repository_metrics
@@ -52,6 +53,7 @@ from kubekeep.engine.backup import Progress as BackupProgress
 from kubekeep.engine.backup import ProgressCallback
 from kubekeep.engine.check import CheckReport, DataSubset
 from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED, Change
+from kubekeep.engine.drills import DrillCleanup, DrillNamespace, DrillObject, DrillRecord, DrillWorkload
 from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.prune import PruneReport
 from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
@@ -68,7 +70,7 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 from kubekeep.manifests.serialization import dump as dump_object
 from kubekeep.manifests.serialization import load as load_object
 from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
-from kubekeep.units import human_size, parse_period, parse_timeout
+from kubekeep.units import human_duration, human_size, parse_period, parse_timeout
 
 if TYPE_CHECKING:
     from kubekeep.connectors.etcd import EtcdSourceOptions
@@ -131,6 +133,12 @@ __all__ = [
     "ClusterVolumeOptions",
     "DamagedSnapshot",
     "DataSubset",
+    "DrillCleanup",
+    "DrillNamespace",
+    "DrillObject",
+    "DrillOptions",
+    "DrillRecord",
+    "DrillWorkload",
     "DestinationOptions",
     "Decision",
     "EtcdSourceOptions",
@@ -171,11 +179,15 @@ __all__ = [
     "copy",
     "diff",
     "diff_manifests",
+    "drill",
+    "drill_report",
+    "drills",
     "dump_object",
     "etcd_restore_dir",
     "etcd_status",
     "find_snapshot",
     "forget",
+    "human_duration",
     "human_size",
     "init_repository",
     "is_manifests",

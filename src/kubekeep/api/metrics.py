@@ -15,7 +15,7 @@ from kubekeep.engine.runs import RunRecord
 from kubekeep.engine.snapshot import Snapshot
 
 #: the object kinds whose space is reported (prefixes of the repository layout, docs/format.md)
-PREFIXES = ("data", "index", "snapshots", "keys", "runs")
+PREFIXES = ("data", "index", "snapshots", "keys", "runs", "drills")
 
 
 @dataclass

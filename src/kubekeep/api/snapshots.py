@@ -14,8 +14,8 @@ from kubekeep.api.selecting import all_of as _all_of
 from kubekeep.api.selecting import select_objects as _select_objects
 from kubekeep.connectors import DestinationOptions, SourceOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
+from kubekeep.engine import drills, runs
 from kubekeep.engine import repair as _repair
-from kubekeep.engine import runs
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, DataSubset, run_check
 from kubekeep.engine.diff import Change, diff_trees
@@ -348,8 +348,8 @@ def prune(
     progress: Callable[[str], None] | None = None,
     record: bool = False,
 ) -> PruneReport:
-    """Delete what no snapshot needs (packs, and run records beyond the newest ``RUNS_KEPT`` of
-    each command and source). ``record`` leaves a run record (not for a dry run)."""
+    """Delete what no snapshot needs (packs, run records beyond the newest ``RUNS_KEPT`` of
+    each command and source, drill reports beyond the newest ``DRILLS_KEPT`` per source). ``record`` leaves a run record (not for a dry run)."""
     run = runs.RunRecord("prune")
     with _recording(repo, run, record and not dry_run):
         report = _prune(repo, max_unused, dry_run, progress)
@@ -376,6 +376,7 @@ def _prune(repo: Repository, max_unused: float, dry_run: bool, progress: Callabl
             )
         report = run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
         runs.prune(repo, dry_run=dry_run)
+        drills.prune(repo, dry_run=dry_run)
         return report
 
 

@@ -3,7 +3,8 @@
 Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage error; 3 backup finished but
 some source data could not be read; 10 repository error or not found; 11 repository locked;
 12 wrong password; 13 integrity error (corruption found); 14 snapshot or path not found;
-15 storage error; 16 connector error; 17 source unreachable; 130 interrupted.
+15 storage error; 16 connector error; 17 source unreachable; 18 a restore drill failed;
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ COMMANDS = [
     "cat",
     "diff",
     "restore",
+    "drill",
+    "drills",
     "check",
     "forget",
     "prune",

@@ -35,6 +35,7 @@ AAD_INDEX = b"index"
 AAD_SNAPSHOT = b"snapshot"
 AAD_LOCK = b"lock"
 AAD_RUN = b"run"
+AAD_DRILL = b"drill"
 
 
 class ChunkerParams(TypedDict):

@@ -26,7 +26,7 @@ RUN_BODY_VERSION = 1
 #: records kept per (command, source) by prune; older ones are deleted
 RUNS_KEPT = 50
 
-Command = Literal["backup", "forget", "prune", "check"]
+Command = Literal["backup", "forget", "prune", "check", "drill"]
 Outcome = Literal["success", "warning", "failure"]
 
 

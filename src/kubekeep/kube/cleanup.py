@@ -41,6 +41,7 @@ KINDS: list[tuple[str, str, str, bool]] = [  # (group, version, resource, namesp
     ("", "v1", "persistentvolumeclaims", True),
     (volumes.SNAPSHOT_GROUP, volumes.SNAPSHOT_VERSION, "volumesnapshots", True),
     ("", "v1", "persistentvolumes", False),
+    ("", "v1", "namespaces", False),  # restore drills' scratch namespaces (api.drills)
 ]
 
 
@@ -99,6 +100,11 @@ class Run:
         self.track(f"{path}/{name}", description)  # before: a kill mid-request still gets it cleaned
         return volumes.create(self.session, path, obj)
 
+    def created(self) -> list[str]:
+        """What the run created and has not removed yet, newest first (descriptions)."""
+        with self._lock:
+            return [description for _, description in reversed(self._created)]
+
     def forget(self, path: str) -> None:
         with self._lock:
             self._created = [(p, d) for p, d in self._created if p != path]
@@ -144,6 +150,8 @@ def find(
             continue  # e.g. no VolumeSnapshot CRDs
         for obj in listing.get("items") or ():
             meta = obj["metadata"]
+            if resource == "namespaces" and namespace and meta["name"] != namespace:
+                continue  # another drill's scratch namespace: not asked about
             owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
             created = meta.get("creationTimestamp", "")
             if not (everything or run):

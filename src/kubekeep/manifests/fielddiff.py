@@ -118,3 +118,9 @@ def _list_key(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
         else:
             return key
     return None
+
+
+#: the path of ``key`` below ``path``, as the changes name it
+join_path = _join
+#: the key (``name`` or ``type``) by which two lists of objects are matched item by item, or None
+list_key = _list_key

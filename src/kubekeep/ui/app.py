@@ -39,6 +39,7 @@ SNAPSHOTS_PER_PAGE = 100
 ENTRIES_PER_PAGE = 200
 CHANGES_PER_PAGE = 200
 NAMESPACES_PER_PAGE = 200
+DRILLS_PER_PAGE = 100
 TIMELINE_WINDOW = 7  # snapshots shown on each side of the current one
 MAX_FORM_BYTES = 64 * 1024
 
@@ -93,6 +94,7 @@ class UI:
             urlpath=_urlpath,
             value=rendering.value_text,
             secret_value=rendering.secret_value,
+            seconds=rendering.seconds,
         )
         self.env.globals.update(version=__version__, settings=settings, csrf=self.csrf, query=_query)
         self.css = rendering.pygments_css().encode()
@@ -362,6 +364,20 @@ class UI:
             reveal=reveal,
         )
 
+    # -- restore drills ---------------------------------------------------------------------------------
+    def drills(self, request: Request) -> Response:
+        found, damaged = self.catalog.drills()
+        newest = list(reversed(found))
+        page = Page.of(newest, _int(request.query_params.get("page")), DRILLS_PER_PAGE)
+        return self.render("drills.html", title="Restore drills", page=page, total=len(newest), damaged=damaged)
+
+    def drill(self, request: Request) -> Response:
+        d = self.catalog.drill(request.path_params["drill"])
+        # what went wrong first, then the rest in the report's order
+        objects = sorted(d.objects, key=lambda o: not (o.differences or o.action not in ("created", "skipped")))
+        page = Page.of(objects, _int(request.query_params.get("page")), ENTRIES_PER_PAGE)
+        return self.render("drill.html", title=f"Drill {d.short_id}", d=d, page=page)
+
     # -- restore ----------------------------------------------------------------------------------------
     def _restorable(self, ref: str) -> api.Snapshot:
         snap = self.catalog.snapshot(ref)
@@ -446,6 +462,8 @@ def create_app(
         Route("/s/{snap}/restore", ui.restore_dialog),
         Route("/s/{snap}/restore", ui.restore_dry_run, methods=["POST"]),
         Route("/restore/{plan}/apply", ui.restore_apply, methods=["POST"]),
+        Route("/drills", ui.drills),
+        Route("/drills/{drill}", ui.drill),
         Route("/static/pygments.css", ui.pygments_css),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

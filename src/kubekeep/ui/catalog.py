@@ -119,6 +119,7 @@ class Catalog:
         self._listings: LRU[tuple[str, str], list[Row]] = LRU(listings)
         self._summaries: LRU[tuple[str, str], api.ClusterSummary] = LRU(summaries)
         self._diffs: LRU[tuple[str, str, bool], Diff] = LRU(diffs)
+        self._drills: LRU[str, api.DrillRecord] = LRU(64)
         self._snapshots: list[api.Snapshot] = []
         self._by_id: dict[str, api.Snapshot] = {}
         self._read_at = 0.0
@@ -231,6 +232,20 @@ class Catalog:
         """What changed from ``older`` to ``newer``: objects with their field changes when both
         are manifests snapshots, files otherwise."""
         return self._diffs.get((older.id, newer.id, churn), lambda: self._diff(older, newer, churn))
+
+    # -- restore drills ---------------------------------------------------------------------------
+    def drills(self) -> tuple[list[api.DrillRecord], list[str]]:
+        """The stored drill reports, oldest first, and a line for each damaged one (read anew
+        each time: there are at most 50 per source, and new ones arrive while the UI runs)."""
+        return api.drills(self.repo)
+
+    def drill(self, ref: str) -> api.DrillRecord:
+        """The drill report with id (or unique prefix) ``ref``; reports never change, so kept."""
+        cached = self._drills.peek(ref)
+        if cached is not None:
+            return cached
+        d = api.drill_report(self.repo, ref)
+        return self._drills.get(d.id, lambda: d)
 
     def _diff(self, older: api.Snapshot, newer: api.Snapshot, churn: bool) -> Diff:
         if older.kind == api.SnapshotKind.MANIFESTS and newer.kind == api.SnapshotKind.MANIFESTS:

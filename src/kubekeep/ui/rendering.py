@@ -136,6 +136,16 @@ def secret_value(value: Any, kind: str | None, path: str) -> Any:
     return hidden(value) if is_secret_field(kind, path) else value
 
 
+def seconds(value: float | None) -> str:
+    """A duration of a report: ``1.25 s``, ``3 min 5 s``; ``-`` for none."""
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
 def value_text(value: Any) -> str:
     """A field value, compact: scalars as JSON, containers as YAML."""
     if isinstance(value, dict | list) and value:

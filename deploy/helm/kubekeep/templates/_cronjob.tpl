@@ -1,10 +1,10 @@
 {{/*
 One kubekeep CronJob. Parameters (a dict):
   root        the chart's top-level context
-  component   the job's name (manifests, volumes, etcd, retention, check)
+  component   the job's name (manifests, volumes, etcd, retention, check, drill)
   job         the job's values (its keys take precedence over jobDefaults; maps merge)
   args        kubekeep's arguments (a list)
-  account     ServiceAccount suffix (backup, volumes, repository)
+  account     ServiceAccount suffix (backup, volumes, repository, drill)
   token       mount the ServiceAccount token (only jobs that call the Kubernetes API)
   env         extra EnvVars (list, optional)
   volumes     extra volumes (list, optional); mounts: their mounts (list, optional)
@@ -56,7 +56,7 @@ spec:
             onExitCodes:
               containerName: kubekeep
               operator: In
-              values: [2, 3, 10, 12, 13]
+              values: [2, 3, 10, 12, 13, 18]
       template:
         metadata:
           labels:

@@ -50,6 +50,7 @@ ServiceAccounts, one per set of permissions:
   volumes:    the volumes job (volumes ClusterRole, plus backup when it takes every manifest)
   repository: etcd, retention, check and metrics (no Kubernetes API permission at all)
   restore:    only when rbac.restore.bind
+  drill:      the drill job (drill ClusterRole: restore, and delete its scratch namespaces)
 */}}
 {{- define "kubekeep.serviceAccountName" -}}
 {{- include "kubekeep.partName" (dict "root" .root "part" .account) -}}
