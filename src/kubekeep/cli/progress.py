@@ -18,101 +18,109 @@ from rich.progress import (
 from kubekeep import api
 
 
-class BackupProgress:
+class _Bar:
+    """One rich progress task on stderr, shown only when ``enabled``; subclasses name the columns
+    and the task's first fields."""
+
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def __enter__(self) -> BackupProgress:
-        if self.enabled:
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.fields[files]} files"),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                TextColumn("[dim]{task.fields[current]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("backup", total=None, files=0, current="")
-        return self
+    def _columns(self) -> list[Any]:
+        raise NotImplementedError
 
-    def update(self, counters: api.BackupProgress) -> None:
-        if self._progress is not None:
-            current = counters.current if len(counters.current) < 60 else "…" + counters.current[-59:]
-            self._progress.update(self._task, completed=counters.bytes_done, files=counters.files, current=current)
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    def _start(self) -> None:
+        if self.enabled:
+            self._progress = Progress(*self._columns(), console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(type(self).__name__, total=None, **self._fields())
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
 
 
-class CountProgress:
+def _tail(text: str, width: int) -> str:
+    return text if len(text) < width else "…" + text[-(width - 1) :]
+
+
+class BackupProgress(_Bar):
+    def __enter__(self) -> BackupProgress:
+        self._start()
+        return self
+
+    def _columns(self) -> list[Any]:
+        return [
+            SpinnerColumn(),
+            TextColumn("{task.fields[files]} files"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}"),
+        ]
+
+    def _fields(self) -> dict[str, Any]:
+        return {"files": 0, "current": ""}
+
+    def update(self, counters: api.BackupProgress) -> None:
+        if self._progress is not None:
+            self._progress.update(
+                self._task, completed=counters.bytes_done, files=counters.files, current=_tail(counters.current, 60)
+            )
+
+
+class CountProgress(_Bar):
     """A bar for work with a known count (check --read-data, copy)."""
 
     def __init__(self, description: str, *, enabled: bool) -> None:
-        self.enabled = enabled
+        super().__init__(enabled=enabled)
         self.description = description
-        self._progress: Progress | None = None
-        self._task: Any = None
 
     def __enter__(self) -> CountProgress:
-        if self.enabled:
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn(self.description),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=None)
+        self._start()
         return self
+
+    def _columns(self) -> list[Any]:
+        return [
+            SpinnerColumn(),
+            TextColumn(self.description),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+        ]
 
     def update(self, _what: str, done: int, total: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=done, total=total)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
 
-
-class RestoreProgress:
+class RestoreProgress(_Bar):
     """A data-first cluster restore: objects created, claims written, bytes of their data."""
 
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Progress | None = None
-        self._task: Any = None
-
     def __enter__(self) -> RestoreProgress:
-        if self.enabled:
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.fields[phase]}: {task.fields[objects]} objects, {task.fields[claims]} claims"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                TextColumn("[dim]{task.fields[current]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(
-                "restore", total=None, phase="objects", objects=0, claims="0/0", current=""
-            )
+        self._start()
         return self
+
+    def _columns(self) -> list[Any]:
+        return [
+            SpinnerColumn(),
+            TextColumn("{task.fields[phase]}: {task.fields[objects]} objects, {task.fields[claims]} claims"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}"),
+        ]
+
+    def _fields(self) -> dict[str, Any]:
+        return {"phase": "objects", "objects": 0, "claims": "0/0", "current": ""}
 
     def update(self, state: api.ClusterRestoreProgress) -> None:
         if self._progress is not None:
-            current = state.current if len(state.current) < 40 else "…" + state.current[-39:]
             self._progress.update(
                 self._task,
                 completed=state.bytes_done,
@@ -120,9 +128,5 @@ class RestoreProgress:
                 phase=state.phase,
                 objects=state.objects_done,
                 claims=f"{state.claims_done}/{state.claims_total}",
-                current=current,
+                current=_tail(state.current, 40),
             )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
