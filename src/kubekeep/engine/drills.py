@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
-from kubekeep.engine import host, objects
+from kubekeep.engine import host, records
 from kubekeep.engine.repository import Repository
 
 PREFIX = "drills"
@@ -224,26 +224,14 @@ def save(repo: Repository, record: DrillRecord) -> str:
 
 
 def _load(repo: Repository, name: str) -> DrillRecord:
-    drill_id = name.split("/", 1)[1]
-    data = repo.backend.load(name)
-    if objects.content_name(data) != drill_id:
-        raise errors.IntegrityError(f"drill record {drill_id[:8]}: content does not match its name")
-    return DrillRecord.from_wire(objects.unseal(repo.cipher, data, fmt.AAD_DRILL, name), drill_id)
+    return records.load(repo, name, fmt.AAD_DRILL, "drill record", DrillRecord.from_wire)
 
 
 def load_all(repo: Repository) -> tuple[list[DrillRecord], list[str]]:
     """Every readable record, oldest first, and a line for each one that is not."""
-    records: list[DrillRecord] = []
-    damaged: list[str] = []
-    for info in repo.backend.list(f"{PREFIX}/"):
-        try:
-            records.append(_load(repo, info.name))
-        except errors.ObjectNotFound:
-            continue  # pruned meanwhile
-        except errors.IntegrityError as exc:
-            damaged.append(str(exc))
-    records.sort(key=lambda r: (r.started, r.id))
-    return records, damaged
+    found, damaged = records.load_all(repo, PREFIX, fmt.AAD_DRILL, "drill record", DrillRecord.from_wire)
+    found.sort(key=lambda r: (r.started, r.id))
+    return found, damaged
 
 
 def find(repo: Repository, ref: str) -> DrillRecord:
@@ -264,12 +252,5 @@ def find(repo: Repository, ref: str) -> DrillRecord:
 
 def prune(repo: Repository, *, keep: int = DRILLS_KEPT, dry_run: bool = False) -> int:
     """Delete all but the newest ``keep`` records of each snapshot source; returns how many."""
-    records, _ = load_all(repo)
-    by_source: dict[str, list[DrillRecord]] = {}
-    for r in records:
-        by_source.setdefault(r.source, []).append(r)
-    old = [r for group in by_source.values() for r in group[:-keep]]
-    if not dry_run:
-        for r in old:
-            repo.backend.delete(f"{PREFIX}/{r.id}")
-    return len(old)
+    found, _ = load_all(repo)
+    return records.prune(repo, PREFIX, found, lambda r: r.source, keep=keep, dry_run=dry_run)

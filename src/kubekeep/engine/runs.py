@@ -16,7 +16,7 @@ from typing import Literal, TypedDict
 
 from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
-from kubekeep.engine import host, objects
+from kubekeep.engine import host, records
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import now_rfc3339
 
@@ -116,34 +116,17 @@ def save(repo: Repository, record: RunRecord) -> str:
 
 def load_all(repo: Repository) -> tuple[list[RunRecord], list[str]]:
     """Every readable record, oldest first, and a line for each one that is not."""
-    records: list[RunRecord] = []
-    damaged: list[str] = []
-    for info in repo.backend.list(f"{PREFIX}/"):
-        run_id = info.name.split("/", 1)[1]
-        try:
-            data = repo.backend.load(info.name)
-            if objects.content_name(data) != run_id:
-                raise errors.IntegrityError(f"run record {run_id[:8]}: content does not match its name")
-            records.append(RunRecord.from_wire(objects.unseal(repo.cipher, data, fmt.AAD_RUN, info.name), run_id))
-        except errors.ObjectNotFound:
-            continue  # pruned meanwhile
-        except errors.IntegrityError as exc:
-            damaged.append(str(exc))
-    records.sort(key=lambda r: (r.finished, r.id))
-    return records, damaged
+    found, damaged = records.load_all(repo, PREFIX, fmt.AAD_RUN, "run record", RunRecord.from_wire)
+    found.sort(key=lambda r: (r.finished, r.id))
+    return found, damaged
 
 
 def prune(repo: Repository, *, keep: int = RUNS_KEPT, dry_run: bool = False) -> int:
     """Delete all but the newest ``keep`` records of each command, source and tags; returns how many."""
-    records, _ = load_all(repo)
-    by_key: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = {}
-    for r in records:
-        by_key.setdefault((r.command, r.source, tuple(sorted(r.tags))), []).append(r)
-    old = [r for group in by_key.values() for r in group[:-keep]]
-    if not dry_run:
-        for r in old:
-            repo.backend.delete(f"{PREFIX}/{r.id}")
-    return len(old)
+    found, _ = load_all(repo)
+    return records.prune(
+        repo, PREFIX, found, lambda r: (r.command, r.source, tuple(sorted(r.tags))), keep=keep, dry_run=dry_run
+    )
 
 
 @contextmanager
