@@ -1,7 +1,7 @@
 """Restore into ``k8s://``: a manifests snapshot's objects written to a cluster.
 
 ``K8sExporter`` buffers the selected objects, plans them (``manifests.planning``: cleaned,
-namespaces mapped, cluster-owned objects skipped), creates them tier by tier with the objects
+namespaces mapped, cluster-owned objects skipped, transforms applied), creates them tier by tier with the objects
 of one tier in parallel (``tiers``), and reports every object.
 """
 
@@ -18,6 +18,7 @@ from kubekeep.engine.entries import SourceInfo
 from kubekeep.kube import config
 from kubekeep.kube.requesting import Session
 from kubekeep.manifests import cleaning, planning
+from kubekeep.manifests.transforms import Transforms
 
 
 class K8sExporter(BufferingExporter):
@@ -34,6 +35,7 @@ class K8sExporter(BufferingExporter):
         keep_managed_fields: bool = False,
         namespace_map: Mapping[str, str] | None = None,
         concurrency: int = 64,
+        transforms: Transforms | None = None,
     ) -> None:
         if existing not in ("skip", "update"):
             raise errors.UsageError(f"--existing must be skip or update, not {existing!r}")
@@ -42,6 +44,7 @@ class K8sExporter(BufferingExporter):
             keep_managed_fields=keep_managed_fields,
             namespace_map=dict(namespace_map or {}),
         )
+        self.transforms = transforms
         self.label: tuple[str, str] | None = None  # the restored-from label, set in begin
         self.existing = existing
         self.dry_run = dry_run
@@ -59,7 +62,7 @@ class K8sExporter(BufferingExporter):
         self.session.get("/version")  # fail early, before reading the snapshot, if the cluster is unreachable
 
     def finish(self) -> list[str]:
-        plan = planning.plan(self.buffer.objects(), self.opts, label=self.label)
+        plan = planning.plan(self.buffer.objects(), self.opts, label=self.label, transform=self.transforms)
         self.buffer = ObjectBuffer()
         runner = TierRunner(
             self.session,
