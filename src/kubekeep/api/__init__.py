@@ -46,6 +46,7 @@ from kubekeep.api.snapshots import (
     snapshots,
     stat,
 )
+from kubekeep.api.transforms import load_transforms
 from kubekeep.connectors import DestinationOptions, SourceOptions, scheme_of
 from kubekeep.engine.backup import Progress as BackupProgress
 from kubekeep.engine.backup import ProgressCallback
@@ -66,6 +67,7 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 from kubekeep.manifests.serialization import dump as dump_object
 from kubekeep.manifests.serialization import load as load_object
 from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
+from kubekeep.manifests.transforms import Transforms
 from kubekeep.units import human_size, parse_period, parse_timeout
 
 if TYPE_CHECKING:
@@ -154,6 +156,7 @@ __all__ = [
     "SourceOptions",
     "SnapshotsRepairReport",
     "SourceMetrics",
+    "Transforms",
     "VolumeOptions",
     "add_key",
     "backup",
@@ -173,6 +176,7 @@ __all__ = [
     "is_manifests",
     "list_keys",
     "load_object",
+    "load_transforms",
     "ls",
     "open_repository",
     "parse_namespace_map",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kubekeep import errors
+from kubekeep.manifests.transforms import Transforms
 
 if TYPE_CHECKING:  # the pvc connector imports the Kubernetes client: only when volumes are asked for
     from kubekeep.connectors import DestinationOptions
@@ -49,6 +50,8 @@ class ManifestsSourceOptions:
 CLUSTER_ONLY = ("existing", "dry_run", "concurrency", "context", "kubeconfig")
 #: the options that only clean YAML (and cluster) restores take, not ``raw`` files
 CLEANING = ("namespace_map", "restore_status", "keep_managed_fields")
+#: the transforms' options (``Transforms.given``): restores into a cluster and to clean YAML
+TRANSFORMING = ("storage_class_map", "image_map", "transform")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class ManifestsDestinationOptions:
     raw: bool = False
     #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
     destination: DestinationOptions | None = None
+    #: what the restore changes in the objects it creates (--storage-class-map, --image-map, --transform)
+    transforms: Transforms = field(default_factory=Transforms)
 
     def __post_init__(self) -> None:
         if self.existing not in ("skip", "update"):
@@ -79,4 +84,5 @@ class ManifestsDestinationOptions:
     def given(self) -> list[str]:
         """The names of the options set to something other than their defaults."""
         defaults = ManifestsDestinationOptions()
-        return [n for n in (*CLUSTER_ONLY, *CLEANING) if getattr(self, n) != getattr(defaults, n)]
+        given = [n for n in (*CLUSTER_ONLY, *CLEANING) if getattr(self, n) != getattr(defaults, n)]
+        return given + self.transforms.given()
