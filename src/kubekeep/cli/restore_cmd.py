@@ -52,6 +52,27 @@ from kubekeep.cli._volumes import VolumeFlags, volume_options
     help="Manifests: restore namespace OLD as NEW (repeatable).",
 )
 @click.option(
+    "--storage-class-map",
+    "storage_class_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Manifests: claims (and claim templates) of storage class OLD get NEW (repeatable).",
+)
+@click.option(
+    "--image-map",
+    "image_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Manifests: container images starting with prefix OLD start with NEW instead (repeatable).",
+)
+@click.option(
+    "--transform",
+    "transform_files",
+    multiple=True,
+    metavar="FILE",
+    help="Manifests: change the objects that rules of FILE select (JSON Patch, merge patch; repeatable).",
+)
+@click.option(
     "--existing",
     type=click.Choice(["skip", "update"]),
     default=None,
@@ -84,6 +105,9 @@ def command(
     names: tuple[str, ...],
     selector: str | None,
     namespace_map: tuple[str, ...],
+    storage_class_map: tuple[str, ...],
+    image_map: tuple[str, ...],
+    transform_files: tuple[str, ...],
     existing: str | None,
     dry_run: bool,
     restore_status: bool,
@@ -99,7 +123,8 @@ def command(
 
     A manifests snapshot (taken from k8s://) restores into a cluster (--to k8s://[CONTEXT]) in
     dependency order, or to a directory as clean YAML for kubectl apply; --namespace, --kind,
-    --name and --selector pick objects (docs/manifests.md)."""
+    --name and --selector pick objects; --storage-class-map, --image-map and --transform change
+    them on the way (docs/manifests.md)."""
     scheme = api.scheme_of(destination)
     destination_options = volume.options(context=context, kubeconfig=kubeconfig) if scheme == "pvc" else None
     manifests_options = api.ManifestsDestinationOptions(
@@ -113,6 +138,7 @@ def command(
         concurrency=concurrency,
         raw=raw,
         destination=destination_options,
+        transforms=api.load_transforms(storage_class_map=storage_class_map, image_map=image_map, files=transform_files),
     )
     # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
     # restore its destination's own
