@@ -67,7 +67,6 @@ from kubekeep.manifests.selection import ObjectSelector, parse_namespace_map
 from kubekeep.manifests.serialization import dump as dump_object
 from kubekeep.manifests.serialization import load as load_object
 from kubekeep.manifests.summary import ClusterSummary, pod_phase_totals
-from kubekeep.manifests.transforms import Transforms
 from kubekeep.units import human_size, parse_period, parse_timeout
 
 if TYPE_CHECKING:
@@ -81,6 +80,7 @@ if TYPE_CHECKING:
     from kubekeep.connectors.pvc import VolumeOptions
     from kubekeep.connectors.s3 import S3DestinationOptions
     from kubekeep.kube.pods import HelperOptions
+    from kubekeep.manifests.transforms import Transforms
 
 #: option types imported on first use: name -> module
 _LAZY = {
@@ -93,6 +93,7 @@ _LAZY = {
     "ClusterVolumeOptions": "kubekeep.connectors.k8s.options",
     "VolumeOptions": "kubekeep.connectors.pvc",
     "HelperOptions": "kubekeep.kube.pods",
+    "Transforms": "kubekeep.manifests.transforms",
 }
 
 

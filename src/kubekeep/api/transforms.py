@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from kubekeep import errors
-from kubekeep.manifests.transforms import Transforms, build
+
+if TYPE_CHECKING:  # loaded on first use: `import kubekeep.api` need not load jsonpatch
+    from kubekeep.manifests.transforms import Transforms
 
 #: a rule file larger than this is refused (rules are a few kilobytes; this is not one)
 MAX_RULE_FILE = 4 * 1024 * 1024
@@ -34,6 +37,8 @@ def load_transforms(
 ) -> Transforms:
     """The transforms of a restore: ``OLD=NEW`` pairs of the two maps and the rule files, read
     and checked now (in the order given) so that a mistake is reported before the restore starts."""
+    from kubekeep.manifests.transforms import build
+
     return build(
         storage_class_map=storage_class_map,
         image_map=image_map,

@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kubekeep import errors
-from kubekeep.manifests.transforms import Transforms
 
 if TYPE_CHECKING:  # the pvc connector imports the Kubernetes client: only when volumes are asked for
     from kubekeep.connectors import DestinationOptions
     from kubekeep.connectors.pvc.options import VolumeOptions
+    from kubekeep.manifests.transforms import Transforms
+
+
+def _no_transforms() -> Transforms:
+    from kubekeep.manifests.transforms import Transforms  # jsonpatch: only when a restore is made
+
+    return Transforms()
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class ManifestsDestinationOptions:
     #: the options of a destination other than k8s:// and fs: (e.g. VolumeOptions for pvc://)
     destination: DestinationOptions | None = None
     #: what the restore changes in the objects it creates (--storage-class-map, --image-map, --transform)
-    transforms: Transforms = field(default_factory=Transforms)
+    transforms: Transforms = field(default_factory=_no_transforms)
 
     def __post_init__(self) -> None:
         if self.existing not in ("skip", "update"):
