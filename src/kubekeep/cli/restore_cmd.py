@@ -62,8 +62,8 @@ from kubekeep.cli._volumes import VolumeFlags, volume_options
     "--image-map",
     "image_map",
     multiple=True,
-    metavar="OLD=NEW",
-    help="Manifests: container images starting with prefix OLD start with NEW instead (repeatable).",
+    metavar="OLD_PREFIX=NEW_PREFIX",
+    help="Manifests: container images starting with OLD_PREFIX start with NEW_PREFIX instead (repeatable).",
 )
 @click.option(
     "--transform",
