@@ -48,6 +48,7 @@ from kubekeep.api.snapshots import (
     snapshots,
     stat,
 )
+from kubekeep.api.transforms import load_transforms
 from kubekeep.connectors import DestinationOptions, SourceOptions, scheme_of
 from kubekeep.engine.backup import Progress as BackupProgress
 from kubekeep.engine.backup import ProgressCallback
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
     from kubekeep.connectors.pvc import VolumeOptions
     from kubekeep.connectors.s3 import S3DestinationOptions
     from kubekeep.kube.pods import HelperOptions
+    from kubekeep.manifests.transforms import Transforms
 
 #: option types imported on first use: name -> module
 _LAZY = {
@@ -97,6 +99,7 @@ _LAZY = {
     "RestoreVolumeOptions": "kubekeep.connectors.k8s.options",
     "VolumeOptions": "kubekeep.connectors.pvc",
     "HelperOptions": "kubekeep.kube.pods",
+    "Transforms": "kubekeep.manifests.transforms",
 }
 
 
@@ -170,6 +173,7 @@ __all__ = [
     "SourceOptions",
     "SnapshotsRepairReport",
     "SourceMetrics",
+    "Transforms",
     "VolumeOptions",
     "add_key",
     "backup",
@@ -193,6 +197,7 @@ __all__ = [
     "is_manifests",
     "list_keys",
     "load_object",
+    "load_transforms",
     "ls",
     "open_repository",
     "parse_api_version_map",

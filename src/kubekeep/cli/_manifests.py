@@ -51,6 +51,8 @@ def print_report(results: list[dict[str, Any]], *, quiet: bool) -> Counter[str]:
             continue
         where = f"{r['namespace']}/{r['name']}" if r.get("namespace") else r["name"]
         line = f"{r['action']:<{width}}  {r['kind']} {where}"
+        if r.get("transforms"):
+            line += f" (transformed: {', '.join(r['transforms'])})"
         if r.get("reason"):
             line += f": {r['reason']}"
         click.secho(safe(line), fg=_COLORS.get(r["action"]))

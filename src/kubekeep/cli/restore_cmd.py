@@ -73,6 +73,27 @@ from kubekeep.cli.progress import RestoreProgress
     "a version the target does not serve is sent at the one it prefers for the kind).",
 )
 @click.option(
+    "--storage-class-map",
+    "storage_class_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Manifests: claims (and claim templates) of storage class OLD get NEW (repeatable).",
+)
+@click.option(
+    "--image-map",
+    "image_map",
+    multiple=True,
+    metavar="OLD_PREFIX=NEW_PREFIX",
+    help="Manifests: container images starting with OLD_PREFIX start with NEW_PREFIX instead (repeatable).",
+)
+@click.option(
+    "--transform",
+    "transform_files",
+    multiple=True,
+    metavar="FILE",
+    help="Manifests: change the objects that rules of FILE select (JSON Patch, merge patch; repeatable).",
+)
+@click.option(
     "--existing",
     type=click.Choice(["skip", "update"]),
     default=None,
@@ -107,6 +128,9 @@ def command(
     selector: str | None,
     namespace_map: tuple[str, ...],
     api_version_map: tuple[str, ...],
+    storage_class_map: tuple[str, ...],
+    image_map: tuple[str, ...],
+    transform_files: tuple[str, ...],
     existing: str | None,
     dry_run: bool,
     restore_status: bool,
@@ -123,9 +147,10 @@ def command(
 
     A manifests snapshot (taken from k8s://) restores into a cluster (--to k8s://[CONTEXT]) in
     dependency order, or to a directory as clean YAML for kubectl apply; --namespace, --kind,
-    --name and --selector pick objects (docs/manifests.md). A snapshot with volumes (backup
-    k8s:// --volumes) restored into a cluster brings the claims' data too, written before the
-    workloads that mount them are created (docs/volumes.md)."""
+    --name and --selector pick objects; --storage-class-map, --image-map and --transform change
+    them on the way (docs/manifests.md). A snapshot with volumes (backup k8s:// --volumes)
+    restored into a cluster brings the claims' data too, written before the workloads that
+    mount them are created (docs/volumes.md)."""
     scheme = api.scheme_of(destination)
     if data.given() and scheme != "k8s":
         raise errors.UsageError("--no-volumes, --volumes-from and --volume-parallel apply to restores into k8s://")
@@ -143,6 +168,7 @@ def command(
         raw=raw,
         destination=destination_options,
         volumes=data.options(volume, context=context, kubeconfig=kubeconfig) if scheme == "k8s" else None,
+        transforms=api.load_transforms(storage_class_map=storage_class_map, image_map=image_map, files=transform_files),
     )
     # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
     # restore its destination's own

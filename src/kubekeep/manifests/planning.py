@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
-from kubekeep.manifests import cleaning, ordering
+from kubekeep.manifests import cleaning, ordering, transforms
 from kubekeep.manifests.layout import split_api_version
 
 if TYPE_CHECKING:
@@ -142,6 +142,8 @@ class ReportLine(TypedDict):
     namespace: str
     name: str
     tier: str
+    #: the transforms that changed the object (``transforms.Transforms.apply``), when any did
+    transforms: NotRequired[list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,10 @@ class PlannedObject:
     owner_references: list[dict[str, Any]] = field(default_factory=list)
     #: sent at another version than stored, or not sendable (set by ``api_versions.resolve``)
     version_change: VersionChange | None = None
+    #: the transforms that changed ``obj``, in the order applied
+    transforms: list[str] = field(default_factory=list)
+    #: why a transform could not be applied: the object is not restored, and that is a failure
+    failed: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -194,7 +200,7 @@ class PlannedObject:
 
     def report(self) -> ReportLine:
         """The identifying part of this object's line in a restore report."""
-        return {
+        line: ReportLine = {
             "path": self.path,
             "apiVersion": self.api_version,
             "kind": self.kind,
@@ -202,15 +208,24 @@ class PlannedObject:
             "name": self.name,
             "tier": self.tier.name,
         }
+        if self.transforms:
+            line["transforms"] = list(self.transforms)
+        return line
 
 
 def plan(
-    objects: Iterable[StoredObject], opts: cleaning.CleanOptions, *, label: tuple[str, str] | None = None
+    objects: Iterable[StoredObject],
+    opts: cleaning.CleanOptions,
+    *,
+    label: tuple[str, str] | None = None,
+    transform: transforms.Transforms | None = None,
 ) -> list[PlannedObject]:
     """The restore plan for ``objects``, sorted by tier then path.
 
     Cleaned objects carry no ``ownerReferences``; each plan entry keeps the original ones so
-    that an exporter can point them at the new owners. ``label`` is set on every restored object.
+    that an exporter can point them at the new owners. ``transform`` changes the objects that
+    are restored after cleaning (a failure marks the entry ``failed``); ``label`` is set on
+    every restored object after that.
     """
     objects = list(objects)
     uids = {(o.obj.get("metadata") or {}).get("uid") for o in objects} - {None, ""}
@@ -234,10 +249,28 @@ def plan(
                 skip = f"recreated by its controller {controller.get('kind')} {controller.get('name')}"
         old_uid = str(meta.get("uid") or "")
         cleaning.clean(obj, group, resource, opts)
-        if label is not None and skip is None:
+        changed: list[str] = []
+        failed = None
+        if transform and skip is None:
+            try:
+                changed = transform.apply(obj, group, resource)
+            except transforms.TransformFailed as exc:
+                failed = str(exc)
+        if label is not None and skip is None and failed is None:
             obj["metadata"].setdefault("labels", {})[label[0]] = label[1]
         planned.append(
-            PlannedObject(stored.path, group, resource, obj, ordering.tier_of(group, resource), skip, old_uid, refs)
+            PlannedObject(
+                stored.path,
+                group,
+                resource,
+                obj,
+                ordering.tier_of(group, resource),
+                skip,
+                old_uid,
+                refs,
+                transforms=changed,
+                failed=failed,
+            )
         )
     planned.sort(key=lambda p: (p.tier.rank, p.path))
     return planned

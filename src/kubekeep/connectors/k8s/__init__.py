@@ -20,6 +20,7 @@ from kubekeep.connectors.fs import FsDestinationOptions
 from kubekeep.connectors.k8s.options import (
     CLEANING,
     CLUSTER_ONLY,
+    TRANSFORMING,
     ClusterVolumeOptions,
     ManifestsDestinationOptions,
     ManifestsSourceOptions,
@@ -83,6 +84,7 @@ def open_exporter(uri: str, options: ManifestsDestinationOptions) -> K8sExporter
         namespace_map=options.namespace_map,
         concurrency=options.concurrency or 64,
         api_version_map=options.api_version_map,
+        transforms=options.transforms,
     )
 
 
@@ -95,6 +97,13 @@ def open_manifests_exporter(destination: str, options: ManifestsDestinationOptio
     scheme = connectors.scheme_of(destination)
     if scheme == "k8s":
         return open_exporter(destination, options)
+    transforming = [n for n in options.given() if n in TRANSFORMING]
+    if transforming and (options.raw or scheme != "fs"):
+        names = ", ".join("--" + n.replace("_", "-") for n in transforming)
+        raise errors.UsageError(
+            f"{names} apply(ies) to restores into a cluster (k8s://) or to clean YAML files (fs:), "
+            + ("not to --raw file restores" if options.raw else f"not to {scheme}: destinations")
+        )
     wrong = [n for n in options.given() if n in CLUSTER_ONLY or (options.raw and n in CLEANING)]
     if wrong:
         names = ", ".join("--" + n.replace("_", "-") for n in wrong)
@@ -113,4 +122,5 @@ def open_manifests_exporter(destination: str, options: ManifestsDestinationOptio
         namespace_map=options.namespace_map,
         restore_status=options.restore_status,
         keep_managed_fields=options.keep_managed_fields,
+        transforms=options.transforms,
     )

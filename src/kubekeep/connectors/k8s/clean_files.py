@@ -13,12 +13,14 @@ from kubekeep.connectors.k8s.buffer import BufferingExporter, ObjectBuffer, requ
 from kubekeep.connectors.k8s.importer import DIR_MODE, FILE_MODE
 from kubekeep.engine.entries import Entry, EntryType, Exporter, SourceInfo
 from kubekeep.manifests import cleaning, layout, planning, serialization
+from kubekeep.manifests.transforms import Transforms
 
 
 class CleanFilesExporter(BufferingExporter):
     """Writes the objects of a manifests snapshot as clean YAML through another exporter (fs):
     cleaned as for a restore (``manifests.cleaning``), without cluster-owned objects and objects
-    their controllers recreate, namespaces mapped in content and paths. Other files of the
+    their controllers recreate, namespaces mapped in content and paths, transformed as a
+    restore into a cluster would (``manifests.transforms``). Other files of the
     snapshot (discovery.json, version.json) are left out."""
 
     scheme = "fs"
@@ -30,8 +32,10 @@ class CleanFilesExporter(BufferingExporter):
         namespace_map: Mapping[str, str] | None = None,
         restore_status: bool = False,
         keep_managed_fields: bool = False,
+        transforms: Transforms | None = None,
     ) -> None:
         self.inner = inner
+        self.transforms = transforms
         self.opts = cleaning.CleanOptions(
             restore_status=restore_status,
             keep_managed_fields=keep_managed_fields,
@@ -47,10 +51,13 @@ class CleanFilesExporter(BufferingExporter):
     def finish(self) -> list[str]:
         mtimes = self.buffer.mtimes
         made: set[str] = set()
-        for p in planning.plan(self.buffer.objects(), self.opts):
+        for p in planning.plan(self.buffer.objects(), self.opts, transform=self.transforms):
             line = p.report()
             if p.skip is not None:
                 self._results.append({**line, "action": "skipped", "reason": p.skip})
+                continue
+            if p.failed is not None:  # a transform could not be applied: no file
+                self._results.append({**line, "action": "failed", "reason": p.failed})
                 continue
             path = layout.remap_path(p.path, self.opts.namespace_map)
             parts = path.split("/")[:-1]

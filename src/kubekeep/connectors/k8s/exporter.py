@@ -1,10 +1,10 @@
 """Restore into ``k8s://``: a manifests snapshot's objects written to a cluster.
 
 ``K8sExporter`` buffers the selected objects, plans them (``manifests.planning``: cleaned,
-namespaces mapped, cluster-owned objects skipped), picks the version each object is sent at
-from the target's discovery (``manifests.api_versions``: a group version the target does not
-serve), creates them tier by tier with the objects of one tier in parallel (``tiers``), and
-reports every object.
+namespaces mapped, cluster-owned objects skipped, transforms applied), picks the version each
+object is sent at from the target's discovery (``manifests.api_versions``: a group version the
+target does not serve), creates them tier by tier with the objects of one tier in parallel
+(``tiers``), and reports every object.
 
 A data-first cluster restore (``kubekeep.api.cluster_restore``) sets ``phased``: ``finish``
 then creates only what comes before the workloads, and ``release`` the workloads and the rest
@@ -24,6 +24,7 @@ from kubekeep.engine.entries import SourceInfo
 from kubekeep.kube import config, discovery
 from kubekeep.kube.requesting import Session
 from kubekeep.manifests import api_versions, cleaning, planning
+from kubekeep.manifests.transforms import Transforms
 
 
 class K8sExporter(BufferingExporter):
@@ -41,6 +42,7 @@ class K8sExporter(BufferingExporter):
         namespace_map: Mapping[str, str] | None = None,
         concurrency: int = 64,
         api_version_map: Mapping[str, str] | None = None,
+        transforms: Transforms | None = None,
     ) -> None:
         if existing not in ("skip", "update"):
             raise errors.UsageError(f"--existing must be skip or update, not {existing!r}")
@@ -49,6 +51,7 @@ class K8sExporter(BufferingExporter):
             keep_managed_fields=keep_managed_fields,
             namespace_map=dict(namespace_map or {}),
         )
+        self.transforms = transforms
         self.label: tuple[str, str] | None = None  # the restored-from label, set in begin
         self.existing = existing
         self.dry_run = dry_run
@@ -74,7 +77,7 @@ class K8sExporter(BufferingExporter):
         self.session.get("/version")  # fail early, before reading the snapshot, if the cluster is unreachable
 
     def finish(self) -> list[str]:
-        plan = planning.plan(self.buffer.objects(), self.opts, label=self.label)
+        plan = planning.plan(self.buffer.objects(), self.opts, label=self.label, transform=self.transforms)
         self.buffer = ObjectBuffer()
         api_versions.resolve(plan, self._served(plan), self.api_version_map)
         runner = TierRunner(

@@ -12,6 +12,13 @@ from kubekeep import errors
 if TYPE_CHECKING:  # the pvc connector imports the Kubernetes client: only when volumes are asked for
     from kubekeep.connectors import DestinationOptions
     from kubekeep.connectors.pvc.options import VolumeOptions
+    from kubekeep.manifests.transforms import Transforms
+
+
+def _no_transforms() -> Transforms:
+    from kubekeep.manifests.transforms import Transforms  # jsonpatch: only when a restore is made
+
+    return Transforms()
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class ManifestsSourceOptions:
 CLUSTER_ONLY = ("existing", "dry_run", "concurrency", "context", "kubeconfig", "api_version_map")
 #: the options that only clean YAML (and cluster) restores take, not ``raw`` files
 CLEANING = ("namespace_map", "restore_status", "keep_managed_fields")
+#: the transforms' options (``Transforms.given``): restores into a cluster and to clean YAML
+TRANSFORMING = ("storage_class_map", "image_map", "transform")
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ class ManifestsDestinationOptions:
     destination: DestinationOptions | None = None
     #: k8s://: the claims' data of a snapshot with volumes (default: from ``volumes/``, data first)
     volumes: RestoreVolumeOptions | None = None
+    #: what the restore changes in the objects it creates (--storage-class-map, --image-map, --transform)
+    transforms: Transforms = field(default_factory=_no_transforms)
 
     def __post_init__(self) -> None:
         if self.existing not in ("skip", "update"):
@@ -100,4 +111,5 @@ class ManifestsDestinationOptions:
     def given(self) -> list[str]:
         """The names of the options set to something other than their defaults."""
         defaults = ManifestsDestinationOptions()
-        return [n for n in (*CLUSTER_ONLY, *CLEANING) if getattr(self, n) != getattr(defaults, n)]
+        given = [n for n in (*CLUSTER_ONLY, *CLEANING) if getattr(self, n) != getattr(defaults, n)]
+        return given + self.transforms.given()

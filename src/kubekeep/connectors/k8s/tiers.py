@@ -71,12 +71,15 @@ class TierRunner:
     def run(self, plan: list[PlannedObject]) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         tiers: dict[int, list[PlannedObject]] = {}
-        ranks = _ranks([p for p in plan if p.skip is None])
+        ranks = _ranks([p for p in plan if p.skip is None and p.failed is None])
         # a plan run in phases (``split_phases``) keeps the owners of every phase
         self.owners |= {ref.get("uid", "") for p in plan if p.skip is None for ref in p.owner_references}
         for i, p in enumerate(plan):
             if p.skip is not None:
                 results[i] = {**p.report(), "action": "skipped", "reason": p.skip}
+                self._tell(results[i])
+            elif p.failed is not None:  # a transform could not be applied
+                results[i] = {**p.report(), "action": "would fail" if self.dry_run else "failed", "reason": p.failed}
                 self._tell(results[i])
             elif p.version_change is not None and not p.version_change.sent:
                 action = "would fail" if self.dry_run else "failed"
