@@ -13,6 +13,7 @@ work directory (repository, restored files) for a look.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -21,12 +22,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from testenv.cluster import Cluster
 from testenv.seed import seed, wait_for_workloads
+
+if TYPE_CHECKING:
+    from testenv.simcsi import SimCSI
 
 
 class Story:
@@ -52,6 +57,9 @@ class Story:
         if len(out) > show:
             print(f"   ... ({len(out) - show} more lines)")
         if check and proc.returncode != 0:
+            for line in out[show:]:
+                if "fail" in line or "error" in line:
+                    print(f"   {line}")
             raise SystemExit(f"demo failed: kubekeep {' '.join(args)} exited {proc.returncode}")
         return proc
 
@@ -108,6 +116,8 @@ def run_story(story: Story, cluster: Cluster) -> None:
     manifests_story(story, cluster)
 
     volumes_story(story, cluster)
+
+    migration_story(story, cluster)
 
     story.chapter("Layer 0: a local directory, for comparison")
     data = story.work / "data"
@@ -177,15 +187,7 @@ def volumes_story(story: Story, cluster: Cluster) -> None:
                 },
             },
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                data = sim.volume_path(ns, "orders")
-                break
-            except LookupError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("demo failed: the claim shop-data/orders was not bound") from None
-                time.sleep(0.3)
+        data = _wait_for_volume(sim, ns, "orders")
         (data / "2026").mkdir()
         for month in range(1, 13):
             rows = "".join(f"{month:02d}-{i:05d},customer-{i % 97},{(i * 37) % 1000}.00\n" for i in range(5000))
@@ -207,6 +209,147 @@ def volumes_story(story: Story, cluster: Cluster) -> None:
         rest.delete(resource_path("v1", "namespaces", name=ns))
     story.env.pop("KUBEKEEP_HELPER_TOLERATIONS", None)
     rest.close()
+
+
+def migration_story(story: Story, source: Cluster) -> None:
+    """A namespace moved with its data to a second cluster of a newer Kubernetes, onto another
+    storage class: one backup with --volumes, one restore that writes the claim's files before
+    the StatefulSet that mounts it starts (the simulated kubelet records what its first start saw)."""
+    from kubekeep.kube.pods import DEFAULT_IMAGE
+    from testenv import bootstrap, versions
+    from testenv.rest import resource_path
+    from testenv.simcsi import SHELL_IMAGE, TAINT_KEY, SimCSI
+    from testenv.simcsi.kubelet import volume_listing
+    from testenv.simcsi.simulation import ENABLED_LABEL
+
+    ns, claim, new_class = "ledger", "data-ledger-0", "fast-ssd"
+    story.chapter(
+        f"Migration: a namespace with its data to a second cluster (Kubernetes {versions.NEWER_KUBERNETES_VERSION})"
+    )
+    story.env["KUBEKEEP_HELPER_TOLERATIONS"] = TAINT_KEY  # the simulated node is tainted
+    rest = source.rest()
+    with SimCSI(source, agent_images=[DEFAULT_IMAGE]) as sim:
+        rest.create(
+            resource_path("v1", "namespaces"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {ENABLED_LABEL: "true"}}},
+        )
+        claim_template = {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": bootstrap.STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        pod_spec = {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {"name": "db", "image": SHELL_IMAGE, "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}
+            ],
+            **sim.placement(),
+        }
+        rest.create(
+            resource_path("apps/v1", "statefulsets", ns),
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "ledger", "namespace": ns},
+                "spec": {
+                    "replicas": 1,
+                    "serviceName": "ledger",
+                    "selector": {"matchLabels": {"app": "ledger"}},
+                    "template": {"metadata": {"labels": {"app": "ledger"}}, "spec": pod_spec},
+                    "volumeClaimTemplates": [claim_template],
+                },
+            },
+        )
+        data = _wait_for_volume(sim, ns, claim)
+        for year in (2024, 2025, 2026):
+            rows = "".join(f"{year}-{i:06d},acct-{i % 211},{(i * 53) % 10000}.00\n" for i in range(20000))
+            (data / f"journal-{year}.csv").write_text("id,account,amount\n" + rows)
+        (data / "ledger.db").write_bytes(os.urandom(2 * 1024 * 1024))
+        expected = volume_listing(str(data))
+        story.say(f"source cluster: StatefulSet {ns}/ledger, claim {claim} ({bootstrap.STORAGE_CLASS}) with 4 files")
+        snap = story.kubekeep("backup", "k8s://", "--include-namespace", ns, "--volumes", "--tag", "migrate").stdout
+        snap_id = snap.split()[1]
+    rest.close()
+
+    story.say("starting a second cluster, of a newer Kubernetes, with its own storage class")
+    target = Cluster(nodes=1, progress=lambda m: story.say(m), newer=True).start()
+    try:
+        target_rest = target.rest()
+        target_rest.create(
+            resource_path("storage.k8s.io/v1", "storageclasses"),
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": new_class},
+                "provisioner": bootstrap.CSI_DRIVER,
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+            },
+        )
+        source_kubeconfig = story.env["KUBECONFIG"]
+        story.env["KUBECONFIG"] = str(target.kubeconfig)
+        with SimCSI(target, agent_images=[DEFAULT_IMAGE]) as target_sim:
+            started = time.time()
+            map_class = f"{bootstrap.STORAGE_CLASS}={new_class}"
+            # the source's pods were pinned to its node; a transform rule pins them to the target's
+            rules = story.work / "to-second-cluster.yaml"
+            rules.write_text(
+                "rules:\n"
+                "  - name: the second cluster's storage node\n"
+                "    match: {kinds: [StatefulSet], namespaces: [ledger]}\n"
+                "    mergePatch:\n"
+                f"      spec: {{template: {{spec: {{nodeSelector: {json.dumps(target_sim.placement()['nodeSelector'])}}}}}}}\n"
+            )
+            story.say(f"{rules.name}:")
+            for line in rules.read_text().splitlines():
+                story.say(f"  {line}")
+            restore = ["restore", snap_id, "-n", ns, "--to", "k8s://", "--storage-class-map", map_class]
+            restore += ["--transform", str(rules)]
+            story.kubekeep(*restore, "--dry-run", show=20)
+            story.kubekeep(*restore, show=20)
+            deadline = time.monotonic() + 90
+            starts = []
+            while not starts:
+                starts = [
+                    s for s in target_sim.container_starts(ns) if s.pod.startswith("ledger-") and s.time >= started
+                ]
+                if time.monotonic() > deadline:
+                    print(
+                        target.kubectl(
+                            "-n", ns, "get", "statefulsets,pods,pvc,events", "-o", "wide", check=False
+                        ).stdout
+                    )
+                    raise SystemExit(f"demo failed: no pod of {ns} started on the second cluster")
+                time.sleep(0.3)
+            pvc = target_rest.get(resource_path("v1", "persistentvolumeclaims", ns, name=claim))
+            story.say(f"second cluster: claim {claim} is of storage class {pvc['spec']['storageClassName']}")
+            saw = starts[0].claims.get(claim)
+            story.say(
+                f"pod {starts[0].pod}'s first start saw the claim's {len(saw or {})} entries, as backed up: {saw == expected}"
+            )
+            if saw != expected:
+                raise SystemExit("demo failed: the pod's first start did not see the migrated data")
+        target_rest.close()
+        story.env["KUBECONFIG"] = source_kubeconfig
+    finally:
+        target.stop()
+        story.env.pop("KUBEKEEP_HELPER_TOLERATIONS", None)
+
+
+def _wait_for_volume(sim: SimCSI, ns: str, claim: str) -> Path:
+    """The directory of ``ns/claim``'s volume, once the simulated provisioner has bound it."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return sim.volume_path(ns, claim)
+        except LookupError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo failed: the claim {ns}/{claim} was not bound") from None
+            time.sleep(0.3)
 
 
 def manifests_story(story: Story, cluster: Cluster) -> None:
@@ -241,8 +384,6 @@ def manifests_story(story: Story, cluster: Cluster) -> None:
 
 
 def _last_two(story: Story, source: str) -> list[str]:
-    import json
-
     proc = subprocess.run(
         [sys.executable, "-m", "kubekeep.cli.main", "snapshots", "--json", "--source", source],
         env=story.env,

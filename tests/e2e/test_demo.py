@@ -1,5 +1,6 @@
 """The README's first command: the demo tells the whole story with the real CLI on its own
-throwaway cluster (every layer, a restore of each, etcd disaster recovery) and ends cleanly."""
+throwaway cluster (every layer, a restore of each, a namespace migrated with its data to a newer cluster, etcd
+disaster recovery) and ends cleanly."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def test_demo_runs_end_to_end() -> None:
         "Layer 2: manifests",
         "Layer 3: volumes",
         "holds the same files: True",
+        "Migration: a namespace with its data to a second cluster",
+        "claim data-ledger-0 is of storage class fast-ssd",
+        "first start saw the claim's 4 entries, as backed up: True",
         "no errors were found",
         "data directory ready at",
         "demo finished in",
