@@ -1,6 +1,6 @@
 """The README's first command: the demo tells the whole story with the real CLI on its own
-throwaway cluster (every layer, a restore of each, a namespace migrated with its data to a newer cluster, etcd
-disaster recovery) and ends cleanly."""
+throwaway cluster (every layer, a restore of each, a namespace migrated with its data to a
+newer cluster, etcd disaster recovery) and ends cleanly."""
 
 from __future__ import annotations
 
