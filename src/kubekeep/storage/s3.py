@@ -34,6 +34,7 @@ from kubekeep.errors import (
 )
 from kubekeep.storage.base import Backend, ObjectInfo
 from kubekeep.storage.local import validate_name
+from kubekeep.storage.s3_versions import FirstVersions
 
 ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
@@ -56,6 +57,7 @@ class _GetObject(TypedDict):
     Bucket: str
     Key: str
     Range: NotRequired[str]
+    VersionId: NotRequired[str]
 
 
 class _PutObject(TypedDict):
@@ -189,6 +191,8 @@ class S3Backend(Backend):
         except ValueError as exc:  # e.g. a malformed endpoint URL
             raise UsageError(f"invalid S3 endpoint {endpoint_url!r}: {_one_line(str(exc))}") from exc
         self.endpoint_url: str = self._client.meta.endpoint_url
+        #: in a bucket with Object Lock, reads of write-once names take the version kubekeep wrote
+        self.first_versions = FirstVersions(self._client, bucket)
 
     def __repr__(self) -> str:
         return f"S3Backend({self.location!r}, endpoint={self.endpoint_url!r})"
@@ -282,6 +286,14 @@ class S3Backend(Backend):
         if length == 0:
             return b""
         params: _GetObject = {"Bucket": self.bucket, "Key": key}
+        try:
+            version = self.first_versions.version_id(key, name)
+        except LookupError:
+            raise ObjectNotFound(f"object {self._where}/{name} not found") from None
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "read", name)
+        if version is not None:
+            params["VersionId"] = version
         if length is not None:
             params["Range"] = f"bytes={offset}-{offset + length - 1}"
         elif offset:
@@ -290,7 +302,7 @@ class S3Backend(Backend):
             try:
                 response = self._client.get_object(**params)
                 body: bytes = response["Body"].read()
-                self._check_length(response, body, name, offset)
+                self._check_length(response, body, name, offset, version)
                 return body
             except bexc.ClientError as exc:
                 if _code(exc) == "InvalidRange":
@@ -305,7 +317,7 @@ class S3Backend(Backend):
                 self._raise(exc, "read", name)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _check_length(self, response: dict[str, Any], body: bytes, name: str, offset: int) -> None:
+    def _check_length(self, response: dict[str, Any], body: bytes, name: str, offset: int, version: str | None) -> None:
         """Raise ``_ShortBody`` unless ``body`` is as long as the answer said. botocore checks
         Content-Length; an answer without one, ended by a closed connection, looks whole to it,
         so the length comes from Content-Range, or else from the object's size."""
@@ -317,7 +329,8 @@ class S3Backend(Backend):
             expected = int(match[2]) - int(match[1]) + 1
         else:
             try:
-                size = int(self._client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
+                head = {"VersionId": version} if version is not None else {}
+                size = int(self._client.head_object(Bucket=self.bucket, Key=self._key(name), **head)["ContentLength"])
             except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
                 self._raise(exc, "check", name)
             expected = max(size - offset, 0)
@@ -383,6 +396,7 @@ class S3Backend(Backend):
 
     def delete(self, name: str) -> None:
         key = self._key(name)
+        self.first_versions.forget(key)
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)
         except bexc.ClientError as exc:
