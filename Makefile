@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c
 system-deps:
 	@bash scripts/system-deps.sh
 
-# pinned upstream binaries (etcd, Kubernetes, kwok), built once into ~/.cache/kubekeep-testenv
+# pinned upstream binaries (etcd, Kubernetes, kwok, Helm, the MinIO S3 test server), built once into
+# ~/.cache/kubekeep-testenv
 binaries: $(STAMP)
 	$(PY) -m testenv build
 

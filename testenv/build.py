@@ -12,6 +12,9 @@ Layout (``KUBEKEEP_TESTENV_CACHE`` overrides the root)::
         kubernetes-<version>/bin/ the second cluster's newer kube-apiserver,
                                   kube-controller-manager and kube-scheduler
                                   (versions.NEWER_KUBERNETES_VERSION), also apart
+        minio-<version>/bin/      the tests' S3 server (``minio``) and ``minio-users``, a small
+                                  admin client that creates users with IAM policies
+                                  (versions.MINIO_VERSION), also apart
 
 Only the Go module proxy is used: every source comes in through ``go build`` /
 ``go mod download`` of a generated module.
@@ -542,6 +545,131 @@ def ensure_newer_kubernetes(progress: Progress = _stderr) -> dict[str, Path]:
                 (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
                 _run_go_build(newer_kubernetes_build(), progress, newer_kubernetes_dir())
     return {name: bdir / name for name in NEWER_KUBERNETES_BINARIES}
+
+
+MINIO_MODULE = "github.com/minio/minio"
+
+#: What :func:`ensure_minio` builds: the server and the tests' user-and-policy admin client.
+MINIO_BINARIES: tuple[str, ...] = ("minio", "minio-users")
+
+_MINIO_USERS_MAIN = """// Command minio-users creates a MinIO user whose access is a policy of its own, through
+// MinIO's admin API with github.com/minio/madmin-go (the version the pinned MinIO requires):
+// the kubekeep tests' way to get credentials scoped by an IAM policy (allow, deny, resource
+// prefixes). The root credentials come from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, the
+// policy document (IAM JSON) from standard input. The policy is named after the user.
+//
+//	minio-users HOST:PORT USER SECRET < policy.json
+package main
+
+import (
+\t"context"
+\t"fmt"
+\t"io"
+\t"os"
+\t"time"
+
+\t"github.com/minio/madmin-go/v3"
+)
+
+func fail(format string, args ...any) {
+\tfmt.Fprintf(os.Stderr, "minio-users: "+format+"\\n", args...)
+\tos.Exit(1)
+}
+
+func main() {
+\tif len(os.Args) != 4 {
+\t\tfail("usage: minio-users HOST:PORT USER SECRET < policy.json")
+\t}
+\tendpoint, user, secret := os.Args[1], os.Args[2], os.Args[3]
+\troot, rootSecret := os.Getenv("MINIO_ROOT_USER"), os.Getenv("MINIO_ROOT_PASSWORD")
+\tif root == "" || rootSecret == "" {
+\t\tfail("MINIO_ROOT_USER and MINIO_ROOT_PASSWORD must be set")
+\t}
+\tpolicy, err := io.ReadAll(os.Stdin)
+\tif err != nil {
+\t\tfail("reading the policy from standard input: %v", err)
+\t}
+\tadm, err := madmin.New(endpoint, root, rootSecret, false)
+\tif err != nil {
+\t\tfail("%v", err)
+\t}
+\tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+\tdefer cancel()
+\tif err := adm.AddCannedPolicy(ctx, user, policy); err != nil {
+\t\tfail("adding policy %s: %v", user, err)
+\t}
+\tif err := adm.AddUser(ctx, user, secret); err != nil {
+\t\tfail("adding user %s: %v", user, err)
+\t}
+\treq := madmin.PolicyAssociationReq{Policies: []string{user}, User: user}
+\tif _, err := adm.AttachPolicy(ctx, req); err != nil {
+\t\tfail("attaching policy %s to user %s: %v", user, user, err)
+\t}
+}
+"""
+
+
+def minio_dir() -> Path:
+    """Cache directory of the pinned MinIO (``minio-<version>/``), apart from the control plane's."""
+    return cache_root() / f"minio-{versions.MINIO_VERSION}"
+
+
+def minio_paths() -> dict[str, Path]:
+    """``{"minio": ..., "minio-users": ...}``: where :func:`ensure_minio` puts the binaries."""
+    return {name: minio_dir() / "bin" / name for name in MINIO_BINARIES}
+
+
+def _minio_ldflags(version: str = versions.MINIO_VERSION) -> tuple[str, ...]:
+    """Stamp the release as MinIO's buildscripts/gen-ldflags.go does, from the pseudo-version
+    (``v0.0.0-YYYYmmddHHMMSS-<12 hex>``: the commit's time and short id)."""
+    match = re.fullmatch(r"v0\.0\.0-(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)-([0-9a-f]{12})", version)
+    if not match:
+        raise BuildError(f"unexpected MinIO pseudo-version {version!r}")
+    y, mo, d, h, mi, s, commit = match.groups()
+    pkg = f"{MINIO_MODULE}/cmd"
+    return (
+        "-s", "-w",
+        "-X", f"{pkg}.Version={y}-{mo}-{d}T{h}:{mi}:{s}Z",
+        "-X", f"{pkg}.ReleaseTag=DEVELOPMENT.{y}-{mo}-{d}T{h}-{mi}-{s}Z",
+        "-X", f"{pkg}.CommitID={commit}",
+        "-X", f"{pkg}.ShortCommitID={commit}",
+        "-X", f"{pkg}.CopyrightYear={y}",
+    )  # fmt: skip
+
+
+def minio_build() -> GoBuild:
+    """``minio`` (the module's main package) and ``minio-users`` from one generated module."""
+    go_mod = (
+        "module kubekeep.test/testenv/build/minio\n\n"
+        f"go {versions.GO_DIRECTIVE}\n\n"
+        f"require {MINIO_MODULE} {versions.MINIO_VERSION}\n"
+    )
+    return GoBuild(
+        name="minio",
+        binaries=MINIO_BINARIES,
+        packages=(MINIO_MODULE, "./cmd/minio-users"),
+        go_mod=lambda _workdir: go_mod,
+        ldflags=_minio_ldflags(),
+        extra_files={"cmd/minio-users/main.go": _MINIO_USERS_MAIN},
+    )
+
+
+def ensure_minio(progress: Progress = _stderr) -> dict[str, Path]:
+    """Build the pinned MinIO and ``minio-users`` into their cache directory if either is
+    missing; return :func:`minio_paths`."""
+    paths = minio_paths()
+
+    def have_all() -> bool:
+        return all(p.is_file() and os.access(p, os.X_OK) for p in paths.values())
+
+    if not have_all():
+        with _build_lock(progress, minio_dir()):
+            if not have_all():
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                _run_go_build(minio_build(), progress, minio_dir())
+    return paths
 
 
 @dataclass(frozen=True)

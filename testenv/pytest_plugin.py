@@ -11,6 +11,8 @@ Load with ``pytest_plugins = ["testenv.pytest_plugin"]`` in the top-level
 * ``kube_client`` / ``readonly_kube_client`` (session): ``kubernetes`` ApiClients
   for the admin and the least-privilege kubeconfig.
 * ``helm_binary`` (session): the pinned ``helm``, built on first use.
+* ``minio_binaries`` (session): the pinned ``minio`` and ``minio-users``, built on first use
+  (tests.support.s3_fixtures starts the S3 server from them).
 * ``newer_cluster`` (session): a second cluster running ``versions.NEWER_KUBERNETES_VERSION``
   (the migration tests), started only when a test asks for it; reused from
   ``$KUBEKEEP_TESTENV_NEWER_STATE`` if that names a running one.
@@ -96,6 +98,13 @@ def newer_cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
 def helm_binary(pytestconfig: pytest.Config) -> Path:
     """The pinned ``helm`` (``versions.HELM_VERSION``), built into its cache directory on first use."""
     return build.ensure_helm(_progress_printer(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def minio_binaries(pytestconfig: pytest.Config) -> dict[str, Path]:
+    """``{"minio": path, "minio-users": path}`` (``versions.MINIO_VERSION``), built into their
+    cache directory on first use."""
+    return build.ensure_minio(_progress_printer(pytestconfig))
 
 
 @pytest.fixture(scope="session")

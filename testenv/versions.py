@@ -4,7 +4,8 @@ This is the only place versions are recorded; the binary cache directory is keye
 on :func:`cache_key`, so bumping any version here triggers a fresh build. Helm is the
 exception: it is not part of the control plane and builds into ``helm-<version>/`` of its
 own (``testenv.build.helm_dir``), so bumping it rebuilds Helm only. So is the newer
-Kubernetes of the second cluster (:data:`NEWER_KUBERNETES_VERSION`, ``kubernetes-<version>/``).
+Kubernetes of the second cluster (:data:`NEWER_KUBERNETES_VERSION`, ``kubernetes-<version>/``),
+and the S3 server of the storage tests (:data:`MINIO_VERSION`, ``minio-<version>/``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ SNAPSHOTTER_CLIENT_VERSION = "v8.7.0"
 
 #: ``helm.sh/helm/v4`` release (``cmd/helm``): the chart tests' ``helm``. Not in :func:`cache_key`.
 HELM_VERSION = "v4.3.2"
+
+#: ``github.com/minio/minio``: the S3-compatible server the storage, S3 and end-to-end tests run
+#: against (versioning, Object Lock retention, IAM users and policies; docs in testenv/README.md).
+#: MinIO tags its releases ``RELEASE.<date>``, not semver, so the Go module proxy serves it by
+#: pseudo-version: this is the newest it serves (commit 7aac2a2c5b7c of 2026-02-12). Its go.mod
+#: has no replace directives. Not in :func:`cache_key`: it builds into ``minio-<version>/``.
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
 #: Go directive written into the generated build modules (must be <= local Go).
 GO_DIRECTIVE = "1.26.0"
