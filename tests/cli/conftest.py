@@ -1,5 +1,5 @@
-"""Fixtures for the end-to-end tests: repositories on a local directory and on the moto S3
-server, and a ``kubekeep`` runner bound to one."""
+"""Fixtures for the end-to-end tests: repositories on a local directory and on the MinIO S3
+test server, and a ``kubekeep`` runner bound to one."""
 
 from __future__ import annotations
 

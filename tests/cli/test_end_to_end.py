@@ -1,5 +1,5 @@
 """The whole life of a repository through the real ``kubekeep`` command, on a local directory
-and on S3 (the moto server): init, backup, snapshots, ls, cat, diff, restore (whole, a
+and on S3 (the MinIO test server): init, backup, snapshots, ls, cat, diff, restore (whole, a
 directory, a file), check --read-data, forget --prune, and copy to a repository of the other
 kind."""
 

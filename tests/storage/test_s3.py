@@ -1,4 +1,4 @@
-"""S3Backend specifics against a real moto server: errors, bucket handling, configuration."""
+"""S3Backend specifics against the real S3 test server (MinIO): errors, bucket handling, configuration."""
 
 from __future__ import annotations
 
