@@ -28,9 +28,10 @@ __all__ = ["s3_admin", "s3_auth_server", "s3_bucket", "s3_client", "s3_lock_buck
 
 
 @pytest.fixture(scope="session")
-def s3_server(minio_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One MinIO server for the whole session, with its root credentials."""
-    with running_s3_server(workdir=tmp_path_factory.mktemp("minio")) as server:
+def s3_server(minio_binaries: dict[str, Path]) -> Iterator[S3Server]:
+    """One MinIO server for the whole session, with its root credentials (its data, in a
+    temporary directory, goes with it)."""
+    with running_s3_server() as server:
         yield server
 
 
