@@ -37,7 +37,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps binaries lint
 	$(PY) -m pytest -q
 
-# engine, storage and CLI tests only (no local control plane)
+# engine, storage and CLI tests only (no local control plane; the MinIO S3 server is built on first use)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not cluster"
 
