@@ -4,8 +4,6 @@ snapshot, a key or the config by someone holding the backup credentials changes 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +17,24 @@ from tests.support.s3server import S3Server
 pytestmark = pytest.mark.s3
 
 
-def _empty(client: Any, bucket: str) -> None:
-    paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-            client.delete_object(
-                Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"], BypassGovernanceRetention=True
-            )
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-def lock_bucket(s3_admin: Any) -> Iterator[str]:
-    """A fresh bucket with Object Lock on (and so versioning), no default retention."""
-    name = f"kk-lock-{uuid.uuid4().hex[:16]}"
-    s3_admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    yield name
-    _empty(s3_admin, name)
-
-
 def _backend(server: S3Server, bucket: str) -> S3Backend:
     return S3Backend(bucket, "repo", **server.backend_options())
 
 
-def test_an_overwritten_object_reads_as_first_written(s3_server: S3Server, s3_admin: Any, lock_bucket: str) -> None:
-    backend = _backend(s3_server, lock_bucket)
+def test_an_overwritten_object_reads_as_first_written(s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str) -> None:
+    backend = _backend(s3_server, s3_lock_bucket)
     original = bytes(range(256)) * 64
     backend.store("data/ab/abcdef", original)
-    s3_admin.put_object(Bucket=lock_bucket, Key="repo/data/ab/abcdef", Body=b"forged by an attacker")
+    s3_admin.put_object(Bucket=s3_lock_bucket, Key="repo/data/ab/abcdef", Body=b"forged by an attacker")
 
-    fresh = _backend(s3_server, lock_bucket)  # nothing cached: it asks the bucket
+    fresh = _backend(s3_server, s3_lock_bucket)  # nothing cached: it asks the bucket
     assert fresh.load("data/ab/abcdef") == original
     assert fresh.load("data/ab/abcdef", 100, 50) == original[100:150]
     assert [v.size for v in fresh.first_versions.versions("repo/data/ab/abcdef")] == [21, len(original)]
 
 
-def test_lock_files_are_read_at_their_newest_version(s3_server: S3Server, s3_admin: Any, lock_bucket: str) -> None:
-    backend = _backend(s3_server, lock_bucket)
+def test_lock_files_are_read_at_their_newest_version(s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str) -> None:
+    backend = _backend(s3_server, s3_lock_bucket)
     backend.store("locks/one", b"first")
     backend.store("locks/one", b"refreshed")
     assert backend.load("locks/one") == b"refreshed"
@@ -72,10 +51,10 @@ def test_without_object_lock_the_newest_version_is_read(s3_server: S3Server, s3_
 def test_a_repository_survives_forgeries_over_its_objects(
     s3_server: S3Server,
     s3_admin: Any,
-    lock_bucket: str,
+    s3_lock_bucket: str,
     tmp_path: Path,
 ) -> None:
-    spec = s3_spec(s3_server, lock_bucket)
+    spec = s3_spec(s3_server, s3_lock_bucket)
     kk = KK(spec, password="correct horse", cache_dir=tmp_path / "cache")
     kk.run("init")
     source = tmp_path / "src"
@@ -86,7 +65,7 @@ def test_a_repository_survives_forgeries_over_its_objects(
     forged = 0
     for name in spec.objects():
         if not name.startswith("locks/"):
-            s3_admin.put_object(Bucket=lock_bucket, Key=f"repo/{name}", Body=b"\0" * 64)
+            s3_admin.put_object(Bucket=s3_lock_bucket, Key=f"repo/{name}", Body=b"\0" * 64)
             forged += 1
     assert forged > 5
 
