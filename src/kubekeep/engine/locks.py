@@ -220,7 +220,10 @@ class LockGuard(Backend):
         self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
     ) -> None:
         self._check(name)
-        self.inner.store(name, data, exclusive=exclusive, retention=retention)
+        if retention is None:  # backends (and test doubles) written before retention dates
+            self.inner.store(name, data, exclusive=exclusive)
+        else:
+            self.inner.store(name, data, exclusive=exclusive, retention=retention)
 
     def delete(self, name: str) -> None:
         self._check(name)
