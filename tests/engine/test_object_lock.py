@@ -200,6 +200,13 @@ def test_check_finds_missing_and_shortened_retention(
     assert any(pack in e and "needed by a snapshot" in e for e in errs), errs
     assert any("runs/" + "0" * 64 in e and "no retention date" in e for e in errs), errs
 
+    # the records trust the date kubekeep set; --verify asks the server and repairs only that one
+    assert objectlock.extend_all(fresh).extended == 0
+    extended = objectlock.extend_all(fresh, verify=True)
+    assert extended.extended == 1 and extended.asked == extended.objects
+    errs = run_check(Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)).errors
+    assert [e for e in errs if pack in e] == []
+
 
 def test_forget_and_prune_leave_locked_objects_and_remove_them_once_lapsed(
     s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
@@ -295,3 +302,31 @@ def test_a_refused_deletion_is_reported_not_raised_by_prune(
     report = forget(repo, ids=[snap.id])
     assert list(report.locked) == [snap.id]  # refused by the credentials, reported
     assert snap.id in repo.snapshot_ids()
+
+
+def test_prune_leaves_a_locked_unreferenced_pack_and_removes_it_once_lapsed(
+    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+) -> None:
+    repo = _init(s3_server, lock_bucket, tmp_path)
+    _backup(repo, _tree(tmp_path, "a", 1))
+    leftover = "data/ab/ab" + "1" * 62  # as a killed backup leaves it: stored, never indexed
+    repo.backend.store(leftover, b"pack of an interrupted backup")
+    with repo.lock(exclusive=True):
+        report = run_prune(repo)
+    # the leftover pack, and the backup's index file (replaced by prune's, but still locked)
+    assert report.objects_locked == 2 and report.locked_until and report.packs_deleted == 0
+    assert repo.backend.exists(leftover)
+    records_before = len(list(repo.backend.list("retention/")))
+    assert records_before >= 2
+
+    time.sleep((PERIOD + MARGIN).total_seconds() + 1)
+    with repo.lock(exclusive=True):
+        report = run_prune(repo)
+    assert report.objects_locked == 0 and report.packs_deleted == 1
+    assert not any(v["Key"] == f"repo/{leftover}" for v in _versions(s3_admin, lock_bucket))
+    # the records were replaced by one (the lapsed ones deleted)
+    assert repo.ledger is not None
+    assert len(list(repo.backend.list("retention/"))) == 1
+    fresh = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
+    assert fresh.ledger is not None and leftover not in fresh.ledger.dates
+    assert run_check(fresh).ok

@@ -42,16 +42,17 @@ def object_lock_settings(repo: Repository) -> ObjectLockSettings | None:
     return ObjectLockSettings(int(policy.period_s), policy.mode, int(policy.margin_s))
 
 
-def extend_locks(repo: Repository) -> ExtendReport:
+def extend_locks(repo: Repository, *, verify: bool = False) -> ExtendReport:
     """Extend the retention of every object a snapshot still within its lock period needs, where
     it falls short of what that snapshot requires (only those: the others cost nothing), and
-    record the dates set. Takes a shared lock: it only adds."""
+    record the dates set. ``verify`` asks the server about every such object instead of trusting
+    the retention records (one HEAD each). Takes a shared lock: it only adds."""
     if repo.object_lock is None:
         raise errors.UsageError(
             f"the repository at {repo.backend.location} was not created with --object-lock: nothing to extend"
         )
     with repo.lock():
-        report = objectlock.extend_all(repo)
+        report = objectlock.extend_all(repo, verify=verify)
     if report.failures:
         raise errors.StorageError(
             f"{len(report.failures)} retention extension(s) failed, the first: {report.failures[0]}"

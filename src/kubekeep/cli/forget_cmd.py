@@ -60,7 +60,13 @@ def command(
     if settings().json:
         emit_json(
             [
-                {"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
+                {
+                    "id": d.snapshot.id,
+                    "time": d.snapshot.time,
+                    "keep": d.keep,
+                    "reasons": d.reasons,
+                    **({"locked_until": report.locked[d.snapshot.id]} if d.snapshot.id in report.locked else {}),
+                }
                 for d in report.decisions
             ]
             + [

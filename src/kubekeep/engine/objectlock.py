@@ -315,14 +315,39 @@ class Ledger:
             self._dates[name] = max(self._dates.get(name, 0), until)
         return self._dates
 
+    def consolidate(self) -> tuple[str | None, list[errors.DeleteRefused]]:
+        """Replace the records by one holding the date of every object still stored (prune's
+        last step); the old records whose date is reached are deleted, the others stay (the
+        refusals are returned). A crash in between leaves duplicate entries, which are harmless."""
+        dates = self.dates
+        old = [o.name for o in self.repo.backend.list(f"{RECORD_PREFIX}/")]
+        present = set(lockable_names(self.repo))
+        self._unrecorded = {}
+        new = save_record(self.repo, {n: u for n, u in dates.items() if n in present})
+        refused: list[errors.DeleteRefused] = []
+        kept = [new] if new else []
+        for name in old:
+            if name == new:
+                continue
+            try:
+                self.repo.backend.delete(name)
+            except errors.DeleteRefused as exc:
+                refused.append(exc)
+                kept.append(name)
+        self.record_names = kept
+        return new, refused
+
     def flush(self) -> str | None:
         """Write what this process set since the last flush as one retention record."""
         self._absorb()
         pending, self._unrecorded = self._unrecorded, {}
+        name = save_record(self.repo, pending)
         if self._dates is not None:
-            for name, until in pending.items():
-                self._dates[name] = max(self._dates.get(name, 0), until)
-        return save_record(self.repo, pending)
+            for obj, until in pending.items():
+                self._dates[obj] = max(self._dates.get(obj, 0), until)
+            if name is not None:
+                self.record_names.append(name)
+        return name
 
 
 # -- what a snapshot needs -------------------------------------------------------------------
@@ -386,19 +411,20 @@ class ExtendReport:
         }
 
 
-def extend_needed(repo: Repository, needs: dict[str, dt.datetime]) -> ExtendReport:
+def extend_needed(repo: Repository, needs: dict[str, dt.datetime], *, verify: bool = False) -> ExtendReport:
     """Make each object of ``needs`` (name -> the time of the newest snapshot needing it) locked
     until at least ``policy.threshold(time)``: objects recorded below it are extended to
-    ``policy.target(time)``; an object the records do not know is asked about first."""
+    ``policy.target(time)``; an object the records do not know is asked about first. ``verify``
+    asks the server about every object instead of trusting the records (one HEAD each)."""
     policy, retaining, ledger = _parts(repo)
     dates = ledger.dates
     report = ExtendReport(objects=len(needs))
-    todo = [(n, t) for n, t in needs.items() if dates.get(n, 0) < _epoch(policy.threshold(t))]
+    todo = [(n, t) for n, t in needs.items() if verify or dates.get(n, 0) < _epoch(policy.threshold(t))]
     lock = threading.Lock()
 
     def one(item: tuple[str, dt.datetime]) -> None:
         name, time = item
-        if name not in dates:
+        if verify or name not in dates:
             with lock:
                 report.asked += 1
             current = retaining.retention(name)
@@ -451,12 +477,13 @@ def snapshot_needs(repo: Repository, now: dt.datetime) -> dict[str, dt.datetime]
     return needs
 
 
-def extend_all(repo: Repository, now: dt.datetime | None = None) -> ExtendReport:
+def extend_all(repo: Repository, now: dt.datetime | None = None, *, verify: bool = False) -> ExtendReport:
     """``kubekeep locks extend``: every object a snapshot within its lock period needs is made
     locked as that snapshot requires (snapshot files keep the date they were written with unless
-    it falls short); then the dates set are recorded."""
+    it falls short); then the dates set are recorded. ``verify``: ask the server about every
+    object rather than trust the records (after ``check`` found a date shortened)."""
     needs = snapshot_needs(repo, now or utcnow())
-    report = extend_needed(repo, needs)
+    report = extend_needed(repo, needs, verify=verify)
     flush(repo)
     return report
 
@@ -526,13 +553,13 @@ def check_locks(repo: Repository, names: Iterable[str], now: dt.datetime | None 
             if recorded is not None and found.until.timestamp() + 1 < recorded:
                 result.errors.append(
                     f"{name} is locked until {show(found.until)}, but kubekeep set {show(recorded)}: "
-                    "its retention was shortened"
+                    "its retention was shortened ('kubekeep locks extend --verify' restores it)"
                 )
             need = needs.get(name)
             if need is not None and found.until < need + policy.period:
                 result.errors.append(
                     f"{name} is needed by a snapshot of {show(need)} until {show(need + policy.period)} but locked "
-                    f"only until {show(found.until)}; 'kubekeep locks extend' extends it"
+                    f"only until {show(found.until)}; 'kubekeep locks extend --verify' extends it"
                 )
             if earliest is None or found.until < earliest:
                 earliest = found.until

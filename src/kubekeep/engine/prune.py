@@ -185,6 +185,9 @@ def run_prune(
     cleanup_temp = getattr(repo.backend, "cleanup_temp", None)
     if cleanup_temp is not None:
         cleanup_temp()
+    if repo.ledger is not None:
+        say("consolidating the retention records")
+        repo.ledger.consolidate()  # records still locked stay until a later prune (not counted)
     repo.reload_index()
     return report
 
