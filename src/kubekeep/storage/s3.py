@@ -86,6 +86,8 @@ _AUTH = {
     "AuthorizationHeaderMalformed",
     "403",
 }
+#: how servers other than AWS answer a deletion Object Lock refuses (MinIO: 400 InvalidRequest)
+_WORM_REFUSED = {"InvalidRequest", "ObjectLocked", "400"}
 _PRECONDITION = {"PreconditionFailed", "412"}
 _CONDITIONAL_UNSUPPORTED = {"NotImplemented", "501", "InvalidArgument", "InvalidRequest"}
 _CONDITIONAL_CONFLICT = {"ConditionalRequestConflict", "409"}
@@ -465,8 +467,12 @@ class S3Backend(Backend):
 
     def _refused(self, exc: bexc.ClientError, name: str, version_id: str | None) -> None:
         """Raise ``DeleteRefused`` if the server refused a deletion (a retention date or the
-        credentials' permissions), with the retention date when it can be read."""
-        if _code(exc) not in _AUTH:
+        credentials' permissions), with the retention date when it can be read. AWS refuses a
+        retained version with 403 AccessDenied, MinIO with 400 InvalidRequest ("Object is WORM
+        protected"); a policy's refusal is AccessDenied on both."""
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        worm = _code(exc) in _WORM_REFUSED and ("WORM" in message or "lock" in message.lower())
+        if _code(exc) not in _AUTH and not worm:
             return
         until = None
         if version_id is not None:
