@@ -16,7 +16,9 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
     ├── SnapshotNotFound           no snapshot matches an id prefix or name
     ├── PathNotFound               no entry at that path inside a snapshot
     ├── StorageError               the backend failed (I/O, network, permissions)
-    │   └── ObjectNotFound         a named object is missing from the backend
+    │   ├── ObjectNotFound         a named object is missing from the backend
+    │   └── DeleteRefused          a deletion refused: a retention date not reached, or the
+    │                              credentials may not delete (append-only)
     ├── ConnectorError             a source or destination failed
     │   ├── EntryFailed            one entry could not be written; the restore goes on
     │   ├── SourceUnreachable      the cluster, etcd or agent cannot be reached
@@ -25,6 +27,8 @@ and, where possible, what to do. The CLI prints ``str(exc)`` and exits with ``ex
 """
 
 from __future__ import annotations
+
+import datetime
 
 
 class KubekeepError(Exception):
@@ -90,6 +94,16 @@ class StorageError(KubekeepError):
 
 class ObjectNotFound(StorageError):
     exit_code = 15
+
+
+class DeleteRefused(StorageError):
+    """A deletion was not done: the object's retention date (Object Lock) is not reached, or the
+    storage refused it (append-only credentials). ``until`` is the retention date when known
+    (an aware datetime). Prune and forget report these and leave the object for a later run."""
+
+    def __init__(self, message: str, until: datetime.datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class ConnectorError(KubekeepError):

@@ -55,3 +55,18 @@ def parse_period(text: str) -> dt.timedelta:
         raise errors.UsageError(f"invalid duration {text!r} (use e.g. 7d, 12h, 1y6m)")
     hours = sum(int(n) * _PERIOD_HOURS[u] for n, u in re.findall(r"(\d+)([ymwdh])", text))
     return dt.timedelta(hours=hours)
+
+
+_LOCK_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "s": 1}
+
+
+def parse_lock_period(text: str) -> dt.timedelta:
+    """An Object Lock period: ``30`` (days), ``30d``, ``12h``, ``1y``, ``2w``, ``5s`` (seconds, for
+    tests), or a sum such as ``1d12h``. No ``m``: it would be a minute in one syntax, a month in
+    the other."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+", text):
+        return dt.timedelta(days=int(text))
+    if not re.fullmatch(r"(\d+[ywdhs])+", text):
+        raise errors.UsageError(f"invalid Object Lock period {text!r} (use e.g. 30 or 30d, 12h, 1y, 5s)")
+    return dt.timedelta(seconds=sum(int(n) * _LOCK_SECONDS[u] for n, u in re.findall(r"(\d+)([ywdhs])", text)))

@@ -19,6 +19,12 @@ from kubekeep.api.drills import DrillOptions, drill, drill_report, drills
 from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
 from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
 from kubekeep.api.metrics import RepositoryMetrics, RunMetrics, SourceMetrics, repository_metrics
+from kubekeep.api.object_lock import (
+    ObjectLockOptions,
+    ObjectLockSettings,
+    extend_locks,
+    object_lock_settings,
+)
 from kubekeep.api.refs import split_ref
 from kubekeep.api.repositories import (
     RepositoryOptions,
@@ -56,6 +62,7 @@ from kubekeep.engine.check import CheckReport, DataSubset
 from kubekeep.engine.diff import ADDED, METADATA, MODIFIED, REMOVED, TYPE_CHANGED, Change
 from kubekeep.engine.drills import DrillCleanup, DrillNamespace, DrillObject, DrillRecord, DrillWorkload
 from kubekeep.engine.entries import SnapshotKind
+from kubekeep.engine.objectlock import ExtendReport
 from kubekeep.engine.prune import PruneReport
 from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import KeyListing, Repository
@@ -113,6 +120,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ExtendReport",
+    "ObjectLockOptions",
+    "ObjectLockSettings",
+    "extend_locks",
+    "object_lock_settings",
     "ADDED",
     "AGENT_HANDSHAKE_TIMEOUT",
     "AGENT_LISTEN",

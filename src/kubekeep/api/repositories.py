@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kubekeep import errors
+from kubekeep.api.object_lock import ObjectLockOptions
 from kubekeep.engine.locks import remove_stale_locks
 from kubekeep.engine.repository import KeyListing, Repository
 from kubekeep.storage import open_backend
@@ -47,9 +48,16 @@ def open_repository(opts: RepositoryOptions) -> Repository:
     return Repository.open(backend, opts.password, cache_root=opts.cache_dir, no_cache=opts.no_cache)
 
 
-def init_repository(opts: RepositoryOptions, *, kdf: dict[str, int | str] | None = None) -> Repository:
+def init_repository(
+    opts: RepositoryOptions, *, kdf: dict[str, int | str] | None = None, object_lock: ObjectLockOptions | None = None
+) -> Repository:
+    """Create a repository; with ``object_lock``, one whose objects carry retention dates
+    (refused, with one line, where the location cannot hold them: docs/immutability.md)."""
+    policy = object_lock.policy() if object_lock is not None else None
     backend = open_backend(opts.location, **opts.backend_options)
-    return Repository.init(backend, opts.password, kdf=kdf, cache_root=opts.cache_dir, no_cache=opts.no_cache)
+    return Repository.init(
+        backend, opts.password, kdf=kdf, cache_root=opts.cache_dir, no_cache=opts.no_cache, object_lock=policy
+    )
 
 
 def refresh(repo: Repository) -> bool:

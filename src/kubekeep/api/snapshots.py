@@ -269,10 +269,13 @@ class ForgetReport:
     decisions: list[Decision] = field(default_factory=list)
     damaged_removed: list[DamagedSnapshot] = field(default_factory=list)
     damaged_kept: list[DamagedSnapshot] = field(default_factory=list)
+    #: snapshots to remove whose file is still locked (Object Lock): id -> the date, when known;
+    #: they stay, and a later forget removes them
+    locked: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def removed(self) -> int:
-        return sum(1 for d in self.decisions if not d.keep) + len(self.damaged_removed)
+        return sum(1 for d in self.decisions if not d.keep) + len(self.damaged_removed) - len(self.locked)
 
     @property
     def kept(self) -> int:
@@ -332,11 +335,12 @@ def _forget(
                 report.decisions.extend(apply_policy(group, policy))
             report.damaged_kept = list(repo.damaged_snapshots.values())
         if not dry_run:
-            for d in report.decisions:
-                if not d.keep:
-                    repo.delete_snapshot(d.snapshot.id)
-            for damaged in report.damaged_removed:
-                repo.delete_snapshot(damaged.id)
+            doomed = [d.snapshot.id for d in report.decisions if not d.keep]
+            for snap_id in doomed + [damaged.id for damaged in report.damaged_removed]:
+                try:
+                    repo.delete_snapshot(snap_id)
+                except errors.DeleteRefused as exc:
+                    report.locked[snap_id] = None if exc.until is None else f"{exc.until:%Y-%m-%d %H:%M:%S} UTC"
         return report
 
 

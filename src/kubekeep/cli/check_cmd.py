@@ -38,6 +38,12 @@ def command(repo: api.Repository, read_data: bool, read_data_subset: str | None)
         info(
             f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
             + (f", read {report.packs_read} packs and {report.blobs_read} blobs" if read_data else "")
+            + (
+                f"; retention dates of {report.locked_objects} objects checked"
+                + (f" (earliest {report.locked_until_earliest})" if report.locked_until_earliest else "")
+                if report.locked_objects
+                else ""
+            )
         )
     if not report.ok:
         raise errors.IntegrityError(f"{len(report.errors)} problem(s) found in the repository")

@@ -60,7 +60,13 @@ def command(
     if settings().json:
         emit_json(
             [
-                {"id": d.snapshot.id, "time": d.snapshot.time, "keep": d.keep, "reasons": d.reasons}
+                {
+                    "id": d.snapshot.id,
+                    "time": d.snapshot.time,
+                    "keep": d.keep,
+                    "reasons": d.reasons,
+                    **({"locked_until": report.locked[d.snapshot.id]} if d.snapshot.id in report.locked else {}),
+                }
                 for d in report.decisions
             ]
             + [
@@ -84,6 +90,10 @@ def command(
             info(f"{verb} {damaged.short_id} (damaged snapshot file, removed unread)")
         for damaged in report.damaged_kept:
             info(f"keep   {damaged.short_id} (damaged: a policy never removes a snapshot it cannot read)")
+        for snap_id, until in report.locked.items():
+            info(
+                f"locked {snap_id[:8]} (its retention date{' ' + until if until else ''} is not reached: left for a later forget)"
+            )
         info(f"{report.removed} snapshot(s) {'would be ' if dry_run else ''}removed, {report.kept} kept")
     if then_prune and not dry_run:
         prune_cmd.prune_and_report(repo, max_unused=0.1, dry_run=False)

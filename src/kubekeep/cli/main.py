@@ -38,6 +38,7 @@ COMMANDS = [
     "key",
     "copy",
     "unlock",
+    "locks",
     "etcd",
     "summary",
     "ui",

@@ -29,6 +29,9 @@ def prune_and_report(repo: api.Repository, *, max_unused: float, dry_run: bool) 
         f"keep {report.packs_kept}; {report.blobs_removed} unused blob(s); "
         f"{prefix}free {human_size(report.bytes_freed)}"
     )
+    if report.objects_locked:
+        until = f" until {report.locked_until}" if report.locked_until else ""
+        info(f"{report.objects_locked} object(s) still locked{until}, left for a later prune")
 
 
 @click.command(short_help="Remove unreferenced data from the repository.")

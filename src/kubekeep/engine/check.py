@@ -21,7 +21,7 @@ from typing import Any
 
 from kubekeep import errors
 from kubekeep.engine import format as fmt
-from kubekeep.engine import objects
+from kubekeep.engine import objectlock, objects
 from kubekeep.engine.crypto import OVERHEAD
 from kubekeep.engine.index import Index, decode_index_body
 from kubekeep.engine.pack import DATA, LENGTH_SIZE, BlobEntry, pack_name, read_header, verify_pack_id
@@ -76,6 +76,9 @@ class CheckReport:
     packs: int = 0
     packs_read: int = 0
     blobs_read: int = 0
+    #: Object Lock: objects whose retention date was checked, and the earliest of those dates
+    locked_objects: int = 0
+    locked_until_earliest: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -121,6 +124,11 @@ def run_check(
             _check_pack_ends(repo, {p: e for p, e in indexed.items() if p not in chosen}, stored, report)
         else:
             _check_pack_ends(repo, indexed, stored, report)
+        if repo.object_lock is not None:
+            locks = objectlock.check_locks(repo, objectlock.lockable_names(repo))
+            report.errors.extend(locks.errors)
+            report.locked_objects = locks.objects
+            report.locked_until_earliest = locks.earliest
     return report
 
 

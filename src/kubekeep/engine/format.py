@@ -7,9 +7,12 @@ from typing import NotRequired, TypedDict
 
 #: the version new repositories are created with
 REPOSITORY_VERSION = 2
+#: the version of repositories created with Object Lock (version 2 plus ``object_lock`` in the
+#: config and retention records): older programs refuse them rather than write without dates
+OBJECT_LOCK_VERSION = 3
 #: versions this program opens; a version-1 repository keeps its own chunker (see docs/format.md,
 #: "Changes") and is read and written without conversion
-SUPPORTED_VERSIONS = (1, 2)
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 #: the chunker new repositories record (engine/chunker.py; version 1 wrote "fastcdc2020")
 CHUNKER_ALGORITHM = "fastcdc2020-keyed-gear"
@@ -36,6 +39,7 @@ AAD_SNAPSHOT = b"snapshot"
 AAD_LOCK = b"lock"
 AAD_RUN = b"run"
 AAD_DRILL = b"drill"
+AAD_RETENTION = b"retention"
 
 
 class ChunkerParams(TypedDict):
@@ -54,6 +58,14 @@ class CompressionParams(TypedDict):
     level: int
 
 
+class ObjectLockParams(TypedDict):
+    """The config's ``object_lock`` (version 3): seconds and a mode."""
+
+    period: int
+    mode: str  # "governance" | "compliance"
+    margin: int
+
+
 class RepositoryConfig(TypedDict):
     """The body of the ``config`` object (docs/format.md)."""
 
@@ -62,3 +74,4 @@ class RepositoryConfig(TypedDict):
     chunker: ChunkerParams
     compression: CompressionParams
     created_by: str
+    object_lock: NotRequired[ObjectLockParams]

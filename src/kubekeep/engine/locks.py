@@ -27,7 +27,7 @@ from kubekeep import errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, objects
 from kubekeep.engine.snapshot import now_rfc3339
-from kubekeep.storage.base import Backend, ObjectInfo
+from kubekeep.storage.base import Backend, LockSupport, ObjectInfo, Retention
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -216,13 +216,28 @@ class LockGuard(Backend):
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.load(name, offset, length)
 
-    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+    def store(
+        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> None:
         self._check(name)
-        self.inner.store(name, data, exclusive=exclusive)
+        if retention is None:  # backends (and test doubles) written before retention dates
+            self.inner.store(name, data, exclusive=exclusive)
+        else:
+            self.inner.store(name, data, exclusive=exclusive, retention=retention)
 
     def delete(self, name: str) -> None:
         self._check(name)
         self.inner.delete(name)
+
+    def lock_support(self) -> LockSupport:
+        return self.inner.lock_support()
+
+    def retention(self, name: str) -> Retention | None:
+        return self.inner.retention(name)
+
+    def extend_retention(self, name: str, retention: Retention) -> None:
+        self._check(name)
+        self.inner.extend_retention(name, retention)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)

@@ -56,7 +56,13 @@ def prune(
     for r in records:
         groups.setdefault(key(r), []).append(r)
     old = [r for group in groups.values() for r in group[:-keep]]
-    if not dry_run:
-        for r in old:
+    if dry_run:
+        return len(old)
+    removed = 0
+    for r in old:
+        try:
             repo.backend.delete(f"{prefix}/{r.id}")
-    return len(old)
+            removed += 1
+        except errors.DeleteRefused:
+            continue  # still locked (Object Lock): a later prune removes it
+    return removed

@@ -32,6 +32,9 @@ from kubekeep.engine.crypto import OVERHEAD, MasterKey
 from kubekeep.engine.index import BlobRow, Index, Location, decode_index_body
 from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.locks import RepositoryLock
+from kubekeep.engine.objectlock import Ledger, LockPolicy, RetainingBackend, extend_for_snapshot, parse_time
+from kubekeep.engine.objectlock import flush as flush_retention
+from kubekeep.engine.objectlock import require_support as require_lock_support
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
@@ -75,6 +78,15 @@ class Repository:
     def __init__(
         self, backend: Backend, master: MasterKey, config: fmt.RepositoryConfig, key_name: str, cache: Cache | None
     ) -> None:
+        #: the Object Lock policy of a version-3 repository (None: no retention dates)
+        self.object_lock: LockPolicy | None = None
+        self.retaining: RetainingBackend | None = None
+        self.ledger: Ledger | None = None
+        if "object_lock" in config:
+            self.object_lock = LockPolicy.from_config(config["object_lock"])
+            backend = self.retaining = (
+                backend if isinstance(backend, RetainingBackend) else RetainingBackend(backend, self.object_lock)
+            )
         self.backend = backend
         self.master = master
         self.cipher = master.cipher()
@@ -99,6 +111,8 @@ class Repository:
         self._on_warning: Callable[[str], None] | None = None
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
+        if self.retaining is not None:
+            self.ledger = Ledger(self, self.retaining)
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -111,10 +125,15 @@ class Repository:
         compression_level: int = fmt.DEFAULT_COMPRESSION_LEVEL,
         cache_root: Path | None = None,
         no_cache: bool = False,
+        object_lock: LockPolicy | None = None,
     ) -> Repository:
+        """Create a repository; with ``object_lock``, on a location that can hold retention
+        dates (an S3 bucket with Object Lock on and no default retention), or refuse."""
         if not password:
             raise errors.UsageError("an empty password is not allowed")
         params = keyfile.kdf_params(kdf)
+        if object_lock is not None:
+            require_lock_support(backend)
         backend.create()
         master = MasterKey.generate()
         config: fmt.RepositoryConfig = {
@@ -130,10 +149,16 @@ class Repository:
             "compression": {"algorithm": "zstd", "level": compression_level},
             "created_by": f"kubekeep {__version__}",
         }
+        if object_lock is not None:
+            config["version"] = fmt.OBJECT_LOCK_VERSION
+            config["object_lock"] = object_lock.to_config()
+            backend = RetainingBackend(backend, object_lock)
         key_name = cls._store_key(backend, master, password, params)
         backend.store("config", objects.seal(master.cipher(), config, fmt.AAD_CONFIG), exclusive=True)
         cache = None if no_cache else _open_cache(cache_root, config["id"])
-        return cls(backend, master, config, key_name, cache)
+        repo = cls(backend, master, config, key_name, cache)
+        flush_retention(repo)
+        return repo
 
     @classmethod
     def open(
@@ -233,7 +258,9 @@ class Repository:
     def add_key(self, password: str, kdf: KdfParams | dict[str, int | str] | None = None) -> str:
         if not password:
             raise errors.UsageError("an empty password is not allowed")
-        return self._store_key(self.backend, self.master, password, keyfile.kdf_params(kdf)).split("/", 1)[1]
+        name = self._store_key(self.backend, self.master, password, keyfile.kdf_params(kdf))
+        flush_retention(self)
+        return name.split("/", 1)[1]
 
     def list_keys(self) -> list[KeyListing]:
         """Every key file: id, whether it is the one in use, who made it and when (verified
@@ -542,8 +569,13 @@ class Repository:
         return sorted(snaps, key=lambda s: (s.time, s.id))
 
     def save_snapshot(self, snap: Snapshot) -> str:
+        """Write a snapshot file. With Object Lock, first extend the retention of what it needs
+        that is near its date, and record the dates set afterwards (docs/immutability.md)."""
+        if self.object_lock is not None:
+            extend_for_snapshot(self, bytes.fromhex(snap.tree), parse_time(snap.time))
         snap.id = self.save_object("snapshots", snap.to_wire(), fmt.AAD_SNAPSHOT)
         self._snapshots[snap.id] = snap
+        flush_retention(self)
         return snap.id
 
     def delete_snapshot(self, snap_id: str) -> None:

@@ -9,14 +9,44 @@ relative paths such as ``config``, ``keys/<id>``, ``data/ab/<id>``, ``index/<id>
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from kubekeep.errors import StorageError
+
+#: Object Lock retention modes (S3's GOVERNANCE and COMPLIANCE)
+RETENTION_MODES = ("governance", "compliance")
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     name: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """A retention date on one object: it cannot be deleted or overwritten before ``until``
+    (an aware UTC datetime). ``mode`` is ``governance`` or ``compliance``."""
+
+    mode: str
+    until: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LockSupport:
+    """Whether a location can hold write-once objects with retention dates.
+
+    ``object_lock``: the bucket has Object Lock enabled (and so versioning); ``default_retention``
+    describes a default retention rule when one is set (it would lock every object written,
+    repository lock files included); ``why_not`` says, for a backend that has no such
+    mechanism, why (one sentence)."""
+
+    object_lock: bool
+    versioning: bool
+    default_retention: str | None = None
+    why_not: str | None = None
 
 
 class Backend(abc.ABC):
@@ -30,6 +60,10 @@ class Backend(abc.ABC):
     - ``load`` of a missing name raises ``errors.ObjectNotFound``; all other failures raise
       ``errors.StorageError`` with a one-line message.
     - Backends are safe to call from several threads at once.
+    - Retention (Object Lock) is optional: a backend without it answers :meth:`lock_support`
+      with ``why_not`` set, and refuses ``store(..., retention=...)``, :meth:`retention` and
+      :meth:`extend_retention` with ``errors.StorageError``. A backend with it refuses to delete an
+      object before its retention date with ``errors.DeleteRefused``.
     """
 
     #: the location as the user gave it, e.g. ``/srv/repo`` or ``s3://bucket/prefix``
@@ -47,7 +81,10 @@ class Backend(abc.ABC):
         """Return the object's bytes, or ``length`` bytes from ``offset``."""
 
     @abc.abstractmethod
-    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None: ...
+    def store(
+        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> None:
+        """Write ``name``; with ``retention``, the object carries that retention date."""
 
     @abc.abstractmethod
     def delete(self, name: str) -> None:
@@ -56,6 +93,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose name starts with ``prefix`` (e.g. ``"data/"``), in no set order."""
+
+    def lock_support(self) -> LockSupport:
+        """Whether this location can hold retention dates (one or two requests)."""
+        return LockSupport(False, False, why_not=f"{type(self).__name__} has no retention mechanism")
+
+    def retention(self, name: str) -> Retention | None:
+        """The retention date of the object ``name`` (the version kubekeep reads), None if it has none."""
+        raise StorageError(f"{self.location} cannot hold retention dates (see docs/immutability.md)")
+
+    def extend_retention(self, name: str, retention: Retention) -> None:
+        """Set the retention date of ``name`` to ``retention`` (never shorter than it was)."""
+        raise StorageError(f"{self.location} cannot hold retention dates (see docs/immutability.md)")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

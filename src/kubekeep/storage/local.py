@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kubekeep.errors import ObjectNotFound, RepositoryExists, RepositoryNotFound, StorageError
-from kubekeep.storage.base import Backend, ObjectInfo
+from kubekeep.storage.base import Backend, LockSupport, ObjectInfo, Retention
 
 TEMP_PREFIX = ".tmp-"
 #: objects are read-only once written (umask still applies), directories private
@@ -103,6 +103,17 @@ class LocalBackend(Backend):
 
     # -- Backend -----------------------------------------------------------------------------
 
+    def lock_support(self) -> LockSupport:
+        return LockSupport(
+            False,
+            False,
+            why_not=(
+                "a local directory cannot hold retention dates: the user who writes the files can always "
+                "delete them; use chattr +a/+i, ZFS or btrfs snapshots or a write-once mount instead "
+                "(docs/immutability.md)"
+            ),
+        )
+
     def create(self) -> None:
         config = self.root / "config"
         if config.exists():
@@ -156,7 +167,11 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
 
-    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+    def store(
+        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> None:
+        if retention is not None:
+            raise StorageError(f"{self.root}: a local directory cannot hold retention dates (see docs/immutability.md)")
         final = self._path(name)
         directory = final.parent
         self._make_parents(directory)

@@ -15,6 +15,8 @@ Settings not given explicitly come from the usual AWS environment (``AWS_ACCESS_
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
 import hashlib
 import os
 import re
@@ -26,13 +28,14 @@ import botocore.exceptions as bexc
 from botocore.config import Config
 
 from kubekeep.errors import (
+    DeleteRefused,
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
     StorageError,
     UsageError,
 )
-from kubekeep.storage.base import Backend, ObjectInfo
+from kubekeep.storage.base import RETENTION_MODES, Backend, LockSupport, ObjectInfo, Retention
 from kubekeep.storage.local import validate_name
 from kubekeep.storage.s3_versions import FirstVersions
 
@@ -67,6 +70,8 @@ class _PutObject(TypedDict):
     Key: str
     Body: bytes
     ContentMD5: str
+    ObjectLockMode: NotRequired[str]
+    ObjectLockRetainUntilDate: NotRequired[dt.datetime]
 
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -81,6 +86,8 @@ _AUTH = {
     "AuthorizationHeaderMalformed",
     "403",
 }
+#: how servers other than AWS answer a deletion Object Lock refuses (MinIO: 400 InvalidRequest)
+_WORM_REFUSED = {"InvalidRequest", "ObjectLocked", "400"}
 _PRECONDITION = {"PreconditionFailed", "412"}
 _CONDITIONAL_UNSUPPORTED = {"NotImplemented", "501", "InvalidArgument", "InvalidRequest"}
 _CONDITIONAL_CONFLICT = {"ConditionalRequestConflict", "409"}
@@ -101,6 +108,13 @@ class _ShortBody(Exception):
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _mode(mode: str) -> str:
+    """S3's spelling of a retention mode."""
+    if mode not in RETENTION_MODES:
+        raise UsageError(f"retention mode must be one of {', '.join(RETENTION_MODES)}, not {mode!r}")
+    return mode.upper()
 
 
 def _code(exc: bexc.ClientError) -> str:
@@ -337,7 +351,9 @@ class S3Backend(Backend):
         if len(body) != expected:
             raise _ShortBody(f"the answer ended after {len(body)} of {expected} bytes")
 
-    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+    def store(
+        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> None:
         key = self._key(name)
         body = bytes(data)
         params: _PutObject = {
@@ -346,6 +362,9 @@ class S3Backend(Backend):
             "Body": body,
             "ContentMD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii"),
         }
+        if retention is not None:
+            params["ObjectLockMode"] = _mode(retention.mode)
+            params["ObjectLockRetainUntilDate"] = retention.until
         if not exclusive:
             self._put(params, name)
             return
@@ -395,16 +414,132 @@ class S3Backend(Backend):
             self._raise(exc, "write", name)
 
     def delete(self, name: str) -> None:
+        """Remove ``name``. In a bucket with Object Lock (so versioning) on, a plain DELETE would
+        only add a delete marker and free nothing, so every version of the key is deleted by its
+        id, the one kubekeep wrote (the oldest) first, then newer ones and delete markers. A
+        version whose retention date is not reached is refused by the server: ``DeleteRefused``."""
         key = self._key(name)
         self.first_versions.forget(key)
+        try:
+            versioned = self.first_versions.enabled()
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "delete", name)
+        if versioned:
+            self._delete_versions(key, name)
+            return
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)
         except bexc.ClientError as exc:
             if _code(exc) in _NOT_FOUND:
                 return  # S3 itself answers 204 for a missing key; some servers say 404
+            self._refused(exc, name, None)
             self._raise(exc, "delete", name)
         except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "delete", name)
+
+    def _delete_versions(self, key: str, name: str) -> None:
+        try:
+            versions, markers = self._all_versions(key)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "delete", name)
+        for version_id in [*reversed(versions), *markers]:
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            except bexc.ClientError as exc:
+                if _code(exc) in _NOT_FOUND:
+                    continue
+                self._refused(exc, name, version_id)
+                self._raise(exc, "delete", name)
+            except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+                self._raise(exc, "delete", name)
+            finally:
+                self.first_versions.forget(key)
+
+    def _all_versions(self, key: str) -> tuple[list[str], list[str]]:
+        """The version ids of ``key``, newest first, and those of its delete markers."""
+        versions: list[str] = []
+        markers: list[str] = []
+        paginator = self._client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+            versions += [str(v["VersionId"]) for v in page.get("Versions", ()) if v["Key"] == key]
+            markers += [str(m["VersionId"]) for m in page.get("DeleteMarkers", ()) if m["Key"] == key]
+        return versions, markers
+
+    def _refused(self, exc: bexc.ClientError, name: str, version_id: str | None) -> None:
+        """Raise ``DeleteRefused`` if the server refused a deletion (a retention date or the
+        credentials' permissions), with the retention date when it can be read. AWS refuses a
+        retained version with 403 AccessDenied, MinIO with 400 InvalidRequest ("Object is WORM
+        protected"); a policy's refusal is AccessDenied on both."""
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        worm = _code(exc) in _WORM_REFUSED and ("WORM" in message or "lock" in message.lower())
+        if _code(exc) not in _AUTH and not worm:
+            return
+        until = None
+        if version_id is not None:
+            with contextlib.suppress(Exception):
+                head = self._client.head_object(Bucket=self.bucket, Key=self._key(name), VersionId=version_id)
+                until = head.get("ObjectLockRetainUntilDate")
+        why = (
+            f"it is locked until {until:%Y-%m-%d %H:%M:%S} UTC"
+            if isinstance(until, dt.datetime) and until > dt.datetime.now(dt.UTC)
+            else "a retention date not reached, or credentials that may not delete"
+        )
+        raise DeleteRefused(f"S3 refused to delete {self._where}/{name} ({_code(exc)}): {why}", until) from exc
+
+    # -- retention (Object Lock) ---------------------------------------------------------------
+
+    def lock_support(self) -> LockSupport:
+        """Object Lock, versioning and any default retention rule of the bucket."""
+        try:
+            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            config = answer.get("ObjectLockConfiguration", {})
+        except bexc.ClientError as exc:
+            if _code(exc) in ("NoSuchBucket",) or _code(exc) in _AUTH:
+                self._raise(exc, "Object Lock check")
+            config = {}  # no configuration (or a server without Object Lock)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "Object Lock check")
+        try:
+            versioning = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled"
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "versioning check")
+        default = config.get("Rule", {}).get("DefaultRetention")
+        described = None
+        if default:
+            amount = ", ".join(f"{default[u]} {u.lower()}" for u in ("Days", "Years") if default.get(u))
+            described = f"{default.get('Mode', '?')} {amount}".strip()
+        return LockSupport(config.get("ObjectLockEnabled") == "Enabled", versioning, described)
+
+    def retention(self, name: str) -> Retention | None:
+        key = self._key(name)
+        try:
+            version = self.first_versions.version_id(key, name)
+            head = {"VersionId": version} if version is not None else {}
+            answer = self._client.head_object(Bucket=self.bucket, Key=key, **head)
+        except LookupError:
+            raise ObjectNotFound(f"object {self._where}/{name} not found") from None
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "retention check", name)
+        mode, until = answer.get("ObjectLockMode"), answer.get("ObjectLockRetainUntilDate")
+        if not mode or not isinstance(until, dt.datetime):
+            return None
+        return Retention(str(mode).lower(), until.astimezone(dt.UTC))
+
+    def extend_retention(self, name: str, retention: Retention) -> None:
+        key = self._key(name)
+        try:
+            version = self.first_versions.version_id(key, name)
+            extra = {"VersionId": version} if version is not None else {}
+            self._client.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": _mode(retention.mode), "RetainUntilDate": retention.until},
+                **extra,
+            )
+        except LookupError:
+            raise ObjectNotFound(f"object {self._where}/{name} not found") from None
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "retention extension", name)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
