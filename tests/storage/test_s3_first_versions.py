@@ -31,6 +31,12 @@ def test_an_overwritten_object_reads_as_first_written(s3_server: S3Server, s3_ad
     assert fresh.load("data/ab/abcdef") == original
     assert fresh.load("data/ab/abcdef", 100, 50) == original[100:150]
     assert [v.size for v in fresh.first_versions.versions("repo/data/ab/abcdef")] == [21, len(original)]
+    # check reports the overwrite; the same bytes again (a retried PUT) and lock files are no overwrite
+    backend.store("data/cd/cdef01", b"same bytes")
+    s3_admin.put_object(Bucket=s3_lock_bucket, Key="repo/data/cd/cdef01", Body=b"same bytes")
+    backend.store("locks/one", b"first")
+    backend.store("locks/one", b"refreshed")
+    assert fresh.overwritten() == ["data/ab/abcdef"]
 
 
 def test_lock_files_are_read_at_their_newest_version(s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str) -> None:
@@ -45,6 +51,7 @@ def test_without_object_lock_the_newest_version_is_read(s3_server: S3Server, s3_
     backend.store("data/ab/abcdef", b"first")
     s3_admin.put_object(Bucket=s3_bucket, Key="repo/data/ab/abcdef", Body=b"second")
     assert backend.load("data/ab/abcdef") == b"second"
+    assert backend.overwritten() == []  # one version per key: nothing to tell
     assert not backend.first_versions.enabled()
 
 

@@ -91,9 +91,12 @@ def command(
         for damaged in report.damaged_kept:
             info(f"keep   {damaged.short_id} (damaged: a policy never removes a snapshot it cannot read)")
         for snap_id, until in report.locked.items():
-            info(
-                f"locked {snap_id[:8]} (its retention date{' ' + until if until else ''} is not reached: left for a later forget)"
+            why = (
+                f"its retention date {until} is not reached"
+                if until
+                else "the storage refused to delete it: a retention date, or credentials that may not delete"
             )
+            info(f"locked {snap_id[:8]} ({why}: left for a later forget)")
         info(f"{report.removed} snapshot(s) {'would be ' if dry_run else ''}removed, {report.kept} kept")
     if then_prune and not dry_run:
         prune_cmd.prune_and_report(repo, max_unused=0.1, dry_run=False)

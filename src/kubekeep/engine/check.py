@@ -76,6 +76,8 @@ class CheckReport:
     packs: int = 0
     packs_read: int = 0
     blobs_read: int = 0
+    #: names written over after kubekeep stored them (versioned buckets: S3 with Object Lock)
+    overwritten: list[str] = field(default_factory=list)
     #: Object Lock: objects whose retention date was checked, and the earliest of those dates
     locked_objects: int = 0
     locked_until_earliest: str | None = None
@@ -124,6 +126,15 @@ def run_check(
             _check_pack_ends(repo, {p: e for p, e in indexed.items() if p not in chosen}, stored, report)
         else:
             _check_pack_ends(repo, indexed, stored, report)
+        overwritten = repo.backend.overwritten()
+        if overwritten:
+            shown = ", ".join(overwritten[:5]) + (", ..." if len(overwritten) > 5 else "")
+            report.notes.append(
+                f"warning: {len(overwritten)} object(s) written over after kubekeep stored them ({shown}): "
+                "kubekeep reads the versions it wrote, so nothing is lost, but someone with write access "
+                "to the bucket changed them (docs/immutability.md)"
+            )
+            report.overwritten = list(overwritten)
         if repo.object_lock is not None:
             locks = objectlock.check_locks(repo, objectlock.lockable_names(repo))
             report.errors.extend(locks.errors)

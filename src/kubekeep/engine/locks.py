@@ -19,7 +19,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -234,6 +234,9 @@ class LockGuard(Backend):
 
     def retention(self, name: str) -> Retention | None:
         return self.inner.retention(name)
+
+    def overwritten(self) -> Sequence[str]:
+        return self.inner.overwritten()
 
     def extend_retention(self, name: str, retention: Retention) -> None:
         self._check(name)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -220,6 +220,9 @@ class RetainingBackend(Backend):
 
     def retention(self, name: str) -> Retention | None:
         return self.inner.retention(name)
+
+    def overwritten(self) -> Sequence[str]:
+        return self.inner.overwritten()
 
     def extend_retention(self, name: str, retention: Retention) -> None:
         self.inner.extend_retention(name, retention)

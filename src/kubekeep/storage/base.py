@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from kubekeep.errors import StorageError
@@ -105,6 +105,12 @@ class Backend(abc.ABC):
     def extend_retention(self, name: str, retention: Retention) -> None:
         """Set the retention date of ``name`` to ``retention`` (never shorter than it was)."""
         raise StorageError(f"{self.location} cannot hold retention dates (see docs/immutability.md)")
+
+    def overwritten(self) -> Sequence[str]:
+        """Names written over after they were first stored, where the location keeps every
+        version (S3 with Object Lock): reads ignore the newer versions, ``check`` reports them.
+        Locations that keep one version have none to report."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

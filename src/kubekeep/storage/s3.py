@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NoReturn, NotRequired, TypedDict
 
 import boto3
@@ -37,7 +37,7 @@ from kubekeep.errors import (
 )
 from kubekeep.storage.base import RETENTION_MODES, Backend, LockSupport, ObjectInfo, Retention
 from kubekeep.storage.local import validate_name
-from kubekeep.storage.s3_versions import FirstVersions
+from kubekeep.storage.s3_versions import MUTABLE_PREFIXES, FirstVersions
 
 ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
@@ -479,9 +479,11 @@ class S3Backend(Backend):
             with contextlib.suppress(Exception):
                 head = self._client.head_object(Bucket=self.bucket, Key=self._key(name), VersionId=version_id)
                 until = head.get("ObjectLockRetainUntilDate")
+        if not (isinstance(until, dt.datetime) and until > dt.datetime.now(dt.UTC)):
+            until = None  # a date that is past did not refuse it: the credentials did
         why = (
             f"it is locked until {until:%Y-%m-%d %H:%M:%S} UTC"
-            if isinstance(until, dt.datetime) and until > dt.datetime.now(dt.UTC)
+            if until is not None
             else "a retention date not reached, or credentials that may not delete"
         )
         raise DeleteRefused(f"S3 refused to delete {self._where}/{name} ({_code(exc)}): {why}", until) from exc
@@ -557,6 +559,22 @@ class S3Backend(Backend):
                         yield ObjectInfo(name, int(item["Size"]))
         except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
             self._raise(exc, "list")
+
+    def overwritten(self) -> Sequence[str]:
+        """In a bucket with Object Lock on: the write-once names whose key holds a newer version
+        with other bytes than the one kubekeep wrote (identical bytes are a retried PUT)."""
+        try:
+            if not self.first_versions.enabled():
+                return []
+            by_key = self.first_versions.all_versions(self._key_root)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; _raise maps them
+            self._raise(exc, "list")
+        strip = len(self._key_root)
+        return sorted(
+            key[strip:]
+            for key, versions in by_key.items()
+            if not key[strip:].startswith(MUTABLE_PREFIXES) and {v.etag for v in versions} != {versions[-1].etag}
+        )
 
     def close(self) -> None:
         self._client.close()

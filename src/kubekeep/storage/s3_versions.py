@@ -88,6 +88,16 @@ class FirstVersions:
                     found.append(KeyVersion(str(item["VersionId"]), str(item.get("ETag", "")), int(item["Size"])))
         return found
 
+    def all_versions(self, prefix: str) -> dict[str, list[KeyVersion]]:
+        """Every key under ``prefix`` -> its stored versions (not delete markers), newest first."""
+        found: dict[str, list[KeyVersion]] = {}
+        paginator = self._client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Versions", ()):
+                version = KeyVersion(str(item["VersionId"]), str(item.get("ETag", "")), int(item["Size"]))
+                found.setdefault(str(item["Key"]), []).append(version)
+        return found
+
     def forget(self, key: str) -> None:
         """Drop what is known of ``key`` (it was deleted, or is written anew)."""
         with self._lock:
