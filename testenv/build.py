@@ -14,7 +14,8 @@ Layout (``KUBEKEEP_TESTENV_CACHE`` overrides the root)::
                                   (versions.NEWER_KUBERNETES_VERSION), also apart
         minio-<version>/bin/      the tests' S3 server (``minio``) and ``minio-users``, a small
                                   admin client that creates users with IAM policies
-                                  (versions.MINIO_VERSION), also apart
+                                  (versions.MINIO_VERSION), also apart; minio-users, whose
+                                  source is in this file, is rebuilt alone when it changes
 
 Only the Go module proxy is used: every source comes in through ``go build`` /
 ``go mod download`` of a generated module.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -556,7 +558,8 @@ _MINIO_USERS_MAIN = """// Command minio-users creates a MinIO user whose access 
 // MinIO's admin API with github.com/minio/madmin-go (the version the pinned MinIO requires):
 // the kubekeep tests' way to get credentials scoped by an IAM policy (allow, deny, resource
 // prefixes). The root credentials come from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, the
-// policy document (IAM JSON) from standard input. The policy is named after the user.
+// policy document (IAM JSON) from standard input. The policy is named after the user; run
+// again for the same user, it replaces the policy and the secret.
 //
 //	minio-users HOST:PORT USER SECRET < policy.json
 package main
@@ -603,7 +606,10 @@ func main() {
 \t}
 \treq := madmin.PolicyAssociationReq{Policies: []string{user}, User: user}
 \tif _, err := adm.AttachPolicy(ctx, req); err != nil {
-\t\tfail("attaching policy %s to user %s: %v", user, user, err)
+\t\t// Again for the same user: the policy (replaced above) is attached already.
+\t\tif madmin.ToErrorResponse(err).Code != "XMinioAdminPolicyChangeAlreadyApplied" {
+\t\t\tfail("attaching policy %s to user %s: %v", user, user, err)
+\t\t}
 \t}
 }
 """
@@ -637,38 +643,68 @@ def _minio_ldflags(version: str = versions.MINIO_VERSION) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def minio_build() -> GoBuild:
-    """``minio`` (the module's main package) and ``minio-users`` from one generated module."""
-    go_mod = (
-        "module kubekeep.test/testenv/build/minio\n\n"
+def _minio_go_mod(name: str) -> str:
+    return (
+        f"module kubekeep.test/testenv/build/{name}\n\n"
         f"go {versions.GO_DIRECTIVE}\n\n"
         f"require {MINIO_MODULE} {versions.MINIO_VERSION}\n"
     )
+
+
+def minio_build() -> GoBuild:
+    """``minio``, the module's main package."""
     return GoBuild(
         name="minio",
-        binaries=MINIO_BINARIES,
-        packages=(MINIO_MODULE, "./cmd/minio-users"),
-        go_mod=lambda _workdir: go_mod,
+        binaries=("minio",),
+        packages=(MINIO_MODULE,),
+        go_mod=lambda _workdir: _minio_go_mod("minio"),
         ldflags=_minio_ldflags(),
+    )
+
+
+def minio_users_build() -> GoBuild:
+    """``minio-users`` (source above), in a module requiring the pinned MinIO so that it gets the
+    ``madmin-go`` MinIO requires."""
+    return GoBuild(
+        name="minio-users",
+        binaries=("minio-users",),
+        packages=("./cmd/minio-users",),
+        go_mod=lambda _workdir: _minio_go_mod("minio-users"),
         extra_files={"cmd/minio-users/main.go": _MINIO_USERS_MAIN},
     )
 
 
+def _minio_users_stamp() -> tuple[Path, str]:
+    """Where the built ``minio-users`` records its source's digest, and the current digest: its
+    source lives here, not in a pinned module, so editing it must rebuild it (only it)."""
+    digest = hashlib.sha256(_MINIO_USERS_MAIN.encode()).hexdigest()
+    return minio_dir() / "bin" / "minio-users.source-sha256", digest
+
+
 def ensure_minio(progress: Progress = _stderr) -> dict[str, Path]:
-    """Build the pinned MinIO and ``minio-users`` into their cache directory if either is
-    missing; return :func:`minio_paths`."""
+    """Build the pinned MinIO into its cache directory if it is missing, and ``minio-users`` if
+    it is missing or was built from another source; return :func:`minio_paths`."""
     paths = minio_paths()
+    stamp, digest = _minio_users_stamp()
 
-    def have_all() -> bool:
-        return all(p.is_file() and os.access(p, os.X_OK) for p in paths.values())
+    def runnable(path: Path) -> bool:
+        return path.is_file() and os.access(path, os.X_OK)
 
-    if not have_all():
+    def missing() -> list[GoBuild]:
+        todo = [] if runnable(paths["minio"]) else [minio_build()]
+        fresh = runnable(paths["minio-users"]) and stamp.is_file() and stamp.read_text().strip() == digest
+        return todo if fresh else [*todo, minio_users_build()]
+
+    if missing():
         with _build_lock(progress, minio_dir()):
-            if not have_all():
+            todo = missing()
+            if todo:
                 go = go_binary()
                 _check_go_version(go)
                 (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
-                _run_go_build(minio_build(), progress, minio_dir())
+                for spec in todo:
+                    _run_go_build(spec, progress, minio_dir())
+                stamp.write_text(digest + "\n")
     return paths
 
 

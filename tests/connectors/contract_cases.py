@@ -2,7 +2,7 @@
 on a throwaway source or destination, and how to read back what an exporter wrote.
 
 Importers: fs, etcd (the real etcd of tests/etcd), k8s (a namespace of the local control
-plane). Exporters: fs, s3 (the local S3 server), k8s (into another namespace) and the
+plane). Exporters: fs, s3 (the MinIO test server), k8s (into another namespace) and the
 clean-files exporter of manifests restores to a directory. pvc is left out (``LEFT_OUT``).
 """
 
@@ -200,19 +200,36 @@ def _s3_case(tree: Path, server: S3Server, bucket: str, admin: Any) -> ExporterC
     def expected() -> dict[str, Any]:  # files only: S3 has no directories, symlinks are reported
         return {p: (m.digest, m.mode, m.uid, m.gid, m.mtime_ns) for p, m in manifest(tree).items() if m.type == "file"}
 
+    writer = [server]  # whose credentials the exporter writes with: the root's, or blocked()'s user
+
+    def blocked() -> tuple[Entry, bytes]:
+        """An exporter user whose IAM policy refuses the one object ``blocked.txt``."""
+        arn = f"arn:aws:s3:::{bucket}"
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:*"], "Resource": [arn, f"{arn}/{prefix}/*"]},
+                {"Effect": "Deny", "Action": ["s3:PutObject"], "Resource": [f"{arn}/{prefix}/blocked.txt"]},
+            ],
+        }
+        writer[0] = server.with_user(f"exp-{bucket}", policy)
+        entry, content, _key = _file_sample("blocked")
+        return entry, content
+
     return ExporterCase(
         "s3",
         FILES_SOURCE,
         lambda: connectors.open_exporter(
-            f"s3://{bucket}/{prefix}", api.S3DestinationOptions(**server.backend_options())
+            f"s3://{bucket}/{prefix}", api.S3DestinationOptions(**writer[0].backend_options())
         ),
         lambda: connectors.open_importer(str(tree)),
         None,
         written,
         expected,
         _file_sample,
-        why="an object S3 refuses is a StorageError that ends the restore, not EntryFailed; "
-        "the test server refuses no single object",
+        blocked,
+        why="an object S3 refuses (here an IAM policy denies that one key) is a StorageError that ends "
+        "the restore, not EntryFailed",
     )
 
 

@@ -6,6 +6,7 @@ Used by the ``s3_*`` fixtures in ``tests.support.s3_fixtures``; usable on its ow
         client = s3_client(server)
         bucket = create_lock_bucket(client)             # versioning + Object Lock
         backup = server.with_user("backup", policy)     # credentials scoped by an IAM policy
+        prune = create_user(server, "prune", policy)    # the same, as a function
 
 The server is ``testenv.build.ensure_minio()``'s ``minio`` (single node, single drive, in a
 temporary directory, console off), started with root credentials; it always checks signatures,
@@ -101,6 +102,11 @@ class S3Server:
         if proc.returncode != 0:
             raise RuntimeError(f"creating S3 user {name!r} failed: {proc.stderr.strip() or proc.stdout.strip()}")
         return replace(self, access_key=name, secret_key=secret)
+
+
+def create_user(server: S3Server, name: str, policy: str | Mapping[str, Any]) -> S3Server:
+    """``server.with_user(name, policy)``: the user ``name`` limited by the IAM ``policy``."""
+    return server.with_user(name, policy)
 
 
 def free_port() -> int:
