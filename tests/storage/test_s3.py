@@ -169,3 +169,23 @@ def test_half_given_credentials_are_a_usage_error() -> None:
 
     with pytest.raises(UsageError):
         S3Backend("bucket", access_key="only-the-key")
+
+
+def test_a_permission_refused_is_not_called_a_credentials_problem(s3_server: S3Server, s3_bucket: str) -> None:
+    reader = s3_server.with_user(
+        "kk-reader",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": ["arn:aws:s3:::*"]}
+            ],
+        },
+    )
+    S3Backend(s3_bucket, "repo", **s3_server.backend_options()).store("config", b"x")
+    backend = S3Backend(s3_bucket, "repo", **reader.backend_options(), max_attempts=1)
+    assert backend.load("config") == b"x"
+    with pytest.raises(StorageError) as info:
+        backend.store("data/ab/abcd", b"y")
+    message = str(info.value)
+    assert "denied the write of" in message and "AccessDenied" in message and "not allowed" in message
+    assert "refused the credentials" not in message

@@ -227,6 +227,11 @@ class S3Backend(Backend):
                 raise RepositoryNotFound(f"bucket {self.bucket} does not exist at {self.endpoint_url}") from exc
             if code in _NOT_FOUND and name is not None:
                 raise ObjectNotFound(f"object {what} not found") from exc
+            if code == "AccessDenied":  # valid credentials (a wrong key is InvalidAccessKeyId) without the right
+                raise StorageError(
+                    f"S3 at {self.endpoint_url} denied the {action} of {what} (AccessDenied): these "
+                    "credentials are not allowed to; check the bucket's and the user's policies"
+                ) from exc
             if code in _AUTH:
                 raise StorageError(
                     f"S3 at {self.endpoint_url} refused the credentials for {what} ({code}): "
