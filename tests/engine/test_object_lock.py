@@ -330,3 +330,25 @@ def test_prune_leaves_a_locked_unreferenced_pack_and_removes_it_once_lapsed(
     fresh = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
     assert fresh.ledger is not None and leftover not in fresh.ledger.dates
     assert run_check(fresh).ok
+
+
+def test_forget_keep_within_longer_than_the_lock_extends_what_kept_snapshots_need(
+    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+) -> None:
+    repo = _init(s3_server, lock_bucket, tmp_path)
+    snap = _backup(repo, _tree(tmp_path, "a", 1))
+    taken = objectlock.parse_time(snap.time)
+    within = dt.timedelta(seconds=60)
+
+    shorter = forget(repo, api.Policy(within=PERIOD))  # the lock already covers it: nothing to do
+    assert shorter.extended is None
+    report = forget(repo, api.Policy(within=within))
+    assert report.removed == 0 and report.extended is not None
+    assert report.extended.extended == report.extended.objects > 3 and not report.extended.failures
+    backend = _backend(s3_server, lock_bucket)
+    needed = objectlock.needed_packs(repo, bytes.fromhex(snap.tree)) | {f"snapshots/{snap.id}", "config"}
+    for name in needed:
+        retention = backend.retention(name)
+        assert retention is not None and retention.until >= taken + within, name
+    again = forget(repo, api.Policy(within=within))  # recorded: a second run extends nothing
+    assert again.extended is not None and again.extended.extended == 0

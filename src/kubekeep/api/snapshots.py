@@ -14,12 +14,13 @@ from kubekeep.api.selecting import all_of as _all_of
 from kubekeep.api.selecting import select_objects as _select_objects
 from kubekeep.connectors import DestinationOptions, SourceOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
-from kubekeep.engine import drills, runs
+from kubekeep.engine import drills, objectlock, runs
 from kubekeep.engine import repair as _repair
 from kubekeep.engine.backup import ProgressCallback, run_backup
 from kubekeep.engine.check import CheckReport, DataSubset, run_check
 from kubekeep.engine.diff import Change, diff_trees
 from kubekeep.engine.entries import Exporter, SnapshotKind
+from kubekeep.engine.objectlock import ExtendReport
 from kubekeep.engine.prune import PruneReport, run_prune
 from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
@@ -272,6 +273,9 @@ class ForgetReport:
     #: snapshots to remove whose file is still locked (Object Lock): id -> the date, when known;
     #: they stay, and a later forget removes them
     locked: dict[str, str | None] = field(default_factory=dict)
+    #: Object Lock and ``--keep-within`` longer than the lock period: the retention dates the
+    #: kept snapshots need were extended to cover it
+    extended: ExtendReport | None = None
 
     @property
     def removed(self) -> int:
@@ -341,6 +345,9 @@ def _forget(
                     repo.delete_snapshot(snap_id)
                 except errors.DeleteRefused as exc:
                     report.locked[snap_id] = None if exc.until is None else f"{exc.until:%Y-%m-%d %H:%M:%S} UTC"
+            if repo.object_lock is not None and policy is not None and policy.within is not None:
+                kept = [(d.snapshot.id, d.snapshot.tree, d.snapshot.time) for d in report.decisions if d.keep]
+                report.extended = objectlock.extend_for_keep_within(repo, kept, policy.within)
         return report
 
 

@@ -97,6 +97,16 @@ def command(
                 else "the storage refused to delete it: a retention date, or credentials that may not delete"
             )
             info(f"locked {snap_id[:8]} ({why}: left for a later forget)")
+        if report.extended is not None:
+            info(
+                f"--keep-within outlasts the lock period: retention of {report.extended.extended} of "
+                f"{report.extended.objects} object(s) the kept snapshots need extended"
+                + (
+                    f"; {len(report.extended.failures)} failed: {report.extended.failures[0]}"
+                    if report.extended.failures
+                    else ""
+                )
+            )
         info(f"{report.removed} snapshot(s) {'would be ' if dry_run else ''}removed, {report.kept} kept")
     if then_prune and not dry_run:
         prune_cmd.prune_and_report(repo, max_unused=0.1, dry_run=False)

@@ -480,6 +480,29 @@ def snapshot_needs(repo: Repository, now: dt.datetime) -> dict[str, dt.datetime]
     return needs
 
 
+def extend_for_keep_within(
+    repo: Repository, kept: Iterable[tuple[str, str, str]], within: dt.timedelta
+) -> ExtendReport | None:
+    """``forget --keep-within D``: the policy says each kept snapshot (``(id, tree, time)``)
+    stays at least until its time + D; where that is past its lock period, extend what it
+    needs (only what is recorded short of it) to time + D + margin. None when D is not longer
+    than the lock period (the lock already covers it)."""
+    policy, _, _ = _parts(repo)
+    if within <= policy.period:
+        return None
+    needs: dict[str, dt.datetime] = {}
+    for snap_id, tree, time_text in kept:
+        # extend_needed locks until policy.target(t) = t + period + margin: shift t so that this
+        # is the snapshot's time + within + margin
+        shifted = parse_time(time_text) + within - policy.period
+        for name in (*needed_packs(repo, bytes.fromhex(tree)), *always_needed(repo), f"snapshots/{snap_id}"):
+            if name not in needs or needs[name] < shifted:
+                needs[name] = shifted
+    report = extend_needed(repo, needs)
+    flush(repo)
+    return report
+
+
 def extend_all(repo: Repository, now: dt.datetime | None = None, *, verify: bool = False) -> ExtendReport:
     """``kubekeep locks extend``: every object a snapshot within its lock period needs is made
     locked as that snapshot requires (snapshot files keep the date they were written with unless
