@@ -699,3 +699,20 @@ def test_install_into_a_restricted_namespace(
         "get", "clusterroles,clusterrolebindings", "-o", "name", "-l", f"app.kubernetes.io/instance={release}"
     )
     assert left.stdout.strip() == ""
+
+
+def test_the_retention_job_can_run_with_its_own_prune_credentials(helm_binary: Path, tmp_path: Path) -> None:
+    r = render_set(
+        helm_binary,
+        tmp_path,
+        "existing-secrets",
+        "--set",
+        "retention.s3Credentials.existingSecret=kubekeep-s3-prune",
+    )
+    prune = r.env("retention")
+    assert prune["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "kubekeep-s3-prune", "key": "access-key"}
+    assert prune["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "kubekeep-s3-prune"
+    assert prune["KUBEKEEP_S3_ENDPOINT"]["value"] == "https://minio.storage.svc:9000"
+    for component in r.workloads():  # the backups keep the append-only credentials
+        if component != "retention":
+            assert r.env(component)["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "kubekeep-s3"

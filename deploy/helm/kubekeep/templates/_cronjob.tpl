@@ -115,7 +115,13 @@ spec:
                 - {{ . | toString | quote }}
                 {{- end }}
               env:
+                {{- if and .credentials .credentials.existingSecret }}
+                {{- /* this job's own S3 credentials (the retention job's prune role), else the repository's */}}
+                {{- $own := dict "Values" (merge (dict "repository" (dict "s3" (dict "credentials" (merge (deepCopy .credentials) (deepCopy $root.Values.repository.s3.credentials))))) (deepCopy $root.Values)) }}
+                {{- include "kubekeep.env" (merge $own $root) | nindent 16 }}
+                {{- else }}
                 {{- include "kubekeep.env" $root | nindent 16 }}
+                {{- end }}
                 {{- with .env }}
                 {{- toYaml . | nindent 16 }}
                 {{- end }}
