@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,24 +18,6 @@ def _said(kk: KK, *args: str) -> str:
     """All a command printed, stdout and stderr."""
     proc = kk.run(*args)
     return proc.stdout.decode() + proc.stderr.decode()
-
-
-def _empty(client: Any, bucket: str) -> None:
-    paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-            client.delete_object(
-                Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"], BypassGovernanceRetention=True
-            )
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-def lock_bucket(s3_admin: Any) -> Iterator[str]:
-    name = f"kk-clilock-{uuid.uuid4().hex[:16]}"
-    s3_admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    yield name
-    _empty(s3_admin, name)
 
 
 def test_object_lock_on_a_local_directory_is_refused_in_one_line(kk: KK) -> None:
@@ -59,8 +38,8 @@ def test_a_bucket_without_object_lock_is_refused(s3_server: S3Server, s3_bucket:
 
 
 @pytest.mark.s3
-def test_a_locked_repository_from_init_to_prune(s3_server: S3Server, lock_bucket: str, tmp_path: Path) -> None:
-    kk = KK(s3_spec(s3_server, lock_bucket), cache_dir=tmp_path / "cache")
+def test_a_locked_repository_from_init_to_prune(s3_server: S3Server, s3_lock_bucket: str, tmp_path: Path) -> None:
+    kk = KK(s3_spec(s3_server, s3_lock_bucket), cache_dir=tmp_path / "cache")
     out = _said(kk, "init", "--object-lock", "15s", "--lock-margin", "2s")
     assert "governance mode" in out
     source = tmp_path / "src"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from kubekeep.engine.check import run_check
 from kubekeep.engine.objectlock import LockPolicy
 from kubekeep.engine.prune import run_prune
 from kubekeep.engine.repository import Repository
-from kubekeep.storage.base import Backend, ObjectInfo, Retention
+from kubekeep.storage.base import Backend, WrappingBackend
 from kubekeep.storage.local import LocalBackend
 from kubekeep.storage.s3 import S3Backend
 from tests.support.s3server import S3Server
@@ -32,25 +31,6 @@ from tests.cli.helpers import FAST_KDF  # noqa: E402
 
 PERIOD = dt.timedelta(seconds=3)
 MARGIN = dt.timedelta(seconds=2)
-
-
-def _empty(client: Any, bucket: str) -> None:
-    paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-            client.delete_object(
-                Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"], BypassGovernanceRetention=True
-            )
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-def lock_bucket(s3_admin: Any) -> Iterator[str]:
-    """A fresh bucket with Object Lock on (and so versioning), no default retention."""
-    name = f"kk-olock-{uuid.uuid4().hex[:16]}"
-    s3_admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    yield name
-    _empty(s3_admin, name)
 
 
 def _backend(server: S3Server, bucket: str) -> S3Backend:
@@ -95,9 +75,11 @@ def test_init_refuses_a_bucket_without_object_lock(s3_server: S3Server, s3_bucke
     assert not _backend(s3_server, s3_bucket).exists("config")
 
 
-def test_init_refuses_a_bucket_with_a_default_retention(s3_server: S3Server, s3_admin: Any, lock_bucket: str) -> None:
+def test_init_refuses_a_bucket_with_a_default_retention(
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str
+) -> None:
     s3_admin.put_object_lock_configuration(
-        Bucket=lock_bucket,
+        Bucket=s3_lock_bucket,
         ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled",
             "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
@@ -105,17 +87,17 @@ def test_init_refuses_a_bucket_with_a_default_retention(s3_server: S3Server, s3_
     )
     try:
         with pytest.raises(errors.UsageError, match="default retention rule .*lock files"):
-            _init(s3_server, lock_bucket, Path())
+            _init(s3_server, s3_lock_bucket, Path())
     finally:
         s3_admin.put_object_lock_configuration(
-            Bucket=lock_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+            Bucket=s3_lock_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
         )
 
 
 def test_every_object_written_carries_a_retention_date(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path)
+    repo = _init(s3_server, s3_lock_bucket, tmp_path)
     assert repo.format_version == 3
     start = dt.datetime.now(dt.UTC)
     _backup(repo, _tree(tmp_path, "a", 1))
@@ -123,23 +105,23 @@ def test_every_object_written_carries_a_retention_date(
     with repo.lock():
         lock_keys = [o.name for o in repo.backend.list("locks/")]
         assert lock_keys
-    versions = _versions(s3_admin, lock_bucket)
+    versions = _versions(s3_admin, s3_lock_bucket)
     names = {v["Key"].removeprefix("repo/").split("/")[0] for v in versions}
     assert {"config", "keys", "data", "index", "snapshots", "retention"} <= names
     for v in versions:
-        head = s3_admin.head_object(Bucket=lock_bucket, Key=v["Key"], VersionId=v["VersionId"])
+        head = s3_admin.head_object(Bucket=s3_lock_bucket, Key=v["Key"], VersionId=v["VersionId"])
         assert head.get("ObjectLockMode") == "GOVERNANCE", v["Key"]
         assert head["ObjectLockRetainUntilDate"] >= start + PERIOD, v["Key"]
     assert not any(v["Key"].startswith("repo/locks/") for v in versions)  # released: all versions gone
 
-    reopened = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
+    reopened = Repository.open(_backend(s3_server, s3_lock_bucket), "pw", no_cache=True)
     assert reopened.object_lock == LockPolicy(PERIOD, "governance", MARGIN)
 
 
 def test_a_backup_extends_only_the_reused_objects_near_their_date(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path, period=dt.timedelta(seconds=30))
+    repo = _init(s3_server, s3_lock_bucket, tmp_path, period=dt.timedelta(seconds=30))
     a, b = _tree(tmp_path, "a", 1), _tree(tmp_path, "b", 2)
     _backup(repo, a)
     snap_b = _backup(repo, b)
@@ -158,7 +140,7 @@ def test_a_backup_extends_only_the_reused_objects_near_their_date(
     assert repo.retaining.extensions == len(needed_a) + 1 + len(keys)  # its packs, the config, the keys
 
     # the server holds the new dates; b's packs kept theirs
-    fresh = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
+    fresh = Repository.open(_backend(s3_server, s3_lock_bucket), "pw", no_cache=True)
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
     for name in needed_a:
         retention = fresh.backend.retention(name)
@@ -174,27 +156,27 @@ def test_a_backup_extends_only_the_reused_objects_near_their_date(
 
 
 def test_check_finds_missing_and_shortened_retention(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path, period=dt.timedelta(seconds=60))
+    repo = _init(s3_server, s3_lock_bucket, tmp_path, period=dt.timedelta(seconds=60))
     snap = _backup(repo, _tree(tmp_path, "a", 1))
     report = run_check(repo)
     assert report.ok, report.errors
     assert report.locked_objects >= 5 and report.locked_until_earliest
 
     pack = sorted(objectlock.needed_packs(repo, bytes.fromhex(snap.tree)))[0]
-    versions = [v for v in _versions(s3_admin, lock_bucket) if v["Key"] == f"repo/{pack}"]
+    versions = [v for v in _versions(s3_admin, s3_lock_bucket) if v["Key"] == f"repo/{pack}"]
     short = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
     # as only an administrator can: governance dates are shortened with the bypass permission
     s3_admin.put_object_retention(
-        Bucket=lock_bucket,
+        Bucket=s3_lock_bucket,
         Key=f"repo/{pack}",
         VersionId=versions[0]["VersionId"],
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": short},
         BypassGovernanceRetention=True,
     )
-    s3_admin.put_object(Bucket=lock_bucket, Key="repo/runs/" + "0" * 64, Body=b"planted without a date")
-    fresh = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
+    s3_admin.put_object(Bucket=s3_lock_bucket, Key="repo/runs/" + "0" * 64, Body=b"planted without a date")
+    fresh = Repository.open(_backend(s3_server, s3_lock_bucket), "pw", no_cache=True)
     errs = run_check(fresh).errors
     assert any(pack in e and "shortened" in e for e in errs), errs
     assert any(pack in e and "needed by a snapshot" in e for e in errs), errs
@@ -204,14 +186,14 @@ def test_check_finds_missing_and_shortened_retention(
     assert objectlock.extend_all(fresh).extended == 0
     extended = objectlock.extend_all(fresh, verify=True)
     assert extended.extended == 1 and extended.asked == extended.objects
-    errs = run_check(Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)).errors
+    errs = run_check(Repository.open(_backend(s3_server, s3_lock_bucket), "pw", no_cache=True)).errors
     assert [e for e in errs if pack in e] == []
 
 
 def test_forget_and_prune_leave_locked_objects_and_remove_them_once_lapsed(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path)
+    repo = _init(s3_server, s3_lock_bucket, tmp_path)
     snap_a = _backup(repo, _tree(tmp_path, "a", 1))
     snap_b = _backup(repo, _tree(tmp_path, "b", 2))
     packs_a = objectlock.needed_packs(repo, bytes.fromhex(snap_a.tree))
@@ -230,34 +212,19 @@ def test_forget_and_prune_leave_locked_objects_and_remove_them_once_lapsed(
         pruned = run_prune(repo)
     assert pruned.objects_locked == 0
     assert pruned.packs_deleted == len(packs_a)
-    left = {v["Key"].removeprefix("repo/") for v in _versions(s3_admin, lock_bucket)}
+    left = {v["Key"].removeprefix("repo/") for v in _versions(s3_admin, s3_lock_bucket)}
     assert packs_a.isdisjoint(left)  # every version gone, no delete marker left behind
     assert f"snapshots/{snap_a.id}" not in left
     assert run_check(repo, read_data=True).ok
     assert [s.id for s in repo.snapshots()] == [snap_b.id]
 
 
-class _AppendOnly(Backend):
+class _AppendOnly(WrappingBackend):
     """Backup credentials: may delete only under ``locks/``."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.location = inner.location
+        super().__init__(inner)
         self.deletes: list[str] = []
-
-    def create(self) -> None:
-        self.inner.create()
-
-    def exists(self, name: str) -> bool:
-        return self.inner.exists(name)
-
-    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.load(name, offset, length)
-
-    def store(
-        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
-    ) -> None:
-        self.inner.store(name, data, exclusive=exclusive, retention=retention)
 
     def delete(self, name: str) -> None:
         if not name.startswith("locks/"):
@@ -265,19 +232,12 @@ class _AppendOnly(Backend):
         self.deletes.append(name)
         self.inner.delete(name)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
 
-    def retention(self, name: str) -> Retention | None:
-        return self.inner.retention(name)
-
-    def extend_retention(self, name: str, retention: Retention) -> None:
-        self.inner.extend_retention(name, retention)
-
-
-def test_a_backup_deletes_nothing_outside_the_lock_files(s3_server: S3Server, lock_bucket: str, tmp_path: Path) -> None:
-    _init(s3_server, lock_bucket, tmp_path)
-    backend = _AppendOnly(_backend(s3_server, lock_bucket))
+def test_a_backup_deletes_nothing_outside_the_lock_files(
+    s3_server: S3Server, s3_lock_bucket: str, tmp_path: Path
+) -> None:
+    _init(s3_server, s3_lock_bucket, tmp_path)
+    backend = _AppendOnly(_backend(s3_server, s3_lock_bucket))
     repo = Repository.open(backend, "pw", no_cache=True)
     a = _tree(tmp_path, "a", 1)
     _backup(repo, a)
@@ -292,10 +252,10 @@ def test_a_backup_deletes_nothing_outside_the_lock_files(s3_server: S3Server, lo
 
 
 def test_a_refused_deletion_is_reported_not_raised_by_prune(
-    s3_server: S3Server, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    _init(s3_server, lock_bucket, tmp_path)
-    backend = _AppendOnly(_backend(s3_server, lock_bucket))
+    _init(s3_server, s3_lock_bucket, tmp_path)
+    backend = _AppendOnly(_backend(s3_server, s3_lock_bucket))
     repo = Repository.open(backend, "pw", no_cache=True)
     snap = _backup(repo, _tree(tmp_path, "a", 1))
     time.sleep((PERIOD + MARGIN).total_seconds() + 1)
@@ -305,9 +265,9 @@ def test_a_refused_deletion_is_reported_not_raised_by_prune(
 
 
 def test_prune_leaves_a_locked_unreferenced_pack_and_removes_it_once_lapsed(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path)
+    repo = _init(s3_server, s3_lock_bucket, tmp_path)
     _backup(repo, _tree(tmp_path, "a", 1))
     leftover = "data/ab/ab" + "1" * 62  # as a killed backup leaves it: stored, never indexed
     repo.backend.store(leftover, b"pack of an interrupted backup")
@@ -323,19 +283,19 @@ def test_prune_leaves_a_locked_unreferenced_pack_and_removes_it_once_lapsed(
     with repo.lock(exclusive=True):
         report = run_prune(repo)
     assert report.objects_locked == 0 and report.packs_deleted == 1
-    assert not any(v["Key"] == f"repo/{leftover}" for v in _versions(s3_admin, lock_bucket))
+    assert not any(v["Key"] == f"repo/{leftover}" for v in _versions(s3_admin, s3_lock_bucket))
     # the records were replaced by one (the lapsed ones deleted)
     assert repo.ledger is not None
     assert len(list(repo.backend.list("retention/"))) == 1
-    fresh = Repository.open(_backend(s3_server, lock_bucket), "pw", no_cache=True)
+    fresh = Repository.open(_backend(s3_server, s3_lock_bucket), "pw", no_cache=True)
     assert fresh.ledger is not None and leftover not in fresh.ledger.dates
     assert run_check(fresh).ok
 
 
 def test_forget_keep_within_longer_than_the_lock_extends_what_kept_snapshots_need(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str, tmp_path: Path
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str, tmp_path: Path
 ) -> None:
-    repo = _init(s3_server, lock_bucket, tmp_path)
+    repo = _init(s3_server, s3_lock_bucket, tmp_path)
     snap = _backup(repo, _tree(tmp_path, "a", 1))
     taken = objectlock.parse_time(snap.time)
     within = dt.timedelta(seconds=60)
@@ -345,7 +305,7 @@ def test_forget_keep_within_longer_than_the_lock_extends_what_kept_snapshots_nee
     report = forget(repo, api.Policy(within=within))
     assert report.removed == 0 and report.extended is not None
     assert report.extended.extended == report.extended.objects > 3 and not report.extended.failures
-    backend = _backend(s3_server, lock_bucket)
+    backend = _backend(s3_server, s3_lock_bucket)
     needed = objectlock.needed_packs(repo, bytes.fromhex(snap.tree)) | {f"snapshots/{snap.id}", "config"}
     for name in needed:
         retention = backend.retention(name)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +16,6 @@ from kubekeep.storage.base import Retention
 from kubekeep.storage.local import LocalBackend
 from kubekeep.storage.s3 import S3Backend
 from tests.support.s3server import S3Server
-
-
-def _empty(client: Any, bucket: str) -> None:
-    paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-            client.delete_object(
-                Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"], BypassGovernanceRetention=True
-            )
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-def lock_bucket(s3_admin: Any) -> Iterator[str]:
-    name = f"kk-ret-{uuid.uuid4().hex[:16]}"
-    s3_admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    yield name
-    _empty(s3_admin, name)
 
 
 def _backend(server: S3Server, bucket: str) -> S3Backend:
@@ -66,29 +46,29 @@ def test_the_local_backend_cannot_hold_retention_dates(tmp_path: Path) -> None:
 
 
 @pytest.mark.s3
-def test_lock_support_of_buckets(s3_server: S3Server, s3_admin: Any, s3_bucket: str, lock_bucket: str) -> None:
+def test_lock_support_of_buckets(s3_server: S3Server, s3_admin: Any, s3_bucket: str, s3_lock_bucket: str) -> None:
     plain = _backend(s3_server, s3_bucket).lock_support()
     assert not plain.object_lock and plain.why_not is None
-    locked = _backend(s3_server, lock_bucket).lock_support()
+    locked = _backend(s3_server, s3_lock_bucket).lock_support()
     assert locked.object_lock and locked.versioning and locked.default_retention is None
     s3_admin.put_object_lock_configuration(
-        Bucket=lock_bucket,
+        Bucket=s3_lock_bucket,
         ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled",
             "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 2}},
         },
     )
     try:
-        assert _backend(s3_server, lock_bucket).lock_support().default_retention == "COMPLIANCE 2 days"
+        assert _backend(s3_server, s3_lock_bucket).lock_support().default_retention == "COMPLIANCE 2 days"
     finally:
         s3_admin.put_object_lock_configuration(
-            Bucket=lock_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+            Bucket=s3_lock_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
         )
 
 
 @pytest.mark.s3
-def test_store_read_and_extend_a_retention_date(s3_server: S3Server, lock_bucket: str) -> None:
-    backend = _backend(s3_server, lock_bucket)
+def test_store_read_and_extend_a_retention_date(s3_server: S3Server, s3_lock_bucket: str) -> None:
+    backend = _backend(s3_server, s3_lock_bucket)
     until = _soon(30)
     backend.store("data/ab/one", b"pack", retention=Retention("governance", until))
     backend.store("locks/l", b"lock")
@@ -104,28 +84,28 @@ def test_store_read_and_extend_a_retention_date(s3_server: S3Server, lock_bucket
 
 @pytest.mark.s3
 def test_deleting_a_locked_object_is_refused_and_changes_nothing(
-    s3_server: S3Server, s3_admin: Any, lock_bucket: str
+    s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str
 ) -> None:
-    backend = _backend(s3_server, lock_bucket)
+    backend = _backend(s3_server, s3_lock_bucket)
     backend.store("snapshots/s", b"snapshot", retention=Retention("governance", _soon(3)))
-    s3_admin.put_object(Bucket=lock_bucket, Key="repo/snapshots/s", Body=b"forged over it")  # a newer version
-    before = _keys(s3_admin, lock_bucket)
+    s3_admin.put_object(Bucket=s3_lock_bucket, Key="repo/snapshots/s", Body=b"forged over it")  # a newer version
+    before = _keys(s3_admin, s3_lock_bucket)
     with pytest.raises(errors.DeleteRefused, match="S3 refused to delete .*snapshots/s") as info:
         backend.delete("snapshots/s")
     assert "\n" not in str(info.value)
-    assert _keys(s3_admin, lock_bucket) == before  # no delete marker, nothing half-deleted
+    assert _keys(s3_admin, s3_lock_bucket) == before  # no delete marker, nothing half-deleted
     assert backend.load("snapshots/s") == b"snapshot"
 
     time.sleep(4)
     backend.delete("snapshots/s")  # every version, and no delete marker left
-    assert _keys(s3_admin, lock_bucket) == []
+    assert _keys(s3_admin, s3_lock_bucket) == []
     assert not backend.exists("snapshots/s")
 
 
 @pytest.mark.s3
-def test_lock_files_are_deleted_with_every_version(s3_server: S3Server, s3_admin: Any, lock_bucket: str) -> None:
-    backend = _backend(s3_server, lock_bucket)
+def test_lock_files_are_deleted_with_every_version(s3_server: S3Server, s3_admin: Any, s3_lock_bucket: str) -> None:
+    backend = _backend(s3_server, s3_lock_bucket)
     backend.store("locks/l", b"taken")
     backend.store("locks/l", b"refreshed")
     backend.delete("locks/l")
-    assert _keys(s3_admin, lock_bucket) == []
+    assert _keys(s3_admin, s3_lock_bucket) == []

@@ -19,15 +19,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from kubekeep import errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, objects
 from kubekeep.engine.snapshot import now_rfc3339
-from kubekeep.storage.base import Backend, LockSupport, ObjectInfo, Retention
+from kubekeep.storage.base import Backend, Retention, WrappingBackend
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -194,62 +193,31 @@ class RepositoryLock:
         self.release()
 
 
-class LockGuard(Backend):
+class LockGuard(WrappingBackend):
     """The repository's backend while a lock is held: stores and deletes (other than of lock
     files) first check that the lock is still safely alive."""
 
     def __init__(self, inner: Backend, lock: RepositoryLock) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lock = lock
-        self.location = inner.location
 
     def _check(self, name: str) -> None:
         if not name.startswith("locks/"):
             self.lock.check_alive()
 
-    def create(self) -> None:
-        self.inner.create()
-
-    def exists(self, name: str) -> bool:
-        return self.inner.exists(name)
-
-    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.load(name, offset, length)
-
     def store(
         self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
     ) -> None:
         self._check(name)
-        if retention is None:  # backends (and test doubles) written before retention dates
-            self.inner.store(name, data, exclusive=exclusive)
-        else:
-            self.inner.store(name, data, exclusive=exclusive, retention=retention)
+        super().store(name, data, exclusive=exclusive, retention=retention)
 
     def delete(self, name: str) -> None:
         self._check(name)
         self.inner.delete(name)
 
-    def lock_support(self) -> LockSupport:
-        return self.inner.lock_support()
-
-    def retention(self, name: str) -> Retention | None:
-        return self.inner.retention(name)
-
-    def overwritten(self) -> Sequence[str]:
-        return self.inner.overwritten()
-
     def extend_retention(self, name: str, retention: Retention) -> None:
         self._check(name)
         self.inner.extend_retention(name, retention)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attr: str) -> Any:  # backend-specific extras (ranged reads, ...)
-        return getattr(self.inner, attr)
 
 
 def remove_stale_locks(repo: Repository, *, everything: bool = False) -> int:

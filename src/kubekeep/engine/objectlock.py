@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from kubekeep.engine import format as fmt
 from kubekeep.engine import objects
 from kubekeep.engine.pack import pack_name
 from kubekeep.engine.tree import DIR, FILE
-from kubekeep.storage.base import RETENTION_MODES, Backend, LockSupport, ObjectInfo, Retention
+from kubekeep.storage.base import RETENTION_MODES, Backend, LockSupport, Retention, WrappingBackend
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -151,16 +151,15 @@ def require_support(backend: Backend) -> None:
         )
 
 
-class RetainingBackend(Backend):
+class RetainingBackend(WrappingBackend):
     """The repository's backend in a repository with Object Lock: every store outside ``locks/``
     carries ``policy.target(now)``, every date set is noted for the next retention record, and a
     deletion before an object's date is refused without asking the server to delete."""
 
     def __init__(self, inner: Backend, policy: LockPolicy, clock: Callable[[], dt.datetime] = utcnow) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy
         self.clock = clock
-        self.location = inner.location
         self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
         self.extensions = 0  # extend_retention calls made by this process
@@ -173,15 +172,6 @@ class RetainingBackend(Backend):
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
-
-    def create(self) -> None:
-        self.inner.create()
-
-    def exists(self, name: str) -> bool:
-        return self.inner.exists(name)
-
-    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.load(name, offset, length)
 
     def store(
         self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
@@ -212,29 +202,11 @@ class RetainingBackend(Backend):
                 raise errors.DeleteRefused(f"{name} is locked until {show(until)}", until)
         self.inner.delete(name)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def lock_support(self) -> LockSupport:
-        return self.inner.lock_support()
-
-    def retention(self, name: str) -> Retention | None:
-        return self.inner.retention(name)
-
-    def overwritten(self) -> Sequence[str]:
-        return self.inner.overwritten()
-
     def extend_retention(self, name: str, retention: Retention) -> None:
         self.inner.extend_retention(name, retention)
         with self._lock:
             self.extensions += 1
         self.note(name, retention.until)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attr: str) -> Any:  # backend-specific extras (cleanup_temp, ...)
-        return getattr(self.inner, attr)
 
 
 # -- retention records -----------------------------------------------------------------------

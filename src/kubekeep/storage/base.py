@@ -12,6 +12,7 @@ import abc
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kubekeep.errors import StorageError
 
@@ -114,3 +115,54 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class WrappingBackend(Backend):
+    """A backend that passes everything to ``inner``: the base of the engine's wrappers (a held
+    lock's guard, Object Lock's dates), which override only what they change. Extras a backend
+    has beyond this interface (ranged reads, ...) are reached through ``__getattr__``."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.location = inner.location
+
+    def create(self) -> None:
+        self.inner.create()
+
+    def exists(self, name: str) -> bool:
+        return self.inner.exists(name)
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.load(name, offset, length)
+
+    def store(
+        self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> None:
+        if retention is None:  # backends (and test doubles) written before retention dates
+            self.inner.store(name, data, exclusive=exclusive)
+        else:
+            self.inner.store(name, data, exclusive=exclusive, retention=retention)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def lock_support(self) -> LockSupport:
+        return self.inner.lock_support()
+
+    def retention(self, name: str) -> Retention | None:
+        return self.inner.retention(name)
+
+    def extend_retention(self, name: str, retention: Retention) -> None:
+        self.inner.extend_retention(name, retention)
+
+    def overwritten(self) -> Sequence[str]:
+        return self.inner.overwritten()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
