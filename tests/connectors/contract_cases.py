@@ -227,9 +227,7 @@ def _s3_case(tree: Path, server: S3Server, bucket: str, admin: Any) -> ExporterC
         written,
         expected,
         _file_sample,
-        blocked,
-        why="an object S3 refuses (here an IAM policy denies that one key) is a StorageError that ends "
-        "the restore, not EntryFailed",
+        blocked,  # an IAM policy denies that one key: EntryFailed, the rest goes on
     )
 
 

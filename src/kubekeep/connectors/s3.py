@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl
 
+import botocore.exceptions as bexc
+
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, Exporter, SourceInfo
 from kubekeep.storage.s3 import S3Backend
@@ -50,6 +52,10 @@ def parse_uri(uri: str) -> tuple[str, str, dict[str, str]]:
     return bucket, "/".join(parts), options
 
 
+#: S3 answers that refuse one object, not the whole destination
+_ENTRY_REFUSED = {"AccessDenied", "KeyTooLongError", "InvalidObjectName"}
+
+
 class _Bucket(S3Backend):
     """The storage backend's client (configuration, retries, error mapping) used for plain
     objects under a prefix, with any key the snapshot's paths need."""
@@ -74,11 +80,13 @@ class _Bucket(S3Backend):
             try:
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
             except Exception as exc:  # noqa: BLE001 - mapped to kubekeep's errors
+                self._refused_entry(exc, path)
                 self._raise(exc, "write", path)
             return
         try:
             upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=metadata)
         except Exception as exc:  # noqa: BLE001
+            self._refused_entry(exc, path)
             self._raise(exc, "write", path)
         upload_id = upload["UploadId"]
         parts: list[dict[str, Any]] = []
@@ -98,8 +106,19 @@ class _Bucket(S3Backend):
             with contextlib.suppress(Exception):  # the original failure is the one to report
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             if isinstance(exc, Exception) and not isinstance(exc, errors.KubekeepError):
+                self._refused_entry(exc, path)
                 self._raise(exc, "write", path)
             raise
+
+    def _refused_entry(self, exc: Exception, path: str) -> None:
+        """Raise ``EntryFailed`` when S3 refused this one object (a policy denying its key, a key
+        it does not take): the restore reports it and goes on. Anything else (the bucket, the
+        network, the credentials) is for ``_raise`` and ends the restore."""
+        if isinstance(exc, bexc.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _ENTRY_REFUSED:
+                message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
+                raise errors.EntryFailed(f"S3 refused to write {path} ({code}): {message or 'refused'}") from exc
 
     def _part(self, key: str, upload_id: str, number: int, body: bytes, path: str) -> dict[str, Any]:
         response = self._client.upload_part(
