@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATASET = HERE.parent.parent / "shared" / "bench" / "make_dataset.py"
+DATASET = Path(os.environ.get("KUBEKEEP_BENCH_DATASET", HERE.parent.parent / "shared" / "bench" / "make_dataset.py"))
 PASSWORD = "bench-password"
 
 
@@ -221,6 +221,30 @@ def median_run(runs: list[Run]) -> Run:
     return Run(mid.seconds, max(r.peak_rss_mb for r in runs))
 
 
+def profile_rebackup(work: Path, data: Path, top: int = 20) -> None:
+    """Where an unchanged re-backup spends its time: a plain run's wall time, python start-up
+    with the CLI's imports alone, then the same re-backup under cProfile (top items by
+    cumulative time; repository open and key derivation, index loading, the walk and tree
+    building and the snapshot write show up as their kubekeep functions)."""
+    import pstats
+
+    k = Kubekeep(work, data, work)
+    k.init()
+    first = k.backup()
+    print(f"first backup (untimed for the breakdown): {first.seconds:.2f} s", flush=True)
+    plain = [k.backup() for _ in range(3)]
+    startup = [run([sys.executable, "-c", "import kubekeep.cli.main"], env=k.env) for _ in range(3)]
+    bare = [run([sys.executable, "-c", "pass"]) for _ in range(3)]
+    prof = work / "rebackup.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "kubekeep.cli.main", "backup", "-q", str(data)]
+    profiled = run(cmd, env=k.env)
+    print(f"unchanged re-backup, median of 3: {median_run(plain).seconds:.2f} s")
+    print(f"  python start-up alone:          {median_run(bare).seconds:.2f} s")
+    print(f"  start-up + kubekeep CLI imports: {median_run(startup).seconds:.2f} s")
+    print(f"  under cProfile: {profiled.seconds:.2f} s; top {top} by cumulative time:")
+    pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(top)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0)
@@ -238,6 +262,11 @@ def main() -> None:
         default=None,
         help="where restores are written (default: the work directory); see bench/README.md on ext4 without a journal",
     )
+    ap.add_argument(
+        "--profile-rebackup",
+        action="store_true",
+        help="only break down an unchanged kubekeep re-backup (start-up, imports, cProfile top items)",
+    )
     args = ap.parse_args()
     work: Path = args.work
     data = work / f"data-{args.scale}"
@@ -249,6 +278,9 @@ def main() -> None:
     for p in work.iterdir():
         if p != data and not p.name.startswith("data-"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if args.profile_rebackup:
+        profile_rebackup(work, data)
+        return
     restore_dir: Path = args.restore_dir or work
     restore_dir.mkdir(parents=True, exist_ok=True)
     data_size = du(data)
