@@ -508,6 +508,46 @@ def ensure_helm(progress: Progress = _stderr) -> Path:
     return path
 
 
+def restic_dir() -> Path:
+    """Cache directory of the pinned restic (``restic-<version>/``), for the benchmark only."""
+    return cache_root() / f"restic-{versions.RESTIC_VERSION}"
+
+
+def restic_path() -> Path:
+    """Where the pinned ``restic`` binary is (built by :func:`ensure_restic`)."""
+    return restic_dir() / "bin" / "restic"
+
+
+def restic_build() -> GoBuild:
+    """restic's ``cmd/restic`` at the pinned version, stamped as its build.go does
+    (``-X main.version=<version without v>``)."""
+    version = versions.RESTIC_VERSION
+    go_mod = (
+        f"module kubekeep.test/testenv/build/restic\n\ngo {versions.GO_DIRECTIVE}\n\n"
+        f"require github.com/restic/restic {version}\n"
+    )
+    return GoBuild(
+        name="restic",
+        binaries=("restic",),
+        packages=("github.com/restic/restic/cmd/restic",),
+        go_mod=lambda _workdir: go_mod,
+        ldflags=("-s", "-w", "-X", f"main.version={version.lstrip('v')}"),
+    )
+
+
+def ensure_restic(progress: Progress = _stderr) -> Path:
+    """Build the pinned restic into its cache directory if it is missing; return its path."""
+    path = restic_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        with _build_lock(progress, restic_dir()):
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                _run_go_build(restic_build(), progress, restic_dir())
+    return path
+
+
 #: What the second (newer) cluster builds from its Kubernetes release; etcd, kwok and kubectl
 #: are the pinned control plane's.
 NEWER_KUBERNETES_BINARIES: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")

@@ -42,6 +42,11 @@ HELM_VERSION = "v4.3.2"
 #: has no replace directives. Not in :func:`cache_key`: it builds into ``minio-<version>/``.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
+#: ``github.com/restic/restic`` release: the benchmark's main peer (bench/bench_engine.py), built
+#: on first use by ``testenv.build.ensure_restic`` into ``restic-<version>/``. Not in
+#: :func:`cache_key` and not part of ``python -m testenv build``: CI does not need it.
+RESTIC_VERSION = "v0.19.0"
+
 #: Go directive written into the generated build modules (must be <= local Go).
 GO_DIRECTIVE = "1.26.0"
 
