@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.api.snapshots import forget
+from kubekeep.api.snapshot_ops import forget
 from kubekeep.engine import objectlock
 from kubekeep.engine.check import run_check
 from kubekeep.engine.objectlock import LockPolicy

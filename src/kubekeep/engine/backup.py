@@ -27,7 +27,7 @@ from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
-from kubekeep.engine.tree import DIR, FILE, Node, encode_tree, is_text, name_printable
+from kubekeep.engine.tree import DIR, FILE, Node, encode_tree, is_text, name_printable, wire_nodes
 from kubekeep.engine.writer import BlobWriter
 
 
@@ -86,41 +86,80 @@ class _OpenDir:
 
 
 class _ParentTree:
-    """Looks up nodes of the parent snapshot by directory, loading trees on demand."""
+    """Looks up nodes of the parent snapshot by directory, loading trees on demand.
+
+    Trees are kept as decoded (:func:`wire_nodes`), not as checked :class:`Node` objects: a
+    re-backup looks at a handful of fields of every node, and checks just those (a node with a
+    field of the wrong type is not reused; its file is read again)."""
 
     def __init__(self, repo: Repository, root: bytes | None) -> None:
         self.repo = repo
-        self.dirs: dict[str, dict[str, Node] | None] = {"": self._load(root)}
+        self.dirs: dict[str, dict[str, _Reusable] | None] = {}
+        self.subdirs: dict[str, dict[str, bytes] | None] = {"": None}
+        self.dirs[""] = self._load("", root)
 
-    def _load(self, tree_id: bytes | None) -> dict[str, Node] | None:
-        """The directory's nodes, leaving out files whose data is not all in the index (a damaged
-        or pruned parent), checked with one vectorised lookup per directory."""
+    def _load(self, path: str, tree_id: bytes | None) -> dict[str, _Reusable] | None:
+        """The directory's reusable files, leaving out those whose data is not all in the index
+        (a damaged or pruned parent), checked with one vectorised lookup per directory."""
         index = self.repo.index
         if tree_id is None or index.lookup(tree_id) is None:
             return None
-        nodes = self.repo.load_tree(tree_id)
-        files = [n for n in nodes if n.type == FILE and n.content]
-        present = index.contains_all([c for n in files for c in n.content])
-        missing: set[str] = set()
+        what = f"tree {tree_id.hex()[:16]}"
+        files: dict[str, _Reusable] = {}
+        subdirs: dict[str, bytes] = {}
+        for d in wire_nodes(self.repo.load_blob(tree_id), what):
+            name, kind = d.get("n"), d.get("t")
+            if type(name) is bytes:  # not UTF-8: as the walk names it, with surrogate escapes
+                name = name.decode("utf-8", "surrogateescape")
+            elif type(name) is not str:
+                continue
+            if kind == FILE:
+                content, size, key = d.get("c"), d.get("s"), d.get("rk")
+                if (
+                    type(content) is list
+                    and type(size) is int
+                    and type(key) is bytes
+                    and all(type(c) is bytes for c in content)
+                ):
+                    files[name] = _Reusable(key, size, content)
+            elif kind == DIR and type(d.get("st")) is bytes:
+                subdirs[name] = d["st"]
+        self.subdirs[path] = subdirs
+        ids = [c for f in files.values() for c in f.content]
+        present = index.contains_all(ids) if ids else None
+        if present is None or present.all():  # the usual case: one check for the directory
+            return files
         at = 0
-        for n in files:
-            if not present[at : at + len(n.content)].all():
-                missing.add(n.name)
-            at += len(n.content)
-        return {n.name: n for n in nodes if n.name not in missing}
+        complete: dict[str, _Reusable] = {}
+        for name, f in files.items():
+            if present[at : at + len(f.content)].all():
+                complete[name] = f
+            at += len(f.content)
+        return complete
 
-    def dir(self, path: str) -> dict[str, Node] | None:
+    def dir(self, path: str) -> dict[str, _Reusable] | None:
         if path in self.dirs:
             return self.dirs[path]
         parent, _, name = path.rpartition("/")
-        parent_nodes = self.dir(parent)
-        node = parent_nodes.get(name) if parent_nodes else None
-        nodes = self._load(node.subtree) if node is not None and node.type == DIR else None
-        self.dirs[path] = nodes
-        return nodes
+        if parent not in self.dirs:
+            self.dir(parent)
+        subtree = (self.subdirs.get(parent) or {}).get(name)
+        files = self._load(path, subtree) if subtree is not None else None
+        self.dirs[path] = files
+        return files
 
     def forget(self, path: str) -> None:
         self.dirs.pop(path, None)
+        self.subdirs.pop(path, None)
+
+
+@dataclass(slots=True)
+class _Reusable:
+    """A file of the parent snapshot: what a file of the source must match to reuse its data."""
+
+    reuse_key: bytes
+    size: int
+    content: list[bytes]
 
 
 def default_workers() -> int:
@@ -327,12 +366,12 @@ class _BackupRun:
         finally:
             self.slots.release()
 
-    def _reusable(self, dir_path: str, name: str, entry: Entry) -> Node | None:
-        if entry.reuse_key is None:
+    def _reusable(self, dir_path: str, name: str, entry: Entry) -> _Reusable | None:
+        if entry.reuse_key is None or entry.chunks is not None:
             return None
-        nodes = self.parent.dir(dir_path)
-        old = nodes.get(name) if nodes else None
-        if old is None or old.type != FILE or old.reuse_key != entry.reuse_key or old.size != entry.size:
+        files = self.parent.dir(dir_path)
+        old = files.get(name) if files else None
+        if old is None or old.reuse_key != entry.reuse_key or old.size != entry.size:
             return None
         return old  # its data is in the index: _ParentTree checked that when loading the directory
 
@@ -420,8 +459,8 @@ class _BackupRun:
 
 def _check_path(path: str) -> str:
     path = path.strip("/")
-    parts = path.split("/")
-    if not path or any(p in ("", ".", "..") for p in parts):
+    framed = f"/{path}/"
+    if not path or "//" in path or "/./" in framed or "/../" in framed:
         raise errors.ConnectorError(f"the source yielded an invalid path {path!r}")
     return path
 
