@@ -27,8 +27,6 @@ CHUNK_MAX = 8 * 1024 * 1024
 PACK_SIZE = 16 * 1024 * 1024
 #: tree packs are cached locally whole, so they are kept smaller.
 TREE_PACK_SIZE = 4 * 1024 * 1024
-#: packs being uploaded at once (memory ~= this x PACK_SIZE)
-UPLOADS_IN_FLIGHT = 4
 
 DEFAULT_COMPRESSION_LEVEL = 3
 

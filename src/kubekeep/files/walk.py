@@ -18,6 +18,7 @@ from kubekeep.engine.tree import name_printable as _printable
 from kubekeep.files.excludes import ExcludeRules
 
 _REUSE = struct.Struct("<QQqqq")
+_FILE = EntryType.FILE
 
 
 class _Metadata(TypedDict):
@@ -65,14 +66,24 @@ class FsImporter(Importer):
         except OSError as exc:
             self._warnings.append(f"{_printable(rel_dir) or '.'}: cannot list directory: {exc.strerror}; skipped")
             return
+        excluded = self.rules.excluded if self.rules else None
         for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name  # not UTF-8: surrogate escapes
-            if self.rules.excluded(rel, item.name):
+            name = item.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name  # not UTF-8: surrogate escapes
+            if excluded is not None and excluded(rel, name):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
             except OSError as exc:
                 self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
+                continue
+            if stat.S_ISREG(st.st_mode):  # the common case, without _entry's generality
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+                key = _REUSE.pack(st.st_dev, st.st_ino, size, mtime_ns, st.st_ctime_ns)
+                mode = stat.S_IMODE(st.st_mode)
+                yield Entry(
+                    rel, _FILE, mode, st.st_uid, st.st_gid, mtime_ns, size, opener=_opener(item.path), reuse_key=key
+                )
                 continue
             entry = self._entry(item.path, rel, st)
             if entry is None:
