@@ -94,20 +94,17 @@ class _ParentTree:
 
     def __init__(self, repo: Repository, root: bytes | None) -> None:
         self.repo = repo
-        self.dirs: dict[str, dict[str, _Reusable] | None] = {}
-        self.subdirs: dict[str, dict[str, bytes] | None] = {"": None}
-        self.dirs[""] = self._load("", root)
+        self.dirs: dict[str, _ParentDir | None] = {"": self._load(root)}
 
-    def _load(self, path: str, tree_id: bytes | None) -> dict[str, _Reusable] | None:
+    def _load(self, tree_id: bytes | None) -> _ParentDir | None:
         """The directory's reusable files, leaving out those whose data is not all in the index
-        (a damaged or pruned parent), checked with one vectorised lookup per directory."""
+        (a damaged or pruned parent), checked with one vectorised lookup per directory, and its
+        subdirectories' trees."""
         index = self.repo.index
         if tree_id is None or index.lookup(tree_id) is None:
             return None
-        what = f"tree {tree_id.hex()[:16]}"
-        files: dict[str, _Reusable] = {}
-        subdirs: dict[str, bytes] = {}
-        for d in wire_nodes(self.repo.load_blob(tree_id), what):
+        loaded = _ParentDir()
+        for d in wire_nodes(self.repo.load_blob(tree_id), f"tree {tree_id.hex()[:16]}"):
             name, kind = d.get("n"), d.get("t")
             if type(name) is bytes:  # not UTF-8: as the walk names it, with surrogate escapes
                 name = name.decode("utf-8", "surrogateescape")
@@ -121,36 +118,44 @@ class _ParentTree:
                     and type(key) is bytes
                     and all(type(c) is bytes for c in content)
                 ):
-                    files[name] = _Reusable(key, size, content)
+                    loaded.files[name] = _Reusable(key, size, content)
             elif kind == DIR and type(d.get("st")) is bytes:
-                subdirs[name] = d["st"]
-        self.subdirs[path] = subdirs
-        ids = [c for f in files.values() for c in f.content]
+                loaded.subdirs[name] = d["st"]
+        ids = [c for f in loaded.files.values() for c in f.content]
         present = index.contains_all(ids) if ids else None
-        if present is None or present.all():  # the usual case: one check for the directory
-            return files
-        at = 0
-        complete: dict[str, _Reusable] = {}
-        for name, f in files.items():
-            if present[at : at + len(f.content)].all():
-                complete[name] = f
-            at += len(f.content)
-        return complete
+        if present is not None and not present.all():  # the usual case is one check per directory
+            at = 0
+            for name, f in list(loaded.files.items()):
+                if not present[at : at + len(f.content)].all():
+                    del loaded.files[name]
+                at += len(f.content)
+        return loaded
 
     def dir(self, path: str) -> dict[str, _Reusable] | None:
+        """The reusable files of the parent's directory ``path``, None if it has none there."""
+        loaded = self._dir(path)
+        return loaded.files if loaded is not None else None
+
+    def _dir(self, path: str) -> _ParentDir | None:
         if path in self.dirs:
             return self.dirs[path]
-        parent, _, name = path.rpartition("/")
-        if parent not in self.dirs:
-            self.dir(parent)
-        subtree = (self.subdirs.get(parent) or {}).get(name)
-        files = self._load(path, subtree) if subtree is not None else None
-        self.dirs[path] = files
-        return files
+        parent_path, _, name = path.rpartition("/")
+        parent = self._dir(parent_path)
+        subtree = parent.subdirs.get(name) if parent is not None else None
+        loaded = self._load(subtree) if subtree is not None else None
+        self.dirs[path] = loaded
+        return loaded
 
     def forget(self, path: str) -> None:
         self.dirs.pop(path, None)
-        self.subdirs.pop(path, None)
+
+
+@dataclass(slots=True)
+class _ParentDir:
+    """One directory of the parent snapshot, as much of it as a re-backup looks at."""
+
+    files: dict[str, _Reusable] = field(default_factory=dict)
+    subdirs: dict[str, bytes] = field(default_factory=dict)  # name -> subtree id
 
 
 @dataclass(slots=True)

@@ -83,8 +83,8 @@ class Node:
     @classmethod
     def from_wire(cls, d: WireNode) -> Node:
         """The node ``d`` describes; raises ``TypeError``, ``ValueError`` or ``KeyError`` for a
-        malformed one (``d`` is as decoded: its shape is checked here). On the path of every
-        re-backup (each node of the parent snapshot), so the checks are written for speed."""
+        malformed one (``d`` is as decoded: its shape is checked here). Restores and listings
+        decode every node of every tree they read, so the checks are written for speed."""
         name = d["n"]
         if type(name) is not str:
             name = _text(name)
@@ -221,11 +221,8 @@ def wire_nodes(data: bytes, what: str) -> list[dict[str, Any]]:
 
 def decode_tree(data: bytes, what: str) -> list[Node]:
     try:
-        body = msgpack.unpackb(data, raw=False)
-        if body.get("v") != TREE_VERSION:
-            raise errors.IntegrityError(f"{what}: unsupported tree version {body.get('v')!r}")
-        nodes = [Node.from_wire(d) for d in body["nodes"]]
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
+        nodes = [Node.from_wire(d) for d in wire_nodes(data, what)]  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise errors.IntegrityError(f"{what}: tree is malformed") from None
     problem = unsafe_names(nodes)
     if problem is not None:
