@@ -1,13 +1,12 @@
 """Adding blobs to a repository: dedup, compress, encrypt, pack, upload, index.
 
-Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Full packs are uploaded
-by a small pool with a bounded number in flight, so memory stays at about
-``Backend.parallel_stores x PACK_SIZE`` plus the packs being filled. Packs are assembled in
-buffers (:class:`PackBuffer`) that go back to a free list once their pack is stored: a run maps
-at most ``parallel_stores + SPARE_PACK_BUFFERS`` buffers per blob type and reuses them. An index file is written for
-every batch of uploaded packs and at :meth:`flush`, always after the packs it lists exist, so
-a run killed at any moment leaves only complete packs, some of them not yet indexed (``check``
-reports those as unreferenced, ``prune`` removes them).
+Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Packs are assembled in
+buffers (:class:`PackBuffer`) that go back to a free list once their pack is stored; at most
+``Backend.parallel_stores + SPARE_PACK_BUFFERS`` buffers of a blob type are in use, so memory
+for packs stays at that many times ``PACK_SIZE`` however slow the store is (savers wait). An
+index file is written for every batch of uploaded packs and at :meth:`flush`, always after the
+packs it lists exist, so a run killed at any moment leaves only complete packs, some of them
+not yet indexed (``check`` reports those as unreferenced, ``prune`` removes them).
 """
 
 from __future__ import annotations
