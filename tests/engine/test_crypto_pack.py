@@ -6,16 +6,20 @@ import json
 import os
 import random
 import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from kubekeep import api, errors
 from kubekeep.engine import compression, keyfile
+from kubekeep.engine import writer as writer_module
 from kubekeep.engine.crypto import Cipher, MasterKey
 from kubekeep.engine.keyfile import KeyFile
-from kubekeep.engine.pack import DATA, TREE, PackWriter, blob_aad, read_header, verify_pack_id
+from kubekeep.engine.pack import DATA, TREE, PackBuffer, PackWriter, blob_aad, pack_name, read_header, verify_pack_id
 from kubekeep.engine.repository import Repository
+from kubekeep.engine.writer import BlobWriter
 from kubekeep.storage.local import LocalBackend
 from tests.cli.helpers import FAST_KDF
 from tests.engine.conftest import PASSWORD
@@ -76,7 +80,7 @@ def _pack() -> tuple[Cipher, bytes, bytes, list[tuple[bytes, bytes]]]:
         writer.add(blob_id, cipher.encrypt(plain, blob_aad(DATA, blob_id)), len(plain))
         blobs.append((blob_id, plain))
     pack_id, data = writer.finish(cipher)
-    return cipher, pack_id, data, blobs
+    return cipher, pack_id, bytes(data), blobs
 
 
 def test_pack_header_roundtrip() -> None:
@@ -150,7 +154,7 @@ def _pack_of(cipher: Cipher, blobs: int, *, pad_header: bool = True) -> bytes:
     for _ in range(blobs):
         blob_id, plain = os.urandom(32), os.urandom(300)
         writer.add(blob_id, cipher.encrypt(plain, blob_aad(DATA, blob_id)), 1 << 20)
-    return (writer.finish(cipher) if pad_header else writer.finish(cipher, pad_header=False))[1]
+    return bytes((writer.finish(cipher) if pad_header else writer.finish(cipher, pad_header=False))[1])
 
 
 def _header_length(pack: bytes) -> int:
@@ -186,3 +190,66 @@ def test_version_2_repository_writes_padded_headers(repo: Repository, tmp_path: 
     packs = [repo.backend.load(o.name) for o in repo.backend.list("data/")]
     assert len(packs) == 2  # one data pack, one tree pack
     assert all(_header_length(p) == 4096 + 28 for p in packs)
+
+
+def test_pack_buffer_grows_past_its_first_size_and_keeps_what_it_held() -> None:
+    buffer = PackBuffer(4096)
+    first, second = os.urandom(3000), os.urandom(10_000)
+    assert buffer.append(first) == 0
+    assert buffer.append(second) == 3000
+    view = buffer.view()
+    assert bytes(view) == first + second
+    view.release()
+    buffer.reset()
+    assert buffer.append(b"next") == 0 and bytes(buffer.view()) == b"next"
+
+
+def test_packs_reuse_their_buffers_end_before_the_limit_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[PackBuffer] = []
+
+    class Counted(PackBuffer):
+        def __init__(self, capacity: int) -> None:
+            super().__init__(capacity)
+            made.append(self)
+
+    monkeypatch.setattr(writer_module, "PackBuffer", Counted)
+    repo = Repository.init(LocalBackend(tmp_path / "repo"), "pw", kdf=FAST_KDF, no_cache=True)
+    blobs = [os.urandom(40_000) for _ in range(60)]
+    with BlobWriter(repo, pack_size=200_000, uploads=1) as writer:
+        ids = [writer.save(DATA, b) for b in blobs]
+        writer.flush()
+        assert writer.stats.packs >= 12
+    assert len(made) <= 3 + 1  # at most uploads + 2 data buffers, and a tree buffer
+    for obj in repo.backend.list("data/"):
+        assert obj.size <= 200_000 + 8192  # blobs end before the limit; then the header
+    for blob_id, data in zip(ids, blobs, strict=True):
+        loc = repo.index.lookup(blob_id)
+        assert loc is not None
+        raw = repo.backend.load(pack_name(loc.pack_id), loc.offset, loc.length)
+        assert repo.decode_blob(blob_id, DATA, raw, loc.raw_length) == data
+
+
+class _SlowStores(LocalBackend):
+    def store(self, name: str, data: bytes | memoryview, *, exclusive: bool = False, **kw: object) -> None:
+        if name.startswith("data/"):
+            time.sleep(0.01)
+        super().store(name, data, exclusive=exclusive)
+
+
+def test_savers_wait_for_pack_buffers_without_deadlock_when_stores_are_slow(tmp_path: Path) -> None:
+    repo = Repository.init(_SlowStores(tmp_path / "repo"), "pw", kdf=FAST_KDF, no_cache=True)
+    blobs = [[os.urandom(30_000 + 997 * i) for i in range(40)] for _ in range(6)]
+    with BlobWriter(repo, pack_size=100_000, uploads=1) as writer:
+        with ThreadPoolExecutor(6) as pool:
+            saved = list(pool.map(lambda part: [writer.save(DATA, b) for b in part], blobs))
+        writer.flush()
+        assert writer.stats.packs >= 60
+        assert sum(len(free) for free in writer._free.values()) <= 3 + 1  # uploads + 2 data, 1 tree
+    for part_ids, part in zip(saved, blobs, strict=True):
+        for blob_id, data in zip(part_ids, part, strict=True):
+            loc = repo.index.lookup(blob_id)
+            assert loc is not None
+            raw = repo.backend.load(pack_name(loc.pack_id), loc.offset, loc.length)
+            assert repo.decode_blob(blob_id, DATA, raw, loc.raw_length) == data

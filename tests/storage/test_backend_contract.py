@@ -47,6 +47,16 @@ def test_store_accepts_memoryview(backend: Backend) -> None:
     assert backend.load("index/mv") == data[100:900]
 
 
+def test_store_keeps_no_reference_to_the_data(backend: Backend) -> None:
+    # the engine stores packs from buffers it reuses for the next pack once store returns
+    buffer = bytearray(b"first pack " * 1000)
+    view = memoryview(buffer)
+    backend.store("data/aa/reused", view)
+    view.release()
+    buffer[:] = bytes(len(buffer))
+    assert backend.load("data/aa/reused") == b"first pack " * 1000
+
+
 def test_ranged_load(backend: Backend) -> None:
     data = blob("ranged", 10_000)
     backend.store("data/ab/ranged", data)

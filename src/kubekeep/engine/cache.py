@@ -47,7 +47,7 @@ class Cache:
             return None
         return data if len(data) == length else None
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | memoryview) -> None:
         path = self._path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

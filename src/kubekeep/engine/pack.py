@@ -55,34 +55,80 @@ def pack_name(pack_id: bytes) -> str:
     return f"data/{hexid[:2]}/{hexid}"
 
 
+class PackBuffer:
+    """Where a pack is assembled: an anonymous memory mapping that a writer reuses pack after pack.
+
+    Packs used to be lists of blobs joined into one ``bytes`` when full: each finish held the
+    pack twice, and the 16 MiB joins left holes in the C heap that the next allocations only
+    partly reused (first backup of the engine benchmark: peak RSS 153-160 MB, 138 MB with
+    these buffers; bench/README.md). A mapping is faulted in once, and only as far as it is
+    written; its size is address space, not memory.
+    """
+
+    __slots__ = ("_map", "used")
+
+    def __init__(self, capacity: int) -> None:
+        self._map = mmap.mmap(-1, max(capacity, mmap.PAGESIZE))
+        self.used = 0
+
+    def append(self, data: bytes | bytearray | memoryview) -> int:
+        """Copy ``data`` after what the buffer holds; return where it starts."""
+        end = self.used + len(data)
+        if end > len(self._map):
+            self._grow(end)
+        self._map[self.used : end] = data
+        start, self.used = self.used, end
+        return start
+
+    def _grow(self, size: int) -> None:
+        bigger = mmap.mmap(-1, max(size, 2 * len(self._map)))
+        bigger[: self.used] = self._map[: self.used]
+        self._map.close()
+        self._map = bigger
+
+    def view(self) -> memoryview:
+        """The bytes written so far; release the view before the buffer is reused or closed."""
+        return memoryview(self._map)[: self.used]
+
+    def reset(self) -> None:
+        self.used = 0
+
+    def close(self) -> None:
+        self._map.close()
+
+
 class PackWriter:
     """Accumulates encrypted blobs of one type until the pack is large enough to upload."""
 
-    def __init__(self, blob_type: int) -> None:
+    def __init__(self, blob_type: int, buffer: PackBuffer | None = None) -> None:
         self.blob_type = blob_type
-        self._parts: list[bytes | bytearray] = []
+        self.buffer = buffer if buffer is not None else PackBuffer(1 << 20)
+        self.buffer.reset()
         self.entries: list[BlobEntry] = []
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes of blobs so far."""
+        return self.buffer.used
 
     def add(self, blob_id: bytes, encrypted: bytes | bytearray, raw_length: int) -> None:
-        self.entries.append(BlobEntry(self.blob_type, blob_id, self.size, len(encrypted), raw_length))
-        self._parts.append(encrypted)
-        self.size += len(encrypted)
+        offset = self.buffer.append(encrypted)
+        self.entries.append(BlobEntry(self.blob_type, blob_id, offset, len(encrypted), raw_length))
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def finish(self, cipher: Cipher, *, pad_header: bool = True) -> tuple[bytes, bytes]:
-        """Return ``(pack_id, pack_bytes)`` and release the buffered blobs. ``pad_header``: pad
-        the header to its size bucket (version 2; version 1 wrote unpadded headers)."""
+    def finish(self, cipher: Cipher, *, pad_header: bool = True) -> tuple[bytes, memoryview]:
+        """Return ``(pack_id, pack_bytes)``: the bytes are a view of the pack's buffer, valid
+        until the buffer is reused. ``pad_header``: pad the header to its size bucket (version
+        2; version 1 wrote unpadded headers)."""
         header = msgpack.packb([[e.type, e.id, e.offset, e.length, e.raw_length] for e in self.entries])
         if pad_header:
             header += bytes(header_bucket(len(header)) - len(header))
         enc_header = cipher.encrypt(header, _HEADER_AAD)
-        self._parts.append(enc_header)
-        self._parts.append(_LEN.pack(len(enc_header)))
-        data = b"".join(self._parts)
-        self._parts = []
+        self.buffer.append(enc_header)
+        self.buffer.append(_LEN.pack(len(enc_header)))
+        data = self.buffer.view()
         return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest(), data
 
 

@@ -1,11 +1,12 @@
 """Adding blobs to a repository: dedup, compress, encrypt, pack, upload, index.
 
-Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Full packs are uploaded
-by a small pool with a bounded number in flight, so memory stays at about
-``Backend.parallel_stores x PACK_SIZE`` plus the packs being filled. An index file is written for
-every batch of uploaded packs and at :meth:`flush`, always after the packs it lists exist, so
-a run killed at any moment leaves only complete packs, some of them not yet indexed (``check``
-reports those as unreferenced, ``prune`` removes them).
+Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Packs are assembled in
+buffers (:class:`PackBuffer`) that go back to a free list once their pack is stored; at most
+``Backend.parallel_stores + SPARE_PACK_BUFFERS`` buffers of a blob type are in use, so memory
+for packs stays at that many times ``PACK_SIZE`` however slow the store is (savers wait). An
+index file is written for every batch of uploaded packs and at :meth:`flush`, always after the
+packs it lists exist, so a run killed at any moment leaves only complete packs, some of them
+not yet indexed (``check`` reports those as unreferenced, ``prune`` removes them).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from typing import TYPE_CHECKING
 from kubekeep.engine import compression, objects
 from kubekeep.engine import format as fmt
 from kubekeep.engine.index import Index, index_body
-from kubekeep.engine.pack import DATA, TREE, BlobEntry, PackWriter, blob_aad, pack_name
+from kubekeep.engine.pack import DATA, TREE, BlobEntry, PackBuffer, PackWriter, blob_aad, pack_name
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
+
+#: pack buffers of a type beyond one per upload slot: one filling while others are stored
+SPARE_PACK_BUFFERS = 2
 
 #: write an index file after this many packs, so a killed backup's data is reused next time
 INDEX_EVERY_PACKS = 64
@@ -53,10 +57,12 @@ class BlobWriter:
         self._level = repo.compression_level
         self._limits = {DATA: pack_size, TREE: tree_pack_size}
         self._lock = threading.Lock()
-        self._packs = {DATA: PackWriter(DATA), TREE: PackWriter(TREE)}
-        self._pending: set[bytes] = set()  # in a pack not yet indexed
+        self._free: dict[int, list[PackBuffer]] = {DATA: [], TREE: []}  # buffers of stored packs
         if uploads is None:
             uploads = repo.backend.parallel_stores
+        self._buffer_slots = {t: threading.BoundedSemaphore(uploads + SPARE_PACK_BUFFERS) for t in (DATA, TREE)}
+        self._packs: dict[int, PackWriter | None] = {DATA: None, TREE: None}  # started on first save
+        self._pending: set[bytes] = set()  # in a pack not yet indexed
         self._slots = threading.BoundedSemaphore(uploads)
         self._pool = ThreadPoolExecutor(uploads, thread_name_prefix="kubekeep-upload")
         self._futures: list[Future[None]] = []
@@ -77,39 +83,78 @@ class BlobWriter:
                 return blob_id
             self._pending.add(blob_id)
         encrypted = self._cipher.encrypt(compression.pack_payload(data, self._level), blob_aad(blob_type, blob_id))
-        full = None
+        limit = self._limits[blob_type]
+        while True:
+            full, added = None, False
+            with self._lock:
+                pack = self._packs[blob_type]
+                if pack is not None and len(pack) and pack.size + len(encrypted) > limit:
+                    full, self._packs[blob_type] = pack, None  # packs end before the limit
+                elif pack is not None:
+                    pack.add(blob_id, encrypted, len(data))
+                    self.stats.blobs_new += 1
+                    self.stats.bytes_raw_new += len(data)
+                    added = True
+                    if pack.size >= limit:  # a blob as large as a pack
+                        full, self._packs[blob_type] = pack, None
+            if full is not None:
+                self._upload(full)  # before waiting for a buffer: a waiting saver holds none
+            if added:
+                return blob_id
+            if full is None:
+                self._start_pack(blob_type)
+
+    def _start_pack(self, blob_type: int) -> None:
+        """Give ``blob_type`` a pack to fill, in a free buffer or a new one. At most ``uploads +
+        SPARE_PACK_BUFFERS`` buffers of a type are in use (filling, finishing, being stored):
+        a saver that would need another waits for a pack to be stored, as it would for an upload
+        slot, so a slow store holds back the savers rather than piling up full packs."""
+        self._buffer_slots[blob_type].acquire()  # the lock is not held: stores free buffers
         with self._lock:
-            pack = self._packs[blob_type]
-            pack.add(blob_id, encrypted, len(data))
-            self.stats.blobs_new += 1
-            self.stats.bytes_raw_new += len(data)
-            if pack.size >= self._limits[blob_type]:
-                full = pack
-                self._packs[blob_type] = PackWriter(blob_type)
-        if full is not None:
-            self._upload(full)
-        return blob_id
+            if self._packs[blob_type] is None:
+                free = self._free[blob_type]
+                limit = self._limits[blob_type]
+                buffer = free.pop() if free else PackBuffer(limit + limit // 8 + (64 << 10))  # and a header
+                self._packs[blob_type] = PackWriter(blob_type, buffer)
+                return
+        self._buffer_slots[blob_type].release()  # another saver started one meanwhile
+
+    def _free_buffer(self, pack: PackWriter) -> None:
+        """The buffer of a stored (or failed) pack, kept for the next pack."""
+        with self._lock:
+            self._free[pack.blob_type].append(pack.buffer)
+        self._buffer_slots[pack.blob_type].release()
 
     def _upload(self, pack: PackWriter) -> None:
-        self._raise_failed_upload()
-        self._slots.acquire()
+        try:
+            self._raise_failed_upload()
+            self._slots.acquire()
+        except BaseException:
+            self._free_buffer(pack)  # savers may be waiting for it
+            raise
         try:
             pack_id, data = pack.finish(self._cipher, pad_header=self.repo.format_version >= 2)
+            future = self._pool.submit(self._store_pack, pack_id, data, pack)
         except BaseException:
             self._slots.release()
+            self._free_buffer(pack)
             raise
-        future = self._pool.submit(self._store_pack, pack_id, data, pack.entries, pack.blob_type)
         with self._lock:
             self._futures.append(future)
 
-    def _store_pack(self, pack_id: bytes, data: bytes, entries: list[BlobEntry], blob_type: int) -> None:
+    def _store_pack(self, pack_id: bytes, data: memoryview, pack: PackWriter) -> None:
+        entries, blob_type, size = pack.entries, pack.blob_type, len(data)
         try:
             name = pack_name(pack_id)
-            self.repo.backend.store(name, data)
-            if blob_type == TREE and self.repo.cache is not None:
-                self.repo.cache.put(name, data)
+            try:
+                self.repo.backend.store(name, data)
+                if blob_type == TREE and self.repo.cache is not None:
+                    self.repo.cache.put(name, data)
+            finally:
+                data.release()
+                self._free_buffer(pack)
             with self._lock:
-                self.stats.bytes_stored += len(data)
+                self.stats.bytes_stored += size
                 self.stats.packs += 1
                 self._unindexed.append((pack_id, entries))
                 batch = self._take_unindexed(INDEX_EVERY_PACKS)
@@ -152,10 +197,11 @@ class BlobWriter:
         """Upload partial packs, wait for every upload, and index everything written."""
         for blob_type in (DATA, TREE):
             with self._lock:
-                pack = self._packs[blob_type]
-                self._packs[blob_type] = PackWriter(blob_type)
-            if len(pack):
+                pack, self._packs[blob_type] = self._packs[blob_type], None
+            if pack is not None and len(pack):
                 self._upload(pack)
+            elif pack is not None:
+                self._free_buffer(pack)
         with self._lock:
             futures, self._futures = self._futures, []
         errors = []
@@ -173,6 +219,15 @@ class BlobWriter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            buffers = [b for free in self._free.values() for b in free]
+            buffers += [p.buffer for p in self._packs.values() if p is not None]
+            self._free = {DATA: [], TREE: []}
+        for buffer in buffers:
+            try:
+                buffer.close()
+            except BufferError:  # a view of it is still held somewhere: the mapping goes with it
+                pass
 
     def __enter__(self) -> BlobWriter:
         return self

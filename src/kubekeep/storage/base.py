@@ -88,7 +88,10 @@ class Backend(abc.ABC):
     def store(
         self, name: str, data: bytes | memoryview, *, exclusive: bool = False, retention: Retention | None = None
     ) -> None:
-        """Write ``name``; with ``retention``, the object carries that retention date."""
+        """Write ``name``; with ``retention``, the object carries that retention date.
+
+        ``data`` may be a view of a buffer its caller reuses once this returns: a backend
+        keeps a copy, never the view."""
 
     @abc.abstractmethod
     def delete(self, name: str) -> None:
