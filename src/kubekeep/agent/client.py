@@ -219,7 +219,7 @@ class RemoteBackup:
         #: the longest chunk the agent may announce (what a compressed chunk may decompress to)
         self.max_chunk = min(p.MAX_FRAME, int(spec.params.get("max", p.MAX_FRAME)))
         #: ``(record to acknowledge, entry)``, then None when the walk is done
-        self._entries: _Inbox[tuple[int | None, Entry] | None] = _Inbox()
+        self._entries: _Inbox[tuple[int | None, Entry | list[Entry]] | None] = _Inbox()
         self._files: dict[int, RemoteFile] = {}
         self._requests: dict[int, _Request] = {}
         self._next_request = 0
@@ -262,7 +262,10 @@ class RemoteBackup:
             seq, entry = item
             if seq is not None:
                 self.ack(seq)
-            yield entry
+            if isinstance(entry, list):
+                yield from entry
+            else:
+                yield entry
         self.flush_acks()
         with self._all_read:
             while self._unread and self._error is None:
@@ -396,6 +399,8 @@ class RemoteBackup:
                     if entry.type == EntryType.FILE:
                         self._unchanged(entry, body)
                     self._entries.put((int(body["s"]), entry))
+                elif kind == p.ENTRIES:
+                    self._entries.put((int(body["s"]), self._run(body)))
                 elif kind == p.FAIL:
                     with self._lock:
                         req = self._requests.get(int(body["r"]))
@@ -462,6 +467,23 @@ class RemoteBackup:
         if self.prefix:
             entry.path = f"{self.prefix}/{entry.path}"
         return entry
+
+    def _run(self, body: p.Message) -> list[Entry]:
+        """The entries of an ENTRIES record (only to a client that named the parent's files)."""
+        if not self._skipping:
+            raise errors.ConnectorError("agent protocol: ENTRIES to a client that did not name the parent's files")
+        bodies = p.require(body, "e", list, "ENTRIES")
+        if not 1 <= len(bodies) <= p.MAX_ENTRIES:
+            raise errors.ConnectorError(f"agent protocol: malformed ENTRIES: {len(bodies)} entries")
+        run = []
+        for item in bodies:
+            if not isinstance(item, dict):
+                raise errors.ConnectorError(f"agent protocol: malformed ENTRIES: a {type(item).__name__}, not a map")
+            entry = self._entry(item)
+            if entry.type == EntryType.FILE:
+                self._unchanged(entry, item)
+            run.append(entry)
+        return run
 
     def _unchanged(self, entry: Entry, body: p.Message) -> None:
         """A file the agent skipped as unchanged since the parent snapshot: the engine reuses the

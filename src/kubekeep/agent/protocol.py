@@ -75,6 +75,11 @@ BACKUP, CREDIT, ENTRY, FILE, CHUNKS, FILE_END, DONE, WANT, DATA, FAIL, BYE = ran
 #: backup: the bytes of a file the agent skipped as unchanged, after all (the engine could not
 #: reuse the parent's copy); answered with one DATA frame, empty at the end of the file
 READ = 21
+#: backup, to a client that sent ``known``: a run of entries without content (directories,
+#: symlinks, unchanged files) as one record, in walk order
+ENTRIES = 22
+#: the most entries in one ENTRIES record
+MAX_ENTRIES = 1024
 RESTORE, MKDIR, SYMLINK, WFILE, WDATA, WEND, WABORT, FINISH, FILE_FAILED, FINISHED = range(30, 40)
 
 #: flag bit of a DATA/WDATA frame: the payload is zstd-compressed

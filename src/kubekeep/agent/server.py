@@ -43,6 +43,8 @@ from kubekeep.files.write import FsExporter
 
 #: chunks per CHUNKS message
 BATCH_CHUNKS = 32
+#: entries per ENTRIES message (directories, symlinks and unchanged files, sent without content)
+ENTRIES_RUN = 256
 #: restore: files written at once (kubekeep never has more open than this)
 WRITERS = 8
 #: the largest backup window a client may ask for (records, bytes of buffered chunk data)
@@ -349,18 +351,29 @@ class BackupSession:
 
     # the walker ---------------------------------------------------------------------------
     def _walk_thread(self) -> None:
+        # to a client that named the parent's files, entries without content go in runs (ENTRIES)
+        run: list[Mapping[str, object]] | None = [] if self.known is not None else None
         try:
             for entry in self._entries():
                 if entry.type == EntryType.FILE and self._unchanged(entry):
-                    self._send_record(p.ENTRY, {**p.entry_body(entry), p.UNCHANGED: 1})
                     self.stats["files"] += 1
                     self.stats["files_unchanged"] += 1
                     self.stats["bytes_unchanged"] += entry.size
+                    assert run is not None
+                    run.append({**p.entry_body(entry), p.UNCHANGED: 1})
                 elif entry.type == EntryType.FILE:
+                    self._send_run(run)
                     self._send_file(entry)
+                    continue
                 else:
-                    self._send_record(p.ENTRY, p.entry_body(entry))
                     self.stats["dirs" if entry.type == EntryType.DIR else "symlinks"] += 1
+                    if run is None:
+                        self._send_record(p.ENTRY, p.entry_body(entry))
+                        continue
+                    run.append(p.entry_body(entry))
+                if run is not None and len(run) >= ENTRIES_RUN:
+                    self._send_run(run)
+            self._send_run(run)
             self._send_record(p.DONE, {"warnings": self.warnings, "stats": self.stats}, counted=False)
         except _Closed:
             pass
@@ -385,6 +398,12 @@ class BackupSession:
         importer = FsImporter(source, excludes=self.excludes)
         yield from importer.entries()
         self.warnings.extend(importer.warnings())
+
+    def _send_run(self, run: list[Mapping[str, object]] | None) -> None:
+        """Send the entries collected (ENTRIES) and empty the list."""
+        if run:
+            self._send_record(p.ENTRIES, {"e": list(run)})
+            run.clear()
 
     def _unchanged(self, entry: Entry) -> bool:
         """Whether the parent snapshot holds this file as it is (same path, size and mtime)."""
