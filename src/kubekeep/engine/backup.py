@@ -73,6 +73,10 @@ LARGE_STREAM = 64 * 1024 * 1024
 
 _FileResult = tuple[list[bytes], int] | None
 
+#: files and chunk ids of the parent's directories an importer's listing (``use_parent``) keeps
+#: for the backup's walk, which then does not load them again (~100 bytes each)
+PRELOADED = 500_000
+
 
 @dataclass
 class _OpenDir:
@@ -94,9 +98,15 @@ class _ParentTree:
 
     def __init__(self, repo: Repository, root: bytes | None) -> None:
         self.repo = repo
+        #: directories a :class:`_ParentView` loaded first, by tree id, each taken once
+        self.preloaded: dict[bytes, _ParentDir] = {}
         self.dirs: dict[str, _ParentDir | None] = {"": self._load(root)}
 
     def _load(self, tree_id: bytes | None) -> _ParentDir | None:
+        if tree_id is not None:
+            found = self.preloaded.pop(tree_id, None)
+            if found is not None:
+                return found
         return _load_parent_dir(self.repo, tree_id)
 
     def dir(self, path: str) -> dict[str, _Reusable] | None:
@@ -159,9 +169,12 @@ class _ParentView(ParentFiles):
     source (``Importer.use_parent``). Each call walks the trees anew (with their own cache, so
     it may run on another thread than the backup's walk) and keeps one directory at a time."""
 
-    def __init__(self, repo: Repository, root: bytes) -> None:
+    def __init__(self, repo: Repository, root: bytes, keep: dict[bytes, _ParentDir] | None = None) -> None:
         self.repo = repo
         self.root = root
+        #: where directories loaded here are left for the backup's own walk (up to PRELOADED)
+        self.keep = keep
+        self.kept = 0
 
     def files(self, under: str = "") -> Iterator[tuple[str, bytes, int]]:
         start = _ParentTree(self.repo, self.root)._dir(under.strip("/"))
@@ -177,6 +190,9 @@ class _ParentView(ParentFiles):
                 path, tree_id = pending.pop()
                 found = _load_parent_dir(self.repo, tree_id)
                 if found is not None:
+                    if self.keep is not None and self.kept < PRELOADED:
+                        self.keep[tree_id] = found
+                        self.kept += len(found.files) + sum(len(f.content) for f in found.files.values())
                     loaded = found
                     break
             else:
@@ -236,7 +252,7 @@ def run_backup(
     try:
         importer.use_chunking(ChunkSpec(repo.config["chunker"].copy(), repo.master.identity, known=run.writer.has))
         if reuse_from is not None:
-            importer.use_parent(_ParentView(repo, bytes.fromhex(reuse_from.tree)))
+            importer.use_parent(_ParentView(repo, bytes.fromhex(reuse_from.tree), run.parent.preloaded))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
