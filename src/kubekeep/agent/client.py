@@ -276,7 +276,8 @@ class RemoteBackup:
     def _file_read(self) -> None:
         with self._all_read:
             self._unread -= 1
-            self._all_read.notify_all()
+            if not self._unread:  # only entries() waits, for zero
+                self._all_read.notify_all()
 
     def ack(self, seq: int) -> None:
         with self._lock:
