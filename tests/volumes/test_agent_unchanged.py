@@ -27,7 +27,7 @@ from kubekeep.engine.snapshot import Snapshot
 from kubekeep.files.write import FsExporter
 from tests.cli.helpers import assert_same_tree, make_rich_tree, manifest
 from tests.volumes.test_agent import Agent, repo  # noqa: F401
-from tests.volumes.test_agent_hostile import GOOD_BACKUP, WatchedAgent, _BombImporter
+from tests.volumes.test_agent_hostile import GOOD_BACKUP, FakeAgent, WatchedAgent, _BombImporter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -278,8 +278,6 @@ def test_read_never_leaves_the_volume(tmp_path: Path) -> None:
 def test_client_refuses_a_file_without_content_it_did_not_allow(repo: Repository) -> None:  # noqa: F811
     """An agent may skip a file only when the client named the parent's files: otherwise a file
     sent without content is a protocol error, never an empty file in the snapshot."""
-    from tests.volumes.test_agent_hostile import FakeAgent
-
     secret = p.new_secret()
 
     def script(ch: p.Channel) -> None:
@@ -317,3 +315,65 @@ def test_the_known_digest_is_stable() -> None:
     assert p.known_digest("a/b.txt", key) != p.known_digest("a/c.txt", key)
     packed = p.pack_known([3, 1, 2])
     assert list(p.unpack_known(packed)) == [1, 2, 3]
+
+
+class _KnownImporter(_BombImporter):
+    """A client that named the parent's files (one), against a scripted agent."""
+
+    def entries(self) -> Iterator[Entry]:
+        assert self.spec is not None
+        channel = self.fake.channel()
+        p.client_handshake(channel, self.secret, mode="backup")
+        self.remote = RemoteBackup(channel, self.spec, known=p.pack_known([1]))
+        yield from self.remote.entries()
+
+
+FILE_BODY: dict[str, Any] = {"p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 1, "z": 5}
+BAD_RUNS: dict[str, tuple[Any, str]] = {
+    "not a list": ({"s": 0, "e": "x"}, "'e' is a str"),
+    "empty": ({"s": 0, "e": []}, "0 entries"),
+    "too long": ({"s": 0, "e": [{"p": "d", "t": "dir"}] * (p.MAX_ENTRIES + 1)}, "1025 entries"),
+    "an int": ({"s": 0, "e": [5]}, "a int, not a map"),
+    "a file not unchanged": ({"s": 0, "e": [FILE_BODY]}, "without content"),
+    "unchanged 2": ({"s": 0, "e": [{**FILE_BODY, p.UNCHANGED: 2}]}, "without content"),
+    "bad entry": ({"s": 0, "e": [{**FILE_BODY, p.UNCHANGED: 1, "z": -1}]}, "malformed entry"),
+}
+
+
+@pytest.mark.parametrize("body,message", BAD_RUNS.values(), ids=BAD_RUNS.keys())
+def test_client_refuses_a_malformed_run_of_entries(repo: Repository, body: Any, message: str) -> None:  # noqa: F811
+    secret = p.new_secret()
+
+    def script(ch: p.Channel) -> None:
+        assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
+        ch.recv()
+        ch.send(p.ENTRIES, body)
+        ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
+        while ch.recv()[0] != p.BYE:
+            pass
+
+    fake = FakeAgent(script)
+    with repo.lock(), pytest.raises(errors.ConnectorError, match=message):
+        importer = _KnownImporter(fake, secret)
+        with importer:
+            run_backup(repo, importer)
+    assert repo.snapshots() == []
+
+
+def test_client_refuses_a_run_of_entries_it_did_not_allow(repo: Repository) -> None:  # noqa: F811
+    secret = p.new_secret()
+
+    def script(ch: p.Channel) -> None:
+        assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
+        ch.recv()
+        ch.send(p.ENTRIES, {"s": 0, "e": [{**FILE_BODY, p.UNCHANGED: 1}]})
+        ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
+        while ch.recv()[0] != p.BYE:
+            pass
+
+    fake = FakeAgent(script)
+    with repo.lock(), pytest.raises(errors.ConnectorError, match="did not name the parent's files"):
+        importer = _BombImporter(fake, secret)
+        with importer:
+            run_backup(repo, importer)
+    assert repo.snapshots() == []
