@@ -315,6 +315,7 @@ class BackupSession:
             "files_unchanged": 0,
             "bytes_unchanged": 0,
             "files_reread": 0,
+            "bytes_reread": 0,  # READ's (the session thread's; bytes_read is the walker's)
         }
         self._reading: tuple[str, int] | None = None  # READ: the file open for it (path, descriptor)
         self._walk_error: BaseException | None = None
@@ -547,7 +548,7 @@ class BackupSession:
             fail: p.Fail = {"r": request, "error": f"cannot read {path!r:.200}: {exc.strerror or exc}"}
             self.channel.send(p.FAIL, fail)
             return
-        self.stats["bytes_read"] += len(piece)
+        self.stats["bytes_reread"] += len(piece)
         flags = 0
         payload = piece
         if zstd is not None and piece:
@@ -555,7 +556,6 @@ class BackupSession:
             if len(packed) < len(piece) * (1 - p.MIN_SAVING):
                 payload, flags = packed, p.FLAG_ZSTD
         self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
-        self.stats["bytes_sent"] += len(piece)
 
     def _open_for_read(self, path: str) -> int:
         """A descriptor of the regular file at ``path`` below the source, opened without
