@@ -15,8 +15,10 @@ Builds the shared data set (../shared/bench/make_dataset.py) and measures:
   unchanged re-backup, re-backup after 1 % of the files changed.
 
 For every kubekeep run: wall time, kubekeep's CPU time, the time of the transfer itself, bytes
-on the wire (everything the agent sent: chunk lists, metadata, chunk data). The agent's own CPU
-time is not in kubekeep's figure (it runs in the helper pod).
+on the wire (everything the agent sent: chunk lists, metadata, chunk data), bytes the agent read
+from the volume. The agent's own CPU time is not in kubekeep's figure (it runs in the helper pod).
+A second table sets each unchanged re-backup against its first backup (issue 16's targets: the
+agent reads under 1 % of the claim's bytes, the transfer takes under 10 % of the first's).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
+DATASET = Path(os.environ.get("KUBEKEEP_BENCH_DATASET", ROOT.parent / "shared" / "bench" / "make_dataset.py"))
 PASSWORD = "bench-password"
 sys.path.insert(0, str(ROOT))  # testenv
 
@@ -51,6 +53,8 @@ class Row:
     wire_bytes: int | None
     note: str = ""
     agent_cpu: float | None = None
+    read_bytes: int | None = None  # what the agent read from the volume
+    parent_list: float = 0.0  # seconds listing the parent snapshot's files for the agent
 
     def cells(self) -> list[str]:
         mb = self.total_bytes / 1e6
@@ -59,7 +63,8 @@ class Row:
         wire = f"{self.wire_bytes / 1e6:.2f}" if self.wire_bytes is not None else "-"
         cpu = f"{self.cpu:.2f}" if self.cpu is not None else "-"
         agent = f"{self.agent_cpu:.2f}" if self.agent_cpu is not None else "-"
-        return [self.name, f"{self.wall:.2f}", cpu, agent, speed, data_path, wire, self.note]
+        read = f"{self.read_bytes / 1e6:.2f}" if self.read_bytes is not None else "-"
+        return [self.name, f"{self.wall:.2f}", cpu, agent, speed, data_path, wire, read, self.note]
 
 
 def du(path: Path) -> int:
@@ -93,8 +98,9 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
     """The agent on loopback with kubekeep's client and engine in this process."""
     from kubekeep.agent import protocol
     from kubekeep.agent.client import RemoteBackup, open_session, tcp
+    from kubekeep.connectors.pvc.claim_backup import known_files
     from kubekeep.engine.backup import run_backup
-    from kubekeep.engine.entries import ChunkSpec, Importer, SourceInfo
+    from kubekeep.engine.entries import ChunkSpec, Importer, ParentFiles, SourceInfo
     from kubekeep.engine.repository import Repository
     from kubekeep.storage import open_backend
 
@@ -104,7 +110,9 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
         def __init__(self, port: int, secret: bytes) -> None:
             self.port, self.secret = port, secret
             self.spec: ChunkSpec | None = None
+            self.parent: ParentFiles | None = None
             self.remote: RemoteBackup | None = None
+            self.transfer = 0.0
 
         def source(self) -> SourceInfo:
             return SourceInfo("agent:bench", "volume")
@@ -112,11 +120,17 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
         def use_chunking(self, spec: ChunkSpec) -> None:
             self.spec = spec
 
+        def use_parent(self, parent: ParentFiles) -> None:
+            self.parent = parent
+
         def entries(self) -> Any:
             assert self.spec is not None
             channel, _ = open_session(tcp("127.0.0.1", self.port), self.secret, "backup")
-            self.remote = RemoteBackup(channel, self.spec, compress=compress)
+            started = time.perf_counter()  # the parent's file list included
+            known = known_files(self.parent, "") if self.parent is not None else None
+            self.remote = RemoteBackup(channel, self.spec, compress=compress, known=known, reuse_keys=True)
             yield from self.remote.entries()
+            self.transfer = time.perf_counter() - started
 
         def close(self) -> None:
             if self.remote is not None:
@@ -151,11 +165,13 @@ def agent_alone(data: Path, work: Path, label: str, *, compress: bool) -> list[R
                 f"agent on loopback, {label}: {run}",
                 wall,
                 time.process_time() - cpu0,
-                None,
+                source.transfer,
                 stats.bytes_total,
                 source.remote.channel.bytes_received,
-                f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}",
+                f"{stats.chunks_fetched}/{stats.chunks_total} chunks sent; files {snap.stats['files']}, "
+                f"{stats.files_unchanged} unchanged",
                 agent_cpu=usage.ru_utime + usage.ru_stime,
+                read_bytes=stats.bytes_read,
             )
         )
     repo.close()
@@ -228,9 +244,12 @@ def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
                         t.get("transfer_s"),
                         tr["bytes_total"],
                         tr["bytes_on_wire"],
-                        f"{tr['chunks_fetched']}/{tr['chunks_total']} chunks sent; snapshot "
+                        f"{tr['chunks_fetched']}/{tr['chunks_total']} chunks sent; "
+                        f"{tr.get('files_unchanged', 0)} files unchanged; snapshot "
                         f"{t.get('snapshot_s', 0):.1f}s, claim {t.get('provision_s', 0):.1f}s, helper "
-                        f"{t.get('helper_start_s', 0):.1f}s",
+                        f"{t.get('helper_start_s', 0):.1f}s, parent list {t.get('parent_s', 0):.2f}s",
+                        read_bytes=tr.get("bytes_read"),
+                        parent_list=t.get("parent_s", 0.0),
                     )
                 )
             subprocess.run(["rm", "-rf", str(volume)], check=True)
@@ -239,6 +258,32 @@ def pvc_runs(data: Path, work: Path, cluster: Any, sim: Any) -> list[Row]:
         rest.delete(resource_path("v1", "namespaces", name=ns))
         rest.close()
     return rows
+
+
+def unchanged_table(rows: list[Row]) -> None:
+    """Each unchanged re-backup against the first backup of the same path (issue 16's targets)."""
+    print(
+        "\n| path | claim MB | MB read: first / unchanged | read | transfer s: first / unchanged "
+        "(with the parent's file list) | transfer | met |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    first = {r.name.rsplit(": ", 1)[0]: r for r in rows if r.name.endswith(": first backup")}
+    for row in rows:
+        path = row.name.rsplit(": ", 1)[0]
+        base = first.get(path)
+        if not row.name.endswith(": unchanged re-backup") or base is None:
+            continue
+        if None in (row.read_bytes, base.read_bytes, row.transfer, base.transfer):
+            continue
+        assert row.read_bytes is not None and base.read_bytes is not None
+        assert row.transfer is not None and base.transfer
+        read = row.read_bytes / row.total_bytes
+        transfer = (row.transfer + row.parent_list) / base.transfer
+        met = "yes" if read < 0.01 and transfer < 0.10 else "no"
+        print(
+            f"| {path} | {row.total_bytes / 1e6:.0f} | {base.read_bytes / 1e6:.1f} / {row.read_bytes / 1e6:.2f} "
+            f"| {read:.2%} | {base.transfer:.2f} / {row.transfer + row.parent_list:.3f} | {transfer:.1%} | {met} |"
+        )
 
 
 def main() -> None:
@@ -293,12 +338,14 @@ def main() -> None:
         "MB/s (wall)",
         "MB/s (transfer)",
         "MB on the wire",
+        "MB read by the agent",
         "notes",
     ]
     print("| " + " | ".join(head) + " |")
-    print("| " + " | ".join(["---"] + ["---:"] * 6 + ["---"]) + " |")
+    print("| " + " | ".join(["---"] + ["---:"] * 7 + ["---"]) + " |")
     for row in rows:
         print("| " + " | ".join(row.cells()) + " |")
+    unchanged_table(rows)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from kubekeep import api
+from kubekeep.engine.backup import run_backup
+from kubekeep.engine.entries import Entry, Importer, ParentFiles, SourceInfo
 from kubekeep.engine.repository import Repository
+from kubekeep.files.walk import FsImporter
 from tests.cli.helpers import assert_same_tree, make_rich_tree, manifest
 from tests.engine.conftest import reopen
 
@@ -131,3 +135,52 @@ def test_a_hostile_parent_node_is_not_reused_and_names_not_utf8_are(repo: Reposi
     assert second.stats["files_unchanged"] == 2  # good.txt and the latin-1 name
     assert second.stats["bytes_read"] == (src / "bad.txt").stat().st_size + (src / "worse.txt").stat().st_size
     assert second.tree == first.tree  # what was read again is what the first backup stored
+
+
+def test_force_reads_everything_even_with_an_explicit_parent(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src, big_mib=1, small_files=10)
+    first = api.backup(repo, str(src))
+    forced = api.backup(repo, str(src), parent=first.id, force=True)
+    assert forced.parent == first.id
+    assert forced.stats["bytes_read"] == forced.stats["bytes_total"] and forced.stats["files_unchanged"] == 0
+
+
+class _ParentLister(Importer):
+    """An fs: walk that also lists, through ``use_parent``, the parent's files under ``a``."""
+
+    scheme = "fs"
+
+    def __init__(self, root: Path) -> None:
+        self.walk = FsImporter(root)
+        self.listed: list[tuple[str, bytes, int]] | None = None
+
+    def source(self) -> SourceInfo:
+        return self.walk.source()
+
+    def use_parent(self, parent: ParentFiles) -> None:
+        self.listed = sorted(parent.files("a"))
+        assert list(parent.files("no/such/dir")) == []
+
+    def entries(self) -> Iterator[Entry]:
+        return self.walk.entries()
+
+
+def test_importers_see_the_parents_reusable_files_below_a_directory(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src, big_mib=1, small_files=10)
+    with repo.lock():
+        first_importer = _ParentLister(src)
+        run_backup(repo, first_importer)
+        assert first_importer.listed is None  # no parent: not called
+        second = _ParentLister(src)
+        run_backup(repo, second)
+        no_reuse = _ParentLister(src)
+        run_backup(repo, no_reuse, use_parent=False)
+    assert no_reuse.listed is None
+    assert second.listed is not None
+    paths = [path for path, _key, _size in second.listed]
+    assert paths == ["b/c/d/deep.txt", "sibling.txt"]
+    for path, key, size in second.listed:
+        st = (src / "a" / path).stat()
+        assert size == st.st_size and len(key) == 40  # the fs: walk's reuse key

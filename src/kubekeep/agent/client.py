@@ -9,19 +9,22 @@ window (acknowledged here as records are consumed) bounds what can pile up.
 
 from __future__ import annotations
 
+import io
 import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar, cast
 
+import blake3
 import zstandard
 
 from kubekeep import errors
 from kubekeep.agent import protocol as p
-from kubekeep.engine.entries import ChunkSpec, Entry, PreChunked
+from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, PreChunked
 from kubekeep.engine.restore import FAILURES_NAMED
 
 Connect = Callable[[], p.Transport]
@@ -88,7 +91,17 @@ class TransferStats:
     bytes_total: int = 0  # logical bytes of all files
     bytes_fetched: int = 0  # plaintext bytes of the chunks received
     bytes_on_wire: int = 0  # bytes received, framing, compression and sealing included
+    files_unchanged: int = 0  # files the agent did not read: unchanged since the parent snapshot
+    bytes_unchanged: int = 0  # their size
+    files_reread: int = 0  # of those, files read after all (the engine could not reuse them)
+    bytes_reread: int = 0  # plaintext bytes of those files received
     agent: dict[str, object] = field(default_factory=dict)  # the agent's own counters, unchecked
+
+    @property
+    def bytes_read(self) -> int:
+        """The bytes the agent says it read from the volume (-1: it did not say)."""
+        value = self.agent.get("bytes_read")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +110,11 @@ class TransferStats:
             "bytes_total": self.bytes_total,
             "bytes_fetched": self.bytes_fetched,
             "bytes_on_wire": self.bytes_on_wire,
+            "bytes_read": self.bytes_read,
+            "files_unchanged": self.files_unchanged,
+            "bytes_unchanged": self.bytes_unchanged,
+            "files_reread": self.files_reread,
+            "bytes_reread": self.bytes_reread,
             "agent": self.agent,
         }
 
@@ -146,6 +164,7 @@ class _Request:
         self.taken = 0  # frames moved from the queue into ``got``
         self.remaining = len(ids)  # frames the reader still expects
         self.abandoned = False
+        self.read = False  # a READ's answer (a range of a file), not chunks
 
 
 @dataclass
@@ -183,16 +202,24 @@ class RemoteBackup:
         excludes: Iterable[str] = (),
         window_bytes: int = 96 * 1024 * 1024,
         window_records: int = 4096,
+        known: bytes | None = None,
+        reuse_keys: bool = False,
     ) -> None:
+        """``known``: the parent snapshot's files (:func:`p.pack_known`), which the agent then
+        skips where they are unchanged; ``reuse_keys``: give files their reuse key (a directory
+        volume; a block device's image has no modification time to go by)."""
         self.channel = channel
         self.prefix = prefix.strip("/")
         self.stats = TransferStats()
         self.warnings: list[str] = []
+        self.spec = spec
         self._known = spec.known
+        self._skipping = known is not None
+        self._reuse_keys = reuse_keys or self._skipping
         #: the longest chunk the agent may announce (what a compressed chunk may decompress to)
         self.max_chunk = min(p.MAX_FRAME, int(spec.params.get("max", p.MAX_FRAME)))
         #: ``(record to acknowledge, entry)``, then None when the walk is done
-        self._entries: _Inbox[tuple[int | None, Entry] | None] = _Inbox()
+        self._entries: _Inbox[tuple[int | None, Entry | list[Entry]] | None] = _Inbox()
         self._files: dict[int, RemoteFile] = {}
         self._requests: dict[int, _Request] = {}
         self._next_request = 0
@@ -206,7 +233,7 @@ class RemoteBackup:
         self._all_read = threading.Condition(self._lock)
         self._dctx = threading.local()
         self._outbox: queue.Queue[tuple[int, p.Want] | None] = queue.Queue()  # None: stop
-        request: p.BackupRequest = {
+        request: p.BackupRequestKnown = {
             "chunker": spec.params,
             "id_key": spec.id_key,
             "compress": "zstd" if compress else "none",
@@ -214,6 +241,8 @@ class RemoteBackup:
             "window_bytes": window_bytes,
             "window_records": window_records,
         }
+        if known is not None:
+            request["known"] = known
         channel.send(p.BACKUP, request)
         self._reader = threading.Thread(target=self._read, name="kubekeep-agent-reader", daemon=True)
         self._reader.start()
@@ -233,7 +262,10 @@ class RemoteBackup:
             seq, entry = item
             if seq is not None:
                 self.ack(seq)
-            yield entry
+            if isinstance(entry, list):
+                yield from entry
+            else:
+                yield entry
         self.flush_acks()
         with self._all_read:
             while self._unread and self._error is None:
@@ -244,7 +276,8 @@ class RemoteBackup:
     def _file_read(self) -> None:
         with self._all_read:
             self._unread -= 1
-            self._all_read.notify_all()
+            if not self._unread:  # only entries() waits, for zero
+                self._all_read.notify_all()
 
     def ack(self, seq: int) -> None:
         with self._lock:
@@ -293,6 +326,35 @@ class RemoteBackup:
         if late is not None:
             self._drop(late)
 
+    def read_range(self, path: str | bytes, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset`` of the volume's file ``path`` (a file the agent
+        skipped as unchanged); empty at its end. Any thread."""
+        length = max(1, min(length, p.MAX_READ))
+        with self._lock:
+            req = _Request(self._next_request, [b""], {b"": length})
+            req.read = True
+            self._next_request += 1
+            self._requests[req.number] = req
+        body: p.Read = {"r": req.number, "p": path, "o": offset, "n": length}
+        self.channel.send(p.READ, body)
+        try:
+            flags, data = req.queue.get(self.flush_acks)
+        finally:
+            req.remaining = 0
+            self._drop(req)
+        if not flags & p.FLAG_ZSTD:
+            piece = bytes(data)
+        else:
+            dctx = getattr(self._dctx, "d", None)
+            if dctx is None:
+                dctx = self._dctx.d = zstandard.ZstdDecompressor()
+            piece = p.decompress(dctx, data, length, exact=False)
+        if len(piece) > length:
+            raise errors.ConnectorError(f"agent protocol: {len(piece)} bytes for a READ of {length}")
+        with self._lock:
+            self.stats.bytes_reread += len(piece)
+        return piece
+
     def _take(self, req: _Request, blob_id: bytes) -> bytes:
         while blob_id not in req.got:
             if req.taken >= len(req.ids):
@@ -335,7 +397,11 @@ class RemoteBackup:
                     rf.queue.put(_FileEnd(int(body["s"]), str(body.get("error") or "")))
                 elif kind == p.ENTRY:
                     entry = self._entry(body)
+                    if entry.type == EntryType.FILE:
+                        self._unchanged(entry, body)
                     self._entries.put((int(body["s"]), entry))
+                elif kind == p.ENTRIES:
+                    self._entries.put((int(body["s"]), self._run(body)))
                 elif kind == p.FAIL:
                     with self._lock:
                         req = self._requests.get(int(body["r"]))
@@ -368,8 +434,9 @@ class RemoteBackup:
             req.remaining -= 1
             if req.abandoned and req.remaining <= 0:
                 self._requests.pop(number, None)
-            self.stats.chunks_fetched += 1
-            self.stats.bytes_fetched += _content_size(data) if flags & p.FLAG_ZSTD else len(data)
+            if not req.read:
+                self.stats.chunks_fetched += 1
+                self.stats.bytes_fetched += _content_size(data) if flags & p.FLAG_ZSTD else len(data)
         if not req.abandoned:
             req.queue.put((flags, data))
 
@@ -402,8 +469,43 @@ class RemoteBackup:
             entry.path = f"{self.prefix}/{entry.path}"
         return entry
 
+    def _run(self, body: p.Message) -> list[Entry]:
+        """The entries of an ENTRIES record (only to a client that named the parent's files)."""
+        if not self._skipping:
+            raise errors.ConnectorError("agent protocol: ENTRIES to a client that did not name the parent's files")
+        bodies = p.require(body, "e", list, "ENTRIES")
+        if not 1 <= len(bodies) <= p.MAX_ENTRIES:
+            raise errors.ConnectorError(f"agent protocol: malformed ENTRIES: {len(bodies)} entries")
+        run = []
+        for item in bodies:
+            if not isinstance(item, dict):
+                raise errors.ConnectorError(f"agent protocol: malformed ENTRIES: a {type(item).__name__}, not a map")
+            entry = self._entry(item)
+            if entry.type == EntryType.FILE:
+                self._unchanged(entry, item)
+            run.append(entry)
+        return run
+
+    def _unchanged(self, entry: Entry, body: p.Message) -> None:
+        """A file the agent skipped as unchanged since the parent snapshot: the engine reuses the
+        parent's chunks, or has the file read after all (:class:`SkippedFile`)."""
+        if not self._skipping or body.get(p.UNCHANGED) != 1:
+            raise errors.ConnectorError(
+                f"agent protocol: file {entry.path!r:.200} sent without content"
+                + ("" if self._skipping else " (no files were named unchanged)")
+            )
+        entry.reuse_key = p.volume_reuse_key(entry.size, entry.mtime_ns)
+        entry.chunks = SkippedFile(self, entry.path, body["p"], entry.size)
+        with self._lock:
+            self._unread += 1
+            self.stats.files_unchanged += 1
+            self.stats.bytes_unchanged += entry.size
+        self.stats.bytes_total += entry.size
+
     def _file(self, body: p.Message) -> None:
         entry = self._entry(body)
+        if self._reuse_keys:
+            entry.reuse_key = p.volume_reuse_key(entry.size, entry.mtime_ns)
         rf = RemoteFile(self, entry.path)
         entry.chunks = rf
         with self._lock:
@@ -500,6 +602,86 @@ class RemoteFile(PreChunked):
         if self._current is None:
             raise errors.ConnectorError(f"{self.path}: chunks fetched outside their batch")
         return self.session.fetch(self._current, ids)
+
+
+class SkippedFile(PreChunked):
+    """A file the agent did not read (unchanged since the parent snapshot). The engine reuses
+    the parent's copy (:meth:`skip`); if it cannot (the parent's copy turned out damaged, or
+    differs after all), :meth:`batches` reads the file through READ requests and chunks it
+    here, with the run's chunking: the same chunks the agent would have cut."""
+
+    reusable = True
+
+    def __init__(self, session: RemoteBackup, path: str, wire_path: object, size: int) -> None:
+        self.session = session
+        self.path = path
+        self.wire_path: str | bytes = wire_path if isinstance(wire_path, bytes) else str(wire_path)
+        self.size = size
+        self._data: dict[bytes, bytes] = {}
+        self._done = False
+
+    def _finished(self) -> None:
+        if not self._done:
+            self._done = True
+            self.session._file_read()
+
+    def skip(self) -> None:
+        self._finished()
+
+    def batches(self) -> Iterator[list[tuple[bytes, int]]]:
+        session = self.session
+        try:
+            with session._lock:
+                session.stats.files_reread += 1
+            chunker = Chunker(session.spec.params, session.spec.id_key)
+            stream = _RangeReader(session, self.wire_path)
+            batch: list[tuple[bytes, int]] = []
+            for chunk in chunker.stream(cast(IO[bytes], stream), self.size):
+                piece = bytes(chunk)
+                blob_id = blake3.blake3(piece, key=session.spec.id_key).digest()
+                self._data[blob_id] = piece
+                batch.append((blob_id, len(piece)))
+                if len(batch) == SKIPPED_BATCH:
+                    yield batch
+                    batch = []
+                    self._data.clear()
+            if batch:
+                yield batch
+        finally:
+            self._data.clear()
+            self._finished()
+
+    def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
+        for blob_id in ids:
+            data = self._data.get(blob_id)
+            if data is None:
+                raise errors.ConnectorError(f"{self.path}: chunks fetched outside their batch")
+            yield data
+
+
+#: chunks per batch of a file read after all (its data is held until the batch is stored)
+SKIPPED_BATCH = 8
+
+
+class _RangeReader(io.RawIOBase):
+    """A file the agent skipped, read sequentially through READ requests."""
+
+    def __init__(self, session: RemoteBackup, path: str | bytes) -> None:
+        self.session = session
+        self.path = path
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not view:
+            return 0
+        piece = self.session.read_range(self.path, self.offset, len(view))
+        view[: len(piece)] = piece
+        self.offset += len(piece)
+        return len(piece)
 
 
 class RemoteRestore:

@@ -20,16 +20,19 @@ malformed message is a :class:`~kubekeep.errors.ConnectorError` and nothing else
 
 from __future__ import annotations
 
+import array
 import hashlib
 import hmac
 import os
 import socket
 import struct
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, overload
 
+import blake3
 import msgpack
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -69,6 +72,14 @@ SOURCES = ("dir", "block")
 # message types ----------------------------------------------------------------------------
 HELLO, AUTH, WELCOME, ERROR = 1, 2, 3, 4
 BACKUP, CREDIT, ENTRY, FILE, CHUNKS, FILE_END, DONE, WANT, DATA, FAIL, BYE = range(10, 21)
+#: backup: the bytes of a file the agent skipped as unchanged, after all (the engine could not
+#: reuse the parent's copy); answered with one DATA frame, empty at the end of the file
+READ = 21
+#: backup, to a client that sent ``known``: a run of entries without content (directories,
+#: symlinks, unchanged files) as one record, in walk order
+ENTRIES = 22
+#: the most entries in one ENTRIES record
+MAX_ENTRIES = 1024
 RESTORE, MKDIR, SYMLINK, WFILE, WDATA, WEND, WABORT, FINISH, FILE_FAILED, FINISHED = range(30, 40)
 
 #: flag bit of a DATA/WDATA frame: the payload is zstd-compressed
@@ -81,7 +92,19 @@ _JOINED_BELOW = 64 * 1024
 #: the receive buffer of a sealed channel (it grows for larger frames)
 _SESSION_BUFFER = 1024 * 1024
 
+#: the field of an ENTRY that sends a file without content: unchanged since the parent snapshot
+UNCHANGED = "un"
+#: the most files of a parent snapshot a BACKUP may name as known (8 bytes each: 32 MiB)
+MAX_KNOWN = 4_000_000
+#: bytes of one known file's digest
+KNOWN_SIZE = 8
+#: the largest range a READ may ask for
+MAX_READ = 4 * 1024 * 1024
+
 _LEN = struct.Struct(">I")
+_VOLUME_KEY = struct.Struct("<qq")
+#: the first bytes of a volume file's reuse key (an fs: key is 40 bytes of other fields)
+VOLUME_KEY_TAG = b"V1"
 _DATA_HEAD = struct.Struct(">QB")  # request or file number, flags
 
 
@@ -146,6 +169,24 @@ class BackupRequest(TypedDict):
     excludes: list[str]
     window_bytes: int
     window_records: int
+
+
+class BackupRequestKnown(BackupRequest, total=False):
+    """BACKUP with the parent snapshot's files (optional: an agent that does not know the field
+    reads every file, and a client that does not send it gets every file read):
+    :func:`known_digest` of each, as little-endian 8-byte integers."""
+
+    known: bytes
+
+
+class Read(TypedDict):
+    """READ: ``n`` bytes from offset ``o`` of the file at ``p`` (relative to the volume), as
+    request ``r``."""
+
+    r: int
+    p: str | bytes
+    o: int
+    n: int
 
 
 class RestoreRequest(TypedDict):
@@ -387,6 +428,41 @@ _ENTRY_RANGES = {
     "mt": (-(2**63), 2**63 - 1),
     "z": (0, 2**63 - 1),
 }
+
+
+def volume_reuse_key(size: int, mtime_ns: int) -> bytes:
+    """A volume file's reuse key (``Entry.reuse_key``): its size and modification time, which a
+    snapshot clone keeps; not its inode or ctime, which every clone renews (docs/volumes.md)."""
+    return VOLUME_KEY_TAG + _VOLUME_KEY.pack(size, mtime_ns)
+
+
+def known_digest(path: str, reuse_key: bytes) -> int:
+    """What a BACKUP's ``known`` says of one file of the parent snapshot: its path (relative to
+    the volume) and reuse key, hashed to 8 bytes. A collision can only make the agent skip a
+    changed file, which the engine then finds (its key differs from the parent's) and has read."""
+    digest = blake3.blake3(path.encode("utf-8", "surrogateescape") + b"\0" + reuse_key).digest(KNOWN_SIZE)
+    return int.from_bytes(digest, "little")
+
+
+def pack_known(digests: Iterable[int]) -> bytes:
+    """The ``known`` field: digests sorted, as little-endian 8-byte integers."""
+    return b"".join(d.to_bytes(KNOWN_SIZE, "little") for d in sorted(digests))
+
+
+def unpack_known(value: object) -> array.array[int]:
+    """A BACKUP's ``known`` field as a sorted array (hostile input: type and size checked)."""
+    if not isinstance(value, bytes):
+        raise errors.ConnectorError(f"agent protocol: malformed BACKUP: 'known' is a {type(value).__name__}, not bytes")
+    if len(value) % KNOWN_SIZE or len(value) // KNOWN_SIZE > MAX_KNOWN:
+        raise errors.ConnectorError(
+            f"agent protocol: malformed BACKUP: 'known' of {len(value)} bytes "
+            f"(a multiple of {KNOWN_SIZE}, for at most {MAX_KNOWN} files)"
+        )
+    found = array.array("Q")
+    found.frombytes(value)
+    if sys.byteorder != "little":
+        found.byteswap()
+    return array.array("Q", sorted(found))
 
 
 def mac(secret: bytes, role: bytes, nonce_a: bytes, nonce_c: bytes) -> bytes:

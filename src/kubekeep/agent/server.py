@@ -15,7 +15,9 @@ modes, owners and times restored).
 
 from __future__ import annotations
 
+import bisect
 import enum
+import errno
 import os
 import queue
 import select
@@ -41,6 +43,8 @@ from kubekeep.files.write import FsExporter
 
 #: chunks per CHUNKS message
 BATCH_CHUNKS = 32
+#: entries per ENTRIES message (directories, symlinks and unchanged files, sent without content)
+ENTRIES_RUN = 256
 #: restore: files written at once (kubekeep never has more open than this)
 WRITERS = 8
 #: the largest backup window a client may ask for (records, bytes of buffered chunk data)
@@ -293,6 +297,10 @@ class BackupSession:
             self.chunker = Chunker(p.require(request, "chunker", dict, what), self.id_key)
         except (KeyError, TypeError, ValueError, errors.RepositoryError) as exc:
             raise errors.ConnectorError(f"agent protocol: malformed BACKUP: chunker {exc}") from None
+        # the parent snapshot's files (docs/volumes.md, "Unchanged files"): never for a block
+        # device, whose one image has no modification time to go by
+        known = p.unpack_known(request["known"]) if "known" in request else None
+        self.known = known if known and not config.block else None
         self.seq = 0
         self._next_file = 0
         self.warnings: list[str] = []
@@ -304,7 +312,12 @@ class BackupSession:
             "chunks": 0,
             "chunks_sent": 0,
             "bytes_sent": 0,
+            "files_unchanged": 0,
+            "bytes_unchanged": 0,
+            "files_reread": 0,
+            "bytes_reread": 0,  # READ's (the session thread's; bytes_read is the walker's)
         }
+        self._reading: tuple[str, int] | None = None  # READ: the file open for it (path, descriptor)
         self._walk_error: BaseException | None = None
 
     def run(self) -> dict[str, int]:
@@ -318,6 +331,8 @@ class BackupSession:
                     self._ack(p.unpack_map(payload, "CREDIT"))
                 elif kind == p.WANT:
                     self._send_chunks(p.unpack_map(payload, "WANT"), zstd)
+                elif kind == p.READ:
+                    self._send_range(p.unpack_map(payload, "READ"), zstd)
                 elif kind == p.BYE:
                     break
                 else:
@@ -331,18 +346,35 @@ class BackupSession:
                 self.window.closed = True
                 self.window.cond.notify_all()
             walker.join(timeout=5)
+            self._close_reading()
         self.stats["bytes_on_wire"] = self.channel.bytes_sent
         return self.stats
 
     # the walker ---------------------------------------------------------------------------
     def _walk_thread(self) -> None:
+        # to a client that named the parent's files, entries without content go in runs (ENTRIES)
+        run: list[Mapping[str, object]] | None = [] if self.known is not None else None
         try:
             for entry in self._entries():
-                if entry.type == EntryType.FILE:
+                if entry.type == EntryType.FILE and self._unchanged(entry):
+                    self.stats["files"] += 1
+                    self.stats["files_unchanged"] += 1
+                    self.stats["bytes_unchanged"] += entry.size
+                    assert run is not None
+                    run.append({**p.entry_body(entry), p.UNCHANGED: 1})
+                elif entry.type == EntryType.FILE:
+                    self._send_run(run)
                     self._send_file(entry)
+                    continue
                 else:
-                    self._send_record(p.ENTRY, p.entry_body(entry))
                     self.stats["dirs" if entry.type == EntryType.DIR else "symlinks"] += 1
+                    if run is None:
+                        self._send_record(p.ENTRY, p.entry_body(entry))
+                        continue
+                    run.append(p.entry_body(entry))
+                if run is not None and len(run) >= ENTRIES_RUN:
+                    self._send_run(run)
+            self._send_run(run)
             self._send_record(p.DONE, {"warnings": self.warnings, "stats": self.stats}, counted=False)
         except _Closed:
             pass
@@ -367,6 +399,21 @@ class BackupSession:
         importer = FsImporter(source, excludes=self.excludes)
         yield from importer.entries()
         self.warnings.extend(importer.warnings())
+
+    def _send_run(self, run: list[Mapping[str, object]] | None) -> None:
+        """Send the entries collected (ENTRIES) and empty the list."""
+        if run:
+            self._send_record(p.ENTRIES, {"e": list(run)})
+            run.clear()
+
+    def _unchanged(self, entry: Entry) -> bool:
+        """Whether the parent snapshot holds this file as it is (same path, size and mtime)."""
+        known = self.known
+        if known is None:
+            return False
+        digest = p.known_digest(entry.path, p.volume_reuse_key(entry.size, entry.mtime_ns))
+        at = bisect.bisect_left(known, digest)
+        return at < len(known) and known[at] == digest
 
     def _send_file(self, entry: Entry) -> None:
         """FILE, CHUNKS..., FILE_END; or, for a file of one batch (most files), a single FILE
@@ -480,6 +527,71 @@ class BackupSession:
             self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
             self.stats["chunks_sent"] += 1
             self.stats["bytes_sent"] += len(piece)
+
+    # answering READs (a file skipped as unchanged that kubekeep could not reuse after all) ---------
+    def _send_range(self, body: p.Message, zstd: zstandard.ZstdCompressor | None) -> None:
+        """``body``: a decoded READ (:class:`p.Read`), checked here."""
+        request = p.require(body, "r", int, "READ")
+        rel = p.require(body, "p", (str, bytes), "READ")
+        path = rel.decode("utf-8", "surrogateescape") if isinstance(rel, bytes) else rel
+        offset = p.require(body, "o", int, "READ")
+        length = p.require(body, "n", int, "READ")
+        if not (0 <= offset < 2**63 and 1 <= length <= p.MAX_READ):
+            raise errors.ConnectorError(f"agent protocol: malformed READ: {length} bytes at {offset}")
+        try:
+            fd = self._open_for_read(path)
+            if offset == 0:
+                self.stats["files_reread"] += 1
+            piece = os.pread(fd, length, offset)
+        except OSError as exc:
+            self._close_reading()
+            fail: p.Fail = {"r": request, "error": f"cannot read {path!r:.200}: {exc.strerror or exc}"}
+            self.channel.send(p.FAIL, fail)
+            return
+        self.stats["bytes_reread"] += len(piece)
+        flags = 0
+        payload = piece
+        if zstd is not None and piece:
+            packed = zstd.compress(piece)
+            if len(packed) < len(piece) * (1 - p.MIN_SAVING):
+                payload, flags = packed, p.FLAG_ZSTD
+        self.channel.send(p.DATA, raw=payload, head=p.data_head(request, flags))
+
+    def _open_for_read(self, path: str) -> int:
+        """A descriptor of the regular file at ``path`` below the source, opened without
+        following any symlink (kept open for the next READ of the same file)."""
+        if self._reading is not None and self._reading[0] == path:
+            return self._reading[1]
+        self._close_reading()
+        fd = _open_below(self.config.source, path)
+        self._reading = (path, fd)
+        return fd
+
+    def _close_reading(self) -> None:
+        if self._reading is not None:
+            os.close(self._reading[1])
+            self._reading = None
+
+
+def _open_below(root: Path, path: str) -> int:
+    """Open the regular file ``path`` (relative, slash-separated) below ``root``: no empty,
+    ``.`` or ``..`` component, no symlink followed (``OSError`` otherwise)."""
+    parts = path.split("/")
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise OSError(errno.EINVAL, "not a clean relative path")
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = below
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
 
 
 class _Closed(Exception):

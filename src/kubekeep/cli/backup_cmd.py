@@ -41,7 +41,13 @@ _NO_EXCLUDES = {
     help="Read exclude patterns from a file, one per line.",
 )
 @click.option("--parent", help="Compare against this snapshot instead of the latest of the same source.")
-@click.option("--force", is_flag=True, help="Read every file even if unchanged since the parent snapshot.")
+@click.option(
+    "--force",
+    "--force-read",
+    "force",
+    is_flag=True,
+    help="Read every file even if unchanged since the parent snapshot (volumes too: the agent reads every file).",
+)
 @click.option("--cacert", help="etcd://: CA certificate that signed etcd's server certificate (as etcdctl).")
 @click.option("--cert", help="etcd://: client certificate (as etcdctl).")
 @click.option("--key", help="etcd://: client certificate's private key (as etcdctl).")

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from kubekeep import __version__, errors
 from kubekeep.engine import host
 from kubekeep.engine.chunker import Chunker
-from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, ParentFiles
 from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
@@ -73,6 +73,10 @@ LARGE_STREAM = 64 * 1024 * 1024
 
 _FileResult = tuple[list[bytes], int] | None
 
+#: files and chunk ids of the parent's directories an importer's listing (``use_parent``) keeps
+#: for the backup's walk, which then does not load them again (~100 bytes each)
+PRELOADED = 500_000
+
 
 @dataclass
 class _OpenDir:
@@ -94,42 +98,16 @@ class _ParentTree:
 
     def __init__(self, repo: Repository, root: bytes | None) -> None:
         self.repo = repo
+        #: directories a :class:`_ParentView` loaded first, by tree id, each taken once
+        self.preloaded: dict[bytes, _ParentDir] = {}
         self.dirs: dict[str, _ParentDir | None] = {"": self._load(root)}
 
     def _load(self, tree_id: bytes | None) -> _ParentDir | None:
-        """The directory's reusable files, leaving out those whose data is not all in the index
-        (a damaged or pruned parent), checked with one vectorised lookup per directory, and its
-        subdirectories' trees."""
-        index = self.repo.index
-        if tree_id is None or index.lookup(tree_id) is None:
-            return None
-        loaded = _ParentDir()
-        for d in wire_nodes(self.repo.load_blob(tree_id), f"tree {tree_id.hex()[:16]}"):
-            name, kind = d.get("n"), d.get("t")
-            if type(name) is bytes:  # not UTF-8: as the walk names it, with surrogate escapes
-                name = name.decode("utf-8", "surrogateescape")
-            elif type(name) is not str:
-                continue
-            if kind == FILE:
-                content, size, key = d.get("c"), d.get("s"), d.get("rk")
-                if (
-                    type(content) is list
-                    and type(size) is int
-                    and type(key) is bytes
-                    and all(type(c) is bytes for c in content)
-                ):
-                    loaded.files[name] = _Reusable(key, size, content)
-            elif kind == DIR and type(d.get("st")) is bytes:
-                loaded.subdirs[name] = d["st"]
-        ids = [c for f in loaded.files.values() for c in f.content]
-        present = index.contains_all(ids) if ids else None
-        if present is not None and not present.all():  # the usual case is one check per directory
-            at = 0
-            for name, f in list(loaded.files.items()):
-                if not present[at : at + len(f.content)].all():
-                    del loaded.files[name]
-                at += len(f.content)
-        return loaded
+        if tree_id is not None:
+            found = self.preloaded.pop(tree_id, None)
+            if found is not None:
+                return found
+        return _load_parent_dir(self.repo, tree_id)
 
     def dir(self, path: str) -> dict[str, _Reusable] | None:
         """The reusable files of the parent's directory ``path``, None if it has none there."""
@@ -148,6 +126,77 @@ class _ParentTree:
 
     def forget(self, path: str) -> None:
         self.dirs.pop(path, None)
+
+
+def _load_parent_dir(repo: Repository, tree_id: bytes | None) -> _ParentDir | None:
+    """The directory's reusable files, leaving out those whose data is not all in the index
+    (a damaged or pruned parent), checked with one vectorised lookup per directory, and its
+    subdirectories' trees."""
+    index = repo.index
+    if tree_id is None or index.lookup(tree_id) is None:
+        return None
+    loaded = _ParentDir()
+    for d in wire_nodes(repo.load_blob(tree_id), f"tree {tree_id.hex()[:16]}"):
+        name, kind = d.get("n"), d.get("t")
+        if type(name) is bytes:  # not UTF-8: as the walk names it, with surrogate escapes
+            name = name.decode("utf-8", "surrogateescape")
+        elif type(name) is not str:
+            continue
+        if kind == FILE:
+            content, size, key = d.get("c"), d.get("s"), d.get("rk")
+            if (
+                type(content) is list
+                and type(size) is int
+                and type(key) is bytes
+                and all(type(c) is bytes for c in content)
+            ):
+                loaded.files[name] = _Reusable(key, size, content)
+        elif kind == DIR and type(d.get("st")) is bytes:
+            loaded.subdirs[name] = d["st"]
+    ids = [c for f in loaded.files.values() for c in f.content]
+    present = index.contains_all(ids) if ids else None
+    if present is not None and not present.all():  # the usual case is one check per directory
+        at = 0
+        for name, f in list(loaded.files.items()):
+            if not present[at : at + len(f.content)].all():
+                del loaded.files[name]
+            at += len(f.content)
+    return loaded
+
+
+class _ParentView(ParentFiles):
+    """The parent snapshot's reusable files, for an importer that skips unchanged files at its
+    source (``Importer.use_parent``). Each call walks the trees anew (with their own cache, so
+    it may run on another thread than the backup's walk) and keeps one directory at a time."""
+
+    def __init__(self, repo: Repository, root: bytes, keep: dict[bytes, _ParentDir] | None = None) -> None:
+        self.repo = repo
+        self.root = root
+        #: where directories loaded here are left for the backup's own walk (up to PRELOADED)
+        self.keep = keep
+        self.kept = 0
+
+    def files(self, under: str = "") -> Iterator[tuple[str, bytes, int]]:
+        start = _ParentTree(self.repo, self.root)._dir(under.strip("/"))
+        if start is None:
+            return
+        pending: list[tuple[str, bytes]] = []  # directories still to load: (path, tree id)
+        path, loaded = "", start
+        while True:
+            for name, f in loaded.files.items():
+                yield (f"{path}/{name}" if path else name), f.reuse_key, f.size
+            pending.extend((f"{path}/{name}" if path else name, sub) for name, sub in reversed(loaded.subdirs.items()))
+            while pending:
+                path, tree_id = pending.pop()
+                found = _load_parent_dir(self.repo, tree_id)
+                if found is not None:
+                    if self.keep is not None and self.kept < PRELOADED:
+                        self.keep[tree_id] = found
+                        self.kept += len(found.files) + sum(len(f.content) for f in found.files.values())
+                    loaded = found
+                    break
+            else:
+                return
 
 
 @dataclass(slots=True)
@@ -198,9 +247,12 @@ def run_backup(
     source = importer.source()
     if parent is None and use_parent:
         parent = find_parent(repo, source.uri, source.host)
-    run = _BackupRun(repo, parent, default_workers() if workers is None else workers, progress)
+    reuse_from = parent if use_parent else None  # use_parent=False: read everything, even with a parent
+    run = _BackupRun(repo, reuse_from, default_workers() if workers is None else workers, progress)
     try:
         importer.use_chunking(ChunkSpec(repo.config["chunker"].copy(), repo.master.identity, known=run.writer.has))
+        if reuse_from is not None:
+            importer.use_parent(_ParentView(repo, bytes.fromhex(reuse_from.tree), run.parent.preloaded))
         root_id = run.ingest(importer)
         run.writer.flush()
     finally:
@@ -338,6 +390,8 @@ class _BackupRun:
         self.stats.files += 1
         reused = self._reusable(d.path, name, entry)
         if reused is not None:
+            if entry.chunks is not None:
+                entry.chunks.skip()
             node.content, node.size = reused.content, reused.size
             self.stats.files_unchanged += 1
             self.stats.bytes_total += reused.size
@@ -372,7 +426,7 @@ class _BackupRun:
             self.slots.release()
 
     def _reusable(self, dir_path: str, name: str, entry: Entry) -> _Reusable | None:
-        if entry.reuse_key is None or entry.chunks is not None:
+        if entry.reuse_key is None or (entry.chunks is not None and not entry.chunks.reusable):
             return None
         files = self.parent.dir(dir_path)
         old = files.get(name) if files else None

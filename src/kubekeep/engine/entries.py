@@ -50,7 +50,15 @@ class ChunkSpec:
 
 
 class PreChunked(abc.ABC):
-    """A file's content as chunk ids computed at its source with the run's :class:`ChunkSpec`."""
+    """A file's content as chunk ids computed at its source with the run's :class:`ChunkSpec`.
+
+    ``reusable``: the source has not read the content yet (it found the file unchanged since the
+    parent snapshot, see :class:`ParentFiles`). If the entry's ``reuse_key`` and size match the
+    parent's file, the engine reuses the parent's chunks and calls :meth:`skip` instead of
+    :meth:`batches`; otherwise it reads the content through :meth:`batches` as usual, which
+    then reads the file at its source after all."""
+
+    reusable: ClassVar[bool] = False
 
     @abc.abstractmethod
     def batches(self) -> Iterator[list[tuple[bytes, int]]]:
@@ -60,6 +68,21 @@ class PreChunked(abc.ABC):
     @abc.abstractmethod
     def fetch(self, ids: list[bytes]) -> Iterator[bytes]:
         """The data of ``ids`` (chunks of the latest batch), in that order."""
+
+    def skip(self) -> None:  # noqa: B027 - optional hook
+        """The engine reused the parent's content (only for ``reusable`` content): neither
+        :meth:`batches` nor :meth:`fetch` will be called."""
+
+
+class ParentFiles(abc.ABC):
+    """The files of the parent snapshot a backup reuses unchanged files from, for an importer
+    that decides at its source which files are unchanged (``Importer.use_parent``)."""
+
+    @abc.abstractmethod
+    def files(self, under: str = "") -> Iterator[tuple[str, bytes, int]]:
+        """``(path relative to under, reuse key, size)`` of each file below the directory
+        ``under`` whose content the engine can reuse (a reuse key recorded, every chunk in the
+        index); nothing if the parent has no such directory."""
 
 
 @dataclass(slots=True)
@@ -131,6 +154,11 @@ class Importer(abc.ABC):
     def use_chunking(self, spec: ChunkSpec) -> None:  # noqa: B027 - optional hook
         """Called before ``entries()`` with the repository's chunking; an importer that chunks
         at the source (``Entry.chunks``) keeps it, others ignore it."""
+
+    def use_parent(self, parent: ParentFiles) -> None:  # noqa: B027 - optional hook
+        """Called before ``entries()`` when the backup reuses unchanged files from a parent
+        snapshot; an importer that finds unchanged files at its source (without reading them)
+        asks ``parent`` what it holds, others ignore it."""
 
     def metadata(self) -> dict[str, Any]:
         """Extra snapshot metadata known only after ``entries()`` is exhausted (e.g. etcd revision)."""

@@ -26,6 +26,7 @@ from kubekeep.engine.entries import (
     Entry,
     EntryType,
     Importer,
+    ParentFiles,
     SnapshotKind,
     SourceInfo,
     with_directories,
@@ -106,6 +107,10 @@ class K8sImporter(Importer):
     def use_chunking(self, spec: ChunkSpec) -> None:
         if self._volumes is not None:
             self._volumes.use_chunking(spec)
+
+    def use_parent(self, parent: ParentFiles) -> None:
+        if self._volumes is not None:
+            self._volumes.use_parent(parent)
 
     def version(self) -> dict[str, Any]:
         if self._version is None:

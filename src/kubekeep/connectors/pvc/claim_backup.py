@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from kubekeep import errors
 from kubekeep.agent.client import RemoteBackup
-from kubekeep.engine.entries import ChunkSpec, Entry, Importer, SnapshotKind, SourceInfo
+from kubekeep.agent.protocol import KNOWN_SIZE, MAX_KNOWN, VOLUME_KEY_TAG, known_digest, pack_known
+from kubekeep.engine.entries import ChunkSpec, Entry, Importer, ParentFiles, SnapshotKind, SourceInfo
 from kubekeep.kube import cleanup, pods, volumes
 from kubekeep.manifests import cleaning
 
@@ -38,6 +40,13 @@ def clean_claim(manifest: Obj) -> Obj:
     return cleaning.clean(obj, "", "persistentvolumeclaims")
 
 
+def known_files(parent: ParentFiles, prefix: str) -> bytes:
+    """The BACKUP's ``known`` field: the parent snapshot's files of the claim (below ``prefix``)
+    that carry a volume reuse key, at most ``MAX_KNOWN`` of them (the others are read)."""
+    digests = (known_digest(path, key) for path, key, _size in parent.files(prefix) if key.startswith(VOLUME_KEY_TAG))
+    return pack_known(itertools.islice(digests, MAX_KNOWN))
+
+
 class VolumeBackup:
     """One claim: ``prepare()`` (hooks, snapshot, temporary claim, helper pod, connection), then
     ``entries()``, then ``close()`` (always), which removes everything ``prepare`` created."""
@@ -52,6 +61,9 @@ class VolumeBackup:
         self.run = cleanup.Run(kube.session, run_id=run_id)
         self.prefix = prefix
         self.spec: ChunkSpec | None = None
+        #: the parent snapshot's files, when the engine reuses unchanged ones (Importer.use_parent)
+        self.parent: ParentFiles | None = None
+        self.known_files = 0
         self.remote: RemoteBackup | None = None
         self.mode = ""
         self.snapshot_class = ""
@@ -140,10 +152,22 @@ class VolumeBackup:
         )
         helper.start()
         t = self._lap("helper_start_s", t)
+        known = None
+        if self.parent is not None and not self.claim.block:
+            self._status(f"{self.label}: listing the parent snapshot's files")
+            known = known_files(self.parent, self.prefix)
+            self.known_files = len(known) // KNOWN_SIZE
+            t = self._lap("parent_s", t)
         self._status(f"{self.label}: connecting to the agent")
-        channel, _hello = helper.connect()
+        channel, hello = helper.connect()
         self.remote = RemoteBackup(
-            channel, spec, prefix=self.prefix, compress=self.options.compress, excludes=self.options.excludes
+            channel,
+            spec,
+            prefix=self.prefix,
+            compress=self.options.compress,
+            excludes=self.options.excludes,
+            known=known,
+            reuse_keys=hello["source"] == "dir",
         )
         self._lap("connect_s", t)
 
@@ -220,6 +244,7 @@ class VolumeBackup:
         transfer.pop("agent", None)
         if self.remote is not None:
             transfer["bytes_on_wire"] = self.remote.channel.bytes_received
+            transfer["parent_files"] = self.known_files
         return {
             "claim": self.claim.summary(),
             "manifest": clean_claim(self.claim.manifest),
@@ -267,6 +292,9 @@ class PvcImporter(Importer):
 
     def use_chunking(self, spec: ChunkSpec) -> None:
         self._spec = spec
+
+    def use_parent(self, parent: ParentFiles) -> None:
+        self.volume.parent = parent
 
     def entries(self) -> Iterator[Entry]:
         if self._spec is None:

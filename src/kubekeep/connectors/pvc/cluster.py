@@ -10,7 +10,7 @@ from typing import Any
 
 from kubekeep import errors
 from kubekeep.connectors.k8s.options import ClusterVolumeOptions
-from kubekeep.engine.entries import ChunkSpec, Entry, EntryType
+from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, ParentFiles
 from kubekeep.kube import cleanup, volumes
 from kubekeep.kube.requesting import Session
 
@@ -51,9 +51,13 @@ class ClusterVolumes:
         self.skipped: list[dict[str, str]] = []
         self._warnings: list[str] = []
         self._spec: ChunkSpec | None = None
+        self._parent: ParentFiles | None = None
 
     def use_chunking(self, spec: ChunkSpec) -> None:
         self._spec = spec
+
+    def use_parent(self, parent: ParentFiles) -> None:
+        self._parent = parent
 
     def claims(self) -> list[volumes.Claim]:
         found = []
@@ -74,6 +78,7 @@ class ClusterVolumes:
             vb = VolumeBackup(
                 self.kube, claim, self.options, self.run_id, prefix=f"{VOLUMES_DIR}/{claim.namespace}/{claim.name}"
             )
+            vb.parent = self._parent
             reason = vb.plan()
             if reason is None:
                 self.volumes.append(vb)
