@@ -112,7 +112,8 @@ class PageChunking:
     @classmethod
     def for_page_size(cls, page_size: int) -> PageChunking:
         """The chunking new backups use for pages of ``page_size`` (``PAGE_CHUNK_TARGET``)."""
-        return cls(page_size, max(1, PAGE_CHUNK_TARGET // page_size) if type(page_size) is int else 0)
+        ok = type(page_size) is int and page_size > 0
+        return cls(page_size, max(1, PAGE_CHUNK_TARGET // page_size) if ok else 0)
 
     @property
     def chunk_size(self) -> int:
