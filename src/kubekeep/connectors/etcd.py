@@ -265,7 +265,9 @@ class _Prefixed(io.RawIOBase):
             k = min(len(out), len(self._head))
             out[:k] = self._head[:k]
             self._head = self._head[k:]
-            return k
+            if k == len(out):
+                return k
+            return k + int(self._stream.readinto(out[k:]))  # type: ignore[attr-defined]
         return int(self._stream.readinto(out))  # type: ignore[attr-defined]  # SnapshotStream has it
 
     def close(self) -> None:
