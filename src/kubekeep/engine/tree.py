@@ -18,6 +18,7 @@ import msgpack
 
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, EntryType
+from kubekeep.engine.format import PageChunking
 
 DIR = "dir"
 FILE = "file"
@@ -44,6 +45,7 @@ class WireNode(TypedDict):
     st: NotRequired[bytes | None]
     l: NotRequired[str | bytes]  # noqa: E741 - the wire name
     a: NotRequired[dict[str, Any]]
+    ck: NotRequired[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -60,6 +62,8 @@ class Node:
     target: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     reuse_key: bytes | None = None
+    #: how a file's content was cut when not by the repository's chunker (paged content)
+    chunking: PageChunking | None = None
 
     def to_wire(self) -> WireNode:
         d: WireNode = {"n": self.name, "t": self.type, "m": self.mode, "mt": self.mtime_ns}
@@ -72,6 +76,8 @@ class Node:
             d["c"] = self.content
             if self.reuse_key is not None:
                 d["rk"] = self.reuse_key
+            if self.chunking is not None:
+                d["ck"] = self.chunking.to_wire()
         elif self.type == DIR:
             d["st"] = self.subtree
         else:
@@ -97,6 +103,7 @@ class Node:
             target=_text(d.get("l", "")),
             attrs=d.get("a") or {},
             reuse_key=d.get("rk"),
+            chunking=_chunking(d.get("ck")),
         )
         if node.type not in _TYPES:
             raise ValueError(f"unknown node type {node.type!r}")
@@ -140,6 +147,17 @@ class Node:
             attrs=entry.attrs,
             reuse_key=entry.reuse_key,
         )
+
+
+def _chunking(record: object) -> PageChunking | None:
+    """A node's ``ck``: informational only (reading a file never needs it), so a record this
+    program does not know (a later chunking) or cannot parse reads as none."""
+    if record is None:
+        return None
+    try:
+        return PageChunking.from_wire(record)
+    except (TypeError, ValueError):
+        return None
 
 
 def name_bytes(name: str) -> bytes:
