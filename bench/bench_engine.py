@@ -99,9 +99,15 @@ class Kubekeep(Tool):
             "KUBEKEEP_PASSWORD": PASSWORD,
             "KUBEKEEP_REPOSITORY": str(self.repo),
             "KUBEKEEP_CACHE_DIR": str(self.work / "cache-kubekeep"),
+            # as installed: Python's byte code cached (pip compiles it at install; a shell or CI
+            # that sets PYTHONDONTWRITEBYTECODE would make every run compile ~0.1 s of sources)
+            "PYTHONDONTWRITEBYTECODE": "",
         }
 
     def init(self) -> None:
+        import kubekeep
+
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(kubekeep.__file__).parent)], check=False)
         run([sys.executable, "-m", "kubekeep.cli.main", "init"], env=self.env)
 
     def backup(self) -> Run:
@@ -267,6 +273,11 @@ def main() -> None:
         action="store_true",
         help="only break down an unchanged kubekeep re-backup (start-up, imports, cProfile top items)",
     )
+    ap.add_argument(
+        "--tools",
+        default="",
+        help="comma-separated subset of the tools (e.g. 'kubekeep,restic 0.19' for a scale 4 memory run)",
+    )
     args = ap.parse_args()
     work: Path = args.work
     data = work / f"data-{args.scale}"
@@ -285,6 +296,9 @@ def main() -> None:
     restore_dir.mkdir(parents=True, exist_ok=True)
     data_size = du(data)
     tools = [cls(work, data, restore_dir) for cls in (Kubekeep, Restic019, Restic, Borg, TarZstd)]
+    if args.tools:
+        wanted = {t.strip() for t in args.tools.split(",")}
+        tools = [t for t in tools if t.name in wanted or t.name == "kubekeep"]
     missing = [t.name for t in tools if not t.available()]
     tools = [t for t in tools if t.available()]
     results: dict[str, dict[str, object]] = {t.name: {} for t in tools}
@@ -371,12 +385,12 @@ def main() -> None:
 
     print("\nratios (target in brackets):")
     checks = [
-        ("first backup, restic 0.19 / kubekeep (>= 1.5)", ratio("restic 0.19", "first"), lambda x: x >= 1.5),
-        ("first backup, restic 0.14 / kubekeep (>= 1.5)", ratio("restic 0.14", "first"), lambda x: x >= 1.5),
+        ("first backup, restic 0.19 / kubekeep (>= 2.0)", ratio("restic 0.19", "first"), lambda x: x >= 2.0),
+        ("first backup, restic 0.14 / kubekeep (>= 2.0)", ratio("restic 0.14", "first"), lambda x: x >= 2.0),
         (
-            "first backup, kubekeep / tar|zstd (<= 2.5)",
+            "first backup, kubekeep / tar|zstd (<= 1.25)",
             (1 / ratio("tar|zstd -1", "first")) if ratio("tar|zstd -1", "first") else None,
-            lambda x: x <= 2.5,
+            lambda x: x <= 1.25,
         ),
         ("unchanged re-backup, restic 0.19 / kubekeep (>= 2.0)", ratio("restic 0.19", "unchanged"), lambda x: x >= 2.0),
         (
@@ -394,7 +408,7 @@ def main() -> None:
     peak = max(r.peak_rss_mb for r in k.values() if isinstance(r, Run))
     for label, value, ok in checks:
         print(f"  {label}: {value:.2f} {'ok' if ok(value) else 'MISSED'}" if value is not None else f"  {label}: n/a")
-    print(f"  kubekeep peak RSS (< 300 MB): {peak:.0f} MB {'ok' if peak < 300 else 'MISSED'}")
+    print(f"  kubekeep peak RSS (<= 150 MB): {peak:.0f} MB {'ok' if peak <= 150 else 'MISSED'}")
     for name in results:
         if name == "borg":
             print(f"  first backup, borg / kubekeep: {ratio('borg', 'first'):.2f}")

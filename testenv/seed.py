@@ -427,19 +427,20 @@ def seed(
 
 def workloads_ready(client: RestClient, namespaces: Iterable[str]) -> tuple[int, int]:
     """(ready, total) seeded Deployments and StatefulSets across ``namespaces``."""
+    wanted = set(namespaces)
     ready = total = 0
-    for ns in namespaces:
-        for plural in ("deployments", "statefulsets"):
-            items = client.get(resource_path("apps/v1", plural, namespace=ns), labelSelector=SEED_LABEL)["items"]
-            for item in items:
-                total += 1
-                want = item["spec"].get("replicas", 1)
-                st = item.get("status", {})
-                if (
-                    st.get("readyReplicas", 0) >= want
-                    and st.get("observedGeneration", 0) >= item["metadata"]["generation"]
-                ):
-                    ready += 1
+    # Two cluster-wide lists rather than two per namespace: at scale 300 the per-namespace
+    # probe was 600 requests a second against an API server already busy with the pods.
+    for plural in ("deployments", "statefulsets"):
+        items = client.get(resource_path("apps/v1", plural), labelSelector=SEED_LABEL)["items"]
+        for item in items:
+            if item["metadata"].get("namespace") not in wanted:
+                continue
+            total += 1
+            want = item["spec"].get("replicas", 1)
+            st = item.get("status", {})
+            if st.get("readyReplicas", 0) >= want and st.get("observedGeneration", 0) >= item["metadata"]["generation"]:
+                ready += 1
     return ready, total
 
 

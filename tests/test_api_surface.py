@@ -51,3 +51,25 @@ def test_option_types_load_the_cluster_clients_only_when_used() -> None:
 
 def test_restore_drills_are_offered() -> None:
     assert {"drill", "drills", "drill_report", "DrillOptions", "DrillRecord", "DrillObject"} <= set(api.__all__)
+
+
+def test_no_offered_name_is_also_a_submodule() -> None:
+    """Names resolve on first use (PEP 562): importing a submodule of the same name would set
+    the package attribute to the module and shadow the offered function for good."""
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(api.__path__)}
+    assert submodules & set(api.__all__) == set()
+
+
+def test_a_backup_loads_no_restore_cluster_or_manifests_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kubekeep.api as api; api.backup; api.open_repository; "
+        "print(sorted(m for m in sys.modules if m.startswith(('kubekeep.manifests', 'kubekeep.api.cluster', "
+        "'kubekeep.api.restore_drills', 'kubekeep.engine.restore', 'kubekeep.connectors.k8s', 'rich', 'yaml'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubekeep import errors
-from kubekeep.api.drills import DrillOptions, _mapping, scratch_name
+from kubekeep.api.restore_drills import DrillOptions, _mapping, scratch_name
 from tests.cli.helpers import KK, stderr_line, write
 
 

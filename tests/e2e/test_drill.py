@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kubekeep import api, errors
-from kubekeep.api.drills import scratch_name
+from kubekeep.api.restore_drills import scratch_name
 from kubekeep.engine.repository import Repository
 from testenv.cluster import Cluster
 from testenv.rest import ApiError, RestClient, resource_path

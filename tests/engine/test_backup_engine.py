@@ -92,3 +92,42 @@ def test_api_restore_roundtrip_and_selection(repo: Repository, tmp_path: Path) -
     listed = dict(api.ls(repo, f"{snap.id}:/a", recursive=True))
     assert set(listed) == {"/a/b", "/a/b/c", "/a/b/c/d", "/a/b/c/d/deep.txt", "/a/sibling.txt"}
     assert b"".join(api.cat(repo, "latest:/a/sibling.txt")) == b"next to b\n"
+
+
+def test_a_hostile_parent_node_is_not_reused_and_names_not_utf8_are(repo: Repository, tmp_path: Path) -> None:
+    """The parent snapshot comes from the repository (which may come from someone else): a file
+    node whose fields have the wrong types is not reused (the file is read again, the backup
+    goes on); a name stored as bytes (not UTF-8) is reused like any other."""
+    import dataclasses
+
+    import msgpack
+
+    from kubekeep.engine.pack import TREE
+    from kubekeep.engine.tree import wire_nodes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("good.txt", "bad.txt", "worse.txt"):
+        (src / name).write_bytes(name.encode() * 1000)
+    odd = os.fsencode(str(src)) + b"/caf\xe9.bin"
+    with open(odd, "wb") as f:
+        f.write(b"latin-1 name" * 1000)
+    first = api.backup(repo, str(src))
+
+    nodes = wire_nodes(repo.load_blob(bytes.fromhex(first.tree)), "root")
+    for node in nodes:
+        if node["n"] == "bad.txt":
+            node["c"] = [1, 2]  # not blob ids
+        if node["n"] == "worse.txt":
+            node["s"] = "3"
+    writer = repo.writer()
+    tree_id = writer.save(TREE, msgpack.packb({"v": 1, "nodes": nodes}, use_bin_type=True))
+    writer.flush()
+    writer.close()
+    hostile = dataclasses.replace(first, tree=tree_id.hex(), id="")
+    hostile_id = repo.save_snapshot(hostile)
+
+    second = api.backup(repo, str(src), parent=hostile_id)
+    assert second.stats["files_unchanged"] == 2  # good.txt and the latin-1 name
+    assert second.stats["bytes_read"] == (src / "bad.txt").stat().st_size + (src / "worse.txt").stat().st_size
+    assert second.tree == first.tree  # what was read again is what the first backup stored

@@ -9,7 +9,7 @@ from typing import Any
 from kubekeep import errors
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import read_object
-from kubekeep.api.snapshots import diff
+from kubekeep.api.snapshot_ops import diff
 from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from kubekeep import api
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class _Bar:
@@ -34,7 +26,10 @@ class _Bar:
         return {}
 
     def _start(self) -> None:
-        if self.enabled:
+        if self.enabled:  # rich is imported only here and below: ~30 ms of every start-up otherwise
+            from rich.console import Console
+            from rich.progress import Progress
+
             self._progress = Progress(*self._columns(), console=Console(stderr=True), transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task(type(self).__name__, total=None, **self._fields())
@@ -54,6 +49,8 @@ class BackupProgress(_Bar):
         return self
 
     def _columns(self) -> list[Any]:
+        from rich.progress import DownloadColumn, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
         return [
             SpinnerColumn(),
             TextColumn("{task.fields[files]} files"),
@@ -85,6 +82,8 @@ class CountProgress(_Bar):
         return self
 
     def _columns(self) -> list[Any]:
+        from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         return [
             SpinnerColumn(),
             TextColumn(self.description),
@@ -106,6 +105,15 @@ class RestoreProgress(_Bar):
         return self
 
     def _columns(self) -> list[Any]:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         return [
             SpinnerColumn(),
             TextColumn("{task.fields[phase]}: {task.fields[objects]} objects, {task.fields[claims]} claims"),

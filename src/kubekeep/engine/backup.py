@@ -28,7 +28,7 @@ from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
-from kubekeep.engine.tree import DIR, FILE, Node, encode_tree, is_text, name_printable
+from kubekeep.engine.tree import DIR, FILE, Node, chunking_of, encode_tree, is_text, name_printable, wire_nodes
 from kubekeep.engine.writer import BlobWriter
 
 
@@ -87,41 +87,86 @@ class _OpenDir:
 
 
 class _ParentTree:
-    """Looks up nodes of the parent snapshot by directory, loading trees on demand."""
+    """Looks up nodes of the parent snapshot by directory, loading trees on demand.
+
+    Trees are kept as decoded (:func:`wire_nodes`), not as checked :class:`Node` objects: a
+    re-backup looks at a handful of fields of every node, and checks just those (a node with a
+    field of the wrong type is not reused; its file is read again)."""
 
     def __init__(self, repo: Repository, root: bytes | None) -> None:
         self.repo = repo
-        self.dirs: dict[str, dict[str, Node] | None] = {"": self._load(root)}
+        self.dirs: dict[str, _ParentDir | None] = {"": self._load(root)}
 
-    def _load(self, tree_id: bytes | None) -> dict[str, Node] | None:
-        """The directory's nodes, leaving out files whose data is not all in the index (a damaged
-        or pruned parent), checked with one vectorised lookup per directory."""
+    def _load(self, tree_id: bytes | None) -> _ParentDir | None:
+        """The directory's reusable files, leaving out those whose data is not all in the index
+        (a damaged or pruned parent), checked with one vectorised lookup per directory, and its
+        subdirectories' trees."""
         index = self.repo.index
         if tree_id is None or index.lookup(tree_id) is None:
             return None
-        nodes = self.repo.load_tree(tree_id)
-        files = [n for n in nodes if n.type == FILE and n.content]
-        present = index.contains_all([c for n in files for c in n.content])
-        missing: set[str] = set()
-        at = 0
-        for n in files:
-            if not present[at : at + len(n.content)].all():
-                missing.add(n.name)
-            at += len(n.content)
-        return {n.name: n for n in nodes if n.name not in missing}
+        loaded = _ParentDir()
+        for d in wire_nodes(self.repo.load_blob(tree_id), f"tree {tree_id.hex()[:16]}"):
+            name, kind = d.get("n"), d.get("t")
+            if type(name) is bytes:  # not UTF-8: as the walk names it, with surrogate escapes
+                name = name.decode("utf-8", "surrogateescape")
+            elif type(name) is not str:
+                continue
+            if kind == FILE:
+                content, size, key = d.get("c"), d.get("s"), d.get("rk")
+                if (
+                    type(content) is list
+                    and type(size) is int
+                    and type(key) is bytes
+                    and all(type(c) is bytes for c in content)
+                ):
+                    loaded.files[name] = _Reusable(key, size, content, chunking_of(d.get("ck")))
+            elif kind == DIR and type(d.get("st")) is bytes:
+                loaded.subdirs[name] = d["st"]
+        ids = [c for f in loaded.files.values() for c in f.content]
+        present = index.contains_all(ids) if ids else None
+        if present is not None and not present.all():  # the usual case is one check per directory
+            at = 0
+            for name, f in list(loaded.files.items()):
+                if not present[at : at + len(f.content)].all():
+                    del loaded.files[name]
+                at += len(f.content)
+        return loaded
 
-    def dir(self, path: str) -> dict[str, Node] | None:
+    def dir(self, path: str) -> dict[str, _Reusable] | None:
+        """The reusable files of the parent's directory ``path``, None if it has none there."""
+        loaded = self._dir(path)
+        return loaded.files if loaded is not None else None
+
+    def _dir(self, path: str) -> _ParentDir | None:
         if path in self.dirs:
             return self.dirs[path]
-        parent, _, name = path.rpartition("/")
-        parent_nodes = self.dir(parent)
-        node = parent_nodes.get(name) if parent_nodes else None
-        nodes = self._load(node.subtree) if node is not None and node.type == DIR else None
-        self.dirs[path] = nodes
-        return nodes
+        parent_path, _, name = path.rpartition("/")
+        parent = self._dir(parent_path)
+        subtree = parent.subdirs.get(name) if parent is not None else None
+        loaded = self._load(subtree) if subtree is not None else None
+        self.dirs[path] = loaded
+        return loaded
 
     def forget(self, path: str) -> None:
         self.dirs.pop(path, None)
+
+
+@dataclass(slots=True)
+class _ParentDir:
+    """One directory of the parent snapshot, as much of it as a re-backup looks at."""
+
+    files: dict[str, _Reusable] = field(default_factory=dict)
+    subdirs: dict[str, bytes] = field(default_factory=dict)  # name -> subtree id
+
+
+@dataclass(slots=True)
+class _Reusable:
+    """A file of the parent snapshot: what a file of the source must match to reuse its data."""
+
+    reuse_key: bytes
+    size: int
+    content: list[bytes]
+    chunking: PageChunking | None  # how its data was cut (a file cut another way is read again)
 
 
 def default_workers() -> int:
@@ -330,12 +375,12 @@ class _BackupRun:
         finally:
             self.slots.release()
 
-    def _reusable(self, dir_path: str, name: str, entry: Entry) -> Node | None:
-        if entry.reuse_key is None:
+    def _reusable(self, dir_path: str, name: str, entry: Entry) -> _Reusable | None:
+        if entry.reuse_key is None or entry.chunks is not None:
             return None
-        nodes = self.parent.dir(dir_path)
-        old = nodes.get(name) if nodes else None
-        if old is None or old.type != FILE or old.reuse_key != entry.reuse_key or old.size != entry.size:
+        files = self.parent.dir(dir_path)
+        old = files.get(name) if files else None
+        if old is None or old.reuse_key != entry.reuse_key or old.size != entry.size:
             return None
         if entry.chunks is None and old.chunking != page_chunking(entry):
             return None  # cut another way than this run would: read again, so chunks match
@@ -439,8 +484,8 @@ def page_chunking(entry: Entry) -> PageChunking | None:
 
 def _check_path(path: str) -> str:
     path = path.strip("/")
-    parts = path.split("/")
-    if not path or any(p in ("", ".", "..") for p in parts):
+    framed = f"/{path}/"
+    if not path or "//" in path or "/./" in framed or "/../" in framed:
         raise errors.ConnectorError(f"the source yielded an invalid path {path!r}")
     return path
 

@@ -4,7 +4,7 @@ A drill restores a snapshot into scratch namespaces, waits for its workloads, co
 came back with the snapshot and times it. Its report is kept in the repository
 (``drills/<id>``, sealed like a snapshot, docs/format.md "Drill records") so that the web UI
 and anyone auditing restores can list them. The engine stores the report as given: the fields
-are plain strings and figures filled in by ``kubekeep.api.drills``. Records are written without
+are plain strings and figures filled in by ``kubekeep.api.restore_drills``. Records are written without
 a lock (an append, like a run record); ``prune`` keeps the newest :data:`DRILLS_KEPT` per
 snapshot source.
 """

@@ -12,7 +12,7 @@ does not pass was written by a hostile or broken writer (``errors.UnsafeTree``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import msgpack
 
@@ -89,36 +89,49 @@ class Node:
     @classmethod
     def from_wire(cls, d: WireNode) -> Node:
         """The node ``d`` describes; raises ``TypeError``, ``ValueError`` or ``KeyError`` for a
-        malformed one (``d`` is as decoded: its shape is checked here)."""
-        node = cls(
-            name=_text(d["n"]),
-            type=d["t"],
-            mode=d.get("m", 0o644),
-            uid=d.get("u", 0),
-            gid=d.get("g", 0),
-            mtime_ns=d.get("mt", 0),
-            size=d.get("s", 0),
-            content=list(d.get("c", ())),
-            subtree=d.get("st"),
-            target=_text(d.get("l", "")),
-            attrs=d.get("a") or {},
-            reuse_key=d.get("rk"),
-            chunking=_chunking(d.get("ck")),
-        )
-        if node.type not in _TYPES:
-            raise ValueError(f"unknown node type {node.type!r}")
-        if not all(type(v) is int for v in (node.mode, node.uid, node.gid, node.mtime_ns, node.size)):
+        malformed one (``d`` is as decoded: its shape is checked here). Restores and listings
+        decode every node of every tree they read, so the checks are written for speed."""
+        name = d["n"]
+        if type(name) is not str:
+            name = _text(name)
+        kind = d["t"]
+        if kind not in _TYPES:
+            raise ValueError(f"unknown node type {kind!r}")
+        get = cast(dict[str, Any], d).get
+        mode, uid, gid, mtime_ns, size = get("m", 0o644), get("u", 0), get("g", 0), get("mt", 0), get("s", 0)
+        if not (type(mode) is type(uid) is type(gid) is type(mtime_ns) is type(size) is int):
             raise TypeError("a numeric field is not an integer")
+        content = list(get("c", ()))
+        for c in content:
+            if type(c) is not bytes:
+                raise TypeError("a field has the wrong type")
+        subtree, reuse_key, attrs = get("st"), get("rk"), get("a") or {}
         if (
-            not all(type(c) is bytes for c in node.content)
-            or type(node.attrs) is not dict
-            or not isinstance(node.subtree, bytes | None)
-            or not isinstance(node.reuse_key, bytes | None)
+            type(attrs) is not dict
+            or (subtree is not None and type(subtree) is not bytes)
+            or (reuse_key is not None and type(reuse_key) is not bytes)
         ):
             raise TypeError("a field has the wrong type")
-        if node.type == SYMLINK and (not node.target or "\0" in node.target):
+        target = get("l", "")
+        if type(target) is not str:
+            target = _text(target)
+        if kind == SYMLINK and (not target or "\0" in target):
             raise ValueError("a symlink target is empty or holds NUL")
-        return node
+        return cls(
+            name,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            size,
+            content,
+            subtree,
+            target,
+            attrs,
+            reuse_key,
+            chunking_of(get("ck")),
+        )
 
     def to_entry(self, path: str) -> Entry:
         return Entry(
@@ -149,7 +162,7 @@ class Node:
         )
 
 
-def _chunking(record: object) -> PageChunking | None:
+def chunking_of(record: object) -> PageChunking | None:
     """A node's ``ck``: informational only (reading a file never needs it), so a record this
     program does not know (a later chunking) or cannot parse reads as none."""
     if record is None:
@@ -221,13 +234,26 @@ def encode_tree(nodes: list[Node]) -> bytes:
         return msgpack.packb({"v": TREE_VERSION, "nodes": wire}, use_bin_type=True)
 
 
-def decode_tree(data: bytes, what: str) -> list[Node]:
+def wire_nodes(data: bytes, what: str) -> list[dict[str, Any]]:
+    """A tree's nodes as decoded, each a dict whose fields are NOT checked: for readers that
+    look at a few fields of many nodes and check those themselves (a re-backup's parent
+    snapshot). Anything else uses :func:`decode_tree`."""
     try:
         body = msgpack.unpackb(data, raw=False)
-        if body.get("v") != TREE_VERSION:
-            raise errors.IntegrityError(f"{what}: unsupported tree version {body.get('v')!r}")
-        nodes = [Node.from_wire(d) for d in body["nodes"]]
+        version, nodes = body.get("v"), body["nodes"]
     except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
+        raise errors.IntegrityError(f"{what}: tree is malformed") from None
+    if version != TREE_VERSION:
+        raise errors.IntegrityError(f"{what}: unsupported tree version {version!r}")
+    if type(nodes) is not list or not all(type(d) is dict for d in nodes):
+        raise errors.IntegrityError(f"{what}: tree is malformed")
+    return nodes
+
+
+def decode_tree(data: bytes, what: str) -> list[Node]:
+    try:
+        nodes = [Node.from_wire(d) for d in wire_nodes(data, what)]  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise errors.IntegrityError(f"{what}: tree is malformed") from None
     problem = unsafe_names(nodes)
     if problem is not None:

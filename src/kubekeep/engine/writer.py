@@ -2,7 +2,7 @@
 
 Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Full packs are uploaded
 by a small pool with a bounded number in flight, so memory stays at about
-``UPLOADS_IN_FLIGHT x PACK_SIZE`` plus the packs being filled. An index file is written for
+``Backend.parallel_stores x PACK_SIZE`` plus the packs being filled. An index file is written for
 every batch of uploaded packs and at :meth:`flush`, always after the packs it lists exist, so
 a run killed at any moment leaves only complete packs, some of them not yet indexed (``check``
 reports those as unreferenced, ``prune`` removes them).
@@ -43,7 +43,7 @@ class BlobWriter:
         *,
         pack_size: int = fmt.PACK_SIZE,
         tree_pack_size: int = fmt.TREE_PACK_SIZE,
-        uploads: int = fmt.UPLOADS_IN_FLIGHT,
+        uploads: int | None = None,
         index: Index | None = None,
     ) -> None:
         self.repo = repo
@@ -55,6 +55,8 @@ class BlobWriter:
         self._lock = threading.Lock()
         self._packs = {DATA: PackWriter(DATA), TREE: PackWriter(TREE)}
         self._pending: set[bytes] = set()  # in a pack not yet indexed
+        if uploads is None:
+            uploads = repo.backend.parallel_stores
         self._slots = threading.BoundedSemaphore(uploads)
         self._pool = ThreadPoolExecutor(uploads, thread_name_prefix="kubekeep-upload")
         self._futures: list[Future[None]] = []

@@ -16,6 +16,10 @@ class ExcludeRules:
         self.patterns = [p.rstrip("/") for p in patterns if p.strip() and not p.startswith("#")]
         self._regexes = [_pattern_regex(p) for p in self.patterns if p.strip("/")]
 
+    def __bool__(self) -> bool:
+        """Whether any pattern is set (a walk without patterns skips the matching)."""
+        return bool(self._regexes)
+
     def excluded(self, rel: str, name: str) -> bool:
         return any(r.fullmatch(rel) for r in self._regexes)
 

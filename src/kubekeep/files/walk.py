@@ -18,6 +18,7 @@ from kubekeep.engine.tree import name_printable as _printable
 from kubekeep.files.excludes import ExcludeRules
 
 _REUSE = struct.Struct("<QQqqq")
+_FILE = EntryType.FILE
 
 
 class _Metadata(TypedDict):
@@ -65,9 +66,11 @@ class FsImporter(Importer):
         except OSError as exc:
             self._warnings.append(f"{_printable(rel_dir) or '.'}: cannot list directory: {exc.strerror}; skipped")
             return
+        excluded = self.rules.excluded if self.rules else None
         for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name  # not UTF-8: surrogate escapes
-            if self.rules.excluded(rel, item.name):
+            name = item.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name  # not UTF-8: surrogate escapes
+            if excluded is not None and excluded(rel, name):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
@@ -82,31 +85,36 @@ class FsImporter(Importer):
                 yield from self._walk(item.path, rel)
 
     def _entry(self, path: str, rel: str, st: os.stat_result) -> Entry | None:
+        mode = st.st_mode
+        if stat.S_ISREG(mode):  # the common case first, its fields given positionally
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+            key = _REUSE.pack(st.st_dev, st.st_ino, size, mtime_ns, st.st_ctime_ns)
+            return Entry(
+                rel,
+                _FILE,
+                stat.S_IMODE(mode),
+                st.st_uid,
+                st.st_gid,
+                mtime_ns,
+                size,
+                opener=_opener(path),
+                reuse_key=key,
+            )
         common: _Metadata = {
-            "mode": stat.S_IMODE(st.st_mode),
+            "mode": stat.S_IMODE(mode),
             "uid": st.st_uid,
             "gid": st.st_gid,
             "mtime_ns": st.st_mtime_ns,
         }
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(mode):
             return Entry(rel, EntryType.DIR, **common)
-        if stat.S_ISLNK(st.st_mode):
+        if stat.S_ISLNK(mode):
             try:
                 target = os.readlink(path)
             except OSError as exc:
                 self._warnings.append(f"{_printable(rel)}: {exc.strerror}; skipped")
                 return None
             return Entry(rel, EntryType.SYMLINK, target=target, **common)
-        if stat.S_ISREG(st.st_mode):
-            key = _REUSE.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            return Entry(
-                rel,
-                EntryType.FILE,
-                size=st.st_size,
-                reuse_key=key,
-                opener=_opener(path),
-                **common,
-            )
         self._warnings.append(f"{_printable(rel)}: special file (socket, FIFO or device) skipped")
         return None
 

@@ -8,8 +8,8 @@ from the beginning, so a result is always one consistent list.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 
@@ -18,6 +18,7 @@ from kubekeep.kube.discovery import ApiResource
 from kubekeep.kube.requesting import Session
 
 PAGE_SIZE = 500
+T = TypeVar("T")
 
 
 class _Expired(Exception):
@@ -64,13 +65,35 @@ def list_all(
     page_size: int = PAGE_SIZE,
 ) -> list[dict[str, Any]]:
     """Every object of ``resource`` as one consistent list (see ``list_pages``)."""
+    return list_mapped(
+        session, resource, lambda item: item, namespace=namespace, label_selector=label_selector, page_size=page_size
+    )
+
+
+def list_mapped(
+    session: Session,
+    resource: ApiResource,
+    convert: Callable[[dict[str, Any]], T | None],
+    *,
+    namespace: str = "",
+    label_selector: str = "",
+    page_size: int = PAGE_SIZE,
+) -> list[T]:
+    """``convert`` of every object of ``resource`` (``None`` results left out), one consistent
+    list like ``list_all``'s; each page is converted as it arrives and then dropped, so only one
+    page of parsed objects is held at a time rather than the whole resource's (at 30,000 objects
+    a backup's peak memory was the parsed lists of its largest resources)."""
     for attempt in (1, 2):
-        items: list[dict[str, Any]] = []
+        items: list[T] = []
         try:
             for page in list_pages(
                 session, resource, namespace=namespace, label_selector=label_selector, page_size=page_size
             ):
-                items.extend(page)
+                for item in page:
+                    converted = convert(item)
+                    if converted is not None:
+                        items.append(converted)
+                del page
             return items
         except _Expired:
             if attempt == 2:

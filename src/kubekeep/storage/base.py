@@ -69,6 +69,9 @@ class Backend(abc.ABC):
 
     #: the location as the user gave it, e.g. ``/srv/repo`` or ``s3://bucket/prefix``
     location: str
+    #: how many ``store`` calls of large objects a writer should keep going at once: enough to
+    #: hide a network's latency, few enough that the objects held meanwhile stay small
+    parallel_stores: int = 4
 
     @abc.abstractmethod
     def create(self) -> None:
@@ -125,6 +128,7 @@ class WrappingBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.location = inner.location
+        self.parallel_stores = inner.parallel_stores
 
     def create(self) -> None:
         self.inner.create()

@@ -197,19 +197,19 @@ class K8sImporter(Importer):
 
     def _list(self, r: ApiResource, namespace: str) -> list[Entry] | None:
         try:
-            items = listing.list_all(
-                self.session, r, namespace=namespace, label_selector=self.selector, page_size=self.page_size
+            # page by page: a page's parsed objects become entries (YAML bytes) before the next
+            return listing.list_mapped(
+                self.session,
+                r,
+                lambda obj: self._entry(r, obj),
+                namespace=namespace,
+                label_selector=self.selector,
+                page_size=self.page_size,
             )
         except errors.ApiError as exc:
             where = f" in namespace {namespace}" if namespace else ""
             self._warn(f"cannot list {r.full_name} ({r.api_version}){where}: {exc}; not in the snapshot")
             return None
-        out = []
-        for obj in items:
-            entry = self._entry(r, obj)
-            if entry is not None:
-                out.append(entry)
-        return out
 
     def _entry(self, r: ApiResource, obj: dict[str, Any]) -> Entry | None:
         meta = obj.get("metadata") or {}

@@ -28,7 +28,7 @@ import orjson
 from kubekeep import errors
 from kubekeep.api.refs import split_ref
 from kubekeep.api.selecting import read_object, select_objects
-from kubekeep.api.snapshots import restore
+from kubekeep.api.snapshot_ops import restore
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
 from kubekeep.connectors.k8s.uri import parse_uri
 from kubekeep.engine import drills as records
