@@ -271,6 +271,7 @@ class Store:
     added: list[int]  # bytes on disk added by each hourly snapshot (the first: the base)
     index_added: list[int]
     seconds: list[float]
+    cpu: list[float]  # user + system seconds of the backup process(es)
     chunks: list[int]
     tree_raw: list[int]
     new_chunks: list[int]
@@ -321,8 +322,8 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
         name = f"g{g}" if g is not None else "cdc"
         envs[g] = fresh_repo(work, name)
         label = f"kubekeep, {g} KiB page groups" if g is not None else "kubekeep backup FILE (content-defined)"
-        kk[g] = Store(label, work / f"repo-{name}", [], [], [], [], [], [])
-    rs = Store(f"etcdctl save + restic {rversion} backup FILE", work / "repo-restic", [], [], [], [], [], [])
+        kk[g] = Store(label, work / f"repo-{name}", [], [], [], [], [], [], [])
+    rs = Store(f"etcdctl save + restic {rversion} backup FILE", work / "repo-restic", [], [], [], [], [], [], [])
     save_s: list[float] = []
     prev_ids: dict[str, list[bytes]] = {}
 
@@ -340,7 +341,7 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
                 continue  # backed up from etcdctl's file below
             before = dir_size(store.repo), dir_size(store.repo / "index")
             r, doc = kk_backup(srv, envs[g], kk_group_cmd(g))
-            note(store, before, r.seconds, doc, envs[g], "etcd/snapshot.db", prev_ids)
+            note(store, before, r, doc, envs[g], "etcd/snapshot.db", prev_ids)
         save = etcdctl_save(srv, snap_file)
         save_s.append(save.seconds)
         before, index_before = dir_size(rs.repo), dir_size(rs.repo / "index")
@@ -348,12 +349,13 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
         rs.added.append(dir_size(rs.repo) - before)
         rs.index_added.append(dir_size(rs.repo / "index") - index_before)
         rs.seconds.append(r.seconds)
+        rs.cpu.append(r.cpu + save.cpu)
         summary = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
         rs.new_chunks.append(int(summary[-1].get("data_blobs", 0)) if summary else 0)
         store = kk[None]
         before = dir_size(store.repo), dir_size(store.repo / "index")
         r = run([*KUBEKEEP, "--json", "backup", str(snap_file)], env=envs[None])
-        note(store, before, r.seconds, json.loads(r.stdout), envs[None], snap_file.name, prev_ids)
+        note(store, before, r, json.loads(r.stdout), envs[None], snap_file.name, prev_ids)
     load_end = os.getloadavg()[0]
 
     db = snap_file.stat().st_size
@@ -365,7 +367,7 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
         f"start, {load_end:.1f} at the end; {args.hours} hourly snapshots after the base one",
         "",
         f"{'':44}{'chunks':>8}{'base MB':>9}{'added MB/hour':>15}{'% of db':>9}{'range MB':>12}"
-        f"{'index kB':>10}{'tree kB':>9}{'new chunks':>12}{'backup s':>10}",
+        f"{'index kB':>10}{'tree kB':>9}{'new chunks':>12}{'backup s':>10}{'CPU s':>7}{'base CPU s':>12}",
     ]
     for store in [*kk.values(), rs]:
         added = [store.added[h] for h in hours]
@@ -378,6 +380,7 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
             f"{statistics.mean(store.index_added[h] for h in hours) / 1e3:10.1f}{tree:>9}"
             f"{statistics.mean(store.new_chunks[h] for h in hours):12.0f}"
             f"{statistics.median(store.seconds[h] for h in hours):10.2f}"
+            f"{statistics.median(store.cpu[h] for h in hours):7.2f}{store.cpu[0]:12.2f}"
         )
     lines.append(
         f"{'etcdctl snapshot save (part of the restic row)':44}{' ' * 84}"
@@ -417,7 +420,7 @@ PAGE_GROUP_DEFAULT_KIB = 16
 def note(
     store: Store,
     before: tuple[int, int],
-    seconds: float,
+    r: Run,
     doc: dict[str, Any],
     env: dict[str, str],
     path: str,
@@ -429,20 +432,21 @@ def note(
 
     store.added.append(dir_size(store.repo) - before[0])
     store.index_added.append(dir_size(store.repo / "index") - before[1])
-    store.seconds.append(seconds)
+    store.seconds.append(r.seconds)
+    store.cpu.append(r.cpu)
     opts = api.RepositoryOptions(
         location=env["KUBEKEEP_REPOSITORY"], password=PASSWORD, cache_dir=Path(env["KUBEKEEP_CACHE_DIR"])
     )
-    r = api.open_repository(opts)
+    repo = api.open_repository(opts)
     try:
-        snap = r.find_snapshot(str(doc["id"]))
-        node = r.resolve(snap, path)
+        snap = repo.find_snapshot(str(doc["id"]))
+        node = repo.resolve(snap, path)
         parent = path.rpartition("/")[0]
-        tree = r.resolve(snap, parent).subtree if parent else bytes.fromhex(snap.tree)
+        tree = repo.resolve(snap, parent).subtree if parent else bytes.fromhex(snap.tree)
         assert tree is not None
-        store.tree_raw.append(len(r.load_blob(tree)))
+        store.tree_raw.append(len(repo.load_blob(tree)))
     finally:
-        r.close()
+        repo.close()
     ids = list(node.content)
     store.chunks.append(len(ids))
     store.new_chunks.append(len(set(ids) - set(prev_ids.get(store.label, []))))
