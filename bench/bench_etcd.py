@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kubekeep.engine.format import PAGE_CHUNK_TARGET
 from kubekeep.etcd._proto import rpc_pb2, rpc_pb2_grpc
 from tests.etcd.etcdserver import EtcdServer, find_tools, make_pki
 
@@ -413,8 +414,8 @@ def group_sizes(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[s
     return lines
 
 
-#: the page group size kubekeep ships with (kubekeep.engine.format.PAGE_CHUNK_TARGET)
-PAGE_GROUP_DEFAULT_KIB = 16
+#: the page group size kubekeep ships with
+PAGE_GROUP_DEFAULT_KIB = PAGE_CHUNK_TARGET // 1024
 
 
 def note(
@@ -555,6 +556,11 @@ def timing(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
     return lines
 
 
+def kib_list(text: str) -> list[int]:
+    """``--groups``: comma-separated sizes in KiB."""
+    return [int(x) for x in text.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=100_000)
@@ -563,7 +569,7 @@ def main() -> None:
     ap.add_argument("--change", type=float, default=0.01, help="fraction of keys rewritten before the last backup")
     ap.add_argument(
         "--groups",
-        type=lambda v: [int(x) for x in v.split(",")],
+        type=kib_list,
         default=[8, 16, 32, 64],
         help="page-group sizes to compare, KiB, comma-separated",
     )
