@@ -14,6 +14,7 @@ The snapshot tree holds one file, ``etcd/snapshot.db``, byte for byte what
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -22,9 +23,9 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, cast
 from urllib.parse import parse_qsl
 
-from kubekeep.engine.entries import Entry, EntryType, Importer, SnapshotKind, SourceInfo
+from kubekeep.engine.entries import ChunkHint, Entry, EntryType, Importer, SnapshotKind, SourceInfo
 from kubekeep.errors import UsageError
-from kubekeep.etcd.boltmeta import read_snapshot_info
+from kubekeep.etcd.boltmeta import META_HEAD, page_size_of, read_snapshot_info
 from kubekeep.etcd.client import EtcdClient, Member, Status
 from kubekeep.etcd.snapshot import SnapshotStream
 
@@ -164,6 +165,22 @@ class EtcdImporter(Importer):
         assert self._status is not None
         now = time.time_ns()
         yield Entry(path=SNAPSHOT_DIR, type=EntryType.DIR, mode=0o700, mtime_ns=now)
+        # the stream starts now: its first bytes (bbolt's first meta page) give the page size,
+        # which tells the engine to cut the database into groups of whole pages (issue #16)
+        stream = self._open_snapshot()
+        head = _read_head(stream, META_HEAD)
+        page_size = page_size_of(head)
+        if page_size is None:
+            self._warnings.append(
+                f"etcd at {self._status.endpoint}: the snapshot does not start with a bbolt meta page; "
+                "stored with the repository's default chunking"
+            )
+        first = [cast(IO[bytes], _Prefixed(head, stream))]
+
+        def opener() -> IO[bytes]:
+            # the stream opened above on the first call, a new one if asked again
+            return first.pop() if first else self._open_snapshot()
+
         yield Entry(
             path=SNAPSHOT_PATH,
             type=EntryType.FILE,
@@ -171,7 +188,8 @@ class EtcdImporter(Importer):
             mtime_ns=now,
             size=self._status.db_size,  # a hint: the stream's own length is authoritative
             attrs={"etcd_endpoint": self._status.endpoint, "etcd_version": self._status.version},
-            opener=self._open_snapshot,
+            opener=opener,
+            chunking=ChunkHint(page_size=page_size),
         )
 
     def _open_snapshot(self) -> IO[bytes]:
@@ -215,6 +233,46 @@ class EtcdImporter(Importer):
             self._stream.close()
             self._stream = None
         self.client.close()
+
+
+def _read_head(stream: IO[bytes], n: int) -> bytes:
+    """The first ``n`` bytes of ``stream`` (fewer if it ends first)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` (bytes already read from ``stream``) followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        out = memoryview(b).cast("B")
+        if self._head:
+            k = min(len(out), len(self._head))
+            out[:k] = self._head[:k]
+            self._head = self._head[k:]
+            if k == len(out):
+                return k
+            return k + int(self._stream.readinto(out[k:]))  # type: ignore[attr-defined]
+        return int(self._stream.readinto(out))  # type: ignore[attr-defined]  # SnapshotStream has it
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 def snapshot_file_metadata(path: str | os.PathLike[str], *, check_hash: bool = True) -> dict[str, Any]:

@@ -21,13 +21,14 @@ from typing import Any
 
 from kubekeep import __version__, errors
 from kubekeep.engine import host
-from kubekeep.engine.chunker import Chunker
+from kubekeep.engine.chunker import Chunker, PageChunker
 from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, ParentFiles
+from kubekeep.engine.format import PageChunking
 from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
-from kubekeep.engine.tree import DIR, FILE, Node, encode_tree, is_text, name_printable, wire_nodes
+from kubekeep.engine.tree import DIR, FILE, Node, chunking_of, encode_tree, is_text, name_printable, wire_nodes
 from kubekeep.engine.writer import BlobWriter
 
 
@@ -150,7 +151,7 @@ def _load_parent_dir(repo: Repository, tree_id: bytes | None) -> _ParentDir | No
                 and type(key) is bytes
                 and all(type(c) is bytes for c in content)
             ):
-                loaded.files[name] = _Reusable(key, size, content)
+                loaded.files[name] = _Reusable(key, size, content, chunking_of(d.get("ck")))
         elif kind == DIR and type(d.get("st")) is bytes:
             loaded.subdirs[name] = d["st"]
     ids = [c for f in loaded.files.values() for c in f.content]
@@ -214,6 +215,7 @@ class _Reusable:
     reuse_key: bytes
     size: int
     content: list[bytes]
+    chunking: PageChunking | None  # how its data was cut (a file cut another way is read again)
 
 
 def default_workers() -> int:
@@ -392,11 +394,13 @@ class _BackupRun:
         if reused is not None:
             if entry.chunks is not None:
                 entry.chunks.skip()
-            node.content, node.size = reused.content, reused.size
+            node.content, node.size, node.chunking = reused.content, reused.size, reused.chunking
             self.stats.files_unchanged += 1
             self.stats.bytes_total += reused.size
             self.progress.bytes_done += reused.size
             return
+        if entry.chunks is None:
+            node.chunking = page_chunking(entry)
         if entry.size < SMALL_FILE and entry.chunks is None:
             d.batch.append((node, entry))
             d.batch_bytes += entry.size
@@ -432,14 +436,18 @@ class _BackupRun:
         old = files.get(name) if files else None
         if old is None or old.reuse_key != entry.reuse_key or old.size != entry.size:
             return None
+        if entry.chunks is None and old.chunking != page_chunking(entry):
+            return None  # cut another way than this run would: read again, so chunks match
         return old  # its data is in the index: _ParentTree checked that when loading the directory
 
     def _read_file(self, entry: Entry) -> _FileResult:
         try:
             content: list[bytes] = []
             size = 0
+            paged = page_chunking(entry)
+            chunker: Chunker | PageChunker = PageChunker(paged) if paged is not None else self.chunker
             if entry.data is not None:
-                chunks = self.chunker.buffer(entry.data)
+                chunks = chunker.buffer(entry.data)
                 size = self._store_chunks(chunks, content)
             elif entry.chunks is not None:
                 size = store_prechunked(entry.chunks, self.writer, self.repo.master, content, self._add_done)
@@ -451,7 +459,7 @@ class _BackupRun:
                     return None
                 large = entry.size >= LARGE_STREAM
                 with stream:
-                    size = self._store_chunks(self.chunker.stream(stream, entry.size), content, parallel=large)
+                    size = self._store_chunks(chunker.stream(stream, entry.size), content, parallel=large)
             with self._lock:
                 self.stats.bytes_total += size
                 self.stats.bytes_read += size
@@ -514,6 +522,18 @@ class _BackupRun:
             self.progress.current = path
             self.progress.bytes_new = self.writer.stats.bytes_raw_new
             self.callback(self.progress)
+
+
+def page_chunking(entry: Entry) -> PageChunking | None:
+    """The chunking of a file the importer says is made of pages (``Entry.chunking``); None
+    (the repository's content-defined chunker) without a hint or for a page size not accepted."""
+    hint = entry.chunking
+    if hint is None or hint.page_size is None:
+        return None
+    try:
+        return PageChunking.for_page_size(hint.page_size)
+    except ValueError:
+        return None
 
 
 def _check_path(path: str) -> str:

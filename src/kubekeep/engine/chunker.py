@@ -170,6 +170,58 @@ class Chunker:
         return self._chunks(data)
 
 
+class PageChunker:
+    """Cuts content made of fixed-size pages (a bbolt database) into chunks of ``pages`` whole
+    pages, at multiples of the chunk size from offset 0 (docs/format.md, "Paged content").
+
+    bbolt never moves a page: page ``n`` is at ``n * page_size`` and a transaction rewrites
+    (copy-on-write) whole pages where its freelist puts them, so a changed page changes exactly
+    the one chunk around it and every other chunk keeps its bytes. Content-defined cuts would add
+    nothing (nothing shifts) and could only spread a change over a neighbour. Every chunk but the
+    last has the same length, so chunk lengths say nothing about the content.
+    """
+
+    #: bytes read per call (a multiple of every chunk size: page sizes are powers of two)
+    BLOCK = 4 * 1024 * 1024
+
+    def __init__(self, chunking: fmt.PageChunking) -> None:
+        self.chunking = chunking
+        self.size = chunking.chunk_size
+        self._block = max(self.BLOCK, self.size)
+
+    def stream(self, stream: IO[bytes], size_hint: int | None = None) -> Iterator[memoryview]:
+        """Chunks of ``stream``; each view is valid only until the next one is produced."""
+        del size_hint  # one fixed block buffer whatever the size
+        readinto = getattr(stream, "readinto", None)
+        buf = bytearray(self._block)
+        view = memoryview(buf)
+        while True:
+            if readinto is not None:
+                got = _fill(readinto, view)
+            else:
+                got = _fill_read(stream, view)
+            yield from self.buffer(view[:got])
+            if got < len(view):
+                return
+
+    def buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
+        view = memoryview(data).cast("B")
+        size = self.size
+        for start in range(0, len(view), size):
+            yield view[start : start + size]
+
+
+def _fill_read(stream: IO[bytes], view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        data = stream.read(len(view) - got)
+        if not data:
+            break
+        view[got : got + len(data)] = data
+        got += len(data)
+    return got
+
+
 def _views(buf: bytes | memoryview, ends: list[int]) -> Iterator[memoryview]:
     view = memoryview(buf)
     start = 0

@@ -49,6 +49,19 @@ class ChunkSpec:
     known: Callable[[bytes], bool] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkHint:
+    """What an importer knows about a file's layout, for choosing how to chunk it.
+
+    ``page_size``: the content is a sequence of fixed-size pages of that many bytes from offset
+    0 (a bbolt database), rewritten a page at a time: the engine cuts it into groups of whole
+    pages (engine/format.py, ``PageChunking``) instead of content-defined chunks. A hint only:
+    a wrong one costs deduplication, never correctness, and the engine ignores a page size it
+    does not accept."""
+
+    page_size: int | None = None
+
+
 class PreChunked(abc.ABC):
     """A file's content as chunk ids computed at its source with the run's :class:`ChunkSpec`.
 
@@ -104,6 +117,9 @@ class Entry:
     ``chunks`` replaces ``data``/``opener`` for content that was chunked and hashed where it lives
     (the pvc agent, with the :class:`ChunkSpec` the engine gave the importer): the engine asks
     only for the chunks the repository lacks.
+
+    ``chunking`` is the importer's hint on the content's layout (:class:`ChunkHint`); the
+    chunking chosen from it is recorded in the snapshot's tree.
     """
 
     path: str
@@ -119,6 +135,7 @@ class Entry:
     opener: Callable[[], IO[bytes]] | None = None
     reuse_key: bytes | None = None
     chunks: PreChunked | None = None
+    chunking: ChunkHint | None = None
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ import msgpack
 
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, EntryType
+from kubekeep.engine.format import PageChunking
 
 DIR = "dir"
 FILE = "file"
@@ -44,6 +45,7 @@ class WireNode(TypedDict):
     st: NotRequired[bytes | None]
     l: NotRequired[str | bytes]  # noqa: E741 - the wire name
     a: NotRequired[dict[str, Any]]
+    ck: NotRequired[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -60,6 +62,8 @@ class Node:
     target: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     reuse_key: bytes | None = None
+    #: how a file's content was cut when not by the repository's chunker (paged content)
+    chunking: PageChunking | None = None
 
     def to_wire(self) -> WireNode:
         d: WireNode = {"n": self.name, "t": self.type, "m": self.mode, "mt": self.mtime_ns}
@@ -72,6 +76,8 @@ class Node:
             d["c"] = self.content
             if self.reuse_key is not None:
                 d["rk"] = self.reuse_key
+            if self.chunking is not None:
+                d["ck"] = self.chunking.to_wire()
         elif self.type == DIR:
             d["st"] = self.subtree
         else:
@@ -111,7 +117,21 @@ class Node:
             target = _text(target)
         if kind == SYMLINK and (not target or "\0" in target):
             raise ValueError("a symlink target is empty or holds NUL")
-        return cls(name, kind, mode, uid, gid, mtime_ns, size, content, subtree, target, attrs, reuse_key)
+        return cls(
+            name,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            size,
+            content,
+            subtree,
+            target,
+            attrs,
+            reuse_key,
+            chunking_of(get("ck")),
+        )
 
     def to_entry(self, path: str) -> Entry:
         return Entry(
@@ -140,6 +160,17 @@ class Node:
             attrs=entry.attrs,
             reuse_key=entry.reuse_key,
         )
+
+
+def chunking_of(record: object) -> PageChunking | None:
+    """A node's ``ck``: informational only (reading a file never needs it), so a record this
+    program does not know (a later chunking) or cannot parse reads as none."""
+    if record is None:
+        return None
+    try:
+        return PageChunking.from_wire(record)
+    except (TypeError, ValueError):
+        return None
 
 
 def name_bytes(name: str) -> bytes:

@@ -153,6 +153,18 @@ def _read_meta(buf: bytes, offset: int) -> tuple[int, ...] | None:
     return meta
 
 
+#: bytes at the start of a bbolt file that hold the first meta page's fields
+META_HEAD = _PAGE_HDR.size + _META_FMT.size
+
+
+def page_size_of(head: bytes | memoryview) -> int | None:
+    """The page size recorded in the first meta page of a bbolt file whose first
+    ``META_HEAD`` bytes are ``head``; None when they are not a valid bbolt meta page (magic,
+    version, checksum)."""
+    meta = _read_meta(bytes(head[:META_HEAD]), 0)
+    return None if meta is None else int(meta[2])
+
+
 def _leaf_items(page: memoryview, count: int, base: int = 0) -> Iterator[tuple[int, bytes, bytes]]:
     """Yield ``(flags, key, value)`` of a leaf page starting at ``base`` inside ``page``."""
     elems = page[base + 16 : base + 16 + count * 16]
