@@ -253,3 +253,17 @@ def test_savers_wait_for_pack_buffers_without_deadlock_when_stores_are_slow(tmp_
             assert loc is not None
             raw = repo.backend.load(pack_name(loc.pack_id), loc.offset, loc.length)
             assert repo.decode_blob(blob_id, DATA, raw, loc.raw_length) == data
+
+
+def test_an_index_file_is_written_every_so_many_blobs_before_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "INDEX_EVERY_BLOBS", 100)
+    repo = Repository.init(LocalBackend(tmp_path / "repo"), "pw", kdf=FAST_KDF, no_cache=True)
+    with BlobWriter(repo, pack_size=20_000, uploads=1) as writer:
+        for _ in range(500):
+            writer.save(DATA, os.urandom(400))
+        written = len(writer.index_files)  # before the flush: 25 packs, far from 64
+        writer.flush()
+    assert written >= 3
+    assert len(list(repo.backend.list("index/"))) == len(writer.index_files)

@@ -91,7 +91,8 @@ def _row_pack() -> tuple[bytes, list[list[object]]]:
 
 
 def test_lookups_during_concurrent_adds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_mod, "_MERGE_AT", 500)  # merge often while readers look up
+    monkeypatch.setattr(index_mod, "_MERGE_MIN", 500)  # merge often while readers look up
+    monkeypatch.setattr(index_mod, "_MERGE_MAX", 500)
     idx = Index()
     added: list[bytes] = []
     stop = threading.Event()
@@ -114,6 +115,18 @@ def test_lookups_during_concurrent_adds(monkeypatch: pytest.MonkeyPatch) -> None
         stop.set()
         t.join()
     assert misses == []
+    assert all(b in idx for b in added)
+
+
+def test_added_blobs_are_merged_into_the_arrays_early_in_a_small_index() -> None:
+    idx = Index()
+    added: list[bytes] = []
+    for _ in range(90):
+        pid, ents = _pack(100)
+        idx.add_pack(pid, ents)
+        added.extend(e.id for e in ents)
+    # 9,000 blobs: merged at 8,192 (not at 100,000), so fewer than that remain as Python objects
+    assert len(idx._pending_list) < index_mod._MERGE_MIN
     assert all(b in idx for b in added)
 
 

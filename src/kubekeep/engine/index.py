@@ -20,7 +20,12 @@ from kubekeep import errors
 from kubekeep.engine.pack import BlobEntry
 
 _ROW = np.dtype([("pack", "<u4"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4"), ("type", "u1")])
-_MERGE_AT = 100_000
+#: blobs added since the last merge are a dict of Python objects (~400 bytes each, against 57 in
+#: the arrays): merged into the arrays once they are this many, or 1/64 of the arrays if more
+#: (each merge sorts the whole index; a fixed 8,192 would sort a 10-million-blob index every
+#: 8 GB backed up)
+_MERGE_MIN = 8_192
+_MERGE_MAX = 100_000
 #: the version of the index file body
 INDEX_VERSION = 1
 
@@ -80,7 +85,7 @@ class Index:
                 row = (no, e.offset, e.length, e.raw_length, e.type)
                 self._pending.setdefault(e.id, row)
                 self._pending_list.append((e.id, row))
-            if len(self._pending_list) >= _MERGE_AT:
+            if len(self._pending_list) >= min(_MERGE_MAX, max(_MERGE_MIN, len(self._arrays[0]) // 64)):
                 self._merge()
 
     def add_bulk(self, packs: Iterable[tuple[bytes, Iterable[BlobRow]]]) -> None:

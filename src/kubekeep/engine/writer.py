@@ -29,6 +29,10 @@ SPARE_PACK_BUFFERS = 2
 
 #: write an index file after this many packs, so a killed backup's data is reused next time
 INDEX_EVERY_PACKS = 64
+#: ... or after this many blobs, whichever comes first: until their index file is written, a
+#: pack's blobs are Python objects (~300 bytes each), and 64 packs of small files are 30,000+
+#: of them (first backup at scale 4: 8 MB of the peak)
+INDEX_EVERY_BLOBS = 8192
 
 
 @dataclass
@@ -67,6 +71,7 @@ class BlobWriter:
         self._pool = ThreadPoolExecutor(uploads, thread_name_prefix="kubekeep-upload")
         self._futures: list[Future[None]] = []
         self._unindexed: list[tuple[bytes, list[BlobEntry]]] = []
+        self._unindexed_blobs = 0
         self.index_files: list[str] = []
         self.stats = WriterStats()
 
@@ -157,7 +162,9 @@ class BlobWriter:
                 self.stats.bytes_stored += size
                 self.stats.packs += 1
                 self._unindexed.append((pack_id, entries))
-                batch = self._take_unindexed(INDEX_EVERY_PACKS)
+                self._unindexed_blobs += len(entries)
+                due = len(self._unindexed) >= INDEX_EVERY_PACKS or self._unindexed_blobs >= INDEX_EVERY_BLOBS
+                batch = self._take_unindexed(1 if due else INDEX_EVERY_PACKS)
             if batch:
                 self._write_index(batch)
         finally:
@@ -166,7 +173,7 @@ class BlobWriter:
     def _take_unindexed(self, at_least: int) -> list[tuple[bytes, list[BlobEntry]]]:
         if len(self._unindexed) < at_least:
             return []
-        batch, self._unindexed = self._unindexed, []
+        batch, self._unindexed, self._unindexed_blobs = self._unindexed, [], 0
         return batch
 
     def _write_index(self, batch: list[tuple[bytes, list[BlobEntry]]]) -> None:

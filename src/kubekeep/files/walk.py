@@ -62,12 +62,15 @@ class FsImporter(Importer):
     def _walk(self, dir_path: str, rel_dir: str) -> Iterator[Entry]:
         try:
             with os.scandir(dir_path) as it:
-                items = sorted(it, key=lambda e: e.name)
+                # last name first, popped as walked: a DirEntry keeps the stat result it was
+                # asked for, so a list of them held a 16,000-file directory's stats (9 MB)
+                items = sorted(it, key=lambda e: e.name, reverse=True)
         except OSError as exc:
             self._warnings.append(f"{_printable(rel_dir) or '.'}: cannot list directory: {exc.strerror}; skipped")
             return
         excluded = self.rules.excluded if self.rules else None
-        for item in items:
+        while items:
+            item = items.pop()
             name = item.name
             rel = f"{rel_dir}/{name}" if rel_dir else name  # not UTF-8: surrogate escapes
             if excluded is not None and excluded(rel, name):
