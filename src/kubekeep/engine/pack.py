@@ -60,9 +60,9 @@ class PackBuffer:
 
     Packs used to be lists of blobs joined into one ``bytes`` when full: each finish held the
     pack twice, and the 16 MiB joins left holes in the C heap that the next allocations only
-    partly reused (first backup of the engine benchmark: peak RSS 153-160 MB, 138 MB with
-    these buffers; bench/README.md). A mapping is faulted in once, and only as far as it is
-    written; its size is address space, not memory.
+    partly reused (first backup of the engine benchmark: median peak RSS 155 MB, 147 MB with
+    these buffers; bench/README.md, "Memory"). A mapping is faulted in once, and only as far
+    as it is written; its size is address space, not memory.
     """
 
     __slots__ = ("_map", "used")
