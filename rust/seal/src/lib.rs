@@ -8,10 +8,9 @@
 //!
 //! The formats are the Python reader's (`Repository.decode_blob`); see docs/format.md.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -45,8 +44,8 @@ fn errno(err: &std::io::Error) -> i32 {
 /// Read a file to its end: the size is a hint (a file may have grown or shrunk since its stat).
 /// One `read` per buffer-full and one that returns 0; no `fstat` or `lseek` (std's
 /// `read_to_end` asks for both).
-fn read_whole(path: &[u8], size: u64) -> Result<Vec<u8>, (i32, bool)> {
-    let mut file = File::open(OsStr::from_bytes(path)).map_err(|e| (errno(&e), false))?;
+fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, (i32, bool)> {
+    let mut file = File::open(path).map_err(|e| (errno(&e), false))?;
     let mut buf: Vec<u8> = Vec::with_capacity(size.min(MAX_HINT) as usize + 1);
     loop {
         if buf.len() == buf.capacity() {
@@ -72,13 +71,13 @@ fn key32(key: &[u8], what: &str) -> PyResult<[u8; KEY_SIZE]> {
         .map_err(|_| PyValueError::new_err(format!("{what} must be {KEY_SIZE} bytes, not {}", key.len())))
 }
 
-/// Read every file of `paths` (file system paths as bytes; `sizes` are hints) whole, and name
+/// Read every file of `paths` (str, encoded as `os.fsencode` does; `sizes` are hints) whole, and name
 /// its content with keyed BLAKE3 under `id_key`. Returns, per file, `(blob_id, data)`, or
 /// `(errno, opened)` if it could not be opened (`opened` False) or read (True).
 #[pyfunction]
 fn read_files<'py>(
     py: Python<'py>,
-    paths: Vec<Vec<u8>>,
+    paths: Vec<PathBuf>,
     sizes: Vec<u64>,
     id_key: &[u8],
 ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
