@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kubekeep import __version__, errors
-from kubekeep.engine import host
+from kubekeep.engine import _seal, host
 from kubekeep.engine.chunker import Chunker, PageChunker
 from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, ParentFiles
 from kubekeep.engine.format import PageChunking
@@ -425,9 +425,63 @@ class _BackupRun:
 
     def _read_files(self, entries: list[Entry]) -> list[_FileResult]:
         try:
-            return [self._read_file(entry) for entry in entries]
+            results: list[_FileResult] = []
+            local: list[int] = []  # small local files, read by _seal: their places in results
+            for entry in entries:
+                if (
+                    entry.local_path is not None
+                    and entry.size < self.chunker.min
+                    and entry.data is None
+                    and entry.chunks is None
+                    and page_chunking(entry) is None
+                ):
+                    local.append(len(results))
+                    results.append(None)
+                else:
+                    results.append(self._read_file(entry))
+            if local:
+                self._read_local([entries[i] for i in local], local, results)
+            return results
         finally:
             self.slots.release()
+
+    def _read_local(self, entries: list[Entry], places: list[int], results: list[_FileResult]) -> None:
+        """Read small local files whole and store their new content, three compiled calls for
+        the batch (engine/_seal): a file smaller than the chunker's minimum is one chunk."""
+        read = _seal.read_files(
+            [cast(str, e.local_path) for e in entries], [e.size for e in entries], self.repo.master.identity
+        )
+        writer = self.writer
+        new_ids: list[bytes] = []
+        new_data: list[bytes] = []
+        done = 0
+        for entry, place, (first, second) in zip(entries, places, read, strict=True):
+            if type(first) is int:  # (errno, opened)
+                failed = "read failed: " if second else ""
+                self._warn(f"{entry.path}: {failed}{os.strerror(first)}; skipped")
+                continue
+            blob_id, data = cast(bytes, first), cast(bytes, second)
+            content: list[bytes] = []
+            if len(data) >= self.chunker.min:  # grew while it was read: cut as any file
+                self._store_chunks(self.chunker.buffer(data), content)
+            elif data:
+                content.append(blob_id)
+                new_ids.append(blob_id)
+                new_data.append(data)
+                self.progress.bytes_done += len(data)
+            results[place] = (content, len(data))
+            done += len(data)
+        if new_ids:
+            claimed = writer.claim(new_ids)
+            ids = [i for i, new in zip(new_ids, claimed, strict=True) if new]
+            datas = [d for d, new in zip(new_data, claimed, strict=True) if new]
+            if ids:
+                sealed = writer.seal(DATA, datas, ids)
+                writer.add_sealed(DATA, [(i, b, len(d)) for i, b, d in zip(ids, sealed, datas, strict=True)])
+        with self._lock:
+            self.stats.bytes_total += done
+            self.stats.bytes_read += done
+            self.progress.files += sum(1 for place in places if results[place] is not None)
 
     def _reusable(self, dir_path: str, name: str, entry: Entry) -> _Reusable | None:
         if entry.reuse_key is None or (entry.chunks is not None and not entry.chunks.reusable):
