@@ -19,9 +19,7 @@ if shutil.which("cargo") is None:
     os.environ.update(setup_rust())
 
 setup(
-    ext_modules=[
-        Extension("kubekeep.engine._gearcdc", ["src/kubekeep/engine/_gearcdc.c"], extra_compile_args=["-O3"])
-    ],
+    ext_modules=[Extension("kubekeep.engine._gearcdc", ["src/kubekeep/engine/_gearcdc.c"], extra_compile_args=["-O3"])],
     rust_extensions=[
         RustExtension(
             "kubekeep.engine._seal",
