@@ -27,6 +27,7 @@ setup(
             binding=Binding.PyO3,
             py_limited_api="auto",  # abi3-py311, from the crate's pyo3 features
             args=["--locked"],
+            debug=False,  # release also for `pip install -e .` (an in-place build would be a debug one)
         )
     ],
 )
