@@ -20,8 +20,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY src ./src
+# the Rust module _seal: setup.py installs a Rust toolchain for the build (puccinialin), this stage only
+COPY rust ./rust
 RUN python -m venv /opt/kubekeep \
  && /opt/kubekeep/bin/pip install --no-cache-dir . \
  && /opt/kubekeep/bin/pip uninstall -y pip setuptools

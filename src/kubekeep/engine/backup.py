@@ -20,13 +20,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from kubekeep import __version__, errors
-from kubekeep.engine import _seal, host
+from kubekeep.engine import host
 from kubekeep.engine.chunker import Chunker, PageChunker
 from kubekeep.engine.entries import ChunkSpec, Entry, EntryType, Importer, ParentFiles
 from kubekeep.engine.format import PageChunking
 from kubekeep.engine.pack import DATA, TREE
 from kubekeep.engine.prechunked import store_prechunked
 from kubekeep.engine.repository import Repository
+from kubekeep.engine.sealing import compiled
 from kubekeep.engine.snapshot import Snapshot, now_rfc3339
 from kubekeep.engine.tree import DIR, FILE, Node, chunking_of, encode_tree, is_text, name_printable, wire_nodes
 from kubekeep.engine.writer import BlobWriter
@@ -448,7 +449,7 @@ class _BackupRun:
     def _read_local(self, entries: list[Entry], places: list[int], results: list[_FileResult]) -> None:
         """Read small local files whole and store their new content, three compiled calls for
         the batch (engine/_seal): a file smaller than the chunker's minimum is one chunk."""
-        read = _seal.read_files(
+        read = compiled.read_files(
             [cast(str, e.local_path) for e in entries], [e.size for e in entries], self.repo.master.identity
         )
         writer = self.writer

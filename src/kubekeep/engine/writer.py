@@ -18,10 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kubekeep.engine import _seal, objects
 from kubekeep.engine import format as fmt
+from kubekeep.engine import objects
 from kubekeep.engine.index import Index, index_body
 from kubekeep.engine.pack import DATA, TREE, BlobEntry, PackBuffer, PackWriter, pack_name
+from kubekeep.engine.sealing import compiled
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -86,7 +87,7 @@ class BlobWriter:
         if blob_id is None:
             blob_id = self.repo.master.blob_id(data)
         if self.claim([blob_id])[0]:
-            (encrypted,) = _seal.seal([data], [blob_id], blob_type, self._enc_key, self._level)
+            (encrypted,) = compiled.seal([data], [blob_id], blob_type, self._enc_key, self._level)
             self._add(blob_type, blob_id, encrypted, len(data))
         return blob_id
 
@@ -107,7 +108,7 @@ class BlobWriter:
 
     def seal(self, blob_type: int, datas: list[bytes], blob_ids: list[bytes]) -> list[bytes]:
         """Compress and encrypt blobs for :meth:`add_sealed` (one call, the GIL released)."""
-        return _seal.seal(datas, blob_ids, blob_type, self._enc_key, self._level)
+        return compiled.seal(datas, blob_ids, blob_type, self._enc_key, self._level)
 
     def add_sealed(self, blob_type: int, blobs: list[tuple[bytes, bytes, int]]) -> None:
         """Add blobs :meth:`claim` gave this caller, sealed by :meth:`seal`: ``(blob id,
