@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.engine import _seal, compression
+from kubekeep.engine import _seal, backup, compression
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.chunker import Chunker
 from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
@@ -137,6 +137,7 @@ def test_small_files_read_by_seal_make_the_same_snapshot_as_the_python_path(
         return read_files(paths, sizes, id_key)
 
     monkeypatch.setattr(_seal, "read_files", counting)
+    monkeypatch.setattr(backup, "LOCAL_RUN_BYTES", 1000)  # a batch's files in several runs
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     for i in range(300):  # more than a batch

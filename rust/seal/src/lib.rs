@@ -196,7 +196,8 @@ fn seal<'py>(
     });
     drop(datas);
     let sealed = sealed.map_err(PyValueError::new_err)?;
-    Ok(sealed.iter().map(|b| PyBytes::new(py, b)).collect())
+    // each blob freed once copied: the batch is not held twice over
+    Ok(sealed.into_iter().map(|b| PyBytes::new(py, &b)).collect())
 }
 
 #[pymodule]
