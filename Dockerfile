@@ -12,16 +12,27 @@
 # FSETID (restores), or as a non-root user with --helper-user; the root filesystem can be read-only.
 
 ARG PYTHON=python:3.11-slim-bookworm
+# the Rust toolchain that builds kubekeep.engine._seal (rust/seal), pinned; the same Debian release
+ARG RUST=rust:1.95-slim-bookworm
+
+FROM ${RUST} AS rust
 
 FROM ${PYTHON} AS build
-# kubekeep's chunker is a small C extension (src/kubekeep/engine/_gearcdc.c): compiled here, in the
-# build stage only; the slim image already has Python's headers
+# kubekeep's chunker is a small C extension (src/kubekeep/engine/_gearcdc.c) and its per-blob path
+# a Rust one (rust/seal): both compiled here, in the build stage only, with the rust stage's
+# toolchain (cargo on PATH, so setup.py installs none); the slim image already has Python's headers
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:$PATH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY src ./src
+# the Rust module _seal: cargo builds it with rust/seal/Cargo.lock (--locked); only the wheel's .so
+# reaches the final stage
+COPY rust ./rust
 RUN python -m venv /opt/kubekeep \
  && /opt/kubekeep/bin/pip install --no-cache-dir . \
  && /opt/kubekeep/bin/pip uninstall -y pip setuptools

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint binaries bench-engine system-deps image clean
 
-$(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c
+$(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c rust/seal/Cargo.toml rust/seal/Cargo.lock rust/seal/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -1,5 +1,5 @@
 """The kubekeep image, built once per input: ``scripts/image/build.sh`` into a cache directory
-named by a hash of what goes into it (the build scripts, pyproject.toml, setup.py, src/), then
+named by a hash of what goes into it (the build scripts, pyproject.toml, setup.py, src/, rust/), then
 unpacked with umoci once per session. The first build takes about two minutes (it
 downloads Debian packages and wheels); later sessions only unpack it (seconds)."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-INPUTS = ("scripts/image", "pyproject.toml", "setup.py", "README.md", "src")
+INPUTS = ("scripts/image", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "src", "rust")
 CACHE = Path(os.environ.get("KUBEKEEP_IMAGE_CACHE", Path.home() / ".cache" / "kubekeep-image"))
 BUILD_TIMEOUT_S = 1200
 
@@ -42,7 +42,7 @@ def inputs_digest() -> str:
         path = REPO / top
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
-            if "__pycache__" in f.parts or f.suffix in (".so", ".pyc"):
+            if "__pycache__" in f.parts or "target" in f.parts or f.suffix in (".so", ".pyc"):
                 continue
             digest.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

@@ -52,7 +52,8 @@ def test_both_install_kubekeep_with_pyprojects_dependencies_only() -> None:
 
 def test_both_run_kubekeep_as_the_same_user_with_the_same_environment() -> None:
     lines = _logical_lines(DOCKERFILE)
-    env_line = next(line for line in lines if line.startswith("ENV "))
+    final_stage = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
+    env_line = next(line for line in final_stage if line.startswith("ENV "))  # the image's, not a build stage's
     docker_env = dict(word.split("=", 1) for word in shlex.split(env_line)[1:])
     image_env = dict(
         line.split("=", 1) for line in (REPO / "scripts/image/env").read_text().splitlines() if line.strip()

@@ -92,6 +92,27 @@ def test_no_compiler_is_left_and_every_library_resolves(image: UnpackedImage) ->
     assert "not found" not in result.stdout, [line for line in result.stdout.splitlines() if "not found" in line]
 
 
+def test_the_compiled_modules_import_and_no_rust_toolchain_is_left(image: UnpackedImage) -> None:
+    """The wheel built in the root file system holds both compiled modules (the C chunker and the
+    Rust per-blob path, built with the host's toolchain mounted for that build only)."""
+    script = "from kubekeep.engine import _gearcdc, _seal; print(_gearcdc.__file__); print(_seal.__file__)"
+    result = subprocess.run(
+        in_image(image, ["/opt/kubekeep/bin/python", "-c", script]),
+        env=image.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    gearcdc, seal = result.stdout.splitlines()
+    assert gearcdc.startswith("/opt/kubekeep/lib/") and gearcdc.endswith(".so")
+    assert seal.startswith("/opt/kubekeep/lib/") and seal.endswith(".so")
+    for left in ("opt/rust", "usr/bin/cargo", "usr/bin/rustc", "root/.cargo", "root/.rustup", "tmp/cargo"):
+        assert not (image.rootfs / left).exists(), f"{left} is left in the image"
+    rust_tools = [p for p in image.rootfs.rglob("*") if p.name in ("cargo", "rustc", "rustup") and p.is_file()]
+    assert not rust_tools, rust_tools
+
+
 def test_the_cli_backs_up_into_a_repository_under_tmp(image: UnpackedImage, tmp_path: Path) -> None:
     (tmp_path / "hello.txt").write_text("hello from the image\n")
     os.chmod(tmp_path, 0o755)

@@ -120,6 +120,10 @@ class Entry:
 
     ``chunking`` is the importer's hint on the content's layout (:class:`ChunkHint`); the
     chunking chosen from it is recorded in the snapshot's tree.
+
+    ``local_path``: the file's path on this machine when ``opener`` opens a local file. The
+    engine then reads a small file itself, in a batch of such files (engine/_seal), instead of
+    calling ``opener``; the file's path on this machine is all it learns.
     """
 
     path: str
@@ -136,6 +140,7 @@ class Entry:
     reuse_key: bytes | None = None
     chunks: PreChunked | None = None
     chunking: ChunkHint | None = None
+    local_path: str | None = None
 
     @property
     def name(self) -> str:

@@ -1,6 +1,8 @@
 """Adding blobs to a repository: dedup, compress, encrypt, pack, upload, index.
 
-Thread-safe: backup workers call :meth:`BlobWriter.save` concurrently. Packs are assembled in
+Thread-safe: backup workers call :meth:`BlobWriter.save` (or :meth:`~BlobWriter.claim`,
+:meth:`~BlobWriter.seal` and :meth:`~BlobWriter.add_sealed` for a batch) concurrently. Blobs
+are compressed and encrypted by the compiled module ``_seal`` (rust/seal). Packs are assembled in
 buffers (:class:`PackBuffer`) that go back to a free list once their pack is stored; at most
 ``Backend.parallel_stores + SPARE_PACK_BUFFERS`` buffers of a blob type are in use, so memory
 for packs stays at that many times ``PACK_SIZE`` however slow the store is (savers wait). An
@@ -16,10 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kubekeep.engine import compression, objects
 from kubekeep.engine import format as fmt
+from kubekeep.engine import objects
 from kubekeep.engine.index import Index, index_body
-from kubekeep.engine.pack import DATA, TREE, BlobEntry, PackBuffer, PackWriter, blob_aad, pack_name
+from kubekeep.engine.pack import DATA, TREE, BlobEntry, PackBuffer, PackWriter, pack_name
+from kubekeep.engine.sealing import compiled
 
 if TYPE_CHECKING:
     from kubekeep.engine.repository import Repository
@@ -58,6 +61,7 @@ class BlobWriter:
         # prune passes the index of the packs it keeps, so it never dedups against doomed packs
         self.index = repo.index if index is None else index
         self._cipher = repo.cipher
+        self._enc_key = repo.master.encryption
         self._level = repo.compression_level
         self._limits = {DATA: pack_size, TREE: tree_pack_size}
         self._lock = threading.Lock()
@@ -82,12 +86,37 @@ class BlobWriter:
         """Store ``data`` unless the repository has it already; return its id."""
         if blob_id is None:
             blob_id = self.repo.master.blob_id(data)
+        if self.claim([blob_id])[0]:
+            (encrypted,) = compiled.seal([data], [blob_id], blob_type, self._enc_key, self._level)
+            self._add(blob_type, blob_id, encrypted, len(data))
+        return blob_id
+
+    def claim(self, blob_ids: list[bytes]) -> list[bool]:
+        """Which of ``blob_ids`` this writer is to store: True for each the repository lacks
+        (and no earlier id of the list is), which the caller must then :meth:`add_sealed` (or
+        fail the backup). Counts the others as known."""
+        claimed = []
         with self._lock:
-            if blob_id in self._pending or blob_id in self.index:
-                self.stats.blobs_known += 1
-                return blob_id
-            self._pending.add(blob_id)
-        encrypted = self._cipher.encrypt(compression.pack_payload(data, self._level), blob_aad(blob_type, blob_id))
+            for blob_id in blob_ids:
+                new = blob_id not in self._pending and blob_id not in self.index
+                if new:
+                    self._pending.add(blob_id)
+                else:
+                    self.stats.blobs_known += 1
+                claimed.append(new)
+        return claimed
+
+    def seal(self, blob_type: int, datas: list[bytes], blob_ids: list[bytes]) -> list[bytes]:
+        """Compress and encrypt blobs for :meth:`add_sealed` (one call, the GIL released)."""
+        return compiled.seal(datas, blob_ids, blob_type, self._enc_key, self._level)
+
+    def add_sealed(self, blob_type: int, blobs: list[tuple[bytes, bytes, int]]) -> None:
+        """Add blobs :meth:`claim` gave this caller, sealed by :meth:`seal`: ``(blob id,
+        encrypted blob, plaintext length)``."""
+        for blob_id, encrypted, raw_length in blobs:
+            self._add(blob_type, blob_id, encrypted, raw_length)
+
+    def _add(self, blob_type: int, blob_id: bytes, encrypted: bytes, raw_length: int) -> None:
         limit = self._limits[blob_type]
         while True:
             full, added = None, False
@@ -96,16 +125,16 @@ class BlobWriter:
                 if pack is not None and len(pack) and pack.size + len(encrypted) > limit:
                     full, self._packs[blob_type] = pack, None  # packs end before the limit
                 elif pack is not None:
-                    pack.add(blob_id, encrypted, len(data))
+                    pack.add(blob_id, encrypted, raw_length)
                     self.stats.blobs_new += 1
-                    self.stats.bytes_raw_new += len(data)
+                    self.stats.bytes_raw_new += raw_length
                     added = True
                     if pack.size >= limit:  # a blob as large as a pack
                         full, self._packs[blob_type] = pack, None
             if full is not None:
                 self._upload(full)  # before waiting for a buffer: a waiting saver holds none
             if added:
-                return blob_id
+                return
             if full is None:
                 self._start_pack(blob_type)
 

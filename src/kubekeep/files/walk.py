@@ -102,6 +102,7 @@ class FsImporter(Importer):
                 size,
                 opener=_opener(path),
                 reuse_key=key,
+                local_path=path,
             )
         common: _Metadata = {
             "mode": stat.S_IMODE(mode),
