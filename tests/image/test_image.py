@@ -70,14 +70,7 @@ def test_kubekeep_version_runs_from_a_read_only_root(image: UnpackedImage) -> No
 
 
 def test_the_root_is_read_only_and_tmp_is_writable(image: UnpackedImage) -> None:
-    script = "import os, sys; open('/tmp/ok', 'w').close(); open('/opt/kubekeep/x', 'w')"
-    result = subprocess.run(
-        in_image(image, ["/opt/kubekeep/bin/python", "-c", script]),
-        env=image.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _python_in_image(image, "import os, sys; open('/tmp/ok', 'w').close(); open('/opt/kubekeep/x', 'w')")
     assert result.returncode != 0 and "Read-only file system" in result.stderr, result.stderr
 
 
@@ -96,13 +89,7 @@ def test_the_compiled_modules_import_and_no_rust_toolchain_is_left(image: Unpack
     """The wheel built in the root file system holds both compiled modules (the C chunker and the
     Rust per-blob path, built with the host's toolchain mounted for that build only)."""
     script = "from kubekeep.engine import _gearcdc, _seal; print(_gearcdc.__file__); print(_seal.__file__)"
-    result = subprocess.run(
-        in_image(image, ["/opt/kubekeep/bin/python", "-c", script]),
-        env=image.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _python_in_image(image, script)
     assert result.returncode == 0, result.stderr
     gearcdc, seal = result.stdout.splitlines()
     assert gearcdc.startswith("/opt/kubekeep/lib/") and gearcdc.endswith(".so")
@@ -194,3 +181,14 @@ def test_the_venv_holds_kubekeep_and_its_dependencies_only(image: UnpackedImage)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 todo.append(req.name)
     assert set(installed) == needed, f"installed but not required: {sorted(set(installed) - needed)}"
+
+
+def _python_in_image(image: UnpackedImage, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by the image's Python, as the image runs it (read-only root, its user)."""
+    return subprocess.run(
+        in_image(image, ["/opt/kubekeep/bin/python", "-c", script]),
+        env=image.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
