@@ -278,22 +278,8 @@ def test_read_never_leaves_the_volume(tmp_path: Path) -> None:
 def test_client_refuses_a_file_without_content_it_did_not_allow(repo: Repository) -> None:  # noqa: F811
     """An agent may skip a file only when the client named the parent's files: otherwise a file
     sent without content is a protocol error, never an empty file in the snapshot."""
-    secret = p.new_secret()
-
-    def script(ch: p.Channel) -> None:
-        assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
-        ch.recv()
-        ch.send(p.ENTRY, {"s": 0, "p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 1, "z": 5, p.UNCHANGED: 1})
-        ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
-        while ch.recv()[0] != p.BYE:
-            pass
-
-    fake = FakeAgent(script)
-    with repo.lock(), pytest.raises(errors.ConnectorError, match="without content"):
-        importer = _BombImporter(fake, secret)
-        with importer:
-            run_backup(repo, importer)
-    assert repo.snapshots() == []
+    entry = {"s": 0, "p": "f", "t": "file", "m": 0o644, "u": 0, "g": 0, "mt": 1, "z": 5, p.UNCHANGED: 1}
+    _refused_without_known(repo, p.ENTRY, entry, "without content")
 
 
 def test_block_devices_are_never_skipped(repo: Repository, tmp_path: Path) -> None:  # noqa: F811
@@ -361,18 +347,25 @@ def test_client_refuses_a_malformed_run_of_entries(repo: Repository, body: Any, 
 
 
 def test_client_refuses_a_run_of_entries_it_did_not_allow(repo: Repository) -> None:  # noqa: F811
+    body = {"s": 0, "e": [{**FILE_BODY, p.UNCHANGED: 1}]}
+    _refused_without_known(repo, p.ENTRIES, body, "did not name the parent's files")
+
+
+def _refused_without_known(repo: Repository, kind: int, body: dict[str, Any], message: str) -> None:  # noqa: F811
+    """An agent sends ``body`` as a ``kind`` message with unchanged content to a client that sent
+    no ``known``: the backup fails with ``message`` and stores no snapshot."""
     secret = p.new_secret()
 
     def script(ch: p.Channel) -> None:
         assert p.agent_handshake(ch, secret, {"modes": ["backup"], "source": "dir", "agent": "x", "writers": 8})
         ch.recv()
-        ch.send(p.ENTRIES, {"s": 0, "e": [{**FILE_BODY, p.UNCHANGED: 1}]})
+        ch.send(kind, body)
         ch.send(p.DONE, {"s": 1, "warnings": [], "stats": {}})
         while ch.recv()[0] != p.BYE:
             pass
 
     fake = FakeAgent(script)
-    with repo.lock(), pytest.raises(errors.ConnectorError, match="did not name the parent's files"):
+    with repo.lock(), pytest.raises(errors.ConnectorError, match=message):
         importer = _BombImporter(fake, secret)
         with importer:
             run_backup(repo, importer)
