@@ -5,6 +5,7 @@ the restore, holes stay holes, names that are not UTF-8 come back exactly, manif
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -17,6 +18,7 @@ from kubekeep import api, errors
 from kubekeep.engine.backup import run_backup
 from kubekeep.engine.entries import Entry, EntryType, Importer, SourceInfo
 from kubekeep.engine.repository import Repository
+from kubekeep.engine.sealing import compiled
 from kubekeep.engine.tree import DIR, FILE, SYMLINK
 from kubekeep.files.write import FsExporter
 from kubekeep.storage.local import LocalBackend
@@ -224,14 +226,15 @@ def test_a_full_disk_fails_the_files_not_the_run(
                 ]
             ),
         )
-    real_write = os.write
+    real_write_files = compiled.write_files
 
-    def write(fd: int, data: bytes) -> int:
-        if bytes(data) == b"big":
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
+    def write_files(jobs: list[tuple[int, bytes, int, int, int, int, int, list[bytes]]]) -> list[tuple[int, int]]:
+        """The run written, but "big" failed as a full disk fails it (created, not written, removed:
+        tests/reliability/test_enospc.py has a real full file system)."""
+        out = real_write_files([j for j in jobs if j[1] != b"big"])
+        return [(2, errno.ENOSPC) if j[1] == b"big" else out.pop(0) for j in jobs]
 
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(compiled, "write_files", write_files)
     with pytest.raises(errors.ConnectorError, match="No space left") as failed:
         api.restore(repo, snap.id, str(tmp_path / "out"))
     assert not isinstance(failed.value, errors.IntegrityError)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
+from kubekeep import errors
 from kubekeep.engine.format import ChunkerParams
 
 
@@ -230,6 +231,20 @@ class Exporter(abc.ABC):
 
     @abc.abstractmethod
     def symlink(self, entry: Entry) -> None: ...
+
+    def files(self, items: list[tuple[Entry, list[bytes]]]) -> list[errors.EntryFailed | None]:
+        """Write a run of small files whose content the engine already read and verified, each
+        as ``file`` would; per file None, or the ``EntryFailed`` it raised (the others are still
+        written). Exporters that can write a run at once (the fs exporter: one call without
+        the GIL) override it."""
+        out: list[errors.EntryFailed | None] = []
+        for entry, data in items:
+            try:
+                self.file(entry, data)
+                out.append(None)
+            except errors.EntryFailed as exc:
+                out.append(exc)
+        return out
 
     def finish(self) -> list[str]:
         """Complete the restore; return warnings for the report."""

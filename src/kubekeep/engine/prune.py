@@ -145,9 +145,11 @@ def run_prune(
         with BlobWriter(repo, index=kept_index) as writer:
             for pack_id, live in repack.items():
                 data = repo.backend.load(pack_name(pack_id))
-                for e in live:
-                    plain = repo.decode_blob(e.id, e.type, data[e.offset : e.offset + e.length], e.raw_length)
-                    writer.save(e.type, plain, e.id)
+                for run in repo.plaintext_runs(live):
+                    for e, plain in zip(run, repo.decode_blobs(data, run), strict=True):
+                        if isinstance(plain, errors.IntegrityError):
+                            raise plain
+                        writer.save(e.type, plain, e.id)
             writer.flush()
             new_index_files.update(writer.index_files)
             report.bytes_freed -= writer.stats.bytes_stored

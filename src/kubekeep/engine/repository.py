@@ -28,15 +28,16 @@ from kubekeep import __version__, errors
 from kubekeep.engine import format as fmt
 from kubekeep.engine import host, keyfile, objects
 from kubekeep.engine.cache import Cache, default_cache_root
-from kubekeep.engine.crypto import OVERHEAD, MasterKey
+from kubekeep.engine.crypto import MasterKey
 from kubekeep.engine.index import BlobRow, Index, Location, decode_index_body
 from kubekeep.engine.keyfile import KdfParams, KeyDetails, KeyFile
 from kubekeep.engine.locks import RepositoryLock
 from kubekeep.engine.objectlock import Ledger, LockPolicy, RetainingBackend, extend_for_snapshot, parse_time
 from kubekeep.engine.objectlock import flush as flush_retention
 from kubekeep.engine.objectlock import require_support as require_lock_support
-from kubekeep.engine.pack import DATA, TREE, BlobEntry, blob_aad, pack_name, verify_pack_id
+from kubekeep.engine.pack import DATA, TREE, BlobEntry, pack_name, verify_pack_id
 from kubekeep.engine.pack_headers import pack_id_of, read_stored_header
+from kubekeep.engine.sealing import compiled
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot, now_rfc3339
 from kubekeep.engine.tree import Node, decode_tree
 from kubekeep.engine.writer import BlobWriter
@@ -70,6 +71,14 @@ TREE_CACHE_SIZE = 4096
 READ_GAP = 256 * 1024
 #: and read at most this much at once
 READ_SPAN = fmt.PACK_SIZE
+#: plaintext bytes a check or a repack decodes per call (engine/_seal), a bound on what it holds
+DECODE_RUN = 32 * 1024 * 1024
+#: and a restore's reads (one per worker): ``read_blobs`` decodes this much of a span ahead
+STREAM_RUN = 4 * 1024 * 1024
+
+
+#: what stands in for a blob that cannot be read: damaged, or its pack is gone
+BlobUnreadable = errors.IntegrityError | errors.ObjectNotFound
 
 
 class Repository:
@@ -487,16 +496,41 @@ class Repository:
         return self.decode_blob(blob_id, loc.type, raw, loc.raw_length)
 
     def decode_blob(self, blob_id: bytes, blob_type: int, raw: bytes | memoryview, raw_length: int) -> bytes:
-        from kubekeep.engine.compression import unpack_payload
-
-        what = f"blob {blob_id.hex()[:16]}"
-        if len(raw) < OVERHEAD:
-            raise errors.IntegrityError(f"{what}: stored data is truncated")
-        payload = self.cipher.decrypt(raw, blob_aad(blob_type, blob_id), what)
-        plain = unpack_payload(payload, raw_length, what)
-        if len(plain) != raw_length or self.master.blob_id(plain) != blob_id:
-            raise errors.IntegrityError(f"{what}: content does not match its id")
+        """A stored blob's plaintext, verified against its id; IntegrityError on any mismatch."""
+        (plain,) = self.decode_blobs(raw, [BlobEntry(blob_type, blob_id, 0, len(raw), raw_length)])
+        if isinstance(plain, errors.IntegrityError):
+            raise plain
         return plain
+
+    def decode_blobs(self, data: bytes | memoryview, entries: list[BlobEntry]) -> list[bytes | errors.IntegrityError]:
+        """The plaintexts of blobs stored in ``data`` (a pack or a range of one; ``entries``'
+        offsets are into it), each verified against its id, or the IntegrityError that says why
+        it cannot be read. Decrypted, decompressed and hashed by engine/_seal without the GIL."""
+        opened = compiled.open_blobs(
+            data,
+            [(e.offset, e.length, e.raw_length, e.id, e.type) for e in entries],
+            self.master.encryption,
+            self.master.identity,
+        )
+        return [
+            plain if isinstance(plain, bytes) else errors.IntegrityError(f"blob {e.id.hex()[:16]}: {plain}")
+            for e, plain in zip(entries, opened, strict=True)
+        ]
+
+    @staticmethod
+    def plaintext_runs(entries: list[BlobEntry], limit: int = DECODE_RUN) -> Iterator[list[BlobEntry]]:
+        """``entries`` in runs of at most ``limit`` plaintext bytes (or one blob): what one
+        :meth:`decode_blobs` call holds decoded at once."""
+        run: list[BlobEntry] = []
+        size = 0
+        for e in entries:
+            if run and size + e.raw_length > limit:
+                yield run
+                run, size = [], 0
+            run.append(e)
+            size += e.raw_length
+        if run:
+            yield run
 
     def load_tree(self, tree_id: bytes) -> list[Node]:
         with self._tree_cache_lock:
@@ -640,7 +674,16 @@ class Repository:
         return self.read_blobs(node.content)
 
     def read_blobs(self, blob_ids: list[bytes]) -> Iterator[bytes]:
-        """The plaintexts of ``blob_ids`` in order, each verified, like :meth:`load_blob` on each.
+        """The plaintexts of ``blob_ids`` in order, each verified, like :meth:`load_blob` on each
+        (raising at the first that cannot be read: see :meth:`read_blob_results`)."""
+        for plain in self.read_blob_results(blob_ids):
+            if isinstance(plain, errors.KubekeepError):
+                raise plain
+            yield plain
+
+    def read_blob_results(self, blob_ids: list[bytes]) -> Iterator[bytes | BlobUnreadable]:
+        """The plaintexts of ``blob_ids`` in order, each verified, or the error (damaged, or its
+        pack gone) that stands in for one that cannot be read; the others are still read.
 
         Data blobs that follow each other in one pack (a file's chunks, a directory's small
         files: the backup wrote them in that order) are fetched with one ranged read, gaps of
@@ -655,7 +698,12 @@ class Repository:
         while i < n:
             loc = locs[i]
             if loc is None or loc.type != DATA:
-                yield self.load_blob(blob_ids[i])  # raises the not-in-index error; trees use the cache
+                plain: bytes | BlobUnreadable
+                try:
+                    plain = self.load_blob(blob_ids[i])  # the not-in-index error; trees use the cache
+                except (errors.IntegrityError, errors.ObjectNotFound) as exc:
+                    plain = exc
+                yield plain
                 i += 1
                 continue
             start, end, j = loc.offset, loc.offset + loc.length, i + 1
@@ -672,12 +720,20 @@ class Repository:
                     break
                 end = nxt.offset + nxt.length
                 j += 1
-            span = memoryview(self.backend.load(pack_name(loc.pack_id), start, end - start))
+            try:
+                span = self.backend.load(pack_name(loc.pack_id), start, end - start)
+            except errors.ObjectNotFound as exc:
+                for _ in range(i, j):
+                    yield exc
+                i = j
+                continue
+            entries: list[BlobEntry] = []
             for k in range(i, j):
                 at = locs[k]
                 assert at is not None
-                raw = span[at.offset - start : at.offset - start + at.length]
-                yield self.decode_blob(blob_ids[k], DATA, raw, at.raw_length)
+                entries.append(BlobEntry(DATA, blob_ids[k], at.offset - start, at.length, at.raw_length))
+            for run in self.plaintext_runs(entries, STREAM_RUN):
+                yield from self.decode_blobs(span, run)
             i = j
 
     def lock(self, *, exclusive: bool = False) -> RepositoryLock:

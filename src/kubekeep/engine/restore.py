@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubekeep import errors
-from kubekeep.engine.entries import Exporter, SourceInfo
+from kubekeep.engine.entries import Entry, Exporter, SourceInfo
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot
 from kubekeep.engine.tree import DIR, FILE, SYMLINK, Node, name_printable
@@ -45,7 +45,8 @@ class RestoreStats:
 
 NodeFilter = Callable[[str, Node], bool]
 
-#: files below this size are restored in runs, one task per run, their blobs read together
+#: files below this size are restored in runs, one task per run, their blobs read (and the
+#: files written, ``Exporter.files``) together
 SMALL_FILE = 1024 * 1024
 BATCH_FILES = 128
 BATCH_BYTES = 8 * 1024 * 1024
@@ -99,34 +100,54 @@ def run_restore(
             if isinstance(exc, errors.IntegrityError | errors.ObjectNotFound):
                 damaged.append(True)
 
+    def restore_file(rel: str, node: Node) -> None:
+        """Restore one large file, its blobs streamed to the exporter as they are read."""
+        refused = False
+        try:
+            try:
+                exporter.file(node.to_entry(rel), repo.read_blobs(node.content))
+            except errors.EntryFailed as exc:
+                fail(rel, exc)
+                refused = True
+        except (errors.IntegrityError, errors.ObjectNotFound) as exc:  # damaged, or a pack is gone
+            if not refused:
+                fail(rel, exc)
+            return
+        if not refused:
+            with lock:
+                stats.files += 1
+                stats.bytes += node.size
+
     def restore_files(items: list[tuple[str, Node]]) -> None:
-        """Restore a run of files, reading their blobs together (``Repository.read_blobs``);
-        a file that fails is reported and the rest of the run goes on (from fresh reads if its
-        data was damaged)."""
-        at = 0
-        while at < len(items):
-            blobs = repo.read_blobs([b for _, node in items[at:] for b in node.content])
-            for rel, node in items[at:]:
-                at += 1
-                written = refused = False
-                try:
-                    data = itertools.islice(blobs, len(node.content))
-                    try:
-                        exporter.file(node.to_entry(rel), data)
-                        written = True
-                    except errors.EntryFailed as exc:
-                        fail(rel, exc)
-                        refused = True
-                    for _ in data:  # an exporter that stopped early must not shift the next file
-                        pass
-                except (errors.IntegrityError, errors.ObjectNotFound) as exc:  # damaged, or a pack is gone
-                    if not refused:
-                        fail(rel, exc)
-                    break
-                if written:
-                    with lock:
-                        stats.files += 1
-                        stats.bytes += node.size
+        """Restore a run of small files: their blobs read together (``Repository.read_blob_results``),
+        then written together (``Exporter.files``). A file whose data cannot be read is reported
+        and the others are still written."""
+        results = repo.read_blob_results([b for _, node in items for b in node.content])
+        todo: list[tuple[str, Node]] = []
+        contents: list[tuple[Entry, list[bytes]]] = []
+        for rel, node in items:
+            pieces: list[bytes] = []
+            damage: errors.KubekeepError | None = None
+            for plain in itertools.islice(results, len(node.content)):
+                if isinstance(plain, bytes):
+                    pieces.append(plain)
+                elif damage is None:
+                    damage = plain
+            if damage is not None:
+                fail(rel, damage)
+                continue
+            todo.append((rel, node))
+            contents.append((node.to_entry(rel), pieces))
+        written = size = 0
+        for (rel, node), refused in zip(todo, exporter.files(contents), strict=True):
+            if refused is None:
+                written += 1
+                size += node.size
+            else:
+                fail(rel, refused)
+        with lock:
+            stats.files += written
+            stats.bytes += size
 
     futures: list[Future[None]] = []
     batch: list[tuple[str, Node]] = []
@@ -157,7 +178,7 @@ def run_restore(
                         fail(rel, exc)
                 elif node.type == FILE:
                     if node.size >= SMALL_FILE:
-                        futures.append(pool.submit(restore_files, [(rel, node)]))
+                        futures.append(pool.submit(restore_file, rel, node))
                     else:
                         batch.append((rel, node))
                         batch_bytes += node.size

@@ -15,6 +15,7 @@ from typing import Any, NotRequired, TypedDict
 
 from kubekeep import errors
 from kubekeep.engine.entries import Entry, Exporter, SourceInfo
+from kubekeep.engine.sealing import compiled
 from kubekeep.engine.tree import name_printable as _printable
 
 
@@ -168,6 +169,56 @@ class FsExporter(Exporter):
         finally:
             self._release(parent)
 
+    def files(self, items: list[tuple[Entry, list[bytes]]]) -> list[errors.EntryFailed | None]:
+        """Write a run of small files in one call without the GIL (engine/_seal ``write_files``:
+        the system calls of ``_write`` for a new name); a name that exists already goes through
+        ``_write`` (a temporary file renamed over it)."""
+        out: list[errors.EntryFailed | None] = [None] * len(items)
+        held: list[str] = []
+        jobs: list[_FileJob] = []
+        placed: list[tuple[int, int, str]] = []  # (item, parent descriptor, name) per job
+        try:
+            for i, (entry, data) in enumerate(items):
+                try:
+                    parent, name = _split(entry.path)
+                    pfd = self._acquire(parent)
+                except errors.EntryFailed as exc:
+                    out[i] = exc
+                    continue
+                held.append(parent)
+                mode = self._mode(entry, 0o600)
+                plain = mode == mode & 0o777 & ~self._umask
+                owner = (entry.uid, entry.gid) if self.owners else (-1, -1)
+                jobs.append(
+                    (
+                        pfd,
+                        os.fsencode(name),
+                        mode if plain else 0o600,
+                        -1 if plain else mode,
+                        *owner,
+                        entry.mtime_ns,
+                        data,
+                    )
+                )
+                placed.append((i, pfd, name))
+            for (i, pfd, name), (stage, code) in zip(placed, compiled.write_files(jobs), strict=True):
+                entry, data = items[i]
+                if stage == _WRITTEN:
+                    continue
+                if stage == _NOT_OWNER:
+                    self._warn(f"{_printable(entry.path)}: cannot set owner: {os.strerror(code)}")
+                elif stage == _NOT_CREATED and code == errno.EEXIST:
+                    try:
+                        self._write(pfd, name, entry, data)  # replaced through a temporary file
+                    except errors.EntryFailed as exc:
+                        out[i] = exc
+                else:
+                    out[i] = errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {os.strerror(code)}")
+        finally:
+            for parent in held:
+                self._release(parent)
+        return out
+
     def _write(self, pfd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
         mode = self._mode(entry, 0o600)
         # a new file is created with its final permission bits when the umask keeps them (one
@@ -294,6 +345,11 @@ class FsExporter(Exporter):
         self._close_all()
 
 
+#: a file for engine/_seal ``write_files``: parent descriptor, name, creation mode, mode set
+#: after the owner (or -1), uid and gid (or -1), mtime, content
+_FileJob = tuple[int, bytes, int, int, int, int, int, list[bytes]]
+#: ``write_files`` outcomes: written; not created (errno says why); written, owner not set
+_WRITTEN, _NOT_CREATED, _NOT_OWNER = 0, 1, 3
 _NOT_NAMES = frozenset(("", ".", ".."))
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
