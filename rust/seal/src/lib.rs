@@ -1,20 +1,19 @@
-//! kubekeep.engine._seal: the per-blob work of a backup, a whole batch per call with the GIL
-//! released (issue #16).
+//! kubekeep.engine._seal: the per-blob work of a backup and of a restore, a whole batch per call
+//! with the GIL released (issue #16).
 //!
 //! * `read_files`: read small files whole and name them (keyed BLAKE3, the repository's blob id).
 //! * `seal`: compress (zstd when it saves at least `MIN_SAVING`) and encrypt (AES-256-GCM, random
 //!   96-bit nonce) blobs exactly as `compression.pack_payload` + `Cipher.encrypt` define them:
 //!   `nonce || AES-GCM(method byte || payload, aad = type byte || blob id) || tag`.
-//!
 //! * `open_blobs`: the reverse for restores, checks and copies: decrypt, decompress and verify
 //!   (length and keyed BLAKE3 against the id) blobs cut from one span of a pack, straight into
 //!   the `bytes` objects returned.
-//!
 //! * `write_files`: write a run of restored small files, each created new under an open
 //!   directory descriptor (never following a symlink), zero blocks left as holes, then owner,
 //!   mode and time set through the file's own descriptor, as files/write.py's `FsExporter`.
 //!
-//! The formats are the Python reader's (`Repository.decode_blob`); see docs/format.md.
+//! The blob format is docs/format.md's; blobs the Python write path stored read the same
+//! (tests/engine/test_open_write.py).
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
