@@ -11,8 +11,8 @@ from kubekeep.storage.base import Backend
 from kubekeep.storage.local import LocalBackend
 from kubekeep.storage.oci import OciBackend
 from kubekeep.storage.s3 import S3Backend
-from tests.support.s3_fixtures import s3_admin, s3_auth_server, s3_bucket, s3_lock_bucket, s3_server  # noqa: F401
 from tests.support.registry import Registry
+from tests.support.s3_fixtures import s3_admin, s3_auth_server, s3_bucket, s3_lock_bucket, s3_server  # noqa: F401
 from tests.support.s3server import S3Server
 
 BackendFactory = Callable[[], Backend]

@@ -118,9 +118,9 @@ def _from_auth_entry(entry: dict[str, Any], source: str) -> Credentials:
         if not sep:
             raise UsageError(f"the 'auth' of {source} is not base64 of user:password")
         return Credentials(user, password, source=source)
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and user and isinstance(password, str):
-        return Credentials(user, password, source=source)
+    name, secret = entry.get("username"), entry.get("password")
+    if isinstance(name, str) and name and isinstance(secret, str):
+        return Credentials(name, secret, source=source)
     return ANONYMOUS
 
 

@@ -153,9 +153,8 @@ class Transport:
     ) -> Answer:
         for _ in range(MAX_REDIRECTS + 1):
             send = dict(headers)
-            if urllib.parse.urlsplit(url).netloc.lower() == self.host:
-                if auth := self._authorization():
-                    send["Authorization"] = auth
+            if urllib.parse.urlsplit(url).netloc.lower() == self.host and (auth := self._authorization()):
+                send["Authorization"] = auth
             answer = self._retrying(method, url, send, body, limit, what)
             if answer.status not in _REDIRECT_STATUS or method not in ("GET", "HEAD"):
                 return answer
