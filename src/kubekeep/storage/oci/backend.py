@@ -75,6 +75,10 @@ class OciBackend(Backend):
 
     #: uploads wait on the network, as S3's do
     parallel_stores = 4
+    deferred_reclaim = (
+        "the registry frees deleted objects' space at its next garbage collection "
+        "(distribution: registry garbage-collect --delete-untagged)"
+    )
 
     def __init__(
         self,
