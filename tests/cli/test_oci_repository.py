@@ -92,19 +92,40 @@ def _password_file(tmp_path: Path, runner: KK) -> Path:
     return path
 
 
+@pytest.mark.parametrize("which", ["oci_registry", "oci_token_registry"])
 def test_wrong_credentials_are_one_line(
-    oci_registry: Registry, oci_repository: str, make_kk: Callable[..., KK]
+    which: str, oci_repository: str, make_kk: Callable[..., KK], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    kk = make_kk(oci_spec(oci_registry, oci_repository))
+    """Basic credentials (htpasswd) and a token service's refusal alike: one line, non-zero."""
+    registry: Registry = request.getfixturevalue(which)
+    kk = make_kk(oci_spec(registry, oci_repository))
     proc = kk.run("init", expect=None, env={"KUBEKEEP_REGISTRY_PASSWORD": "not-the-password"})
     assert proc.returncode != 0
     line = stderr_line(proc)
-    assert "refused the credentials" in line and oci_registry.host in line
+    assert "refused the credentials" in line and registry.host in line
     proc = kk.run(
         "snapshots", expect=None, env={"KUBEKEEP_REGISTRY_USERNAME": None, "KUBEKEEP_REGISTRY_PASSWORD": None}
     )
     assert proc.returncode != 0
-    assert "needs credentials" in stderr_line(proc)
+    assert ("needs credentials" if which == "oci_registry" else "refused the credentials") in stderr_line(proc)
+
+
+def test_bearer_tokens_from_the_token_service(
+    oci_token_registry: Registry, oci_repository: str, make_kk: Callable[..., KK], tmp_path: Path
+) -> None:
+    """The flow of Docker Hub, Harbor, GHCR: a 401 names the token service, which hands out a token."""
+    assert oci_token_registry.token_requests is not None
+    before = len(oci_token_registry.token_requests)
+    kk = make_kk(oci_spec(oci_token_registry, oci_repository))
+    kk.run("init")
+    src = tmp_path / "src"
+    make_rich_tree(src, big_mib=1, small_files=10)
+    kk.backup(src)
+    out = tmp_path / "out"
+    kk.run("restore", "latest", "--to", str(out))
+    assert_same_tree(manifest(src), manifest(out))
+    asked = oci_token_registry.token_requests[before:]
+    assert asked and set(asked) == {oci_token_registry.username}
 
 
 def test_unreachable_bad_location_and_unverified_tls_are_one_line(

@@ -18,7 +18,14 @@ from tests.support.s3server import S3Server
 BackendFactory = Callable[[], Backend]
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3), pytest.param("oci", marks=pytest.mark.oci)])
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("oci", marks=pytest.mark.oci),
+        pytest.param("oci-token", marks=pytest.mark.oci),
+    ]
+)
 def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendFactory]:
     """A factory of backends that all open the same fresh, existing (empty) location."""
     opened: list[Backend] = []
@@ -30,8 +37,10 @@ def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bac
             opened.append(LocalBackend(root))
             return opened[-1]
 
-    elif request.param == "oci":
-        registry: Registry = request.getfixturevalue("oci_registry")
+    elif request.param.startswith("oci"):
+        registry: Registry = request.getfixturevalue(
+            "oci_token_registry" if request.param == "oci-token" else "oci_registry"
+        )
         repository: str = request.getfixturevalue("oci_repository")
 
         def factory() -> Backend:

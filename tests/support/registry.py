@@ -7,7 +7,9 @@
 The registry serves HTTPS with a certificate of a CA made for it (``testenv.pki``), checks
 basic credentials against an htpasswd file (bcrypt lines from ``registry-htpasswd``), keeps its
 data in a temporary directory and allows deletes. ``tls=False`` serves plain HTTP (the
-``--insecure-registry`` case).
+``--insecure-registry`` case); ``auth="token"`` has it send clients to a token service
+(tests/support/token_service.py) that checks the same user, the bearer-token flow of Docker Hub,
+Harbor, GHCR and the like.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kubekeep.storage.oci.credentials import Credentials
 from testenv import build, pki
 from testenv.processes import ManagedProcess
 from tests.support.s3server import HOST, free_port
+from tests.support.token_service import ISSUER, SERVICE, running_token_service
 
 USERNAME = "kubekeep-test"
 
@@ -45,6 +48,8 @@ class Registry:
     data_dir: Path
     binary: Path
     config_file: Path
+    #: with token authentication: who asked the token service for each token (test evidence)
+    token_requests: list[str] | None = None
 
     @property
     def tls(self) -> bool:
@@ -85,7 +90,7 @@ class Registry:
         return done.stdout
 
 
-def _config(port: int, data: Path, htpasswd: Path, tls: pki.ServerPKI | None) -> str:
+def _config(port: int, data: Path, htpasswd: Path, tls: pki.ServerPKI | None, realm: str | None) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -106,7 +111,11 @@ def _config(port: int, data: Path, htpasswd: Path, tls: pki.ServerPKI | None) ->
     ]
     if tls is not None:
         lines += ["  tls:", f"    certificate: {tls.server.cert}", f"    key: {tls.server.key}"]
-    lines += ["auth:", "  htpasswd:", "    realm: kubekeep-test-registry", f"    path: {htpasswd}"]
+    if realm is not None and tls is not None:
+        lines += ["auth:", "  token:", f"    realm: {realm}", f"    service: {SERVICE}", f"    issuer: {ISSUER}"]
+        lines += [f"    rootcertbundle: {tls.ca.cert}"]
+    else:
+        lines += ["auth:", "  htpasswd:", "    realm: kubekeep-test-registry", f"    path: {htpasswd}"]
     return "\n".join(lines) + "\n"
 
 
@@ -123,10 +132,13 @@ def _up(url: str, ca_file: Path | None) -> bool:
 
 
 @contextlib.contextmanager
-def running_registry(*, tls: bool = True, timeout_s: float = 30.0) -> Iterator[Registry]:
-    """Start the registry on a free loopback port; stop it on exit."""
+def running_registry(*, tls: bool = True, auth: str = "htpasswd", timeout_s: float = 30.0) -> Iterator[Registry]:
+    """Start the registry on a free loopback port; stop it on exit. ``auth`` is ``htpasswd``
+    (basic credentials) or ``token`` (a token service, which needs ``tls``)."""
+    if auth not in ("htpasswd", "token") or (auth == "token" and not tls):
+        raise ValueError(f"auth must be htpasswd, or token with TLS, not {auth!r}")
     tools = build.ensure_registry()
-    with tempfile.TemporaryDirectory(prefix="kubekeep-registry-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kubekeep-registry-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)
         password = secrets.token_hex(12)
         line = subprocess.run(
@@ -140,12 +152,17 @@ def running_registry(*, tls: bool = True, timeout_s: float = 30.0) -> Iterator[R
         htpasswd = base / "htpasswd"
         htpasswd.write_text(line)
         certs = pki.generate_server(base / "pki", "kubekeep-test-registry") if tls else None
+        realm, requests = None, None
+        if auth == "token" and certs is not None:
+            realm, requests = stack.enter_context(
+                running_token_service(HOST, certs.server.cert, certs.server.key, USERNAME, password)
+            )
         last_error = "did not start"
         for attempt in range(3):  # the port may be taken between free_port() and bind
             port = free_port()
             config = base / f"config-{attempt}.yml"
             data = base / f"data-{attempt}"
-            config.write_text(_config(port, data, htpasswd, certs))
+            config.write_text(_config(port, data, htpasswd, certs, realm))
             env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
             proc = ManagedProcess(
                 name="registry",
@@ -168,6 +185,7 @@ def running_registry(*, tls: bool = True, timeout_s: float = 30.0) -> Iterator[R
                             data,
                             tools["registry"],
                             config,
+                            requests,
                         )
                         return
                     time.sleep(0.05)

@@ -32,6 +32,9 @@ from kubekeep.errors import StorageError
 from kubekeep.storage.oci.credentials import Credentials
 
 DEFAULT_ATTEMPTS = 5
+#: 401s answered by authenticating again before giving up (a token can expire in flight, and a
+#: new scope needs a new token)
+AUTH_ROUNDS = 3
 MAX_REDIRECTS = 5
 MAX_POOL = 16
 #: the longest ``Retry-After`` waited for; a registry asking for more fails the request
@@ -62,18 +65,22 @@ class Answer:
 class _Token:
     value: str
     expires: float
+    scopes: frozenset[str]
 
 
 @dataclass(slots=True)
 class _AuthState:
     """What the registry last asked for: a scheme (``basic``/``bearer``) and, for bearer, the
-    token service and the scopes seen so far; the tokens fetched, by scope set."""
+    token service, the scopes asked for so far and the token that covers them. ``generation``
+    counts changes, so that a thread refused with an older token retries with the newer one
+    instead of fetching another."""
 
     scheme: str = ""
     realm: str = ""
     service: str = ""
     scopes: set[str] = field(default_factory=set)
-    tokens: dict[frozenset[str], _Token] = field(default_factory=dict)
+    token: _Token | None = None
+    generation: int = 0
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -105,6 +112,7 @@ class Transport:
         self.ca_file = ca_file
         self._auth = _AuthState()
         self._auth_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one token request at a time; the others wait for it
         try:
             self._pool = urllib3.PoolManager(
                 num_pools=4,
@@ -137,24 +145,31 @@ class Transport:
         (a 401 after authenticating raises ``AuthFailed``). Bodies above ``limit`` raise."""
         target = url if "://" in url else self.base_url + url
         what = what or f"{method} {urllib.parse.urlsplit(target).path}"
-        authenticated_again = False
-        while True:
-            answer = self._follow(method, target, headers or {}, body, limit, what)
+        for _ in range(AUTH_ROUNDS):
+            header, generation = self._authorization()
+            answer = self._follow(method, target, headers or {}, body, limit, what, header)
             if answer.status != 401:
                 return answer
             challenge = answer.header("WWW-Authenticate")
-            if authenticated_again or not challenge:
-                raise self._refused(what, challenge)
-            self._authenticate(challenge, what)
-            authenticated_again = True
+            if not challenge:
+                break
+            self._authenticate(challenge, what, generation)
+        raise self._refused(what, answer.header("WWW-Authenticate"))
 
     def _follow(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, limit: int, what: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        limit: int,
+        what: str,
+        auth: str | None,
     ) -> Answer:
         for _ in range(MAX_REDIRECTS + 1):
             send = dict(headers)
-            if urllib.parse.urlsplit(url).netloc.lower() == self.host and (auth := self._authorization()):
-                send["Authorization"] = auth
+            if auth and urllib.parse.urlsplit(url).netloc.lower() == self.host:
+                send["Authorization"] = auth  # never to the storage a redirect leads to
             answer = self._retrying(method, url, send, body, limit, what)
             if answer.status not in _REDIRECT_STATUS or method not in ("GET", "HEAD"):
                 return answer
@@ -203,16 +218,18 @@ class Transport:
 
     # -- authentication ----------------------------------------------------------------------------
 
-    def _authorization(self) -> str | None:
+    def _authorization(self) -> tuple[str | None, int]:
+        """The Authorization header to send, and the generation of the state it came from."""
         with self._auth_lock:
-            if self._auth.scheme == "basic":
-                return _basic(self.credentials)
-            if self._auth.scheme == "bearer":
-                token = self._auth.tokens.get(frozenset(self._auth.scopes))
-                return f"Bearer {token.value}" if token and token.expires > time.monotonic() else None
-        return None
+            state = self._auth
+            if state.scheme == "basic":
+                return _basic(self.credentials), state.generation
+            if state.scheme == "bearer" and state.token and state.token.expires > time.monotonic():
+                return f"Bearer {state.token.value}", state.generation
+            return None, state.generation
 
-    def _authenticate(self, challenge: str, what: str) -> None:
+    def _authenticate(self, challenge: str, what: str, sent: int) -> None:
+        """Answer a 401 to a request sent with the state of generation ``sent``."""
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if self.credentials.anonymous or not self.credentials.username:
@@ -221,20 +238,32 @@ class Transport:
                     "KUBEKEEP_REGISTRY_USERNAME and KUBEKEEP_REGISTRY_PASSWORD"
                 )
             with self._auth_lock:
-                self._auth.scheme = "basic"
+                if self._auth.scheme != "basic":
+                    self._auth = _AuthState(scheme="basic", generation=self._auth.generation + 1)
             return
         if scheme != "bearer" or not params.get("realm"):
             raise AuthFailed(f"registry {self.host} asks for an authentication kubekeep does not know: {scheme}")
-        with self._auth_lock:
-            if params["realm"] != self._auth.realm or params.get("service", "") != self._auth.service:
-                self._auth = _AuthState(realm=params["realm"], service=params.get("service", ""))
-            self._auth.scheme = "bearer"
-            self._auth.scopes.update(s for s in params.get("scope", "").split(" ") if s)
-            scopes = frozenset(self._auth.scopes)
-            realm, service = self._auth.realm, self._auth.service
-        token = self._fetch_token(realm, service, scopes)
-        with self._auth_lock:
-            self._auth.tokens[scopes] = token
+        wanted = {s for s in params.get("scope", "").split(" ") if s}
+        with self._fetch_lock:
+            with self._auth_lock:
+                state = self._auth
+                if params["realm"] != state.realm or params.get("service", "") != state.service:
+                    state = self._auth = _AuthState(
+                        scheme="bearer",
+                        realm=params["realm"],
+                        service=params.get("service", ""),
+                        generation=state.generation + 1,
+                    )
+                state.scheme = "bearer"
+                state.scopes |= wanted
+                token = state.token
+                if state.generation != sent and token and wanted <= token.scopes and token.expires > time.monotonic():
+                    return  # another thread fetched a token that covers this since we sent
+                scopes, realm, service = frozenset(state.scopes), state.realm, state.service
+            token = self._fetch_token(realm, service, scopes)
+            with self._auth_lock:
+                self._auth.token = token
+                self._auth.generation += 1
 
     def _fetch_token(self, realm: str, service: str, scopes: frozenset[str]) -> _Token:
         creds = self.credentials
@@ -273,7 +302,7 @@ class Transport:
         if not value:
             raise StorageError(f"the token service of registry {self.host} gave no token")
         # renew a little early: a token that expires in flight costs a 401 and a retry
-        return _Token(value, time.monotonic() + max(expires_in - 10.0, 1.0))
+        return _Token(value, time.monotonic() + max(expires_in - 10.0, 1.0), scopes)
 
     def _refused(self, what: str, challenge: str) -> AuthFailed:
         if self.credentials.anonymous:
