@@ -27,9 +27,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from bench.bench_engine import DATASET, PASSWORD, Run, du, median_run, run, same_tree  # noqa: E402
-from tests.support.registry import running_registry  # noqa: E402
-from tests.support.s3server import running_s3_server, s3_client  # noqa: E402
+from bench.bench_engine import DATASET, PASSWORD, Run, du, median_run, run, same_tree
+from tests.support.registry import running_registry
+from tests.support.s3server import running_s3_server, s3_client
 
 STEPS = ("first", "unchanged", "restore")
 
