@@ -116,7 +116,9 @@ def main() -> None:
             results[name] = measure(name, env, data, work / f"restore-{name}", args.reps)
         registry_bytes = du(registry.data_dir)
     print()
-    print(f"scale {args.scale}, {du(data) / 1e6:.0f} MB, median of {args.reps}; registry store {registry_bytes / 1e6:.0f} MB")
+    print(
+        f"scale {args.scale}, {du(data) / 1e6:.0f} MB, median of {args.reps}; registry store {registry_bytes / 1e6:.0f} MB"
+    )
     print(f"| storage | {' | '.join(STEPS)} |")
     print("| --- |" + " --- |" * len(STEPS))
     for name, steps in results.items():
