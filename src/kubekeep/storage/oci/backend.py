@@ -121,7 +121,10 @@ class OciBackend(Backend):
     def create(self) -> None:
         answer = self._http.request("GET", "/v2/", what="version check")
         if answer.status != 200:
-            raise self._error(answer, "reach")
+            raise StorageError(
+                f"{self.registry} does not answer as an OCI registry (GET /v2/: HTTP {answer.status}): "
+                "check the location"
+            )
         if self.exists("config"):
             raise RepositoryExists(f"a repository already exists at {self.location}")
 
