@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def serving(handle: Handler) -> Iterator[int]:
         def do_GET(self) -> None:
             handle(self)
 
+        def do_POST(self) -> None:
+            handle(self)
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -199,6 +203,36 @@ def test_redirects_keep_credentials_at_the_registry() -> None:
     assert answer.status == 200 and answer.data == b"blob bytes"
     assert seen["registry"] is not None and seen["registry"].startswith("Basic ")
     assert seen["storage"] is None
+
+
+def test_an_identity_token_is_exchanged_for_a_bearer_token() -> None:
+    """`docker login` to an OAuth2 registry leaves an identity token: a refresh token, POSTed."""
+    forms: list[dict[str, list[str]]] = []
+
+    def token_service(req: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length", "0"))
+        forms.append(urllib.parse.parse_qs(req.rfile.read(length).decode()) if req.command == "POST" else {})
+        _reply(req, 200, json.dumps({"access_token": "granted", "expires_in": 60}).encode())
+
+    with serving(token_service) as token_port:
+
+        def registry(req: http.server.BaseHTTPRequestHandler) -> None:
+            if req.headers.get("Authorization") != "Bearer granted":
+                realm = f"http://127.0.0.1:{token_port}/token"
+                challenge = f'Bearer realm="{realm}",service="reg",scope="repository:a/b:pull"'
+                _reply(req, 401, WWW_Authenticate=challenge)
+                return
+            _reply(req, 200, b"{}")
+
+        with serving(registry) as port:
+            t = Transport(
+                f"http://127.0.0.1:{port}", credentials.Credentials(identity_token="refresh-me", source="test")
+            )
+            assert t.request("GET", "/v2/").status == 200
+            assert t.request("GET", "/v2/").status == 200  # the token is kept
+    assert len(forms) == 1
+    assert forms[0]["grant_type"] == ["refresh_token"] and forms[0]["refresh_token"] == ["refresh-me"]
+    assert forms[0]["service"] == ["reg"] and forms[0]["scope"] == ["repository:a/b:pull"]
 
 
 def test_a_redirect_away_from_https_is_refused() -> None:
