@@ -309,3 +309,30 @@ def test_a_manifest_for_another_name_or_bytes_off_their_digest_are_refused(
             backend.load("snapshots/real")
     finally:
         backend.close()
+
+
+@pytest.mark.oci
+def test_listing_follows_the_link_header_across_pages(
+    oci_registry: Registry, oci_repository: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubekeep.storage.oci import backend as oci_backend
+
+    monkeypatch.setattr(oci_backend, "LIST_PAGE", 2)
+    backend = OciBackend(oci_registry.host, oci_repository, **oci_registry.backend_options())
+    pages: list[str] = []
+    real = backend._http.request
+
+    def counting(method: str, url: str, **kw: object) -> object:
+        if "/tags/list" in url:
+            pages.append(url)
+        return real(method, url, **kw)  # type: ignore[arg-type]
+
+    try:
+        names = {f"index/{i:02d}": i for i in range(7)}
+        for name, size in names.items():
+            backend.store(name, b"x" * size)
+        backend._http.request = counting  # type: ignore[method-assign,assignment]
+        assert {o.name: o.size for o in backend.list("index/")} == names
+        assert len(pages) == 4 and all("n=2" in page for page in pages)
+    finally:
+        backend.close()
