@@ -113,8 +113,8 @@ class OciBackend(Backend):
             False,
             False,
             why_not=(
-                "an OCI registry cannot hold retention dates: whoever may push may delete; use the "
-                "registry's tag immutability rules or replication instead (docs/storage.md)"
+                "an OCI registry cannot hold retention dates: whoever may push may delete; replicate to a "
+                "second registry with other credentials, or use S3 with Object Lock (docs/storage.md)"
             ),
         )
 
