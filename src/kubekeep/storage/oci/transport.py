@@ -327,10 +327,15 @@ def _read(response: urllib3.BaseHTTPResponse, limit: int, what: str, host: str) 
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise StorageError(f"registry {host}: {what} answered {declared} bytes, more than the {limit} expected")
-    data = response.read(limit + 1, decode_content=True)
+    # with a declared length within bounds, one read into one buffer (http.client's); reads of
+    # a bounded amount go through urllib3's chunk queue, a copy more (a quarter of a 16 MiB read)
+    known = declared is not None and declared.isdigit()
+    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        known = False  # a compressed body may unpack to more than it declares: read it bounded
+    data = response.read(decode_content=True) if known else response.read(limit + 1, decode_content=True)
     if len(data) > limit:
         raise StorageError(f"registry {host}: {what} answered more than the {limit} bytes expected")
-    if declared is not None and declared.isdigit() and len(data) != int(declared) and response.status < 300:
+    if known and len(data) != int(str(declared)) and response.status < 300:  # cut short
         raise uexc.ProtocolError(f"the answer ended after {len(data)} of {declared} bytes")
     return bytes(data)
 
