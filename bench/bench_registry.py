@@ -5,9 +5,10 @@
 
 Builds the shared data set (../shared/bench/make_dataset.py), starts the tests' MinIO
 (tests/support/s3server.py) and distribution registry over TLS with htpasswd users
-(tests/support/registry.py) on loopback, both built from their pinned Go modules, and the
-registry again over plain HTTP (MinIO serves plain HTTP here, so that row shows what TLS
-costs apart from the protocol), and measures
+(tests/support/registry.py) on loopback, both built from their pinned Go modules, the registry
+over TLS with bearer tokens from a token service (how hosted registries are reached), and with
+--all the same over plain HTTP (MinIO serves plain HTTP here: what TLS costs) and with htpasswd
+(basic credentials, which the registry checks with bcrypt on every request), and measures
 for each: `kubekeep init`, first backup, unchanged re-backup and a full restore (whole-process
 wall time and peak RSS, the median of --reps), checking the restored tree. Prints a table and
 the registry's ratios to S3. Run by hand, not in CI.
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.25)
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/kubekeep-bench-registry"))
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--all", action="store_true", help="also the registry over plain HTTP, and with htpasswd")
     args = ap.parse_args()
     work: Path = args.work
     data = work / f"data-{args.scale}"
@@ -84,37 +86,36 @@ def main() -> None:
         s3 = stack.enter_context(running_s3_server(workdir=work / "minio"))
         client = s3_client(s3)
         client.create_bucket(Bucket="bench")
-        registry = stack.enter_context(running_registry())
-        plain = stack.enter_context(running_registry(tls=False))
-        targets = {
-            "s3": {
-                **base,
-                "KUBEKEEP_REPOSITORY": "s3://bench/repo",
-                "KUBEKEEP_S3_ENDPOINT": s3.endpoint_url,
-                "AWS_ACCESS_KEY_ID": s3.access_key,
-                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                "AWS_DEFAULT_REGION": s3.region,
-                "KUBEKEEP_CACHE_DIR": str(work / "cache-s3"),
-            },
-            "registry": {
-                **base,
-                **registry.env(),
-                "KUBEKEEP_REPOSITORY": registry.location("bench/repo"),
-                "KUBEKEEP_CACHE_DIR": str(work / "cache-registry"),
-            },
-            # the same registry without TLS, as MinIO runs here: what TLS costs, apart
-            "registry-http": {
-                **base,
-                **plain.env(),
-                "KUBEKEEP_INSECURE_REGISTRY": "1",
-                "KUBEKEEP_REPOSITORY": plain.location("bench/repo"),
-                "KUBEKEEP_CACHE_DIR": str(work / "cache-registry-http"),
-            },
+        s3_env = {
+            **base,
+            "KUBEKEEP_REPOSITORY": "s3://bench/repo",
+            "KUBEKEEP_S3_ENDPOINT": s3.endpoint_url,
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+            "AWS_DEFAULT_REGION": s3.region,
+            "KUBEKEEP_CACHE_DIR": str(work / "cache-s3"),
         }
+        targets = {"s3": s3_env}
+        # TLS and bearer tokens: how Harbor, GHCR, GitLab and Docker Hub are reached
+        registries = {"registry": running_registry(auth="token")}
+        if args.all:
+            # plain HTTP, as MinIO runs here: what TLS costs; and htpasswd, whose bcrypt check
+            # the registry runs on every request
+            registries["registry-http"] = running_registry(tls=False, auth="token")
+            registries["registry-basic"] = running_registry(auth="htpasswd")
+        stores = []
+        for name, starting in registries.items():
+            registry = stack.enter_context(starting)
+            stores.append(registry.data_dir)
+            env = {**base, **registry.env(), "KUBEKEEP_REPOSITORY": registry.location("bench/repo")}
+            env["KUBEKEEP_CACHE_DIR"] = str(work / f"cache-{name}")
+            if not registry.tls:
+                env["KUBEKEEP_INSECURE_REGISTRY"] = "1"
+            targets[name] = env
         subprocess.run(f"tar -C '{data}' -cf - . | cat > /dev/null", shell=True, check=True)  # warm page cache
         for name, env in targets.items():
             results[name] = measure(name, env, data, work / f"restore-{name}", args.reps)
-        registry_bytes = du(registry.data_dir)
+        registry_bytes = sum(du(d) for d in stores)
     print()
     print(
         f"scale {args.scale}, {du(data) / 1e6:.0f} MB, median of {args.reps}; registry store {registry_bytes / 1e6:.0f} MB"
@@ -124,7 +125,7 @@ def main() -> None:
     for name, steps in results.items():
         cells = [f"{steps[s].seconds:.2f} s ({steps[s].peak_rss_mb:.0f} MB)" for s in STEPS]
         print(f"| {name} | {' | '.join(cells)} |")
-    for name in ("registry", "registry-http"):
+    for name in [n for n in results if n != "s3"]:
         ratios = ", ".join(f"{s} {results[name][s].seconds / results['s3'][s].seconds:.2f}x" for s in STEPS)
         print(f"{name} / S3 wall time: {ratios}")
 

@@ -90,7 +90,7 @@ class Registry:
         return done.stdout
 
 
-def _config(port: int, data: Path, htpasswd: Path, tls: pki.ServerPKI | None, realm: str | None) -> str:
+def _config(port: int, data: Path, htpasswd: Path, certs: pki.ServerPKI | None, tls: bool, realm: str | None) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -109,11 +109,11 @@ def _config(port: int, data: Path, htpasswd: Path, tls: pki.ServerPKI | None, re
         f"  addr: {HOST}:{port}",
         f"  secret: {secrets.token_hex(16)}",
     ]
-    if tls is not None:
-        lines += ["  tls:", f"    certificate: {tls.server.cert}", f"    key: {tls.server.key}"]
-    if realm is not None and tls is not None:
+    if tls and certs is not None:
+        lines += ["  tls:", f"    certificate: {certs.server.cert}", f"    key: {certs.server.key}"]
+    if realm is not None and certs is not None:
         lines += ["auth:", "  token:", f"    realm: {realm}", f"    service: {SERVICE}", f"    issuer: {ISSUER}"]
-        lines += [f"    rootcertbundle: {tls.ca.cert}"]
+        lines += [f"    rootcertbundle: {certs.ca.cert}"]
     else:
         lines += ["auth:", "  htpasswd:", "    realm: kubekeep-test-registry", f"    path: {htpasswd}"]
     return "\n".join(lines) + "\n"
@@ -134,9 +134,10 @@ def _up(url: str, ca_file: Path | None) -> bool:
 @contextlib.contextmanager
 def running_registry(*, tls: bool = True, auth: str = "htpasswd", timeout_s: float = 30.0) -> Iterator[Registry]:
     """Start the registry on a free loopback port; stop it on exit. ``auth`` is ``htpasswd``
-    (basic credentials) or ``token`` (a token service, which needs ``tls``)."""
-    if auth not in ("htpasswd", "token") or (auth == "token" and not tls):
-        raise ValueError(f"auth must be htpasswd, or token with TLS, not {auth!r}")
+    (basic credentials, checked with bcrypt on every request) or ``token`` (a token service;
+    the registry checks each request's JWT, as Harbor, GHCR and Docker Hub do)."""
+    if auth not in ("htpasswd", "token"):
+        raise ValueError(f"auth must be htpasswd or token, not {auth!r}")
     tools = build.ensure_registry()
     with tempfile.TemporaryDirectory(prefix="kubekeep-registry-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)
@@ -151,18 +152,19 @@ def running_registry(*, tls: bool = True, auth: str = "htpasswd", timeout_s: flo
         ).stdout
         htpasswd = base / "htpasswd"
         htpasswd.write_text(line)
-        certs = pki.generate_server(base / "pki", "kubekeep-test-registry") if tls else None
+        # the certificate serves TLS and, with token authentication, signs the tokens
+        certs = pki.generate_server(base / "pki", "kubekeep-test-registry") if tls or auth == "token" else None
         realm, requests = None, None
         if auth == "token" and certs is not None:
             realm, requests = stack.enter_context(
-                running_token_service(HOST, certs.server.cert, certs.server.key, USERNAME, password)
+                running_token_service(HOST, certs.server.cert, certs.server.key, USERNAME, password, tls=tls)
             )
         last_error = "did not start"
         for attempt in range(3):  # the port may be taken between free_port() and bind
             port = free_port()
             config = base / f"config-{attempt}.yml"
             data = base / f"data-{attempt}"
-            config.write_text(_config(port, data, htpasswd, certs, realm))
+            config.write_text(_config(port, data, htpasswd, certs, tls, realm))
             env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
             proc = ManagedProcess(
                 name="registry",
@@ -176,10 +178,11 @@ def running_registry(*, tls: bool = True, auth: str = "htpasswd", timeout_s: flo
                 scheme = "https" if tls else "http"
                 deadline = time.monotonic() + timeout_s
                 while proc.alive() and time.monotonic() < deadline:
-                    if _up(f"{scheme}://{HOST}:{port}/v2/", certs.ca.cert if certs else None):
+                    ca = certs.ca.cert if certs and tls else None
+                    if _up(f"{scheme}://{HOST}:{port}/v2/", ca):
                         yield Registry(
                             f"{HOST}:{port}",
-                            certs.ca.cert if certs else None,
+                            ca,
                             USERNAME,
                             password,
                             data,

@@ -70,10 +70,11 @@ def _access(scopes: list[str]) -> list[dict[str, object]]:
 
 @contextlib.contextmanager
 def running_token_service(
-    host: str, cert_file: Path, key_file: Path, username: str, password: str
+    host: str, cert_file: Path, key_file: Path, username: str, password: str, *, tls: bool = True
 ) -> Iterator[tuple[str, list[str]]]:
-    """Serve tokens on a free port of ``host``; yields the realm URL and the list of the
-    requests' subjects (``anonymous`` or the user), for tests to look at."""
+    """Serve tokens on a free port of ``host`` (over HTTPS with the certificate that also signs
+    the tokens, or plain HTTP for a plain-HTTP registry); yields the realm URL and the list of
+    the requests' subjects (``anonymous`` or the user), for tests to look at."""
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError("the token service signs with an EC key")
@@ -109,13 +110,14 @@ def running_token_service(
             pass
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="token-service", daemon=True)
     thread.start()
     try:
-        yield f"https://{host}:{server.server_address[1]}/token", seen
+        yield f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}/token", seen
     finally:
         server.shutdown()
         server.server_close()
