@@ -336,3 +336,38 @@ def test_listing_follows_the_link_header_across_pages(
         assert len(pages) == 4 and all("n=2" in page for page in pages)
     finally:
         backend.close()
+
+
+@pytest.mark.oci
+def test_a_registry_that_ignores_range_is_checked_and_cut(oci_registry: Registry, oci_repository: str) -> None:
+    backend = OciBackend(oci_registry.host, oci_repository, **oci_registry.backend_options())
+    data = bytes(range(256)) * 40
+    real = backend._http.request
+
+    def no_ranges(method: str, url: str, **kw: object) -> object:
+        headers = dict(kw.pop("headers", None) or {})  # type: ignore[call-overload]
+        headers.pop("Range", None)
+        return real(method, url, headers=headers, **kw)  # type: ignore[arg-type]
+
+    try:
+        backend.store("data/ab/whole", data)
+        backend._http.request = no_ranges  # type: ignore[method-assign,assignment]
+        assert backend.load("data/ab/whole", 1000, 500) == data[1000:1500]
+    finally:
+        backend.close()
+
+
+@pytest.mark.oci
+def test_retention_dates_are_refused_in_one_line(oci_registry: Registry, oci_repository: str) -> None:
+    import datetime as dt
+
+    from kubekeep.storage.base import Retention
+
+    backend = OciBackend(oci_registry.host, oci_repository, **oci_registry.backend_options())
+    try:
+        support = backend.lock_support()
+        assert not support.object_lock and support.why_not and "registry" in support.why_not
+        with pytest.raises(StorageError, match="cannot hold retention dates"):
+            backend.store("config", b"x", retention=Retention("governance", dt.datetime.now(dt.UTC)))
+    finally:
+        backend.close()
