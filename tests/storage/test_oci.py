@@ -96,6 +96,8 @@ def test_docker_config_forms(tmp_path: Path) -> None:
     assert credentials.from_docker_config("other.example.com", config).username == "bob"
     assert credentials.from_docker_config("tokens.example.com", config).identity_token == "refresh-me"
     assert credentials.from_docker_config("nowhere.example.com", config).anonymous
+    hub = _config(tmp_path / "hub", {"auths": {"https://index.docker.io/v1/": {"auth": auth}}})
+    assert credentials.from_docker_config("docker.io", hub).username == "alice"  # as docker login files it
     assert credentials.from_docker_config("x", tmp_path / "missing.json").anonymous
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UsageError):

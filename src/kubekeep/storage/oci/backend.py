@@ -97,7 +97,9 @@ class OciBackend(Backend):
         self._where = f"{self.registry}/{repository}"
         scheme = "http" if insecure else "https"
         found = credentials if credentials is not None else creds.find(self.registry)
-        self._http = Transport(f"{scheme}://{self.registry}", found, ca_file=ca_file, attempts=max_attempts or 5)
+        # docker.io names Docker Hub, whose registry API answers at registry-1.docker.io
+        api_host = "registry-1.docker.io" if self.registry in creds.DOCKER_HUB else self.registry
+        self._http = Transport(f"{scheme}://{api_host}", found, ca_file=ca_file, attempts=max_attempts or 5)
         self._base = f"/v2/{repository}"
         self._cache: dict[str, _Object] = {}
         self._lock = threading.Lock()

@@ -28,6 +28,8 @@ PASSWORD_FILE_ENV = "KUBEKEEP_REGISTRY_PASSWORD_FILE"
 #: a credential helper that answers with this user name hands out an identity (refresh) token
 _TOKEN_USER = "<token>"
 _HELPER_TIMEOUT_S = 30.0
+#: Docker Hub's names: `docker login` files its credentials under index.docker.io
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +92,16 @@ def from_docker_config(host: str, path: Path) -> Credentials:
     if not isinstance(config, dict):
         raise UsageError(f"the Docker config {path} is not a JSON object")
     host = host.lower()
+    names = DOCKER_HUB if host in DOCKER_HUB else (host,)
     helpers = config.get("credHelpers")
-    if isinstance(helpers, dict) and isinstance(helpers.get(host), str):
-        return from_helper(str(helpers[host]), host)
+    if isinstance(helpers, dict):
+        for name in names:
+            if isinstance(helpers.get(name), str):
+                return from_helper(str(helpers[name]), name)
     auths = config.get("auths")
     if isinstance(auths, dict):
         for key, entry in auths.items():
-            if isinstance(key, str) and _host_key(key) == host and isinstance(entry, dict):
+            if isinstance(key, str) and _host_key(key) in names and isinstance(entry, dict):
                 found = _from_auth_entry(entry, f"{path} ({key})")
                 if not found.anonymous:
                     return found
