@@ -373,3 +373,76 @@ def test_retention_dates_are_refused_in_one_line(oci_registry: Registry, oci_rep
             backend.store("config", b"x", retention=Retention("governance", dt.datetime.now(dt.UTC)))
     finally:
         backend.close()
+
+
+@contextlib.contextmanager
+def connect_proxy() -> Iterator[tuple[int, list[str]]]:
+    """A CONNECT-only HTTP proxy on loopback; yields its port and the targets and
+    Proxy-Authorization headers it was asked for."""
+    import select
+    import socket
+    import socketserver
+
+    seen: list[str] = []
+
+    class Tunnel(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = self.connection.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n")
+            method, target, _ = lines[0].decode().split(" ", 2)
+            auth = [ln.decode() for ln in lines[1:] if ln.lower().startswith(b"proxy-authorization:")]
+            seen.append(f"{method} {target} {auth[0].split(':', 1)[1].strip() if auth else '-'}")
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                self.connection.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                ends = [self.connection, upstream]
+                while True:
+                    ready, _, _ = select.select(ends, [], [], 5)
+                    if not ready:
+                        return
+                    for end in ready:
+                        data = end.recv(65536)
+                        if not data:
+                            return
+                        (upstream if end is self.connection else self.connection).sendall(data)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1]), seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.oci
+def test_https_proxy_from_the_environment(
+    oci_registry: Registry, oci_repository: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with connect_proxy() as (port, seen):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://proxy-user:proxy%20pw@127.0.0.1:{port}")
+        backend = OciBackend(oci_registry.host, oci_repository, **oci_registry.backend_options())
+        try:
+            backend.store("keys/through-the-proxy", b"tunnelled")
+            assert backend.load("keys/through-the-proxy") == b"tunnelled"
+        finally:
+            backend.close()
+        expected = "Basic " + base64.b64encode(b"proxy-user:proxy pw").decode()
+        assert seen and all(entry == f"CONNECT {oci_registry.host} {expected}" for entry in seen)
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        seen.clear()
+        backend = OciBackend(oci_registry.host, oci_repository, **oci_registry.backend_options())
+        try:
+            assert backend.exists("keys/through-the-proxy")
+        finally:
+            backend.close()
+        assert not seen

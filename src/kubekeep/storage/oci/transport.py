@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -113,17 +114,25 @@ class Transport:
         self._auth = _AuthState()
         self._auth_lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one token request at a time; the others wait for it
+        settings = {
+            "num_pools": 4,
+            "maxsize": MAX_POOL,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": ca_file,
+            "retries": False,
+            "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        }
+        proxy = proxy_for(self.scheme, parsed.netloc)
         try:
-            self._pool = urllib3.PoolManager(
-                num_pools=4,
-                maxsize=MAX_POOL,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=ca_file,
-                retries=False,
-                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            )
+            if proxy is None:
+                self._pool: urllib3.PoolManager = urllib3.PoolManager(**settings)  # type: ignore[arg-type]
+            else:
+                url, headers = proxy
+                self._pool = urllib3.ProxyManager(url, proxy_headers=headers, **settings)  # type: ignore[arg-type]
         except (OSError, ssl.SSLError) as exc:
             raise StorageError(f"cannot use the CA file {ca_file}: {exc}") from exc
+        except ValueError as exc:  # a malformed proxy URL
+            raise StorageError(f"cannot use the proxy for registry {self.host}: {exc}") from exc
 
     def close(self) -> None:
         self._pool.clear()
@@ -316,6 +325,24 @@ class Transport:
             f"registry {self.host} refused the credentials from {self.credentials.source}{detail}: "
             "check the user name and password (docker login, or KUBEKEEP_REGISTRY_USERNAME/PASSWORD)"
         )
+
+
+def proxy_for(scheme: str, netloc: str) -> tuple[str, dict[str, str]] | None:
+    """The proxy ``HTTPS_PROXY`` / ``HTTP_PROXY`` name for ``scheme`` (``NO_PROXY`` honoured), as
+    a URL without credentials and the headers carrying them; None for a direct connection."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass(netloc):
+        return None
+    parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    headers: dict[str, str] = {}
+    if parsed.username is not None:
+        userinfo = f"{urllib.parse.unquote(parsed.username)}:{urllib.parse.unquote(parsed.password or '')}"
+        headers = dict(urllib3.make_headers(proxy_basic_auth=userinfo))
+    host = parsed.hostname or ""
+    netloc_only = f"[{host}]" if ":" in host else host
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{netloc_only}{port}", headers
 
 
 def _basic(creds: Credentials) -> str:
