@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml setup.py src/kubekeep/engine/_gearcdc.c rust/seal/Cargo
 system-deps:
 	@bash scripts/system-deps.sh
 
-# pinned upstream binaries (etcd, Kubernetes, kwok, Helm, the MinIO S3 test server), built once into
+# pinned upstream binaries (etcd, Kubernetes, kwok, Helm, the MinIO S3 test server, the distribution
+# OCI registry), built once into
 # ~/.cache/kubekeep-testenv
 binaries: $(STAMP)
 	$(PY) -m testenv build
@@ -37,7 +38,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps binaries lint
 	$(PY) -m pytest -q
 
-# engine, storage and CLI tests only (no local control plane; the MinIO S3 server is built on first use)
+# engine, storage and CLI tests only (no local control plane; MinIO and the registry are built on first use)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not cluster"
 

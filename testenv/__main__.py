@@ -28,6 +28,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"helm\t{build.ensure_helm(_log)}")
     for name, path in build.ensure_minio(_log).items():
         print(f"{name}\t{path}")
+    for name, path in build.ensure_registry(_log).items():
+        print(f"{name}\t{path}")
     for name, path in build.ensure_newer_kubernetes(_log).items():
         print(f"{name}@{versions.NEWER_KUBERNETES_VERSION}\t{path}")
     _log(f"binaries ready in {time.monotonic() - start:.1f}s (cache: {build.version_dir()})")

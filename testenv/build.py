@@ -764,3 +764,120 @@ def ensure_all(progress: Progress = _stderr) -> Artifacts:
         snapshot_crds=ensure_crds(progress),
         kwok_stages=ensure_kwok_stages(progress),
     )
+
+
+REGISTRY_MODULE = "github.com/distribution/distribution/v3"
+
+#: What :func:`ensure_registry` builds: the registry and a bcrypt htpasswd line maker for its
+#: basic-auth tests (no Python bcrypt package, no apache2-utils needed).
+REGISTRY_BINARIES: tuple[str, ...] = ("registry", "registry-htpasswd")
+
+_REGISTRY_MAIN = """// Command registry is upstream's cmd/registry with only what kubekeep's tests use linked in:
+// the filesystem storage driver and the htpasswd and token access controllers (upstream's
+// main also links the Azure, GCS and S3 drivers and the pull-through proxy).
+package main
+
+import (
+\t"github.com/distribution/distribution/v3/registry"
+\t_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+\t_ "github.com/distribution/distribution/v3/registry/auth/token"
+\t_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+)
+
+func main() {
+\t// nolint:errcheck
+\tregistry.RootCmd.Execute()
+}
+"""
+
+_REGISTRY_HTPASSWD_MAIN = """// Command registry-htpasswd prints one htpasswd line (bcrypt, as the registry's htpasswd
+// access controller requires) for USER with the password read from standard input.
+//
+//\tregistry-htpasswd USER < password
+package main
+
+import (
+\t"fmt"
+\t"io"
+\t"os"
+\t"strings"
+
+\t"golang.org/x/crypto/bcrypt"
+)
+
+func main() {
+\tif len(os.Args) != 2 {
+\t\tfmt.Fprintln(os.Stderr, "usage: registry-htpasswd USER < password")
+\t\tos.Exit(2)
+\t}
+\tpassword, err := io.ReadAll(os.Stdin)
+\tif err != nil {
+\t\tfmt.Fprintln(os.Stderr, err)
+\t\tos.Exit(1)
+\t}
+\thash, err := bcrypt.GenerateFromPassword([]byte(strings.TrimRight(string(password), "\\n")), bcrypt.MinCost)
+\tif err != nil {
+\t\tfmt.Fprintln(os.Stderr, err)
+\t\tos.Exit(1)
+\t}
+\tfmt.Printf("%s:%s\\n", os.Args[1], hash)
+}
+"""
+
+
+def registry_dir() -> Path:
+    """Cache directory of the pinned registry (``registry-<version>/``), apart from the control plane's."""
+    return cache_root() / f"registry-{versions.REGISTRY_VERSION}"
+
+
+def registry_paths() -> dict[str, Path]:
+    """``{"registry": ..., "registry-htpasswd": ...}``: where :func:`ensure_registry` puts them."""
+    return {name: registry_dir() / "bin" / name for name in REGISTRY_BINARIES}
+
+
+def registry_build() -> GoBuild:
+    """Both binaries from one generated module requiring the pinned distribution (so that
+    ``golang.org/x/crypto`` is the version it pins), stamped as its Makefile does."""
+    version = versions.REGISTRY_VERSION
+    go_mod = (
+        f"module kubekeep.test/testenv/build/registry\n\ngo {versions.GO_DIRECTIVE}\n\n"
+        f"require {REGISTRY_MODULE} {version}\n"
+    )
+    return GoBuild(
+        name="registry",
+        binaries=REGISTRY_BINARIES,
+        packages=("./cmd/registry", "./cmd/registry-htpasswd"),
+        go_mod=lambda _workdir: go_mod,
+        ldflags=("-s", "-w", "-X", f"{REGISTRY_MODULE}/version.version={version}"),
+        extra_files={
+            "cmd/registry/main.go": _REGISTRY_MAIN,
+            "cmd/registry-htpasswd/main.go": _REGISTRY_HTPASSWD_MAIN,
+        },
+    )
+
+
+def _registry_stamp() -> tuple[Path, str]:
+    """The built binaries' source digest beside them: our mains live here, so editing them rebuilds."""
+    digest = hashlib.sha256((versions.REGISTRY_VERSION + _REGISTRY_MAIN + _REGISTRY_HTPASSWD_MAIN).encode()).hexdigest()
+    return registry_dir() / "bin" / "source-sha256", digest
+
+
+def ensure_registry(progress: Progress = _stderr) -> dict[str, Path]:
+    """Build the pinned registry and ``registry-htpasswd`` into their cache directory if either
+    is missing or was built from other sources; return :func:`registry_paths`."""
+    paths = registry_paths()
+    stamp, digest = _registry_stamp()
+
+    def fresh() -> bool:
+        runnable = all(p.is_file() and os.access(p, os.X_OK) for p in paths.values())
+        return runnable and stamp.is_file() and stamp.read_text().strip() == digest
+
+    if not fresh():
+        with _build_lock(progress, registry_dir()):
+            if not fresh():
+                go = go_binary()
+                _check_go_version(go)
+                (cache_root() / "go-build").mkdir(parents=True, exist_ok=True)
+                _run_go_build(registry_build(), progress, registry_dir())
+                stamp.write_text(digest + "\n")
+    return paths

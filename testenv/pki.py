@@ -220,3 +220,25 @@ def generate(directory: Path) -> ClusterPKI:
         sa_private_key=sa_private,
         sa_public_key=sa_public,
     )
+
+
+@dataclass(frozen=True)
+class ServerPKI:
+    """A CA and one loopback server certificate it signed (a test server's TLS)."""
+
+    ca: CertPair
+    server: CertPair
+
+
+def generate_server(directory: Path, common_name: str) -> ServerPKI:
+    """A fresh CA and a server certificate for ``localhost``, 127.0.0.1 and ::1 under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    issuer = _new_ca(f"{common_name}-ca")
+    ca = CertPair(directory / "ca.crt", directory / "ca.key")
+    ca.cert.write_bytes(_cert_pem(issuer.cert))
+    _write_private(ca.key, _key_pem(issuer.key))
+    cert, key = _issue(issuer, common_name, server=True)
+    server = CertPair(directory / "server.crt", directory / "server.key")
+    server.cert.write_bytes(_cert_pem(cert))
+    _write_private(server.key, _key_pem(key))
+    return ServerPKI(ca, server)

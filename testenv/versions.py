@@ -42,6 +42,13 @@ HELM_VERSION = "v4.3.2"
 #: has no replace directives. Not in :func:`cache_key`: it builds into ``minio-<version>/``.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
+#: ``github.com/distribution/distribution/v3``: the CNCF distribution registry the OCI storage
+#: backend's tests run against (tests/support/registry.py), built with a main of ours that links
+#: only the filesystem storage driver and the htpasswd and token access controllers. The newest
+#: release the Go module proxy serves here (its go.mod says ``go 1.26.0``, no replace
+#: directives). Not in :func:`cache_key`: it builds into ``registry-<version>/``.
+REGISTRY_VERSION = "v3.1.2"
+
 #: ``github.com/restic/restic`` release: the benchmark's main peer (bench/bench_engine.py), built
 #: on first use by ``testenv.build.ensure_restic`` into ``restic-<version>/``. Not in
 #: :func:`cache_key` and not part of ``python -m testenv build``: CI does not need it.

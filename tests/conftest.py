@@ -1,4 +1,9 @@
-"""Fixtures shared by every test folder: the local S3 server (tests.support) and
+"""Fixtures shared by every test folder: the local S3 server and OCI registry (tests.support) and
 the local Kubernetes control plane (testenv)."""
 
-pytest_plugins = ["tests.support.s3_fixtures", "testenv.pytest_plugin", "tests.support.k8s_fixtures"]
+pytest_plugins = [
+    "tests.support.s3_fixtures",
+    "tests.support.registry_fixtures",
+    "testenv.pytest_plugin",
+    "tests.support.k8s_fixtures",
+]

@@ -307,6 +307,23 @@ def test_existing_secrets(helm_binary: Path, tmp_path: Path) -> None:
     assert pair_args(r.args("manifests"), "--exclude-resource") == ["secrets"]
 
 
+def test_oci_registry(helm_binary: Path, tmp_path: Path) -> None:
+    """The registry's credentials as S3's are given: a Secret (a Docker config) in every pod."""
+    r = render_set(helm_binary, tmp_path, "oci-registry")
+    assert not r.of_kind("Secret")
+    for component in r.workloads():
+        env = r.env(component)
+        assert env["KUBEKEEP_REPOSITORY"]["value"] == "oci://registry.example.com/backups/cluster-a"
+        assert env["DOCKER_CONFIG"]["value"] == "/etc/kubekeep/docker"
+        assert env["KUBEKEEP_REGISTRY_CA"]["value"] == "/etc/kubekeep/ca/ca.crt"
+        assert "KUBEKEEP_INSECURE_REGISTRY" not in env and "AWS_ACCESS_KEY_ID" not in env
+        volumes = {v["name"]: v for v in r.pod_spec(component)["volumes"]}
+        assert volumes["docker-config"]["secret"]["secretName"] == "kubekeep-registry"
+        assert volumes["docker-config"]["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+        mounts = {m["name"]: m for c in r.pod_spec(component)["containers"] for m in c.get("volumeMounts", [])}
+        assert mounts["docker-config"]["mountPath"] == "/etc/kubekeep/docker" and mounts["docker-config"]["readOnly"]
+
+
 @pytest.mark.parametrize("value_set", ["etcd-hostpath", "etcd-secret"])
 def test_etcd(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     r = render_set(helm_binary, tmp_path, value_set)

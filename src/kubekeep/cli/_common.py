@@ -35,6 +35,7 @@ class Settings:
     json: bool = False
     quiet: bool = False
     s3: dict[str, Any] = field(default_factory=dict)
+    oci: dict[str, Any] = field(default_factory=dict)
 
 
 def settings() -> Settings:
@@ -51,6 +52,8 @@ def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
             s = settings()
             if attr.startswith("s3."):
                 s.s3[attr[3:]] = value
+            elif attr.startswith("oci."):
+                s.oci[attr[4:]] = value
             else:
                 setattr(s, attr, value)
         return value
@@ -68,7 +71,7 @@ def global_options(f: F) -> F:
             show_envvar=True,
             expose_value=False,
             callback=_store("repo"),
-            help="api.Repository: a path, fs:PATH or s3://BUCKET/PREFIX.",
+            help="api.Repository: a path, fs:PATH, s3://BUCKET/PREFIX or oci://REGISTRY/REPOSITORY.",
         ),
         click.option(
             "--password-file",
@@ -118,6 +121,22 @@ def global_options(f: F) -> F:
             help="S3 endpoint URL (for S3-compatible servers).",
         ),
         click.option("--s3-region", expose_value=False, callback=_store("s3.region"), help="S3 region."),
+        click.option(
+            "--registry-ca",
+            envvar="KUBEKEEP_REGISTRY_CA",
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_store("oci.ca_file"),
+            help="CA bundle that signed an oci:// registry's certificate.",
+        ),
+        click.option(
+            "--insecure-registry",
+            is_flag=True,
+            envvar="KUBEKEEP_INSECURE_REGISTRY",
+            expose_value=False,
+            callback=_store("oci.insecure"),
+            help="Reach an oci:// registry over plain HTTP (no TLS).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -165,7 +184,8 @@ def repository_options(location: str | None = None, pw: str | None = None) -> ap
         raise errors.UsageError("no repository given: use -r/--repo or KUBEKEEP_REPOSITORY")
     # S3 settings (often from the environment) apply only to S3 locations: a local repository
     # must stay usable with KUBEKEEP_S3_ENDPOINT set, e.g. as the other side of ``copy``
-    backend_options = dict(s.s3) if loc.startswith("s3://") else {}
+    # (and registry settings only to registry locations)
+    backend_options = dict(s.s3) if loc.startswith("s3://") else dict(s.oci) if loc.startswith("oci://") else {}
     return api.RepositoryOptions(
         location=loc,
         password=pw if pw is not None else password(),

@@ -29,6 +29,8 @@ def prune_and_report(repo: api.Repository, *, max_unused: float, dry_run: bool) 
         f"keep {report.packs_kept}; {report.blobs_removed} unused blob(s); "
         f"{prefix}free {human_size(report.bytes_freed)}"
     )
+    if report.reclaimed_later and report.bytes_freed and not dry_run:
+        info(f"{human_size(report.bytes_freed)} to reclaim: {report.reclaimed_later}")
     if report.objects_locked:
         until = f" until {report.locked_until}" if report.locked_until else ""
         info(f"{report.objects_locked} object(s) still locked{until}, left for a later prune")

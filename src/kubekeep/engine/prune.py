@@ -49,6 +49,9 @@ class PruneReport:
     #: the latest of those dates, when known
     locked_until: str | None = None
     refusals: list[str] = field(default_factory=list)
+    #: where the storage frees deleted objects' space only later (an OCI registry's garbage
+    #: collection), what it says about that: ``bytes_freed`` is then what it will reclaim
+    reclaimed_later: str | None = None
 
     def locked(self, until: dt.datetime | None) -> None:
         self.objects_locked += 1
@@ -93,7 +96,7 @@ def used_blobs(repo: Repository) -> set[bytes]:
 def run_prune(
     repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
 ) -> PruneReport:
-    report = PruneReport(dry_run=dry_run)
+    report = PruneReport(dry_run=dry_run, reclaimed_later=getattr(repo.backend, "deferred_reclaim", None))
     say = progress or (lambda _msg: None)
     index = repo.reload_index()
     old_index_files = repo.index_files()

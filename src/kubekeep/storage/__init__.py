@@ -11,12 +11,13 @@ from kubekeep.storage.base import Backend, ObjectInfo
 
 __all__ = ["Backend", "ObjectInfo", "open_backend", "ACCEPTED_FORMS"]
 
-ACCEPTED_FORMS = "a directory path, fs:PATH, local:PATH or s3://BUCKET[/PREFIX]"
+ACCEPTED_FORMS = "a directory path, fs:PATH, local:PATH, s3://BUCKET[/PREFIX] or oci://REGISTRY/REPOSITORY"
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 #: restic-style location prefixes that kubekeep does not (yet) support
 _OTHER_SCHEMES = ("sftp:", "rest:", "gs:", "azure:", "b2:", "swift:", "rclone:", "s3:")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REGISTRY_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 def _bad(location: str, why: str = "unsupported repository location") -> UsageError:
@@ -28,7 +29,8 @@ def open_backend(location: str, **options: Any) -> Backend:
 
     ``PATH``, ``fs:PATH`` and ``local:PATH`` give a ``LocalBackend``;
     ``s3://BUCKET[/PREFIX]`` gives an ``S3Backend`` configured by ``options``
-    (``endpoint_url``, ``region``, ``access_key``, ...). Options set to None are ignored.
+    (``endpoint_url``, ``region``, ``access_key``, ...); ``oci://REGISTRY/REPOSITORY`` an
+    ``OciBackend`` (``insecure``, ``ca_file``, ...). Options set to None are ignored.
     Anything else raises ``UsageError``.
     """
     options = {k: v for k, v in options.items() if v is not None}
@@ -54,6 +56,9 @@ def open_backend(location: str, **options: Any) -> Backend:
             raise UsageError(f"option(s) {', '.join(unknown)} do not apply to {location!r}")
         return S3Backend(bucket, "/".join(parts), location=location, **options)
 
+    if location.startswith("oci://"):
+        return _open_oci(location, options)
+
     if _URL_SCHEME.match(location) or location.startswith(_OTHER_SCHEMES):
         raise _bad(location)
 
@@ -69,3 +74,21 @@ def open_backend(location: str, **options: Any) -> Backend:
     if options:
         raise UsageError(f"option(s) {', '.join(sorted(options))} do not apply to local repository {location!r}")
     return LocalBackend(path, location=location)
+
+
+def _open_oci(location: str, options: dict[str, Any]) -> Backend:
+    from kubekeep.storage.oci.backend import OciBackend, valid_repository
+
+    rest = location[len("oci://") :]
+    if any(c in rest for c in "?#@"):
+        raise _bad(location, "query strings, fragments and user names are not supported in")
+    registry, _, repository = rest.partition("/")
+    if not registry or not _REGISTRY_HOST.match(registry):
+        raise _bad(location, "missing or invalid registry host in")
+    repository = repository.strip("/")
+    if not repository or not valid_repository(repository):
+        raise _bad(location, "missing or invalid repository name (lowercase letters, digits, . _ - and /) in")
+    accepted = set(inspect.signature(OciBackend).parameters) - {"registry", "repository", "location"}
+    if unknown := sorted(set(options) - accepted):
+        raise UsageError(f"option(s) {', '.join(unknown)} do not apply to {location!r}")
+    return OciBackend(registry, repository, location=location, **options)

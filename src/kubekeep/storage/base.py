@@ -72,6 +72,9 @@ class Backend(abc.ABC):
     #: how many ``store`` calls of large objects a writer should keep going at once: enough to
     #: hide a network's latency, few enough that the objects held meanwhile stay small
     parallel_stores: int = 4
+    #: None where a deletion frees its space at once; else one sentence on when the space
+    #: comes back (a registry's garbage collection), which ``prune`` reports
+    deferred_reclaim: str | None = None
 
     @abc.abstractmethod
     def create(self) -> None:
@@ -132,6 +135,7 @@ class WrappingBackend(Backend):
         self.inner = inner
         self.location = inner.location
         self.parallel_stores = inner.parallel_stores
+        self.deferred_reclaim = inner.deferred_reclaim
 
     def create(self) -> None:
         self.inner.create()

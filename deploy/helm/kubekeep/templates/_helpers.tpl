@@ -74,8 +74,8 @@ ServiceAccounts, one per set of permissions:
 {{- end -}}
 
 {{- define "kubekeep.repository" -}}
-{{- $location := required "repository.location is required: s3://BUCKET/PREFIX or a path on repository.pvc" .Values.repository.location -}}
-{{- if and (not (hasPrefix "s3://" $location)) (not .Values.repository.pvc.claimName) -}}
+{{- $location := required "repository.location is required: s3://BUCKET/PREFIX, oci://REGISTRY/REPOSITORY or a path on repository.pvc" .Values.repository.location -}}
+{{- if and (not (hasPrefix "s3://" $location)) (not (hasPrefix "oci://" $location)) (not .Values.repository.pvc.claimName) -}}
 {{- fail "repository.location is a path: give repository.pvc.claimName, the claim it is on (a pod's own files do not last)" -}}
 {{- end -}}
 {{- $location -}}
@@ -125,6 +125,16 @@ ServiceAccounts, one per set of permissions:
   value: /etc/kubekeep/ca/ca.crt
 - name: SSL_CERT_FILE
   value: /etc/kubekeep/ca/ca.crt
+- name: KUBEKEEP_REGISTRY_CA
+  value: /etc/kubekeep/ca/ca.crt
+{{- end }}
+{{- if .Values.repository.oci.dockerConfig.existingSecret }}
+- name: DOCKER_CONFIG
+  value: /etc/kubekeep/docker
+{{- end }}
+{{- if .Values.repository.oci.insecure }}
+- name: KUBEKEEP_INSECURE_REGISTRY
+  value: "1"
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
@@ -142,6 +152,11 @@ ServiceAccounts, one per set of permissions:
 {{- if or .Values.repository.ca.secretName .Values.repository.ca.configMapName }}
 - name: ca
   mountPath: /etc/kubekeep/ca
+  readOnly: true
+{{- end }}
+{{- if .Values.repository.oci.dockerConfig.existingSecret }}
+- name: docker-config
+  mountPath: /etc/kubekeep/docker
   readOnly: true
 {{- end }}
 {{- if .Values.repository.pvc.claimName }}
@@ -186,6 +201,17 @@ ServiceAccounts, one per set of permissions:
     items:
       - key: {{ $v.repository.ca.key }}
         path: ca.crt
+{{- end }}
+{{- with $v.repository.oci.dockerConfig }}
+{{- if .existingSecret }}
+- name: docker-config
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .key }}
+        path: config.json
+{{- end }}
 {{- end }}
 {{- if $v.repository.pvc.claimName }}
 - name: repository
