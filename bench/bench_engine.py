@@ -118,6 +118,11 @@ class Kubekeep(Tool):
             [sys.executable, "-m", "kubekeep.cli.main", "restore", "-q", "latest", "--to", str(self.out)], env=self.env
         )
 
+    def opening(self) -> Run:
+        """What every command pays before its work: interpreter, imports, Argon2id, the
+        snapshot files (``snapshots``: it opens the repository and lists, nothing else)."""
+        return run([sys.executable, "-m", "kubekeep.cli.main", "snapshots", "-q"], env=self.env)
+
 
 class Restic(Tool):
     name = "restic 0.14"  # Debian's package, the second row
@@ -357,6 +362,8 @@ def main() -> None:
     for t in tools:
         if restores[t.name]:
             results[t.name]["restore"] = median_run(restores[t.name])
+    kubekeep_tool = next(t for t in tools if isinstance(t, Kubekeep))
+    results["kubekeep"]["opening"] = median_run([kubekeep_tool.opening() for _ in range(max(3, args.reps))])
 
     def cell(name: str, key: str) -> str:
         r = results.get(name, {}).get(key)
@@ -409,6 +416,16 @@ def main() -> None:
     for label, value, ok in checks:
         print(f"  {label}: {value:.2f} {'ok' if ok(value) else 'MISSED'}" if value is not None else f"  {label}: n/a")
     print(f"  kubekeep peak RSS (<= 150 MB): {peak:.0f} MB {'ok' if peak <= 150 else 'MISSED'}")
+    opening, tar = k["opening"], results.get("tar|zstd -1", {})
+    assert isinstance(opening, Run)
+    print(
+        f"\nkubekeep's fixed cost per run (`snapshots`: interpreter, imports, Argon2id; median): {opening.seconds:.2f} s"
+    )
+    for key, label in (("first", "first backup"), ("restore", "restore")):
+        mine, theirs = k.get(key), tar.get(key)
+        if isinstance(mine, Run) and isinstance(theirs, Run):
+            rest = mine.seconds - opening.seconds
+            print(f"  {label} without it: {rest:.2f} s, {rest / theirs.seconds:.2f}x tar|zstd's {theirs.seconds:.2f} s")
     for name in results:
         if name == "borg":
             print(f"  first backup, borg / kubekeep: {ratio('borg', 'first'):.2f}")
