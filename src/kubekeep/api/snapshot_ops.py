@@ -4,31 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubekeep import connectors, errors
-from kubekeep.api import cluster_restore as _cluster_restore
 from kubekeep.api.backups import _recording
-from kubekeep.api.cluster_restore import ClusterProgressCallback
 from kubekeep.api.refs import split_ref
-from kubekeep.api.selecting import all_of as _all_of
-from kubekeep.api.selecting import select_objects as _select_objects
 from kubekeep.connectors import DestinationOptions
 from kubekeep.connectors.k8s.options import ManifestsDestinationOptions
-from kubekeep.engine import drills, objectlock, runs
-from kubekeep.engine import repair as _repair
-from kubekeep.engine.check import CheckReport, DataSubset, run_check
-from kubekeep.engine.diff import Change, diff_trees
+from kubekeep.engine import objectlock, runs
 from kubekeep.engine.entries import Exporter, SnapshotKind
-from kubekeep.engine.objectlock import ExtendReport
-from kubekeep.engine.prune import PruneReport, run_prune
-from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.restore import NodeFilter, RestoreStats, run_restore
-from kubekeep.engine.retention import Decision, Policy, apply_policy, group_key
 from kubekeep.engine.snapshot import DamagedSnapshot, Snapshot
-from kubekeep.engine.snapshot_copy import run_copy
 from kubekeep.engine.tree import Node
-from kubekeep.manifests.selection import ObjectSelector
+
+# what only some operations need is imported by them: a restore of files (the common command,
+# whose start-up counts: bench/README.md, issue 16) imports neither checks, repairs, drills nor
+# the manifests selectors and their YAML
+if TYPE_CHECKING:
+    from kubekeep.api.cluster_restore import ClusterProgressCallback
+    from kubekeep.engine.check import CheckReport, DataSubset
+    from kubekeep.engine.diff import Change
+    from kubekeep.engine.objectlock import ExtendReport
+    from kubekeep.engine.prune import PruneReport
+    from kubekeep.engine.repair import IndexRepairReport, SnapshotsRepairReport
+    from kubekeep.engine.retention import Decision, Policy
+    from kubekeep.manifests.selection import ObjectSelector
 
 
 def find_snapshot(repo: Repository, ref: str) -> Snapshot:
@@ -79,7 +80,9 @@ def restore(
         snap = repo.find_snapshot(snap_ref)
         exporter = _exporter(snap, destination, options)
         if snap.kind == SnapshotKind.MANIFESTS:
-            include = _all_of(include, _select_objects(repo, snap, path, select))
+            from kubekeep.api.selecting import all_of, select_objects
+
+            include = all_of(include, select_objects(repo, snap, path, select))
         elif select is not None and not select.empty():
             raise errors.UsageError(
                 f"snapshot {snap.short_id} is a {snap.kind} snapshot: object selection "
@@ -87,6 +90,8 @@ def restore(
             )
         with exporter:
             if snap.kind == SnapshotKind.MANIFESTS and connectors.scheme_of(destination) == "k8s":
+                from kubekeep.api import cluster_restore as _cluster_restore
+
                 if not isinstance(options, ManifestsDestinationOptions):
                     options = ManifestsDestinationOptions()
                 if _cluster_restore.wanted(repo, snap, path, options):
@@ -169,6 +174,8 @@ def diff(repo: Repository, ref_a: str, ref_b: str, *, path: str = "", metadata: 
     prefix = path.strip("/")
     tree_a = _subtree(repo, a, prefix)
     tree_b = _subtree(repo, b, prefix)
+    from kubekeep.engine.diff import diff_trees
+
     return list(diff_trees(repo, tree_a, repo, tree_b, prefix, metadata=metadata))
 
 
@@ -195,6 +202,8 @@ def check(
     """Verify the repository's structure; with ``read_data`` every pack's data, with ``subset``
     a part of the packs' data (``DataSubset.parse("2/5")``, ``DataSubset.parse("10%")``).
     ``record`` leaves a run record."""
+    from kubekeep.engine.check import run_check
+
     run = runs.RunRecord("check")
     with _recording(repo, run, record):
         with repo.lock():
@@ -262,6 +271,8 @@ def _forget(
     tags: Iterable[str],
     dry_run: bool,
 ) -> ForgetReport:
+    from kubekeep.engine.retention import Decision, apply_policy, group_key
+
     if not ids and (policy is None or policy.empty()):
         raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
     with repo.lock(exclusive=True):
@@ -333,6 +344,9 @@ def _prune(repo: Repository, max_unused: float, dry_run: bool, progress: Callabl
                 f"{len(repo.damaged_index_files)} index file(s) are damaged; run 'kubekeep repair index' "
                 "before pruning (nothing was deleted)"
             )
+        from kubekeep.engine import drills
+        from kubekeep.engine.prune import run_prune
+
         report = run_prune(repo, max_unused=max_unused, dry_run=dry_run, progress=progress)
         runs.prune(repo, dry_run=dry_run)
         drills.prune(repo, dry_run=dry_run)
@@ -343,8 +357,10 @@ def repair_index(
     repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
 ) -> IndexRepairReport:
     """Rebuild the index from the packs' headers: new index files first, then the old ones go."""
+    from kubekeep.engine import repair
+
     with repo.lock(exclusive=True):
-        return _repair.repair_index(repo, dry_run=dry_run, progress=progress)
+        return repair.repair_index(repo, dry_run=dry_run, progress=progress)
 
 
 def repair_snapshots(
@@ -357,10 +373,12 @@ def repair_snapshots(
 ) -> SnapshotsRepairReport:
     """Rewrite the snapshots ``refs`` (default: all) whose trees name data that is gone, dropping
     only that; ``forget`` removes the originals of repaired snapshots."""
+    from kubekeep.engine import repair
+
     refs = list(refs)
     with repo.lock(exclusive=True):
         snaps = [repo.find_snapshot(r) for r in refs] if refs else None
-        return _repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
+        return repair.repair_snapshots(repo, snaps, forget=forget, dry_run=dry_run, progress=progress)
 
 
 def copy(
@@ -369,4 +387,6 @@ def copy(
     refs = list(refs)
     with src.lock(), dst.lock():
         snaps = [src.find_snapshot(r) for r in refs] if refs else src.snapshots(skip_damaged=True)
+        from kubekeep.engine.snapshot_copy import run_copy
+
         return run_copy(src, dst, snaps, progress=progress)

@@ -155,27 +155,43 @@ def command(
     if data.given() and scheme != "k8s":
         raise errors.UsageError("--no-volumes, --volumes-from and --volume-parallel apply to restores into k8s://")
     destination_options = volume.options(context=context, kubeconfig=kubeconfig) if scheme == "pvc" else None
-    manifests_options = api.ManifestsDestinationOptions(
-        context=context if scheme != "pvc" else None,
-        kubeconfig=kubeconfig if scheme != "pvc" else None,
-        existing=existing or "skip",
-        dry_run=dry_run,
-        restore_status=restore_status,
-        keep_managed_fields=keep_managed_fields,
-        namespace_map=api.parse_namespace_map(namespace_map),
-        api_version_map=api.parse_api_version_map(api_version_map),
-        concurrency=concurrency,
-        raw=raw,
-        destination=destination_options,
-        volumes=data.options(volume, context=context, kubeconfig=kubeconfig) if scheme == "k8s" else None,
-        transforms=api.load_transforms(storage_class_map=storage_class_map, image_map=image_map, files=transform_files),
-    )
     # a manifests snapshot, or a restore into a cluster, takes the manifests options; any other
-    # restore its destination's own
+    # restore its destination's own. Without one of their flags they are all defaults and are not
+    # built (nor is an empty selector): they import YAML and JSON Patch, 35 ms of every restore
     options: api.DestinationOptions | None = destination_options
-    if scheme == "k8s" or manifests_options.given() or raw:
-        options = manifests_options
-    select = api.ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
+    flagged = (namespace_map, api_version_map, storage_class_map, image_map, transform_files, existing)
+    if (
+        scheme == "k8s"
+        or raw
+        or any(flagged)
+        or dry_run
+        or restore_status
+        or keep_managed_fields
+        or concurrency is not None
+        or (scheme != "pvc" and (context or kubeconfig))
+    ):
+        manifests_options = api.ManifestsDestinationOptions(
+            context=context if scheme != "pvc" else None,
+            kubeconfig=kubeconfig if scheme != "pvc" else None,
+            existing=existing or "skip",
+            dry_run=dry_run,
+            restore_status=restore_status,
+            keep_managed_fields=keep_managed_fields,
+            namespace_map=api.parse_namespace_map(namespace_map),
+            api_version_map=api.parse_api_version_map(api_version_map),
+            concurrency=concurrency,
+            raw=raw,
+            destination=destination_options,
+            volumes=data.options(volume, context=context, kubeconfig=kubeconfig) if scheme == "k8s" else None,
+            transforms=api.load_transforms(
+                storage_class_map=storage_class_map, image_map=image_map, files=transform_files
+            ),
+        )
+        if scheme == "k8s" or manifests_options.given() or raw:
+            options = manifests_options
+    select = None
+    if namespaces or kinds or names or selector:
+        select = api.ObjectSelector.build(namespaces=namespaces, kinds=kinds, names=names, selector=selector)
     with RestoreProgress(enabled=scheme == "k8s" and show_progress()) as progress:
         stats = api.restore(
             repo,
@@ -183,7 +199,7 @@ def command(
             destination,
             include=_filter(includes, excludes),
             options=options,
-            select=None if select.empty() else select,
+            select=None if select is None or select.empty() else select,
             progress=progress.update,
         )
     claims = stats.claims if isinstance(stats, api.ClusterRestoreStats) else []
