@@ -64,6 +64,22 @@ def du(path: Path) -> int:
     return total
 
 
+def prepare_work(work: Path, scale: float, *, keep: bool = True) -> Path:
+    """The data set of ``scale`` in ``work`` (built unless ``keep`` finds it there), and nothing
+    else: what earlier runs left in ``work`` is removed. Returns the data set's directory."""
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"data-{scale}"
+    if not keep and data.exists():
+        shutil.rmtree(data)
+    if not data.exists():
+        print(f"building data set (scale {scale}) in {data} ...", flush=True)
+        subprocess.run([sys.executable, str(DATASET), str(data), "--scale", str(scale)], check=True)
+    for p in work.iterdir():
+        if p != data and not p.name.startswith("data-"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return data
+
+
 def same_tree(a: Path, b: Path) -> bool:
     return subprocess.run(["diff", "-r", "-q", str(a), str(b)], capture_output=True).returncode == 0
 
@@ -285,15 +301,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     work: Path = args.work
-    data = work / f"data-{args.scale}"
-    if not args.keep and data.exists():
-        shutil.rmtree(data)
-    if not data.exists():
-        print(f"building data set (scale {args.scale}) in {data} ...", flush=True)
-        subprocess.run([sys.executable, str(DATASET), str(data), "--scale", str(args.scale)], check=True)
-    for p in work.iterdir():
-        if p != data and not p.name.startswith("data-"):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    data = prepare_work(work, args.scale, keep=args.keep)
     if args.profile_rebackup:
         profile_rebackup(work, data)
         return

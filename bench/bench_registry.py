@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from bench.bench_engine import DATASET, PASSWORD, Run, du, median_run, run, same_tree
+from bench.bench_engine import PASSWORD, Run, du, median_run, prepare_work, run, same_tree
 from tests.support.registry import running_registry
 from tests.support.s3server import running_s3_server, s3_client
 
@@ -68,13 +68,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="also the registry over plain HTTP, and with htpasswd")
     args = ap.parse_args()
     work: Path = args.work
-    data = work / f"data-{args.scale}"
-    if not data.exists():
-        print(f"building data set (scale {args.scale}) in {data} ...", flush=True)
-        subprocess.run([sys.executable, str(DATASET), str(data), "--scale", str(args.scale)], check=True)
-    for p in work.iterdir():
-        if p != data and not p.name.startswith("data-"):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    data = prepare_work(work, args.scale)
     print(f"data set: {du(data) / 1e6:.0f} MB", flush=True)
     base = {
         "KUBEKEEP_PASSWORD": PASSWORD,
