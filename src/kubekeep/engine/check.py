@@ -223,13 +223,12 @@ def _read_packs(
                 problems.append(
                     f"pack {pack_id.hex()[:16]}: blob {e.id.hex()[:16]} is in the index but not in the pack header"
                 )
-        for run in repo.plaintext_runs(expected):
-            for e, plain in zip(run, repo.decode_blobs(data, run), strict=True):
-                if isinstance(plain, errors.IntegrityError):
-                    kind = "data" if e.type == DATA else "tree"
-                    problems.append(f"pack {pack_id.hex()[:16]}: {kind} {plain}")
-                else:
-                    blobs += 1
+        for e, plain in repo.decoded(data, expected):
+            if isinstance(plain, errors.IntegrityError):
+                kind = "data" if e.type == DATA else "tree"
+                problems.append(f"pack {pack_id.hex()[:16]}: {kind} {plain}")
+            else:
+                blobs += 1
         return problems, blobs
 
     with ThreadPoolExecutor(PACKS_READ_AT_ONCE) as pool:

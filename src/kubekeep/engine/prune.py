@@ -96,7 +96,7 @@ def used_blobs(repo: Repository) -> set[bytes]:
 def run_prune(
     repo: Repository, *, max_unused: float = 0.1, dry_run: bool = False, progress: Callable[[str], None] | None = None
 ) -> PruneReport:
-    report = PruneReport(dry_run=dry_run, reclaimed_later=getattr(repo.backend, "deferred_reclaim", None))
+    report = PruneReport(dry_run=dry_run, reclaimed_later=repo.backend.deferred_reclaim)
     say = progress or (lambda _msg: None)
     index = repo.reload_index()
     old_index_files = repo.index_files()
@@ -148,11 +148,10 @@ def run_prune(
         with BlobWriter(repo, index=kept_index) as writer:
             for pack_id, live in repack.items():
                 data = repo.backend.load(pack_name(pack_id))
-                for run in repo.plaintext_runs(live):
-                    for e, plain in zip(run, repo.decode_blobs(data, run), strict=True):
-                        if isinstance(plain, errors.IntegrityError):
-                            raise plain
-                        writer.save(e.type, plain, e.id)
+                for e, plain in repo.decoded(data, live):
+                    if isinstance(plain, errors.IntegrityError):
+                        raise plain
+                    writer.save(e.type, plain, e.id)
             writer.flush()
             new_index_files.update(writer.index_files)
             report.bytes_freed -= writer.stats.bytes_stored

@@ -517,20 +517,21 @@ class Repository:
             for e, plain in zip(entries, opened, strict=True)
         ]
 
-    @staticmethod
-    def plaintext_runs(entries: list[BlobEntry], limit: int = DECODE_RUN) -> Iterator[list[BlobEntry]]:
-        """``entries`` in runs of at most ``limit`` plaintext bytes (or one blob): what one
-        :meth:`decode_blobs` call holds decoded at once."""
+    def decoded(
+        self, data: bytes | memoryview, entries: list[BlobEntry], limit: int = DECODE_RUN
+    ) -> Iterator[tuple[BlobEntry, bytes | errors.IntegrityError]]:
+        """Each of ``entries`` with what :meth:`decode_blobs` makes of it, decoded in runs of at
+        most ``limit`` plaintext bytes (or one blob): what one call holds decoded at once."""
         run: list[BlobEntry] = []
         size = 0
         for e in entries:
             if run and size + e.raw_length > limit:
-                yield run
+                yield from zip(run, self.decode_blobs(data, run), strict=True)
                 run, size = [], 0
             run.append(e)
             size += e.raw_length
         if run:
-            yield run
+            yield from zip(run, self.decode_blobs(data, run), strict=True)
 
     def load_tree(self, tree_id: bytes) -> list[Node]:
         with self._tree_cache_lock:
@@ -732,8 +733,8 @@ class Repository:
                 at = locs[k]
                 assert at is not None
                 entries.append(BlobEntry(DATA, blob_ids[k], at.offset - start, at.length, at.raw_length))
-            for run in self.plaintext_runs(entries, STREAM_RUN):
-                yield from self.decode_blobs(span, run)
+            for _, plain in self.decoded(span, entries, STREAM_RUN):
+                yield plain
             i = j
 
     def lock(self, *, exclusive: bool = False) -> RepositoryLock:
