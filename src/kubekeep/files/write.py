@@ -186,20 +186,8 @@ class FsExporter(Exporter):
                     out[i] = exc
                     continue
                 held.append(parent)
-                mode = self._mode(entry, 0o600)
-                plain = mode == mode & 0o777 & ~self._umask
                 owner = (entry.uid, entry.gid) if self.owners else (-1, -1)
-                jobs.append(
-                    (
-                        pfd,
-                        os.fsencode(name),
-                        mode if plain else 0o600,
-                        -1 if plain else mode,
-                        *owner,
-                        entry.mtime_ns,
-                        data,
-                    )
-                )
+                jobs.append((pfd, os.fsencode(name), *self._new_file_modes(entry), *owner, entry.mtime_ns, data))
                 placed.append((i, pfd, name))
             for (i, pfd, name), (stage, code) in zip(placed, compiled.write_files(jobs), strict=True):
                 entry, data = items[i]
@@ -219,21 +207,25 @@ class FsExporter(Exporter):
                 self._release(parent)
         return out
 
-    def _write(self, pfd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
+    def _new_file_modes(self, entry: Entry) -> tuple[int, int]:
+        """``(mode a new file is created with, mode set after its owner, or -1)``: a new file
+        gets its final permission bits at once when the umask keeps them (one system call less
+        per file); special bits are set after chown, which clears them."""
         mode = self._mode(entry, 0o600)
-        # a new file is created with its final permission bits when the umask keeps them (one
-        # system call less per file); special bits are set after chown, which clears them
-        plain = mode == mode & 0o777 & ~self._umask
+        return (mode, -1) if mode == mode & 0o777 & ~self._umask else (0o600, mode)
+
+    def _write(self, pfd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
+        create, later = self._new_file_modes(entry)
         written = name
         try:
-            fd = os.open(name, _NEW_FILE, mode if plain else 0o600, dir_fd=pfd)
+            fd = os.open(name, _NEW_FILE, create, dir_fd=pfd)
         except FileExistsError:
             try:
                 in_the_way = stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode)
                 if not in_the_way:
                     written = f".{name[:40]}.kubekeep-{secrets.token_hex(8)}"
                     fd = os.open(written, _NEW_FILE, 0o600, dir_fd=pfd)
-                    plain = False
+                    later = self._mode(entry, 0o600)
             except OSError as exc:
                 raise errors.EntryFailed(f"{_printable(entry.path)}: cannot write: {exc.strerror}") from None
             if in_the_way:
@@ -247,8 +239,8 @@ class FsExporter(Exporter):
                 _write_sparse(fd, data)
                 if self.owners:
                     self._chown(fd, entry)
-                if not plain:
-                    os.fchmod(fd, mode)
+                if later >= 0:
+                    os.fchmod(fd, later)
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
