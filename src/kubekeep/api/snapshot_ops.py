@@ -271,7 +271,7 @@ def _forget(
     tags: Iterable[str],
     dry_run: bool,
 ) -> ForgetReport:
-    from kubekeep.engine.retention import Decision, apply_policy, group_key
+    from kubekeep.engine.retention import Decision, apply_policy, attached_decisions, group_key
 
     if not ids and (policy is None or policy.empty()):
         raise errors.UsageError("nothing to forget: give snapshot ids or a --keep-* policy")
@@ -289,13 +289,31 @@ def _forget(
                     report.damaged_removed.append(
                         DamagedSnapshot(name, str(exc).removeprefix(f"snapshot {name[:8]}: "))
                     )
+            # a named chain start takes the snapshots attached to it along
+            named = {d.snapshot.id for d in report.decisions}
+            chains = {d.snapshot.chain for d in report.decisions if d.snapshot.chain}
+            if chains:
+                report.decisions.extend(
+                    Decision(s, False, ["with its chain"])
+                    for s in repo.snapshots(skip_damaged=True)
+                    if s.extends in chains and s.id not in named
+                )
         else:
             assert policy is not None
             groups: dict[tuple[str, ...], list[Snapshot]] = {}
-            for snap in snapshots(repo, tags=tags):
-                groups.setdefault(group_key(snap, group_by), []).append(snap)
+            every = snapshots(repo)
+            starters = {s.chain for s in every if s.chain}
+            wanted = set(tags)
+            chosen = [s for s in every if wanted <= set(s.tags)]
+            for snap in chosen:
+                if snap.extends is None:
+                    groups.setdefault(group_key(snap, group_by), []).append(snap)
             for group in groups.values():
                 report.decisions.extend(apply_policy(group, policy))
+            # attached snapshots follow their chain; with a tag filter, only chains judged here
+            judged = {d.snapshot.chain for d in report.decisions if d.snapshot.chain}
+            attached = [s for s in every if s.extends is not None and (not wanted or s.extends in judged)]
+            report.decisions.extend(attached_decisions(report.decisions, attached, starters))
             report.damaged_kept = list(repo.damaged_snapshots.values())
         if not dry_run:
             doomed = [d.snapshot.id for d in report.decisions if not d.keep]

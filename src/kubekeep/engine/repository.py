@@ -466,6 +466,18 @@ class Repository:
                 self._index = None
                 self._headers_read = False
 
+    def refresh_index(self) -> bool:
+        """Reload the index when a file it was built from is gone (a prune ran since): a
+        long-running writer calls this under its lock before each write, so that it never
+        takes a pruned blob for stored. True when it reloaded."""
+        if self._index is None:
+            return False
+        names = {o.name for o in self.backend.list("index/")}
+        if self._index_files <= names:
+            return False
+        self.reload_index()
+        return True
+
     def reload_index(self) -> Index:
         with self._index_lock:
             self._index = self._load_index()

@@ -5,6 +5,11 @@ snapshot is kept if it is among the ``last`` N, or is the newest of its hour/day
 while that bucket's count lasts (a negative count is unlimited; the group's oldest snapshot is
 kept too while a count is left), or carries a ``keep_tags`` tag, or is less than ``within`` older
 than the group's newest snapshot. Everything else is removed.
+
+A snapshot attached to a chain (``Snapshot.extends``, e.g. an etcd delta segment) is not
+judged by the policy: it is kept while a kept snapshot starts its chain (``Snapshot.chain``),
+and kept when no snapshot in the repository starts it (a policy never removes what it cannot
+place).
 """
 
 from __future__ import annotations
@@ -99,3 +104,19 @@ def group_key(snap: Snapshot, group_by: tuple[str, ...]) -> tuple[str, ...]:
         elif g == "kind":
             parts.append(snap.kind)
     return tuple(parts)
+
+
+def attached_decisions(judged: list[Decision], attached: list[Snapshot], starters: set[str]) -> list[Decision]:
+    """Decide for attached snapshots from the decisions on the others: kept with the snapshot
+    that starts their chain, removed with it. ``starters``: every chain key that some snapshot
+    in the repository starts (judged or not)."""
+    kept_chains = {d.snapshot.chain for d in judged if d.keep and d.snapshot.chain}
+    out = []
+    for snap in attached:
+        if snap.extends in kept_chains:
+            out.append(Decision(snap, True, ["with its chain"]))
+        elif snap.extends not in starters:
+            out.append(Decision(snap, True, ["chain start missing"]))
+        else:
+            out.append(Decision(snap, False, []))
+    return out

@@ -34,6 +34,11 @@ class Snapshot:
     warnings: list[str] = field(default_factory=list)
     program_version: str = ""
     original: str | None = None  # id in the repository this was copied from
+    #: a key naming the chain this snapshot starts (e.g. an etcd full snapshot), and the chain an
+    #: attached snapshot extends (e.g. an etcd delta segment): retention keeps and removes an
+    #: attached snapshot with the one starting its chain, never by itself (docs/format.md)
+    chain: str | None = None
+    extends: str | None = None
     id: str = ""  # set on load: the storage name (hash of the stored file)
 
     @property
@@ -55,6 +60,9 @@ class Snapshot:
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("id")
+        for optional in ("chain", "extends"):  # absent unless set: older bodies stay as they were
+            if d[optional] is None:
+                del d[optional]
         d["v"] = SNAPSHOT_VERSION
         return d
 
@@ -64,6 +72,9 @@ class Snapshot:
         d.pop("v", None)
         known = set(cls.__dataclass_fields__)
         snap = cls(**{k: v for k, v in d.items() if k in known and k != "id"})
+        for optional in ("chain", "extends"):
+            if not isinstance(getattr(snap, optional), str | None):
+                setattr(snap, optional, None)  # a hostile or damaged body: not a chain key
         snap.id = snap_id
         return snap
 

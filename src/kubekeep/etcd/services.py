@@ -27,6 +27,15 @@ class KV(Protocol):
     Range: grpc.UnaryUnaryMultiCallable[rpc_pb2.RangeRequest, rpc_pb2.RangeResponse]
     Put: grpc.UnaryUnaryMultiCallable[rpc_pb2.PutRequest, rpc_pb2.PutResponse]
     DeleteRange: grpc.UnaryUnaryMultiCallable[rpc_pb2.DeleteRangeRequest, rpc_pb2.DeleteRangeResponse]
+    Txn: grpc.UnaryUnaryMultiCallable[rpc_pb2.TxnRequest, rpc_pb2.TxnResponse]
+
+
+class Watch(Protocol):
+    Watch: grpc.StreamStreamMultiCallable[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
+
+
+class Lease(Protocol):
+    LeaseGrant: grpc.UnaryUnaryMultiCallable[rpc_pb2.LeaseGrantRequest, rpc_pb2.LeaseGrantResponse]
 
 
 def maintenance(channel: grpc.Channel) -> Maintenance:
@@ -39,3 +48,11 @@ def cluster(channel: grpc.Channel) -> Cluster:
 
 def kv(channel: grpc.Channel) -> KV:
     return rpc_pb2_grpc.KVStub(channel)
+
+
+def watch(channel: grpc.Channel) -> Watch:
+    return rpc_pb2_grpc.WatchStub(channel)
+
+
+def lease(channel: grpc.Channel) -> Lease:
+    return rpc_pb2_grpc.LeaseStub(channel)
