@@ -70,3 +70,26 @@ def parse_lock_period(text: str) -> dt.timedelta:
     if not re.fullmatch(r"(\d+[ywdhs])+", text):
         raise errors.UsageError(f"invalid Object Lock period {text!r} (use e.g. 30 or 30d, 12h, 1y, 5s)")
     return dt.timedelta(seconds=sum(int(n) * _LOCK_SECONDS[u] for n, u in re.findall(r"(\d+)([ywdhs])", text)))
+
+
+_SIZE_FACTORS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+_SIZE_FACTORS |= {"g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes: ``4096``, ``512KiB``, ``8MiB``, ``1GB`` (KiB/MiB/GiB binary, KB/MB/GB decimal)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    factor = _SIZE_FACTORS.get(m.group(2).lower()) if m else None
+    if m is None or factor is None:
+        raise errors.UsageError(f"bad size {text!r}: expected e.g. 512KiB, 8MiB or 1GiB")
+    return int(float(m.group(1)) * factor)
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """A point in time, ISO 8601: ``2026-12-06T14:00:00Z``, ``2026-12-06 14:00:00+01:00``, or
+    without a zone (local time, as ``date`` prints it)."""
+    try:
+        when = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise errors.UsageError(f"bad time {text!r}: expected ISO 8601, e.g. 2026-12-06T14:00:00Z") from None
+    return when if when.tzinfo is not None else when.astimezone()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from kubekeep.api.cluster import AGENT_HANDSHAKE_TIMEOUT, AGENT_LISTEN, CleanupReport, cleanup, serve_agent
     from kubekeep.api.cluster_restore import ClaimResult, ClusterRestoreProgress, ClusterRestoreStats
     from kubekeep.api.etcd import ETCD_SNAPSHOT_PATH, etcd_restore_dir, etcd_status
-    from kubekeep.api.etcd_follow import FollowOptions, etcd_follow
+    from kubekeep.api.etcd_following import FollowOptions, etcd_follow
     from kubekeep.api.etcd_replay import etcd_restore_point
     from kubekeep.api.etcd_timeline import RecoveryWindow, Timeline, recovery_windows, timelines
     from kubekeep.api.manifests import ObjectChange, diff_manifests, is_manifests, summary
@@ -173,8 +173,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "dump_object": ("kubekeep.manifests.serialization", "dump"),
     "etcd_restore_dir": ("kubekeep.api.etcd", "etcd_restore_dir"),
     "etcd_status": ("kubekeep.api.etcd", "etcd_status"),
-    "etcd_follow": ("kubekeep.api.etcd_follow", "etcd_follow"),
-    "FollowOptions": ("kubekeep.api.etcd_follow", "FollowOptions"),
+    "etcd_follow": ("kubekeep.api.etcd_following", "etcd_follow"),
+    "FollowOptions": ("kubekeep.api.etcd_following", "FollowOptions"),
     "etcd_restore_point": ("kubekeep.api.etcd_replay", "etcd_restore_point"),
     "RecoveryWindow": ("kubekeep.api.etcd_timeline", "RecoveryWindow"),
     "Timeline": ("kubekeep.api.etcd_timeline", "Timeline"),

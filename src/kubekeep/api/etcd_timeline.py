@@ -15,35 +15,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from kubekeep import errors
+from kubekeep.connectors.etcd_delta import DELTA_FORMAT, DeltaMeta
 from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot
 
 #: the snapshot kind of a delta segment
-DELTA_KIND = "etcd-delta"
-#: where a delta segment's file lives in its snapshot
-DELTA_PATH = "etcd/delta.kkes"
-#: the version of the ``etcd_delta`` metadata (docs/format.md)
-DELTA_FORMAT = 1
-
-
-class DeltaMeta(TypedDict):
-    """``Snapshot.metadata["etcd_delta"]`` of a delta segment (docs/format.md)."""
-
-    format: int
-    cluster_id: str
-    after_revision: int  # the segment holds the events of revisions after this one ...
-    upto_revision: int  # ... up to and including this one: all of them
-    since_ns: int  # the follower knew the store was at after_revision at this instant
-    until_ns: int  # and at upto_revision at this one (Unix ns)
-    events: int
-    #: a follow outage the segment closes: events caught up from etcd's history have no time
-    outage_from_ns: int | None
-    outage_until_ns: int | None
-    endpoint: str
+DELTA_KIND = SnapshotKind.ETCD_DELTA.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +163,9 @@ def delta_meta(snap: Snapshot) -> DeltaMeta | None:
     raw = snap.metadata.get("etcd_delta")
     if snap.kind != DELTA_KIND or not isinstance(raw, dict):
         return None
-    nums = {k: _int(raw.get(k)) for k in ("format", "after_revision", "upto_revision", "since_ns", "until_ns", "events")}
+    nums = {
+        k: _int(raw.get(k)) for k in ("format", "after_revision", "upto_revision", "since_ns", "until_ns", "events")
+    }
     outage = (raw.get("outage_from_ns"), raw.get("outage_until_ns"))
     if any(v is None for v in nums.values()) or not isinstance(raw.get("cluster_id"), str):
         return None

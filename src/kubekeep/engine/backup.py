@@ -231,7 +231,11 @@ def default_workers() -> int:
 
 def find_parent(repo: Repository, uri: str, host: str) -> Snapshot | None:
     """The latest snapshot of the same source, used to skip unchanged files."""
-    candidates = [s for s in repo.snapshots(skip_damaged=True) if s.uri == uri and s.source.get("host", "") == host]
+    candidates = [
+        s
+        for s in repo.snapshots(skip_damaged=True)
+        if s.uri == uri and s.source.get("host", "") == host and s.extends is None
+    ]
     return candidates[-1] if candidates else None
 
 
@@ -245,8 +249,11 @@ def run_backup(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    chain: str | None = None,
+    extends: str | None = None,
 ) -> Snapshot:
-    """Back up everything ``importer`` yields into a new snapshot and return it.
+    """Back up everything ``importer`` yields into a new snapshot and return it. ``chain`` and
+    ``extends`` are the snapshot's chain keys (:class:`Snapshot`).
 
     The caller holds a (shared) repository lock.
     """
@@ -281,6 +288,8 @@ def run_backup(
         metadata=metadata,
         warnings=list(importer.warnings()) + run.warnings,
         program_version=__version__,
+        chain=chain,
+        extends=extends,
     )
     stats.duration_s = round(time.monotonic() - started, 3)
     snap.stats = stats.to_dict()

@@ -34,6 +34,8 @@ class SnapshotKind(str, enum.Enum):
     FS = "fs"
     MANIFESTS = "manifests"
     ETCD = "etcd"
+    #: watch events between etcd full snapshots (``kubekeep etcd follow``)
+    ETCD_DELTA = "etcd-delta"
     VOLUME = "volume"
 
 

@@ -78,9 +78,7 @@ def decode(data: bytes, *, after: int, upto: int, what: str = "delta segment") -
         if event.type not in (PUT, DELETE) or not event.kv.key:
             raise IntegrityError(f"{what} has an event that is neither a put nor a delete of a key at revision {rev}")
         if rev < last or rev <= after or rev > upto:
-            raise IntegrityError(
-                f"{what} has revision {rev} out of order or outside its range {after + 1}..{upto}"
-            )
+            raise IntegrityError(f"{what} has revision {rev} out of order or outside its range {after + 1}..{upto}")
         if received_ns < 0:
             raise IntegrityError(f"{what} has a negative time at revision {rev}")
         last = rev
