@@ -416,5 +416,6 @@ def follow(
 
 
 def _log(line: str) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     print(f"{stamp} {line}", file=sys.stderr, flush=True)
