@@ -39,6 +39,9 @@ class FollowOptions:
     tags: tuple[str, ...] = ()
     run_for: float | None = None  # stop after this many seconds (None: until stopped)
     retry_max: float = 60.0  # the longest wait between attempts after a failure
+    #: while storage fails, hold at most this many bytes of events; beyond, let them go and
+    #: catch up from etcd's history once storage is back (or take a full snapshot)
+    max_held: int = 256 << 20
 
 
 @dataclass
@@ -114,13 +117,16 @@ class _Follower:
         self.log(f"watching etcd at {status.endpoint} (cluster {status.cluster_id}) from revision {after + 1}")
 
     def _receive(self, timeout: float) -> None:
+        if self.watcher is None:  # let go while storage failed: watch again from what is stored
+            self._open_watch(self.known_rev)
         assert self.watcher is not None
         batch = self.watcher.get(timeout)
         if batch is None:
             return
+        held = self.known_rev  # a batch holds whole revisions: compare with what came before it
         for ev in batch.events:
             rev = ev.kv.mod_revision
-            if rev <= self.known_rev:
+            if rev <= held:
                 continue  # already held (a watch reopened from an earlier revision)
             received = 0 if rev <= self.catch_up_to else batch.received_ns
             self.buffer.append(segment.Record(received, ev))
@@ -283,6 +289,19 @@ class _Follower:
                 exc = again
                 delay = min(self.opts.retry_max, delay * 2)
 
+    def _let_go(self) -> None:
+        """Drop the held events and the watch: they come back from etcd's history (or, when it
+        was compacted meanwhile, a new full snapshot covers them) once storage works again."""
+        self.log(
+            f"more than {self.opts.max_held} bytes held: letting {len(self.buffer)} event(s) go; "
+            f"watching again from revision {self.cut_rev + 1} once storage is back"
+        )
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        self.buffer, self.buffer_bytes = [], 0
+        self.known_rev, self.known_ns = self.cut_rev, self.cut_ns
+
     def _flush_quietly(self) -> None:
         try:
             if self.buffer:
@@ -299,10 +318,17 @@ class _Follower:
             if self.opts.run_for is not None and time.monotonic() - started >= self.opts.run_for:
                 break
             try:
+                if self.watcher is None and time.monotonic() < storage_delay:
+                    self.stop.wait(min(0.5, storage_delay - time.monotonic()))
+                    continue
                 self._receive(max(0.0, min(next_tick - time.monotonic(), 0.5)))
+            except Compacted as exc:
+                self.report.compactions += 1
+                self.log(f"{exc}; taking a new full snapshot")
+                self.known_ns = 0
+                self._start_fresh()
+                continue
             except (errors.SourceUnreachable, errors.ConnectorError) as exc:
-                if isinstance(exc, Compacted):
-                    raise
                 self._reconnect(exc)
                 continue
             now = time.monotonic()
@@ -321,10 +347,12 @@ class _Follower:
                         self._write_segment()
                     self._take_full()
                 storage_delay = 0.0
-            except (errors.StorageError, errors.RepositoryLocked) as exc:
+            except errors.KubekeepError as exc:  # storage, lock, or etcd during a full snapshot
                 wait = min(self.opts.retry_max, max(self.opts.interval, 1.0))
                 storage_delay = now + wait
                 self.log(f"could not store: {exc}; {len(self.buffer)} event(s) held, retrying in {wait:g}s")
+                if self.buffer_bytes > self.opts.max_held:
+                    self._let_go()
         self._flush_quietly()
         return self.report
 
