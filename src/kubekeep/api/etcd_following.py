@@ -26,7 +26,7 @@ from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.repository import Repository
 from kubekeep.etcd import segment
 from kubekeep.etcd.client import EtcdClient
-from kubekeep.etcd.watch import Compacted, Watcher
+from kubekeep.etcd.watch import Compacted, WatchBatch, Watcher
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,13 @@ class _Follower:
             self.outage = (self.outage[0] if self.outage else self.known_ns, now)
         self.log(f"watching etcd at {status.endpoint} (cluster {status.cluster_id}) from revision {after + 1}")
 
-    def _receive(self, timeout: float) -> None:
+    def _receive(self, timeout: float) -> WatchBatch | None:
         if self.watcher is None:  # let go while storage failed: watch again from what is stored
             self._open_watch(self.known_rev)
         assert self.watcher is not None
         batch = self.watcher.get(timeout)
         if batch is None:
-            return
+            return None
         held = self.known_rev  # a batch holds whole revisions: compare with what came before it
         for ev in batch.events:
             rev = ev.kv.mod_revision
@@ -135,6 +135,7 @@ class _Follower:
         if batch.progress:
             self.known_rev = max(self.known_rev, batch.revision)
         self.known_ns = batch.received_ns
+        return batch
 
     # -- storing --------------------------------------------------------------------------------
     def _write_segment(self) -> None:
@@ -302,6 +303,32 @@ class _Follower:
         self.buffer, self.buffer_bytes = [], 0
         self.known_rev, self.known_ns = self.cut_rev, self.cut_ns
 
+    def _probe(self) -> bool:
+        """Ask the watched member for its revision: when it is the last one received, nothing is
+        in flight and the state is known up to now (etcd answers progress requests only once a
+        watch has delivered an event, so an idle store needs this). True when caught up."""
+        asked = time.time_ns()
+        if self.client.status().revision != self.known_rev:
+            return False
+        self.known_ns = max(self.known_ns, asked)
+        return True
+
+    def _final_flush(self) -> None:
+        """On stop: wait (briefly) for the events in flight, then store what is held, or an empty
+        segment when the window would otherwise end earlier than what is known."""
+        if self.watcher is not None:
+            try:
+                deadline = time.monotonic() + 2.0
+                while not self._probe() and time.monotonic() < deadline:
+                    self._receive(0.2)
+            except errors.KubekeepError as exc:
+                self.log(f"could not learn how far the watch is on stopping: {exc}")
+        if self.known_ns > self.cut_ns and self.chain is not None:
+            try:
+                self._write_segment()
+            except errors.KubekeepError as exc:
+                self.log(f"could not store the last {len(self.buffer)} event(s): {exc}")
+
     def _flush_quietly(self) -> None:
         try:
             if self.buffer:
@@ -322,6 +349,10 @@ class _Follower:
                     self.stop.wait(min(0.5, storage_delay - time.monotonic()))
                     continue
                 self._receive(max(0.0, min(next_tick - time.monotonic(), 0.5)))
+                if time.monotonic() >= next_tick:
+                    assert self.watcher is not None
+                    self.watcher.request_progress()
+                    self._probe()
             except Compacted as exc:
                 self.report.compactions += 1
                 self.log(f"{exc}; taking a new full snapshot")
@@ -334,8 +365,6 @@ class _Follower:
             now = time.monotonic()
             ticked = now >= next_tick
             if ticked:
-                assert self.watcher is not None
-                self.watcher.request_progress()
                 next_tick = now + self.opts.interval
             idle = now - self.last_write >= self.opts.idle_every
             due = (ticked and (self.buffer or idle)) or self.buffer_bytes >= self.opts.segment_bytes
@@ -353,7 +382,7 @@ class _Follower:
                 self.log(f"could not store: {exc}; {len(self.buffer)} event(s) held, retrying in {wait:g}s")
                 if self.buffer_bytes > self.opts.max_held:
                     self._let_go()
-        self._flush_quietly()
+        self._final_flush()
         return self.report
 
     def close(self) -> None:
