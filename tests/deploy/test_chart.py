@@ -234,6 +234,10 @@ def test_everything(helm_binary: Path, tmp_path: Path) -> None:
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?manifests(,.*)?"} > 7200' in exprs
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?volumes(,.*)?"} > 93600' in exprs
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?etcd(,.*)?"} > 25200' in exprs
+    assert (
+        'time() - max without (source, host) (kubekeep_last_success_timestamp_seconds{kind="etcd-delta"}) > 900'
+        in exprs
+    )
     assert "kubekeep_last_check_success == 0" in exprs
     assert "kubekeep_last_run_success == 0" in exprs and "kubekeep_up == 0" in exprs
     # every metric an alert names is one kubekeep metrics serves (docs/deploy.md lists them)
