@@ -144,3 +144,29 @@ def test_hostile_snapshot_fields_are_escaped(writer: Writer, ui_server: Callable
     for path in ("/", "/?all=1"):
         page = _html(ui, path)
         assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+def test_snapshot_pages_show_revisions_and_the_full_snapshot_a_segment_follows(
+    writer: Writer, ui_server: Callable[..., UIServer]
+) -> None:
+    full = writer.full("c0ffee", 100, 0, chain="chain-a")
+    delta = writer.delta("c0ffee", 100, 142, 0, 20, extends="chain-a")
+    idle = writer.delta("c0ffee", 142, 142, 20, 320, extends="chain-a")
+    orphan = writer.delta("c0ffee", 500, 510, 0, 20, extends="chain-gone")
+    ui = ui_server(writer.repo)
+    assert "revision 100" in _html(ui, f"/s/{full.id}/tree/")
+    page = _html(ui, f"/s/{delta.id}/tree/")
+    assert "revisions 101–142, 42 events" in page and f'follows <a class="mono" href="/s/{full.id}/tree/">' in page
+    assert "revision 142, no change, 0 events" in _html(ui, f"/s/{idle.id}/tree/")
+    assert "follows a snapshot no longer in the repository" in _html(ui, f"/s/{orphan.id}/tree/")
+
+
+def test_malformed_etcd_metadata_is_shown_as_nothing(writer: Writer, ui_server: Callable[..., UIServer]) -> None:
+    odd = writer._save("etcd-delta", 0, {"etcd_delta": {"after_revision": "<b>1</b>", "upto_revision": [2]}})
+    odder = writer._save("etcd", 0, {"etcd": ["revision", 3]})
+    ui = ui_server(writer.repo)
+    for snap in (odd, odder):
+        page = _html(ui, f"/s/{snap.id}/tree/")
+        meta = re.search(r'<p class="meta">(.*?)</p>', page, re.S)
+        assert meta is not None and "revision" not in meta.group(1) and "<b>1</b>" not in page
+    assert "etcd-recovery" not in _html(ui, "/")  # no cluster id: no timeline

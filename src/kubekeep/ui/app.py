@@ -96,7 +96,9 @@ class UI:
             secret_value=rendering.secret_value,
             seconds=rendering.seconds,
         )
-        self.env.globals.update(version=__version__, settings=settings, csrf=self.csrf, query=_query)
+        self.env.globals.update(
+            version=__version__, settings=settings, csrf=self.csrf, query=_query, chain_start=self.catalog.chain_start
+        )
         self.css = rendering.pygments_css().encode()
 
     # -- helpers --------------------------------------------------------------------------------

@@ -172,6 +172,13 @@ class Catalog:
             self._windows = (key, windows)
         return windows
 
+    def chain_start(self, snap: api.Snapshot) -> api.Snapshot | None:
+        """The snapshot starting the chain ``snap`` is attached to (an etcd delta segment's full
+        snapshot), if it is still in the repository."""
+        if snap.extends is None:
+            return None
+        return next((s for s in reversed(self.snapshots()) if s.chain == snap.extends), None)
+
     def history(self, snap: api.Snapshot) -> list[api.Snapshot]:
         """Snapshots of the same source and layer as ``snap``, oldest first."""
         return [s for s in self.snapshots() if s.uri == snap.uri and s.kind == snap.kind]
