@@ -407,6 +407,11 @@ def test_etcd_follow(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     assert r.env("etcd-follow")["KUBEKEEP_REPOSITORY"]["value"] == value_set_values(value_set)["repository"]["location"]
 
 
+def test_etcd_follow_segment_size_in_bytes(helm_binary: Path, tmp_path: Path) -> None:
+    r = render_set(helm_binary, tmp_path, "etcd-follow", "--set", "etcdFollow.segmentSize=4194304")
+    assert pair_args(r.args("etcd-follow"), "--segment-size") == ["4194304"]
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_rbac_has_no_wildcard_verb(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     r = render_set(helm_binary, tmp_path, value_set)
