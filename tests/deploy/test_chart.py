@@ -3,7 +3,7 @@ local control plane accepting every rendered object (server-side dry run), admit
 under Pod Security "restricted", and installing the chart for real.
 
 The value sets are the chart's ci/*-values.yaml (defaults, everything enabled, S3 + IRSA,
-existing Secrets, etcd with a hostPath and with a Secret)."""
+existing Secrets, etcd with a hostPath and with a Secret, the etcd follower alone)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ class Rendered:
         return {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in self.of_kind(kind)}
 
     def pod_spec(self, component: str) -> Obj:
-        if component == "metrics":
-            spec: Obj = self.named("Deployment", "metrics")["spec"]["template"]["spec"]
+        if component in self.components("Deployment"):
+            spec: Obj = self.named("Deployment", component)["spec"]["template"]["spec"]
         else:
             spec = self.named("CronJob", component)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         return spec
@@ -94,8 +94,8 @@ class Rendered:
         return {e["name"]: e for e in self.container(component)["env"]}
 
     def workloads(self) -> list[str]:
-        """Components with a kubekeep pod: the CronJobs and the exporter."""
-        return sorted(self.components("CronJob")) + (["metrics"] if self.of_kind("Deployment") else [])
+        """Components with a kubekeep pod: the CronJobs, the exporter and the etcd follower."""
+        return sorted(self.components("CronJob")) + sorted(self.components("Deployment"))
 
     def rules(self) -> list[tuple[str, Obj]]:
         return [(o["metadata"]["name"], rule) for o in self.of_kind("ClusterRole") for rule in o["rules"]]
@@ -132,7 +132,8 @@ def test_lint_strict(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_every_cronjob_is_bounded_and_restricted(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     r = render_set(helm_binary, tmp_path, value_set)
-    etcd_as_root = value_set == "etcd-hostpath"
+    etcd_tls = (value_set_values(value_set).get("etcd") or {}).get("tls") or {}
+    etcd_as_root = etcd_tls.get("source", "hostPath") == "hostPath"
     for component in r.components("CronJob"):
         cron = r.named("CronJob", component)["spec"]
         assert cron["concurrencyPolicy"] == "Forbid"
@@ -148,7 +149,7 @@ def test_every_cronjob_is_bounded_and_restricted(helm_binary: Path, tmp_path: Pa
         assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        if component == "etcd" and etcd_as_root:
+        if component in ("etcd", "etcd-follow") and etcd_as_root:
             assert sc["runAsUser"] == 0  # reads the node's root-only key files; documented
         else:
             assert pod["securityContext"]["runAsNonRoot"] is True and sc["runAsUser"] == 65532
@@ -168,6 +169,7 @@ def test_every_cronjob_is_bounded_and_restricted(helm_binary: Path, tmp_path: Pa
 def test_defaults(helm_binary: Path, tmp_path: Path) -> None:
     r = render_set(helm_binary, tmp_path, "minimal")
     assert r.components("CronJob") == {"manifests", "retention", "check"}
+    assert r.components("Deployment") == {"metrics"}  # no etcd follower unless asked for
     assert r.args("manifests") == ["backup", "k8s://in-cluster", "--tag", "manifests", "--concurrency", "8"]
     forget = r.args("retention")
     assert forget[0] == "forget" and forget[-1] == "--prune"
@@ -232,6 +234,10 @@ def test_everything(helm_binary: Path, tmp_path: Path) -> None:
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?manifests(,.*)?"} > 7200' in exprs
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?volumes(,.*)?"} > 93600' in exprs
     assert 'time() - kubekeep_last_success_timestamp_seconds{tags=~"(.*,)?etcd(,.*)?"} > 25200' in exprs
+    assert (
+        'time() - max without (source, host) (kubekeep_last_success_timestamp_seconds{kind="etcd-delta"}) > 900'
+        in exprs
+    )
     assert "kubekeep_last_check_success == 0" in exprs
     assert "kubekeep_last_run_success == 0" in exprs and "kubekeep_up == 0" in exprs
     # every metric an alert names is one kubekeep metrics serves (docs/deploy.md lists them)
@@ -345,6 +351,67 @@ def test_etcd(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     assert mount["readOnly"] is True
 
 
+@pytest.mark.parametrize("value_set", ["etcd-follow", "everything"])
+def test_etcd_follow(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
+    r = render_set(helm_binary, tmp_path, value_set)
+    hostpath = value_set == "etcd-follow"
+    deployment = r.named("Deployment", "etcd-follow")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod, container = r.pod_spec("etcd-follow"), r.container("etcd-follow")
+    args = r.args("etcd-follow")
+    assert args[:3] == ["etcd", "follow", "etcd://$(HOST_IP):2379"]
+    assert r.env("etcd-follow")["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    certs = {v["name"]: v for v in pod["volumes"]}["etcd-certs"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "etcd-certs")
+    assert mount == {"name": "etcd-certs", "mountPath": "/etc/kubekeep/etcd", "readOnly": True}
+    if hostpath:
+        assert "etcd" not in r.components("CronJob")  # the follower runs without the etcd job
+        assert pair_args(args, "--tag") == ["etcd"]
+        flags = {f: pair_args(args, f) for f in ("--interval", "--segment-size", "--full-every", "--full-ratio")}
+        assert flags == {
+            "--interval": ["10s"],
+            "--segment-size": ["8MiB"],
+            "--full-every": ["1h"],
+            "--full-ratio": ["1"],
+        }
+        assert pair_args(args, "--idle-every") == ["5m"]
+        assert pair_args(args, "--key") == ["/etc/kubekeep/etcd/healthcheck-client.key"]
+        assert certs["hostPath"] == {"path": "/etc/kubernetes/pki/etcd", "type": "Directory"}
+        assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+        assert pod["tolerations"][0]["key"] == "node-role.kubernetes.io/control-plane"
+        assert pod["securityContext"]["runAsUser"] == 0 and container["securityContext"]["runAsUser"] == 0
+        assert container["resources"] == {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    else:
+        # the same endpoints, certificates and checks as the etcd job
+        etcd_args = r.args("etcd")
+        assert args[2] == etcd_args[1]
+        for flag in ("--cacert", "--cert", "--key", "--etcd-server-name"):
+            assert pair_args(args, flag) == pair_args(etcd_args, flag)
+        assert certs == {v["name"]: v for v in r.pod_spec("etcd")["volumes"]}["etcd-certs"]
+        assert certs["secret"]["secretName"] == "etcd-backup-client"
+        assert pair_args(args, "--tag") == ["etcd", "cluster-a"]
+        assert pair_args(args, "--interval") == ["5s"] and pair_args(args, "--segment-size") == ["4MiB"]
+        assert pair_args(args, "--full-every") == ["30m"] and pair_args(args, "--full-ratio") == ["0.5"]
+        assert pair_args(args, "--idle-every") == ["1m"]
+        assert "--quiet" not in args  # jobDefaults are the CronJobs'
+        assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"} and "tolerations" not in pod
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["resources"] == {
+            "requests": {"cpu": "50m", "memory": "256Mi"},
+            "limits": {"memory": "512Mi"},
+        }
+    assert pod["serviceAccountName"].endswith("-repository") and pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] == 60
+    # nothing answers a probe: a follower that cannot go on exits, and the kubelet restarts it
+    assert "livenessProbe" not in container and "readinessProbe" not in container and "ports" not in container
+    assert r.env("etcd-follow")["KUBEKEEP_REPOSITORY"]["value"] == value_set_values(value_set)["repository"]["location"]
+
+
+def test_etcd_follow_segment_size_in_bytes(helm_binary: Path, tmp_path: Path) -> None:
+    r = render_set(helm_binary, tmp_path, "etcd-follow", "--set", "etcdFollow.segmentSize=4194304")
+    assert pair_args(r.args("etcd-follow"), "--segment-size") == ["4194304"]
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_rbac_has_no_wildcard_verb(helm_binary: Path, tmp_path: Path, value_set: str) -> None:
     r = render_set(helm_binary, tmp_path, value_set)
@@ -429,6 +496,11 @@ def test_volumes_roles_are_what_the_runs_request(helm_binary: Path, tmp_path: Pa
         (["--set", "metrics.port=70000"], "/metrics/port"),
         (["--set", "drill.timeout=ten minutes"], "/drill/timeout"),
         (["--set-json", 'drill.namespaces=["Not_A_Name"]'], "/drill/namespaces"),
+        (["--set", "etcdFollow.interval=10 seconds"], "/etcdFollow/interval"),
+        (["--set", "etcdFollow.fullEvery=1d"], "/etcdFollow/fullEvery"),
+        (["--set", "etcdFollow.fullRatio=0"], "/etcdFollow/fullRatio"),
+        (["--set", "etcdFollow.segmentSize=lots"], "/etcdFollow/segmentSize"),
+        (["--set", "etcdFollow.replicas=2"], "replicas"),
     ],
 )
 def test_schema_rejects_bad_values(helm_binary: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -444,6 +516,10 @@ def test_schema_rejects_bad_values(helm_binary: Path, tmp_path: Path, args: list
         (["--set", "repository.location=/repository/kk", "--set", "repository.password.value=x"], "pvc.claimName"),
         (
             ["-f", str(values_file("minimal")), "--set", "etcd.enabled=true,etcd.tls.source=secret"],
+            "etcd.tls.secretName",
+        ),
+        (
+            ["-f", str(values_file("minimal")), "--set", "etcdFollow.enabled=true,etcd.tls.source=secret"],
             "etcd.tls.secretName",
         ),
         (
@@ -672,8 +748,17 @@ def test_install_into_a_restricted_namespace(
         pods = kubectl_apply(cluster, _pods(r, namespace), "--dry-run=server")
         assert pods.returncode == 0 and "Warning" not in pods.stderr, pods.stderr
         # the etcd job reading the node's certificates (hostPath, root) is refused here, as documented
-        hostpath = render_set(helm_binary, tmp_path, "etcd-hostpath", namespace=namespace, release=release)
+        hostpath = render_set(
+            helm_binary,
+            tmp_path,
+            "etcd-hostpath",
+            "--set",
+            "etcdFollow.enabled=true",
+            namespace=namespace,
+            release=release,
+        )
         etcd_pod = [p for p in _pods(hostpath, namespace) if p["metadata"]["name"].startswith("kubekeep-etcd-")]
+        assert len(etcd_pod) == 2  # the job's and the follower's
         refused = kubectl_apply(cluster, etcd_pod, "--dry-run=server")
         assert refused.returncode != 0 and 'violates PodSecurity "restricted' in refused.stderr, refused.stderr
         assert "hostPath" in refused.stderr
@@ -695,7 +780,7 @@ def test_install_into_a_restricted_namespace(
         assert not can("volumes", "create", "pods", "-n", "default")
         assert not can("volumes", "list", "secrets", "-n", namespace)
         assert not can("volumes", "delete", "persistentvolumes")
-        # the repository jobs (etcd, retention, check, metrics) may do nothing in the cluster
+        # the repository jobs (etcd, retention, check, metrics, the etcd follower) may do nothing in the cluster
         assert not can("repository", "list", "pods", "-n", namespace)
         # restore: bound by the value set
         assert can("restore", "create", "deployments.apps", "-n", "default")

@@ -96,7 +96,9 @@ class UI:
             secret_value=rendering.secret_value,
             seconds=rendering.seconds,
         )
-        self.env.globals.update(version=__version__, settings=settings, csrf=self.csrf, query=_query)
+        self.env.globals.update(
+            version=__version__, settings=settings, csrf=self.csrf, query=_query, chain_start=self.catalog.chain_start
+        )
         self.css = rendering.pygments_css().encode()
 
     # -- helpers --------------------------------------------------------------------------------
@@ -127,9 +129,13 @@ class UI:
         q = request.query_params
         text = q.get("q", "").strip().lower()
         kind, tag = q.get("kind", ""), q.get("tag", "")
-        snaps = list(reversed(self.catalog.snapshots()))
-        kinds = sorted({s.kind for s in snaps if s.kind})
-        tags = sorted({t for s in snaps for t in s.tags})
+        show_all = q.get("all") == "1"
+        every = list(reversed(self.catalog.snapshots()))
+        kinds = sorted({s.kind for s in every if s.kind})
+        tags = sorted({t for s in every for t in s.tags})
+        # snapshots attached to another (etcd delta segments) are counted, not listed, unless
+        # asked for or their layer is chosen, as `kubekeep snapshots` does
+        snaps = every if show_all or kind else [s for s in every if s.extends is None]
         shown = [
             s
             for s in snaps
@@ -137,6 +143,13 @@ class UI:
         ]
         page = Page.of(shown, _int(q.get("page")), SNAPSHOTS_PER_PAGE)
         self.catalog.warm_latest()
+        windows: list[api.RecoveryWindow] = []
+        windows_error = ""
+        if page.number == 1:
+            try:
+                windows = self.catalog.recovery_windows()
+            except errors.KubekeepError as exc:  # the list is still worth showing
+                windows_error = str(exc)
         return self.render(
             "snapshots.html",
             title="Snapshots",
@@ -147,6 +160,10 @@ class UI:
             kinds=kinds,
             tags=tags,
             total=len(snaps),
+            attached=sum(1 for s in every if s.extends is not None),
+            show_all=show_all,
+            windows=windows,
+            windows_error=windows_error,
         )
 
     def compare(self, request: Request) -> Response:

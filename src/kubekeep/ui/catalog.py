@@ -124,6 +124,7 @@ class Catalog:
         self._by_id: dict[str, api.Snapshot] = {}
         self._read_at = 0.0
         self._stale = True
+        self._windows: tuple[tuple[str, ...], list[api.RecoveryWindow]] | None = None
         self._lock = threading.Lock()
         self._background = ThreadPoolExecutor(1, thread_name_prefix="kubekeep-ui-warm")
 
@@ -155,6 +156,28 @@ class Catalog:
                 self._stale = True  # newer than the list: read the list (and the index) again
             self.snapshots()
         return snap
+
+    def recovery_windows(self) -> list[api.RecoveryWindow]:
+        """The etcd recovery window of each cluster (empty without etcd snapshots), recomputed
+        only when the snapshot list changed."""
+        snaps = self.snapshots()
+        if not any(s.kind == api.SnapshotKind.ETCD or s.extends is not None for s in snaps):
+            return []
+        key = tuple(s.id for s in snaps)
+        with self._lock:
+            if self._windows is not None and self._windows[0] == key:
+                return self._windows[1]
+        windows = api.recovery_windows(self.repo)
+        with self._lock:
+            self._windows = (key, windows)
+        return windows
+
+    def chain_start(self, snap: api.Snapshot) -> api.Snapshot | None:
+        """The snapshot starting the chain ``snap`` is attached to (an etcd delta segment's full
+        snapshot), if it is still in the repository."""
+        if snap.extends is None:
+            return None
+        return next((s for s in reversed(self.snapshots()) if s.chain == snap.extends), None)
 
     def history(self, snap: api.Snapshot) -> list[api.Snapshot]:
         """Snapshots of the same source and layer as ``snap``, oldest first."""

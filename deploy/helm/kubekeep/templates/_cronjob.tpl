@@ -97,11 +97,7 @@ spec:
           {{- end }}
           securityContext:
             {{- if .runAsRoot }}
-            runAsNonRoot: false
-            runAsUser: 0
-            runAsGroup: 0
-            seccompProfile:
-              type: RuntimeDefault
+            {{- include "kubekeep.rootPodSecurityContext" $root | nindent 12 }}
             {{- else }}
             {{- include "kubekeep.podSecurityContext" $root | nindent 12 }}
             {{- end }}
@@ -131,16 +127,7 @@ spec:
               {{- end }}
               securityContext:
                 {{- if .runAsRoot }}
-                runAsNonRoot: false
-                runAsUser: 0
-                runAsGroup: 0
-                allowPrivilegeEscalation: false
-                privileged: false
-                readOnlyRootFilesystem: true
-                capabilities:
-                  drop: ["ALL"]
-                seccompProfile:
-                  type: RuntimeDefault
+                {{- include "kubekeep.rootContainerSecurityContext" $root | nindent 16 }}
                 {{- else }}
                 {{- include "kubekeep.containerSecurityContext" $root | nindent 16 }}
                 {{- end }}

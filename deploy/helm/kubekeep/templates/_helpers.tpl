@@ -242,3 +242,26 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+
+{{/* Root with no capabilities: only for pods reading etcd's certificates from the node (hostPath). */}}
+{{- define "kubekeep.rootPodSecurityContext" -}}
+runAsNonRoot: false
+runAsUser: 0
+runAsGroup: 0
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "kubekeep.rootContainerSecurityContext" -}}
+runAsNonRoot: false
+runAsUser: 0
+runAsGroup: 0
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
