@@ -213,6 +213,7 @@ def test_kill_and_restart_follow_without_a_gap(server: EtcdServer, kk: KK, tmp_p
     follow = ["etcd", "follow", f"etcd://{server.endpoint}", *tls_flags(server), "--interval", "0.3s"]
     proc = kk.popen(*follow)
     try:
+        assert wait_for(lambda: bool(_timeline(kk)), timeout=60)
         c.put(b"/t/first", b"1")
         assert wait_for(lambda: _segments(kk) >= 1, timeout=60)
         for i in range(5):
@@ -244,7 +245,7 @@ def test_kill_and_restart_follow_without_a_gap(server: EtcdServer, kk: KK, tmp_p
     line = stderr_line(
         kk.run("etcd", "restore-dir", "--at", (outage_start + dt.timedelta(seconds=0.2)).isoformat(),
                "--data-dir", str(tmp_path / "x"), "--name", "m1", "--initial-advertise-peer-urls", peer,
-               "--etcdutl", str(server.tools.etcdutl), expect=1)
+               "--etcdutl", str(server.tools.etcdutl), expect=2)
     )  # fmt: skip
     assert line.startswith("error: ") and "outage" in line, line
     report = kk.json(
@@ -252,9 +253,9 @@ def test_kill_and_restart_follow_without_a_gap(server: EtcdServer, kk: KK, tmp_p
         "--initial-advertise-peer-urls", peer, "--etcdutl", str(server.tools.etcdutl),
         "--bump-revision", "1000", "--mark-compacted",
     )  # fmt: skip
-    assert report["target"]["revision"] == down_rev and report["revision"] == down_rev + 1000
-    got, _rev = served(server, tmp_path / "rev", "m1", int(peer.rsplit(":", 1)[1]))
-    assert got[b"/t/k"][0] == b"9"
+    assert report["target"]["revision"] == report["revision"] == down_rev
+    got, rev = served(server, tmp_path / "rev", "m1", int(peer.rsplit(":", 1)[1]))
+    assert got[b"/t/k"][0] == b"9" and rev == down_rev + 1000
 
 
 def _timeline(kk: KK) -> list[dict[str, object]]:
@@ -335,6 +336,7 @@ def test_one_line_errors(server: EtcdServer, kk: KK, tmp_path: Path) -> None:
     assert "no etcd snapshot" in error("etcd", "restore-dir", "--revision", "5", *restore_args)
     proc = kk.popen("etcd", "follow", f"etcd://{server.endpoint}", *tls_flags(server), "--interval", "0.3s")
     try:
+        assert wait_for(lambda: bool(_timeline(kk)), timeout=60)
         server.client().put(b"/t/first", b"1")
         assert wait_for(lambda: _segments(kk) >= 1, timeout=60)
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kubekeep import api, units
+from kubekeep import api, errors, units
 from kubekeep.cli._common import emit_json, global_options, human_size, info, settings, with_repository
 
 
@@ -124,9 +124,9 @@ def restore_dir(
     (in a temporary etcd on loopback), then restored as above."""
     if at_text is not None or at_revision is not None:
         if ref is not None:
-            raise click.UsageError("give SNAPSHOT or --at/--revision, not both")
+            raise errors.UsageError("give SNAPSHOT or --at/--revision, not both")
         if at_text is not None and at_revision is not None:
-            raise click.UsageError("give --at or --revision, not both")
+            raise errors.UsageError("give --at or --revision, not both")
         _restore_point(
             repo,
             data_dir,
@@ -144,9 +144,9 @@ def restore_dir(
         )
         return
     if ref is None:
-        raise click.UsageError("name a SNAPSHOT, or a point with --at TIME or --revision REV")
+        raise errors.UsageError("name a SNAPSHOT, or a point with --at TIME or --revision REV")
     if cluster is not None or etcd_bin is not None:
-        raise click.UsageError("--cluster and --etcd go with --at/--revision")
+        raise errors.UsageError("--cluster and --etcd go with --at/--revision")
     report = api.etcd_restore_dir(
         repo,
         ref,
@@ -383,7 +383,7 @@ def follow(
     revision away it takes a new full snapshot. SIGTERM or SIGINT stores what was received and
     stops."""
     if interval <= 0 or full_every <= 0 or idle_every <= 0:
-        raise click.BadParameter("durations must be positive")
+        raise errors.UsageError("durations must be positive")
     options = api.FollowOptions(
         interval=interval,
         segment_bytes=max(1, units.parse_size(segment_size)),
