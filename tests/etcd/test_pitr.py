@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,17 +259,17 @@ def test_kill_and_restart_follow_without_a_gap(server: EtcdServer, kk: KK, tmp_p
     assert got[b"/t/k"][0] == b"9" and rev == down_rev + 1000
 
 
-def _timeline(kk: KK) -> list[dict[str, object]]:
+def _timeline(kk: KK) -> list[dict[str, Any]]:
     result = kk.run("etcd", "timeline", "--json", expect=None)
-    return json.loads(result.stdout) if result.returncode == 0 else []  # type: ignore[no-any-return]
+    return list(json.loads(result.stdout)) if result.returncode == 0 else []
 
 
 def _segments(kk: KK) -> int:
-    return sum(len(tl["segments"]) for tl in _timeline(kk))  # type: ignore[arg-type]
+    return sum(len(tl["segments"]) for tl in _timeline(kk))
 
 
 def _latest(kk: KK) -> int:
-    return max((int(s["upto_revision"]) for tl in _timeline(kk) for s in tl["segments"]), default=0)  # type: ignore[attr-defined]
+    return max((int(s["upto_revision"]) for tl in _timeline(kk) for s in tl["segments"]), default=0)
 
 
 def test_compaction_during_follow_and_while_stopped(server: EtcdServer, tmp_path: Path) -> None:
