@@ -24,7 +24,7 @@ from kubekeep.etcd._proto import rpc_pb2
 from kubekeep.etcd.client import EtcdClient
 from tests.cli.helpers import FAST_KDF, KK, RepoSpec, stderr_line, wait_for
 
-from .etcdserver import EtcdServer, Pki, Tools, free_port
+from .etcdserver import CuttingProxy, EtcdServer, Pki, Tools, free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -352,3 +352,34 @@ def test_one_line_errors(server: EtcdServer, kk: KK, tmp_path: Path) -> None:
     ) or "unreachable" in error("etcd", "follow", f"etcd://127.0.0.1:{free_port()}", "--for", "1s")
     status = kk.json("etcd", "status")
     assert status[0]["full_snapshots"] == 1 and status[0]["latest"]["revision"] >= status[0]["earliest"]["revision"]
+
+
+def test_a_member_that_goes_away_is_replaced_by_the_next_endpoint(server: EtcdServer, tmp_path: Path) -> None:
+    repo = Repository.init(RepoSpec(str(tmp_path / "repo")).backend(), "pw", kdf=FAST_KDF, no_cache=True)
+    c = server.client()
+    proxy = CuttingProxy(server.client_port)  # the first endpoint: a way to the member that can vanish
+    stop = threading.Event()
+    lines: list[str] = []
+    options = api.FollowOptions(interval=0.3, idle_every=1.0)
+    uri = f"etcd://127.0.0.1:{proxy.port},{server.endpoint}"
+    result: list[api.FollowReport] = []
+    thread = threading.Thread(
+        target=lambda: result.append(api.etcd_follow(repo, uri, tls(server), options, stop=stop, log=lines.append))
+    )
+    thread.start()
+    try:
+        assert wait_for(lambda: any(f"127.0.0.1:{proxy.port}" in line for line in lines), timeout=30), lines
+        c.put(b"/t/k", b"before")
+        proxy.close()  # the watched member is gone from this address
+        for i in range(5):
+            c.put(b"/t/k", str(i).encode())
+        last = c.status().revision
+        assert wait_for(lambda: any(f"watching etcd at {server.endpoint}" in line for line in lines), timeout=60)
+        assert wait_for(lambda: api.recovery_windows(repo)[0].latest.revision >= last, timeout=30)  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        thread.join(30)
+    (report,) = result
+    assert report.reconnects >= 1 and report.full_snapshots and len(report.full_snapshots) == 1
+    (tl,) = api.timelines(repo)
+    assert len(tl.windows()) == 1, "the switch left no gap"
