@@ -397,7 +397,7 @@ def follow(
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        info(f"{signal.Signals(signum).name}: storing what was received, then stopping")
+        _log(f"{signal.Signals(signum).name}: storing what was received, then stopping")
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
