@@ -99,6 +99,16 @@ def du(path: Path) -> int:
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
+def size(path: Path) -> int:
+    """Bytes in the repository's files (``du -sb`` also counts its directories, 4 KiB each)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def files(path: Path) -> dict[str, int]:
+    """How many files each of the repository's directories holds."""
+    return {d: sum(1 for f in (path / d).rglob("*") if f.is_file()) for d in ("data", "index", "snapshots")}
+
+
 def proc_cpu(pid: int) -> float:
     """User + system seconds of a running process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -720,7 +730,7 @@ class Periodic:
             r, doc = full_backup(self.srv, self.env)
             self.runs.append(r)
             self.docs.append(doc)
-            self.sizes.append(du(self.repo))
+            self.sizes.append(size(self.repo))
             next_at += self.period
             while next_at < time.monotonic():
                 next_at += self.period  # a backup took longer than the period: skip, do not pile up
@@ -752,11 +762,11 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
     follow_repo, follow_env = fresh_repo(work, "follow")
     hourly_repo, hourly_env = fresh_repo(work, "hourly")
     freq_repo, freq_env = fresh_repo(work, "fulls")
-    hourly_empty = du(hourly_repo)
+    hourly_empty = size(hourly_repo)
     first_hourly, first_doc = full_backup(srv, hourly_env)
-    hourly_base = du(hourly_repo)
+    hourly_base = size(hourly_repo)
 
-    follow_empty = du(follow_repo)
+    follow_empty = size(follow_repo)
     follower = Follower(
         srv,
         follow_env,
@@ -767,7 +777,8 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         f"{args.full_ratio:g}",
     )
     follower.wait_for(lambda s: any(x.kind == "full snapshot" for x in s), 120, "full snapshot")
-    follow_base = du(follow_repo)
+    follow_base = size(follow_repo)
+    base_files = files(follow_repo)
     etcd_cpu0 = proc_cpu(srv.proc.pid) if srv.proc else 0.0
     load0 = os.getloadavg()
     periodic = Periodic(srv, freq_env, freq_repo, args.full_period)
@@ -786,11 +797,12 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
     )
     stored = follower.stop()
     etcd_cpu = (proc_cpu(srv.proc.pid) if srv.proc else 0.0) - etcd_cpu0
-    follow_end = du(follow_repo)
+    follow_end = size(follow_repo)
+    follow_files = files(follow_repo)
     with srv.client() as client:
         st1 = client.status()
     last_hourly, last_doc = full_backup(srv, hourly_env)
-    hourly_end = du(hourly_repo)
+    hourly_end = size(hourly_repo)
 
     # what follow stored, from kubekeep's own records
     snaps = kk_json(follow_env, "snapshots", "--all")
@@ -835,8 +847,8 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         f"({follower.cpu / seconds * 100:.1f} % of a core), peak RSS {follower.peak_rss_mb:.0f} MB",
         f"  RPO under churn: median {statistics.median(delays):.2f} s, p95 {pct(delays, 0.95):.2f} s, "
         f"max {max(delays):.2f} s",
-        f"  repository: {mb(follow_empty)} empty, {mb(follow_base)} after the first full snapshot, {mb(follow_end)} at "
-        f"the end: +{mb(follow_added)} in {args.minutes:g} min = {follow_added * hour / 1e6:.1f} MB/hour (du -sb)",
+        f"  repository files: {mb(follow_empty)} empty, {mb(follow_base)} after the first full snapshot, {mb(follow_end)} at "
+        f"the end: +{mb(follow_added)} in {args.minutes:g} min = {follow_added * hour / 1e6:.1f} MB/hour",
         f"  kubekeep's bytes_stored: segments {mb(seg_stored)} ({seg_stored / max(1, len(seg_snaps)) / 1e3:.1f} kB a "
         f"segment, {seg_stored * hour / 1e6:.1f} MB/hour), full snapshots "
         + ", ".join(mb(b) for b in full_stored)
@@ -844,8 +856,10 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         f"  timeline: {len(tl[0]['segments']) if tl else 0} segments in {len(tl[0]['runs']) if tl else 0} run(s); "
         f"recovery window {json.dumps(status[0]['earliest']) if status else '-'} .. "
         f"{json.dumps(status[0]['latest']) if status else '-'}",
+        f"  at the end: du -sb {mb(du(follow_repo))} (the rest is directories); files {follow_files}; "
+        f"{(follow_files['data'] - base_files['data']) / max(1, len(segs)):.1f} packs a segment",
         "",
-        f"full snapshots every {args.full_period:g} s (`kubekeep backup etcd://`, same period): {freq_n} after the first; "
+        f"full snapshots every {args.full_period:g} s (`kubekeep backup etcd://`): {freq_n} after the first; "
         f"+{mb(freq_added)} = {freq_added * hour / 1e6:.1f} MB/hour; per snapshot median "
         f"{statistics.median(per_full) / 1e3:.0f} kB (max {max(per_full) / 1e3:.0f} kB); median {freq_s:.2f} s wall, "
         f"CPU {freq_cpu:.1f} s ({freq_cpu / seconds * 100:.1f} % of a core)"
@@ -860,7 +874,7 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         "",
         "per hour (extrapolated linearly from the measured period, except where said):",
         f"  follow, deltas only ({len(segs) * hour:.0f} segments)      {seg_stored * hour / 1e6:8.2f} MB",
-        f"  follow, everything it stored after its first full  {follow_added * hour / 1e6:8.2f} MB (du)",
+        f"  follow, everything it stored after its first full  {follow_added * hour / 1e6:8.2f} MB (files)",
         f"  hourly full snapshot, dedup (>= the {args.minutes:g}-min figure) {hourly_added / 1e6:8.2f} MB "
         f"(<= {hourly_added * hour / 1e6:.2f} MB if every minute touched new pages)",
         f"  hourly full snapshot, no dedup (compressed)       {first_doc['stats']['bytes_stored'] / 1e6:8.2f} MB",
@@ -912,6 +926,75 @@ def restore_point(srv: EtcdServer, env: dict[str, str], work: Path, at_ns: int, 
     ]
 
 
+def many_segments(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
+    """A follower storing a segment as fast as it can (``--interval 0.05s``, a writer at 40 puts/s)
+    until ``--many`` segments are in the repository; then what reading a repository that holds
+    them costs: ``etcd status``, ``etcd timeline``, ``snapshots`` and ``restore-dir --at`` the end
+    (every segment replayed), against ``snapshots`` of a repository with one snapshot."""
+    _, one_env = fresh_repo(work, "one")
+    full_backup(srv, one_env)
+    fixed = statistics.median(run([*KUBEKEEP, "snapshots"], env=one_env).seconds for _ in range(3))
+    repo, env = fresh_repo(work, "many")
+    follower = Follower(srv, env, work / "follow-many.log", "--interval", "0.05s")
+    follower.wait_for(lambda s: any(x.kind == "full snapshot" for x in s), 120, "full snapshot")
+    stop = threading.Event()
+    last = [0]
+
+    def write() -> None:
+        with srv.client(timeout=30) as c:
+            kv = rpc_pb2_grpc.KVStub(c._chan())
+            i = 0
+            while not stop.is_set():
+                resp = kv.Put(rpc_pb2.PutRequest(key=b"/registry/leases/many/l-%03d" % (i % 50), value=b"x" * 200))
+                last[0] = resp.header.revision
+                i += 1
+                time.sleep(0.025)
+
+    thread = threading.Thread(target=write, daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    follower.wait_for(lambda s: sum(x.kind == "segment" for x in s) >= args.many, 3600, f"{args.many} segments")
+    stop.set()
+    thread.join()
+    follower.wait_for(lambda s: any(x.kind == "segment" and x.upto >= last[0] for x in s), 60, "last segment")
+    stored = follower.stop()
+    took = time.monotonic() - t0
+    segs = [s for s in stored if s.kind == "segment"]
+    # the store time of segments as the repository grows: the gap between consecutive segments
+    gaps = [(b.at_ns - a.at_ns) / 1e9 for a, b in zip(segs, segs[1:], strict=False)]
+    tenth = max(1, len(gaps) // 10)
+    counts = files(repo)
+    times: dict[str, Run] = {}
+    for label, cmd in (
+        ("snapshots", ["snapshots"]),
+        ("etcd status", ["etcd", "status"]),
+        ("etcd timeline", ["etcd", "timeline"]),
+    ):
+        times[label] = run([*KUBEKEEP, *cmd], env=env)
+    target = work / "restored-many"
+    shutil.rmtree(target, ignore_errors=True)
+    assert srv.tools.etcdutl is not None
+    restore = run(
+        [*KUBEKEEP, "--json", "etcd", "restore-dir", "--revision", str(segs[-1].upto), "--data-dir", str(target)]
+        + ["--name", "restored", "--etcdutl", str(srv.tools.etcdutl), "--etcd", str(srv.tools.etcd)],
+        env=env,
+    )
+    rep = json.loads(restore.stdout)
+    return [
+        f"many segments: {len(segs)} segments stored in {took:.0f} s by follow --interval 0.05s "
+        f"(a segment every {statistics.median(gaps):.3f} s, median; of the first tenth "
+        f"{statistics.median(gaps[:tenth]):.3f} s, of the last tenth {statistics.median(gaps[-tenth:]):.3f} s); "
+        f"follow CPU {follower.cpu:.1f} s, peak RSS {follower.peak_rss_mb:.0f} MB; repository {size(repo) / 1e6:.1f} MB, "
+        f"files: {counts['index']} index, {counts['snapshots']} snapshot, {counts['data']} packs",
+        "  with them, each command: "
+        + ", ".join(f"{k} {r.seconds:.2f} s ({r.peak_rss_mb:.0f} MB)" for k, r in times.items())
+        + f"; `snapshots` of a repository with one snapshot {fixed:.2f} s",
+        f"  restore-dir --revision {segs[-1].upto} (every segment replayed): {restore.seconds:.2f} s wall, "
+        f"{restore.cpu:.1f} CPU s, peak RSS {restore.peak_rss_mb:.0f} MB; {rep['replayed']['events']} events from "
+        f"{len(rep['segments'])} segments replayed in {rep['replayed']['seconds']} s",
+    ]
+
+
 def float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
@@ -926,6 +1009,7 @@ def main() -> None:
     ap.add_argument("--full-period", type=float, default=10.0, help="seconds between frequent full snapshots")
     ap.add_argument("--full-ratio", type=float, default=1.0, help="follow --full-ratio during the churn")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the churn cluster's object counts")
+    ap.add_argument("--many", type=int, default=0, help="also: N segments in one repository, and what reading it costs")
     ap.add_argument("--no-rpo", action="store_true")
     ap.add_argument("--no-churn", action="store_true")
     ap.add_argument("--no-restore", action="store_true", help="skip restore-dir --at after the churn")
@@ -951,6 +1035,8 @@ def main() -> None:
             lines += rpo(srv, args, work)
         if not args.no_churn:
             lines += ["", *churn(srv, args, work)]
+        if args.many:
+            lines += ["", *many_segments(srv, args, work)]
     finally:
         srv.stop()
     load = os.getloadavg()
