@@ -803,6 +803,9 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         st1 = client.status()
     last_hourly, last_doc = full_backup(srv, hourly_env)
     hourly_end = size(hourly_repo)
+    _, alone_env = fresh_repo(work, "alone")
+    _, alone_doc = full_backup(srv, alone_env)  # the database at the end, without dedup
+    alone = int(alone_doc["stats"]["bytes_stored"])
 
     # what follow stored, from kubekeep's own records
     snaps = kk_json(follow_env, "snapshots", "--all")
@@ -853,6 +856,10 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         f"segment, {seg_stored * hour / 1e6:.1f} MB/hour), full snapshots "
         + ", ".join(mb(b) for b in full_stored)
         + f"; segment files {mb(seg_encoded)} before compression ({seg_encoded / max(1, seg_stored):.1f}:1 stored)",
+        f"  segments {seg_encoded / seconds / 1e3:.1f} kB/s before compression: --full-ratio {args.full_ratio:g} of the "
+        f"{fulls[0].size / 1e6:.1f} MB database takes a new full every "
+        f"{args.full_ratio * fulls[0].size / max(1.0, seg_encoded / seconds) / 60:.0f} min at this rate; follow CPU "
+        f"{follower.cpu / max(1, len(segs)) * 1e3:.0f} ms a segment (all of it, fulls included)",
         f"  timeline: {len(tl[0]['segments']) if tl else 0} segments in {len(tl[0]['runs']) if tl else 0} run(s); "
         f"recovery window {json.dumps(status[0]['earliest']) if status else '-'} .. "
         f"{json.dumps(status[0]['latest']) if status else '-'}",
@@ -869,15 +876,16 @@ def churn(srv: EtcdServer, args: argparse.Namespace, work: Path) -> list[str]:
         f"{mb(first_doc['stats']['bytes_stored'])}, {first_hourly.seconds:.2f} s, {first_hourly.cpu:.1f} CPU s); "
         f"the one after {args.minutes:g} min of churn +{mb(hourly_added)} (bytes_stored "
         f"{mb(last_doc['stats']['bytes_stored'])}, {last_hourly.seconds:.2f} s, {last_hourly.cpu:.1f} CPU s)",
-        f"  without dedup an hourly full snapshot stores the db: {db / 1e6:.1f} MB raw, "
-        f"{first_doc['stats']['bytes_stored'] / 1e6:.2f} MB compressed (a new repository's first snapshot)",
+        f"  without dedup a full snapshot stores the db: {st0.db_size / 1e6:.1f} MB raw at the start "
+        f"({first_doc['stats']['bytes_stored'] / 1e6:.2f} MB compressed), {db / 1e6:.1f} MB at the end "
+        f"({alone / 1e6:.2f} MB compressed: the end's database backed up into a new repository)",
         "",
         "per hour (extrapolated linearly from the measured period, except where said):",
         f"  follow, deltas only ({len(segs) * hour:.0f} segments)      {seg_stored * hour / 1e6:8.2f} MB",
         f"  follow, everything it stored after its first full  {follow_added * hour / 1e6:8.2f} MB (files)",
         f"  hourly full snapshot, dedup (>= the {args.minutes:g}-min figure) {hourly_added / 1e6:8.2f} MB "
         f"(<= {hourly_added * hour / 1e6:.2f} MB if every minute touched new pages)",
-        f"  hourly full snapshot, no dedup (compressed)       {first_doc['stats']['bytes_stored'] / 1e6:8.2f} MB",
+        f"  hourly full snapshot, no dedup (compressed)       {alone / 1e6:8.2f} MB (the end's database)",
         f"  a full every {args.minutes:g} min, dedup                  {hourly_added * hour / 1e6:8.2f} MB",
         f"  a full every {args.full_period:g} s, dedup (same RPO as follow) {freq_added * hour / 1e6:8.2f} MB",
         f"  ratios: follow deltas / hourly full (dedup) {seg_stored * hour / max(1, hourly_added):.2f}x; follow "
