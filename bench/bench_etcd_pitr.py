@@ -4,7 +4,7 @@ bytes it stores per hour against full snapshots, against a real etcd on loopback
 
     python bench/bench_etcd_pitr.py [--intervals 1,5,10] [--rpo-seconds 60] [--rate 10]
         [--minutes 10] [--churn-interval 10] [--full-period 10] [--full-ratio 1.0]
-        [--scale 1.0] [--no-rpo] [--no-churn] [--no-restore] [--work DIR] [--keep]
+        [--scale 1.0] [--many N] [--no-rpo] [--no-churn] [--no-restore] [--work DIR] [--keep]
 
 Starts a standalone etcd (testenv's pinned binary) with TLS and client-certificate auth on
 loopback (tests/etcd/etcdserver.py), then:
@@ -30,6 +30,9 @@ loopback (tests/etcd/etcdserver.py), then:
 
 3. ``kubekeep etcd restore-dir --at`` the middle of the churn period: the full snapshot plus the
    deltas replayed; its time and what it replayed.
+
+4. ``--many N``: N segments in one repository (follow ``--interval 0.05s``), and what
+   ``snapshots``, ``etcd status``, ``etcd timeline`` and ``restore-dir`` cost with them.
 """
 
 from __future__ import annotations
