@@ -312,6 +312,12 @@ def test_forget_keeps_segments_with_their_full_snapshot(server: EtcdServer, tmp_
     snaps = repo.snapshots()
     fulls = [s for s in snaps if s.kind == "etcd"]
     newest = fulls[-1]
+    # every closed chain's segments were merged into one; the open chain keeps its own
+    for full in fulls[:-1]:
+        assert sum(s.extends == full.chain for s in snaps) <= 1, full.short_id
+    assert any("merged" in line for line in f.lines), f.lines
+    (before,) = api.timelines(repo)
+    assert len(before.windows()) == 1
     report = api.forget(repo, api.Policy(last=1))
     kept = {d.snapshot.id for d in report.decisions if d.keep}
     assert {s.id for s in fulls if s.id in kept} == {newest.id}

@@ -42,6 +42,9 @@ class FollowOptions:
     #: while storage fails, hold at most this many bytes of events; beyond, let them go and
     #: catch up from etcd's history once storage is back (or take a full snapshot)
     max_held: int = 256 << 20
+    #: after a full snapshot, merge the segments of the chain it closes into one (a day at 10 s
+    #: is 8,640 segments otherwise, each a snapshot every listing reads)
+    consolidate: bool = True
 
 
 @dataclass
@@ -57,6 +60,8 @@ class FollowReport:
 
 
 Log = Callable[[str], None]
+#: segments of a chain are merged only while they hold at most this many bytes in all
+MERGE_LIMIT = 256 << 20
 
 
 class _Follower:
@@ -199,7 +204,7 @@ class _Follower:
             raise errors.ConnectorError(
                 f"the full snapshot came from cluster {meta.get('cluster_id')}, not {self.report.cluster_id}"
             )
-        self.chain = chain
+        closed, self.chain = self.chain, chain
         self.last_full_at = time.monotonic()
         self.db_size = int(meta.get("db_size") or 0)
         self.delta_bytes = 0
@@ -207,6 +212,69 @@ class _Follower:
         self.log(
             f"stored full snapshot {snap.short_id}: revision {meta.get('revision')}, "
             f"{int(snap.stats.get('bytes_total', 0))} bytes"
+        )
+        if closed is not None and self.opts.consolidate:
+            try:
+                self._consolidate(closed)
+            except errors.KubekeepError as exc:
+                self.log(f"could not merge the segments of the closed chain: {exc}; they stay as they are")
+
+    def _consolidate(self, chain: str) -> None:
+        """Merge the segments of a closed chain into one segment, then remove them. A crash in
+        between leaves both, which restores read as one (each revision is replayed once)."""
+        from kubekeep.api.etcd_replay import segment_records
+        from kubekeep.api.etcd_timeline import Segment, delta_meta
+
+        segs = []
+        for snap in self.repo.snapshots(skip_damaged=True):
+            meta = delta_meta(snap) if snap.extends == chain else None
+            if meta is not None and meta["cluster_id"] == self.report.cluster_id:
+                segs.append(Segment(snap, meta))
+        segs.sort(key=lambda s: (s.after, s.upto))
+        if len(segs) < 2:
+            return
+        outages = [s.outage for s in segs if s.outage is not None]
+        gapless = all(b.after <= a.upto for a, b in zip(segs, segs[1:], strict=False))
+        size = sum(int(s.snapshot.stats.get("bytes_total", 0)) for s in segs)
+        if len(outages) > 1 or not gapless or size > MERGE_LIMIT:
+            return  # one outage per segment; a gap must stay visible; memory stays bounded
+        records: list[segment.Record] = []
+        done = segs[0].after
+        for seg in segs:
+            records.extend(r for r in segment_records(self.repo, seg) if r.revision > done)
+            done = max(done, seg.upto)
+        meta = DeltaMeta(
+            format=DELTA_FORMAT,
+            cluster_id=self.report.cluster_id,
+            after_revision=segs[0].after,
+            upto_revision=done,
+            since_ns=min(s.since_ns for s in segs),
+            until_ns=max(s.until_ns for s in segs),
+            events=len(records),
+            outage_from_ns=outages[0][0] if outages else None,
+            outage_until_ns=outages[0][1] if outages else None,
+            endpoint=segs[-1].meta["endpoint"],
+        )
+        with self.repo.lock():
+            self.repo.refresh_index()
+            merged = run_backup(
+                self.repo,
+                DeltaImporter(self.uri_key, segment.encode(records), meta),
+                tags=list(self.opts.tags),
+                use_parent=False,
+                workers=1,
+                extends=chain,
+            )
+            removed = 0
+            for seg in segs:
+                try:
+                    self.repo.delete_snapshot(seg.snapshot.id)
+                except errors.DeleteRefused:
+                    break  # Object Lock: they stay until their dates pass
+                removed += 1
+        self.log(
+            f"merged {len(segs)} segment(s) of the closed chain into {merged.short_id} "
+            f"(revisions {meta['after_revision'] + 1}..{meta['upto_revision']}); removed {removed}"
         )
 
     def _full_due(self) -> bool:

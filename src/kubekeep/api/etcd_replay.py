@@ -43,7 +43,7 @@ def _one_timeline(repo: Repository, cluster: str | None) -> Timeline:
     return found[0]
 
 
-def _segment_records(repo: Repository, seg: Segment) -> Iterator[segment.Record]:
+def segment_records(repo: Repository, seg: Segment) -> Iterator[segment.Record]:
     node = repo.resolve(seg.snapshot, DELTA_PATH)
     if node.type != "file" or node.size > MAX_SEGMENT:
         raise errors.IntegrityError(f"delta segment {seg.snapshot.short_id} has no segment file of a sane size")
@@ -85,8 +85,9 @@ def resolve_time(repo: Repository, tl: Timeline, at_ns: int) -> int:
                 f"events of revisions {seg.after + 1}..{seg.upto} were caught up afterwards without their times; "
                 "choose a time outside it or a --revision"
             )
-        for rec in _segment_records(repo, seg):
-            if rec.received_ns and rec.received_ns <= at_ns:
+        caught_up_by = outage[1] if outage is not None else seg.since_ns  # when untimed events were in
+        for rec in segment_records(repo, seg):
+            if (rec.received_ns or caught_up_by) <= at_ns:
                 revision = max(revision, rec.revision)
     return revision
 
@@ -119,7 +120,7 @@ def _records(repo: Repository, segs: list[Segment]) -> Iterator[segment.Record]:
     """The events of overlapping segments once each, in revision order."""
     done = 0  # every revision up to here came from an earlier segment, whole
     for seg in segs:
-        for rec in _segment_records(repo, seg):
+        for rec in segment_records(repo, seg):
             if rec.revision > done:
                 yield rec
         done = max(done, seg.upto)
