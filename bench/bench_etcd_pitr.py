@@ -62,6 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_etcd import Run, run
 from kubekeep.etcd._proto import rpc_pb2, rpc_pb2_grpc
 from tests.etcd.etcdserver import EtcdServer, find_tools, make_pki
 
@@ -70,31 +71,6 @@ KUBEKEEP = [sys.executable, "-m", "kubekeep.cli.main"]
 
 
 # -- processes and repositories -----------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    seconds: float
-    cpu: float  # user + system seconds of the command
-    peak_rss_mb: float
-    stdout: str
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None) -> Run:
-    """Run a command to its end; wall time, CPU time and peak RSS (wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=err, stdin=subprocess.DEVNULL
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if code != 0:
-            raise SystemExit(f"command failed ({code}): {' '.join(cmd)}\n{err.read().decode()[-2000:]}")
-        return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read().decode())
 
 
 def du(path: Path) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from kubekeep import errors
 from kubekeep.api.refs import split_ref
@@ -12,6 +12,9 @@ from kubekeep.engine.entries import SnapshotKind
 from kubekeep.engine.repository import Repository
 from kubekeep.engine.snapshot import Snapshot
 from kubekeep.engine.tree import Node
+
+if TYPE_CHECKING:
+    from kubekeep.etcd.restore import RestoreTool
 
 #: Where the etcd:// importer stores the snapshot file inside a snapshot.
 ETCD_SNAPSHOT_PATH = "etcd/snapshot.db"
@@ -67,6 +70,29 @@ def etcd_status(repo: Repository, ref: str) -> dict[str, Any]:
     }
 
 
+def checked_member(
+    data_dir: str | os.PathLike[str],
+    name: str,
+    initial_cluster: str | None,
+    initial_advertise_peer_urls: str | None,
+    initial_cluster_token: str | None,
+    bump_revision: int | None,
+    mark_compacted: bool,
+    etcdutl: str | os.PathLike[str] | None,
+) -> tuple[Path, str, str, str, RestoreTool]:
+    """The new member's data directory, initial cluster, peer URLs and token with etcd's
+    defaults (peer URL ``http://localhost:2380``, cluster ``NAME=PEER_URLS``, token
+    ``etcd-cluster``), and the restore tool: all checked before anything is written."""
+    from kubekeep.etcd.restore import check_request, find_restore_tool
+
+    peer_urls = initial_advertise_peer_urls or "http://localhost:2380"
+    cluster = initial_cluster or ",".join(f"{name}={u.strip()}" for u in peer_urls.split(",") if u.strip())
+    token = initial_cluster_token or "etcd-cluster"
+    target = Path(data_dir).absolute()
+    check_request(target, name, cluster, peer_urls, token, bump_revision, mark_compacted)
+    return target, cluster, peer_urls, token, find_restore_tool(etcdutl)
+
+
 def etcd_restore_dir(
     repo: Repository,
     ref: str,
@@ -87,14 +113,12 @@ def etcd_restore_dir(
     temporary directory beside ``data_dir`` (removed afterwards)."""
     import tempfile
 
-    from kubekeep.etcd.restore import check_request, find_restore_tool, restore_data_dir
+    from kubekeep.etcd.restore import restore_data_dir
 
-    peer_urls = initial_advertise_peer_urls or "http://localhost:2380"
-    cluster = initial_cluster or ",".join(f"{name}={u.strip()}" for u in peer_urls.split(",") if u.strip())
-    token = initial_cluster_token or "etcd-cluster"
-    target = Path(data_dir).absolute()
-    check_request(target, name, cluster, peer_urls, token, bump_revision, mark_compacted)
-    tool = find_restore_tool(etcdutl)
+    target, cluster, peer_urls, token, tool = checked_member(
+        data_dir, name, initial_cluster, initial_advertise_peer_urls, initial_cluster_token,
+        bump_revision, mark_compacted, etcdutl,
+    )  # fmt: skip
     with repo.lock():
         snap, path, node = _etcd_file(repo, ref)
         try:

@@ -145,17 +145,16 @@ def etcd_restore_point(
 ) -> dict[str, Any]:
     """Create ``data_dir`` for member ``name`` with the cluster as it was ``at`` a time or at a
     ``revision``; returns a report of what was replayed."""
+    from kubekeep.api.etcd import checked_member
     from kubekeep.etcd.replay import find_etcd, replay_to_file
-    from kubekeep.etcd.restore import check_request, find_restore_tool, restore_data_dir
+    from kubekeep.etcd.restore import restore_data_dir
 
     if (at is None) == (revision is None):
         raise errors.UsageError("name the point to restore: --at TIME or --revision REV")
-    peer_urls = initial_advertise_peer_urls or "http://localhost:2380"
-    members = initial_cluster or ",".join(f"{name}={u.strip()}" for u in peer_urls.split(",") if u.strip())
-    token = initial_cluster_token or "etcd-cluster"
-    target = Path(data_dir).absolute()
-    check_request(target, name, members, peer_urls, token, bump_revision, mark_compacted)
-    tool = find_restore_tool(etcdutl)
+    target, members, peer_urls, token, tool = checked_member(
+        data_dir, name, initial_cluster, initial_advertise_peer_urls, initial_cluster_token,
+        bump_revision, mark_compacted, etcdutl,
+    )  # fmt: skip
     etcd_path = find_etcd(etcd, beside=tool.path)
     with repo.lock():
         tl = _one_timeline(repo, cluster)
